@@ -1,0 +1,230 @@
+"""Sites, the experiment and the residency policy, read from `jupyter_split.toml`.
+
+Lookup order: `$JUPYTER_SPLIT_CONFIG`, then `jupyter_split.toml` in the working
+directory and its parents, then `~/.config/jupyter_split/config.toml`, then the
+built-in two-site default (both sites on this machine).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .paths import data_dir
+
+FILE_NAME = "jupyter_split.toml"
+ACCELERATORS = ("auto", "cpu", "cuda", "npu", "mlu", "musa", "dcu", "xpu", "mps")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WandbSite(_Strict):
+    mode: Literal["online", "offline", "disabled"] = "offline"
+    base_url: str | None = None
+    entity: str | None = None
+    project: str | None = None
+
+
+class SlurmOptions(_Strict):
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    extra: list[str] = Field(default_factory=list)
+    signal: str = "USR2@90"
+    requeue: bool = True
+
+
+class RayOptions(_Strict):
+    address: str = "http://127.0.0.1:8265"
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, float] = Field(default_factory=dict)
+
+
+class SiteConfig(_Strict):
+    name: str = ""
+    executor: Literal["local", "ssh", "slurm", "ray"] = "local"
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    proxy_jump: str | None = None
+    connect_timeout: float = 15.0
+    keepalive_interval: float = 15.0
+    python: str | None = None
+    workdir: str | None = None
+    storage: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    jurisdiction: str
+    accelerator: str = "auto"
+    visible_devices: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    wandb: WandbSite = Field(default_factory=WandbSite)
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+    ray: RayOptions = Field(default_factory=RayOptions)
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _iso_country(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. \"CN\" or \"SG\"")
+        return value.upper()
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        if value not in ACCELERATORS:
+            raise ValueError(f"{value!r} is not one of {', '.join(ACCELERATORS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_needs_host(self) -> "SiteConfig":
+        if self.executor == "ssh" and not self.host:
+            raise ValueError("an ssh site needs `host` (and usually `user` and `identity_file`)")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.host is not None
+
+
+class Experiment(_Strict):
+    name: str = "split"
+    home: str = "home"
+    default_remote: str = "abroad"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"{value!r} must be letters, digits, '.', '_' or '-' (it prefixes run ids)")
+        return value
+
+
+class Policy(_Strict):
+    resident: list[str] = Field(default_factory=list)
+    audit_log: str | None = None
+    allow_export: list[str] = Field(default_factory=list)
+    metrics_abroad: list[str] | None = None
+
+
+class Config(_Strict):
+    experiment: Experiment = Field(default_factory=Experiment)
+    sites: dict[str, SiteConfig]
+    policy: Policy = Field(default_factory=Policy)
+    source: str = "built-in default"
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> "Config":
+        for name, site in self.sites.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+                raise ValueError(f"site name {name!r} must be letters, digits, '_' or '-'")
+            site.name = name
+        for key in ("home", "default_remote"):
+            value = getattr(self.experiment, key)
+            if value not in self.sites:
+                raise ValueError(f"experiment.{key} = {value!r} names no site; sites are {sorted(self.sites)}")
+        return self
+
+    @property
+    def home(self) -> SiteConfig:
+        return self.sites[self.experiment.home]
+
+    def site(self, name: str | None) -> SiteConfig:
+        """The named site, or the default remote one; an unknown name lists the known ones."""
+        name = name or self.experiment.default_remote
+        try:
+            return self.sites[name]
+        except KeyError:
+            known = ", ".join(sorted(self.sites))
+            raise ConfigError(
+                f"unknown site {name!r} (config: {self.source}). Known sites: {known}. "
+                f"Add [sites.{name}] to the config or pick one of those."
+            ) from None
+
+    def audit_log_path(self) -> Path:
+        return Path(self.policy.audit_log).expanduser() if self.policy.audit_log else data_dir() / "audit.jsonl"
+
+
+def default_config() -> Config:
+    """Two sites on this machine: `abroad` (SG) and `home` (CN), both run by the local executor."""
+    root = data_dir()
+    return Config(
+        experiment=Experiment(name="split-demo", home="home", default_remote="abroad"),
+        sites={
+            "abroad": SiteConfig(jurisdiction="SG", storage=(root / "storage" / "abroad").as_uri()),
+            "home": SiteConfig(jurisdiction="CN", storage=(root / "storage" / "home").as_uri()),
+        },
+        policy=Policy(resident=[(root / "pii").as_uri() + "/**"]),
+    )
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    explicit = os.environ.get("JUPYTER_SPLIT_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"$JUPYTER_SPLIT_CONFIG points at {path}, which is not a file. Fix the path or unset it.")
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / FILE_NAME
+        if candidate.is_file():
+            return candidate
+    user = Path("~/.config/jupyter_split/config.toml").expanduser()
+    return user if user.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the config; with no file anywhere, the built-in default."""
+    file = Path(path) if path else find_config_file()
+    if file is None:
+        return default_config()
+    try:
+        raw = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}. Fix the syntax at that line.") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc.strerror}.") from None
+    return parse_config(raw, str(file))
+
+
+def parse_config(raw: dict[str, Any], source: str) -> Config:
+    if "sites" not in raw or not raw["sites"]:
+        raise ConfigError(f"{source}: no [sites.NAME] table. Add at least one site, e.g. [sites.home] with jurisdiction = \"CN\".")
+    try:
+        return Config(**raw, source=source)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"  unknown key `{key}`: remove it or fix its spelling (see the README's config reference)")
+        elif kind == "missing":
+            lines.append(f"  missing key `{key}`: add it")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  `{key}`: {message}")
+    return "\n".join(lines)
+
+
+def local_python(site: SiteConfig) -> str:
+    return site.python or sys.executable

@@ -1,0 +1,102 @@
+"""The executor contract: how a runner is started, watched, signalled and read on a site.
+
+Every executor is a thin adapter over a real tool (a subprocess, asyncssh, sbatch,
+Ray's Jobs API). The core (`jupyter_split.core`) drives runs only through this class.
+Paths are paths *on the site*; handles are small JSON-able dicts stored in the run index.
+"""
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config, SiteConfig
+
+
+class ExecutorError(RuntimeError):
+    """A site could not be reached or driven; the message says where and what to do."""
+
+
+@dataclass
+class LaunchSpec:
+    """One runner process to start on a site."""
+
+    run_id: str
+    run_dir: str
+    argv: list[str]                      # arguments after `<python> -m jupyter_split.runner`
+    env: dict[str, str] = field(default_factory=dict)      # not secret: may appear in job specs
+    stdin: bytes = b""                   # secrets and the config: only ever over this channel
+    gpus: int | None = None
+    nodes: int | None = None
+    name: str | None = None
+
+
+class Executor(ABC):
+    kind: str = ""
+    #: whether a long-lived session runner with a socket can be reached (local, ssh)
+    supports_sessions: bool = True
+
+    def __init__(self, site: SiteConfig, config: Config):
+        self.site = site
+        self.config = config
+
+    @property
+    @abstractmethod
+    def workdir(self) -> str:
+        """The site's working directory, absolute, on the site."""
+
+    @property
+    @abstractmethod
+    def python(self) -> str:
+        """The interpreter that runs the runner on the site."""
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.workdir, *parts)
+
+    def runner_command(self, spec: LaunchSpec) -> list[str]:
+        return [self.python, "-m", "jupyter_split.runner", *spec.argv]
+
+    def quoted(self, argv: list[str]) -> str:
+        """A command line for a remote shell: every word quoted, never interpolated."""
+        return shlex.join(argv)
+
+    @abstractmethod
+    async def probe(self) -> dict[str, Any]:
+        """Versions on the site (see `jupyter_split.transfer.PROBE`): python, cloudpickle, torch, jupyter_split, host."""
+
+    @abstractmethod
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Start a runner detached from this process; return its handle (pid, job id, socket)."""
+
+    @abstractmethod
+    async def alive(self, handle: dict[str, Any]) -> bool:
+        """Whether the runner behind `handle` is still running (or queued)."""
+
+    @abstractmethod
+    async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        """Send INT, TERM or KILL to the runner's process group (or the job)."""
+
+    async def open_channel(self, sock_path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to the runner's unix socket (the live channel)."""
+        raise ExecutorError(f"the {self.kind} executor has no live channel; the event log is read instead")
+
+    @abstractmethod
+    async def read_file(self, path: str, offset: int = 0) -> bytes:
+        """Bytes of a file on the site from `offset`; FileNotFoundError if it is absent."""
+
+    @abstractmethod
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Write a file on the site atomically (temp file, then rename), creating folders."""
+
+    async def describe(self) -> dict[str, Any]:
+        """Reachability and what the site offers, for `%split sites` and the sidebar."""
+        return {"reachable": True}
+
+    async def reconnect(self) -> None:
+        """Re-establish a dropped connection (a no-op where there is none)."""
+
+    async def close(self) -> None:
+        """Release connections held for this site."""

@@ -1,0 +1,88 @@
+"""The event log: `events.jsonl` in a run directory, the truth about a run.
+
+One JSON record a line, each with `seq` (1, 2, ...) and `type`:
+  stream   {name: stdout|stderr, text}
+  display  {data: mime bundle, metadata, transient?, update?}
+  clear    {wait}
+  result   {data, metadata, execution_count}
+  error    {ename, evalue, traceback: [lines]}
+  progress {label, done, total}
+  status   {state, reason?, final?}
+Live streaming and reattaching both deliver records by `seq`, so a reader that
+remembers the last `seq` it showed never loses or doubles one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+EVENTS_FILE = "events.jsonl"
+
+
+def is_final(event: dict[str, Any]) -> bool:
+    return event.get("type") == "status" and event.get("state") in TERMINAL_STATES
+
+
+class EventLog:
+    """Appends records to a run's event log, flushed and fsync-free per record."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], on_event: Callable[[dict[str, Any]], None] | None = None):
+        self.path = Path(run_dir) / EVENTS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.seq = last_seq(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._on_event = on_event
+
+    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        with self._lock:
+            self.seq += 1
+            event = {"seq": self.seq, "t": round(time.time(), 6), "type": type_, **fields}
+            self._file.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+            self._file.flush()
+            if self._on_event is not None:
+                self._on_event(event)
+            return event
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while a record is written and broadcast: hold it to replay then subscribe without a gap."""
+        return self._lock
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """Whole records in `data` and how many bytes they used; a torn last line is left for later."""
+    end = data.rfind(b"\n") + 1
+    events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    return events, end
+
+
+def read_events(run_dir: str | os.PathLike[str], after_seq: int = 0) -> list[dict[str, Any]]:
+    path = Path(run_dir) / EVENTS_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    events, _ = parse_lines(data)
+    return [e for e in events if e["seq"] > after_seq]
+
+
+def last_seq(path: Path) -> int:
+    try:
+        events, _ = parse_lines(path.read_bytes())
+    except FileNotFoundError:
+        return 0
+    return events[-1]["seq"] if events else 0
+
+
+def after(events: Iterable[dict[str, Any]], seq: int) -> Iterator[dict[str, Any]]:
+    return (e for e in events if e["seq"] > seq)

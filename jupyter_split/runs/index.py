@@ -1,0 +1,129 @@
+"""The local run index: one sqlite file listing every run started from this machine."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..paths import index_path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    state TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    name TEXT,
+    handle TEXT NOT NULL DEFAULT '{}',
+    out_vars TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_line TEXT NOT NULL DEFAULT '',
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    site TEXT PRIMARY KEY,
+    handle TEXT NOT NULL,
+    started REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    site: str
+    run_dir: str
+    mode: str
+    state: str = "submitted"
+    name: str | None = None
+    handle: dict[str, Any] = field(default_factory=dict)
+    out_vars: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    last_seq: int = 0
+    last_line: str = ""
+    delivered: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunIndex:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else index_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.row_factory = sqlite3.Row
+        return db
+
+    def add(self, record: RunRecord) -> None:
+        row = record.to_dict()
+        row["handle"] = json.dumps(row["handle"])
+        row["out_vars"] = json.dumps(row["out_vars"])
+        cols = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        with self._db() as db:
+            db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        if "handle" in fields:
+            fields["handle"] = json.dumps(fields["handle"])
+        fields["updated"] = time.time()
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        with self._db() as db:
+            db.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**fields, "run_id": run_id})
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                row = self._by_prefix(db, run_id)
+        return _record(row)
+
+    def _by_prefix(self, db: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+        rows = db.execute("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created DESC", (f"%{run_id}%",)).fetchall()
+        if len(rows) == 1:
+            return rows[0]
+        if not rows:
+            raise KeyError(f"no run {run_id!r} in the run index ({self.path}); `%split runs` lists the known runs")
+        names = ", ".join(r["run_id"] for r in rows[:5])
+        raise KeyError(f"{run_id!r} matches {len(rows)} runs ({names}...); give more of the run id")
+
+    def list(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs", []
+        if site:
+            query, args = query + " WHERE site = ?", [site]
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def session(self, site: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            row = db.execute("SELECT handle FROM sessions WHERE site = ?", (site,)).fetchone()
+        return json.loads(row["handle"]) if row else None
+
+    def set_session(self, site: str, handle: dict[str, Any] | None) -> None:
+        with self._db() as db:
+            if handle is None:
+                db.execute("DELETE FROM sessions WHERE site = ?", (site,))
+            else:
+                db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (site, json.dumps(handle), time.time()))
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["handle"] = json.loads(data["handle"])
+    data["out_vars"] = json.loads(data["out_vars"])
+    data["delivered"] = bool(data["delivered"])
+    return RunRecord(**data)
