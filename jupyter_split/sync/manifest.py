@@ -1,0 +1,216 @@
+"""The manifest: what publishes a checkpoint.
+
+A checkpoint is a folder (any fsspec URL) holding its files and, written last,
+`manifest.json`: every file's relative path, size and sha256, plus the
+checkpoint's metadata (producing run and site, residency labels, lineage).
+A folder without a manifest is not a checkpoint: readers and `pull` trust only
+published manifests.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+# Where an in-flight copy keeps its parts and resume state, under the destination root.
+STAGING_NAME = ".split-staging"
+
+# Stores where one PUT of a whole object is already atomic: readers see the old
+# object or the new one, never a torn write, so no temp + rename is needed.
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "oss", "az", "abfs", "abfss", "adl", "memory"})
+
+
+class ManifestError(ValueError):
+    """A manifest that exists but cannot be trusted (bad JSON, unknown version, bad entry)."""
+
+
+@dataclass
+class FileEntry:
+    path: str  # relative to the checkpoint root, posix separators
+    size: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    files: list[FileEntry]
+    created: float = field(default_factory=time.time)
+    run_id: str | None = None
+    site: str | None = None
+    labels: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.files)
+
+    def by_path(self) -> dict[str, FileEntry]:
+        return {entry.path: entry for entry in self.files}
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["files"] = sorted(body["files"], key=lambda e: e["path"])
+        return json.dumps(body, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "manifest") -> "Manifest":
+        try:
+            raw = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"{where}: not valid JSON ({exc}). Re-publish the checkpoint from its source.") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("files"), list):
+            raise ManifestError(f"{where}: not a jupyter_split manifest (no `files` list).")
+        version = raw.get("version", 1)
+        if version != MANIFEST_VERSION:
+            raise ManifestError(
+                f"{where}: manifest version {version!r}; this jupyter_split reads version {MANIFEST_VERSION}. "
+                "Upgrade jupyter_split on this side."
+            )
+        try:
+            files = [FileEntry(path=str(f["path"]), size=int(f["size"]), sha256=str(f["sha256"])) for f in raw["files"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: a file entry lacks path, size or sha256 ({exc!r}).") from None
+        for entry in files:
+            _check_relative(entry.path, where)
+        known = {"created", "run_id", "site", "labels", "parents", "meta"}
+        rest = {key: raw[key] for key in known if key in raw}
+        return cls(files=files, version=version, **rest)
+
+
+def _check_relative(path: str, where: str) -> None:
+    # A manifest is read from a remote store: refuse paths that would escape the root.
+    norm = posixpath.normpath(path)
+    if path.startswith("/") or norm != path or norm == ".." or norm.startswith("../") or "\\" in path:
+        raise ManifestError(f"{where}: file path {path!r} is not a clean relative posix path.")
+
+
+def manifest_path(root: str) -> str:
+    return posixpath.join(root.rstrip("/"), MANIFEST_NAME)
+
+
+def is_object_store(fs: Any) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in _OBJECT_STORES for p in protocols)
+
+
+def publish(fs: Any, root: str, manifest: Manifest) -> None:
+    """Write `manifest` under `root`, atomically, after every file it names is in place.
+
+    On object stores one PUT is atomic. Elsewhere the manifest goes to a temp
+    name beside its final one and is renamed over it, so a reader sees the old
+    manifest or the new one and never a torn one.
+    """
+    data = manifest.to_json().encode()
+    final = manifest_path(root)
+    if is_object_store(fs):
+        fs.pipe_file(final, data)
+        return
+    fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
+    temp = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
+    with fs.open(temp, "wb") as handle:
+        handle.write(data)
+        _fsync(handle)
+    try:
+        replace(fs, temp, final)
+    except BaseException:
+        _remove_quietly(fs, temp)
+        raise
+
+
+def replace(fs: Any, temp: str, final: str) -> None:
+    """Rename `temp` over `final` (which may exist) as one step where the filesystem can."""
+    posix_rename = _sftp_posix_rename(fs)
+    if posix_rename is not None:
+        posix_rename(temp, final)
+        return
+    fs.mv(temp, final)
+
+
+def read_manifest(fs: Any, root: str) -> Manifest | None:
+    """The published manifest under `root`, or None when the checkpoint is not published."""
+    path = manifest_path(root)
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(data, where=_describe(fs, path))
+
+
+class HashingWriter:
+    """Wraps a writable binary file: every `write` also feeds a sha256 and a byte count."""
+
+    def __init__(self, target: BinaryIO):
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        self._target.write(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def entry(self, path: str) -> FileEntry:
+        return FileEntry(path=path, size=self.size, sha256=self.hexdigest())
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def close(self) -> None:
+        self._target.close()
+
+    def __enter__(self) -> "HashingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync(handle: Any) -> None:
+    # Local files: the manifest must be on disk before the rename makes it visible.
+    handle.flush()
+    fileno = getattr(handle, "fileno", None)
+    if fileno is None:
+        return
+    try:
+        os.fsync(fileno())
+    except (OSError, ValueError, AttributeError, NotImplementedError):
+        pass  # not a real file descriptor (remote file): the rename alone is what we have
+
+
+def _sftp_posix_rename(fs: Any):
+    # sshfs renames with plain SFTP rename, which refuses an existing target;
+    # OpenSSH's posix-rename extension replaces it in one step.
+    client = getattr(fs, "client", None)
+    if client is None or not hasattr(client, "posix_rename"):
+        return None
+    from fsspec.asyn import sync
+
+    def rename(src: str, dst: str) -> None:
+        sync(fs.loop, client.posix_rename, src, dst)
+
+    return rename
+
+
+def _remove_quietly(fs: Any, path: str) -> None:
+    try:
+        fs.rm_file(path)
+    except OSError:
+        pass  # the temp name is unique and hidden; a later publish does not read it
+
+
+def _describe(fs: Any, path: str) -> str:
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    return f"{protocol}://{path.lstrip('/')}" if protocol not in ("file", "local") else path
