@@ -34,6 +34,15 @@ class WandbSite(_Strict):
     base_url: str | None = None
     entity: str | None = None
     project: str | None = None
+    # where the W&B server keeps its data; default: US for W&B's cloud, else the site's own
+    jurisdiction: str | None = None
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _iso_country(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. \"CN\" or \"US\"")
+        return value.upper() if value else value
 
 
 class SlurmOptions(_Strict):
