@@ -1,0 +1,9 @@
+"""Real services as pytest fixtures: S3 (moto_server), Slurm, Ray, and sshd.
+
+Each fixture starts the real program on 127.0.0.1 with its own ports and state directory,
+and fails (never skips) with the install command when the program is missing.
+`python -m tests.services NAME` starts one by hand and prints how to reach it.
+"""
+from .s3 import s3, s3_second  # noqa: F401
+
+__all__ = ["s3", "s3_second"]
