@@ -5,5 +5,6 @@ and fails (never skips) with the install command when the program is missing.
 `python -m tests.services NAME` starts one by hand and prints how to reach it.
 """
 from .s3 import s3, s3_second  # noqa: F401
+from .sshd import sshd  # noqa: F401
 
-__all__ = ["s3", "s3_second"]
+__all__ = ["s3", "s3_second", "sshd"]
