@@ -127,11 +127,7 @@ def publish(fs: Any, root: str, manifest: Manifest) -> None:
 
 
 def replace(fs: Any, temp: str, final: str) -> None:
-    """Rename `temp` over `final` (which may exist) as one step where the filesystem can."""
-    posix_rename = _sftp_posix_rename(fs)
-    if posix_rename is not None:
-        posix_rename(temp, final)
-        return
+    """Rename `temp` over `final` (which may exist): local rename, SFTP posix-rename."""
     fs.mv(temp, final)
 
 
@@ -188,20 +184,6 @@ def _fsync(handle: Any) -> None:
         os.fsync(fileno())
     except (OSError, ValueError, AttributeError, NotImplementedError):
         pass  # not a real file descriptor (remote file): the rename alone is what we have
-
-
-def _sftp_posix_rename(fs: Any):
-    # sshfs renames with plain SFTP rename, which refuses an existing target;
-    # OpenSSH's posix-rename extension replaces it in one step.
-    client = getattr(fs, "client", None)
-    if client is None or not hasattr(client, "posix_rename"):
-        return None
-    from fsspec.asyn import sync
-
-    def rename(src: str, dst: str) -> None:
-        sync(fs.loop, client.posix_rename, src, dst)
-
-    return rename
 
 
 def _remove_quietly(fs: Any, path: str) -> None:

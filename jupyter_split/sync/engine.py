@@ -1,0 +1,187 @@
+"""`copy`: one checkpoint from any fsspec URL to any other, incremental, verified, atomic.
+
+Phases: plan (manifests and listings, hashes only where needed), the residency
+guard (once, before the first byte), send (bounded thread pool; each file
+streamed, hashed, verified), commit (unpublish the old manifest if any, move
+staged files in, publish the new manifest last, drop staging).
+"""
+from __future__ import annotations
+
+import posixpath
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from .fsutil import Location, explain, resolve
+from .manifest import FileEntry, Manifest, manifest_path, publish
+from .plan import Action, Plan, make_plan
+from .progress import Progress
+from .stream import send_with_retries
+
+CHUNK = 8 << 20
+CONCURRENCY = 4
+
+
+class SyncError(RuntimeError):
+    """A copy that did not finish; `done` and `failed` say which files made it."""
+
+    def __init__(self, message: str, done: list[str] | None = None, failed: dict[str, str] | None = None):
+        self.done = done or []
+        self.failed = failed or {}
+        lines = [message]
+        if self.failed:
+            lines.append(f"failed ({len(self.failed)}):")
+            lines += [f"  {rel}: {why}" for rel, why in sorted(self.failed.items())]
+        if self.done:
+            shown = sorted(self.done)
+            lines.append(f"made it ({len(shown)}), kept for the next run: " + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class SyncReport:
+    src: str
+    dest: str
+    files_sent: int = 0
+    bytes_sent: int = 0
+    files_skipped: int = 0
+    bytes_skipped: int = 0
+    files_kept: int = 0        # finished by an earlier, interrupted run, hashed and kept
+    files_verified: int = 0
+    bytes_verified: int = 0
+    published: bool = False    # False when the destination already held this exact manifest
+    seconds: float = 0.0
+    manifest: Manifest | None = field(default=None, repr=False)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.src} -> {self.dest}: sent {self.files_sent} files ({_mb(self.bytes_sent)}), "
+                f"skipped {self.files_skipped} ({_mb(self.bytes_skipped)}), kept {self.files_kept}, "
+                f"verified {self.files_verified} ({_mb(self.bytes_verified)}) in {self.seconds:.2f} s, "
+                f"{self.mb_per_s:.1f} MB/s" + ("" if self.published else "; already up to date"))
+
+
+def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_options: dict[str, Any] | None = None, *,
+         labels: list[str] | None = None, parents: list[str] | None = None, run_id: str | None = None,
+         site: str | None = None, meta: dict[str, Any] | None = None, deep: bool = False,
+         require_published: bool = False, concurrency: int = CONCURRENCY, chunk_size: int = CHUNK,
+         retries: int = 3, backoff: float = 0.5, progress: bool | None = None) -> SyncReport:
+    """Copy the checkpoint at `src` to `dest` and publish it there; return what moved.
+
+    `src` is a published checkpoint (its manifest is trusted), a plain folder or a
+    single file (hashed while it streams; `labels`, `parents`, `run_id`, `site` and
+    `meta` then fill the new manifest). Files whose sha256 the destination's published
+    manifest already lists are skipped without reading them; `deep=True` re-reads
+    them at the destination and repairs any that differ.
+    """
+    started = time.monotonic()
+    source, target = resolve(src, src_options), resolve(dest, dest_options)
+    plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
+    manifest_labels = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
+    check_residency(src, dest, manifest_labels, plan.send_bytes, item=src)
+
+    report = SyncReport(src=src, dest=dest)
+    _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
+    new = _new_manifest(plan, sorted(manifest_labels), parents, run_id, site, meta)
+    report.published = _commit(plan, new)
+    report.manifest = new
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def check_residency(src_url: str, dest_url: str, labels: set[str], nbytes: int, item: str) -> None:
+    """The one place a copy asks the residency guard, after planning and before any byte moves."""
+    try:
+        from ..policy import check_copy
+    except ImportError:  # the residency guard (policy.py) has not landed in this tree yet
+        return
+    check_copy(src_url, dest_url, labels, nbytes, item)
+
+
+def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: int, retries: int, backoff: float,
+          progress: bool | None) -> None:
+    for item in plan.of(Action.SKIP):
+        report.files_skipped += 1
+        report.bytes_skipped += item.size
+        if deep:  # re-read at the destination during planning
+            report.files_verified += 1
+            report.bytes_verified += item.size
+    for item in plan.of(Action.KEEP_FINAL, Action.KEEP_STAGED):
+        report.files_kept += 1
+        report.files_verified += 1
+        report.bytes_verified += item.size
+    todo = plan.of(Action.SEND)
+    if not todo:
+        return
+    done: list[str] = []
+    failed: dict[str, str] = {}
+    with Progress(total=plan.send_bytes, label=f"{plan.src.url} -> {plan.dest.url}", enabled=progress) as bar:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {pool.submit(send_with_retries, plan, item, chunk=chunk, retries=retries, backoff=backoff,
+                                   on_bytes=bar.update): item for item in todo}
+            for future in as_completed(futures):
+                item = futures[future]
+                error = future.exception()
+                if error is None:
+                    done.append(item.rel)
+                    report.files_sent += 1
+                    report.bytes_sent += item.size - item.resume_from
+                    report.files_verified += 1
+                    report.bytes_verified += item.size
+                else:
+                    failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
+    if failed:
+        state = "its published manifest is unchanged" if plan.dest_manifest else "nothing was published"
+        raise SyncError(f"copy {plan.src.url} -> {plan.dest.url} failed; {state}.", done=done, failed=failed)
+
+
+def _new_manifest(plan: Plan, labels: list[str], parents: list[str] | None, run_id: str | None,
+                  site: str | None, meta: dict[str, Any] | None) -> Manifest:
+    files = [FileEntry(item.rel, item.size, item.sha256 or "") for item in plan.items]
+    source = plan.source_manifest
+    if source is not None:
+        # A replica of a published checkpoint: same identity and lineage, labels only ever added.
+        return Manifest(files=files, created=source.created, run_id=source.run_id, site=source.site,
+                        labels=labels, parents=list(source.parents), meta=dict(source.meta), version=source.version)
+    return Manifest(files=files, run_id=run_id, site=site, labels=labels, parents=list(parents or []), meta=dict(meta or {}))
+
+
+def _commit(plan: Plan, new: Manifest) -> bool:
+    """Make the destination show `new`; False when it already did."""
+    dest = plan.dest
+    staged = plan.of(Action.KEEP_STAGED) + (plan.of(Action.SEND) if plan.stage else [])
+    old = plan.dest_manifest
+    if old is not None and not staged and not plan.removed and _same(old, new):
+        _drop_staging(dest)
+        return False
+    if old is not None:
+        # Unpublish first: a reader sees the old checkpoint, then none, then the new one.
+        dest.fs.rm_file(manifest_path(dest.root))
+    for parent in sorted({posixpath.dirname(dest.path(item.rel)) for item in staged}):
+        dest.fs.makedirs(parent, exist_ok=True)
+    for item in staged:
+        dest.fs.mv(plan.staged_path(item.rel), dest.path(item.rel))
+    for rel in plan.removed:
+        if dest.fs.exists(dest.path(rel)):
+            dest.fs.rm_file(dest.path(rel))
+    publish(dest.fs, dest.root, new)
+    _drop_staging(dest)
+    return True
+
+
+def _same(old: Manifest, new: Manifest) -> bool:
+    return old.to_json() == new.to_json()
+
+
+def _drop_staging(dest: Location) -> None:
+    if dest.fs.exists(dest.staging):
+        dest.fs.rm(dest.staging, recursive=True)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+

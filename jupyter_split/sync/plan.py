@@ -1,0 +1,157 @@
+"""Deciding, before any byte moves, what a copy must send and what it may keep.
+
+Trust order: the destination's published manifest (skip on matching sha256, with
+no content read), then finished files an interrupted copy left in staging or in
+place (kept only after their bytes hash right), then everything else is sent.
+"""
+from __future__ import annotations
+
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .fsutil import Location, hash_stored, list_tree
+from .manifest import Manifest, read_manifest
+
+PART_SUFFIX = ".part"
+
+
+class Action(str, Enum):
+    SKIP = "skip"            # the published destination already holds these bytes
+    KEEP_FINAL = "keep"      # an unpublished file in place hashed right: keep it
+    KEEP_STAGED = "staged"   # a finished staged file hashed right: move it in at commit
+    SEND = "send"
+
+
+@dataclass
+class Item:
+    rel: str
+    size: int
+    sha256: str | None       # None until hashed when the source has no manifest
+    src_path: str
+    action: Action = Action.SEND
+    resume_from: int = 0     # bytes of a `.part` file left by an interrupted copy
+
+
+@dataclass
+class Plan:
+    src: Location
+    dest: Location
+    items: list[Item]
+    source_manifest: Manifest | None
+    dest_manifest: Manifest | None
+    stage: bool              # send into staging (True) or straight to the final names
+    removed: list[str] = field(default_factory=list)  # published before, gone from the source
+
+    def of(self, *actions: Action) -> list[Item]:
+        return [item for item in self.items if item.action in actions]
+
+    @property
+    def send_bytes(self) -> int:
+        return sum(item.size - item.resume_from for item in self.of(Action.SEND))
+
+    def staged_path(self, rel: str) -> str:
+        return posixpath.join(self.dest.staging, "files", rel)
+
+    def write_path(self, rel: str) -> str:
+        return self.staged_path(rel) if self.stage else self.dest.path(rel)
+
+    def temp_path(self, rel: str) -> str | None:
+        # Object stores make a finished PUT visible at once and have no rename.
+        return None if self.dest.object_store else self.staged_path(rel) + PART_SUFFIX
+
+
+class PlanError(ValueError):
+    """The source cannot be copied as asked (missing, empty, unpublished when it must be)."""
+
+
+def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers: int, require_published: bool) -> Plan:
+    source_manifest, files = _source(src, require_published)
+    dest_manifest = read_manifest(dest.fs, dest.root)
+    in_place = list_tree(dest)
+    staged = _staged(dest)
+    published = dest_manifest.by_path() if dest_manifest else {}
+    stage = not dest.object_store or dest_manifest is not None
+
+    items: list[Item] = []
+    src_hash: list[Item] = []
+    dest_hash: list[tuple[Item, str]] = []
+    for rel, (size, sha, path) in sorted(files.items()):
+        item = Item(rel=rel, size=size, sha256=sha, src_path=path)
+        items.append(item)
+        entry = published.get(rel)
+        if entry is not None and entry.size == size and in_place.get(rel) == size:
+            item.action = Action.SKIP
+            if deep:
+                dest_hash.append((item, dest.path(rel)))
+        elif staged.get(rel) == size:
+            item.action = Action.KEEP_STAGED
+            dest_hash.append((item, posixpath.join(dest.staging, "files", rel)))
+        elif entry is None and in_place.get(rel) == size:
+            item.action = Action.KEEP_FINAL
+            dest_hash.append((item, dest.path(rel)))
+        elif stage and not dest.object_store:
+            part = staged.get(rel + PART_SUFFIX, 0)
+            item.resume_from = part if 0 < part < size else 0
+        if item.action is not Action.SEND and item.sha256 is None:
+            src_hash.append(item)
+
+    stored = _hash_all(src, dest, src_hash, dest_hash, chunk, workers)
+    for item in items:
+        if item.action is Action.SEND:
+            continue
+        expected = item.sha256
+        seen = stored.get(item.rel) if (item.action is not Action.SKIP or deep) else published[item.rel].sha256
+        if seen != expected:
+            item.action = Action.SEND
+            item.resume_from = 0
+    removed = sorted(set(published) - set(files))
+    return Plan(src, dest, items, source_manifest, dest_manifest, stage, removed)
+
+
+def _source(src: Location, require_published: bool) -> tuple[Manifest | None, dict[str, tuple[int, str | None, str]]]:
+    """rel -> (size, sha256 or None, path) for every file the copy must deliver."""
+    fs = src.fs
+    if not fs.exists(src.root):
+        raise PlanError(f"source {src.url} does not exist. Check the path (and the site's storage root).")
+    if fs.isfile(src.root):
+        if require_published:
+            raise PlanError(f"source {src.url} is a single file, not a published checkpoint folder.")
+        name = posixpath.basename(src.root)
+        return None, {name: (int(fs.size(src.root)), None, src.root)}
+    manifest = read_manifest(fs, src.root)
+    if manifest is not None:
+        return manifest, {e.path: (e.size, e.sha256, src.path(e.path)) for e in manifest.files}
+    if require_published:
+        raise PlanError(
+            f"source {src.url} has no published manifest, so it is not a finished checkpoint. "
+            "Wait for its writer to publish it, or copy the folder with sync.copy."
+        )
+    sizes = list_tree(src)
+    if not sizes:
+        raise PlanError(f"source {src.url} holds no files: nothing to copy.")
+    return None, {rel: (size, None, src.path(rel)) for rel, size in sizes.items()}
+
+
+def _staged(dest: Location) -> dict[str, int]:
+    files = Location(url=dest.url, fs=dest.fs, root=posixpath.join(dest.staging, "files"))
+    return list_tree(files)
+
+
+def _hash_all(src: Location, dest: Location, src_items: list[Item], dest_items: list[tuple[Item, str]],
+              chunk: int, workers: int) -> dict[str, str]:
+    """Hash unknown source files (sets item.sha256) and candidate destination files, in parallel."""
+    def source(item: Item) -> None:
+        item.sha256 = hash_stored(src, item.src_path, item.size, chunk)
+
+    def stored(pair: tuple[Item, str]) -> tuple[str, str | None]:
+        item, path = pair
+        try:
+            return item.rel, hash_stored(dest, path, item.size, chunk)
+        except FileNotFoundError:
+            return item.rel, None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(source, src_items))
+        return dict(pool.map(stored, dest_items))

@@ -1,0 +1,117 @@
+"""Moving one file: source to destination in chunks, hashed on the way, then verified."""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Callable
+
+from .fsutil import Location, hash_stored, is_permanent
+from .plan import Item, Plan
+
+
+class VerifyError(OSError):
+    """The bytes stored at the destination (or read at the source) are not the expected ones."""
+
+
+def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backoff: float,
+                      on_bytes: Callable[[int], None]) -> None:
+    """Send and verify `item`; retry transient failures and mismatches with backoff, then raise."""
+    attempt = 0
+    while True:
+        sent = 0
+
+        def count(n: int) -> None:
+            nonlocal sent
+            sent += n
+            on_bytes(n)
+
+        try:
+            send_file(plan, item, chunk=chunk, on_bytes=count)
+            return
+        except Exception as exc:
+            on_bytes(-sent)  # the bar shows bytes that made it, not bytes tried
+            item.resume_from = 0
+            if is_permanent(exc):
+                _drop_temp(plan, item)  # e.g. a full disk: give its space back
+                raise
+            if attempt >= retries:
+                raise  # the `.part` stays for the next run to resume
+            attempt += 1
+            time.sleep(backoff * 2 ** (attempt - 1))
+
+
+def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
+    src, dest = plan.src, plan.dest
+    final = plan.write_path(item.rel)
+    temp = plan.temp_path(item.rel)
+    target = temp or final
+    dest.fs.makedirs(dest.fs._parent(target), exist_ok=True)
+    digest = hashlib.sha256()
+    with src.fs.open(item.src_path, "rb", block_size=chunk) as reader:
+        offset = _resume(reader, item, digest, chunk)
+        mode = "ab" if offset else "wb"
+        writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)
+        try:
+            while data := reader.read(chunk):
+                digest.update(data)
+                writer.write(data)
+                offset += len(data)
+                on_bytes(len(data))
+        except BaseException:
+            _discard(writer)
+            raise
+        writer.close()
+    sha = digest.hexdigest()
+    if offset != item.size or (item.sha256 is not None and sha != item.sha256):
+        raise VerifyError(
+            f"source {src.path(item.rel)} changed while it was read (or does not match its manifest): "
+            f"expected {item.size} bytes sha256 {item.sha256}, read {offset} bytes sha256 {sha}"
+        )
+    item.sha256 = sha
+    if temp is not None:
+        dest.fs.mv(temp, final)
+    verify(dest, final, item, chunk)
+
+
+def verify(dest: Location, path: str, item: Item, chunk: int) -> None:
+    """Re-check what the destination stored: size from a stat, sha256 from its bytes."""
+    size = int(dest.fs.size(path))
+    stored = hash_stored(dest, path, size, chunk) if size == item.size else None
+    if size != item.size or stored != item.sha256:
+        dest.fs.rm_file(path)
+        raise VerifyError(f"{dest.fs.unstrip_protocol(path)} failed verification: stored {size} bytes sha256 {stored}, "
+                          f"sent {item.size} bytes sha256 {item.sha256}")
+
+
+def _resume(reader, item: Item, digest, chunk: int) -> int:
+    # An interrupted `.part` keeps its bytes: rebuild the hash state from the source's
+    # copy of them (a local read, nothing sent); the final verification checks the join.
+    remaining = item.resume_from
+    while remaining:
+        data = reader.read(min(chunk, remaining))
+        if not data:
+            raise VerifyError(f"source {item.src_path} is shorter than the part already sent")
+        digest.update(data)
+        remaining -= len(data)
+    return item.resume_from
+
+
+def _discard(writer) -> None:
+    # A buffered object-store writer would otherwise publish the truncated object on close.
+    discard = getattr(writer, "discard", None)
+    if discard is not None:
+        discard()
+    try:
+        writer.close()
+    except Exception:
+        pass  # the original error is the one to report
+
+
+def _drop_temp(plan: Plan, item: Item) -> None:
+    temp = plan.temp_path(item.rel)
+    if temp is None:
+        return
+    try:
+        plan.dest.fs.rm_file(temp)
+    except OSError:
+        pass  # nothing was written, or the destination is unreachable: the staging cleanup at commit covers it
