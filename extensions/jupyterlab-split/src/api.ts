@@ -1,0 +1,109 @@
+// Typed calls to the jupyter_split server extension (jupyter_split/server/routes.py).
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface Site {
+  name: string;
+  executor: string;
+  jurisdiction: string;
+  accelerator: string;
+  storage: string | null;
+  home: boolean;
+  reachable: boolean;
+  latency_ms: number | null;
+  error?: string;
+  queue?: string;
+  gpus?: string | number;
+  [key: string]: unknown;
+}
+
+export interface Experiment {
+  name: string;
+  home: string;
+  default_remote: string;
+}
+
+export interface Run {
+  run_id: string;
+  site: string;
+  state: string;
+  mode: string;
+  name: string | null;
+  created: number;
+  updated: number;
+  last_line: string;
+}
+
+export interface RunEvent {
+  seq: number;
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface Checkpoint {
+  site: string;
+  url: string;
+  name: string;
+  bytes: number;
+  files: number;
+  residency: string | null;
+  lineage: string[];
+  created: string | null;
+}
+
+export interface WandbRun {
+  site: string;
+  id: string;
+  name: string;
+  mode: string;
+  url: string | null;
+  state: string;
+}
+
+export interface TransferReport {
+  ok: boolean;
+  refused?: string;
+  message: string;
+}
+
+/** Thrown for any non-2xx answer; `message` is the server's own explanation. */
+export class SplitAPIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+  }
+}
+
+export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'jupyter-split', path);
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : {};
+  if (!response.ok) {
+    throw new SplitAPIError(body.message || response.statusText, response.status);
+  }
+  return body as T;
+}
+
+export const api = {
+  sites: () => requestAPI<{ experiment: Experiment; sites: Site[] }>('sites'),
+  runs: () => requestAPI<{ runs: Run[] }>('runs'),
+  events: (runId: string, after: number) =>
+    requestAPI<{ run: Run; events: RunEvent[] }>(
+      `runs/${encodeURIComponent(runId)}/events?after=${after}`
+    ),
+  cancel: (runId: string) =>
+    requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
+      method: 'POST'
+    }),
+  checkpoints: () => requestAPI<{ checkpoints: Checkpoint[]; available: boolean }>('checkpoints'),
+  transfer: (url: string, toSite: string) =>
+    requestAPI<TransferReport>('checkpoints/transfer', {
+      method: 'POST',
+      body: JSON.stringify({ url, to_site: toSite })
+    }),
+  wandb: () => requestAPI<{ runs: WandbRun[]; available: boolean }>('wandb')
+};

@@ -1,0 +1,86 @@
+// The data the sidebar and status bar show, polled from the server with backoff.
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { api, Checkpoint, Experiment, Run, Site, WandbRun } from './api';
+
+/** Sites are probed (an SSH round trip, a squeue) far less often than runs are listed. */
+const SITE_EVERY = 10;
+
+export class SplitModel {
+  experiment: Experiment | null = null;
+  sites: Site[] = [];
+  runs: Run[] = [];
+  checkpoints: Checkpoint[] = [];
+  checkpointsAvailable = false;
+  wandbRuns: WandbRun[] = [];
+  wandbAvailable = false;
+  error: string | null = null;
+
+  constructor(intervalMs: number) {
+    this._poll = new Poll({
+      auto: true,
+      factory: () => this._tick(),
+      frequency: { interval: intervalMs, backoff: true, max: 60_000 },
+      name: 'jupyter-split:model',
+      standby: 'when-hidden'
+    });
+  }
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  set intervalMs(value: number) {
+    this._poll.frequency = { ...this._poll.frequency, interval: value };
+  }
+
+  /** Fetch everything now, sites included. */
+  async refresh(): Promise<void> {
+    this._ticks = 0;
+    await this._poll.refresh();
+    await this._poll.tick;
+  }
+
+  dispose(): void {
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  private async _tick(): Promise<void> {
+    const withSites = this._ticks % SITE_EVERY === 0;
+    this._ticks += 1;
+    try {
+      const [runs, sites, checkpoints, wandb] = await Promise.all([
+        api.runs(),
+        withSites ? api.sites() : null,
+        withSites ? api.checkpoints() : null,
+        withSites ? api.wandb() : null
+      ]);
+      this.runs = runs.runs;
+      if (sites) {
+        this.experiment = sites.experiment;
+        this.sites = sites.sites;
+      }
+      if (checkpoints) {
+        this.checkpoints = checkpoints.checkpoints;
+        this.checkpointsAvailable = checkpoints.available;
+      }
+      if (wandb) {
+        this.wandbRuns = wandb.runs;
+        this.wandbAvailable = wandb.available;
+      }
+      this.error = null;
+    } catch (reason) {
+      this.error = reason instanceof Error ? reason.message : String(reason);
+      this._changed.emit();
+      // Rejecting makes the Poll back off until the server answers again.
+      throw reason;
+    }
+    this._changed.emit();
+  }
+
+  private _poll: Poll;
+  private _ticks = 0;
+  private _changed = new Signal<this, void>(this);
+}

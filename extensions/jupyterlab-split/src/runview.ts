@@ -1,0 +1,69 @@
+// A main-area panel with one run's full output, following its event log live.
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import * as nbformat from '@jupyterlab/nbformat';
+import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { Poll } from '@lumino/polling';
+import { Panel, Widget } from '@lumino/widgets';
+
+import { api } from './api';
+import { el } from './dom';
+import { eventToOutput, finalState } from './logic';
+
+export class RunView extends Panel {
+  constructor(
+    readonly runId: string,
+    rendermime: IRenderMimeRegistry,
+    intervalMs: number
+  ) {
+    super();
+    this.addClass('jp-split-runview');
+    this._status = new Widget({ node: el('div', { class: 'jp-split-runview-status' }, 'loading...') });
+    this._outputs = new OutputArea({ model: new OutputAreaModel({ trusted: false }), rendermime });
+    this.addWidget(this._status);
+    this.addWidget(this._outputs);
+    this._poll = new Poll({
+      factory: () => this._fetch(),
+      frequency: { interval: intervalMs, backoff: true, max: 30_000 },
+      name: `jupyter-split:run:${runId}`,
+      standby: 'when-hidden'
+    });
+  }
+
+  dispose(): void {
+    this._poll.dispose();
+    super.dispose();
+  }
+
+  private async _fetch(): Promise<void> {
+    // The event log is the truth: asking from the last seq seen never loses or doubles a record.
+    const { run, events } = await api.events(this.runId, this._seq);
+    for (const event of events) {
+      const output = eventToOutput(event);
+      if (output) {
+        this._outputs.model.add(output as unknown as nbformat.IOutput);
+      }
+      this._seq = event.seq;
+    }
+    const state = finalState(events) ?? run.state;
+    this._status.node.textContent = `${run.run_id} on ${run.site}: ${state}`;
+    this._status.node.dataset.state = state;
+    if (finalState(events)) {
+      this._poll.dispose();
+    }
+  }
+
+  private _seq = 0;
+  private _status: Widget;
+  private _outputs: OutputArea;
+  private _poll: Poll;
+}
+
+export function runPanel(runId: string, rendermime: IRenderMimeRegistry, intervalMs: number): MainAreaWidget<RunView> {
+  const content = new RunView(runId, rendermime, intervalMs);
+  const panel = new MainAreaWidget({ content });
+  panel.id = `jupyter-split-run-${runId}`;
+  panel.title.label = `Run ${runId}`;
+  panel.title.closable = true;
+  return panel;
+}

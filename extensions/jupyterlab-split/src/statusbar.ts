@@ -1,0 +1,30 @@
+// The status bar item: how many runs are in progress.
+import { Widget } from '@lumino/widgets';
+
+import { countActive } from './logic';
+import { SplitModel } from './model';
+
+export class RunsStatus extends Widget {
+  constructor(
+    private readonly _model: SplitModel,
+    onClick: () => void
+  ) {
+    super();
+    this.addClass('jp-split-status');
+    this.node.title = 'jupyter_split runs in progress (click for the sidebar)';
+    this.node.addEventListener('click', onClick);
+    _model.changed.connect(this._update, this);
+    this._update();
+  }
+
+  dispose(): void {
+    this._model.changed.disconnect(this._update, this);
+    super.dispose();
+  }
+
+  private _update(): void {
+    const active = countActive(this._model.runs);
+    this.node.textContent = `split: ${active} running`;
+    this.node.dataset.active = String(active);
+  }
+}
