@@ -197,8 +197,19 @@ def find_config_file(start: Path | None = None) -> Path | None:
     return user if user.is_file() else None
 
 
+_active: Config | None = None
+
+
+def activate(config: Config | None) -> None:
+    """Make `config` what `load_config()` returns in this process (a runner gets it from its client)."""
+    global _active
+    _active = config
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate the config; with no file anywhere, the built-in default."""
+    if path is None and _active is not None:
+        return _active
     file = Path(path) if path else find_config_file()
     if file is None:
         return default_config()

@@ -1,18 +1,18 @@
 """The verbs shared by `%split VERB ...` and `jupyter-split VERB ...`.
 
 Each verb is registered once, with its arguments, in a module of this package;
-the magic and the CLI build the same argparse parser from this registry, so the
-two faces cannot drift apart.
+every module of this package is imported to build the parser, and the magic and the
+CLI use that same parser, so the two faces cannot drift apart.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-VERB_MODULES = ("runs", "sync", "policy", "wandb")
 
 
 @dataclass
@@ -65,8 +65,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    for module in VERB_MODULES:
-        importlib.import_module(f".{module}", __name__)
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f".{module.name}", __name__)
     parser = _Parser(prog=prog, description="Run notebook cells on sites abroad and at home.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True

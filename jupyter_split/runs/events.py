@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout", "interrupted"})
 EVENTS_FILE = "events.jsonl"
 
 

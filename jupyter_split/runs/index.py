@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
+class UnknownRun(LookupError):
+    """No run in the index matches; the message says how to list them."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown run"
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -96,9 +103,9 @@ class RunIndex:
         if len(rows) == 1:
             return rows[0]
         if not rows:
-            raise KeyError(f"no run {run_id!r} in the run index ({self.path}); `%split runs` lists the known runs")
+            raise UnknownRun(f"no run {run_id!r} in the run index ({self.path}); `%split runs` lists the known runs")
         names = ", ".join(r["run_id"] for r in rows[:5])
-        raise KeyError(f"{run_id!r} matches {len(rows)} runs ({names}...); give more of the run id")
+        raise UnknownRun(f"{run_id!r} matches {len(rows)} runs ({names}...); give more of the run id")
 
     def list(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
         query, args = "SELECT * FROM runs", []

@@ -1,0 +1,48 @@
+"""One background asyncio loop per process, so sync faces (magics, CLI) can drive async executors.
+
+A notebook kernel already runs its own loop in the main thread; executors live on this
+loop instead, so a magic can block on them without nesting loops.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from typing import Any, Awaitable, Callable, TypeVar
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="split-loop", daemon=True).start()
+        return _loop
+
+
+def submit(coro: Awaitable[T]) -> Future[T]:
+    return asyncio.run_coroutine_threadsafe(coro, loop())  # type: ignore[arg-type]
+
+
+def run(coro: Awaitable[T], on_interrupt: Callable[[int], Any] | None = None) -> T:
+    """Run `coro` on the background loop and wait for it.
+
+    A KeyboardInterrupt while waiting (the notebook's stop button) calls `on_interrupt(n)`
+    with the count so far and keeps waiting; without a handler it cancels and re-raises.
+    """
+    future = submit(coro)
+    interrupts = 0
+    while True:
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            interrupts += 1
+            if on_interrupt is None:
+                future.cancel()
+                raise
+            on_interrupt(interrupts)

@@ -1,0 +1,91 @@
+"""Verbs about sites and runs: sites, runs, attach, logs, cancel, doctor, run."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..core import CellOptions, RemoteError, get_split
+from ..render import NotebookOutput, TerminalOutput
+from . import Context, arg, verb
+
+
+def _table(ctx: Context, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        ctx.print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@verb("sites", "list the configured sites and whether they are reachable")
+def sites(ctx: Context, args: argparse.Namespace) -> int:
+    split = get_split()
+    rows = []
+    for s in split.sites():
+        reach = "yes" if s.get("reachable") else f"no: {s.get('error', '')}"
+        if s.get("reachable") and s.get("latency_ms") is not None:
+            reach += f" ({s['latency_ms']:.0f} ms)"
+        rows.append([s["name"] + (" (home)" if s["home"] else ""), s["executor"], s["jurisdiction"], s["accelerator"],
+                     s.get("storage") or "", reach])
+    ctx.print(f"config: {split.config.source}")
+    _table(ctx, ["site", "executor", "jurisdiction", "accelerator", "storage", "reachable"], rows)
+    return 0
+
+
+@verb("runs", "list recent runs from the local run index", arg("--site"), arg("--limit", type=int, default=20))
+def runs(ctx: Context, args: argparse.Namespace) -> int:
+    rows = []
+    for r in get_split().list_runs(args.site, args.limit):
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
+        rows.append([r.run_id, r.site, r.state, r.mode, started, r.last_line[:40]])
+    _table(ctx, ["run", "site", "state", "mode", "started", "last output"], rows)
+    return 0
+
+
+@verb("attach", "replay a run's output and follow it live; deliver its --out variables",
+      arg("run"), arg("--from-last", action="store_true", help="only what was not shown before"))
+def attach(ctx: Context, args: argparse.Namespace) -> int:
+    output = NotebookOutput() if ctx.notebook else TerminalOutput(ctx.out)
+    outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last)
+    if ctx.notebook and not outcome.ok:
+        raise RemoteError(outcome)
+    if outcome.outputs:
+        ctx.print(f"--out variables delivered: {', '.join(outcome.outputs)}")
+    if ctx.notebook and output.result is not None:
+        from IPython.display import display
+
+        display(output.result)
+    return 0 if outcome.ok else 1
+
+
+@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=int, default=0))
+def logs(ctx: Context, args: argparse.Namespace) -> int:
+    show = TerminalOutput(ctx.out, ctx.out, status=True)
+    for event in get_split().run_events(args.run, args.after):
+        show(event)
+    return 0
+
+
+@verb("cancel", "end a run (a session run ends its session too)", arg("run"))
+def cancel(ctx: Context, args: argparse.Namespace) -> int:
+    state = get_split().cancel(args.run)
+    ctx.print(f"{args.run}: {state}")
+    return 0
+
+
+@verb("doctor", "check a site: its python, versions, and jupyter_split there", arg("site", nargs="?"))
+def doctor(ctx: Context, args: argparse.Namespace) -> int:
+    report = get_split().doctor(args.site)
+    ctx.print(json.dumps(report, indent=2))
+    return 0 if report["parity"] == "ok" else 1
+
+
+@verb("run", "run a Python file on a site and stream its output", arg("site"), arg("file"),
+      arg("--timeout", type=float), arg("--name"), arg("--detach", action="store_true"))
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    code = Path(args.file).read_text()
+    opts = CellOptions(site=args.site, fresh=True, detach=args.detach, timeout=args.timeout, name=args.name)
+    outcome = get_split().execute(code, opts, None, TerminalOutput(ctx.out))
+    if outcome.state == "submitted":
+        ctx.print(outcome.run_id)
+    return 0 if outcome.ok else 1

@@ -1,0 +1,338 @@
+"""The one core under the magics, the CLI and the server: run cells on sites, attach, cancel, list.
+
+Data flows one way: a face calls `Split.execute`, which reads the config, picks the
+site's executor, starts or reuses a runner there, then follows the run's event log back
+into a `deliver` callback and the run index.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import aio, tracking, transfer
+from .config import Config, ConfigError, SiteConfig, load_config
+from .executors import Executor, ExecutorError, LaunchSpec, executor_for
+from .follow import follow, record_death
+from .runs.events import EVENTS_FILE, TERMINAL_STATES, is_final, parse_lines
+from .runs.ids import new_run_id
+from .runs.index import RunIndex, RunRecord
+
+Deliver = Callable[[dict[str, Any]], None]
+SESSION_START_TIMEOUT = 120.0
+CANCEL_GRACE = 10.0
+SOCKET_PATH_MAX = 104  # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+@dataclass
+class CellOptions:
+    site: str | None = None
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    gpus: int | None = None
+    nodes: int | None = None
+    detach: bool = False
+    fresh: bool = False
+    name: str | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    site: str
+    state: str
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("succeeded", "submitted")
+
+
+class RemoteError(RuntimeError):
+    """A cell that did not succeed; IPython shows the remote traceback through `_render_traceback_`."""
+
+    def __init__(self, outcome: RunOutcome):
+        self.outcome = outcome
+        super().__init__(f"run {outcome.run_id} on site {outcome.site!r} {outcome.state}: {outcome.reason}")
+
+    def _render_traceback_(self) -> list[str]:
+        lines = list(self.outcome.error["traceback"]) if self.outcome.error else []
+        return lines + [f"[jupyter_split] run {self.outcome.run_id} on site {self.outcome.site!r}: "
+                        f"{self.outcome.state}" + (f" ({self.outcome.reason})" if self.outcome.reason else "")]
+
+
+class Split:
+    """Per process (a kernel, a CLI call, the server): the config, the run index, open executors."""
+
+    def __init__(self, config: Config | None = None, index: RunIndex | None = None):
+        self.config = config or load_config()
+        self.index = index or RunIndex()
+        self._executors: dict[str, Executor] = {}
+        self._versions: dict[str, dict[str, Any]] = {}
+        self._local_versions: dict[str, Any] | None = None
+
+    def executor(self, site: str | SiteConfig | None) -> Executor:
+        site = site if isinstance(site, SiteConfig) else self.config.site(site)
+        if site.name not in self._executors:
+            self._executors[site.name] = executor_for(site, self.config)
+        return self._executors[site.name]
+
+    # ---- running cells
+    def execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
+        """Run `code` on `opts.site`; the notebook's stop button interrupts the remote cell."""
+        started: dict[str, Any] = {}
+
+        def on_interrupt(count: int) -> bool:
+            if count > 1 or "record" not in started:
+                return False  # a second press stops waiting; the run goes on and can be attached
+            aio.submit(self._signal(started["record"], "INT"))
+            return True
+
+        return aio.run(self._execute(code, opts, namespace, deliver, started), on_interrupt)
+
+    async def _execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None,
+                       deliver: Deliver, started: dict[str, Any]) -> RunOutcome:
+        site = self.config.site(opts.site)
+        ex = self.executor(site)
+        run_id = new_run_id(self.config.experiment.name, site.name)
+        run_dir = ex.path("runs", run_id)
+        session = ex.supports_sessions and not (opts.detach or opts.fresh or (opts.gpus or 0) > 1 or (opts.nodes or 0) > 1)
+        handle = await self._session(ex) if session else None
+        payload = None
+        if opts.inputs or opts.outputs:
+            await self._check_parity(ex, handle)
+        if opts.inputs:
+            payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
+            await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload)
+        request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
+                   "has_in": payload is not None, "site": site.name,
+                   "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name)}}
+        await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
+        if session:
+            await self._enqueue(ex, handle, run_dir)
+        else:
+            sock = ex.path("sock", run_id[-6:] + secrets.token_hex(2))
+            live = ["--socket", sock] if len(sock) < SOCKET_PATH_MAX else []  # else follow the log
+            spec = LaunchSpec(run_id, run_dir, ["--run-dir", run_dir, *live, "--stdin-json"],
+                              stdin=self._stdin(site), gpus=opts.gpus, nodes=opts.nodes, name=opts.name)
+            handle = {**await ex.launch(spec), "sock": sock if live else None}
+        record = RunRecord(run_id, site.name, run_dir, "session" if session else "detached", state="running",
+                           name=opts.name, handle=handle, out_vars=opts.outputs)
+        self.index.add(record)
+        started["record"] = record
+        if opts.detach:
+            return RunOutcome(run_id, site.name, "submitted")
+        return await self._follow(ex, record, 0, namespace, deliver)
+
+    async def _follow(self, ex: Executor, record: RunRecord, after: int,
+                      namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
+        tracker = _Tracker(self.index, record, deliver)
+        final = await follow(ex, record.handle, record.run_dir, after, tracker)
+        tracker.save(state=final["state"])
+        outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
+        if final["state"] == "succeeded" and record.out_vars and namespace is not None:
+            data = await ex.read_file(posixpath.join(record.run_dir, "out.pkl"))
+            await self._check_parity(ex, record.handle if record.mode == "session" else None)
+            namespace.update(transfer.unpack(data))
+            outcome.outputs = list(record.out_vars)
+            self.index.update(record.run_id, delivered=1)
+        return outcome
+
+    # ---- sessions: one long-lived runner per site
+    async def _session(self, ex: Executor) -> dict[str, Any]:
+        handle = self.index.session(ex.site.name)
+        if handle and await ex.alive(handle):
+            try:
+                self._versions[ex.site.name] = (await self._request(ex, handle, {"op": "hello"}))["versions"]
+                return handle
+            except OSError:
+                pass  # alive but not answering: start a new one
+        sid = secrets.token_hex(4)
+        sock = ex.path("sock", sid)
+        spec = LaunchSpec(f"session-{sid}", ex.path("sessions", sid),
+                          ["--session", ex.path("sessions", sid), "--socket", sock, "--stdin-json"], stdin=self._stdin(ex.site))
+        handle = {**await ex.launch(spec), "sock": sock, "session": sid}
+        deadline = time.monotonic() + SESSION_START_TIMEOUT
+        while True:
+            try:
+                self._versions[ex.site.name] = (await self._request(ex, handle, {"op": "hello"}))["versions"]
+                break
+            except OSError:
+                if not await ex.alive(handle) or time.monotonic() > deadline:
+                    raise ExecutorError(await self._startup_failure(ex, spec.run_dir)) from None
+                await asyncio.sleep(0.05)
+        self.index.set_session(ex.site.name, handle)
+        return handle
+
+    async def _startup_failure(self, ex: Executor, session_dir: str) -> str:
+        try:
+            log = (await ex.read_file(posixpath.join(session_dir, "runner.log"))).decode(errors="replace")
+        except FileNotFoundError:
+            log = ""
+        tail = "\n".join(log.strip().splitlines()[-15:]) or "(no output)"
+        return (f"the runner did not start on site {ex.site.name!r} (python: {ex.python}). Its output:\n{tail}\n"
+                f"Run `%split doctor {ex.site.name}` to check the site's python and jupyter_split install.")
+
+    async def _request(self, ex: Executor, handle: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await ex.open_channel(handle["sock"])
+        try:
+            writer.write(json.dumps(message).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+        if not line:
+            raise ConnectionResetError("the runner closed the channel")
+        return json.loads(line)
+
+    async def _enqueue(self, ex: Executor, handle: dict[str, Any], run_dir: str) -> None:
+        reply = await self._request(ex, handle, {"op": "execute", "run_dir": run_dir})
+        if not reply.get("ok"):
+            raise ExecutorError(f"site {ex.site.name!r}: the session refused the cell: {reply.get('error')}")
+
+    def _stdin(self, site: SiteConfig) -> bytes:
+        """Secrets and the config: they reach the runner over this channel only."""
+        payload = {"env": tracking.runner_secrets(site), "config": self.config.model_dump(mode="json"),
+                   "site": site.name, "accelerator": site.accelerator}
+        return json.dumps(payload).encode() + b"\n"
+
+    def _site_env(self, site: SiteConfig, run_id: str) -> dict[str, str]:
+        return {"JUPYTER_SPLIT_SITE": site.name, "JUPYTER_SPLIT_RUN_ID": run_id,
+                "JUPYTER_SPLIT_EXPERIMENT": self.config.experiment.name, "JUPYTER_SPLIT_JURISDICTION": site.jurisdiction}
+
+    async def _check_parity(self, ex: Executor, handle: dict[str, Any] | None) -> None:
+        name = ex.site.name
+        if name not in self._versions:
+            self._versions[name] = await ex.probe()
+        if self._local_versions is None:
+            from .runner import versions
+            self._local_versions = versions()
+        transfer.check_parity(self._local_versions, self._versions[name], name)
+
+    # ---- runs after the fact
+    def attach(self, run_id: str, deliver: Deliver, namespace: dict[str, Any] | None, from_start: bool = True) -> RunOutcome:
+        record = self.index.get(run_id)
+        ex = self.executor(record.site)
+        return aio.run(self._follow(ex, record, 0 if from_start else record.last_seq, namespace, deliver))
+
+    def run_events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        record = self.index.get(run_id)
+        events = aio.run(self._read_log(self.executor(record.site), record.run_dir))
+        return [e for e in events if e["seq"] > after]
+
+    async def _read_log(self, ex: Executor, run_dir: str) -> list[dict[str, Any]]:
+        try:
+            data = await ex.read_file(posixpath.join(run_dir, EVENTS_FILE))
+        except FileNotFoundError:
+            return []
+        return parse_lines(data)[0]
+
+    def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
+        return self.index.list(site, limit)
+
+    def cancel(self, run_id: str) -> str:
+        """End a run (and, for a session run, its session); returns the final state."""
+        record = self.index.get(run_id)
+        if record.state in TERMINAL_STATES:
+            return record.state
+        return aio.run(self._cancel(record))
+
+    async def _cancel(self, record: RunRecord) -> str:
+        ex = self.executor(record.site)
+        await self._signal(record, "TERM")
+        deadline = time.monotonic() + CANCEL_GRACE
+        while await ex.alive(record.handle) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if await ex.alive(record.handle):
+            await self._signal(record, "KILL")
+        if record.mode == "session":
+            self.index.set_session(record.site, None)
+        events = await self._read_log(ex, record.run_dir)
+        final = next((e for e in reversed(events) if is_final(e)), None)
+        if final is None:
+            final = await record_death(ex, record.handle, record.run_dir, events[-1]["seq"] if events else 0,
+                                       state="cancelled", how="was cancelled, and killed after it ignored SIGTERM")
+        self.index.update(record.run_id, state=final["state"])
+        return final["state"]
+
+    def interrupt(self, run_id: str) -> None:
+        aio.run(self._signal(self.index.get(run_id), "INT"))
+
+    async def _signal(self, record: RunRecord, sig: str) -> None:
+        await self.executor(record.site).signal(record.handle, sig)
+
+    # ---- sites
+    def sites(self) -> list[dict[str, Any]]:
+        return aio.run(self._sites())
+
+    async def _sites(self) -> list[dict[str, Any]]:
+        async def one(site: SiteConfig) -> dict[str, Any]:
+            row = {"name": site.name, "executor": site.executor, "jurisdiction": site.jurisdiction,
+                   "accelerator": site.accelerator, "storage": site.storage,
+                   "home": site.name == self.config.experiment.home}
+            try:
+                row.update(await asyncio.wait_for(self.executor(site).describe(), site.connect_timeout + 5))
+            except (OSError, ExecutorError, ConfigError, asyncio.TimeoutError) as exc:
+                row.update(reachable=False, error=str(exc) or type(exc).__name__)
+            return row
+        return list(await asyncio.gather(*(one(s) for s in self.config.sites.values())))
+
+    def doctor(self, site: str | None) -> dict[str, Any]:
+        ex = self.executor(site)
+        remote = aio.run(ex.probe())
+        from .runner import versions
+        report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,
+                  "remote": remote, "local": versions()}
+        try:
+            transfer.check_parity(report["local"], remote, ex.site.name)
+            report["parity"] = "ok"
+        except transfer.VersionMismatch as exc:
+            report["parity"] = str(exc)
+        return report
+
+
+class _Tracker:
+    """Delivers events and keeps the run index's view (last seq, last line) fresh, cheaply."""
+
+    def __init__(self, index: RunIndex, record: RunRecord, deliver: Deliver):
+        self.index, self.record, self.deliver = index, record, deliver
+        self.error: dict[str, Any] | None = None
+        self.last_seq, self.last_line, self._saved = 0, "", 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.deliver(event)
+        self.last_seq = event["seq"]
+        if event["type"] == "error":
+            self.error = event
+        elif event["type"] == "stream" and event["text"].strip():
+            self.last_line = event["text"].strip().splitlines()[-1][:200]
+        if time.monotonic() - self._saved > 1.0:
+            self.save()
+
+    def save(self, **fields: Any) -> None:
+        self._saved = time.monotonic()
+        self.index.update(self.record.run_id, last_seq=self.last_seq, last_line=self.last_line, **fields)
+
+
+_default: Split | None = None
+
+
+def get_split() -> Split:
+    """The process's core, made on first use from the config lookup."""
+    global _default
+    if _default is None:
+        _default = Split()
+    return _default
+
+
+def reset() -> None:
+    """Forget the process's core (after the config changed)."""
+    global _default
+    _default = None

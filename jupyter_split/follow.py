@@ -1,0 +1,125 @@
+"""Following a run: live over the runner's socket, else by reading its event log; never a gap or a double.
+
+The reader remembers the last `seq` it delivered. After a dropped link it reconnects
+with backoff and asks for records after that `seq`; when the runner is gone it drains
+the log, and if the log has no final record it writes one saying the runner died.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import time
+from typing import Any, AsyncIterator, Callable
+
+from .executors.base import Executor
+from .runs.events import EVENTS_FILE, is_final, parse_lines
+
+POLL_SECONDS = 0.2
+MAX_BACKOFF = 5.0
+STARTING_POLL = 0.02
+
+
+async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    reader, writer = await ex.open_channel(sock)
+    try:
+        writer.write(json.dumps({"op": "follow", "run_dir": run_dir, "after": after}).encode() + b"\n")
+        await writer.drain()
+        while line := await reader.readline():
+            yield json.loads(line)
+    finally:
+        writer.close()
+
+
+async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """Poll the event log (executors without a live channel: Slurm, Ray; or a runner already gone)."""
+    path, offset = posixpath.join(run_dir, EVENTS_FILE), 0
+    while True:
+        try:
+            data = await ex.read_file(path, offset)
+        except FileNotFoundError:
+            data = b""
+        events, used = parse_lines(data)
+        offset += used
+        for event in events:
+            if event["seq"] > after:
+                yield event
+            if is_final(event):
+                return
+        if not events and not await ex.alive(handle):
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def follow(
+    ex: Executor, handle: dict[str, Any], run_dir: str, after: int, deliver: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Deliver every record after `after`, exactly once, until the final one; return it."""
+    last, backoff = after, POLL_SECONDS
+    while True:
+        source = _live(ex, handle["sock"], run_dir, last) if handle.get("sock") and ex.supports_sessions \
+            else _tail(ex, handle, run_dir, last)
+        try:
+            async for event in source:
+                if event.get("seq", 0) <= last:
+                    continue
+                deliver(event)
+                last = event["seq"]
+                backoff = POLL_SECONDS
+                if is_final(event):
+                    return event
+        except (OSError, EOFError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            lost = exc
+        else:
+            lost = None
+        if await _alive(ex, handle):
+            if isinstance(lost, (FileNotFoundError, ConnectionRefusedError)):
+                await asyncio.sleep(STARTING_POLL)  # the runner is starting and not listening yet
+            else:
+                await asyncio.sleep(backoff)
+            if lost is not None and not isinstance(lost, (FileNotFoundError, ConnectionRefusedError)):
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                await _reconnect(ex)
+            continue
+        # The runner is gone: whatever it wrote is in the log; a missing final record means it died.
+        async for event in _tail(ex, {}, run_dir, last):
+            deliver(event)
+            last = event["seq"]
+            if is_final(event):
+                return event
+        final = await record_death(ex, handle, run_dir, last)
+        deliver(final)
+        return final
+
+
+async def _alive(ex: Executor, handle: dict[str, Any]) -> bool:
+    try:
+        return await ex.alive(handle)
+    except (OSError, ConnectionError):
+        await _reconnect(ex)
+        return True
+
+
+async def _reconnect(ex: Executor) -> None:
+    try:
+        await ex.reconnect()
+    except (OSError, ConnectionError):
+        pass  # still down: the next round backs off and tries again
+
+
+async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last: int,
+                       state: str = "failed", how: str | None = None) -> dict[str, Any]:
+    """Append the final record a runner could not write itself (SIGKILL, OOM, lost machine)."""
+    how = how or getattr(ex, "exit_reason", lambda h: None)(handle) or \
+        "ended without a final status (killed, e.g. by SIGKILL or the OOM killer, or its machine went down)"
+    reason = f"the runner (pid {handle.get('pid', '?')}) on site {ex.site.name!r} {how}"
+    final = {"seq": last + 1, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}
+    path = posixpath.join(run_dir, EVENTS_FILE)
+    try:
+        existing = await ex.read_file(path)
+    except FileNotFoundError:
+        existing = b""
+    if existing and not existing.endswith(b"\n"):
+        existing = existing[: existing.rfind(b"\n") + 1]  # a torn last line is dropped, not kept
+    await ex.write_file(path, existing + json.dumps(final).encode() + b"\n")
+    return final

@@ -1,0 +1,65 @@
+"""Showing a run's events: in a notebook cell (rich) or on a terminal (text)."""
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+class MimeBundle:
+    """The remote cell's last value, shown with all the representations the site produced."""
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any] | None = None):
+        self.data, self.metadata = data, metadata or {}
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        return self.data.get("text/plain", "")
+
+
+class NotebookOutput:
+    """Replays events into the current cell as if the code had run here."""
+
+    def __init__(self) -> None:
+        self.result: MimeBundle | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "stream":
+            stream = sys.stderr if event["name"] == "stderr" else sys.stdout
+            stream.write(event["text"])
+            stream.flush()
+        elif kind == "display":
+            from IPython.display import publish_display_data
+
+            publish_display_data(event["data"], event.get("metadata") or {}, transient=event.get("transient"),
+                                 **({"update": True} if event.get("update") else {}))
+        elif kind == "clear":
+            from IPython.display import clear_output
+
+            clear_output(wait=event.get("wait", False))
+        elif kind == "result":
+            self.result = MimeBundle(event["data"], event.get("metadata"))
+
+
+class TerminalOutput:
+    """Events as text: streams as they are, rich output by its text/plain form."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, status: bool = False):
+        self.out, self.err, self.status = out or sys.stdout, err or sys.stderr, status
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "stream":
+            (self.err if event["name"] == "stderr" else self.out).write(event["text"])
+            self.out.flush()
+        elif kind in ("display", "result"):
+            text = event["data"].get("text/plain")
+            if text:
+                print(text, file=self.out)
+        elif kind == "error":
+            print("\n".join(event["traceback"]), file=self.err)
+        elif kind == "status" and (self.status or event.get("final") and event["state"] != "succeeded"):
+            reason = f" ({event['reason']})" if event.get("reason") else ""
+            print(f"[{event['state']}]{reason}", file=self.err)

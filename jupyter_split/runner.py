@@ -1,0 +1,308 @@
+"""The runner: the process on a site that executes cells and writes their event logs.
+
+    python -m jupyter_split.runner --session DIR --socket PATH   # a session: one namespace, many cells
+    python -m jupyter_split.runner --run-dir DIR [--socket PATH]  # one cell, then exit (detached/fresh)
+    python -m jupyter_split.runner --probe                        # print versions as JSON
+
+The client writes `request.json` (and `in.pkl`) into the run directory first. Secrets and
+the config arrive as one JSON line on stdin (`--stdin-json`), never on the command line.
+Requests on the unix socket are JSON lines: `hello`, `execute {run_dir, follow}`,
+`follow {run_dir, after}`; events come back as JSON lines, the same records as the log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Config as TraitletsConfig
+
+from . import transfer
+from .capture import CAPTURE, RunnerShell
+from .runs.events import EventLog, is_final, read_events
+
+DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
+
+
+def versions() -> dict[str, Any]:
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(), "executable": sys.executable, "host": socket.gethostname(),
+        "platform": platform.platform(), "cloudpickle": version("cloudpickle"), "torch": version("torch"),
+        "jupyter_split": version("jupyter_split"),
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class Runner:
+    def __init__(self, site: str, accelerator: str):
+        self.site = site
+        cfg = TraitletsConfig()
+        cfg.HistoryManager.hist_file = ":memory:"
+        self.shell = RunnerShell.instance(config=cfg)
+        self.shell.user_ns.update(_predefined(accelerator))
+        self.jobs: queue.Queue[str] = queue.Queue()
+        self.logs: dict[str, EventLog] = {}
+        self.subscribers: dict[str, list[queue.Queue[dict[str, Any]]]] = defaultdict(list)
+        self.lock = threading.Lock()
+        self.executing = False
+        self.stop_reason: str | None = None
+        self.terminating = False
+        self.info = versions()
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        signal.signal(signal.SIGTERM, self._on_terminate)
+        sys.stdin = open(os.devnull)
+        sys.stdout, sys.stderr = CAPTURE.streams["stdout"], CAPTURE.streams["stderr"]
+
+    # -- signals: only ever raise into a running cell
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.executing:
+            raise KeyboardInterrupt
+
+    def _on_terminate(self, signum, frame) -> None:
+        self.terminating = True
+        if self.executing:
+            self.stop_reason = "cancelled"
+            raise KeyboardInterrupt
+        raise SystemExit(0)
+
+    # -- the event log and its live subscribers
+    def submit(self, run_dir: str) -> EventLog:
+        with self.lock:
+            log = self.logs.get(run_dir)
+            if log is None:
+                log = EventLog(run_dir, on_event=lambda event, key=run_dir: self._broadcast(key, event))
+                self.logs[run_dir] = log
+                log.append("status", state="queued", host=self.info["host"], pid=os.getpid())
+                self.jobs.put(run_dir)
+        return log
+
+    def _broadcast(self, run_dir: str, event: dict[str, Any]) -> None:
+        for subscriber in self.subscribers.get(run_dir, ()):
+            subscriber.put(event)
+
+    def follow(self, run_dir: str, after: int, send) -> None:
+        """Replay the log after `after`, then stream live records until the final one."""
+        with self.lock:
+            log = self.logs.get(run_dir)
+        if log is None:
+            for event in read_events(run_dir, after):
+                send(event)
+            return
+        live: queue.Queue[dict[str, Any]] = queue.Queue()
+        with log.lock:
+            replay = read_events(run_dir, after)
+            self.subscribers[run_dir].append(live)
+        try:
+            for event in replay:
+                send(event)
+                if is_final(event):
+                    return
+            while True:
+                event = live.get()
+                if event["seq"] > after:
+                    send(event)
+                if is_final(event):
+                    return
+        finally:
+            self.subscribers[run_dir].remove(live)
+
+    # -- executing cells (main thread only: signals land here)
+    def run(self, run_dir: str) -> str:
+        path = Path(run_dir)
+        log = self.submit(run_dir)
+        request = json.loads((path / "request.json").read_text())
+        started = time.time()
+        status = {"run_id": request["run_id"], "site": self.site, "host": self.info["host"], "pid": os.getpid(),
+                  "started": started, "versions": self.info, "device": str(self.shell.user_ns.get("device"))}
+        write_json_atomic(path / "status.json", {**status, "state": "running"})
+        CAPTURE.emit = log.append
+        log.append("status", state="running", host=self.info["host"], pid=os.getpid())
+        try:
+            state, reason = self._execute(path, request)
+        finally:
+            CAPTURE.flush()
+            CAPTURE.emit = None
+        log.append("status", state=state, reason=reason, final=True)
+        write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time()})
+        with self.lock:
+            self.logs.pop(run_dir, None)
+        log.close()
+        return state
+
+    def _execute(self, path: Path, request: dict[str, Any]) -> tuple[str, str | None]:
+        if request.get("has_in"):
+            try:
+                self.shell.user_ns.update(transfer.unpack((path / "in.pkl").read_bytes()))
+            except Exception as exc:
+                CAPTURE.record("error", ename=type(exc).__name__, evalue=str(exc), traceback=[
+                    f"cannot unpickle the --in variables on site {self.site!r}: {type(exc).__name__}: {exc}",
+                    "Install the module they need on this site, or send plain data."])
+                return "failed", f"cannot unpickle --in variables: {exc}"
+        os.environ.update(request.get("env") or {})
+        self.stop_reason = None
+        timeout = request.get("timeout")
+        timer = threading.Timer(timeout, self._time_out) if timeout else None
+        result = None
+        try:
+            self.executing = True
+            if timer:
+                timer.start()
+            result = self.shell.run_cell(request["code"], store_history=True)
+        except KeyboardInterrupt:
+            pass  # arrived between IPython's own handlers; the state below says what happened
+        finally:
+            self.executing = False
+            if timer:
+                timer.cancel()
+        if self.stop_reason == "cancelled":
+            return "cancelled", "cancelled by request"
+        if self.stop_reason == "timeout":
+            return "timeout", f"cell exceeded --timeout {timeout:g}s"
+        error = None if result is None else (result.error_before_exec or result.error_in_exec)
+        if result is None or isinstance(error, KeyboardInterrupt):
+            return "interrupted", "interrupted (KeyboardInterrupt)"
+        if error is not None:
+            return "failed", f"{type(error).__name__}: {error}"
+        return self._ship_out(path, request.get("out") or [])
+
+    def _time_out(self) -> None:
+        if self.executing:
+            self.stop_reason = "timeout"
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def _ship_out(self, path: Path, names: list[str]) -> tuple[str, str | None]:
+        if not names:
+            return "succeeded", None
+        missing = [n for n in names if n not in self.shell.user_ns]
+        if missing:
+            message = f"--out variable(s) {', '.join(map(repr, missing))} not defined after the cell on {self.site!r}"
+            CAPTURE.record("error", ename="NameError", evalue=message, traceback=[message])
+            return "failed", message
+        try:
+            data = transfer.pack(names, self.shell.user_ns, f"on site {self.site!r}")
+        except transfer.TransferError as exc:
+            CAPTURE.record("error", ename="TransferError", evalue=str(exc), traceback=[str(exc)])
+            return "failed", str(exc)
+        tmp = path / ".out.pkl.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path / "out.pkl")
+        return "succeeded", None
+
+
+def _predefined(accelerator: str) -> dict[str, Any]:
+    from .devices import runner_globals
+
+    return runner_globals(accelerator)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    runner: Runner
+
+    def handle(self) -> None:
+        try:
+            request = json.loads(self.rfile.readline() or b"{}")
+            op = request.get("op")
+            if op == "hello":
+                self._send({"ok": True, "pid": os.getpid(), "versions": self.runner.info})
+            elif op == "execute":
+                log = self.runner.submit(request["run_dir"])
+                self._send({"ok": True, "seq": log.seq})
+                if request.get("follow"):
+                    self.runner.follow(request["run_dir"], 0, self._send)
+            elif op == "follow":
+                self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
+            else:
+                self._send({"ok": False, "error": f"unknown op {op!r}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away; it resumes from its last seq when it reconnects
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.wfile.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+        self.wfile.flush()
+
+
+def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamServer:
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.path.exists(path):
+        os.unlink(path)
+    handler = type("Handler", (_Handler,), {"runner": runner})
+    server = socketserver.ThreadingUnixStreamServer(path, handler)
+    server.daemon_threads = True
+    os.chmod(path, 0o600)
+    threading.Thread(target=server.serve_forever, name="split-socket", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_split.runner")
+    parser.add_argument("--probe", action="store_true")
+    parser.add_argument("--session", metavar="DIR")
+    parser.add_argument("--run-dir", metavar="DIR")
+    parser.add_argument("--socket", metavar="PATH")
+    parser.add_argument("--stdin-json", action="store_true")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT)
+    args = parser.parse_args(argv)
+    if args.probe:
+        print(json.dumps(versions()))
+        return 0
+    payload = json.loads(sys.stdin.readline() or "{}") if args.stdin_json else {}
+    os.environ.update(payload.get("env", {}))
+    if payload.get("config"):
+        from .config import Config, activate
+
+        activate(Config.model_validate(payload["config"]))
+    runner = Runner(payload.get("site", "?"), payload.get("accelerator", "auto"))
+    server = serve_socket(runner, args.socket) if args.socket else None
+    try:
+        if args.run_dir:
+            state = runner.run(os.path.abspath(args.run_dir))
+            return 0 if state == "succeeded" else 1
+        _serve_session(runner, args.idle_timeout)
+        return 0
+    finally:
+        if server is not None:
+            server.server_close()
+            os.unlink(args.socket)
+
+
+def _serve_session(runner: Runner, idle_timeout: float) -> None:
+    while not runner.terminating:
+        try:
+            run_dir = runner.jobs.get(timeout=idle_timeout)
+        except queue.Empty:
+            return
+        except SystemExit:
+            break
+        try:
+            runner.run(run_dir)
+        except SystemExit:
+            break
+    for run_dir, log in list(runner.logs.items()):
+        log.append("status", state="cancelled", reason="the session ended before this cell ran", final=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
