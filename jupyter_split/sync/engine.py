@@ -7,6 +7,7 @@ staged files in, publish the new manifest last, drop staging).
 """
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -147,7 +148,11 @@ def _new_manifest(plan: Plan, labels: list[str], parents: list[str] | None, run_
         # A replica of a published checkpoint: same identity and lineage, labels only ever added.
         return Manifest(files=files, created=source.created, run_id=source.run_id, site=source.site,
                         labels=labels, parents=list(source.parents), meta=dict(source.meta), version=source.version)
-    return Manifest(files=files, run_id=run_id, site=site, labels=labels, parents=list(parents or []), meta=dict(meta or {}))
+    new = Manifest(files=files, run_id=run_id, site=site, labels=labels, parents=list(parents or []), meta=dict(meta or {}))
+    old = plan.dest_manifest
+    if old is not None and _same(old, dataclasses.replace(new, created=old.created)):
+        return old  # the same content again: keep its publication time, so a re-sync is a no-op
+    return new
 
 
 def _commit(plan: Plan, new: Manifest) -> bool:
