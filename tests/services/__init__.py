@@ -4,7 +4,9 @@ Each fixture starts the real program on 127.0.0.1 with its own ports and state d
 and fails (never skips) with the install command when the program is missing.
 `python -m tests.services NAME` starts one by hand and prints how to reach it.
 """
+from .ray import ray_cluster  # noqa: F401
 from .s3 import s3, s3_second  # noqa: F401
+from .slurm import slurm  # noqa: F401
 from .sshd import sshd  # noqa: F401
 
-__all__ = ["s3", "s3_second", "sshd"]
+__all__ = ["ray_cluster", "s3", "s3_second", "slurm", "sshd"]

@@ -1,0 +1,122 @@
+"""Ray for tests: a real local head node on 127.0.0.1 with its own temp dir and ports.
+
+`ray start --block` keeps the launcher as the parent of gcs_server, raylet and the dashboard,
+so the whole cluster is this process's session. It is stopped by PID: SIGTERM to the
+launcher, then SIGKILL to every process left in its session (gcs_server and raylet ignore
+SIGTERM). `ray stop` would stop every Ray on the machine, so it is never used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ._proc import ServiceError, free_ports, require, start, stop, tail, wait_for
+
+INSTALL = "pip install 'ray[default]'"
+
+
+@dataclass
+class RayCluster:
+    """A running Ray head: `address` is the Jobs API URL; `pids` its processes by name."""
+
+    address: str
+    gcs_address: str
+    temp_dir: Path
+    pid: int
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def session_pids(self) -> list[int]:
+        """Every live process in the launcher's session (the cluster and its workers)."""
+        import psutil
+
+        found = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            try:
+                if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(proc.info["pid"]) == self.pid:
+                    found.append(proc.info["pid"])
+            except (ProcessLookupError, PermissionError):
+                continue
+        return found
+
+    def stop(self) -> None:
+        stop(self.pid, grace=5)
+        # Ray restarts what dies while it stops, so sweep the session until it is empty.
+        for _ in range(20):
+            left = self.session_pids()
+            if not left:
+                return
+            stop(left, grace=0.5, sig=signal.SIGKILL)
+        raise ServiceError(f"Ray processes {self.session_pids()} outlived SIGKILL")
+
+
+def _jobs_api_up(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{address}/api/version", timeout=2) as reply:
+            return "ray_version" in json.loads(reply.read())
+    except (OSError, ValueError):
+        return False
+
+
+def _named_pids(launcher: int) -> dict[str, int]:
+    import psutil
+
+    names = {}
+    for child in psutil.Process(launcher).children(recursive=True):
+        try:
+            names.setdefault(child.name(), child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return names
+
+
+def start_ray(temp_dir: Path, num_cpus: int | None = None) -> RayCluster:
+    """Start a Ray head under `temp_dir`; raise `ServiceError` with the fix if it cannot."""
+    ray = require("ray", INSTALL)
+    (gcs, dashboard, client, node_manager, object_manager, agent_listen, agent_grpc, runtime_env,
+     metrics) = free_ports(9)
+    # These come from the ephemeral range, above Ray's worker ports (10002-19999), as Ray needs.
+    cpus = num_cpus or max(2, os.cpu_count() or 2)
+    argv = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+            f"--temp-dir={temp_dir}", f"--num-cpus={cpus}", "--num-gpus=0",
+            "--dashboard-host=127.0.0.1", "--disable-usage-stats", "--include-dashboard=true",
+            f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+            f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
+            f"--dashboard-agent-listen-port={agent_listen}", f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
+    # Without this, Ray swaps 127.0.0.1 for the machine's other address and listens on all.
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    log = temp_dir / "ray-start.log"
+    proc = start(argv, log, env)
+    address = f"http://127.0.0.1:{dashboard}"
+    cluster = RayCluster(address=address, gcs_address=f"127.0.0.1:{gcs}", temp_dir=temp_dir,
+                         pid=proc.pid)
+    try:
+        wait_for(lambda: _jobs_api_up(address), f"Ray Jobs API at {address}", 90, log, proc)
+    except ServiceError as err:
+        cluster.stop()
+        dash = temp_dir / "session_latest" / "logs" / "dashboard.log"
+        raise ServiceError(f"{err}\ndashboard log:\n{tail(dash)}") from None
+    cluster.pids = {"ray start": proc.pid, **_named_pids(proc.pid)}
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A real local Ray head: `.address` (Jobs API URL), `.pid`, `.pids`, `.temp_dir`."""
+    # Short path: Ray's unix sockets live under it and socket paths are limited to 107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="jsray-"))
+    cluster = start_ray(temp_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
