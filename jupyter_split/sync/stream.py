@@ -58,7 +58,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
                 offset += len(data)
                 on_bytes(len(data))
         except BaseException:
-            _discard(writer)
+            _discard(writer, dest.object_store)
             raise
         writer.close()
     sha = digest.hexdigest()
@@ -96,12 +96,11 @@ def _resume(reader, item: Item, digest, chunk: int) -> int:
     return item.resume_from
 
 
-def _discard(writer) -> None:
+def _discard(writer, object_store: bool) -> None:
     # A buffered object-store writer would otherwise publish the truncated object on close.
-    discard = getattr(writer, "discard", None)
-    if discard is not None:
-        discard()
     try:
+        if object_store:
+            writer.discard()
         writer.close()
     except Exception:
         pass  # the original error is the one to report

@@ -1,0 +1,174 @@
+"""sync between local folders: incremental, same-size changes, repair, atomic publish, errors."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from jupyter_split import sync
+from jupyter_split.sync import FileEntry, HashingWriter, Manifest, ManifestError, publish, read_manifest
+from jupyter_split.sync.manifest import STAGING_NAME
+
+
+def make_tree(root: Path, files: dict[str, int], seed: int = 0) -> dict[str, str]:
+    """Write random files; return rel -> sha256."""
+    rng = __import__("random").Random(seed)
+    out = {}
+    for rel, size in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = rng.randbytes(size)
+        path.write_bytes(data)
+        out[rel] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"}
+
+
+def flip_byte(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+FILES = {"model/shard-0.bin": 300_000, "model/shard-1.bin": 300_000, "config.json": 120, "tok/vocab.txt": 5_000}
+
+
+def test_manifest_round_trip_and_publish_is_atomic_rename(tmp_path):
+    fs = fsspec.filesystem("file")
+    m = Manifest(files=[FileEntry("a/b.bin", 3, "ab" * 32)], run_id="r-1", site="sg", labels=["CN"],
+                 parents=["s3://x/y"], meta={"dtype": "bf16"})
+    assert read_manifest(fs, str(tmp_path)) is None
+    publish(fs, str(tmp_path), m)
+    assert read_manifest(fs, str(tmp_path)) == m
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json"]  # no temp file left beside it
+    assert json.loads((tmp_path / "manifest.json").read_text())["version"] == 1
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", "not valid JSON"),
+    ('{"files": [{"path": "../etc/passwd", "size": 1, "sha256": "x"}]}', "not a clean relative"),
+    ('{"files": [], "version": 99}', "version 99"),
+    ('{"files": [{"path": "a"}]}', "lacks path, size or sha256"),
+])
+def test_bad_manifests_are_named(text, words):
+    with pytest.raises(ManifestError, match=words):
+        Manifest.from_json(text, where="s3://b/ck/manifest.json")
+
+
+def test_hashing_writer_hashes_what_it_writes():
+    target = io.BytesIO()
+    writer = HashingWriter(target)
+    writer.write(b"abc")
+    writer.write(b"def")
+    assert target.getvalue() == b"abcdef"
+    assert (writer.size, writer.hexdigest()) == (6, hashlib.sha256(b"abcdef").hexdigest())
+
+
+def test_copy_publishes_a_verified_tree_with_metadata(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    hashes = make_tree(src, FILES)
+    report = sync.copy(str(src), str(dest), labels=["CN"], run_id="run-7", site="home", parents=["ck-0"], progress=False)
+    assert tree_hashes(dest) == hashes
+    manifest = read_manifest(fsspec.filesystem("file"), str(dest))
+    assert {e.path: e.sha256 for e in manifest.files} == hashes
+    assert (manifest.labels, manifest.run_id, manifest.site, manifest.parents) == (["CN"], "run-7", "home", ["ck-0"])
+    assert report.files_sent == report.files_verified == len(FILES)
+    assert report.bytes_sent == sum(FILES.values()) and report.published
+    assert not (dest / STAGING_NAME).exists()
+
+
+def test_resync_skips_unchanged_and_catches_a_same_size_change(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    sync.copy(str(src), str(dest), progress=False)
+    again = sync.copy(str(src), str(dest), progress=False)
+    assert (again.files_sent, again.files_skipped, again.published) == (0, len(FILES), False)
+
+    before = (src / "model/shard-1.bin").stat().st_size
+    flip_byte(src / "model/shard-1.bin")
+    assert (src / "model/shard-1.bin").stat().st_size == before
+    changed = sync.copy(str(src), str(dest), progress=False)
+    assert changed.files_sent == 1 and changed.bytes_sent == FILES["model/shard-1.bin"]
+    assert tree_hashes(dest) == tree_hashes(src)
+
+
+def test_published_source_resync_reads_only_manifests(tmp_path, monkeypatch):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    sync.copy(str(src), str(tmp_path / "published"), progress=False)
+    sync.copy(str(tmp_path / "published"), str(dest), progress=False)
+    opened: list[str] = []
+    real_open = fsspec.implementations.local.LocalFileSystem._open
+
+    def spy(self, path, *args, **kwargs):
+        opened.append(path)
+        return real_open(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileSystem, "_open", spy)
+    report = sync.copy(str(tmp_path / "published"), str(dest), progress=False)
+    assert report.files_skipped == len(FILES) and report.files_sent == 0
+    assert opened and all(path.endswith("/manifest.json") for path in opened)  # no data file was opened
+
+
+def test_corrupted_byte_at_destination_is_found_by_deep_and_repaired(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    hashes = make_tree(src, FILES)
+    sync.copy(str(src), str(dest), progress=False)
+    flip_byte(dest / "model/shard-0.bin")
+    report = sync.copy(str(src), str(dest), deep=True, progress=False)
+    assert report.files_sent == 1 and report.files_verified == len(FILES)
+    assert tree_hashes(dest) == hashes
+
+
+def test_source_that_contradicts_its_manifest_fails_naming_the_file(tmp_path):
+    src, mid, dest = tmp_path / "src", tmp_path / "mid", tmp_path / "dest"
+    make_tree(src, FILES)
+    sync.copy(str(src), str(mid), progress=False)
+    flip_byte(mid / "tok/vocab.txt")
+    with pytest.raises(sync.SyncError) as err:
+        sync.copy(str(mid), str(dest), progress=False, backoff=0.01)
+    text = str(err.value)
+    assert "tok/vocab.txt" in text and "does not match its manifest" in text and "nothing was published" in text
+    assert set(err.value.done) == set(FILES) - {"tok/vocab.txt"}
+    assert read_manifest(fsspec.filesystem("file"), str(dest)) is None
+    # the finished files wait in staging; once the source is right they are kept, not resent
+    sync.copy(str(src), str(mid), progress=False, deep=True)
+    report = sync.copy(str(mid), str(dest), progress=False)
+    assert (report.files_kept, report.files_sent) == (len(FILES) - 1, 1)
+
+
+def test_removed_source_file_leaves_the_published_checkpoint(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    sync.copy(str(src), str(dest), progress=False)
+    (src / "config.json").unlink()
+    sync.copy(str(src), str(dest), progress=False)
+    assert not (dest / "config.json").exists()
+    assert "config.json" not in read_manifest(fsspec.filesystem("file"), str(dest)).by_path()
+
+
+def test_single_file_and_missing_source(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"x" * 1000)
+    report = sync.copy(str(tmp_path / "w.bin"), str(tmp_path / "ck"), progress=False)
+    assert report.files_sent == 1 and (tmp_path / "ck" / "w.bin").read_bytes() == b"x" * 1000
+    with pytest.raises(sync.PlanError, match="does not exist"):
+        sync.copy(str(tmp_path / "nope"), str(tmp_path / "ck2"), progress=False)
+
+
+def test_latest_ignores_unpublished_folders(tmp_path):
+    make_tree(tmp_path / "src", {"w.bin": 10})
+    with pytest.raises(FileNotFoundError, match="no published checkpoint"):
+        sync.latest(str(tmp_path / "ckpts"))
+    sync.copy(str(tmp_path / "src"), str(tmp_path / "ckpts/step-1"), progress=False)
+    sync.copy(str(tmp_path / "src"), str(tmp_path / "ckpts/step-2"), progress=False)
+    (tmp_path / "ckpts/step-3").mkdir()  # being written: no manifest yet
+    assert sync.latest(str(tmp_path / "ckpts")).endswith("/step-2")
