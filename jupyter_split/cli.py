@@ -43,6 +43,7 @@ def add_cell_arguments(parser: argparse.ArgumentParser, site_required: bool) -> 
     parser.add_argument("--detach", action="store_true", help="return at once with the run id; the run outlives the notebook")
     parser.add_argument("--fresh", action="store_true", help="a new runner for this cell only (no session namespace)")
     parser.add_argument("--name", help="a label (W&B job type)")
+    parser.add_argument("--wandb", action="store_true", help="a W&B run around the cell (site, host, device, versions, code hash)")
     parser.add_argument("--timeout", type=float, metavar="S", help="end the cell after S seconds")
 
 

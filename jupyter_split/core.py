@@ -39,6 +39,7 @@ class CellOptions:
     fresh: bool = False
     name: str | None = None
     timeout: float | None = None
+    wandb: bool = False
 
 
 @dataclass
@@ -112,8 +113,8 @@ class Split:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
             await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload)
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
-                   "has_in": payload is not None, "site": site.name,
-                   "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name)}}
+                   "has_in": payload is not None, "site": site.name, "wandb": opts.wandb,
+                   "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir)}}
         await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
         if session:
             await self._enqueue(ex, handle, run_dir)

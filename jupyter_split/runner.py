@@ -29,7 +29,7 @@ from typing import Any
 
 from traitlets.config import Config as TraitletsConfig
 
-from . import transfer
+from . import tracking, transfer
 from .capture import CAPTURE, RunnerShell
 from .runs.events import EventLog, is_final, read_events
 
@@ -146,7 +146,8 @@ class Runner:
             CAPTURE.flush()
             CAPTURE.emit = None
         log.append("status", state=state, reason=reason, final=True)
-        write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time()})
+        write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time(),
+                                                   "wandb": tracking.run_files(path)})
         with self.lock:
             self.logs.pop(run_dir, None)
         log.close()
@@ -170,7 +171,9 @@ class Runner:
             self.executing = True
             if timer:
                 timer.start()
-            result = self.shell.run_cell(request["code"], store_history=True)
+            with tracking.cell_tracking(request, path, self.info, self.shell.user_ns.get("device")) as tracked:
+                result = self.shell.run_cell(request["code"], store_history=True)
+                tracked.exit_code = 0 if result.success else 1
         except KeyboardInterrupt:
             pass  # arrived between IPython's own handlers; the state below says what happened
         finally:

@@ -7,12 +7,21 @@ import time touches wandb: the core builds every runner's environment with it.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import netrc
 import os
+import posixpath
 import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlparse
 
-from .config import Config, SiteConfig
+from .config import Config, SiteConfig, load_config
+
+if TYPE_CHECKING:
+    from .sync.manifest import Manifest
 
 #: W&B's own cloud; its data lives in the United States.
 CLOUD_URL = "https://api.wandb.ai"
@@ -38,8 +47,13 @@ def job_type(site: SiteConfig, name: str | None) -> str:
     return (name or site.name)[:64]
 
 
-def runner_env(config: Config, site: SiteConfig, run_id: str, name: str | None) -> dict[str, str]:
-    """The W&B context for a runner on `site`: no secrets, safe to appear in job specs."""
+def runner_env(config: Config, site: SiteConfig, run_id: str, name: str | None,
+               run_dir: str | None = None) -> dict[str, str]:
+    """The W&B context for a cell on `site`: no secrets, safe to appear in job specs.
+
+    With `run_dir`, W&B writes its run files under `<run_dir>/wandb`, where
+    `%split wandb` finds them.
+    """
     env = {
         "WANDB_PROJECT": project(config, site),
         "WANDB_RUN_GROUP": config.experiment.name,
@@ -48,6 +62,8 @@ def runner_env(config: Config, site: SiteConfig, run_id: str, name: str | None) 
         "WANDB_MODE": site.wandb.mode,
         "WANDB_NAME": run_id,
     }
+    if run_dir:
+        env["WANDB_DIR"] = run_dir
     if site.wandb.base_url:
         env["WANDB_BASE_URL"] = site.wandb.base_url
     if site.wandb.entity:
@@ -93,3 +109,188 @@ def runner_secrets(site: SiteConfig) -> dict[str, str]:
         return {}
     key = api_key(site)
     return {"WANDB_API_KEY": key} if key else {}
+
+
+# -- inside a runner: the cell's own W&B run and its checkpoints ------------------------
+
+#: set by the core for every runner
+SITE_VAR = "JUPYTER_SPLIT_SITE"
+#: the run config key under which a run records the checkpoints it used (offline lineage)
+USED_KEY = "split_used_checkpoints"
+
+
+def current_site(config: Config | None = None) -> SiteConfig:
+    """The site this process runs on: the runner's (`$JUPYTER_SPLIT_SITE`), else the home site."""
+    config = config or load_config()
+    name = os.environ.get(SITE_VAR)
+    return config.site(name) if name else config.home
+
+
+def code_sha256(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+class CellRun:
+    """The W&B run `--wandb` opens around one cell; set `exit_code` when the cell failed."""
+
+    def __init__(self, run: Any = None):
+        self.run = run
+        self.exit_code = 0
+
+
+@contextlib.contextmanager
+def cell_run(meta: dict[str, Any]) -> Iterator[CellRun]:
+    """Start a W&B run for one cell, logging where and what ran, and finish it after.
+
+    `meta`: run_id, site, code, and optionally name, host, device, versions, run_dir.
+    Project, group, job type, tags, mode and server come from the runner's environment.
+    """
+    import wandb
+
+    config = {
+        "split": {
+            "run_id": meta["run_id"], "site": meta["site"], "host": meta.get("host"),
+            "device": meta.get("device"), "versions": meta.get("versions", {}),
+            "code_sha256": code_sha256(meta.get("code", "")),
+        }
+    }
+    run = wandb.init(
+        dir=meta.get("run_dir"), name=meta["run_id"], job_type=meta.get("name") or None,
+        config=config, reinit="finish_previous",
+    )
+    handle = CellRun(run)
+    try:
+        yield handle
+    except BaseException:
+        handle.exit_code = 1
+        raise
+    finally:
+        run.finish(exit_code=handle.exit_code)
+
+
+def cell_tracking(request: dict[str, Any], run_dir: str | os.PathLike[str], info: dict[str, Any],
+                  device: Any) -> contextlib.AbstractContextManager[CellRun]:
+    """What the runner wraps a cell in: `cell_run` for a `--wandb` cell, else nothing."""
+    if not request.get("wandb"):
+        return contextlib.nullcontext(CellRun())
+    return cell_run({
+        "run_id": request["run_id"], "site": request.get("site"), "code": request.get("code", ""),
+        "name": request.get("name"), "host": info.get("host"), "device": str(device),
+        "versions": {k: info.get(k) for k in ("python", "torch", "cloudpickle", "jupyter_split")},
+        "run_dir": os.fspath(run_dir),
+    })
+
+
+def run_files(run_dir: str | os.PathLike[str]) -> list[str]:
+    """The W&B run files under `run_dir`, relative to it (the runner lists them in `status.json`)."""
+    root = Path(run_dir)
+    found = sorted(root.glob("wandb/*run-*/run-*.wandb"))
+    return [p.relative_to(root).as_posix() for p in found if p.parent.name.startswith(("offline-run-", "run-"))]
+
+
+# -- checkpoints as artifacts ---------------------------------------------------------
+
+#: schemes whose references W&B checksums itself (ETags, md5); others carry the manifest's sha256
+NATIVE_SCHEMES = frozenset({"s3", "gs", "file"})
+
+
+def manifest_sha256(manifest: Manifest) -> str:
+    """sha256 over the manifest's file entries: the same for every copy of one checkpoint."""
+    lines = sorted(f"{e.path}\t{e.size}\t{e.sha256}\n" for e in manifest.files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def artifact_name(url: str) -> str:
+    base = posixpath.basename(urlparse(url).path.rstrip("/")) or "checkpoint"
+    return "ckpt-" + re.sub(r"[^A-Za-z0-9._-]", "_", base)[:120]
+
+
+def build_artifact(url: str, manifest: Manifest, labels: set[str] | None = None) -> Any:
+    """A W&B artifact that references the checkpoint at `url` without uploading its bytes."""
+    import wandb
+    from wandb.sdk.artifacts.artifact_manifest_entry import ArtifactManifestEntry
+
+    sha = manifest_sha256(manifest)
+    metadata = {
+        "url": url, "manifest_sha256": sha, "labels": sorted(set(manifest.labels) | (labels or set())),
+        "parents": manifest.parents, "producer_run": manifest.run_id, "producer_site": manifest.site,
+        "files": len(manifest.files), "bytes": manifest.total_bytes,
+    }
+    artifact = wandb.Artifact(artifact_name(url), type="model", metadata=metadata)
+    scheme = urlparse(url).scheme or "file"
+    if scheme in NATIVE_SCHEMES:
+        artifact.add_reference(url if "://" in url else Path(url).resolve().as_uri())
+    else:
+        name = posixpath.basename(urlparse(url).path.rstrip("/")) or "checkpoint"
+        artifact.manifest.add_entry(ArtifactManifestEntry(path=name, digest=sha, ref=url, size=manifest.total_bytes))
+    return artifact
+
+
+def active_run() -> Any | None:
+    """The W&B run open in this process, without importing wandb when no cell did."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+_used: list[str] = []
+
+
+def used_checkpoints() -> list[str]:
+    """Checkpoints this process used (loaded or pulled): the parents of what it saves next."""
+    return list(_used)
+
+
+def log_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> Any | None:
+    """Log a published checkpoint as a reference artifact of the open W&B run (none open: no-op).
+
+    A labelled checkpoint (its manifest's labels, or the run's taint) goes only to a W&B
+    server in a jurisdiction of its labels; the residency guard refuses it otherwise,
+    audits the attempt and raises `ResidencyError` before anything is logged.
+    """
+    run = run or active_run()
+    if run is None:
+        return None
+    labels = set(manifest.labels) | _run_labels()
+    guard_artifact(url, current_site(), labels, manifest.total_bytes)
+    artifact = build_artifact(url, manifest, labels)
+    run.log_artifact(artifact, aliases=["latest", "sha-" + manifest_sha256(manifest)[:16]])
+    return artifact
+
+
+def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None:
+    """Record that this process used the checkpoint at `url` (loaded or pulled it).
+
+    Always: in `used_checkpoints()` (the lineage of what it saves next) and, with a W&B
+    run open, in the run's config under `split_used_checkpoints`. Online, also as a used
+    artifact; offline, where W&B cannot, `wandb sync` completes it.
+    """
+    if url not in _used:
+        _used.append(url)
+    run = run or active_run()
+    if run is None:
+        return
+    entry = {"url": url, "artifact": artifact_name(url), "sha256": manifest_sha256(manifest),
+             "producer_run": manifest.run_id, "producer_site": manifest.site}
+    used = [u for u in run.config.get(USED_KEY, []) if u.get("url") != url] + [entry]
+    run.config.update({USED_KEY: used}, allow_val_change=True)
+    if not run.offline:
+        run.use_artifact(build_artifact(url, manifest))
+
+
+def _run_labels() -> set[str]:
+    from .policy import run_labels
+
+    return run_labels()
+
+
+def guard_artifact(url: str, target: SiteConfig, labels: set[str], nbytes: int, config: Config | None = None) -> None:
+    """Ask the residency guard whether the artifact of checkpoint `url` may go to `target`'s W&B server."""
+    from . import policy
+
+    policy.check_copy(url, server_url(target), labels, nbytes, item=f"W&B artifact {artifact_name(url)}")
+
+
+def residency_error() -> type[Exception]:
+    from .policy import ResidencyError
+
+    return ResidencyError

@@ -13,14 +13,13 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Iterator
 
 FILE_HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
 BLOCK = 32768
 CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-SYNCED_SUFFIX = ".synced"
 
 
 class WandbFileError(ValueError):
@@ -54,10 +53,11 @@ def iter_payloads(data: bytes, where: str = "run file") -> Iterator[bytes]:
             parts = []
 
 
-def read_records(path: str | Path) -> Iterator[Any]:
+def read_records(path: str | Path, data: bytes | None = None) -> Iterator[Any]:
+    """The records of a run file (`data`: its bytes, when read from a remote site)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    for payload in iter_payloads(Path(path).read_bytes(), str(path)):
+    for payload in iter_payloads(Path(path).read_bytes() if data is None else data, str(path)):
         record = pb.Record()
         record.ParseFromString(payload)
         yield record
@@ -92,7 +92,7 @@ def write_records(path: str | Path, records: Iterable[Any]) -> None:
 class WandbRun:
     """What a run file says about one W&B run."""
 
-    path: Path
+    path: PurePosixPath
     id: str = ""
     project: str = ""
     entity: str = ""
@@ -110,10 +110,6 @@ class WandbRun:
     @property
     def offline(self) -> bool:
         return self.path.parent.name.startswith("offline-run-")
-
-    @property
-    def synced(self) -> bool:
-        return self.path.with_name(self.path.name + SYNCED_SUFFIX).exists()
 
     @property
     def state(self) -> str:
@@ -198,10 +194,10 @@ def _apply_config(run: WandbRun, config: Any) -> None:
         _drop(run.config, _key(item))
 
 
-def load_run(path: str | Path) -> WandbRun:
+def load_run(path: str | Path, data: bytes | None = None) -> WandbRun:
     """Read one run file: its identity, config, summary, history, artifacts and exit."""
-    run = WandbRun(path=Path(path))
-    for record in read_records(path):
+    run = WandbRun(path=PurePosixPath(path))
+    for record in read_records(path, data):
         _apply(run, record)
     return run
 
@@ -213,3 +209,37 @@ def find_run_files(root: str | Path) -> list[Path]:
         return []
     files = {p.resolve() for p in root.rglob("run-*.wandb") if p.parent.name.startswith(("offline-run-", "run-"))}
     return sorted(files, key=lambda p: p.parent.name.removeprefix("offline-").removeprefix("run-"))
+
+
+def is_metric_key(key: str) -> bool:
+    """A user's metric, not one W&B keeps for itself (`_step`, `_runtime`, `_timestamp`, `_wandb`)."""
+    return not key.startswith("_")
+
+
+def filter_records(records: Iterable[Any], keep_metric: Callable[[str], bool],
+                   drop_artifacts: Iterable[str] = (), drop_output: bool = False) -> Iterator[Any]:
+    """The records of a run with only the metrics `keep_metric` admits (history and summary),
+    without the named artifacts and, with `drop_output`, without console output and files."""
+    dropped = set(drop_artifacts)
+    for record in records:
+        kind = record.WhichOneof("record_type")
+        if kind in ("output", "output_raw", "files") and drop_output:
+            continue
+        if kind == "artifact" and record.artifact.name in dropped:
+            continue
+        if kind == "history":
+            _keep_items(record.history.item, keep_metric)
+        elif kind == "summary":
+            _keep_items(record.summary.update, keep_metric)
+            _keep_items(record.summary.remove, keep_metric)
+        yield record
+
+
+def _keep_items(items: Any, keep_metric: Callable[[str], bool]) -> None:
+    kept = [item for item in items if not is_metric_key(_key(item)[0]) or keep_metric(_key(item)[0])]
+    if len(kept) != len(items):
+        copies = [type(item)() for item in kept]
+        for copy, item in zip(copies, kept):
+            copy.CopyFrom(item)
+        del items[:]
+        items.extend(copies)

@@ -1,0 +1,142 @@
+"""This experiment's W&B runs on every site, and `wandb sync` of the offline ones at home.
+
+A runner records the W&B run files each cell wrote in the run's `status.json`
+(`wandb`, paths under the run directory), so the runs are found through the run
+index and read through each site's executor: no network to W&B, no listing of
+remote folders. Syncing stages a copy of each home run here, with what the
+policy keeps from the target server removed, and hands it to `wandb sync`.
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import aio, tracking
+from .config import Config, SiteConfig
+from .paths import data_dir
+from .runs.index import RunRecord
+from .wandb_offline import WandbFileError, WandbRun, filter_records, load_run, read_records, write_records
+
+
+@dataclass
+class SiteRun:
+    """One W&B run, where it ran, and the jupyter_split run that made it."""
+
+    site: str
+    split_run: str
+    run: WandbRun
+    data: bytes = field(repr=False, default=b"")
+
+
+async def _runs_of(split: Any, record: RunRecord) -> list[SiteRun]:
+    ex = split.executor(record.site)
+    try:
+        status = json.loads(await ex.read_file(posixpath.join(record.run_dir, "status.json")))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    found = []
+    for rel in status.get("wandb", []):
+        path = posixpath.join(record.run_dir, rel)
+        try:
+            data = await ex.read_file(path)
+            found.append(SiteRun(record.site, record.run_id, load_run(path, data), data))
+        except (FileNotFoundError, WandbFileError):
+            continue  # deleted, or torn beyond its header: nothing to show
+    return found
+
+
+def experiment_runs(split: Any, site: str | None = None, limit: int = 200) -> list[SiteRun]:
+    """W&B runs of this experiment (its group) made by the last `limit` runs in the index."""
+    prefix = split.config.experiment.name + "-"
+    records = [r for r in split.index.list(site, limit) if r.run_id.startswith(prefix)]
+
+    async def gather() -> list[list[SiteRun]]:
+        return await asyncio.gather(*(_runs_of(split, r) for r in records))
+
+    runs = [run for batch in aio.run(gather()) for run in batch]
+    return [r for r in runs if r.run.group == split.config.experiment.name]
+
+
+# -- sync -------------------------------------------------------------------------------
+
+@dataclass
+class SyncPlan:
+    """What syncing one home run to `target`'s W&B server sends and keeps back."""
+
+    item: SiteRun
+    target: SiteConfig
+    staged: Path
+    refused: list[str] = field(default_factory=list)       # artifacts the guard refused
+    metric_filter: list[str] | None = None                 # allowlist applied, when going abroad
+
+    @property
+    def synced(self) -> bool:
+        return self.staged.with_name(self.staged.name + ".synced").exists()
+
+
+def staging_dir() -> Path:
+    return data_dir() / "wandb-sync"
+
+
+def plan_sync(config: Config, runs: list[SiteRun], target: SiteConfig) -> list[SyncPlan]:
+    """Offline, finished runs made at home, each with the policy's verdict for `target`'s server."""
+    home = config.home.jurisdiction
+    abroad = tracking.server_jurisdiction(target) != home
+    allow = config.policy.metrics_abroad if abroad else None
+    plans = []
+    for item in runs:
+        site = config.sites.get(item.site)
+        if site is None or site.jurisdiction != home or not item.run.offline or item.run.exit_code is None:
+            continue
+        folder = item.run.path.parent.name
+        staged = staging_dir() / target.name / item.site / folder / item.run.path.name
+        plans.append(SyncPlan(item, target, staged, metric_filter=allow))
+    return plans
+
+
+def check_artifacts(plan: SyncPlan, config: Config) -> None:
+    """Ask the residency guard about each labelled artifact; refused ones stay out of the copy."""
+    for artifact in plan.item.run.artifacts:
+        labels = set(artifact["metadata"].get("labels") or [])
+        try:
+            tracking.guard_artifact(artifact["metadata"].get("url", artifact["name"]), plan.target, labels,
+                                    artifact["metadata"].get("bytes", 0), config)
+        except tracking.residency_error() as exc:
+            plan.refused.append(f"{artifact['name']}: {exc}")
+
+
+def stage(plan: SyncPlan) -> Path:
+    """Write the run file to send, filtered as the plan says, beside nothing else."""
+    plan.staged.parent.mkdir(parents=True, exist_ok=True)
+    allow = plan.metric_filter
+    keep = (lambda key: any(fnmatch.fnmatchcase(key, pattern) for pattern in allow)) if allow is not None else (lambda key: True)
+    refused = [r.split(":", 1)[0] for r in plan.refused]
+    records = read_records(plan.item.run.path, plan.item.data)
+    write_records(plan.staged, filter_records(records, keep, refused, drop_output=allow is not None))
+    return plan.staged
+
+
+def run_sync(plan: SyncPlan, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+    """`wandb sync` of the staged copy to the target's server; the key goes in the environment only."""
+    env = {**os.environ, "WANDB_BASE_URL": tracking.server_url(plan.target), "WANDB_MODE": "online"}
+    env.pop("WANDB_API_KEY", None)
+    key = tracking.api_key(plan.target)
+    if key:
+        env["WANDB_API_KEY"] = key
+    argv = [sys.executable, "-m", "wandb", "sync", str(plan.staged.parent)]
+    if plan.target.wandb.entity:
+        argv[4:4] = ["--entity", plan.target.wandb.entity]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def remove_staged(plan: SyncPlan) -> None:
+    shutil.rmtree(plan.staged.parent, ignore_errors=True)
