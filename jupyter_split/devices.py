@@ -215,6 +215,24 @@ def detect(accelerator: str = "auto") -> DeviceInfo:
     return replace(_cpu(), note="; ".join(notes) or None, skipped=tuple(notes))
 
 
+def info_for(device: str) -> DeviceInfo:
+    """The `DeviceInfo` of an explicit torch device string such as "cuda:1", "npu" or "cpu"."""
+    type_ = device.split(":", 1)[0]
+    if type_ == "cpu":
+        return _cpu()
+    kind = type_
+    if type_ == "cuda" and torch_available():
+        import torch
+
+        kind = "dcu" if getattr(torch.version, "hip", None) is not None else "cuda"
+    if kind not in _PLUGINS:
+        raise ValueError(f"unknown device {device!r}: use cpu or one of {', '.join(PROBE_ORDER)} (with an optional :index)")
+    info = detect(kind)
+    if info.kind != kind:
+        raise RuntimeError(f"device {device!r} is not usable here: {info.note}")
+    return info
+
+
 def _torch_version() -> str:
     import torch
 

@@ -1,0 +1,293 @@
+"""Portable checkpoints: save on CUDA abroad, load on whatever accelerator is at home.
+
+`save(state, url)` writes the tensors as safetensors shards of bounded size and the rest
+as JSON, through fsspec, hashing every byte as it is written, and publishes the sync
+manifest last (residency labels, lineage, dtypes, source device). `load(url)` verifies
+every file against that manifest before a tensor from it is returned, maps the tensors
+onto the local device and widens dtypes the device lacks (bf16 to fp16 or fp32).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import warnings
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import fsspec
+import torch
+
+from . import ckpt_format as fmt
+from .devices import DeviceInfo, detect, info_for
+from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, publish, read_manifest
+
+DEFAULT_SHARD_SIZE = "1GiB"
+_READ_CHUNK = 16 << 20
+_FP16_MAX = 65504.0
+# checkpoints this process has loaded: a later save names them as its parents (lineage)
+_LOADED: dict[str, Manifest] = {}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or trusted; the message names the file and the fix."""
+
+
+def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs, root.rstrip("/")
+
+
+def _workers(jobs: int) -> int:
+    return max(1, min(jobs, os.cpu_count() or 1, 8))
+
+
+# --- save -------------------------------------------------------------------------------
+
+def save(
+    state: Any,
+    url: str,
+    *,
+    max_shard_size: int | str = DEFAULT_SHARD_SIZE,
+    labels: set[str] | list[str] = (),
+    parents: list[str] = (),
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write `state` (a state_dict, or nested dicts/lists of tensors and plain values) to `url`.
+
+    Labels are the current run's residency labels plus `labels`; parents are the
+    checkpoints this process loaded plus `parents`. Returns the published manifest.
+    """
+    flat = fmt.flatten(state)
+    limit = fmt.parse_size(max_shard_size)
+    fs, root = _fs(url, storage_options)
+    _unpublish(fs, root, url, overwrite)
+    names = fmt.plan_shards(flat.tensors, limit)
+    files = [fmt.shard_name(i, len(names)) for i in range(len(names))]
+    all_labels = sorted(_run_labels() | set(labels))
+    source = _source_device(flat.tensors)
+    metadata = {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels), "source_device": source}
+    writer = ShardWriter(fs, root, metadata)
+    with ThreadPoolExecutor(_workers(len(files))) as pool:
+        entries = list(pool.map(lambda pair: writer.write(pair[0], {n: flat.tensors[n] for n in pair[1]}), zip(files, names)))
+    document = fmt.tree_document(flat, zip(files, names), source)
+    return writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
+
+
+class ShardWriter:
+    """Writes shards and the JSON tree under `root`, hashing as it writes, then publishes."""
+
+    def __init__(self, fs: Any, root: str, metadata: dict[str, str]):
+        self.fs, self.root, self.metadata = fs, root, metadata
+        fs.makedirs(root, exist_ok=True)
+
+    def write(self, name: str, tensors: dict[str, torch.Tensor]) -> FileEntry:
+        with self.fs.open(posixpath.join(self.root, name), "wb") as handle:
+            out = HashingWriter(handle)
+            fmt.write_shard(out, tensors, self.metadata)
+        return out.entry(name)
+
+    def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str]) -> Manifest:
+        data = json.dumps(document, separators=(",", ":")).encode()
+        self.fs.pipe_file(posixpath.join(self.root, fmt.TREE_NAME), data)
+        entries = [*entries, FileEntry(fmt.TREE_NAME, len(data), hashlib.sha256(data).hexdigest())]
+        dtypes: dict[str, int] = {}
+        for info in document["tensors"].values():
+            dtypes[info["dtype"]] = dtypes.get(info["dtype"], 0) + 1
+        manifest = Manifest(
+            files=entries, run_id=os.environ.get("JUPYTER_SPLIT_RUN_ID"), site=os.environ.get("JUPYTER_SPLIT_SITE"),
+            labels=labels, parents=list(dict.fromkeys(parents)),
+            meta={"kind": "checkpoint", "format": fmt.FORMAT, "dtypes": dtypes, "tensors": len(document["tensors"]),
+                  "source_device": document["source_device"], "torch": torch.__version__},
+        )
+        publish(self.fs, self.root, manifest)
+        return manifest
+
+
+def _unpublish(fs: Any, root: str, url: str, overwrite: bool) -> None:
+    # a reader must never see an old manifest over new shards: drop the manifest first
+    old = read_manifest(fs, root)
+    if old is None:
+        return
+    if not overwrite:
+        raise CheckpointError(f"{url} already holds a published checkpoint; pass overwrite=True or save to a new URL (e.g. one per step)")
+    fs.rm_file(posixpath.join(root, "manifest.json"))
+    for entry in old.files:
+        path = posixpath.join(root, entry.path)
+        if fs.exists(path):
+            fs.rm_file(path)
+
+
+def _source_device(tensors: dict[str, torch.Tensor]) -> str:
+    kinds = sorted({str(t.device) for t in tensors.values()})
+    return ",".join(kinds) or "none"
+
+
+def _run_labels() -> set[str]:
+    try:  # TEMPORARY until policy.py lands
+        from .policy import run_labels
+    except ImportError:
+        return set()
+    return set(run_labels())
+
+
+# --- load -------------------------------------------------------------------------------
+
+def load(
+    url: str,
+    device: str | torch.device | DeviceInfo = "auto",
+    dtype: torch.dtype | None = None,
+    lazy: bool = False,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> Any:
+    """The state saved at `url`, every file verified against the manifest, on `device`.
+
+    `device="auto"` is this machine's accelerator (inside a cell, pass `device=device`
+    to follow the site's setting). `dtype=None` keeps each tensor's dtype unless the
+    device lacks it: bf16 becomes fp16 where the device has fp16 (fp32 for a tensor
+    beyond fp16's range), else fp32. A floating `dtype` casts every floating tensor.
+    `lazy=True` returns a `LazyCheckpoint` that reads one shard at a time.
+    """
+    checkpoint = LazyCheckpoint(url, device, dtype, storage_options=storage_options)
+    return checkpoint if lazy else checkpoint.state()
+
+
+class LazyCheckpoint(Mapping[str, torch.Tensor]):
+    """A published checkpoint read on demand: `ckpt[name]`, `iter_shards()`, `state()`.
+
+    Each shard is read whole and verified before any tensor of it is handed out; the
+    last shard read is kept, so walking tensor names in order reads each shard once.
+    """
+
+    def __init__(self, url: str, device: Any = "auto", dtype: torch.dtype | None = None, *, storage_options: dict[str, Any] | None = None):
+        self.url = url
+        self.fs, self.root = _fs(url, storage_options)
+        manifest = read_manifest(self.fs, self.root)
+        if manifest is None:
+            raise CheckpointError(
+                f"{url} has no manifest.json, so it is not a published checkpoint (its save did not finish, or it is "
+                "a torch.distributed.checkpoint folder: use jupyter_split.ckpt.consolidate on that)")
+        if manifest.meta.get("format") != fmt.FORMAT:
+            raise CheckpointError(f"{url}: manifest format {manifest.meta.get('format')!r} is not {fmt.FORMAT!r}; "
+                                  "it was not written by jupyter_split.ckpt.save (use jupyter_split.sync to copy it instead)")
+        self.manifest = manifest
+        self._files = manifest.by_path()
+        document = json.loads(self._read(fmt.TREE_NAME))
+        self.tree, self.tensors = document["tree"], document["tensors"]
+        self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
+        self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
+        self.dtype = dtype
+        self._cache: tuple[str, dict[str, torch.Tensor]] | None = None
+        _LOADED[url] = manifest
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.tensors:
+            raise KeyError(f"{name!r} is not a tensor of {self.url}")
+        shard = self.tensors[name]["shard"]
+        if self._cache is None or self._cache[0] != shard:
+            self._cache = (shard, self._load_shard(shard))
+        return self._cache[1][name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def shard_names(self) -> list[str]:
+        return list(dict.fromkeys(info["shard"] for info in self.tensors.values()))
+
+    def iter_shards(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Each shard's tensors, mapped and cast, one shard in memory at a time."""
+        for shard in self.shard_names():
+            yield self._load_shard(shard)
+
+    def state(self) -> Any:
+        """The whole state, as saved, with tensors on the target device."""
+        shards = self.shard_names()
+        with ThreadPoolExecutor(_workers(len(shards))) as pool:
+            loaded: dict[str, torch.Tensor] = {}
+            for part in pool.map(self._load_shard, shards):
+                loaded.update(part)
+        return fmt.unflatten(self.tree, loaded.__getitem__)
+
+    def _load_shard(self, shard: str) -> dict[str, torch.Tensor]:
+        raw = fmt.read_shard(self._read(shard), f"{self.url}/{shard}")
+        return {name: self._place(name, tensor) for name, tensor in raw.items()}
+
+    def _place(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        target = self._target_dtype(name, tensor)
+        if target == tensor.dtype and self.device.type == "cpu":
+            return tensor
+        return tensor.to(device=self.device, dtype=target)
+
+    def _target_dtype(self, name: str, tensor: torch.Tensor) -> torch.dtype:
+        if not tensor.is_floating_point():
+            return tensor.dtype
+        if self.dtype is not None:
+            return self.dtype
+        kind = str(tensor.dtype).removeprefix("torch.")
+        if self.info.supports(kind) or kind not in ("bfloat16", "float16"):
+            return tensor.dtype
+        if kind == "bfloat16" and self.info.fp16:
+            if tensor.numel() and tensor.abs().max().item() > _FP16_MAX:
+                warnings.warn(f"{self.url}: {name} exceeds fp16's range; loaded as fp32 instead of fp16", RuntimeWarning, stacklevel=4)
+                return torch.float32
+            return torch.float16
+        return torch.float32
+
+    def _read(self, name: str) -> bytearray:
+        """One file of the checkpoint, read whole and checked against the manifest's size and sha256."""
+        entry = self._files.get(name)
+        where = f"{self.url}/{name}"
+        if entry is None:
+            raise CheckpointError(f"{where} is not listed in the manifest; the checkpoint is incomplete or was edited by hand. Re-save it.")
+        buffer = bytearray(entry.size)
+        view = memoryview(buffer)
+        digest = hashlib.sha256()
+        got = 0
+        try:
+            with _open_read(self.fs, posixpath.join(self.root, name)) as handle:
+                while got < entry.size:
+                    n = handle.readinto(view[got:got + _READ_CHUNK])
+                    if not n:
+                        break
+                    digest.update(view[got:got + n])
+                    got += n
+                trailing = handle.read(1)
+        except FileNotFoundError:
+            raise CheckpointError(f"{where} is missing (the manifest lists it); copy the checkpoint again with `%split pull`.") from None
+        if got != entry.size or trailing:
+            raise CheckpointError(f"{where} is corrupt: its size differs from the manifest's {entry.size} bytes; "
+                                  "copy it again or re-save the checkpoint")
+        if digest.hexdigest() != entry.sha256:
+            raise CheckpointError(f"{where} is corrupt: sha256 {digest.hexdigest()[:16]}… differs from the manifest's "
+                                  f"{entry.sha256[:16]}…; copy it again or re-save the checkpoint")
+        return buffer
+
+
+def _open_read(fs: Any, path: str):
+    if is_object_store(fs):
+        # one ranged GET per chunk, no read-ahead cache: every byte is read once
+        return fs.open(path, "rb", block_size=_READ_CHUNK, cache_type="none")
+    if "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
+        return open(path, "rb", buffering=0)
+    return fs.open(path, "rb")
+
+
+def consolidate(dcp_url: str, dest_url: str, **kwargs: Any) -> Manifest:
+    """A `torch.distributed.checkpoint` folder (e.g. FsspecWriter output) as one portable checkpoint.
+
+    See `jupyter_split.ckpt_dcp.consolidate`; it streams tensor by tensor, holding one shard's worth.
+    """
+    from .ckpt_dcp import consolidate as run
+
+    return run(dcp_url, dest_url, **kwargs)

@@ -1,0 +1,246 @@
+"""The on-storage form of a portable checkpoint: safetensors shards and a JSON tree.
+
+A state (nested dicts, lists and tuples of tensors, numbers and strings) is split in two:
+its tensors, written to safetensors shards that any tool can read, and its shape with
+every other leaf, written as JSON (`TREE_NAME`). JSON, not pickle: loading a checkpoint
+that came from another site must never run code from it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterable
+
+import torch
+
+FORMAT = "jupyter_split.ckpt/1"
+TREE_NAME = "state.json"
+
+# safetensors' dtype names; the format is little-endian, as are the hosts we support
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "C64": torch.complex64,
+}
+NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+_CHUNK = 8 << 20
+
+
+class FormatError(ValueError):
+    """A state that cannot be written portably, or shard bytes that do not parse."""
+
+
+def parse_size(size: int | str) -> int:
+    """`512MB`, `1GiB`, `2e9` or an int of bytes."""
+    if isinstance(size, int):
+        value = size
+    else:
+        match = re.fullmatch(r"\s*([0-9.e+]+)\s*([KMGT]?)(i?)B?\s*", size, re.IGNORECASE)
+        if not match:
+            raise FormatError(f"max_shard_size={size!r} is not a size; write e.g. 512MB, 2GiB or a number of bytes")
+        base = 1024 if match.group(3) else 1000
+        value = int(float(match.group(1)) * base ** " KMGT".index(match.group(2).upper() or " "))
+    if value <= 0:
+        raise FormatError(f"max_shard_size must be positive, got {size!r}")
+    return value
+
+
+@dataclass
+class Flat:
+    """A state taken apart: the JSON tree, and the tensors it refers to by name."""
+
+    tree: Any
+    tensors: dict[str, torch.Tensor]
+
+
+def flatten(state: Any) -> Flat:
+    """Split `state` into a JSON tree and named tensors; a tensor held twice (tied weights) is stored once."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[tuple, str] = {}
+
+    def tensor_ref(value: torch.Tensor, path: list[str]) -> dict[str, str]:
+        if value.is_sparse or value.layout != torch.strided:
+            raise FormatError(f"state{_where(path)}: a {value.layout} tensor; call .to_dense() first")
+        if value.is_meta:
+            raise FormatError(f"state{_where(path)}: a meta tensor has no data; materialize the model before saving")
+        if type(value).__name__ in ("DTensor", "ShardedTensor"):
+            raise FormatError(f"state{_where(path)}: a distributed tensor; save it with torch.distributed.checkpoint "
+                              "and use jupyter_split.ckpt.consolidate, or call .full_tensor() first")
+        if value.dtype not in NAMES:
+            raise FormatError(f"state{_where(path)}: dtype {value.dtype} has no safetensors name; cast it first")
+        key = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape),
+               value.stride(), value.dtype, str(value.device)) if value.numel() else None
+        if key is not None and key in seen:
+            return {"$t": seen[key]}
+        name = ".".join(path) or "tensor"
+        while name in tensors:
+            name += "'"
+        tensors[name] = value.detach()
+        if key is not None:
+            seen[key] = name
+        return {"$t": name}
+
+    def walk(value: Any, path: list[str]) -> Any:
+        if isinstance(value, torch.Tensor):
+            return tensor_ref(value, path)
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"$f": repr(value)}
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and not k.startswith("$") for k in value):
+                return {k: walk(v, [*path, k]) for k, v in value.items()}
+            return {"$d": [[walk(k, [*path, "<key>"]), walk(v, [*path, str(k)])] for k, v in value.items()]}
+        if isinstance(value, list):
+            return [walk(v, [*path, str(i)]) for i, v in enumerate(value)]
+        if isinstance(value, tuple):  # torch.Size too
+            return {"$tuple": [walk(v, [*path, str(i)]) for i, v in enumerate(value)]}
+        if isinstance(value, bytes):
+            return {"$b": base64.b64encode(value).decode()}
+        if isinstance(value, torch.dtype):
+            return {"$dtype": str(value).removeprefix("torch.")}
+        if isinstance(value, torch.device):
+            return {"$device": str(value)}
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):
+            return walk(value.item(), path) if getattr(value, "ndim", 0) == 0 else {"$np": tensor_ref(torch.from_numpy(value), path)["$t"]}
+        raise FormatError(
+            f"state{_where(path)}: a {type(value).__module__}.{type(value).__qualname__} cannot be saved portably "
+            "(only tensors, numbers, strings, bytes, None and dicts/lists/tuples of them). Save its state_dict() "
+            "or convert it to one of those."
+        )
+
+    return Flat(walk(state, []), tensors)
+
+
+def unflatten(tree: Any, tensor: Any) -> Any:
+    """Rebuild a state from its tree; `tensor(name)` supplies each tensor (called once per reference)."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (tag, body), = node.items()
+            if tag == "$t":
+                return tensor(body)
+            if tag == "$np":
+                return tensor(body).cpu().numpy()
+            if tag == "$d":
+                return {walk(k): walk(v) for k, v in body}
+            if tag == "$tuple":
+                return tuple(walk(v) for v in body)
+            if tag == "$f":
+                return float(body)
+            if tag == "$b":
+                return base64.b64decode(body)
+            if tag == "$dtype":
+                return getattr(torch, body)
+            if tag == "$device":
+                return torch.device(body)
+        return {k: walk(v) for k, v in node.items()}
+
+    return walk(tree)
+
+
+def _where(path: list[str]) -> str:
+    return "".join(f"[{p!r}]" for p in path)
+
+
+def nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def plan_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+    """Group tensor names into shards of at most `max_bytes` (a larger tensor gets a shard alone), in order."""
+    shards: list[list[str]] = []
+    size = 0
+    for name, value in tensors.items():
+        n = nbytes(value)
+        if not shards or (size + n > max_bytes and shards[-1]):
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += n
+    return shards
+
+
+def _order(tensors: dict[str, torch.Tensor]) -> list[str]:
+    # widest dtype first, as safetensors does: every tensor's offset stays aligned to its itemsize
+    return sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+
+
+def header(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    body: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in _order(tensors):
+        value = tensors[name]
+        end = offset + nbytes(value)
+        body[name] = {"dtype": NAMES[value.dtype], "shape": list(value.shape), "data_offsets": [offset, end]}
+        offset = end
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    raw += b" " * (-(8 + len(raw)) % 8)  # data starts 8-byte aligned
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def write_shard(out: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Stream one safetensors file to `out`: the header, then each tensor's bytes, copied off its device one at a time."""
+    if sys.byteorder != "little":
+        raise FormatError("safetensors is little-endian; saving from a big-endian host is not supported")
+    out.write(header(tensors, metadata))
+    for name in _order(tensors):
+        value = tensors[name]
+        if not value.numel():
+            continue
+        host = value.to("cpu", copy=False).contiguous().reshape(-1).view(torch.uint8)
+        data = memoryview(host.numpy())
+        for start in range(0, len(data), _CHUNK):
+            out.write(data[start:start + _CHUNK])
+
+
+def read_shard(buffer: bytearray, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file held in `buffer`, as views on it (no copy)."""
+    try:
+        length = int.from_bytes(buffer[:8], "little")
+        info = json.loads(bytes(buffer[8:8 + length]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{where}: not a safetensors file ({exc})") from None
+    base = 8 + length
+    out: dict[str, torch.Tensor] = {}
+    for name, entry in info.items():
+        if name == "__metadata__":
+            continue
+        dtype = DTYPES.get(entry.get("dtype"))
+        start, end = entry["data_offsets"]
+        shape = entry["shape"]
+        count = math.prod(shape)
+        if dtype is None or end - start != count * dtype.itemsize or base + end > len(buffer):
+            raise FormatError(f"{where}: tensor {name!r} has a bad header entry {entry}")
+        if count == 0:
+            out[name] = torch.empty(shape, dtype=dtype)
+        else:
+            out[name] = torch.frombuffer(buffer, dtype=dtype, count=count, offset=base + start).reshape(shape)
+    return out
+
+
+def shard_name(index: int, total: int) -> str:
+    return f"model-{index + 1:05d}-of-{total:05d}.safetensors"
+
+
+def tree_document(flat: Flat, shards: Iterable[tuple[str, list[str]]], source_device: str) -> dict[str, Any]:
+    """The JSON side file: the tree, and where each tensor lives."""
+    where = {name: file for file, names in shards for name in names}
+    return {
+        "format": FORMAT,
+        "tree": flat.tree,
+        "tensors": {name: {"shard": where[name], "dtype": NAMES[t.dtype], "shape": list(t.shape)}
+                    for name, t in flat.tensors.items()},
+        "source_device": source_device,
+        "torch": torch.__version__,
+    }

@@ -1,0 +1,181 @@
+"""Portable checkpoints on the real CPU, real files and the real S3 server (moto_server)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from jupyter_split import ckpt
+from jupyter_split.ckpt_format import FormatError, parse_size
+from jupyter_split.devices import detect
+from jupyter_split.sync.manifest import read_manifest
+
+
+def _model_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(), torch.nn.Linear(128, 64))
+    return {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+
+
+def _training_state() -> dict:
+    model = _model_state()
+    return {
+        "model": model,
+        "optim": {"state": {0: {"step": torch.tensor(7.0), "exp_avg": torch.ones(3, 4)}},
+                  "param_groups": [{"lr": 3e-4, "betas": (0.9, 0.95), "params": [0], "clip": math.inf}]},
+        "step": 1200,
+        "mask": torch.tensor([True, False, True]),
+        "ids": torch.arange(10, dtype=torch.int64),
+        "empty": torch.zeros(0, 5),
+        "name": "llm-split",
+        "blob": b"\x00\x01",
+        "dtype": torch.bfloat16,
+    }
+
+
+def test_roundtrip_keeps_structure_and_values_bf16_widened_on_cpu(tmp_path):
+    state = _training_state()
+    url = (tmp_path / "step-1200").as_uri()
+    manifest = ckpt.save(state, url)
+    assert manifest.meta["dtypes"]["BF16"] == 4 and manifest.meta["source_device"] == "cpu"
+    out = ckpt.load(url)
+    # the CPU lacks native bf16 compute (see devices.detect): bf16 comes back as fp32, exactly
+    assert detect().supports("bfloat16") is False
+    for key, value in state["model"].items():
+        assert out["model"][key].dtype == torch.float32
+        assert torch.equal(out["model"][key], value.float())
+    assert out["optim"]["state"][0]["exp_avg"].dtype == torch.float32
+    assert torch.equal(out["optim"]["state"][0]["step"], torch.tensor(7.0))
+    assert out["optim"]["param_groups"] == [{"lr": 3e-4, "betas": (0.9, 0.95), "params": [0], "clip": math.inf}]
+    assert out["step"] == 1200 and out["name"] == "llm-split" and out["blob"] == b"\x00\x01"
+    assert out["dtype"] is torch.bfloat16
+    assert torch.equal(out["mask"], state["mask"]) and out["ids"].dtype == torch.int64
+    assert out["empty"].shape == (0, 5)
+
+
+def test_explicit_dtype_keeps_bf16_or_casts_all_floats(tmp_path):
+    url = (tmp_path / "c").as_uri()
+    ckpt.save({"w": torch.randn(4, 4).bfloat16(), "n": torch.arange(3)}, url)
+    kept = ckpt.load(url, dtype=torch.bfloat16)
+    assert kept["w"].dtype == torch.bfloat16
+    half = ckpt.load(url, device="cpu", dtype=torch.float16)
+    assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64
+
+
+def test_shards_are_bounded_and_readable_by_safetensors(tmp_path):
+    state = {f"layer{i}.weight": torch.full((256, 256), float(i)) for i in range(10)}  # 256 KiB each
+    state["big"] = torch.zeros(1024, 1024)  # 4 MiB: over the bound, so a shard of its own
+    root = tmp_path / "sharded"
+    manifest = ckpt.save(state, root.as_uri(), max_shard_size="600KiB")
+    shards = sorted(p for p in root.iterdir() if p.suffix == ".safetensors")
+    assert len(shards) == 6
+    for shard in shards:
+        with safe_open(str(shard), "pt") as handle:
+            meta = handle.metadata()
+            sizes = [handle.get_tensor(k).numel() * 4 for k in handle.keys()]
+        assert meta["jupyter_split"] == "jupyter_split.ckpt/1" and meta["source_device"] == "cpu"
+        assert sum(sizes) <= 600 * 1024 or len(sizes) == 1
+    assert {e.path for e in manifest.files} == {p.name for p in shards} | {"state.json"}
+    out = ckpt.load(root.as_uri())
+    assert all(torch.equal(out[k], v) for k, v in state.items())
+
+
+def test_tied_weights_are_stored_once_and_stay_tied(tmp_path):
+    emb = torch.randn(50, 8)
+    url = (tmp_path / "tied").as_uri()
+    manifest = ckpt.save({"embed.weight": emb, "lm_head.weight": emb}, url)
+    assert manifest.meta["tensors"] == 1
+    out = ckpt.load(url)
+    assert out["embed.weight"] is out["lm_head.weight"]
+
+
+def test_a_corrupted_shard_is_named(tmp_path):
+    root = tmp_path / "bad"
+    ckpt.save({f"w{i}": torch.randn(128, 128) for i in range(4)}, root.as_uri(), max_shard_size="64KiB")
+    victim = root / "model-00003-of-00004.safetensors"
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match=r"model-00003-of-00004\.safetensors is corrupt: sha256"):
+        ckpt.load(root.as_uri())
+    victim.write_bytes(bytes(data[:-1]))
+    with pytest.raises(ckpt.CheckpointError, match=r"model-00003-of-00004\.safetensors is corrupt: its size"):
+        ckpt.load(root.as_uri())
+    victim.unlink()
+    with pytest.raises(ckpt.CheckpointError, match=r"model-00003-of-00004\.safetensors is missing"):
+        ckpt.load(root.as_uri())
+
+
+def test_lazy_load_reads_one_shard_at_a_time(tmp_path):
+    root = tmp_path / "lazy"
+    state = {f"w{i}": torch.full((128, 128), float(i)) for i in range(4)}
+    ckpt.save(state, root.as_uri(), max_shard_size="64KiB")
+    # break the last shard: a lazy reader must still serve the others, and name it when reached
+    last = root / "model-00004-of-00004.safetensors"
+    last.write_bytes(last.read_bytes()[:-1] + b"\x00")
+    lazy = ckpt.load(root.as_uri(), lazy=True)
+    assert sorted(lazy) == ["w0", "w1", "w2", "w3"] and len(lazy.shard_names()) == 4
+    assert torch.equal(lazy["w1"], state["w1"])
+    shards = lazy.iter_shards()
+    assert list(next(shards)) == ["w0"]
+    assert list(next(shards)) == ["w1"]
+    assert torch.equal(next(shards)["w2"], state["w2"])
+    with pytest.raises(ckpt.CheckpointError, match="model-00004-of-00004.safetensors is corrupt"):
+        next(shards)
+
+
+def test_unpublished_folder_and_existing_checkpoint_errors(tmp_path):
+    url = (tmp_path / "c").as_uri()
+    with pytest.raises(ckpt.CheckpointError, match="no manifest.json.*consolidate"):
+        ckpt.load(url)
+    ckpt.save({"w": torch.ones(2)}, url)
+    with pytest.raises(ckpt.CheckpointError, match="already holds a published checkpoint; pass overwrite=True"):
+        ckpt.save({"w": torch.zeros(2)}, url)
+    assert torch.equal(ckpt.load(url)["w"], torch.ones(2))  # the refused save lost nothing
+    ckpt.save({"w": torch.zeros(2)}, url, overwrite=True)
+    assert torch.equal(ckpt.load(url)["w"], torch.zeros(2))
+
+
+def test_unsavable_values_are_named_before_anything_is_written(tmp_path):
+    root = tmp_path / "never"
+    with pytest.raises(FormatError, match=r"state\['optim'\]\['sched'\]: a builtins.object cannot be saved portably"):
+        ckpt.save({"w": torch.ones(1), "optim": {"sched": object()}}, root.as_uri())
+    assert not root.exists()
+    with pytest.raises(FormatError, match="meta tensor has no data"):
+        ckpt.save({"w": torch.empty(3, device="meta")}, root.as_uri())
+    with pytest.raises(FormatError, match="max_shard_size='lots' is not a size"):
+        parse_size("lots")
+    assert parse_size("1GiB") == 1 << 30 and parse_size("512MB") == 512_000_000
+
+
+def test_unknown_device_is_a_clear_error(tmp_path):
+    url = (tmp_path / "c").as_uri()
+    ckpt.save({"w": torch.ones(2)}, url)
+    with pytest.raises(RuntimeError, match="device 'cuda:0' is not usable here"):
+        ckpt.load(url, device="cuda:0")
+
+
+def test_manifest_carries_lineage_from_loaded_checkpoints(tmp_path):
+    parent = (tmp_path / "pretrained").as_uri()
+    ckpt.save({"w": torch.ones(2)}, parent)
+    ckpt.load(parent)
+    child = ckpt.save({"w": torch.ones(2) * 2}, (tmp_path / "finetuned").as_uri(), parents=["hf://org/base"])
+    assert parent in child.parents and "hf://org/base" in child.parents
+
+
+@pytest.mark.slow
+def test_save_and_load_through_s3(s3, tmp_path):
+    bucket = s3.make_bucket("ckpt-sg")
+    url = f"{bucket}/run-1/step-10"
+    state = _training_state()
+    ckpt.save(state, url, max_shard_size="16KiB", storage_options=s3.storage_options)
+    fs = s3.filesystem()
+    manifest = read_manifest(fs, url)
+    assert manifest is not None and len(manifest.files) > 3
+    doc = json.loads(fs.cat_file(f"{url}/state.json"))
+    assert doc["tree"]["step"] == 1200
+    out = ckpt.load(url, dtype=torch.bfloat16, storage_options=s3.storage_options)
+    assert all(torch.equal(out["model"][k], v) for k, v in state["model"].items())
