@@ -1,0 +1,38 @@
+"""Data residency: labels that travel with the data, a guard at the border, an audit log.
+
+The public face of `jupyter_split.residency`:
+- `label(obj, "CN")`, `labels_of(obj)`: labels on Python objects.
+- `labels_for_url(url)`: labels a location carries from `policy.resident`.
+- `check_copy`, `check_objects`, `check_transfer`: the guard, raising `ResidencyError`
+  before anything moves, and auditing every cross-border attempt.
+- `declassify(item, reason)` and `policy.allow_export`: approved exports.
+- `audit_entries(decision, site, since)`: the append-only audit log.
+- `start_taint_tracking`, `run_labels`, `taint_run`: taint inside a runner.
+"""
+from .residency.audit import audit_entries
+from .residency.guard import (
+    ResidencyError,
+    check_copy,
+    check_objects,
+    check_transfer,
+    declassifications,
+    declassify,
+    labels_for_url,
+    url_label_origins,
+)
+from .residency.labels import label, label_origins, labels_of
+from .residency.taint import (
+    local_site,
+    run_label_origins,
+    run_labels,
+    start_taint_tracking,
+    stop_taint_tracking,
+    taint_run,
+)
+
+__all__ = [
+    "ResidencyError", "audit_entries", "check_copy", "check_objects", "check_transfer",
+    "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
+    "local_site", "run_label_origins", "run_labels", "start_taint_tracking", "stop_taint_tracking",
+    "taint_run", "url_label_origins",
+]

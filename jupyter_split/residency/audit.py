@@ -1,0 +1,120 @@
+"""The audit log and the declassification register: append-only JSONL files.
+
+Each record is one `write(2)` of one whole line to a file opened with O_APPEND, so
+concurrent writers never interleave and a killed process leaves its line whole or
+absent. A crash of the machine itself can still tear the last line; the next
+writer then starts on a fresh line and readers skip the torn one, so no record is
+ever merged with another. Records hold who, what, where and why: never the data.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..config import Config, load_config
+
+DECISIONS = ("allowed", "refused", "declassified")
+DECLASSIFIED_FILE = "declassified.jsonl"
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append `record` as one line, in one write, synced to disk."""
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode() + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a torn tail from a crash: never glue a record onto it
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"{path}: only {written} of {len(line)} bytes of an audit record were written (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Whole records in file order; torn or foreign lines are skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def who() -> dict[str, Any]:
+    """Time, user and host for a record."""
+    now = time.time()
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        user = str(os.getuid())
+    return {
+        "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+        "ts": round(now, 6),
+        "user": user,
+        "host": socket.gethostname(),
+    }
+
+
+def audit(config: Config, **fields: Any) -> dict[str, Any]:
+    record = who()
+    user = fields.pop("user", None)
+    record.update(fields, user=user or record["user"])
+    append_record(config.audit_log_path(), record)
+    return record
+
+
+def declassified_path(config: Config) -> Path:
+    return config.audit_log_path().with_name(DECLASSIFIED_FILE)
+
+
+def _since_ts(since: str | float | date | datetime | None) -> float | None:
+    if since is None or isinstance(since, (int, float)):
+        return since
+    if isinstance(since, str):
+        try:
+            since = datetime.fromisoformat(since)
+        except ValueError:
+            raise ValueError(f"--since {since!r} is not a date: write e.g. 2026-11-28 or 2026-11-28T09:00") from None
+    if not isinstance(since, datetime):
+        since = datetime(since.year, since.month, since.day)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return since.timestamp()
+
+
+def audit_entries(
+    decision: str | None = None,
+    site: str | None = None,
+    since: str | float | date | datetime | None = None,
+    config: Config | None = None,
+) -> list[dict[str, Any]]:
+    """Audit records, oldest first, filtered by decision, site (either end) and time (UTC)."""
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+    config = config or load_config()
+    start = _since_ts(since)
+    found = []
+    for record in read_records(config.audit_log_path()):
+        if decision and record.get("decision") != decision:
+            continue
+        if site and site not in (record.get("from_site"), record.get("to_site")):
+            continue
+        if start is not None and float(record.get("ts", 0)) < start:
+            continue
+        found.append(record)
+    return found

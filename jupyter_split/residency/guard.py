@@ -1,0 +1,242 @@
+"""The border guard: every transfer between sites asks here before its first byte moves.
+
+Labelled data may go only to a site of its own jurisdiction, unless the item was
+declassified (`declassify`) or is on the config's `policy.allow_export` list. Every
+attempt that crosses a border (or would send labelled data out of it) is written to
+the audit log, allowed or refused.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Iterable, Mapping
+
+from ..config import Config, ConfigError, SiteConfig, load_config
+from .audit import append_record, audit, declassified_path, read_records, who
+from .labels import collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of
+from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
+from .taint import local_site, run_label_origins, describe_state
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str
+    item: str
+    labels: dict[str, str]
+    dest: str | None
+    to_site: str | None
+    to_jurisdiction: str | None
+
+    def explain(self) -> str:
+        site = f"site {self.to_site!r}" if self.to_site else "no configured site"
+        where = f"{self.dest} ({site}, jurisdiction {self.to_jurisdiction or 'unknown'})" if self.dest else \
+            f"{site} (jurisdiction {self.to_jurisdiction or 'unknown'})"
+        lines = [f"refused to send {self.kind} {self.item!r} to {where}."]
+        for code, origin in sorted(self.labels.items()):
+            if code != self.to_jurisdiction:
+                lines.append(f"  It carries residency label {code}, from: {origin}. {code} data must stay in {code}.")
+        if not self.to_jurisdiction:
+            lines.append("  The destination lies under no site's `storage`, so its jurisdiction is unknown: "
+                         "add a site whose storage covers it.")
+        return "\n".join(lines)
+
+
+class ResidencyError(PermissionError):
+    """A transfer the residency policy refused; nothing was sent."""
+
+    def __init__(self, refusals: list[Refusal]):
+        self.refusals = refusals
+        first = refusals[0]
+        self.item, self.labels, self.dest = first.item, set(first.labels), first.dest
+        self.to_site, self.to_jurisdiction = first.to_site, first.to_jurisdiction
+        items = " ".join(_shell_word(r.item) for r in refusals)
+        super().__init__(
+            "Residency: " + "\n".join(r.explain() for r in refusals).replace("\nrefused", "\nAlso refused")
+            + "\nNothing was sent. If this export was approved, declassify it and retry:\n"
+            + f"  %split declassify {items} --reason \"<approval reference>\"\n"
+            + f"  (or `jupyter-split declassify ...`, or jupyter_split.policy.declassify(item, reason)),\n"
+            + "  or list it under policy.allow_export in the config."
+        )
+
+
+def _shell_word(text: str) -> str:
+    return text if text and all(c.isalnum() or c in "/:._-~%@+=" for c in text) else repr(text)
+
+
+def approval_for(targets: Iterable[str], config: Config) -> str | None:
+    """Why these items may leave despite their labels: a declassification or an allowlist entry."""
+    targets = [t for t in targets if t]
+    for record in reversed(list(read_records(declassified_path(config)))):
+        stored = [str(record.get(key)) for key in ("item", "location") if record.get(key)]
+        if any(s == t or covers(s, t) for s in stored for t in targets):
+            return f"declassified by {record.get('user')} at {record.get('time')}: {record.get('reason')}"
+    for pattern in config.policy.allow_export:
+        if any(fnmatchcase(t, pattern) for t in targets) or _glob_allows(pattern, targets):
+            return f"policy.allow_export lists {pattern!r}"
+    return None
+
+
+def _glob_allows(pattern: str, targets: list[str]) -> bool:
+    try:
+        glob = compile_glob(pattern)
+    except ConfigError:  # a plain item name, matched by fnmatch above
+        return False
+    return any(matching_glob(t, [glob], contains=False) for t in targets)
+
+
+def _decide(
+    config: Config, *, kind: str, item: str, labels: Mapping[str, str], src: str | None, dest: str | None,
+    from_site: SiteConfig | None, to_site: SiteConfig | None, to_jurisdiction: str | None,
+    nbytes: int | None, approval_targets: Iterable[str], approval: str | None = None,
+) -> Refusal | None:
+    """Allow or refuse one item, auditing every cross-border attempt."""
+    from_j = from_site.jurisdiction if from_site else None
+    blocking = {code: why for code, why in labels.items() if code != to_jurisdiction}
+    if not blocking and from_j == to_jurisdiction:
+        return None
+    approval = approval or (approval_for(approval_targets, config) if blocking else None)
+    refused = bool(blocking) and approval is None
+    reason = approval or ("no residency label" if not blocking else
+                          "; ".join(f"{code} from {why}" for code, why in sorted(blocking.items())))
+    audit(
+        config, kind=kind, item=item, src=redact(src) if src else None, dest=redact(dest) if dest else None, bytes=nbytes,
+        from_site=from_site.name if from_site else None, from_jurisdiction=from_j,
+        to_site=to_site.name if to_site else None, to_jurisdiction=to_jurisdiction,
+        labels=sorted(labels), decision="refused" if refused else "allowed", reason=reason,
+        run_id=describe_state().get("run_id"),
+    )
+    if not refused:
+        return None
+    return Refusal(kind, item, dict(labels), redact(dest) if dest else None, to_site.name if to_site else None, to_jurisdiction)
+
+
+def _given(labels: Mapping[str, str] | Iterable[str] | None, origin: str) -> dict[str, str]:
+    if not labels:
+        return {}
+    if isinstance(labels, Mapping):
+        return {jurisdiction_code(code): str(why) for code, why in labels.items()}
+    return {jurisdiction_code(code): origin for code in labels}
+
+
+def _site_of(url: str, config: Config) -> SiteConfig | None:
+    return site_for_url(url, config) or (local_site(config) if is_local(url) else None)
+
+
+def url_label_origins(url: str, config: Config | None = None, contains: bool = True) -> dict[str, str]:
+    """The labels a location carries from `policy.resident`, with the glob that gave each."""
+    config = config or load_config()
+    glob = matching_glob(url, compile_globs(config.policy.resident), contains=contains)
+    if glob is None:
+        return {}
+    return {config.home.jurisdiction: f"{redact(url)} matches policy.resident {glob.text!r} ({config.source})"}
+
+
+def labels_for_url(url: str, config: Config | None = None) -> set[str]:
+    """Labels of a location: it matches, lies inside, or may contain a resident location."""
+    return set(url_label_origins(url, config))
+
+
+def check_copy(
+    src_url: str, dest_url: str, labels: Mapping[str, str] | Iterable[str] | None, nbytes: int | None,
+    item: str, *, files: Iterable[str] | None = None, config: Config | None = None,
+) -> None:
+    """Refuse (raise ResidencyError) a copy of labelled data to a site of another jurisdiction.
+
+    `labels` are the source manifest's; the source's own location, each of `files`
+    (paths relative to `src_url`, or URLs) and the current run's taint add theirs.
+    Without `files` a folder that may hold a resident location counts as resident.
+    """
+    config = config or load_config()
+    origins = _given(labels, f"the manifest of {redact(src_url)}")
+    file_list = list(files) if files is not None else None
+    for code, why in url_label_origins(src_url, config, contains=file_list is None).items():
+        origins.setdefault(code, why)
+    for name in file_list or ():
+        url = name if "://" in name or name.startswith("/") else posixpath.join(src_url.rstrip("/"), name)
+        for code, why in url_label_origins(url, config, contains=False).items():
+            origins.setdefault(code, why)
+    for code, why in run_label_origins().items():
+        origins.setdefault(code, why)
+    to_site = _site_of(dest_url, config)
+    refusal = _decide(
+        config, kind="copy", item=item, labels=origins, src=src_url, dest=dest_url,
+        from_site=_site_of(src_url, config), to_site=to_site,
+        to_jurisdiction=to_site.jurisdiction if to_site else None,
+        nbytes=nbytes, approval_targets=(item, src_url),
+    )
+    if refusal:
+        raise ResidencyError([refusal])
+
+
+def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConfig, *, config: Config | None = None) -> None:
+    """Refuse `--in` variables that carry (or hold) a label foreign to `dest_site`; all are checked first."""
+    config = config or load_config()
+    to_site = dest_site if isinstance(dest_site, SiteConfig) else config.site(dest_site)
+    from_site = local_site(config)
+    taint = run_label_origins()
+    refusals = []
+    for name, obj in names_to_objects.items():
+        approval = declassified(obj)
+        origins = {**label_origins(obj), **collect(obj)} if approval else collect(obj)
+        for code, why in taint.items():
+            origins.setdefault(code, why)
+        refusal = _decide(
+            config, kind="variable", item=name, labels=origins, src=None, dest=None,
+            from_site=from_site, to_site=to_site, to_jurisdiction=to_site.jurisdiction,
+            nbytes=size_of(obj), approval_targets=(name,), approval=approval,
+        )
+        if refusal:
+            refusals.append(refusal)
+    if refusals:
+        raise ResidencyError(refusals)
+
+
+def check_transfer(
+    item: str, labels: Mapping[str, str] | Iterable[str] | None, *, kind: str, dest: str,
+    to_jurisdiction: str | None, to_site: str | None = None, src: str | None = None,
+    nbytes: int | None = None, config: Config | None = None,
+) -> None:
+    """The guard for other channels (e.g. a W&B artifact bound for a server in `to_jurisdiction`)."""
+    config = config or load_config()
+    origins = _given(labels, f"the labels of {item}")
+    for code, why in run_label_origins().items():
+        origins.setdefault(code, why)
+    refusal = _decide(
+        config, kind=kind, item=item, labels=origins, src=src, dest=dest,
+        from_site=local_site(config), to_site=config.site(to_site) if to_site else None,
+        to_jurisdiction=jurisdiction_code(to_jurisdiction) if to_jurisdiction else None,
+        nbytes=nbytes, approval_targets=(item, src or ""),
+    )
+    if refusal:
+        raise ResidencyError([refusal])
+
+
+def declassify(item: Any, reason: str, user: str | None = None, *, name: str | None = None,
+               config: Config | None = None) -> dict[str, Any]:
+    """Approve the export of `item` (a location, an item name, or a Python object), audited."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("declassify needs a reason: who approved this export, and the approval's reference.")
+    config = config or load_config()
+    stamp = who()
+    user = user or stamp["user"]
+    if isinstance(item, str):
+        if not item.strip():
+            raise ValueError("declassify needs an item: a path, URL or item name.")
+        location = os.path.abspath(os.path.expanduser(item)) if os.path.exists(os.path.expanduser(item)) else None
+        append_record(declassified_path(config), {**stamp, "user": user, "item": item, "location": location,
+                                                  "reason": reason.strip()})
+        labels = sorted(labels_for_url(item, config))
+        shown = redact(item)
+    else:
+        mark_declassified(item, f"declassified by {user}: {reason.strip()}")
+        labels = sorted(label_origins(item))
+        shown = name or f"<{type(item).__name__} object>"
+    return audit(config, kind="declassify", item=shown, labels=labels, decision="declassified",
+                 reason=reason.strip(), user=user)
+
+
+def declassifications(config: Config | None = None) -> list[dict[str, Any]]:
+    """The recorded declassifications of locations and item names, oldest first."""
+    return list(read_records(declassified_path(config or load_config())))

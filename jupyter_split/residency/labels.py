@@ -1,0 +1,172 @@
+"""Residency labels on Python objects, and finding them in what a transfer would carry.
+
+A label is a jurisdiction (ISO code) mapped to where it came from, so a refusal can
+say why. It lives on the object where it can travel with it: in `obj.attrs` for
+pandas and xarray (which carry `attrs` through many operations and pickles), else
+as an attribute (tensors and most objects pickle their `__dict__`), else in a weak
+registry for objects that take no attribute (numpy arrays).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+import weakref
+from collections import deque
+from typing import Any, Iterable, Mapping
+
+ATTR = "__jupyter_split_labels__"
+ATTRS_KEY = "jupyter_split.labels"
+DECLASSIFIED = "__declassified__"  # a reserved key in the same mapping, holding the approval
+
+_registry: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
+_LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), range, memoryview)
+
+
+def jurisdiction_code(value: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. \"CN\".")
+    return value.upper()
+
+
+def _caller() -> str:
+    frame = sys._getframe(2)  # 0: here, 1: label(), 2: its caller
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def label(obj: Any, jurisdiction: str, origin: str | None = None) -> Any:
+    """Mark `obj` as data that must stay in `jurisdiction`; returns `obj` for chaining."""
+    code = jurisdiction_code(jurisdiction)
+    _store(obj, {code: origin or f"policy.label() at {_caller()}"})
+    return obj
+
+
+def _store(obj: Any, entries: Mapping[str, Any]) -> None:
+    attrs = getattr(obj, "attrs", None) if not isinstance(obj, type) else None
+    if isinstance(attrs, dict):
+        attrs[ATTRS_KEY] = {**attrs.get(ATTRS_KEY, {}), **entries}
+        return
+    current = _own(obj)
+    try:
+        setattr(obj, ATTR, {**(current or {}), **entries})
+        return
+    except (AttributeError, TypeError):
+        pass
+    try:
+        ref = weakref.ref(obj, lambda _, key=id(obj): _registry.pop(key, None))
+    except TypeError:
+        kind = type(obj).__name__
+        raise TypeError(
+            f"cannot label a {kind} object: it takes neither an attribute nor a weak reference. "
+            f"Label the values it holds, or keep it in an object that takes one (e.g. a numpy array or a class instance)."
+        ) from None
+    previous = _registry.get(id(obj))
+    merged = {**(previous[1] if previous and previous[0]() is obj else {}), **entries}
+    _registry[id(obj)] = (ref, merged)
+
+
+def _own(obj: Any) -> dict[str, Any] | None:
+    """The label mapping stored on `obj` itself, if any (ignoring proxies that invent attributes)."""
+    if isinstance(obj, type):
+        found = obj.__dict__.get(ATTR)
+    else:
+        attrs = getattr(obj, "attrs", None)
+        found = attrs.get(ATTRS_KEY) if isinstance(attrs, dict) else None
+        if found is None:
+            try:
+                found = vars(obj).get(ATTR)
+            except TypeError:  # no __dict__
+                found = None
+    if isinstance(found, dict):
+        return found
+    entry = _registry.get(id(obj))
+    return entry[1] if entry and entry[0]() is obj else None
+
+
+def label_origins(obj: Any) -> dict[str, str]:
+    """The labels on `obj` and where each came from (declassified objects included)."""
+    return {k: str(v) for k, v in (_own(obj) or {}).items() if k != DECLASSIFIED}
+
+
+def labels_of(obj: Any) -> set[str]:
+    return set(label_origins(obj))
+
+
+def mark_declassified(obj: Any, approval: str) -> None:
+    _store(obj, {DECLASSIFIED: approval})
+
+
+def declassified(obj: Any) -> str | None:
+    """The approval recorded on `obj` by `declassify`, or None."""
+    value = (_own(obj) or {}).get(DECLASSIFIED)
+    return str(value) if value else None
+
+
+def collect(obj: Any) -> dict[str, str]:
+    """Labels on `obj` or anything a pickle of it would carry, except declassified parts.
+
+    Walks containers, instance `__dict__`s and, for functions, the closure cells,
+    defaults and globals cloudpickle would send by value. Every object once.
+    """
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+    queue: deque[Any] = deque([obj])
+    while queue:
+        item = queue.popleft()
+        if isinstance(item, _LEAVES) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if declassified(item):
+            continue
+        for code, origin in label_origins(item).items():
+            found.setdefault(code, origin)
+        queue.extend(_children(item))
+    return found
+
+
+def _children(item: Any) -> Iterable[Any]:
+    if isinstance(item, dict):
+        return [*item.keys(), *item.values()]
+    if isinstance(item, (list, tuple, set, frozenset, deque)):
+        return item
+    if isinstance(item, (types.ModuleType, type)):
+        return ()
+    if isinstance(item, types.FunctionType):
+        return _function_children(item)
+    if isinstance(item, types.MethodType):
+        return (item.__self__, item.__func__)
+    try:
+        return list(vars(item).values())
+    except TypeError:
+        return ()
+
+
+def _function_children(func: types.FunctionType) -> list[Any]:
+    children: list[Any] = [cell.cell_contents for cell in func.__closure__ or () if _filled(cell)]
+    children += [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
+    if func.__module__ in ("__main__", None) or not inspect.getmodule(func):
+        names = set(func.__code__.co_names)
+        children += [value for name, value in func.__globals__.items() if name in names]
+    return children
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def nbytes(obj: Any) -> int | None:
+    """A cheap size estimate for the audit log (tensors, arrays), else None."""
+    value = getattr(obj, "nbytes", None)
+    if isinstance(value, int):
+        return value
+    if hasattr(obj, "element_size") and hasattr(obj, "numel"):
+        try:
+            return int(obj.element_size() * obj.numel())
+        except Exception:  # noqa: BLE001 - a size estimate must never break a transfer
+            return None
+    return None

@@ -1,0 +1,235 @@
+"""Taint inside a runner: a run that reads resident data carries the home label.
+
+`start_taint_tracking` installs a PEP 578 audit hook that sees every file the
+interpreter opens, lists, copies or renames, and wraps fsspec's read methods so
+object-store reads (which open no local file) are seen too. The first resident
+read labels the run; `run_labels()` then stamps whatever the run ships.
+
+Reads by native code that bypasses Python's `open` (e.g. Arrow's C++ filesystem,
+Rust readers) are not seen: call `taint_run` where such a reader is used, as
+`ckpt.load` and the sync engine do for labelled checkpoints.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..config import Config, SiteConfig, load_config
+from .audit import append_record, read_records
+from .locations import Glob, compile_globs, matching_glob
+
+TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
+SITE_ENV = "JUPYTER_SPLIT_SITE"
+_EVENTS = frozenset({
+    "open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile", "shutil.copytree",
+    "os.link", "os.rename", "sqlite3.connect",
+})
+_WATCHED = ("_open", "cat_file", "_cat_file", "get_file", "_get_file", "cat_ranges", "_cat_ranges")
+
+
+@dataclass
+class _State:
+    config: Config
+    globs: list[Glob]
+    home: str
+    site: str | None
+    run_id: str | None
+    state_file: Path | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+_state: _State | None = None
+_hook_installed = False
+_busy = threading.local()
+
+
+def start_taint_tracking(
+    config: Config | None = None,
+    *,
+    site: str | None = None,
+    run_id: str | None = None,
+    state_file: str | os.PathLike[str] | None = None,
+) -> None:
+    """Watch this process's reads; `state_file` shares the run's labels with its child processes."""
+    global _state, _hook_installed
+    config = config or load_config()
+    file = state_file or os.environ.get(TAINT_FILE_ENV)
+    if file:
+        os.environ[TAINT_FILE_ENV] = str(file)  # worker processes of the run join the same taint
+    site = site or os.environ.get(SITE_ENV)
+    if site:
+        config.site(site)  # an unknown name fails here, clearly, not at the first push
+        os.environ[SITE_ENV] = site
+    _state = _State(
+        config=config,
+        globs=compile_globs(config.policy.resident),
+        home=config.home.jurisdiction,
+        site=site,
+        run_id=run_id,
+        state_file=Path(file) if file else None,
+    )
+    if not _hook_installed:
+        sys.addaudithook(_hook)  # audit hooks cannot be removed: install once, switch by `_state`
+        _hook_installed = True
+    _watch_fsspec()
+
+
+def stop_taint_tracking() -> None:
+    """Forget this process's taint (the hook stays, idle)."""
+    global _state
+    _state = None
+
+
+def tracking() -> bool:
+    return _state is not None
+
+
+def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> None:
+    """Label the current run (a pulled or loaded labelled checkpoint); no-op when not tracking."""
+    state = _state
+    if state is None:
+        return
+    entries = dict(labels) if isinstance(labels, Mapping) else {code: origin for code in labels}
+    new = {code: why or origin for code, why in entries.items() if code not in state.labels}
+    if not new:
+        return
+    state.labels.update(new)
+    if state.state_file is not None:
+        _busy.active = True
+        try:
+            append_record(state.state_file, {"labels": new, "run_id": state.run_id, "pid": os.getpid()})
+        finally:
+            _busy.active = False
+
+
+def run_label_origins() -> dict[str, str]:
+    """This run's labels and where each came from, its worker processes included."""
+    state = _state
+    if state is None:
+        return {}
+    found = dict(state.labels)
+    if state.state_file is not None:
+        for record in read_records(state.state_file):
+            for code, origin in dict(record.get("labels") or {}).items():
+                found.setdefault(str(code), str(origin))
+    return found
+
+
+def run_labels() -> set[str]:
+    return set(run_label_origins())
+
+
+def local_site(config: Config) -> SiteConfig:
+    """The site this process runs on: the runner's site, else home (where the notebook is)."""
+    state = _state
+    name = (state.site if state else None) or os.environ.get(SITE_ENV)
+    return config.site(name) if name else config.home
+
+
+def _note(path: Any, how: str) -> None:
+    state = _state
+    if state is None or state.home in state.labels or not state.globs:
+        return
+    if isinstance(path, (int, type(None))):
+        return
+    try:
+        text = os.fsdecode(path)
+        glob = matching_glob(text, state.globs, contains=False)
+    except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
+        taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
+        return
+    if glob is not None:
+        run = f"run {state.run_id}" if state.run_id else "this run"
+        taint_run({state.home: f"{run} read {text} (policy.resident {glob.text!r})"})
+
+
+def _reads(mode: Any, flags: Any) -> bool:
+    if isinstance(flags, int) and flags >= 0:
+        return flags & os.O_ACCMODE != os.O_WRONLY
+    return not isinstance(mode, str) or "r" in mode or "+" in mode
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _EVENTS or _state is None or getattr(_busy, "active", False):
+        return
+    _busy.active = True
+    try:
+        if event == "open":
+            if _reads(args[1], args[2] if len(args) > 2 else None):
+                _note(args[0], "file open")
+        else:
+            _note(args[0], event)
+    finally:
+        _busy.active = False
+
+
+def _watch_fsspec() -> None:
+    try:
+        from fsspec.spec import AbstractFileSystem
+    except ImportError:
+        return
+    if getattr(AbstractFileSystem, "_split_watched", False):
+        return
+    pending = [AbstractFileSystem]
+    while pending:
+        cls = pending.pop()
+        _wrap_class(cls)
+        pending.extend(cls.__subclasses__())
+
+    def init_subclass(cls: type, **kwargs: Any) -> None:
+        super(AbstractFileSystem, cls).__init_subclass__(**kwargs)
+        _wrap_class(cls)
+
+    AbstractFileSystem.__init_subclass__ = classmethod(init_subclass)  # filesystems imported later
+    AbstractFileSystem._split_watched = True
+
+
+def _wrap_class(cls: type) -> None:
+    for name in _WATCHED:
+        func = cls.__dict__.get(name)
+        if callable(func) and not getattr(func, "_split_watched", False):
+            setattr(cls, name, _watched(func, name))
+
+
+def _watched(func: Any, name: str) -> Any:
+    if inspect.iscoroutinefunction(func):
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _fsspec_read(self, name, args, kwargs)
+            return await func(self, *args, **kwargs)
+    else:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            _fsspec_read(self, name, args, kwargs)
+            return func(self, *args, **kwargs)
+    functools.update_wrapper(wrapper, func)
+    wrapper._split_watched = True
+    return wrapper
+
+
+def _fsspec_read(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    state = _state
+    if state is None or state.home in state.labels:
+        return
+    target = args[0] if args else kwargs.get("path", kwargs.get("rpath", kwargs.get("paths")))
+    if name == "_open" and not _reads(args[1] if len(args) > 1 else kwargs.get("mode", "rb"), None):
+        return
+    for path in target if isinstance(target, (list, tuple)) else [target]:
+        try:
+            url = fs.unstrip_protocol(path)
+        except Exception:  # noqa: BLE001 - fall back to the path as given
+            url = path
+        _note(url, "fsspec read")
+
+
+def describe_state() -> dict[str, Any]:
+    """For `%split policy`: whether this process tracks taint, and its labels."""
+    state = _state
+    if state is None:
+        return {"tracking": False}
+    return {"tracking": True, "site": state.site, "run_id": state.run_id, "labels": run_label_origins()}
+
