@@ -31,6 +31,13 @@ class HostKeyError(SshError):
     """The server's host key is unknown or differs from the one on record."""
 
 
+class LinkError(SshError, ConnectionError):
+    """The network failed (refused, silent, dropped): worth retrying, unlike a refused key.
+
+    Also a ConnectionError, so code that follows a run reconnects instead of giving up.
+    """
+
+
 @dataclass
 class Completed:
     returncode: int
@@ -170,11 +177,11 @@ async def open_connection(ep: Endpoint, tunnel: asyncssh.SSHClientConnection | N
         raise SshError(f"{ep.label}: identity_file {ep.identity_file} cannot be used ({exc}). Point it at an "
                        "unencrypted OpenSSH private key, or load a protected one into ssh-agent and unset identity_file.") from None
     except (asyncio.TimeoutError, TimeoutError):
-        raise SshError(f"{ep.label}: {ep.address} did not answer within {ep.connect_timeout:g} s (connect_timeout). "
+        raise LinkError(f"{ep.label}: {ep.address} did not answer within {ep.connect_timeout:g} s (connect_timeout). "
                        "Check the host, the port, the VPN or bastion (proxy_jump), or raise connect_timeout.") from None
     except (OSError, asyncssh.Error) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        raise SshError(f"{ep.label}: cannot connect to {ep.address}: {reason}. Check host and port, and that sshd "
+        raise LinkError(f"{ep.label}: cannot connect to {ep.address}: {reason}. Check host and port, and that sshd "
                        "runs there (try `ssh -p PORT USER@HOST true`).") from None
 
 
@@ -252,8 +259,8 @@ class SiteConnection:
             done = await conn.run(command, input=input, encoding=None, timeout=timeout, check=False)
         except asyncssh.TimeoutError:
             raise SshError(f"site {self.site.name!r}: `{shlex.join(argv[:3])} ...` took over {timeout:g} s") from None
-        except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, OSError) as exc:
-            raise SshError(f"site {self.site.name!r}: the connection failed while running {argv[0]!r}: {exc}") from None
+        except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
+            raise LinkError(f"site {self.site.name!r}: the connection failed while running {argv[0]!r}: {exc}") from None
         return Completed(done.exit_status if done.exit_status is not None else -1,
                          done.stdout or b"", done.stderr or b"")
 
@@ -271,6 +278,10 @@ class SiteConnection:
             self._sftp_conn = conn
         return self._sftp
 
+    def _lost(self, exc: BaseException, what: str) -> LinkError:
+        self._sftp = None
+        return LinkError(f"site {self.site.name!r}: the connection dropped while {what}: {exc}")
+
     async def read_file(self, path: str, offset: int = 0) -> bytes:
         sftp = await self.sftp()
         try:
@@ -279,6 +290,8 @@ class SiteConnection:
                 return await f.read()
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
+        except _LOST as exc:
+            raise self._lost(exc, f"reading {path}") from None
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Write atomically: a temporary name in the same folder, then an OpenSSH posix-rename."""
@@ -291,10 +304,12 @@ class SiteConnection:
             async with sftp.open(temp, "wb") as f:
                 await f.write(data)
             await sftp.posix_rename(temp, path)
+        except _LOST as exc:
+            raise self._lost(exc, f"writing {path}") from None
         except BaseException:
             try:
                 await sftp.remove(temp)
-            except (asyncssh.SFTPError, OSError):
+            except (asyncssh.Error, OSError):
                 pass
             raise
 
@@ -312,10 +327,15 @@ class SiteConnection:
         try:
             return await conn.open_unix_connection(path, encoding=None)
         except asyncssh.ChannelOpenError as exc:
-            raise SshError(f"site {self.site.name!r}: cannot reach the runner socket {path}: {exc.reason}. "
-                           "The runner may have exited (see its events), or sshd forbids "
-                           "AllowStreamLocalForwarding.") from None
+            # Refused, not fatal: a runner that is still starting has no socket yet.
+            raise ConnectionRefusedError(
+                f"site {self.site.name!r}: cannot reach the runner socket {path}: {exc.reason}. The runner may "
+                "have exited (see its events), or the site's sshd forbids AllowStreamLocalForwarding.") from None
+        except (asyncssh.DisconnectError, OSError) as exc:
+            raise LinkError(f"site {self.site.name!r}: the connection failed opening {path}: {exc}") from None
 
+
+_LOST = (asyncssh.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
 
 # One connection per site and event loop: asyncssh objects belong to the loop that made them.
 _POOL: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Endpoint], SiteConnection]]" = weakref.WeakKeyDictionary()

@@ -1,0 +1,180 @@
+"""Put jupyter_split on an SSH site with no package index: wheels over SFTP into a venv.
+
+Layout in the site's workdir:
+  env/venv/            the venv the runner uses; a .pth adds the site python's own
+                       packages (torch, CUDA libraries) behind the venv's, so only
+                       what is missing is installed
+  env/wheels/          the wheels shipped from here (pip's own among them)
+  env/installed.json   version and source fingerprint of what was installed
+The site python's jupyter_split is used as is when it has this machine's released
+version; a source checkout here always installs its exact code into the venv.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import wheelhouse
+from ._version import __version__
+from .paths import data_dir
+from .sshconn import SiteConnection, SshError
+
+if TYPE_CHECKING:
+    from .executors.ssh import SshExecutor
+
+# Runs under the site's python with nothing but the standard library; given a pip wheel
+# as argv[1] it also reports the tags and markers pip would judge wheels by.
+INSPECT = r"""
+import json, os, platform, re, sys, sysconfig
+from importlib import metadata
+dists = {}
+for d in metadata.distributions():
+    name = d.metadata["Name"]
+    if name:
+        dists.setdefault(re.sub(r"[-_.]+", "-", name).lower(), d.version)
+paths = sysconfig.get_paths()
+std = {paths["stdlib"], paths["platstdlib"]}
+keep = [p for p in sys.path if p and os.path.isdir(p) and p not in std and not p.endswith("lib-dynload")]
+out = {"python": platform.python_version(), "executable": sys.executable, "prefix": sys.prefix,
+       "purelib": paths["purelib"], "paths": keep, "dists": dists}
+if len(sys.argv) > 1:
+    sys.path.insert(0, sys.argv[1])
+    from pip._vendor.packaging import markers, tags
+    out["tags"] = [str(t) for t in tags.sys_tags()]
+    out["markers"] = markers.default_environment()
+print(json.dumps(out))
+"""
+
+PTH_NAME = "_jupyter_split_site.pth"
+_LOCKS: "weakref.WeakKeyDictionary[SiteConnection, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def env_dir(workdir: str) -> str:
+    return posixpath.join(workdir, "env")
+
+
+def venv_python(workdir: str) -> str:
+    return posixpath.join(env_dir(workdir), "venv", "bin", "python")
+
+
+async def inspect(conn: SiteConnection, python: str, pip_wheel: str | None = None) -> dict[str, Any] | None:
+    """What `python` on the site is and holds; None if it cannot run at all."""
+    argv = [python, "-c", INSPECT] + ([pip_wheel] if pip_wheel else [])
+    done = await conn.run(argv, timeout=120)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+async def _marker(conn: SiteConnection, workdir: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(await conn.read_file(posixpath.join(env_dir(workdir), "installed.json")))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _current(marker: dict[str, Any] | None) -> bool:
+    return bool(marker) and marker.get("fingerprint") == wheelhouse.source_fingerprint()
+
+
+def _base_is_enough(base: dict[str, Any] | None) -> bool:
+    # A source checkout can differ from a release of the same version: only an installed release may match.
+    return (base is not None and wheelhouse.source_root() is None
+            and base["dists"].get("jupyter-split") == __version__)
+
+
+async def doctor(executor: "SshExecutor", install: bool = True) -> dict[str, Any]:
+    """The site's python, its version, jupyter_split there and here; installs if missing or different."""
+    conn, workdir, python = executor.connection, executor.workdir, executor.base_python
+    base = await inspect(conn, python)
+    marker = await _marker(conn, workdir)
+    report: dict[str, Any] = {
+        "site": executor.site.name,
+        "python": python,
+        "python_version": base["python"] if base else None,
+        "jupyter_split": base["dists"].get("jupyter-split") if base else None,
+        "local_version": __version__,
+        "venv": posixpath.dirname(posixpath.dirname(venv_python(workdir))),
+        "venv_jupyter_split": marker.get("version") if marker else None,
+        "venv_current": _current(marker),
+        "installed_now": False,
+    }
+    if base is None:
+        report["status"] = f"cannot run {python!r} on the site: set `python` under [sites.{executor.site.name}]"
+        return report
+    if install and not _base_is_enough(base) and not _current(marker):
+        await ensure_installed(executor)
+        report.update(installed_now=True, venv_jupyter_split=__version__, venv_current=True)
+    report["runner_python"] = python if _base_is_enough(base) else venv_python(workdir)
+    report["status"] = "ok" if (_base_is_enough(base) or report["venv_current"]) else "not installed"
+    return report
+
+
+async def ensure_installed(executor: "SshExecutor") -> str:
+    """The python the runner should use on the site, installing jupyter_split first if needed."""
+    conn = executor.connection
+    lock = _LOCKS.setdefault(conn, asyncio.Lock())
+    async with lock:
+        if _current(await _marker(conn, executor.workdir)):
+            return venv_python(executor.workdir)
+        base = await inspect(conn, executor.base_python)
+        if base is None:
+            raise SshError(f"site {executor.site.name!r}: cannot run {executor.base_python!r} there. Set `python` "
+                           f"under [sites.{executor.site.name}] to an interpreter that exists on {conn.endpoint.host}.")
+        if _base_is_enough(base):
+            return executor.base_python
+        await _install(conn, executor.workdir, executor.base_python, base, executor.site.name)
+        return venv_python(executor.workdir)
+
+
+async def _upload(conn: SiteConnection, wheels: list[wheelhouse.Wheel], folder: str) -> list[str]:
+    sftp = await conn.sftp()
+    await sftp.makedirs(folder, exist_ok=True)
+    remote = []
+    for wheel in wheels:
+        target = posixpath.join(folder, wheel.path.name)
+        if not await sftp.exists(target) or (await sftp.stat(target)).size != wheel.path.stat().st_size:
+            await conn.put(wheel.path, target + ".part")
+            await sftp.posix_rename(target + ".part", target)
+        remote.append(target)
+    return remote
+
+
+async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[str, Any], site: str) -> None:
+    cache = data_dir() / "wheels"
+    folder = posixpath.join(env_dir(workdir), "wheels")
+    venv = posixpath.dirname(posixpath.dirname(venv_python(workdir)))
+    pip, project = await asyncio.to_thread(
+        lambda: (wheelhouse.repack("pip", cache), wheelhouse.project_wheel(cache)))
+    (pip_remote,) = await _upload(conn, [pip], folder)
+    if (await conn.run([venv_python(workdir), "-c", "pass"])).returncode != 0:
+        await conn.check([python, "-m", "venv", "--without-pip", venv],
+                         f"creating a venv with {python} -m venv (is the venv module installed there?)")
+    env = await inspect(conn, venv_python(workdir), pip_remote)
+    if env is None:
+        raise SshError(f"site {site!r}: the new venv {venv} does not run; remove it and try again")
+    inherit = [p for p in base["paths"] if p != env["purelib"]]
+    # addsitedir, not bare paths: the site's own .pth files (editable installs, vendor hooks) must apply too.
+    line = f"import site; [site.addsitedir(p) for p in {inherit!r}]\n"
+    await conn.write_file(posixpath.join(env["purelib"], PTH_NAME), line.encode())
+    env = await inspect(conn, venv_python(workdir), pip_remote)
+    assert env is not None
+    missing = [n for n in wheelhouse.closure(wheelhouse.project_requirements(), env) if n != "jupyter-split"]
+    deps = await asyncio.to_thread(wheelhouse.dependency_wheels, missing, cache, set(env["tags"]), repr(site))
+    remote = await _upload(conn, [*deps, project], folder)
+    pip_cmd = [venv_python(workdir), posixpath.join(pip_remote, "pip"), "install", "--no-index",
+               "--find-links", folder, "--disable-pip-version-check", "--no-input", "--no-cache-dir",
+               "--no-warn-script-location"]
+    # No index exists on many leased clusters; make sure pip never looks for one.
+    no_index = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null"}
+    if deps:
+        await conn.check([*pip_cmd, *remote[:-1]], f"installing {', '.join(d.name for d in deps)}", env=no_index, timeout=900)
+    await conn.check([*pip_cmd, "--no-deps", "--force-reinstall", remote[-1]], "installing jupyter_split",
+                     env=no_index, timeout=300)
+    marker = {"version": __version__, "fingerprint": wheelhouse.source_fingerprint(), "python": python,
+              "dependencies": [f"{d.name}=={d.version}" for d in deps]}
+    await conn.write_file(posixpath.join(env_dir(workdir), "installed.json"), json.dumps(marker).encode())
+

@@ -1,0 +1,186 @@
+"""The ssh executor: runners on a remote machine, over one shared asyncssh connection.
+
+The runner starts detached (its own session, output to a file in its run directory),
+so it outlives the connection and the notebook. Secrets and the config reach it on the
+SSH channel's stdin, through a small launcher that hands them to the runner's stdin:
+never a command line, never a file. The live channel is the runner's unix socket,
+reached by direct-streamlocal over the same connection.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import posixpath
+import time
+from typing import Any
+
+import asyncssh
+
+from .. import bootstrap
+from ..config import Config, SiteConfig
+from ..devices import VISIBLE_DEVICES_VAR
+from ..sshconn import SiteConnection, connection_for
+from ..transfer import PROBE
+from .base import Executor, ExecutorError, LaunchSpec
+
+_SIGNALS = ("INT", "TERM", "KILL")
+# Runs under the site's python: reads everything from stdin first (so no input is lost when
+# the SSH session closes), then starts the runner in its own session and prints its pid.
+_LAUNCH = r"""
+import base64, json, os, subprocess, sys
+job = json.loads(sys.stdin.buffer.read())
+os.makedirs(job["run_dir"], exist_ok=True)
+with open(os.path.join(job["run_dir"], "runner.log"), "ab") as log:
+    child = subprocess.Popen(job["argv"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=job["run_dir"], env={**os.environ, **job["env"]}, start_new_session=True)
+print(json.dumps({"pid": child.pid}), flush=True)
+child.stdin.write(base64.b64decode(job["stdin"]))
+child.stdin.close()
+"""
+
+
+class _Channel:
+    """asyncssh's stream pair with link failures raised as ConnectionError, as callers expect of sockets."""
+
+    def __init__(self, reader: asyncssh.SSHReader[bytes], writer: asyncssh.SSHWriter[bytes]):
+        self._reader, self._writer = reader, writer
+
+    async def readline(self) -> bytes:
+        try:
+            return await self._reader.readline()
+        except asyncssh.Error as exc:
+            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await self._reader.readexactly(n)
+        except asyncssh.Error as exc:
+            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+    async def read(self, n: int = -1) -> bytes:
+        try:
+            return await self._reader.read(n)
+        except asyncssh.Error as exc:
+            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._writer.write(data)
+        except (asyncssh.Error, BrokenPipeError) as exc:
+            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+    async def drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except asyncssh.Error as exc:
+            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        await self._writer.wait_closed()
+
+
+class SshExecutor(Executor):
+    kind = "ssh"
+
+    def __init__(self, site: SiteConfig, config: Config):
+        super().__init__(site, config)
+        if not site.workdir or not site.workdir.startswith("/"):
+            raise ExecutorError(
+                f"site {site.name!r}: `workdir` must be an absolute path on {site.host} (got {site.workdir!r}), "
+                f"e.g. workdir = \"/scratch/{site.user or 'me'}/split\" under [sites.{site.name}]"
+            )
+        self._python: str | None = None
+
+    @property
+    def connection(self) -> SiteConnection:
+        """The site's shared connection for the running event loop."""
+        return connection_for(self.site, self.config)
+
+    @property
+    def workdir(self) -> str:
+        return posixpath.normpath(self.site.workdir or "/")
+
+    @property
+    def base_python(self) -> str:
+        """The site's own interpreter (from the config), before any bootstrap."""
+        return self.site.python or "python3"
+
+    @property
+    def python(self) -> str:
+        return self._python or self.base_python
+
+    async def ready(self) -> str:
+        """The runner's python, installing jupyter_split on the site first if it is missing or differs."""
+        if self._python is None:
+            self._python = await bootstrap.ensure_installed(self)
+        return self._python
+
+    async def probe(self) -> dict[str, Any]:
+        python = await self.ready()
+        done = await self.connection.check([python, "-c", PROBE], f"reading versions with {python}", timeout=120)
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+    def _environment(self, spec: LaunchSpec) -> dict[str, str]:
+        env = {**self.site.env, **spec.env}
+        var = VISIBLE_DEVICES_VAR.get(self.site.accelerator)
+        if var and self.site.visible_devices is not None:
+            env[var] = self.site.visible_devices
+        return env
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        python = await self.ready()
+        job = {"run_dir": spec.run_dir, "argv": self.runner_command(spec), "env": self._environment(spec),
+               "stdin": base64.b64encode(spec.stdin).decode()}
+        done = await self.connection.check([python, "-c", _LAUNCH], f"starting the runner for {spec.run_id}",
+                                           input=json.dumps(job).encode(), timeout=60)
+        pid = json.loads(done.stdout.decode().strip().splitlines()[-1])["pid"]
+        return {"pid": pid, "host": self.site.host, "started": time.time()}
+
+    async def alive(self, handle: dict[str, Any]) -> bool:
+        pid = handle.get("pid")
+        if not pid:
+            return False
+        # The command line guards against a reused pid: only a jupyter_split runner counts.
+        # /proc, not ps: minimal cluster images often lack procps; a zombie's cmdline is empty.
+        done = await self.connection.run(["cat", f"/proc/{int(pid)}/cmdline"], timeout=self.site.connect_timeout * 2)
+        return done.returncode == 0 and b"jupyter_split.runner" in done.stdout
+
+    async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        if sig not in _SIGNALS:
+            raise ValueError(f"signal {sig!r} is not one of {', '.join(_SIGNALS)}")
+        pid = handle.get("pid")
+        if not pid or not await self.alive(handle):
+            return
+        # The runner leads its own session, so its pid is its process group: cells' children get it too.
+        await self.connection.run(["kill", "-s", sig, "--", f"-{int(pid)}"], timeout=self.site.connect_timeout * 2)
+
+    async def open_channel(self, sock_path: str) -> tuple[Any, Any]:
+        reader, writer = await self.connection.open_unix(sock_path)
+        channel = _Channel(reader, writer)
+        return channel, channel
+
+    async def read_file(self, path: str, offset: int = 0) -> bytes:
+        return await self.connection.read_file(path, offset)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self.connection.write_file(path, data)
+
+    async def describe(self) -> dict[str, Any]:
+        conn = self.connection
+        started = time.perf_counter()
+        done = await conn.run(["uname", "-n"], timeout=self.site.connect_timeout * 2)
+        latency = (time.perf_counter() - started) * 1000
+        return {"reachable": done.returncode == 0, "latency_ms": round(latency, 1), "host": done.text().strip()}
+
+    async def reconnect(self) -> None:
+        # A few quick tries: the caller (following a run) keeps its own, longer backoff.
+        await self.connection.reconnect(attempts=3)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+EXECUTOR = SshExecutor
