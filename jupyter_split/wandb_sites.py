@@ -13,7 +13,6 @@ import fnmatch
 import json
 import os
 import posixpath
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -127,16 +126,50 @@ def stage(plan: SyncPlan) -> Path:
 
 def run_sync(plan: SyncPlan, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
     """`wandb sync` of the staged copy to the target's server; the key goes in the environment only."""
-    env = {**os.environ, "WANDB_BASE_URL": tracking.server_url(plan.target), "WANDB_MODE": "online"}
-    env.pop("WANDB_API_KEY", None)
-    key = tracking.api_key(plan.target)
-    if key:
-        env["WANDB_API_KEY"] = key
     argv = [sys.executable, "-m", "wandb", "sync", str(plan.staged.parent)]
     if plan.target.wandb.entity:
         argv[4:4] = ["--entity", plan.target.wandb.entity]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, env=_server_env(plan.target), capture_output=True, text=True, timeout=timeout)
 
 
-def remove_staged(plan: SyncPlan) -> None:
-    shutil.rmtree(plan.staged.parent, ignore_errors=True)
+def _server_env(target: SiteConfig) -> dict[str, str]:
+    env = {**os.environ, "WANDB_BASE_URL": tracking.server_url(target), "WANDB_MODE": "online"}
+    env.pop("WANDB_API_KEY", None)
+    key = tracking.api_key(target)
+    if key:
+        env["WANDB_API_KEY"] = key
+    return env
+
+
+# Runs in a child process so the notebook's own wandb.run is left alone.
+_USE_SCRIPT = r"""
+import json, sys
+import wandb
+job = json.loads(sys.stdin.readline())
+run = wandb.init(id=job["id"], project=job["project"], entity=job["entity"] or None, resume="must")
+for name in job["uses"]:
+    try:
+        run.use_artifact(name)
+        print("recorded the use of", name)
+    except Exception as exc:
+        print("could not record the use of", name, "on this server:", exc)
+run.finish()
+"""
+
+
+def complete_uses(plan: SyncPlan, timeout: float = 300.0) -> list[str]:
+    """After a sync: record on the server the checkpoints the run used offline (W&B cannot offline)."""
+    used = plan.item.run.config.get(tracking.USED_KEY) or []
+    if not used:
+        return []
+    uses = [f"{u['artifact']}:sha-{u['sha256'][:16]}" for u in used]
+    job = {"id": plan.item.run.id, "project": plan.item.run.project,
+           "entity": plan.target.wandb.entity or plan.item.run.entity, "uses": uses}
+    env = _server_env(plan.target)
+    done = subprocess.run([sys.executable, "-c", _USE_SCRIPT], input=json.dumps(job) + "\n", env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("recorded", "could not"))]
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"status {done.returncode}"])[-1]
+        lines.append(f"could not resume the run to record the checkpoints it used: {last}")
+    return lines

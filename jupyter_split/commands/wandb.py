@@ -1,0 +1,95 @@
+"""Verbs about W&B: `wandb` lists this experiment's runs on every site; `wandb sync` sends home runs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import wandb_sites
+from ..core import get_split
+from . import Context, arg, verb
+
+
+def _short(summary: dict, width: int = 48) -> str:
+    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(summary.items()))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _list(ctx: Context, args: argparse.Namespace) -> int:
+    split = get_split()
+    runs = wandb_sites.experiment_runs(split, args.site, args.limit)
+    if args.json:
+        ctx.print(json.dumps([_as_dict(r) for r in runs], indent=1, default=str))
+        return 0
+    if not runs:
+        ctx.print(f"no W&B runs of experiment {split.config.experiment.name!r} yet: run a cell with --wandb, "
+                  "or call wandb.init() in one")
+        return 0
+    header = ["site", "W&B run", "job type", "mode", "state", "artifacts", "metrics", "split run"]
+    rows = [[r.site, r.run.id, r.run.job_type, "offline" if r.run.offline else "online", r.run.state,
+             str(len(r.run.artifacts)), _short(r.run.metrics()), r.split_run] for r in runs]
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+    ctx.print(f"experiment {split.config.experiment.name} (W&B group), {len(runs)} run(s)")
+    for row in [header, *rows]:
+        ctx.print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _as_dict(item: wandb_sites.SiteRun) -> dict:
+    run = item.run
+    return {"site": item.site, "split_run": item.split_run, "id": run.id, "project": run.project,
+            "group": run.group, "job_type": run.job_type, "name": run.name, "tags": run.tags,
+            "offline": run.offline, "state": run.state, "config": run.config, "summary": run.metrics(),
+            "history": run.history, "artifacts": run.artifacts, "file": str(run.path)}
+
+
+def _sync(ctx: Context, args: argparse.Namespace) -> int:
+    split = get_split()
+    config = split.config
+    target = config.site(args.to) if args.to else config.home
+    runs = wandb_sites.experiment_runs(split, None, args.limit)
+    plans = wandb_sites.plan_sync(config, runs, target)
+    where = f"{wandb_sites.tracking.server_url(target)} ({wandb_sites.tracking.server_jurisdiction(target)})"
+    if not plans:
+        ctx.print(f"no finished offline runs at home to sync to {where}")
+        return 0
+    failed = 0
+    for plan in plans:
+        name = f"{plan.item.site}/{plan.item.run.id}"
+        if plan.synced and not args.again:
+            ctx.print(f"{name}: already synced to {where} (--again to send it again)")
+            continue
+        wandb_sites.check_artifacts(plan, config)
+        for refusal in plan.refused:
+            ctx.print(f"{name}: artifact kept back: {refusal}")
+        if plan.metric_filter is not None:
+            allowed = ", ".join(plan.metric_filter) or "none"
+            ctx.print(f"{name}: the server is abroad: metrics limited to policy.metrics_abroad ({allowed}); "
+                      "console output and files stay home")
+        if args.dry_run:
+            ctx.print(f"{name}: would sync to {where}")
+            continue
+        wandb_sites.stage(plan)
+        done = wandb_sites.run_sync(plan)
+        if done.returncode != 0:
+            failed += 1
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            ctx.print(f"{name}: wandb sync to {where} failed (status {done.returncode}):\n{tail}\n"
+                      f"Check the server URL and the key ($WANDB_API_KEY_{target.name.upper()} or $WANDB_API_KEY), "
+                      "then run `jupyter-split wandb sync` again; nothing was lost, the run stays here.")
+            continue
+        ctx.print(f"{name}: synced to {where}")
+        for note in wandb_sites.complete_uses(plan):
+            ctx.print(f"{name}: {note}")
+    return 1 if failed else 0
+
+
+@verb("wandb", "this experiment's W&B runs on every site (offline ones too); `wandb sync` sends home runs",
+      arg("action", nargs="?", choices=["list", "sync"], default="list"),
+      arg("--site", help="list only this site's runs"),
+      arg("--limit", type=int, default=200, help="look at this many recent runs (default 200)"),
+      arg("--json", action="store_true", help="list as JSON, with config, summary, history and artifacts"),
+      arg("--to", metavar="SITE", help="sync to this site's W&B server (default: the home site's)"),
+      arg("--dry-run", action="store_true", help="say what sync would send and keep back; send nothing"),
+      arg("--again", action="store_true", help="sync runs that were synced before"))
+def wandb(ctx: Context, args: argparse.Namespace) -> int:
+    return _sync(ctx, args) if args.action == "sync" else _list(ctx, args)
