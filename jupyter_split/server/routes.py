@@ -1,0 +1,122 @@
+"""REST handlers for the sidebar under `/jupyter-split/`: sites, runs, run events, cancel, checkpoints, W&B.
+
+Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
+thread because the core blocks on its own event loop. Every method is
+`@tornado.web.authenticated`; `tests/test_server_routes.py` fails if one is not.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable, TypeVar
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from .. import core
+from ..config import ConfigError
+from ..executors import ExecutorError
+from . import checkpoints
+
+T = TypeVar("T")
+RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
+
+
+class SplitHandler(APIHandler):
+    """Shared plumbing: blocking core calls off the server's loop, errors as JSON that say what to do."""
+
+    async def call(self, func: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except ConfigError as exc:
+            raise tornado.web.HTTPError(400, str(exc), reason="invalid jupyter_split config") from None
+        except LookupError as exc:
+            raise tornado.web.HTTPError(404, str(exc), reason="unknown run") from None
+        except ExecutorError as exc:
+            raise tornado.web.HTTPError(502, str(exc), reason="site not reachable") from None
+
+    def int_arg(self, name: str, default: int) -> int:
+        text = self.get_query_argument(name, str(default))
+        try:
+            return int(text)
+        except ValueError:
+            raise tornado.web.HTTPError(400, f"query argument {name}={text!r} is not a whole number") from None
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.finish(json.dumps(body, default=str))
+
+    def json_body(self, *keys: str) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except json.JSONDecodeError as exc:
+            raise tornado.web.HTTPError(400, f"the request body is not JSON: {exc}") from None
+        missing = [key for key in keys if not isinstance(body.get(key), str) or not body[key]]
+        if missing:
+            raise tornado.web.HTTPError(400, f"the request body needs {', '.join(missing)} (strings)")
+        return body
+
+
+def _run_row(record: Any) -> dict[str, Any]:
+    row = record.to_dict()
+    row.pop("handle")  # pids and socket paths: the sidebar has no use for them
+    return row
+
+
+class SitesHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        split = await self.call(core.get_split)
+        sites = await self.call(split.sites)
+        self.send({"experiment": split.config.experiment.model_dump(), "sites": sites, "source": split.config.source})
+
+
+class RunsHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        site = self.get_query_argument("site", None)
+        limit = self.int_arg("limit", 50)
+        split = await self.call(core.get_split)
+        records = await self.call(split.list_runs, site, limit)
+        self.send({"runs": [_run_row(r) for r in records]})
+
+
+class RunEventsHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        after = self.int_arg("after", 0)
+        split = await self.call(core.get_split)
+        record = await self.call(split.index.get, run_id)
+        events = await self.call(split.run_events, record.run_id, after)
+        self.send({"run": _run_row(record), "events": events})
+
+
+class CancelHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        split = await self.call(core.get_split)
+        record = await self.call(split.index.get, run_id)
+        state = await self.call(split.cancel, record.run_id)
+        self.send({"run_id": record.run_id, "state": state})
+
+
+class CheckpointsHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        split = await self.call(core.get_split)
+        rows, errors = await self.call(checkpoints.published, split.config)
+        self.send({"available": True, "checkpoints": rows, "errors": errors})
+
+
+HANDLERS: list[tuple[str, type[SplitHandler]]] = [
+    ("sites", SitesHandler),
+    ("runs", RunsHandler),
+    (f"runs/{RUN_ID}/events", RunEventsHandler),
+    (f"runs/{RUN_ID}/cancel", CancelHandler),
+    ("checkpoints", CheckpointsHandler),
+]
+
+
+def setup_handlers(web_app: Any) -> None:
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(".*$", [(url_path_join(base, "jupyter-split", path), handler) for path, handler in HANDLERS])

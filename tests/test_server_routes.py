@@ -1,0 +1,183 @@
+"""The sidebar's REST handlers against a real jupyter_server, real runners and real checkpoints."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.web
+from tornado.httpclient import HTTPClientError
+
+from jupyter_split import core
+from jupyter_split.core import CellOptions
+from jupyter_split.server.routes import HANDLERS
+from jupyter_split.sync import copy
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+METHODS = ("get", "post", "put", "patch", "delete", "head")
+#: a real-looking run id for routes with a run id in them
+SAMPLE_RUN = "split-demo-home-20260101-000000-abcdef"
+
+
+@pytest.fixture
+def jp_server_config(split_home: Path) -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
+
+
+def _route_url(pattern: str) -> str:
+    return pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN)
+
+
+def _methods(handler: type) -> list[str]:
+    return [m for m in METHODS if m in vars(handler)]
+
+
+async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
+    response = await jp_fetch("jupyter-split", *parts, **kwargs)
+    return json.loads(response.body)
+
+
+def _start(code: str, site: str = "home") -> str:
+    outcome = core.get_split().execute(code, CellOptions(site=site, detach=True), None, lambda event: None)
+    return outcome.run_id
+
+
+async def _until(predicate, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_every_handler_method_is_authenticated() -> None:
+    # tornado's `authenticated` wraps every method in one and the same code object.
+    wrapper = tornado.web.authenticated(lambda self: None).__code__
+    assert HANDLERS, "no routes registered"
+    for pattern, handler in HANDLERS:
+        methods = _methods(handler)
+        assert methods, f"{handler.__name__} ({pattern}) serves no method"
+        for name in methods:
+            method = getattr(handler, name)
+            assert method.__code__ is wrapper, f"{handler.__name__}.{name} ({pattern}) is not @tornado.web.authenticated"
+            assert inspect.iscoroutinefunction(method.__wrapped__), f"{handler.__name__}.{name} should be async"
+
+
+class TestWithoutToken:
+    """With jupyter_server's own default check switched off, only our decorators stand guard."""
+
+    @pytest.fixture
+    def jp_server_config(self, split_home: Path) -> dict[str, Any]:
+        return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}, "allow_unauthenticated_access": True}}
+
+    @pytest.mark.parametrize("auth", ["none", "wrong token"])
+    async def test_every_route_refuses(self, jp_fetch, auth: str) -> None:
+        # A matching XSRF cookie and header, so a POST is refused for want of a user, not of XSRF.
+        headers = {"Cookie": "_xsrf=deadbeef", "X-XSRFToken": "deadbeef"}
+        headers["Authorization"] = "" if auth == "none" else "token not-the-token"
+        for pattern, handler in HANDLERS:
+            for method in _methods(handler):
+                body = b"{}" if method in ("post", "put", "patch") else None
+                with pytest.raises(HTTPClientError) as err:
+                    await jp_fetch("jupyter-split", *_route_url(pattern).split("/"), method=method.upper(),
+                                   body=body, headers=dict(headers))
+                assert err.value.code == 403, f"{method.upper()} {pattern} answered {err.value.code} without a token"
+
+
+async def test_sites_lists_both_default_sites(jp_fetch) -> None:
+    body = await _json(jp_fetch, "sites")
+    assert body["experiment"] == {"name": "split-demo", "home": "home", "default_remote": "abroad"}
+    sites = {s["name"]: s for s in body["sites"]}
+    assert set(sites) == {"abroad", "home"}
+    assert (sites["abroad"]["jurisdiction"], sites["home"]["jurisdiction"]) == ("SG", "CN")
+    assert sites["home"]["home"] is True and sites["abroad"]["home"] is False
+    assert all(s["reachable"] and s["executor"] == "local" and s["latency_ms"] >= 0 for s in sites.values())
+
+
+async def test_a_run_appears_streams_and_finishes(jp_fetch) -> None:
+    run_id = await asyncio.to_thread(_start, "print('hello from home')\n21 * 2")
+
+    async def listed():
+        runs = (await _json(jp_fetch, "runs"))["runs"]
+        return next((r for r in runs if r["run_id"] == run_id), None)
+
+    row = await listed()
+    assert row and row["site"] == "home" and "handle" not in row
+
+    async def finished():
+        body = await _json(jp_fetch, "runs", run_id, "events", params={"after": 0})
+        return body if any(e["type"] == "status" and e["state"] == "succeeded" for e in body["events"]) else None
+
+    body = await _until(finished, "the run to succeed")
+    kinds = [e["type"] for e in body["events"]]
+    assert "stream" in kinds and "result" in kinds
+    text = "".join(e["text"] for e in body["events"] if e["type"] == "stream")
+    assert "hello from home" in text
+    result = next(e for e in body["events"] if e["type"] == "result")
+    assert result["data"]["text/plain"] == "42"
+
+    # Asking from a sequence number gives only what came after it: nothing lost or doubled.
+    seqs = [e["seq"] for e in body["events"]]
+    later = await _json(jp_fetch, "runs", run_id, "events", params={"after": seqs[1]})
+    assert [e["seq"] for e in later["events"]] == seqs[2:]
+
+
+async def test_cancel_a_long_run(jp_fetch) -> None:
+    run_id = await asyncio.to_thread(_start, "import time\nprint('started', flush=True)\ntime.sleep(600)")
+
+    async def started():
+        events = (await _json(jp_fetch, "runs", run_id, "events"))["events"]
+        return any(e["type"] == "stream" and "started" in e["text"] for e in events)
+
+    await _until(started, "the long run to start")
+    body = await _json(jp_fetch, "runs", run_id, "cancel", method="POST", body=b"")
+    assert body == {"run_id": run_id, "state": "cancelled"}
+    runs = {r["run_id"]: r for r in (await _json(jp_fetch, "runs"))["runs"]}
+    assert runs[run_id]["state"] == "cancelled"
+    events = (await _json(jp_fetch, "runs", run_id, "events"))["events"]
+    assert events[-1]["type"] == "status" and events[-1]["state"] == "cancelled"
+
+
+async def test_unknown_run_is_404_with_a_hint(jp_fetch) -> None:
+    for parts, method in ((("events",), "GET"), (("cancel",), "POST")):
+        with pytest.raises(HTTPClientError) as err:
+            await jp_fetch("jupyter-split", "runs", "no-such-run", *parts, method=method, body=b"" if method == "POST" else None)
+        assert err.value.code == 404
+        assert "%split runs" in json.loads(err.value.response.body)["message"]
+
+
+async def test_bad_query_argument_is_400(jp_fetch) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("jupyter-split", "runs", params={"limit": "many"})
+    assert err.value.code == 400
+    assert "limit='many'" in json.loads(err.value.response.body)["message"]
+
+
+async def test_published_checkpoints_per_site(jp_fetch, split_home: Path, tmp_path: Path) -> None:
+    config = core.get_split().config
+    folder = tmp_path / "step-300"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w" * 3000)
+    (folder / "config.json").write_text("{}")
+    home = config.sites["home"].storage
+    await asyncio.to_thread(copy, str(folder), f"{home}/ckpts/step-300", labels=["CN"], parents=["abroad:ckpts/base"],
+                            run_id="split-demo-home-1", site="home")
+    # A folder being written (no manifest yet) is not a checkpoint.
+    unpublished = Path(home.removeprefix("file://")) / "ckpts" / "step-400"
+    unpublished.mkdir(parents=True)
+    (unpublished / "weights.bin").write_bytes(b"partial")
+
+    body = await _json(jp_fetch, "checkpoints")
+    assert body["available"] is True and body["errors"] == {}
+    [ckpt] = body["checkpoints"]
+    assert ckpt["site"] == "home" and ckpt["name"] == "ckpts/step-300"
+    assert ckpt["url"] == f"{home}/ckpts/step-300"
+    assert (ckpt["bytes"], ckpt["files"], ckpt["residency"]) == (3002, 2, "CN")
+    assert ckpt["lineage"] == ["abroad:ckpts/base"]
