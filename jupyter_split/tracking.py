@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlparse
@@ -232,40 +233,37 @@ def active_run() -> Any | None:
     return getattr(wandb, "run", None) if wandb is not None else None
 
 
-_used: list[str] = []
-
-
-def used_checkpoints() -> list[str]:
-    """Checkpoints this process used (loaded or pulled): the parents of what it saves next."""
-    return list(_used)
-
-
 def log_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> Any | None:
-    """Log a published checkpoint as a reference artifact of the open W&B run (none open: no-op).
+    """Log a published checkpoint as a reference artifact of the open W&B run; None when none is open.
 
-    A labelled checkpoint (its manifest's labels, or the run's taint) goes only to a W&B
-    server in a jurisdiction of its labels; the residency guard refuses it otherwise,
-    audits the attempt and raises `ResidencyError` before anything is logged.
+    Online, a labelled checkpoint (its manifest's labels, or the run's taint) goes only to
+    a W&B server in a jurisdiction of its labels: the residency guard decides and audits,
+    and a refusal is a warning (the checkpoint itself is saved) and no artifact. Offline,
+    nothing leaves this machine: the artifact is recorded and `wandb sync` asks the guard.
     """
     run = run or active_run()
     if run is None:
         return None
     labels = set(manifest.labels) | _run_labels()
-    guard_artifact(url, current_site(), labels, manifest.total_bytes)
+    if not run.offline:
+        from .policy import ResidencyError
+
+        try:
+            guard_artifact(url, current_site(), labels, manifest.total_bytes)
+        except ResidencyError as exc:
+            warnings.warn(f"{exc}\nThe checkpoint is saved; only its W&B artifact was kept back.", stacklevel=2)
+            return None
     artifact = build_artifact(url, manifest, labels)
     run.log_artifact(artifact, aliases=["latest", "sha-" + manifest_sha256(manifest)[:16]])
     return artifact
 
 
 def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None:
-    """Record that this process used the checkpoint at `url` (loaded or pulled it).
+    """Record in the open W&B run (if any) that it used the checkpoint at `url` (loaded or pulled it).
 
-    Always: in `used_checkpoints()` (the lineage of what it saves next) and, with a W&B
-    run open, in the run's config under `split_used_checkpoints`. Online, also as a used
-    artifact; offline, where W&B cannot, `wandb sync` completes it.
+    The run's config lists it under `split_used_checkpoints`; online it is also a used
+    artifact. Offline, where W&B cannot record a use, `jupyter-split wandb sync` does.
     """
-    if url not in _used:
-        _used.append(url)
     run = run or active_run()
     if run is None:
         return
@@ -285,12 +283,8 @@ def _run_labels() -> set[str]:
 
 def guard_artifact(url: str, target: SiteConfig, labels: set[str], nbytes: int, config: Config | None = None) -> None:
     """Ask the residency guard whether the artifact of checkpoint `url` may go to `target`'s W&B server."""
-    from . import policy
+    from .policy import check_transfer
 
-    policy.check_copy(url, server_url(target), labels, nbytes, item=f"W&B artifact {artifact_name(url)}")
-
-
-def residency_error() -> type[Exception]:
-    from .policy import ResidencyError
-
-    return ResidencyError
+    check_transfer(artifact_name(url), labels, kind="wandb-artifact", dest=server_url(target),
+                   to_jurisdiction=server_jurisdiction(target), to_site=target.name, src=url,
+                   nbytes=nbytes, config=config)

@@ -22,6 +22,7 @@ from typing import Any
 from . import aio, tracking
 from .config import Config, SiteConfig
 from .paths import data_dir
+from .policy import ResidencyError
 from .runs.index import RunRecord
 from .wandb_offline import WandbFileError, WandbRun, filter_records, load_run, read_records, write_records
 
@@ -109,7 +110,7 @@ def check_artifacts(plan: SyncPlan, config: Config) -> None:
         try:
             tracking.guard_artifact(artifact["metadata"].get("url", artifact["name"]), plan.target, labels,
                                     artifact["metadata"].get("bytes", 0), config)
-        except tracking.residency_error() as exc:
+        except ResidencyError as exc:
             plan.refused.append(f"{artifact['name']}: {exc}")
 
 

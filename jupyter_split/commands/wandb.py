@@ -58,7 +58,13 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
         if plan.synced and not args.again:
             ctx.print(f"{name}: already synced to {where} (--again to send it again)")
             continue
-        wandb_sites.check_artifacts(plan, config)
+        if args.dry_run:
+            for artifact in plan.item.run.artifacts:
+                if artifact["metadata"].get("labels"):
+                    ctx.print(f"{name}: artifact {artifact['name']} carries labels {artifact['metadata']['labels']}: "
+                              "the residency guard decides when it syncs")
+        else:
+            wandb_sites.check_artifacts(plan, config)
         for refusal in plan.refused:
             ctx.print(f"{name}: artifact kept back: {refusal}")
         if plan.metric_filter is not None:
