@@ -81,3 +81,22 @@ def test_full_disk_names_it_frees_the_part_and_keeps_the_published_state(tmp_pat
     report = sync.copy(str(src), str(dest), progress=False)
     assert tree_hashes(dest) == tree_hashes(src) and report.files_kept + report.files_sent == 2
     assert read_manifest(fsspec.filesystem("file"), str(dest)) is not None
+
+
+def test_a_failed_commit_unpublishes_rather_than_mixing_versions(tmp_path):
+    # An immutable file (chattr +i) refuses the rename that puts its new version in place.
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, {"a.bin": 50_000, "b.bin": 50_000})
+    sync.copy(str(src), str(dest), progress=False)
+    make_tree(src, {"a.bin": 50_000, "b.bin": 50_000}, seed=1)
+    subprocess.run(["chattr", "+i", str(dest / "b.bin")], check=True)
+    try:
+        with pytest.raises(sync.SyncError, match="publishing failed.*unpublished now.*Run the same copy again"):
+            sync.copy(str(src), str(dest), progress=False)
+    finally:
+        subprocess.run(["chattr", "-i", str(dest / "b.bin")], check=True)
+    # a.bin already holds its new bytes: the old manifest must not be there to vouch for it
+    assert read_manifest(fsspec.filesystem("file"), str(dest)) is None
+    report = sync.copy(str(src), str(dest), progress=False)
+    assert (report.files_sent, report.files_kept, report.files_skipped) == (0, 2, 0)  # a in place, b staged
+    assert tree_hashes(dest) == tree_hashes(src)

@@ -88,7 +88,14 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     report = SyncReport(src=src, dest=dest)
     _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
     new = _new_manifest(plan, sorted(manifest_labels), parents, run_id, site, meta)
-    report.published = _commit(plan, new)
+    try:
+        report.published = _commit(plan, new)
+    except OSError as exc:
+        state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
+        raise SyncError(
+            f"copy {src} -> {dest}: every file arrived and was verified, but publishing failed: "
+            f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
+        ) from exc
     report.manifest = new
     report.seconds = time.monotonic() - started
     return report

@@ -1,0 +1,155 @@
+"""SIGKILL a copy at random points, then resume: no reader sees a partial checkpoint, nothing finished is resent."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_split import sync
+from jupyter_split.sync.manifest import STAGING_NAME, Manifest
+
+from .test_sync_local import make_tree, tree_hashes
+
+pytestmark = pytest.mark.slow
+
+FILES = {**{f"shards/s{i:02d}.bin": 1 << 20 for i in range(16)}, "big/a.bin": 6 << 20, "big/b.bin": 6 << 20}
+CHILD = """
+import json, sys
+from jupyter_split import sync
+print("go", flush=True)
+report = sync.copy(sys.argv[1], sys.argv[2], chunk_size=1 << 18, concurrency=2, progress=False)
+print(json.dumps({"sent": report.bytes_sent, "kept": report.files_kept}), flush=True)
+"""
+
+
+def start_copy(src: Path, dest: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(dest)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "go"
+    return proc
+
+
+class Reader(threading.Thread):
+    """Reads the destination like a checkpoint loader would, the whole time, and records any torn view.
+
+    Its protocol: read the manifest, read and hash every file it names, read the manifest
+    again; the view counts only if the manifest did not change meanwhile.
+    """
+
+    def __init__(self, dest: Path):
+        super().__init__(daemon=True)
+        self.dest, self.stop, self.views, self.torn = dest, threading.Event(), 0, []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            before = self._manifest()
+            if before is None:
+                time.sleep(0.002)
+                continue
+            seen = {}
+            for entry in Manifest.from_json(before).files:
+                try:
+                    seen[entry.path] = hashlib.sha256((self.dest / entry.path).read_bytes()).hexdigest()
+                except FileNotFoundError:
+                    seen[entry.path] = None
+            if self._manifest() != before:
+                continue  # republished while we read: a loader retries
+            self.views += 1
+            bad = [e.path for e in Manifest.from_json(before).files if seen[e.path] != e.sha256]
+            if bad:
+                self.torn.append(bad)
+
+    def _manifest(self) -> bytes | None:
+        try:
+            return (self.dest / "manifest.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
+
+def kill_at_random_points(src: Path, dest: Path, points: int, span: float, rng: random.Random) -> list[float]:
+    delays = sorted(rng.uniform(0.0, span) for _ in range(points))
+    for delay in delays:
+        proc = start_copy(src, dest)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert_consistent(dest)
+    return delays
+
+
+def assert_consistent(dest: Path) -> None:
+    """After a kill: no torn file outside staging, and a manifest (if any) vouches only for true bytes."""
+    assert all(STAGING_NAME in str(p) for p in dest.glob("**/*.part"))
+    if (dest / "manifest.json").exists():
+        for entry in Manifest.from_json((dest / "manifest.json").read_text()).files:
+            assert hashlib.sha256((dest / entry.path).read_bytes()).hexdigest() == entry.sha256, entry.path
+
+
+def test_sigkill_at_random_points_then_resume(tmp_path):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES, seed=seed)
+
+    clock = time.monotonic()
+    proc = start_copy(src, tmp_path / "timing")
+    proc.communicate()
+    span = time.monotonic() - clock  # one whole copy: kills land anywhere inside it
+
+    reader = Reader(dest)
+    reader.start()
+    try:
+        kill_at_random_points(src, dest, 10, span, rng)  # a fresh destination
+        sync.copy(str(src), str(dest), progress=False)
+        assert tree_hashes(dest) == tree_hashes(src)
+        for rel in ("shards/s03.bin", "big/a.bin"):  # now an update of a published checkpoint
+            make_tree(src, {rel: FILES[rel]}, seed=seed + 1)
+        kill_at_random_points(src, dest, 5, span / 3, rng)
+        report = sync.copy(str(src), str(dest), progress=False)
+    finally:
+        reader.stop.set()
+        reader.join()
+    assert tree_hashes(dest) == tree_hashes(src), f"seed {seed}"
+    assert not (dest / STAGING_NAME).exists()
+    assert reader.torn == [], f"seed {seed}: a reader saw a partial checkpoint"
+    assert reader.views > 0
+    assert report.files_skipped >= len(FILES) - 2
+
+
+def test_finished_files_and_parts_are_not_sent_again(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    staged = dest / STAGING_NAME / "files"
+    proc = start_copy(src, dest)
+    deadline = time.monotonic() + 60
+    # Kill once at least 4 files are finished and a part of a big file is on disk.
+    while time.monotonic() < deadline:
+        finished = list(staged.rglob("*.bin"))
+        parts = [p for p in staged.rglob("*.part") if _size(p) > 0]
+        if len(finished) >= 4 and parts:
+            break
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(finished) >= 4 and parts, "the copy finished before the kill point; make FILES bigger"
+
+    report = sync.copy(str(src), str(dest), progress=False)
+    total = sum(FILES.values())
+    assert report.files_kept >= 4
+    assert report.bytes_sent < total - 4 * (1 << 20)
+    assert tree_hashes(dest) == tree_hashes(src)
+    assert json.loads((dest / "manifest.json").read_text())["files"]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed to its final name meanwhile
+        return 0
