@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import aio, tracking, transfer
+from . import aio, policy, tracking, transfer
 from .config import Config, ConfigError, SiteConfig, load_config
 from .executors import Executor, ExecutorError, LaunchSpec, executor_for
 from .follow import follow, record_death
@@ -101,6 +101,9 @@ class Split:
     async def _execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None,
                        deliver: Deliver, started: dict[str, Any]) -> RunOutcome:
         site = self.config.site(opts.site)
+        if opts.inputs:  # the residency guard, before anything starts or is pickled
+            given = namespace or {}
+            policy.check_objects({n: given[n] for n in opts.inputs if n in given}, site, config=self.config)
         ex = self.executor(site)
         run_id = new_run_id(self.config.experiment.name, site.name)
         run_dir = ex.path("runs", run_id)
@@ -141,10 +144,19 @@ class Split:
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
             data = await ex.read_file(posixpath.join(record.run_dir, "out.pkl"))
             await self._check_parity(ex, record.handle if record.mode == "session" else None)
-            namespace.update(transfer.unpack(data))
+            values = transfer.unpack(data)
+            policy.receive_outputs(values, await self._out_labels(ex, record.run_dir))
+            namespace.update(values)
             outcome.outputs = list(record.out_vars)
             self.index.update(record.run_id, delivered=1)
         return outcome
+
+    async def _out_labels(self, ex: Executor, run_dir: str) -> dict[str, dict[str, str]]:
+        """The residency labels the runner reported for each --out variable."""
+        try:
+            return json.loads(await ex.read_file(posixpath.join(run_dir, "out.labels.json")))
+        except FileNotFoundError:
+            return {}
 
     # ---- sessions: one long-lived runner per site
     async def _session(self, ex: Executor) -> dict[str, Any]:

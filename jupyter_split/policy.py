@@ -20,9 +20,10 @@ from .residency.guard import (
     labels_for_url,
     url_label_origins,
 )
-from .residency.labels import label, label_origins, labels_of
+from .residency.labels import label, label_origins, labels_of, receive_outputs
 from .residency.taint import (
     local_site,
+    outputs_labels,
     run_label_origins,
     run_labels,
     start_taint_tracking,
@@ -33,6 +34,6 @@ from .residency.taint import (
 __all__ = [
     "ResidencyError", "audit_entries", "check_copy", "check_objects", "check_transfer",
     "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
-    "local_site", "run_label_origins", "run_labels", "start_taint_tracking", "stop_taint_tracking",
+    "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "start_taint_tracking", "stop_taint_tracking",
     "taint_run", "url_label_origins",
 ]

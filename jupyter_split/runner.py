@@ -209,6 +209,9 @@ class Runner:
         except transfer.TransferError as exc:
             CAPTURE.record("error", ename="TransferError", evalue=str(exc), traceback=[str(exc)])
             return "failed", str(exc)
+        from .policy import outputs_labels
+
+        write_json_atomic(path / "out.labels.json", outputs_labels({n: self.shell.user_ns[n] for n in names}))
         tmp = path / ".out.pkl.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, path / "out.pkl")
@@ -277,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         from .config import Config, activate
 
         activate(Config.model_validate(payload["config"]))
+    from .policy import start_taint_tracking
+
+    start_taint_tracking(site=payload.get("site"))  # reads of resident data label what the run ships
     runner = Runner(payload.get("site", "?"), payload.get("accelerator", "auto"))
     server = serve_socket(runner, args.socket) if args.socket else None
     try:

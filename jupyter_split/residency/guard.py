@@ -15,9 +15,11 @@ from typing import Any, Iterable, Mapping
 
 from ..config import Config, ConfigError, SiteConfig, load_config
 from .audit import append_record, audit, declassified_path, read_records, who
-from .labels import collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of
+from .labels import (
+    collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of, variable_origins,
+)
 from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
-from .taint import local_site, run_label_origins, describe_state
+from .taint import describe_state, local_site, run_label_origins, taint_run
 
 
 @dataclass(frozen=True)
@@ -141,12 +143,13 @@ def labels_for_url(url: str, config: Config | None = None) -> set[str]:
 def check_copy(
     src_url: str, dest_url: str, labels: Mapping[str, str] | Iterable[str] | None, nbytes: int | None,
     item: str, *, files: Iterable[str] | None = None, config: Config | None = None,
-) -> None:
+) -> set[str]:
     """Refuse (raise ResidencyError) a copy of labelled data to a site of another jurisdiction.
 
     `labels` are the source manifest's; the source's own location, each of `files`
     (paths relative to `src_url`, or URLs) and the current run's taint add theirs.
     Without `files` a folder that may hold a resident location counts as resident.
+    Returns every label the copy carries: the destination's manifest should list them.
     """
     config = config or load_config()
     origins = _given(labels, f"the manifest of {redact(src_url)}")
@@ -168,6 +171,8 @@ def check_copy(
     )
     if refusal:
         raise ResidencyError([refusal])
+    taint_run(origins)  # a run that pulls labelled data holds it now
+    return set(origins)
 
 
 def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConfig, *, config: Config | None = None) -> None:
@@ -179,7 +184,7 @@ def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConf
     refusals = []
     for name, obj in names_to_objects.items():
         approval = declassified(obj)
-        origins = {**label_origins(obj), **collect(obj)} if approval else collect(obj)
+        origins = {**label_origins(obj), **collect(obj)} if approval else variable_origins(name, obj)
         for code, why in taint.items():
             origins.setdefault(code, why)
         refusal = _decide(

@@ -21,6 +21,14 @@ ATTRS_KEY = "jupyter_split.labels"
 DECLASSIFIED = "__declassified__"  # a reserved key in the same mapping, holding the approval
 
 _registry: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
+# Plain dicts, lists and sets take neither an attribute nor a weak reference. Being
+# mutable they are never shared the way small ints or interned strings are, so holding
+# them (by id, alive) labels exactly that object. A labelled one lives as long as this process.
+_PINNABLE = (dict, list, set, bytearray)
+_pinned: dict[int, tuple[Any, dict[str, str]]] = {}
+# Values that cannot carry a label at all (str, numbers, tuples) delivered as `--out`
+# variables: labelled as that variable name holding that very object.
+_by_name: dict[tuple[str, int], tuple[Any, dict[str, str]]] = {}
 _LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), range, memoryview)
 
 
@@ -42,7 +50,7 @@ def label(obj: Any, jurisdiction: str, origin: str | None = None) -> Any:
     return obj
 
 
-def _store(obj: Any, entries: Mapping[str, Any]) -> None:
+def _store(obj: Any, entries: Mapping[str, Any], pin: bool = True) -> None:
     attrs = getattr(obj, "attrs", None) if not isinstance(obj, type) else None
     if isinstance(attrs, dict):
         attrs[ATTRS_KEY] = {**attrs.get(ATTRS_KEY, {}), **entries}
@@ -56,10 +64,14 @@ def _store(obj: Any, entries: Mapping[str, Any]) -> None:
     try:
         ref = weakref.ref(obj, lambda _, key=id(obj): _registry.pop(key, None))
     except TypeError:
+        if pin and type(obj) in _PINNABLE:
+            pinned = _pinned.get(id(obj))
+            _pinned[id(obj)] = (obj, {**(pinned[1] if pinned else {}), **entries})
+            return
         kind = type(obj).__name__
         raise TypeError(
             f"cannot label a {kind} object: it takes neither an attribute nor a weak reference. "
-            f"Label the values it holds, or keep it in an object that takes one (e.g. a numpy array or a class instance)."
+            "Keep it in an object that takes one (a list, a numpy array, a class instance) and label that."
         ) from None
     previous = _registry.get(id(obj))
     merged = {**(previous[1] if previous and previous[0]() is obj else {}), **entries}
@@ -81,7 +93,10 @@ def _own(obj: Any) -> dict[str, Any] | None:
     if isinstance(found, dict):
         return found
     entry = _registry.get(id(obj))
-    return entry[1] if entry and entry[0]() is obj else None
+    if entry and entry[0]() is obj:
+        return entry[1]
+    pinned = _pinned.get(id(obj))
+    return pinned[1] if pinned and pinned[0] is obj else None
 
 
 def label_origins(obj: Any) -> dict[str, str]:
@@ -157,6 +172,45 @@ def _filled(cell: types.CellType) -> bool:
     except ValueError:
         return False
     return True
+
+
+def stamp(name: str, obj: Any, origins: Mapping[str, str]) -> None:
+    """Label a delivered variable and the values of its containers (so parts taken out of it
+    stay labelled); a value that takes no label is labelled under its variable name."""
+    if not origins:
+        return
+    seen: set[int] = set()
+    queue: deque[Any] = deque([obj])
+    while queue:
+        item = queue.popleft()
+        if isinstance(item, _LEAVES) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        try:
+            # pin only the variable itself: pinning a model's inner dicts would keep it alive
+            _store(item, origins, pin=item is obj)
+        except TypeError:
+            pass  # a tuple, or a dict inside one: its labellable parts still are
+        if isinstance(item, (dict, list, tuple, set, frozenset, deque)):
+            queue.extend(_children(item))
+    if not label_origins(obj):
+        _by_name[(name, id(obj))] = (obj, dict(origins))
+
+
+def receive_outputs(values: Mapping[str, Any], labels: Mapping[str, Mapping[str, str]]) -> None:
+    """Label `--out` variables as delivered, with the labels their run reported for each."""
+    for name, value in values.items():
+        stamp(name, value, labels.get(name) or {})
+
+
+def variable_origins(name: str, obj: Any) -> dict[str, str]:
+    """Labels of the variable `name` holding `obj`: its own, those inside it, those on its name."""
+    found = collect(obj)
+    entry = _by_name.get((name, id(obj)))
+    if entry and entry[0] is obj and not declassified(obj):
+        for code, origin in entry[1].items():
+            found.setdefault(code, origin)
+    return found
 
 
 def nbytes(obj: Any) -> int | None:

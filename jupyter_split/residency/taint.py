@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, read_records
+from .labels import collect
 from .locations import Glob, compile_globs, matching_glob
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
@@ -125,6 +126,12 @@ def run_labels() -> set[str]:
     return set(run_label_origins())
 
 
+def outputs_labels(values: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """For shipping `--out` variables: each one's labels, the run's taint included."""
+    taint = run_label_origins()
+    return {name: {**collect(value), **taint} for name, value in values.items()}
+
+
 def local_site(config: Config) -> SiteConfig:
     """The site this process runs on: the runner's site, else home (where the notebook is)."""
     state = _state
@@ -145,7 +152,8 @@ def _note(path: Any, how: str) -> None:
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
     if glob is not None:
-        run = f"run {state.run_id}" if state.run_id else "this run"
+        run_id = state.run_id or os.environ.get("JUPYTER_SPLIT_RUN_ID")
+        run = f"run {run_id}" if run_id else "this run"
         taint_run({state.home: f"{run} read {text} (policy.resident {glob.text!r})"})
 
 
