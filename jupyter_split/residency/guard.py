@@ -129,10 +129,14 @@ def _site_of(url: str, config: Config) -> SiteConfig | None:
 def url_label_origins(url: str, config: Config | None = None, contains: bool = True) -> dict[str, str]:
     """The labels a location carries from `policy.resident`, with the glob that gave each."""
     config = config or load_config()
-    glob = matching_glob(url, compile_globs(config.policy.resident), contains=contains)
+    globs = compile_globs(config.policy.resident)
+    glob = matching_glob(url, globs, contains=False)
+    how = "matches"
+    if glob is None and contains:
+        glob, how = matching_glob(url, globs, contains=True), "may hold locations matching"
     if glob is None:
         return {}
-    return {config.home.jurisdiction: f"{redact(url)} matches policy.resident {glob.text!r} ({config.source})"}
+    return {config.home.jurisdiction: f"{redact(url)} {how} policy.resident {glob.text!r} ({config.source})"}
 
 
 def labels_for_url(url: str, config: Config | None = None) -> set[str]:

@@ -1,0 +1,103 @@
+"""Verbs about data residency: policy, declassify, audit."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .. import policy
+from ..config import load_config
+from ..residency.audit import DECISIONS
+from ..residency.labels import collect, label_origins
+from ..residency.taint import describe_state
+from . import Context, arg, verb
+
+
+def _table(ctx: Context, header: list[str], rows: list[list[Any]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        ctx.print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _fail(message: str) -> int:
+    print(f"jupyter-split: {message}", file=sys.stderr)
+    return 2
+
+
+@verb("policy", "show the residency policy, what is labelled, and the labels of LOCATIONs",
+      arg("locations", nargs="*", metavar="LOCATION", help="paths or URLs to check against policy.resident"))
+def show_policy(ctx: Context, args: argparse.Namespace) -> int:
+    config = load_config()
+    home = config.home
+    ctx.print(f"config: {config.source}")
+    ctx.print(f"home: site {home.name!r}, jurisdiction {home.jurisdiction}: data labelled {home.jurisdiction} stays there")
+    _table(ctx, ["site", "jurisdiction", "storage"],
+           [[s.name, s.jurisdiction, s.storage or ""] for s in config.sites.values()])
+    ctx.print("resident (labelled " + home.jurisdiction + "): " + (", ".join(config.policy.resident) or "(none)"))
+    ctx.print("allow_export: " + (", ".join(config.policy.allow_export) or "(none)"))
+    ctx.print(f"audit log: {config.audit_log_path()} ({len(policy.audit_entries(config=config))} records)")
+    approved = policy.declassifications(config)
+    ctx.print(f"declassified: {len(approved) or '(none)'}")
+    for record in approved:
+        ctx.print(f"  {record.get('item')}: by {record.get('user')} at {record.get('time')}: {record.get('reason')}")
+    state = describe_state()
+    if state["tracking"]:
+        labels = state["labels"]
+        ctx.print("this run: " + ("; ".join(f"{k} ({v})" for k, v in labels.items()) or "not labelled"))
+    if ctx.namespace is not None:
+        labelled = {name: collect(value) for name, value in list(ctx.namespace.items())
+                    if not name.startswith("_") and _labelled_here(value)}
+        labelled = {name: found for name, found in labelled.items() if found}
+        ctx.print(f"labelled variables: {len(labelled) or '(none)'}")
+        for name, found in sorted(labelled.items()):
+            ctx.print(f"  {name}: " + "; ".join(f"{k} from {v}" for k, v in sorted(found.items())))
+    for location in args.locations:
+        found = policy.url_label_origins(location, config)
+        ctx.print(f"{location}: " + ("; ".join(f"{k} ({v})" for k, v in found.items()) or "not labelled"))
+    return 0
+
+
+def _labelled_here(value: Any) -> bool:
+    # Modules, classes and IPython's own helpers are not data; only look inside data.
+    return not callable(value) or bool(label_origins(value))
+
+
+@verb("declassify", "approve the export of labelled ITEMs (paths, URLs, checkpoint or variable names), audited",
+      arg("items", nargs="+", metavar="ITEM"),
+      arg("--reason", required=True, help="who approved the export, and the approval's reference"),
+      arg("--user", help="who declassifies (default: the login name)"))
+def declassify(ctx: Context, args: argparse.Namespace) -> int:
+    config = load_config()
+    for item in args.items:
+        target = ctx.namespace[item] if ctx.namespace is not None and item in ctx.namespace else item
+        try:
+            record = policy.declassify(target, args.reason, args.user, name=item, config=config)
+        except (TypeError, ValueError) as exc:
+            return _fail(f"cannot declassify {item!r}: {exc}")
+        what = "variable" if target is not item else "item"
+        ctx.print(f"declassified {what} {item!r} ({', '.join(record['labels']) or 'no label now'}) "
+                  f"by {record['user']}: {record['reason']}")
+    return 0
+
+
+@verb("audit", "show the audit log of cross-border transfers, filtered",
+      arg("--decision", choices=DECISIONS), arg("--site", help="either end of the transfer"),
+      arg("--since", metavar="DATE", help="UTC date or time, e.g. 2026-11-28 or 2026-11-28T09:00"),
+      arg("--json", action="store_true", help="one JSON record a line"))
+def show_audit(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        records = policy.audit_entries(args.decision, args.site, args.since)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.json:
+        for record in records:
+            ctx.print(json.dumps(record, sort_keys=True))
+        return 0
+    rows = [[r.get("time", ""), r.get("decision", ""), r.get("kind", ""), r.get("item", ""),
+             f"{r.get('from_site') or '?'}({r.get('from_jurisdiction') or '?'}) -> "
+             f"{r.get('to_site') or '?'}({r.get('to_jurisdiction') or '?'})" if r.get("kind") != "declassify" else "",
+             "" if r.get("bytes") is None else r["bytes"], r.get("user", ""), str(r.get("reason", ""))[:80]]
+            for r in records]
+    _table(ctx, ["time", "decision", "kind", "item", "from -> to", "bytes", "user", "reason"], rows)
+    return 0
