@@ -158,10 +158,13 @@ async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[s
         raise SshError(f"site {site!r}: the new venv {venv} does not run; remove it and try again")
     inherit = [p for p in base["paths"] if p != env["purelib"]]
     # addsitedir, not bare paths: the site's own .pth files (editable installs, vendor hooks) must apply too.
-    line = f"import site; [site.addsitedir(p) for p in {inherit!r}]\n"
+    line = f"import site; list(map(site.addsitedir, {inherit!r}))\n"
     await conn.write_file(posixpath.join(env["purelib"], PTH_NAME), line.encode())
     env = await inspect(conn, venv_python(workdir), pip_remote)
-    assert env is not None
+    hidden = sorted(set(base["dists"]) - set(env["dists"] if env else ()))
+    if env is None or hidden:
+        raise SshError(f"site {site!r}: the venv {venv} does not see the packages of {python} ({', '.join(hidden[:5])}"
+                       f"{'...' if len(hidden) > 5 else ''}); remove {venv} and run `%split doctor {site}` again")
     missing = [n for n in wheelhouse.closure(wheelhouse.project_requirements(), env) if n != "jupyter-split"]
     deps = await asyncio.to_thread(wheelhouse.dependency_wheels, missing, cache, set(env["tags"]), repr(site))
     remote = await _upload(conn, [*deps, project], folder)
@@ -174,6 +177,8 @@ async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[s
         await conn.check([*pip_cmd, *remote[:-1]], f"installing {', '.join(d.name for d in deps)}", env=no_index, timeout=900)
     await conn.check([*pip_cmd, "--no-deps", "--force-reinstall", remote[-1]], "installing jupyter_split",
                      env=no_index, timeout=300)
+    await conn.check([venv_python(workdir), "-c", "import jupyter_split.runner"],
+                     f"importing jupyter_split in {venv} after the install")
     marker = {"version": __version__, "fingerprint": wheelhouse.source_fingerprint(), "python": python,
               "dependencies": [f"{d.name}=={d.version}" for d in deps]}
     await conn.write_file(posixpath.join(env_dir(workdir), "installed.json"), json.dumps(marker).encode())
