@@ -115,10 +115,17 @@ def _remote_readings(scheme: str, rest: str) -> set[Location]:
     netloc, slash, tail = rest.partition("/")
     host = _host(netloc)
     paths = {slash + tail} | {(slash + tail).partition(c)[0] for c in "?#"}
-    return {
+    found = {
         (scheme, (h.casefold(), *_components(decoded)))
         for raw in paths for decoded in _decodings(raw) for h in _decodings(host)
     }
+    # `bucket/../other/key`: a store that normalises the whole key lands in another bucket
+    for raw in paths:
+        for decoded in _decodings(raw):
+            whole = _components(host + decoded)
+            if whole:
+                found.add((scheme, whole))
+    return found
 
 
 def _known_protocols() -> frozenset[str]:
