@@ -160,14 +160,17 @@ async def test_bad_query_argument_is_400(jp_fetch) -> None:
     assert "limit='many'" in json.loads(err.value.response.body)["message"]
 
 
-async def test_published_checkpoints_per_site(jp_fetch, split_home: Path, tmp_path: Path) -> None:
-    config = core.get_split().config
-    folder = tmp_path / "step-300"
-    folder.mkdir()
+def _publish(tmp_path: Path, url: str, **manifest: Any) -> None:
+    folder = tmp_path / url.rsplit("/", 1)[-1]
+    folder.mkdir(parents=True)
     (folder / "weights.bin").write_bytes(b"w" * 3000)
     (folder / "config.json").write_text("{}")
-    home = config.sites["home"].storage
-    await asyncio.to_thread(copy, str(folder), f"{home}/ckpts/step-300", labels=["CN"], parents=["abroad:ckpts/base"],
+    copy(str(folder), url, **manifest)
+
+
+async def test_published_checkpoints_per_site(jp_fetch, tmp_path: Path) -> None:
+    home = core.get_split().config.sites["home"].storage
+    await asyncio.to_thread(_publish, tmp_path, f"{home}/ckpts/step-300", labels=["CN"], parents=["abroad:ckpts/base"],
                             run_id="split-demo-home-1", site="home")
     # A folder being written (no manifest yet) is not a checkpoint.
     unpublished = Path(home.removeprefix("file://")) / "ckpts" / "step-400"
@@ -175,9 +178,65 @@ async def test_published_checkpoints_per_site(jp_fetch, split_home: Path, tmp_pa
     (unpublished / "weights.bin").write_bytes(b"partial")
 
     body = await _json(jp_fetch, "checkpoints")
-    assert body["available"] is True and body["errors"] == {}
+    assert body["errors"] == {}
     [ckpt] = body["checkpoints"]
     assert ckpt["site"] == "home" and ckpt["name"] == "ckpts/step-300"
     assert ckpt["url"] == f"{home}/ckpts/step-300"
     assert (ckpt["bytes"], ckpt["files"], ckpt["residency"]) == (3002, 2, "CN")
     assert ckpt["lineage"] == ["abroad:ckpts/base"]
+
+
+def _transfer(jp_fetch, site: str, name: str, to_site: str):
+    body = json.dumps({"site": site, "name": name, "to_site": to_site}).encode()
+    return jp_fetch("jupyter-split", "checkpoints", "transfer", method="POST", body=body)
+
+
+async def test_pull_home_is_allowed_and_push_of_resident_data_is_refused(jp_fetch, tmp_path: Path) -> None:
+    sites = core.get_split().config.sites
+    abroad, home = sites["abroad"].storage, sites["home"].storage
+    await asyncio.to_thread(_publish, tmp_path / "a", f"{abroad}/ckpts/pretrain", site="abroad")
+    await asyncio.to_thread(_publish, tmp_path / "h", f"{home}/ckpts/tuned", labels=["CN"], site="home")
+
+    pulled = json.loads((await _transfer(jp_fetch, "abroad", "ckpts/pretrain", "home")).body)
+    assert pulled["ok"] is True and pulled["files_sent"] == 2 and pulled["published"] is True
+    listed = (await _json(jp_fetch, "checkpoints"))["checkpoints"]
+    assert {(c["site"], c["name"]) for c in listed} == {("abroad", "ckpts/pretrain"), ("home", "ckpts/pretrain"),
+                                                         ("home", "ckpts/tuned")}
+
+    with pytest.raises(HTTPClientError) as err:
+        await _transfer(jp_fetch, "home", "ckpts/tuned", "abroad")
+    assert err.value.code == 403
+    refusal = json.loads(err.value.response.body)
+    assert refusal["ok"] is False
+    assert "CN" in refusal["refused"] and "abroad" in refusal["refused"] and "Nothing was sent" in refusal["refused"]
+    assert not Path(abroad.removeprefix("file://"), "ckpts", "tuned").exists(), "a refused push left bytes abroad"
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"site": "home", "name": "ckpts/x"}, 400, "to_site"),
+    ({"site": "nowhere", "name": "ckpts/x", "to_site": "home"}, 400, "Known sites: abroad, home"),
+    ({"site": "home", "name": "ckpts/x", "to_site": "home"}, 400, "already on site"),
+    ({"site": "abroad", "name": "ckpts/missing", "to_site": "home"}, 400, "ckpts/missing does not exist"),
+])
+async def test_bad_transfer_requests_say_what_to_fix(jp_fetch, body: dict, status: int, words: str) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("jupyter-split", "checkpoints", "transfer", method="POST", body=json.dumps(body).encode())
+    assert err.value.code == status
+    assert words in json.loads(err.value.response.body)["message"]
+
+
+@pytest.mark.slow
+async def test_wandb_lists_the_experiments_offline_runs(jp_fetch) -> None:
+    code = "import wandb\nrun = wandb.init()\nwandb.log({'loss': 0.25})\nrun.finish()"
+    run_id = await asyncio.to_thread(_start, code)
+
+    async def finished():
+        runs = (await _json(jp_fetch, "runs"))["runs"]
+        events = (await _json(jp_fetch, "runs", run_id, "events"))["events"]
+        return any(e["type"] == "status" and e["state"] in ("succeeded", "failed") for e in events) and events
+
+    events = await _until(finished, "the W&B cell to end", timeout=120)
+    assert events[-1]["state"] == "succeeded", events
+    [row] = (await _json(jp_fetch, "wandb"))["runs"]
+    assert (row["site"], row["mode"], row["state"], row["split_run"]) == ("home", "offline", "finished", run_id)
+    assert row["url"] is None and row["metrics"]["loss"] == 0.25

@@ -14,6 +14,8 @@ from jupyter_split import sync
 from jupyter_split.sync import FileEntry, HashingWriter, Manifest, ManifestError, publish, read_manifest
 from jupyter_split.sync.manifest import STAGING_NAME
 
+pytestmark = pytest.mark.usefixtures("split_home")  # its own data dir (audit log) and no config
+
 
 def make_tree(root: Path, files: dict[str, int], seed: int = 0) -> dict[str, str]:
     """Write random files; return rel -> sha256."""

@@ -18,7 +18,7 @@ from jupyter_split.sync.manifest import STAGING_NAME, Manifest
 
 from .test_sync_local import make_tree, tree_hashes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 
 FILES = {**{f"shards/s{i:02d}.bin": 1 << 20 for i in range(16)}, "big/a.bin": 6 << 20, "big/b.bin": 6 << 20}
 CHILD = """

@@ -48,7 +48,7 @@ def push(src: str, dest: str, config: Config | None = None, **options: Any) -> S
     """
     config = config or load_config()
     source = endpoint(src, config)
-    return _run(source, _target(dest, source, config), require_published=False, **options)
+    return _run(source, _target(dest, source, config), config, require_published=False, **options)
 
 
 def pull(src: str, dest: str | None = None, config: Config | None = None, **options: Any) -> SyncReport:
@@ -61,7 +61,7 @@ def pull(src: str, dest: str | None = None, config: Config | None = None, **opti
         target = endpoint(f"{config.experiment.home}:{source.rel}", config)
     else:
         target = _target(dest, source, config)
-    return _run(source, target, require_published=True, **options)
+    return _run(source, target, config, require_published=True, **options)
 
 
 def _target(dest: str, source: Endpoint, config: Config) -> Endpoint:
@@ -73,7 +73,8 @@ def _target(dest: str, source: Endpoint, config: Config) -> Endpoint:
     return target
 
 
-def _run(source: Endpoint, target: Endpoint, *, require_published: bool, **options: Any) -> SyncReport:
+def _run(source: Endpoint, target: Endpoint, config: Config, *, require_published: bool, **options: Any) -> SyncReport:
     if source.site is not None:
         options.setdefault("site", source.site.name)
-    return copy(source.url, target.url, source.options, target.options, require_published=require_published, **options)
+    return copy(source.url, target.url, source.options, target.options, require_published=require_published,
+                config=config, **options)

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import policy
+from ..config import Config
 from .fsutil import Location, explain, resolve
 from .manifest import FileEntry, Manifest, manifest_path, publish
 from .plan import Action, Plan, make_plan
@@ -70,24 +72,25 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
          labels: list[str] | None = None, parents: list[str] | None = None, run_id: str | None = None,
          site: str | None = None, meta: dict[str, Any] | None = None, deep: bool = False,
          require_published: bool = False, concurrency: int = CONCURRENCY, chunk_size: int = CHUNK,
-         retries: int = 3, backoff: float = 0.5, progress: bool | None = None) -> SyncReport:
+         retries: int = 3, backoff: float = 0.5, progress: bool | None = None, config: Config | None = None) -> SyncReport:
     """Copy the checkpoint at `src` to `dest` and publish it there; return what moved.
 
     `src` is a published checkpoint (its manifest is trusted), a plain folder or a
     single file (hashed while it streams; `labels`, `parents`, `run_id`, `site` and
     `meta` then fill the new manifest). Files whose sha256 the destination's published
     manifest already lists are skipped without reading them; `deep=True` re-reads
-    them at the destination and repairs any that differ.
+    them at the destination and repairs any that differ. The residency guard sees the
+    copy (with `config`, else the loaded one) before any byte moves.
     """
     started = time.monotonic()
     source, target = resolve(src, src_options), resolve(dest, dest_options)
     plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
-    manifest_labels = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-    check_residency(src, dest, manifest_labels, plan.send_bytes, item=src)
+    given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
+    carried = check_residency(plan, src, dest, given, config)
 
     report = SyncReport(src=src, dest=dest)
     _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
-    new = _new_manifest(plan, sorted(manifest_labels), parents, run_id, site, meta)
+    new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
     try:
         report.published = _commit(plan, new)
     except OSError as exc:
@@ -101,13 +104,14 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     return report
 
 
-def check_residency(src_url: str, dest_url: str, labels: set[str], nbytes: int, item: str) -> None:
-    """The one place a copy asks the residency guard, after planning and before any byte moves."""
-    try:
-        from ..policy import check_copy
-    except ImportError:  # the residency guard (policy.py) has not landed in this tree yet
-        return
-    check_copy(src_url, dest_url, labels, nbytes, item)
+def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None) -> set[str]:
+    """The one place a copy asks the residency guard: after planning, before any byte moves.
+
+    Raises `policy.ResidencyError` on a refusal (the guard writes the audit log);
+    returns every label the copy carries, for the destination's manifest.
+    """
+    return set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url,
+                                 files=[item.rel for item in plan.items], config=config))
 
 
 def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: int, retries: int, backoff: float,

@@ -1,0 +1,161 @@
+"""sync over real remote backends: S3 (moto_server), two S3 endpoints, SFTP (the test sshd), S3 to SFTP."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from jupyter_split import policy, sync
+from jupyter_split.config import parse_config
+from jupyter_split.sync.manifest import STAGING_NAME
+
+from .test_sync_local import flip_byte, make_tree, tree_hashes
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
+
+FILES = {"w/shard-0.bin": 2 << 20, "w/shard-1.bin": 2 << 20, "config.json": 300}
+
+
+def sftp_options(sshd) -> dict:
+    return {"username": sshd.user, "client_keys": [sshd.identity_file], "known_hosts": sshd.known_hosts}
+
+
+def sftp_url(sshd, path: Path) -> str:
+    return f"ssh://127.0.0.1:{sshd.port}{path}"
+
+
+def s3_hashes(fs, root: str) -> dict[str, str]:
+    return {p[len(root) + 1:]: hashlib.sha256(fs.cat_file(p)).hexdigest()
+            for p in fs.find(root) if not p.endswith("manifest.json")}
+
+
+def test_local_to_s3_incremental_and_repair(tmp_path, s3):
+    src = tmp_path / "src"
+    hashes = make_tree(src, FILES)
+    bucket = s3.make_bucket("sync-local")
+    fs = s3.filesystem()
+    report = sync.copy(str(src), f"{bucket}/ck", dest_options=s3.storage_options, progress=False)
+    assert report.files_sent == len(FILES) and s3_hashes(fs, "sync-local/ck") == hashes
+    assert not fs.exists(f"sync-local/ck/{STAGING_NAME}")
+
+    flip_byte(src / "w/shard-1.bin")
+    report = sync.copy(str(src), f"{bucket}/ck", dest_options=s3.storage_options, progress=False)
+    assert (report.files_sent, report.files_skipped) == (1, 2)
+    assert s3_hashes(fs, "sync-local/ck") == tree_hashes(src)
+
+    data = bytearray(fs.cat_file("sync-local/ck/w/shard-0.bin"))
+    data[7] ^= 1
+    fs.pipe_file("sync-local/ck/w/shard-0.bin", bytes(data))
+    assert sync.copy(str(src), f"{bucket}/ck", dest_options=s3.storage_options, progress=False).files_sent == 0
+    report = sync.copy(str(src), f"{bucket}/ck", dest_options=s3.storage_options, deep=True, progress=False)
+    assert report.files_sent == 1 and s3_hashes(fs, "sync-local/ck") == tree_hashes(src)
+
+
+def test_interrupted_object_store_copy_keeps_finished_objects(tmp_path, s3):
+    src = tmp_path / "src"
+    make_tree(src, FILES)
+    s3.make_bucket("sync-resume")
+    fs = s3.filesystem()
+    # what a killed first run leaves on an object store: whole objects at their final keys, no manifest
+    fs.put_file(str(src / "w/shard-0.bin"), "sync-resume/ck/w/shard-0.bin")
+    fs.pipe_file("sync-resume/ck/w/shard-1.bin", b"\0" * FILES["w/shard-1.bin"])  # right size, wrong bytes
+    report = sync.copy(str(src), "s3://sync-resume/ck", dest_options=s3.storage_options, progress=False)
+    assert (report.files_kept, report.files_sent) == (1, 2)
+    assert s3_hashes(fs, "sync-resume/ck") == tree_hashes(src)
+
+
+def two_sites(s3, s3_second, tmp_path: Path, second_jurisdiction: str):
+    return parse_config({
+        "experiment": {"home": "home", "default_remote": "sg"},
+        "sites": {
+            "sg": {"jurisdiction": "SG", "storage": "s3://border-a", "storage_options": s3.storage_options},
+            "far": {"jurisdiction": second_jurisdiction, "storage": "s3://border-b", "storage_options": s3_second.storage_options},
+            "home": {"jurisdiction": "CN", "storage": (tmp_path / "home").as_uri()},
+        },
+        "policy": {"audit_log": str(tmp_path / "audit.jsonl")},
+    }, "test")
+
+
+def test_two_s3_endpoints_with_their_own_credentials(tmp_path, s3, s3_second):
+    assert (s3.key, s3.endpoint_url) != (s3_second.key, s3_second.endpoint_url)
+    config = two_sites(s3, s3_second, tmp_path, "SG")
+    make_tree(tmp_path / "src", FILES)
+    s3.make_bucket("border-a")
+    s3_second.make_bucket("border-b")
+    sync.copy(str(tmp_path / "src"), "s3://border-a/ck", dest_options=s3.storage_options, labels=["SG"],
+              config=config, progress=False)
+    report = sync.copy("s3://border-a/ck", "s3://border-b/ck", s3.storage_options, s3_second.storage_options,
+                       config=config, progress=False)
+    assert report.files_sent == len(FILES)
+    second = s3_second.filesystem()
+    assert s3_hashes(second, "border-b/ck") == tree_hashes(tmp_path / "src")
+    assert sync.read_manifest(second, "border-b/ck").labels == ["SG"]
+    assert not s3.filesystem().exists("border-b")  # each side went to its own server
+
+
+def test_residency_refusal_comes_before_the_first_byte(tmp_path, s3, s3_second):
+    config = two_sites(s3, s3_second, tmp_path, "MY")
+    make_tree(tmp_path / "src", FILES)
+    s3.make_bucket("border-a")
+    s3_second.make_bucket("border-b")
+    sync.copy(str(tmp_path / "src"), "s3://border-a/sg-only", dest_options=s3.storage_options, labels=["SG"],
+              config=config, progress=False)
+    with pytest.raises(policy.ResidencyError, match="SG data must stay in SG"):
+        sync.push("sg:sg-only", "far:sg-only", config=config, progress=False)
+    assert not s3_second.filesystem().find("border-b/sg-only")  # not one byte, not even staging
+    refused = policy.audit_entries(decision="refused", config=config)
+    assert refused and refused[-1]["bytes"] == sum(FILES.values())
+
+
+def test_local_to_sftp_resumes_a_part_and_repairs_with_remote_hash(tmp_path, sshd):
+    src, dest = tmp_path / "src", tmp_path / "sftp-dest"
+    hashes = make_tree(src, FILES)
+    # what a killed run leaves: the first half of a shard in its staging part
+    part = dest / STAGING_NAME / "files" / "w" / "shard-0.bin.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes((src / "w/shard-0.bin").read_bytes()[: 1 << 20])
+    report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
+    assert report.bytes_sent == sum(FILES.values()) - (1 << 20)
+    assert tree_hashes(dest) == hashes and not (dest / STAGING_NAME).exists()
+
+    flip_byte(dest / "w/shard-1.bin", offset=(1 << 20) + 5)  # 2 MB: hashed by sha256sum on the server
+    report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), deep=True, progress=False)
+    assert report.files_sent == 1 and tree_hashes(dest) == hashes
+
+
+def test_s3_to_sftp_streams_between_two_remote_backends(tmp_path, s3, sshd):
+    make_tree(tmp_path / "src", FILES)
+    s3.make_bucket("to-sftp")
+    sync.copy(str(tmp_path / "src"), "s3://to-sftp/ck", dest_options=s3.storage_options, progress=False)
+    dest = tmp_path / "landed"
+    report = sync.copy("s3://to-sftp/ck", sftp_url(sshd, dest), s3.storage_options, sftp_options(sshd), progress=False)
+    assert report.files_sent == len(FILES) and tree_hashes(dest) == tree_hashes(tmp_path / "src")
+    again = sync.copy("s3://to-sftp/ck", sftp_url(sshd, dest), s3.storage_options, sftp_options(sshd), progress=False)
+    assert (again.files_sent, again.published) == (0, False)
+
+
+def test_push_and_pull_by_site_name(tmp_path, s3):
+    s3.make_bucket("site-sg")
+    config = parse_config({
+        "experiment": {"home": "home", "default_remote": "sg"},
+        "sites": {
+            "sg": {"jurisdiction": "SG", "storage": "s3://site-sg/ckpts", "storage_options": s3.storage_options},
+            "home": {"jurisdiction": "CN", "storage": (tmp_path / "home").as_uri()},
+        },
+    }, "test")
+    make_tree(tmp_path / "run/step-1", FILES, seed=1)
+    make_tree(tmp_path / "run/step-2", FILES, seed=2)
+    sync.push(str(tmp_path / "run/step-1"), "sg:exp/", config=config, progress=False)
+    report = sync.push(str(tmp_path / "run/step-2"), "sg", config=config, progress=False)
+    assert report.dest == "s3://site-sg/ckpts/step-2"
+    sync.push(str(tmp_path / "run/step-2"), "sg:exp/", config=config, progress=False)
+
+    pulled = sync.pull("sg:exp/@latest", config=config, progress=False)
+    assert pulled.src == "s3://site-sg/ckpts/exp/step-2"
+    assert tree_hashes(tmp_path / "home/exp/step-2") == tree_hashes(tmp_path / "run/step-2")
+    with pytest.raises(sync.PlanError, match="no published manifest"):
+        s3.filesystem().pipe_file("site-sg/ckpts/half/w.bin", b"partial")
+        sync.pull("sg:half", config=config, progress=False)
+    with pytest.raises(Exception, match="not a site"):
+        sync.pull("nowhere:x", config=config, progress=False)
