@@ -17,7 +17,9 @@ from jupyter_server.utils import url_path_join
 from .. import core
 from ..config import ConfigError
 from ..executors import ExecutorError
-from . import checkpoints
+from ..policy import ResidencyError
+from ..sync import SyncError
+from . import checkpoints, transfer, wandb_runs
 
 T = TypeVar("T")
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
@@ -105,7 +107,34 @@ class CheckpointsHandler(SplitHandler):
     async def get(self) -> None:
         split = await self.call(core.get_split)
         rows, errors = await self.call(checkpoints.published, split.config)
-        self.send({"available": True, "checkpoints": rows, "errors": errors})
+        self.send({"checkpoints": rows, "errors": errors})
+
+
+class TransferHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body("site", "name", "to_site")
+        split = await self.call(core.get_split)
+        where = f"{body['site']}:{body['name']} to site {body['to_site']!r}"
+        try:
+            report = await self.call(transfer.copy_to_site, split.config, body["site"], body["name"], body["to_site"])
+        except ResidencyError as exc:
+            self.set_status(403)
+            self.send({"ok": False, "refused": str(exc), "message": str(exc)})
+            return
+        except ValueError as exc:  # a bad manifest or plan: the source is at fault, not the server
+            raise tornado.web.HTTPError(400, f"copy of {where} not started: {exc}") from None
+        except (SyncError, OSError) as exc:
+            raise tornado.web.HTTPError(502, f"copy of {where} failed: {exc}") from None
+        self.send({"ok": True, "message": str(report), "files_sent": report.files_sent, "bytes_sent": report.bytes_sent,
+                   "files_skipped": report.files_skipped, "published": report.published})
+
+
+class WandbHandler(SplitHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        split = await self.call(core.get_split)
+        self.send({"runs": await self.call(wandb_runs.rows, split)})
 
 
 HANDLERS: list[tuple[str, type[SplitHandler]]] = [
@@ -114,6 +143,8 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     (f"runs/{RUN_ID}/events", RunEventsHandler),
     (f"runs/{RUN_ID}/cancel", CancelHandler),
     ("checkpoints", CheckpointsHandler),
+    ("checkpoints/transfer", TransferHandler),
+    ("wandb", WandbHandler),
 ]
 
 

@@ -48,22 +48,29 @@ export interface Checkpoint {
   files: number;
   residency: string | null;
   lineage: string[];
-  created: string | null;
+  run_id: string | null;
+  created_ts: number;
 }
 
 export interface WandbRun {
   site: string;
   id: string;
   name: string;
+  job_type: string;
   mode: string;
   url: string | null;
   state: string;
+  split_run: string;
+  metrics: Record<string, unknown>;
 }
 
 export interface TransferReport {
   ok: boolean;
-  refused?: string;
   message: string;
+  files_sent: number;
+  bytes_sent: number;
+  files_skipped: number;
+  published: boolean;
 }
 
 /** Thrown for any non-2xx answer; `message` is the server's own explanation. */
@@ -99,11 +106,11 @@ export const api = {
     requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
       method: 'POST'
     }),
-  checkpoints: () => requestAPI<{ checkpoints: Checkpoint[]; available: boolean }>('checkpoints'),
-  transfer: (url: string, toSite: string) =>
+  checkpoints: () => requestAPI<{ checkpoints: Checkpoint[]; errors: Record<string, string> }>('checkpoints'),
+  transfer: (site: string, name: string, toSite: string) =>
     requestAPI<TransferReport>('checkpoints/transfer', {
       method: 'POST',
-      body: JSON.stringify({ url, to_site: toSite })
+      body: JSON.stringify({ site, name, to_site: toSite })
     }),
-  wandb: () => requestAPI<{ runs: WandbRun[]; available: boolean }>('wandb')
+  wandb: () => requestAPI<{ runs: WandbRun[] }>('wandb')
 };

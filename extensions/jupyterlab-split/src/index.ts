@@ -169,10 +169,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     commands.addCommand(CommandIDs.transferCheckpoint, {
       label: args => `Copy checkpoint to ${args.toSite ?? 'site'}`,
       execute: async args => {
-        const url = args.url as string;
         const toSite = args.toSite as string;
         try {
-          const report = await api.transfer(url, toSite);
+          const report = await api.transfer(args.site as string, args.name as string, toSite);
           await showDialog({ title: `Copied to ${toSite}`, body: report.message, buttons: [Dialog.okButton()] });
         } catch (reason) {
           await showErrorMessage(`Not copied to ${toSite}`, String((reason as Error).message ?? reason));

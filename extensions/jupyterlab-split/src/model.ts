@@ -12,9 +12,9 @@ export class SplitModel {
   sites: Site[] = [];
   runs: Run[] = [];
   checkpoints: Checkpoint[] = [];
-  checkpointsAvailable = false;
+  /** Sites whose storage could not be listed, and why. */
+  checkpointErrors: Record<string, string> = {};
   wandbRuns: WandbRun[] = [];
-  wandbAvailable = false;
   error: string | null = null;
 
   constructor(intervalMs: number) {
@@ -64,11 +64,10 @@ export class SplitModel {
       }
       if (checkpoints) {
         this.checkpoints = checkpoints.checkpoints;
-        this.checkpointsAvailable = checkpoints.available;
+        this.checkpointErrors = checkpoints.errors;
       }
       if (wandb) {
         this.wandbRuns = wandb.runs;
-        this.wandbAvailable = wandb.available;
       }
       this.error = null;
     } catch (reason) {

@@ -48,14 +48,19 @@ export class SplitSidebar extends Widget {
       section(
         'Checkpoints',
         'checkpoints',
-        m.checkpoints.map(ckpt => this._checkpoint(ckpt)),
-        m.checkpointsAvailable ? 'No published checkpoints.' : 'Checkpoint sync is not installed.'
+        [
+          ...Object.entries(m.checkpointErrors).map(([site, why]) =>
+            el('li', { class: 'jp-split-error', 'data-site': site }, why)
+          ),
+          ...m.checkpoints.map(ckpt => this._checkpoint(ckpt))
+        ],
+        'No published checkpoints: save one with jupyter_split.ckpt.save or %split push.'
       ),
       section(
         'W&B',
         'wandb',
         m.wandbRuns.map(run => wandbRow(run)),
-        m.wandbAvailable ? 'No W&B runs for this experiment.' : 'W&B tracking is not installed.'
+        'No W&B runs of this experiment yet: run a cell with --wandb.'
       )
     );
     patchChildren(this.node, fresh);
@@ -63,7 +68,7 @@ export class SplitSidebar extends Widget {
 
   private _site(site: Site): HTMLElement {
     const status = site.reachable
-      ? `reachable${site.latency_ms !== null ? ` · ${Math.round(site.latency_ms)} ms` : ''}`
+      ? `reachable${typeof site.latency_ms === 'number' ? ` · ${Math.round(site.latency_ms)} ms` : ''}`
       : `unreachable${site.error ? `: ${site.error}` : ''}`;
     const extras = [site.queue && `queue ${site.queue}`, site.gpus !== undefined && `GPUs ${site.gpus}`]
       .filter(Boolean)
@@ -128,8 +133,16 @@ export class SplitSidebar extends Widget {
           'span',
           { class: 'jp-split-actions' },
           target
-            ? button(`→ ${target}`, `Copy to ${target} through the residency guard`, () =>
-                void this._commands.execute(CommandIDs.transferCheckpoint, { url: ckpt.url, toSite: target })
+            ? button(
+                `${target === experiment?.home ? 'pull' : 'push'} → ${target}`,
+                `Copy to ${target} through the residency guard`,
+                () =>
+                  void this._commands.execute(CommandIDs.transferCheckpoint, {
+                    site: ckpt.site,
+                    name: ckpt.name,
+                    toSite: target
+                  }),
+                'jp-split-transfer'
               )
             : null
         )
@@ -164,6 +177,13 @@ function wandbRow(run: WandbRun): HTMLElement {
       name,
       run.mode === 'offline' ? el('span', { class: 'jp-split-badge jp-split-offline' }, 'offline') : null
     ),
-    el('div', { class: 'jp-split-detail' }, `${run.site} · ${run.state}`)
+    el('div', { class: 'jp-split-detail' }, [run.site, run.job_type, run.state, metricsText(run.metrics)].filter(Boolean).join(' · '))
   );
+}
+
+function metricsText(metrics: Record<string, unknown>): string {
+  return Object.entries(metrics)
+    .slice(0, 3)
+    .map(([key, value]) => `${key}=${typeof value === 'number' ? Number(value.toPrecision(4)) : String(value)}`)
+    .join(', ');
 }
