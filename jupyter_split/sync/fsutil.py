@@ -99,7 +99,8 @@ def _remote_sha256(loc: Location, path: str) -> str | None:
         return None
     if result.exit_status != 0 or not result.stdout:
         return None
-    return str(result.stdout).split(" ", 1)[0].strip() or None
+    # sha256sum prefixes the line with a backslash when it had to escape the file name
+    return str(result.stdout).split(" ", 1)[0].strip().lstrip("\\") or None
 
 
 def is_permanent(exc: BaseException) -> bool:
