@@ -35,7 +35,8 @@ class Refusal:
         site = f"site {self.to_site!r}" if self.to_site else "no configured site"
         where = f"{self.dest} ({site}, jurisdiction {self.to_jurisdiction or 'unknown'})" if self.dest else \
             f"{site} (jurisdiction {self.to_jurisdiction or 'unknown'})"
-        lines = [f"refused to send {self.kind} {self.item!r} to {where}."]
+        action = "copy" if self.kind == "copy" else f"send {self.kind}"
+        lines = [f"refused to {action} {self.item!r} to {where}."]
         for code, origin in sorted(self.labels.items()):
             if code != self.to_jurisdiction:
                 lines.append(f"  It carries residency label {code}, from: {origin}. {code} data must stay in {code}.")
