@@ -172,6 +172,7 @@ def cell_run(meta: dict[str, Any]) -> Iterator[CellRun]:
 def cell_tracking(request: dict[str, Any], run_dir: str | os.PathLike[str], info: dict[str, Any],
                   device: Any) -> contextlib.AbstractContextManager[CellRun]:
     """What the runner wraps a cell in: `cell_run` for a `--wandb` cell, else nothing."""
+    _reread_environment()
     if not request.get("wandb"):
         return contextlib.nullcontext(CellRun())
     return cell_run({
@@ -180,6 +181,14 @@ def cell_tracking(request: dict[str, Any], run_dir: str | os.PathLike[str], info
         "versions": {k: info.get(k) for k in ("python", "torch", "cloudpickle", "jupyter_split")},
         "run_dir": os.fspath(run_dir),
     })
+
+
+def _reread_environment() -> None:
+    # wandb reads WANDB_* once per process; a session's next cell has its own job type,
+    # name and folder, so with no run open wandb starts afresh and reads them again.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is None:
+        wandb.teardown()
 
 
 def run_files(run_dir: str | os.PathLike[str]) -> list[str]:

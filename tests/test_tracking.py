@@ -1,0 +1,220 @@
+"""W&B context per site, keys, the run-file reader and writer, artifacts and the guard (no network)."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from jupyter_split import tracking, wandb_offline
+from jupyter_split.config import parse_config
+from jupyter_split.policy import ResidencyError, audit_entries
+from jupyter_split.sync.manifest import FileEntry, Manifest
+
+
+def two_sites(root: Path, home_wandb: str = 'mode = "offline"', sg_wandb: str = 'mode = "offline"'):
+    import tomllib
+
+    text = f"""
+[experiment]
+name = "llm-split"
+home = "home"
+default_remote = "sg"
+[sites.sg]
+jurisdiction = "SG"
+accelerator = "cuda"
+storage = "{(root / 'sg').as_uri()}"
+wandb = {{ {sg_wandb} }}
+[sites.home]
+jurisdiction = "CN"
+accelerator = "npu"
+storage = "{(root / 'home').as_uri()}"
+wandb = {{ {home_wandb} }}
+[policy]
+audit_log = "{root / 'audit.jsonl'}"
+metrics_abroad = ["loss", "eval/*"]
+"""
+    return parse_config(tomllib.loads(text), "test")
+
+
+def test_runner_env_puts_every_cell_in_the_experiment(tmp_path):
+    config = two_sites(tmp_path, home_wandb='mode = "online", base_url = "https://wandb.corp.example", entity = "team"',
+                       sg_wandb='mode = "offline", project = "llm"')
+    sg = tracking.runner_env(config, config.site("sg"), "llm-split-sg-1", "pretrain", "/scratch/runs/1")
+    assert sg == {
+        "WANDB_PROJECT": "llm", "WANDB_RUN_GROUP": "llm-split", "WANDB_JOB_TYPE": "pretrain",
+        "WANDB_TAGS": "site:sg,jurisdiction:SG,accelerator:cuda", "WANDB_MODE": "offline",
+        "WANDB_NAME": "llm-split-sg-1", "WANDB_DIR": "/scratch/runs/1",
+    }
+    home = tracking.runner_env(config, config.home, "llm-split-home-2", None)
+    assert home["WANDB_PROJECT"] == "llm-split"          # no project: the experiment's name
+    assert home["WANDB_JOB_TYPE"] == "home"              # no --name: the site is the phase
+    assert home["WANDB_BASE_URL"] == "https://wandb.corp.example" and home["WANDB_ENTITY"] == "team"
+    assert home["WANDB_MODE"] == "online" and "WANDB_DIR" not in home
+    assert not any("KEY" in k for k in {**sg, **home})
+
+
+def test_server_jurisdiction(tmp_path):
+    config = two_sites(tmp_path, home_wandb='base_url = "https://wandb.corp.example"')
+    assert tracking.server_jurisdiction(config.site("sg")) == "US"       # W&B's cloud
+    assert tracking.server_jurisdiction(config.home) == "CN"             # self-hosted: the site's own
+    pinned = two_sites(tmp_path, home_wandb='base_url = "https://wandb.corp.example", jurisdiction = "sg"')
+    assert tracking.server_jurisdiction(pinned.home) == "SG"
+
+
+def test_bad_wandb_jurisdiction_is_a_config_error(tmp_path):
+    from jupyter_split.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sites.home.wandb.jurisdiction.*ISO 3166"):
+        two_sites(tmp_path, home_wandb='jurisdiction = "China"')
+
+
+def test_runner_secrets_only_for_online_sites_and_per_site_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY_HOME", raising=False)
+    config = two_sites(tmp_path, home_wandb='mode = "online", base_url = "https://wandb.corp.example"')
+    monkeypatch.setenv("WANDB_API_KEY", "generic-key")
+    assert tracking.runner_secrets(config.site("sg")) == {}              # offline: no key travels
+    assert tracking.runner_secrets(config.home) == {"WANDB_API_KEY": "generic-key"}
+    monkeypatch.setenv("WANDB_API_KEY_HOME", "home-key")
+    assert tracking.runner_secrets(config.home) == {"WANDB_API_KEY": "home-key"}
+
+
+def test_api_key_from_netrc_for_the_sites_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY_HOME", raising=False)
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine wandb.corp.example login user password netrc-key\n")
+    netrc.chmod(0o600)
+    config = two_sites(tmp_path, home_wandb='mode = "online", base_url = "https://wandb.corp.example/"')
+    assert tracking.runner_secrets(config.home) == {"WANDB_API_KEY": "netrc-key"}
+    assert tracking.api_key(config.site("sg")) is None                   # api.wandb.ai has no entry
+
+
+# -- the run-file format ----------------------------------------------------------------
+
+def _history(i: int, text: str):
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    record = pb.Record()
+    item = record.history.item.add()
+    item.key, item.value_json = f"k{i}", json.dumps(text)
+    return record
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=70_000), min_size=1, max_size=12))
+def test_records_survive_the_block_framing(sizes):
+    records = [_history(i, "x" * n) for i, n in enumerate(sizes)]
+    data = wandb_offline.encode(r.SerializeToString() for r in records)
+    assert list(wandb_offline.iter_payloads(data)) == [r.SerializeToString() for r in records]
+
+
+def test_torn_tail_ends_the_stream_and_damage_is_named(tmp_path):
+    records = [_history(i, "v" * 5000) for i in range(10)]
+    data = wandb_offline.encode(r.SerializeToString() for r in records)
+    assert len(list(wandb_offline.iter_payloads(data[: len(data) - 100]))) == 9
+    damaged = bytearray(data)
+    damaged[20_000] ^= 0xFF
+    with pytest.raises(wandb_offline.WandbFileError, match="checksum mismatch at byte"):
+        list(wandb_offline.iter_payloads(bytes(damaged), "run-x.wandb"))
+    with pytest.raises(wandb_offline.WandbFileError, match="not a W&B run file"):
+        list(wandb_offline.iter_payloads(b"PK\x03\x04" + data[4:], "notes.zip"))
+    assert data[:7] == struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
+
+
+def test_reader_reads_what_wandb_writes_and_the_filter_keeps_only_allowed_metrics(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = wandb.init(dir=str(tmp_path), project="p", group="g", job_type="train", tags=["a", "b"],
+                     config={"lr": 0.1, "model": {"layers": 2}})
+    for step in range(3):
+        run.log({"loss": 1.0 / (step + 1), "eval/acc": step / 10, "pii_rows": 7})
+    print("console line")
+    run.summary["best"] = 0.5
+    run.finish()
+    [path] = wandb_offline.find_run_files(tmp_path)
+    read = wandb_offline.load_run(path)
+    assert (read.project, read.group, read.job_type, read.tags) == ("p", "g", "train", ["a", "b"])
+    assert read.config == {"lr": 0.1, "model": {"layers": 2}}
+    assert [row["loss"] for row in read.history] == [1.0, 0.5, pytest.approx(1 / 3)]
+    assert read.metrics() == {"loss": pytest.approx(1 / 3), "eval/acc": 0.2, "pii_rows": 7, "best": 0.5}
+    assert read.offline and read.state == "finished"
+
+    keep = lambda key: key in ("loss",) or key.startswith("eval/")  # noqa: E731
+    out = tmp_path / "filtered.wandb"
+    wandb_offline.write_records(out, wandb_offline.filter_records(wandb_offline.read_records(path), keep, drop_output=True))
+    filtered = wandb_offline.load_run(out)
+    assert all(set(row) - {"_step", "_runtime", "_timestamp"} == {"loss", "eval/acc"} for row in filtered.history)
+    assert set(filtered.metrics()) == {"loss", "eval/acc"}
+    kinds = {r.WhichOneof("record_type") for r in wandb_offline.read_records(out)}
+    assert not kinds & {"output", "output_raw", "files"} and {"run", "history", "exit"} <= kinds
+
+
+# -- artifacts and the guard ------------------------------------------------------------
+
+def _manifest(labels=()):
+    return Manifest(files=[FileEntry("model.safetensors", 1000, "ab" * 32), FileEntry("tree.json", 10, "cd" * 32)],
+                    run_id="llm-split-sg-1", site="sg", labels=list(labels))
+
+
+def test_manifest_digest_is_the_same_for_every_copy():
+    one, other = _manifest(), _manifest(["CN"])
+    other.files.reverse()
+    other.created += 100
+    assert tracking.manifest_sha256(one) == tracking.manifest_sha256(other)
+    assert tracking.artifact_name("sftp://login.sg/scratch/ckpt/step-100/") == "ckpt-step-100"
+
+
+def test_sftp_and_oss_checkpoints_are_references_with_the_manifest_digest(tmp_path):
+    manifest = _manifest(["CN"])
+    for url in ("sftp://login.sg.example/scratch/ckpt/step-100", "oss://corp-models/ckpt/step-100"):
+        artifact = tracking.build_artifact(url, manifest)
+        [entry] = artifact.manifest.entries.values()
+        assert (entry.ref, entry.digest, entry.size) == (url, tracking.manifest_sha256(manifest), 1010)
+        assert artifact.metadata["labels"] == ["CN"] and artifact.metadata["producer_site"] == "sg"
+
+
+def test_file_checkpoint_is_a_native_reference(tmp_path):
+    ckpt = tmp_path / "step-1"
+    ckpt.mkdir()
+    (ckpt / "a.bin").write_bytes(b"weights")
+    artifact = tracking.build_artifact(ckpt.as_uri(), _manifest())
+    entry = artifact.manifest.entries["a.bin"]
+    assert entry.ref == (ckpt / "a.bin").as_uri() and entry.size == 7   # W&B checksummed it itself
+
+
+def test_labelled_artifact_bound_for_a_foreign_server_is_refused_and_audited(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_SPLIT_SITE", "home")
+    config = two_sites(tmp_path, home_wandb='mode = "online", base_url = "https://wandb.corp.example"')
+    url = (tmp_path / "home" / "ft-1").as_uri()
+    with pytest.raises(ResidencyError) as refused:
+        tracking.guard_artifact(url, config.site("sg"), {"CN"}, 1010, config)
+    message = str(refused.value)
+    assert "ckpt-ft-1" in message and "CN" in message and "US" in message and "declassify" in message
+    tracking.guard_artifact(url, config.home, {"CN"}, 1010, config)   # the home server: stays in CN
+    [entry] = audit_entries(decision="refused", config=config)
+    assert entry["kind"] == "wandb-artifact" and entry["to_jurisdiction"] == "US" and entry["labels"] == ["CN"]
+    assert entry["dest"].startswith("https://api.wandb.ai")
+
+
+def test_nothing_to_log_without_an_open_run(monkeypatch):
+    monkeypatch.setattr(tracking, "active_run", lambda: None)
+    assert tracking.log_checkpoint("file:///x", _manifest()) is None
+    assert tracking.use_checkpoint("file:///x", _manifest()) is None
+
+
+def test_tracking_does_not_import_wandb():
+    import subprocess
+    import sys
+
+    code = ("import sys; from jupyter_split import tracking, config; c = config.default_config(); "
+            "tracking.runner_env(c, c.home, 'r', None); tracking.runner_secrets(c.home); print('wandb' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True)
+    assert done.stdout.strip() == "False"

@@ -1,0 +1,219 @@
+"""One experiment across two sites in W&B, end to end through a real kernel (WANDB_MODE=offline).
+
+Pretraining abroad, fine-tuning at home on a pulled checkpoint and resident data,
+inference at home; then the runs are read back from their `.wandb` files, synced
+under the policy (refused artifact, allowlisted metrics) and scanned for the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_split import core, tracking, wandb_offline, wandb_sites
+from jupyter_split.policy import audit_entries
+from jupyter_split.sync.manifest import Manifest
+from tests.fixtures.core import text, write_config
+
+pytestmark = pytest.mark.slow
+
+API_KEY = "wbk-" + secrets.token_hex(20)
+
+
+@pytest.fixture
+def experiment(split_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Two local sites: `sg` (SG, W&B's cloud) and `home` (CN, a self-hosted server); a key in the environment."""
+    stores = {name: (split_home / "store" / name).as_uri() for name in ("sg", "home")}
+    pii = split_home / "pii"
+    pii.mkdir()
+    (pii / "users.csv").write_text("id,name\n1,Li Wei\n2,Wang Fang\n")
+    write_config(split_home, f"""
+[experiment]
+name = "llm-split"
+home = "home"
+default_remote = "sg"
+[sites.sg]
+executor = "local"
+jurisdiction = "SG"
+accelerator = "cpu"
+storage = "{stores['sg']}"
+wandb = {{ mode = "offline", project = "llm" }}
+[sites.home]
+executor = "local"
+jurisdiction = "CN"
+accelerator = "cpu"
+storage = "{stores['home']}"
+wandb = {{ mode = "offline", project = "llm", base_url = "https://wandb.corp.example" }}
+[policy]
+resident = ["{pii.as_uri()}/**"]
+metrics_abroad = ["loss", "eval/*"]
+""")
+    monkeypatch.setenv("WANDB_API_KEY", API_KEY)
+    return {"sg": stores["sg"], "home": stores["home"], "pii": str(pii / "users.csv")}
+
+
+PRETRAIN = """\
+import torch, wandb
+from jupyter_split import ckpt, tracking
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 2)
+for step in range(3):
+    wandb.log({{"loss": 1.0 / (step + 1)}})
+url = "{sg}/pretrain-1"
+manifest = ckpt.save(model.state_dict(), url)
+tracking.log_checkpoint(url, manifest)
+print("saved", url)"""
+
+FINETUNE = """\
+import wandb
+from jupyter_split import ckpt, sync, tracking
+report = sync.copy("{sg}/pretrain-1", "{home}/pulled-1")
+tracking.use_checkpoint("{sg}/pretrain-1", report.manifest)
+state = ckpt.load("{home}/pulled-1")
+rows = open("{pii}").read().splitlines()[1:]
+wandb.log({{"loss": 0.2, "eval/acc": 0.9, "pii_rows": len(rows)}})
+manifest = ckpt.save(state, "{home}/ft-1")
+tracking.log_checkpoint("{home}/ft-1", manifest)
+print("labels", manifest.labels)"""
+
+INFERENCE = """\
+import wandb
+from jupyter_split import ckpt
+state = ckpt.load("{home}/ft-1")
+wandb.log({{"eval/acc": 0.91}})"""
+
+PLAIN = """\
+import wandb
+run = wandb.init()
+run.log({"plain_metric": 1})
+run.finish()"""
+
+
+def _run_cells(kernel, paths: dict[str, str]) -> None:
+    outputs = kernel.ok("%%on sg --wandb --name pretrain\n" + PRETRAIN.format(**paths))
+    assert "saved" in text(outputs, "stdout")
+    outputs = kernel.ok("%%on home --wandb --name finetune\n" + FINETUNE.format(**paths))
+    assert "labels ['CN']" in text(outputs, "stdout"), outputs   # read resident data: the checkpoint is labelled
+    kernel.ok("%%on home --wandb --name inference\n" + INFERENCE.format(**paths))
+    kernel.ok("%%on home --name plain\n" + PLAIN)
+
+
+def test_one_experiment_across_two_sites(experiment, kernel, split_home):
+    _run_cells(kernel, experiment)
+    runs = {r.run.job_type: r for r in wandb_sites.experiment_runs(core.get_split())}
+    assert set(runs) == {"pretrain", "finetune", "inference", "plain"}
+    for item in runs.values():
+        run = item.run
+        assert (run.group, run.project, run.offline, run.state) == ("llm-split", "llm", True, "finished")
+        site = "sg" if run.job_type == "pretrain" else "home"
+        assert item.site == site and run.tags == [f"site:{site}", f"jurisdiction:{'SG' if site == 'sg' else 'CN'}", "accelerator:cpu"]
+        assert run.name == item.split_run
+
+    pretrain = runs["pretrain"].run
+    split_config = pretrain.config["split"]
+    assert split_config["site"] == "sg" and split_config["run_id"] == runs["pretrain"].split_run
+    assert split_config["device"] == "cpu" and split_config["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    sent = json.loads(Path(core.get_split().index.get(runs["pretrain"].split_run).run_dir, "request.json").read_text())
+    assert sent["code"].strip() == PRETRAIN.format(**experiment)
+    assert split_config["code_sha256"] == hashlib.sha256(sent["code"].encode()).hexdigest()
+    assert [row["loss"] for row in pretrain.history] == [1.0, 0.5, pytest.approx(1 / 3)]
+    [artifact] = pretrain.artifacts
+    sg_url = experiment["sg"] + "/pretrain-1"
+    assert artifact["name"] == "ckpt-pretrain-1" and artifact["metadata"]["url"] == sg_url
+    assert artifact["metadata"]["labels"] == [] and artifact["metadata"]["producer_site"] == "sg"
+    assert {e["ref"] for e in artifact["entries"]} >= {sg_url + "/manifest.json"}   # by reference, W&B-checksummed
+    sg_manifest = _manifest(sg_url)
+    assert artifact["metadata"]["manifest_sha256"] == tracking.manifest_sha256(sg_manifest)
+
+    finetune = runs["finetune"].run
+    [used] = finetune.config[tracking.USED_KEY]
+    assert used["url"] == sg_url and used["sha256"] == tracking.manifest_sha256(sg_manifest)
+    assert used["producer_site"] == "sg" and used["producer_run"] == sg_manifest.run_id
+    assert finetune.metrics() == {"loss": 0.2, "eval/acc": 0.9, "pii_rows": 2}
+    [ft_artifact] = finetune.artifacts
+    assert ft_artifact["metadata"]["labels"] == ["CN"]
+    pulled = experiment["home"] + "/pulled-1"
+    assert ft_artifact["metadata"]["parents"] == [pulled]
+    ft_manifest = _manifest(experiment["home"] + "/ft-1")
+    assert ft_manifest.parents == [pulled] and ft_manifest.labels == ["CN"]
+    assert _manifest(pulled).site == "sg"                     # the pulled copy still names its producer
+
+    assert runs["inference"].run.history[0]["eval/acc"] == 0.91
+    assert runs["plain"].run.config == {} and runs["plain"].run.metrics() == {"plain_metric": 1}
+
+    listing = text(kernel.ok("%split wandb"))
+    assert "4 run(s)" in listing and all(f" {r.run.id} " in listing for r in runs.values())
+
+    _sync_abroad_keeps_back_what_the_policy_says(split_home, runs)
+    _no_key_in_any_file(split_home)
+
+
+def _manifest(url: str) -> Manifest:
+    return Manifest.from_json(Path(url.removeprefix("file://"), "manifest.json").read_text())
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_API_KEY")}  # no key: wandb sync stops at once
+    return subprocess.run([sys.executable, "-m", "jupyter_split.cli", *argv], env=env, capture_output=True, text=True, timeout=240)
+
+
+def _sync_abroad_keeps_back_what_the_policy_says(root: Path, runs: dict) -> None:
+    dry = _cli("wandb", "sync", "--to", "sg", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would sync to https://api.wandb.ai (US)") == 3        # the three home runs
+    assert "ckpt-ft-1 carries labels ['CN']" in dry.stdout
+    assert not [e for e in audit_entries(decision="refused") if e["kind"] == "wandb-artifact"]
+
+    done = _cli("wandb", "sync", "--to", "sg")
+    assert done.returncode == 1                                  # no key here: wandb sync itself fails, loudly
+    assert "wandb sync to https://api.wandb.ai (US) failed" in done.stdout and "nothing was lost" in done.stdout
+    assert "artifact kept back: ckpt-ft-1" in done.stdout
+    [refused] = [e for e in audit_entries(decision="refused") if e["kind"] == "wandb-artifact"]
+    assert refused["item"] == "ckpt-ft-1" and refused["to_jurisdiction"] == "US" and refused["labels"] == ["CN"]
+
+    staged = {p.parent.name.rsplit("-", 1)[-1]: p for p in wandb_offline.find_run_files(wandb_sites.staging_dir())}
+    finetune = wandb_offline.load_run(staged[runs["finetune"].run.id])
+    assert finetune.artifacts == [] and set(finetune.metrics()) == {"loss", "eval/acc"}
+    assert finetune.config[tracking.USED_KEY][0]["url"].endswith("/pretrain-1")
+    kinds = {r.WhichOneof("record_type") for r in wandb_offline.read_records(staged[runs["finetune"].run.id])}
+    assert not kinds & {"output", "output_raw", "files"}
+    assert runs["pretrain"].run.id not in staged                 # runs abroad are not home runs
+    assert wandb_offline.load_run(staged[runs["plain"].run.id]).metrics() == {}   # plain_metric is not allowlisted
+
+
+def _no_key_in_any_file(root: Path) -> None:
+    needle = API_KEY.encode()
+    scanned = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            scanned += 1
+            assert needle not in path.read_bytes(), f"the W&B key was written to {path}"
+    assert scanned > 20
+
+
+HOME_ONLY = """\
+import torch, wandb
+from jupyter_split import ckpt, tracking
+rows = open("{pii}").read().splitlines()[1:]
+wandb.log({{"loss": 0.2, "eval/acc": 0.9, "pii_rows": len(rows)}})
+manifest = ckpt.save({{"w": torch.ones(2)}}, "{home}/ft-2")
+tracking.log_checkpoint("{home}/ft-2", manifest)"""
+
+
+def test_sync_home_to_its_own_server_keeps_everything(experiment, kernel):
+    kernel.ok("%%on home --wandb --name finetune\n" + HOME_ONLY.format(**experiment))
+    dry = _cli("wandb", "sync", "--dry-run")
+    assert "would sync to https://wandb.corp.example (CN)" in dry.stdout and "policy.metrics_abroad" not in dry.stdout
+    done = _cli("wandb", "sync")
+    assert done.returncode == 1 and "kept back" not in done.stdout and not audit_entries(decision="refused")
+    [path] = wandb_offline.find_run_files(wandb_sites.staging_dir())
+    synced = wandb_offline.load_run(path)
+    assert set(synced.metrics()) == {"loss", "eval/acc", "pii_rows"}
+    [artifact] = synced.artifacts
+    assert artifact["name"] == "ckpt-ft-2" and artifact["metadata"]["labels"] == ["CN"]
