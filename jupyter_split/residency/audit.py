@@ -1,13 +1,14 @@
 """The audit log and the declassification register: append-only JSONL files.
 
-Each record is one `write(2)` of one whole line to a file opened with O_APPEND, so
-concurrent writers never interleave and a killed process leaves its line whole or
-absent. A crash of the machine itself can still tear the last line; the next
+Each record is one `write(2)` of one whole line to a file opened with O_APPEND, under
+an exclusive lock, so concurrent writers never interleave and a killed process leaves
+its line whole or absent. A crash of the machine itself can still tear the last line; the next
 writer then starts on a fresh line and readers skip the torn one, so no record is
 ever merged with another. Records hold who, what, where and why: never the data.
 """
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -29,6 +30,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # so the torn-tail check below never sees another writer mid-write
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line  # a torn tail from a crash: never glue a record onto it
