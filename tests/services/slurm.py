@@ -27,6 +27,8 @@ def _conf(state: Path, ctld_port: int, slurmd_port: int, cpus: int) -> str:
     # Why each non-default line: the daemons stay on 127.0.0.1 (CommunicationParameters), use
     # our own munged (AuthInfo), need no cgroups (linuxproc, task/none), and there is no
     # slurmdbd (accounting none). config_overrides lets the node's CPUs match this machine.
+    # The scheduler runs on every submit and every 2 s, and cred_expire=5 lets a requeued job
+    # start again after seconds instead of minutes: tests of requeue wait that much less.
     return f"""\
 ClusterName=js{secrets.token_hex(3)}
 SlurmctldHost=localhost(127.0.0.1)
@@ -35,7 +37,7 @@ SlurmdPort={slurmd_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={state / 'munge.socket'}
+AuthInfo=socket={state / 'munge.socket'},cred_expire=5
 CredType=cred/munge
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 StateSaveLocation={state / 'ctld'}
@@ -59,7 +61,7 @@ JobRequeue=1
 MinJobAge=600
 KillWait=5
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
 PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
