@@ -130,17 +130,16 @@ async def ensure_installed(executor: "SshExecutor") -> str:
         return venv_python(executor.workdir)
 
 
-async def _upload(conn: SiteConnection, wheels: list[wheelhouse.Wheel], folder: str) -> list[str]:
+async def _upload(conn: SiteConnection, wheels: list[wheelhouse.Wheel], folder: str, always: bool = False) -> list[str]:
+    """Copy wheels into `folder` (skipping ones already there); returns their file names there."""
     sftp = await conn.sftp()
     await sftp.makedirs(folder, exist_ok=True)
-    remote = []
     for wheel in wheels:
         target = posixpath.join(folder, wheel.path.name)
-        if not await sftp.exists(target) or (await sftp.stat(target)).size != wheel.path.stat().st_size:
+        if always or not await sftp.exists(target) or (await sftp.stat(target)).size != wheel.path.stat().st_size:
             await conn.put(wheel.path, target + ".part")
             await sftp.posix_rename(target + ".part", target)
-        remote.append(target)
-    return remote
+    return [wheel.path.name for wheel in wheels]
 
 
 async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[str, Any], site: str) -> None:
@@ -149,7 +148,7 @@ async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[s
     venv = posixpath.dirname(posixpath.dirname(venv_python(workdir)))
     pip, project = await asyncio.to_thread(
         lambda: (wheelhouse.repack("pip", cache), wheelhouse.project_wheel(cache)))
-    (pip_remote,) = await _upload(conn, [pip], folder)
+    pip_remote = posixpath.join(folder, (await _upload(conn, [pip], folder))[0])
     if (await conn.run([venv_python(workdir), "-c", "pass"])).returncode != 0:
         await conn.check([python, "-m", "venv", "--without-pip", venv],
                          f"creating a venv with {python} -m venv (is the venv module installed there?)")
@@ -167,16 +166,18 @@ async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[s
                        f"{'...' if len(hidden) > 5 else ''}); remove {venv} and run `%split doctor {site}` again")
     missing = [n for n in wheelhouse.closure(wheelhouse.project_requirements(), env) if n != "jupyter-split"]
     deps = await asyncio.to_thread(wheelhouse.dependency_wheels, missing, cache, set(env["tags"]), repr(site))
-    remote = await _upload(conn, [*deps, project], folder)
+    names = await _upload(conn, deps, folder) + await _upload(conn, [project], folder, always=True)
+    # Run inside the wheel folder with ./NAME arguments: pip would read a `;` in a full path as a marker.
     pip_cmd = [venv_python(workdir), posixpath.join(pip_remote, "pip"), "install", "--no-index",
-               "--find-links", folder, "--disable-pip-version-check", "--no-input", "--no-cache-dir",
+               "--find-links", ".", "--disable-pip-version-check", "--no-input", "--no-cache-dir",
                "--no-warn-script-location"]
     # No index exists on many leased clusters; make sure pip never looks for one.
     no_index = {"PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null"}
     if deps:
-        await conn.check([*pip_cmd, *remote[:-1]], f"installing {', '.join(d.name for d in deps)}", env=no_index, timeout=900)
-    await conn.check([*pip_cmd, "--no-deps", "--force-reinstall", remote[-1]], "installing jupyter_split",
-                     env=no_index, timeout=300)
+        await conn.check([*pip_cmd, *(f"./{n}" for n in names[:-1])], f"installing {', '.join(d.name for d in deps)}",
+                         env=no_index, cwd=folder, timeout=900)
+    await conn.check([*pip_cmd, "--no-deps", "--force-reinstall", f"./{names[-1]}"], "installing jupyter_split",
+                     env=no_index, cwd=folder, timeout=300)
     await conn.check([venv_python(workdir), "-c", "import jupyter_split.runner"],
                      f"importing jupyter_split in {venv} after the install")
     marker = {"version": __version__, "fingerprint": wheelhouse.source_fingerprint(), "python": python,

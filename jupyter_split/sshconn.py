@@ -245,16 +245,19 @@ class SiteConnection:
             self._sftp = None
 
     async def run(self, argv: list[str], input: bytes | None = None, timeout: float | None = None,
-                  env: dict[str, str] | None = None) -> Completed:
+                  env: dict[str, str] | None = None, cwd: str | None = None) -> Completed:
         """Run `argv` on the site (quoted with shlex.join); never raises on a nonzero exit.
 
         `env` is for values that may be seen (it lands on the remote command line); secrets go in `input`.
         """
         conn = await self.connection()
-        command = shlex.join(argv)
         if env:
-            # Passed through `env` so no value is re-parsed by the remote shell.
-            command = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *argv])
+            # Through `env(1)`, so no value is re-parsed by the remote shell.
+            argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+        if cwd:
+            # The folder arrives as a positional parameter: it is never parsed as shell text.
+            argv = ["sh", "-c", 'cd -- "$1" && shift && exec "$@"', "sh", cwd, *argv]
+        command = shlex.join(argv)
         try:
             done = await conn.run(command, input=input, encoding=None, timeout=timeout, check=False)
         except asyncssh.TimeoutError:

@@ -9,6 +9,7 @@ accepts its tag; anything else is an error that lists the packages and the fix.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -70,7 +71,9 @@ def source_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / PACKAGE / "__init__.py").is_file() else None
 
 
+@functools.cache
 def _package_files() -> dict[str, bytes]:
+    """The package's files as this process first saw them: the fingerprint and the wheel agree."""
     package = Path(__file__).resolve().parent
     files = {}
     for path in sorted(package.rglob("*")):
@@ -79,6 +82,7 @@ def _package_files() -> dict[str, bytes]:
     return files
 
 
+@functools.cache
 def source_fingerprint() -> str:
     """A hash of the package's files: equal on two machines only if the code is equal."""
     digest = hashlib.sha256()
@@ -104,7 +108,7 @@ def project_wheel(cache: Path) -> Wheel:
     if not target.is_file():
         root = source_root()
         if root is not None:
-            files = _package_files()
+            files = dict(_package_files())
             files[f"{dist_info}/METADATA"] = _project_metadata(root).encode()
             files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: jupyter_split\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
             _write_wheel(target, dist_info, files)
