@@ -284,6 +284,16 @@ def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None
         run.use_artifact(build_artifact(url, manifest))
 
 
+def checkpoint_copied(src: str, manifest: Manifest) -> None:
+    """After a copy: a checkpoint fetched from another site's storage is one this run uses."""
+    if active_run() is None:
+        return
+    site = current_site()
+    own = (site.storage or "").rstrip("/")
+    if not own or not src.rstrip("/").startswith(own + "/"):
+        use_checkpoint(src, manifest)
+
+
 def _run_labels() -> set[str]:
     from .policy import run_labels
 

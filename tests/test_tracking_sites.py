@@ -73,8 +73,7 @@ print("saved", url)"""
 FINETUNE = """\
 import wandb
 from jupyter_split import ckpt, sync, tracking
-report = sync.copy("{sg}/pretrain-1", "{home}/pulled-1")
-tracking.use_checkpoint("{sg}/pretrain-1", report.manifest)
+report = sync.copy("{sg}/pretrain-1", "{home}/pulled-1")   # the pull records its use
 state = ckpt.load("{home}/pulled-1")
 rows = open("{pii}").read().splitlines()[1:]
 wandb.log({{"loss": 0.2, "eval/acc": 0.9, "pii_rows": len(rows)}})

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import policy
+from .. import policy, tracking
 from ..config import Config
 from .fsutil import Location, explain, resolve
 from .manifest import FileEntry, Manifest, manifest_path, publish
@@ -101,6 +101,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
         ) from exc
     report.manifest = new
     report.seconds = time.monotonic() - started
+    tracking.checkpoint_copied(src, new)
     return report
 
 
