@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from jupyter_split.config import load_config
 from tests.fixtures.core import write_config
 
 
-def policy_config(root: Path, extra: str = "") -> Path:
+def policy_config(root: Path, resident: list[str] | None = None) -> Path:
     """Two local sites (home CN, sg SG), a resident folder, an allowlist; returns the work dir."""
     for folder in ("pii", "home-store", "sg-store", "approved", "work/out"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -29,9 +30,8 @@ jurisdiction = "SG"
 storage = "file://{root}/sg-store"
 
 [policy]
-resident = ["file://{root}/pii/**"]
+resident = {json.dumps(resident or [f"file://{root}/pii/**"])}
 allow_export = ["file://{root}/approved/**", "public-*"]
-{extra}
 """)
     return root / "work"
 
