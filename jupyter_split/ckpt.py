@@ -65,7 +65,7 @@ def save(
     limit = fmt.parse_size(max_shard_size)
     fs, root = _fs(url, storage_options)
     _unpublish(fs, root, url, overwrite)
-    names = fmt.plan_shards(flat.tensors, limit)
+    names = fmt.plan_shards({n: fmt.nbytes(t) for n, t in flat.tensors.items()}, limit)
     files = [fmt.shard_name(i, len(names)) for i in range(len(names))]
     all_labels = sorted(_run_labels() | set(labels))
     source = _source_device(flat.tensors)
@@ -73,7 +73,8 @@ def save(
     writer = ShardWriter(fs, root, metadata)
     with ThreadPoolExecutor(_workers(len(files))) as pool:
         entries = list(pool.map(lambda pair: writer.write(pair[0], {n: flat.tensors[n] for n in pair[1]}), zip(files, names)))
-    document = fmt.tree_document(flat, zip(files, names), source)
+    table = {n: fmt.table_entry(file, flat.tensors[n].dtype, flat.tensors[n].shape) for file, group in zip(files, names) for n in group}
+    document = fmt.tree_document(flat.tree, table, source)
     return writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
 
 
@@ -90,7 +91,8 @@ class ShardWriter:
             fmt.write_shard(out, tensors, self.metadata)
         return out.entry(name)
 
-    def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str]) -> Manifest:
+    def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str],
+               extra_meta: dict[str, Any] | None = None) -> Manifest:
         data = json.dumps(document, separators=(",", ":")).encode()
         self.fs.pipe_file(posixpath.join(self.root, fmt.TREE_NAME), data)
         entries = [*entries, FileEntry(fmt.TREE_NAME, len(data), hashlib.sha256(data).hexdigest())]
@@ -101,7 +103,7 @@ class ShardWriter:
             files=entries, run_id=os.environ.get("JUPYTER_SPLIT_RUN_ID"), site=os.environ.get("JUPYTER_SPLIT_SITE"),
             labels=labels, parents=list(dict.fromkeys(parents)),
             meta={"kind": "checkpoint", "format": fmt.FORMAT, "dtypes": dtypes, "tensors": len(document["tensors"]),
-                  "source_device": document["source_device"], "torch": torch.__version__},
+                  "source_device": document["source_device"], "torch": torch.__version__, **(extra_meta or {})},
         )
         publish(self.fs, self.root, manifest)
         return manifest

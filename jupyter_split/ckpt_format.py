@@ -51,6 +51,13 @@ def parse_size(size: int | str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Placeholder:
+    """A tensor that is written to a shard by someone else (consolidation): the tree only names it."""
+
+    name: str
+
+
 @dataclass
 class Flat:
     """A state taken apart: the JSON tree, and the tensors it refers to by name."""
@@ -89,6 +96,8 @@ def flatten(state: Any) -> Flat:
     def walk(value: Any, path: list[str]) -> Any:
         if isinstance(value, torch.Tensor):
             return tensor_ref(value, path)
+        if isinstance(value, Placeholder):
+            return {"$t": value.name}
         if value is None or isinstance(value, (bool, int, str)):
             return value
         if isinstance(value, float):
@@ -157,17 +166,16 @@ def nbytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
 
 
-def plan_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
-    """Group tensor names into shards of at most `max_bytes` (a larger tensor gets a shard alone), in order."""
+def plan_shards(sizes: dict[str, int], max_bytes: int) -> list[list[str]]:
+    """Group names into shards of at most `max_bytes` by their byte sizes (a larger one gets a shard alone), in order."""
     shards: list[list[str]] = []
-    size = 0
-    for name, value in tensors.items():
-        n = nbytes(value)
-        if not shards or (size + n > max_bytes and shards[-1]):
+    total = 0
+    for name, n in sizes.items():
+        if not shards or (total + n > max_bytes and shards[-1]):
             shards.append([])
-            size = 0
+            total = 0
         shards[-1].append(name)
-        size += n
+        total += n
     return shards
 
 
@@ -233,14 +241,11 @@ def shard_name(index: int, total: int) -> str:
     return f"model-{index + 1:05d}-of-{total:05d}.safetensors"
 
 
-def tree_document(flat: Flat, shards: Iterable[tuple[str, list[str]]], source_device: str) -> dict[str, Any]:
+def table_entry(shard: str, dtype: torch.dtype, shape: Iterable[int]) -> dict[str, Any]:
+    """Where one tensor lives, as the JSON side file records it."""
+    return {"shard": shard, "dtype": NAMES[dtype], "shape": list(shape)}
+
+
+def tree_document(tree: Any, table: dict[str, dict[str, Any]], source_device: str) -> dict[str, Any]:
     """The JSON side file: the tree, and where each tensor lives."""
-    where = {name: file for file, names in shards for name in names}
-    return {
-        "format": FORMAT,
-        "tree": flat.tree,
-        "tensors": {name: {"shard": where[name], "dtype": NAMES[t.dtype], "shape": list(t.shape)}
-                    for name, t in flat.tensors.items()},
-        "source_device": source_device,
-        "torch": torch.__version__,
-    }
+    return {"format": FORMAT, "tree": tree, "tensors": table, "source_device": source_device, "torch": torch.__version__}

@@ -1,0 +1,149 @@
+"""Consolidate a `torch.distributed.checkpoint` folder written abroad into one portable checkpoint.
+
+A DCP folder written by N ranks (FSDP, DTensor, tensor parallel; locally or to S3 through
+`FsspecWriter`) holds each tensor in chunks spread over N files. At home one process
+reads it through fsspec, assembles whole tensors a shard's worth at a time (ranged reads
+of just the chunks needed), and writes them as `jupyter_split.ckpt` shards, so memory
+stays near `max_shard_size` however large the model.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import warnings
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint import DefaultLoadPlanner
+from torch.distributed.checkpoint import load as dcp_load
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+
+from . import ckpt_format as fmt
+from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _run_labels, _unpublish
+from .sync.manifest import Manifest
+
+try:
+    from torch.distributed.checkpoint import FsspecReader
+except ImportError:  # torch >= 2.6 keeps it in a private module but still ships it
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+
+
+class _SafeLoadPlanner(DefaultLoadPlanner):
+    """DCP's planner, but non-tensor values are unpickled with `weights_only=True`.
+
+    DCP stores them with torch.save; a checkpoint from another site must not be able to
+    run code here, so only plain containers, numbers, strings and tensors are accepted.
+    """
+
+    def __init__(self) -> None:
+        # keys are already DCP's flat names, and the targets plain tensors: no flattening,
+        # so the planner's dict is the caller's and values land where they are read back
+        super().__init__(flatten_state_dict=False, flatten_sharded_tensors=False)
+        self.refused: dict[str, str] = {}
+
+    def load_bytes(self, read_item: Any, value: io.BytesIO) -> None:
+        fqn = read_item.dest_index.fqn
+        try:
+            self.original_state_dict[fqn] = torch.load(value, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # DCP would wrap a raise from here in its own exception; report it after the load
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            self.refused[fqn] = found.group(1) if found else str(exc).splitlines()[0]
+
+
+def consolidate(
+    dcp_url: str,
+    dest_url: str,
+    *,
+    max_shard_size: int | str = DEFAULT_SHARD_SIZE,
+    storage_options: dict[str, Any] | None = None,
+    dest_storage_options: dict[str, Any] | None = None,
+    labels: set[str] | list[str] = (),
+    overwrite: bool = False,
+) -> Manifest:
+    """Read the DCP folder at `dcp_url` and publish it as a single portable checkpoint at `dest_url`.
+
+    `storage_options` open the DCP folder (e.g. the S3 endpoint and keys abroad);
+    `dest_storage_options` the destination. The result loads with `ckpt.load(dest_url)`,
+    nested as it was saved (`{"model": {...}, "optim": {...}}`).
+    """
+    reader = _reader(dcp_url, storage_options)
+    metadata = reader.read_metadata()
+    tensors = {fqn: md for fqn, md in metadata.state_dict_metadata.items() if isinstance(md, TensorStorageMetadata)}
+    others = [fqn for fqn in metadata.state_dict_metadata if fqn not in tensors]
+    for fqn, md in tensors.items():
+        if md.properties.dtype not in fmt.NAMES:
+            raise CheckpointError(f"{dcp_url}: tensor {fqn!r} has dtype {md.properties.dtype}, which safetensors cannot hold")
+    sizes = {fqn: md.size.numel() * md.properties.dtype.itemsize for fqn, md in tensors.items()}
+    batches = fmt.plan_shards(sizes, fmt.parse_size(max_shard_size))
+    files = [fmt.shard_name(i, len(batches)) for i in range(len(batches))]
+
+    fs, root = _fs(dest_url, dest_storage_options)
+    _unpublish(fs, root, dest_url, overwrite)
+    all_labels = sorted(_run_labels() | set(labels))
+    writer = ShardWriter(fs, root, {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels),
+                                    "source_device": "dcp"})
+    entries, table = [], {}
+    for file, batch in zip(files, batches):
+        state = {fqn: torch.empty(tensors[fqn].size, dtype=tensors[fqn].properties.dtype) for fqn in batch}
+        _load(state, reader, dcp_url)
+        entries.append(writer.write(file, state))
+        table.update({fqn: fmt.table_entry(file, t.dtype, t.shape) for fqn, t in state.items()})
+        del state  # one shard's worth in memory at a time
+    values: dict[str, Any] = dict.fromkeys(others)
+    if values:
+        _load(values, reader, dcp_url)
+    leaves = {**{fqn: fmt.Placeholder(fqn) for fqn in tensors}, **values}
+    tree = fmt.flatten(_nest(leaves, metadata)).tree
+    document = fmt.tree_document(tree, table, "dcp")
+    return writer.finish(entries, document, labels=all_labels, parents=[dcp_url], extra_meta={"consolidated_from": dcp_url})
+
+
+def _reader(url: str, storage_options: dict[str, Any] | None) -> FsspecReader:
+    try:
+        reader = FsspecReader(url, **(storage_options or {}))
+        reader.read_metadata()
+    except FileNotFoundError:
+        raise CheckpointError(f"{url} has no .metadata file, so it is not a finished torch.distributed.checkpoint "
+                              "folder (the save may still be running, or the URL points one level off)") from None
+    return reader
+
+
+def _load(state: dict[str, Any], reader: FsspecReader, url: str) -> None:
+    planner = _SafeLoadPlanner()
+    try:
+        with warnings.catch_warnings():
+            # one process reading on purpose: DCP's "assuming single process" notice is noise here
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+            dcp_load(state, storage_reader=reader, planner=planner, no_dist=True)
+    except Exception as exc:  # DCP wraps per-rank failures; say which checkpoint and keys
+        keys = ", ".join(list(state)[:3]) + (" ..." if len(state) > 3 else "")
+        raise CheckpointError(f"{url}: reading {keys} failed: {exc}") from exc
+    for fqn, what in planner.refused.items():
+        raise CheckpointError(
+            f"{url}: DCP entry {fqn!r} is a pickled {what}, not plain data; it is not loaded, since unpickling it "
+            "could run code. Save plain values (numbers, strings, lists, dicts, tensors) there instead.")
+
+
+def _nest(leaves: dict[str, Any], metadata: Metadata) -> Any:
+    """Put each flat key back where the saver's nested state had it (DCP keeps the paths)."""
+    paths = metadata.planner_data if isinstance(metadata.planner_data, dict) else {}
+    root: dict[Any, Any] = {}
+    for fqn, value in leaves.items():
+        path = paths.get(fqn) or (fqn,)
+        node = root
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return _lists(root)
+
+
+def _lists(node: Any) -> Any:
+    # DCP paths index lists by int; turn {0: a, 1: b} back into [a, b]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(isinstance(k, int) for k in node) and sorted(node) == list(range(len(node))):
+        return [node[i] for i in range(len(node))]
+    return node
