@@ -262,7 +262,8 @@ def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamS
     return server
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> int:
+    """The runner's command line; `runner_class` lets a wrapper (`distributed`) add to the runner."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_split.runner")
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--session", metavar="DIR")
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     from .policy import start_taint_tracking
 
     start_taint_tracking(site=payload.get("site"))  # reads of resident data label what the run ships
-    runner = Runner(payload.get("site", "?"), payload.get("accelerator", "auto"))
+    runner = runner_class(payload.get("site", "?"), payload.get("accelerator", "auto"))
     server = serve_socket(runner, args.socket) if args.socket else None
     try:
         if args.run_dir:
