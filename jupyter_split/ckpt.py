@@ -15,6 +15,7 @@ import posixpath
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -27,8 +28,9 @@ from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, 
 DEFAULT_SHARD_SIZE = "1GiB"
 _READ_CHUNK = 16 << 20
 _FP16_MAX = 65504.0
-# checkpoints this process has loaded: a later save names them as its parents (lineage)
-_LOADED: dict[str, Manifest] = {}
+# checkpoints this process has loaded, with their labels: a later save names them as its
+# parents (lineage) and carries their labels, as a run's taint would
+_LOADED: dict[str, set[str]] = {}
 
 
 class CheckpointError(RuntimeError):
@@ -63,11 +65,12 @@ def save(
     """
     flat = fmt.flatten(state)
     limit = fmt.parse_size(max_shard_size)
+    sizes = {n: fmt.nbytes(t) for n, t in flat.tensors.items()}
+    all_labels = _guard_save(state, url, labels, sum(sizes.values()))
     fs, root = _fs(url, storage_options)
     _unpublish(fs, root, url, overwrite)
-    names = fmt.plan_shards({n: fmt.nbytes(t) for n, t in flat.tensors.items()}, limit)
+    names = fmt.plan_shards(sizes, limit)
     files = [fmt.shard_name(i, len(names)) for i in range(len(names))]
-    all_labels = sorted(_run_labels() | set(labels))
     source = _source_device(flat.tensors)
     metadata = {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels), "source_device": source}
     writer = ShardWriter(fs, root, metadata)
@@ -128,12 +131,36 @@ def _source_device(tensors: dict[str, torch.Tensor]) -> str:
     return ",".join(kinds) or "none"
 
 
-def _run_labels() -> set[str]:
-    try:  # TEMPORARY until policy.py lands
-        from .policy import run_labels
-    except ImportError:
-        return set()
-    return set(run_labels())
+def _guard_save(state: Any, url: str, labels: Any, nbytes: int) -> list[str]:
+    """Refuse, before the first byte, labelled state bound for a site of another jurisdiction.
+
+    Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
+    """
+    from . import policy
+    from .config import load_config
+    from .residency.labels import collect
+    from .residency.locations import is_local, site_for_url
+
+    config = load_config()
+    origins = {code: f"checkpoint {src} loaded in this process" for src, codes in _LOADED.items() for code in codes}
+    origins.update({**collect(state), **{code: "ckpt.save(labels=...)" for code in labels}})
+    site = site_for_url(url, config) or (policy.local_site(config) if is_local(url) else None)
+    policy.check_transfer(url, origins, kind="checkpoint", dest=url, to_jurisdiction=site.jurisdiction if site else None,
+                          to_site=site.name if site else None, nbytes=nbytes, config=config)
+    return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
+
+
+def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None) -> set[str]:
+    """Reading a checkpoint copies it here: the guard decides, and a labelled one labels this run.
+
+    Returns the labels the read data carries (the manifest's, its location's, the run's).
+    """
+    from . import policy
+
+    here = Path.cwd().as_uri()  # this process's own site
+    found = policy.check_copy(url, here, labels, nbytes, url, files=files)
+    _LOADED[url] = found
+    return found
 
 
 # --- load -------------------------------------------------------------------------------
@@ -176,6 +203,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         if manifest.meta.get("format") != fmt.FORMAT:
             raise CheckpointError(f"{url}: manifest format {manifest.meta.get('format')!r} is not {fmt.FORMAT!r}; "
                                   "it was not written by jupyter_split.ckpt.save (use jupyter_split.sync to copy it instead)")
+        guard_read(url, manifest.labels, manifest.total_bytes, [e.path for e in manifest.files])
         self.manifest = manifest
         self._files = manifest.by_path()
         document = json.loads(self._read(fmt.TREE_NAME))
@@ -184,7 +212,6 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
         self.dtype = dtype
         self._cache: tuple[str, dict[str, torch.Tensor]] | None = None
-        _LOADED[url] = manifest
 
     @property
     def labels(self) -> list[str]:

@@ -20,7 +20,7 @@ from torch.distributed.checkpoint import load as dcp_load
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
 from . import ckpt_format as fmt
-from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _run_labels, _unpublish
+from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read
 from .sync.manifest import Manifest
 
 try:
@@ -79,9 +79,11 @@ def consolidate(
     batches = fmt.plan_shards(sizes, fmt.parse_size(max_shard_size))
     files = [fmt.shard_name(i, len(batches)) for i in range(len(batches))]
 
+    total = sum(sizes.values())
+    found = guard_read(dcp_url, [], total, None)
+    all_labels = _guard_save(None, dest_url, set(labels) | found, total)
     fs, root = _fs(dest_url, dest_storage_options)
     _unpublish(fs, root, dest_url, overwrite)
-    all_labels = sorted(_run_labels() | set(labels))
     writer = ShardWriter(fs, root, {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels),
                                     "source_device": "dcp"})
     entries, table = [], {}

@@ -8,10 +8,18 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from jupyter_split import ckpt
+from jupyter_split import ckpt, policy
 from jupyter_split.ckpt_format import FormatError, parse_size
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
+from tests.fixtures.core import write_config
+
+
+@pytest.fixture(autouse=True)
+def _isolated(split_home, monkeypatch):
+    """Own data dir and config (the audit log lands there); no lineage from other tests."""
+    monkeypatch.setattr(ckpt, "_LOADED", {})
+    return split_home
 
 
 def _model_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -179,3 +187,53 @@ def test_save_and_load_through_s3(s3, tmp_path):
     assert doc["tree"]["step"] == 1200
     out = ckpt.load(url, dtype=torch.bfloat16, storage_options=s3.storage_options)
     assert all(torch.equal(out["model"][k], v) for k, v in state["model"].items())
+
+
+def _two_sites(root) -> None:
+    write_config(root, f"""
+[experiment]
+home = "home"
+default_remote = "sg"
+[sites.home]
+jurisdiction = "CN"
+storage = "{(root / 'home').as_uri()}"
+[sites.sg]
+jurisdiction = "SG"
+storage = "{(root / 'sg').as_uri()}"
+[policy]
+resident = ["{(root / 'home' / 'pii').as_uri()}/**"]
+""")
+
+
+def test_labels_travel_into_manifest_and_shard_metadata(_isolated):
+    _two_sites(_isolated)
+    weights = policy.label(torch.randn(4, 4), "CN")
+    url = (_isolated / "home" / "ft").as_uri()
+    manifest = ckpt.save({"w": weights, "b": torch.zeros(4)}, url)
+    assert manifest.labels == ["CN"]
+    with safe_open(str(_isolated / "home" / "ft" / "model-00001-of-00001.safetensors"), "pt") as handle:
+        assert handle.metadata()["labels"] == "CN"
+    # what this process makes after reading labelled data carries the label, and names its parent
+    ckpt.load(url)
+    child = ckpt.save({"w": torch.ones(2)}, (_isolated / "home" / "child").as_uri())
+    assert child.labels == ["CN"] and child.parents == [url]
+
+
+def test_labelled_state_is_refused_abroad_before_a_byte_moves(_isolated):
+    _two_sites(_isolated)
+    state = {"w": policy.label(torch.randn(4, 4), "CN")}
+    dest = _isolated / "sg" / "ckpt"
+    with pytest.raises(policy.ResidencyError) as refused:
+        ckpt.save(state, dest.as_uri())
+    assert "CN" in str(refused.value)
+    assert not dest.exists()
+    records = [json.loads(line) for line in (_isolated / "data" / "audit.jsonl").read_text().splitlines()]
+    assert records[-1]["decision"] == "refused" and records[-1]["kind"] == "checkpoint"
+    ckpt.save({"w": torch.randn(4, 4)}, dest.as_uri())  # unlabelled state may go (audited)
+    assert (dest / "manifest.json").exists()
+
+
+def test_a_checkpoint_in_a_resident_location_is_labelled(_isolated):
+    _two_sites(_isolated)
+    manifest = ckpt.save({"w": torch.ones(2)}, (_isolated / "home" / "pii" / "ckpt").as_uri())
+    assert manifest.labels == ["CN"]

@@ -22,6 +22,11 @@ from jupyter_split.sync.manifest import read_manifest
 WORLD = 2
 
 
+@pytest.fixture(autouse=True)
+def _isolated(split_home, monkeypatch):
+    monkeypatch.setattr(ckpt, "_LOADED", {})
+
+
 def _full_state() -> dict:
     """The unsharded truth; every rank builds the same one from the seed."""
     torch.manual_seed(1234)
@@ -94,6 +99,10 @@ def test_not_a_dcp_folder_is_named(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+SINGLE_PROCESS_SAVE = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+
+
+@SINGLE_PROCESS_SAVE
 def test_pickled_objects_in_a_dcp_folder_are_refused_not_run(tmp_path):
     folder = tmp_path / "dcp"
     dcp.save({"w": torch.ones(3), "sched": Fraction(1, 3)}, checkpoint_id=str(folder), no_dist=True)
@@ -102,6 +111,7 @@ def test_pickled_objects_in_a_dcp_folder_are_refused_not_run(tmp_path):
     assert read_manifest(__import__("fsspec").filesystem("file"), str(tmp_path / "out")) is None
 
 
+@SINGLE_PROCESS_SAVE
 def test_local_dcp_folder_consolidates_with_nesting(tmp_path):
     folder = tmp_path / "dcp"
     dcp.save({"model": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 2}, checkpoint_id=str(folder), no_dist=True)
