@@ -12,7 +12,7 @@ from jupyter_split import ckpt, policy
 from jupyter_split.ckpt_format import FormatError, parse_size
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
-from tests.fixtures.core import write_config
+from tests.test_policy_guard import policy_config  # the policy tests' two-site config (home CN, sg SG)
 
 
 @pytest.fixture(autouse=True)
@@ -189,40 +189,24 @@ def test_save_and_load_through_s3(s3, tmp_path):
     assert all(torch.equal(out["model"][k], v) for k, v in state["model"].items())
 
 
-def _two_sites(root) -> None:
-    write_config(root, f"""
-[experiment]
-home = "home"
-default_remote = "sg"
-[sites.home]
-jurisdiction = "CN"
-storage = "{(root / 'home').as_uri()}"
-[sites.sg]
-jurisdiction = "SG"
-storage = "{(root / 'sg').as_uri()}"
-[policy]
-resident = ["{(root / 'home' / 'pii').as_uri()}/**"]
-""")
-
-
 def test_labels_travel_into_manifest_and_shard_metadata(_isolated):
-    _two_sites(_isolated)
+    policy_config(_isolated)
     weights = policy.label(torch.randn(4, 4), "CN")
-    url = (_isolated / "home" / "ft").as_uri()
+    url = (_isolated / "home-store" / "ft").as_uri()
     manifest = ckpt.save({"w": weights, "b": torch.zeros(4)}, url)
     assert manifest.labels == ["CN"]
-    with safe_open(str(_isolated / "home" / "ft" / "model-00001-of-00001.safetensors"), "pt") as handle:
+    with safe_open(str(_isolated / "home-store" / "ft" / "model-00001-of-00001.safetensors"), "pt") as handle:
         assert handle.metadata()["labels"] == "CN"
     # what this process makes after reading labelled data carries the label, and names its parent
     ckpt.load(url)
-    child = ckpt.save({"w": torch.ones(2)}, (_isolated / "home" / "child").as_uri())
+    child = ckpt.save({"w": torch.ones(2)}, (_isolated / "home-store" / "child").as_uri())
     assert child.labels == ["CN"] and child.parents == [url]
 
 
 def test_labelled_state_is_refused_abroad_before_a_byte_moves(_isolated):
-    _two_sites(_isolated)
+    policy_config(_isolated)
     state = {"w": policy.label(torch.randn(4, 4), "CN")}
-    dest = _isolated / "sg" / "ckpt"
+    dest = _isolated / "sg-store" / "ckpt"
     with pytest.raises(policy.ResidencyError) as refused:
         ckpt.save(state, dest.as_uri())
     assert "CN" in str(refused.value)
@@ -234,6 +218,6 @@ def test_labelled_state_is_refused_abroad_before_a_byte_moves(_isolated):
 
 
 def test_a_checkpoint_in_a_resident_location_is_labelled(_isolated):
-    _two_sites(_isolated)
-    manifest = ckpt.save({"w": torch.ones(2)}, (_isolated / "home" / "pii" / "ckpt").as_uri())
+    policy_config(_isolated)
+    manifest = ckpt.save({"w": torch.ones(2)}, (_isolated / "pii" / "ckpt").as_uri())
     assert manifest.labels == ["CN"]
