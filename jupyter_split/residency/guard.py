@@ -123,6 +123,15 @@ def _given(labels: Mapping[str, str] | Iterable[str] | None, origin: str) -> dic
     return {jurisdiction_code(code): origin for code in labels}
 
 
+def _add(origins: dict[str, str], more: Mapping[str, str]) -> None:
+    """Merge label origins, keeping every distinct reason: a refusal should name them all."""
+    for code, why in more.items():
+        if code not in origins:
+            origins[code] = why
+        elif why not in origins[code]:
+            origins[code] += f"; and {why}"
+
+
 def _site_of(url: str, config: Config) -> SiteConfig | None:
     return site_for_url(url, config) or (local_site(config) if is_local(url) else None)
 
@@ -159,14 +168,14 @@ def check_copy(
     config = config or load_config()
     origins = _given(labels, f"the manifest of {redact(src_url)}")
     file_list = list(files) if files is not None else None
-    for code, why in url_label_origins(src_url, config, contains=file_list is None).items():
-        origins.setdefault(code, why)
+    _add(origins, url_label_origins(src_url, config, contains=file_list is None))
+    from_files: dict[str, str] = {}
     for name in file_list or ():
         url = name if "://" in name or name.startswith("/") else posixpath.join(src_url.rstrip("/"), name)
         for code, why in url_label_origins(url, config, contains=False).items():
-            origins.setdefault(code, why)
-    for code, why in run_label_origins().items():
-        origins.setdefault(code, why)
+            from_files.setdefault(code, why)  # the first such file is reason enough
+    _add(origins, from_files)
+    _add(origins, run_label_origins())
     to_site = _site_of(dest_url, config)
     refusal = _decide(
         config, kind="copy", item=item, labels=origins, src=src_url, dest=dest_url,
@@ -190,8 +199,7 @@ def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConf
     for name, obj in names_to_objects.items():
         approval = declassified(obj)
         origins = {**label_origins(obj), **collect(obj)} if approval else variable_origins(name, obj)
-        for code, why in taint.items():
-            origins.setdefault(code, why)
+        _add(origins, taint)
         refusal = _decide(
             config, kind="variable", item=name, labels=origins, src=None, dest=None,
             from_site=from_site, to_site=to_site, to_jurisdiction=to_site.jurisdiction,
@@ -211,8 +219,7 @@ def check_transfer(
     """The guard for other channels (e.g. a W&B artifact bound for a server in `to_jurisdiction`)."""
     config = config or load_config()
     origins = _given(labels, f"the labels of {item}")
-    for code, why in run_label_origins().items():
-        origins.setdefault(code, why)
+    _add(origins, run_label_origins())
     refusal = _decide(
         config, kind=kind, item=item, labels=origins, src=src, dest=dest,
         from_site=local_site(config), to_site=config.site(to_site) if to_site else None,

@@ -27,6 +27,7 @@ from .locations import Glob, compile_globs, matching_glob
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
+RUN_ID_ENV = "JUPYTER_SPLIT_RUN_ID"
 _EVENTS = frozenset({
     "open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile", "shutil.copytree",
     "os.link", "os.rename", "sqlite3.connect",
@@ -152,7 +153,7 @@ def _note(path: Any, how: str) -> None:
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
     if glob is not None:
-        run_id = state.run_id or os.environ.get("JUPYTER_SPLIT_RUN_ID")
+        run_id = current_run_id()
         run = f"run {run_id}" if run_id else "this run"
         taint_run({state.home: f"{run} read {text} (policy.resident {glob.text!r})"})
 
@@ -239,5 +240,13 @@ def describe_state() -> dict[str, Any]:
     state = _state
     if state is None:
         return {"tracking": False}
-    return {"tracking": True, "site": state.site, "run_id": state.run_id, "labels": run_label_origins()}
+    return {"tracking": True, "site": state.site, "run_id": current_run_id(), "labels": run_label_origins()}
+
+
+def current_run_id() -> str | None:
+    """The run this process executes: given at start, else the cell's (a session runs many)."""
+    state = _state
+    if state is None:
+        return None
+    return state.run_id or os.environ.get(RUN_ID_ENV)
 
