@@ -60,7 +60,7 @@ def runner_env(config: Config, site: SiteConfig, run_id: str, name: str | None,
         "WANDB_RUN_GROUP": config.experiment.name,
         "WANDB_JOB_TYPE": job_type(site, name),
         "WANDB_TAGS": ",".join(site_tags(site)),
-        "WANDB_MODE": site.wandb.mode,
+        "WANDB_MODE": mode(config, site),
         "WANDB_NAME": run_id,
     }
     if run_dir:
@@ -70,6 +70,16 @@ def runner_env(config: Config, site: SiteConfig, run_id: str, name: str | None,
     if site.wandb.entity:
         env["WANDB_ENTITY"] = site.wandb.entity
     return env
+
+
+def mode(config: Config, site: SiteConfig) -> str:
+    """The site's W&B mode; a home site whose server is abroad logs offline when the policy
+    limits the metrics that may go abroad, so they leave only through `wandb sync`."""
+    home = config.home.jurisdiction
+    if (site.wandb.mode == "online" and site.jurisdiction == home and server_jurisdiction(site) != home
+            and config.policy.metrics_abroad is not None):
+        return "offline"
+    return site.wandb.mode
 
 
 def server_url(site: SiteConfig) -> str:
@@ -169,23 +179,38 @@ def cell_run(meta: dict[str, Any]) -> Iterator[CellRun]:
         run.finish(exit_code=handle.exit_code)
 
 
+@contextlib.contextmanager
 def cell_tracking(request: dict[str, Any], run_dir: str | os.PathLike[str], info: dict[str, Any],
-                  device: Any) -> contextlib.AbstractContextManager[CellRun]:
-    """What the runner wraps a cell in: `cell_run` for a `--wandb` cell, else nothing."""
-    _reread_environment()
-    if not request.get("wandb"):
-        return contextlib.nullcontext(CellRun())
-    return cell_run({
-        "run_id": request["run_id"], "site": request.get("site"), "code": request.get("code", ""),
-        "name": request.get("name"), "host": info.get("host"), "device": str(device),
-        "versions": {k: info.get(k) for k in ("python", "torch", "cloudpickle", "jupyter_split")},
-        "run_dir": os.fspath(run_dir),
-    })
+                  device: Any) -> Iterator[CellRun]:
+    """What the runner wraps every cell in: `cell_run` for a `--wandb` cell, else nothing but the
+    W&B housekeeping that makes a plain `wandb.init()` in a session cell see this cell's context."""
+    _resolve_accelerator_tag(device)
+    try:
+        if not request.get("wandb"):
+            yield CellRun()
+            return
+        with cell_run({
+            "run_id": request["run_id"], "site": request.get("site"), "code": request.get("code", ""),
+            "name": request.get("name"), "host": info.get("host"), "device": str(device),
+            "versions": {k: info.get(k) for k in ("python", "torch", "cloudpickle", "jupyter_split")},
+            "run_dir": os.fspath(run_dir),
+        }) as handle:
+            yield handle
+    finally:
+        _settle()
 
 
-def _reread_environment() -> None:
-    # wandb reads WANDB_* once per process; a session's next cell has its own job type,
-    # name and folder, so with no run open wandb starts afresh and reads them again.
+def _resolve_accelerator_tag(device: Any) -> None:
+    # A site set to `auto` is tagged with what the runner found there (cuda, npu, cpu...).
+    tags = os.environ.get("WANDB_TAGS", "")
+    if device is not None and "accelerator:auto" in tags.split(","):
+        os.environ["WANDB_TAGS"] = tags.replace("accelerator:auto", _tag("accelerator", str(device).split(":")[0]))
+
+
+def _settle() -> None:
+    # `finish` returns before W&B has written the run file, and wandb reads WANDB_* once per
+    # process. With no run left open, tearing W&B down completes the files (the runner lists
+    # them next) and lets the session's next cell start W&B with its own job type and folder.
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is None:
         wandb.teardown()

@@ -57,6 +57,21 @@ def test_runner_env_puts_every_cell_in_the_experiment(tmp_path):
     assert not any("KEY" in k for k in {**sg, **home})
 
 
+def test_home_site_with_a_server_abroad_logs_offline_under_a_metric_allowlist(tmp_path):
+    config = two_sites(tmp_path, home_wandb='mode = "online"', sg_wandb='mode = "online"')   # both: W&B's cloud
+    assert tracking.runner_env(config, config.home, "r", None)["WANDB_MODE"] == "offline"
+    assert tracking.runner_env(config, config.site("sg"), "r", None)["WANDB_MODE"] == "online"
+    at_home = two_sites(tmp_path, home_wandb='mode = "online", base_url = "https://wandb.corp.example"')
+    assert tracking.runner_env(at_home, at_home.home, "r", None)["WANDB_MODE"] == "online"
+
+
+def test_auto_accelerator_tag_becomes_what_the_runner_found(monkeypatch):
+    monkeypatch.setenv("WANDB_TAGS", "site:home,jurisdiction:CN,accelerator:auto")
+    with tracking.cell_tracking({"run_id": "r", "code": ""}, "/nonexistent", {}, "npu:0") as cell:
+        assert cell.run is None                                   # no --wandb: no run is opened
+    assert os.environ["WANDB_TAGS"] == "site:home,jurisdiction:CN,accelerator:npu"
+
+
 def test_server_jurisdiction(tmp_path):
     config = two_sites(tmp_path, home_wandb='base_url = "https://wandb.corp.example"')
     assert tracking.server_jurisdiction(config.site("sg")) == "US"       # W&B's cloud
@@ -139,6 +154,7 @@ def test_reader_reads_what_wandb_writes_and_the_filter_keeps_only_allowed_metric
     print("console line")
     run.summary["best"] = 0.5
     run.finish()
+    wandb.teardown()  # finish can return before the run file is written; teardown waits for it
     [path] = wandb_offline.find_run_files(tmp_path)
     read = wandb_offline.load_run(path)
     assert (read.project, read.group, read.job_type, read.tags) == ("p", "g", "train", ["a", "b"])

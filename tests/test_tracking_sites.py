@@ -149,7 +149,8 @@ def test_one_experiment_across_two_sites(experiment, kernel, split_home):
     listing = text(kernel.ok("%split wandb"))
     assert "4 run(s)" in listing and all(f" {r.run.id} " in listing for r in runs.values())
 
-    _sync_abroad_keeps_back_what_the_policy_says(split_home, runs)
+    _sync_abroad_keeps_back_what_the_policy_says(runs)
+    _sync_to_the_home_server_keeps_everything(runs)
     _no_key_in_any_file(split_home)
 
 
@@ -162,7 +163,13 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "jupyter_split.cli", *argv], env=env, capture_output=True, text=True, timeout=240)
 
 
-def _sync_abroad_keeps_back_what_the_policy_says(root: Path, runs: dict) -> None:
+def _staged(target: str) -> dict[str, Path]:
+    """The staged run files for `target`'s server, by W&B run id."""
+    files = wandb_offline.find_run_files(wandb_sites.staging_dir() / target)
+    return {p.parent.name.rsplit("-", 1)[-1]: p for p in files}
+
+
+def _sync_abroad_keeps_back_what_the_policy_says(runs: dict) -> None:
     dry = _cli("wandb", "sync", "--to", "sg", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count("would sync to https://api.wandb.ai (US)") == 3        # the three home runs
@@ -176,7 +183,7 @@ def _sync_abroad_keeps_back_what_the_policy_says(root: Path, runs: dict) -> None
     [refused] = [e for e in audit_entries(decision="refused") if e["kind"] == "wandb-artifact"]
     assert refused["item"] == "ckpt-ft-1" and refused["to_jurisdiction"] == "US" and refused["labels"] == ["CN"]
 
-    staged = {p.parent.name.rsplit("-", 1)[-1]: p for p in wandb_offline.find_run_files(wandb_sites.staging_dir())}
+    staged = _staged("sg")
     finetune = wandb_offline.load_run(staged[runs["finetune"].run.id])
     assert finetune.artifacts == [] and set(finetune.metrics()) == {"loss", "eval/acc"}
     assert finetune.config[tracking.USED_KEY][0]["url"].endswith("/pretrain-1")
@@ -196,23 +203,15 @@ def _no_key_in_any_file(root: Path) -> None:
     assert scanned > 20
 
 
-HOME_ONLY = """\
-import torch, wandb
-from jupyter_split import ckpt, tracking
-rows = open("{pii}").read().splitlines()[1:]
-wandb.log({{"loss": 0.2, "eval/acc": 0.9, "pii_rows": len(rows)}})
-manifest = ckpt.save({{"w": torch.ones(2)}}, "{home}/ft-2")
-tracking.log_checkpoint("{home}/ft-2", manifest)"""
-
-
-def test_sync_home_to_its_own_server_keeps_everything(experiment, kernel):
-    kernel.ok("%%on home --wandb --name finetune\n" + HOME_ONLY.format(**experiment))
+def _sync_to_the_home_server_keeps_everything(runs: dict) -> None:
     dry = _cli("wandb", "sync", "--dry-run")
-    assert "would sync to https://wandb.corp.example (CN)" in dry.stdout and "policy.metrics_abroad" not in dry.stdout
+    assert dry.stdout.count("would sync to https://wandb.corp.example (CN)") == 3
+    assert "policy.metrics_abroad" not in dry.stdout
+    refused_before = len(audit_entries(decision="refused"))
     done = _cli("wandb", "sync")
-    assert done.returncode == 1 and "kept back" not in done.stdout and not audit_entries(decision="refused")
-    [path] = wandb_offline.find_run_files(wandb_sites.staging_dir())
-    synced = wandb_offline.load_run(path)
-    assert set(synced.metrics()) == {"loss", "eval/acc", "pii_rows"}
-    [artifact] = synced.artifacts
-    assert artifact["name"] == "ckpt-ft-2" and artifact["metadata"]["labels"] == ["CN"]
+    assert done.returncode == 1 and "kept back" not in done.stdout
+    assert len(audit_entries(decision="refused")) == refused_before
+    finetune = wandb_offline.load_run(_staged("home")[runs["finetune"].run.id])
+    assert set(finetune.metrics()) == {"loss", "eval/acc", "pii_rows"}
+    [artifact] = finetune.artifacts
+    assert artifact["name"] == "ckpt-ft-1" and artifact["metadata"]["labels"] == ["CN"]
