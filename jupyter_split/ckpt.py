@@ -21,11 +21,11 @@ from typing import Any
 import fsspec
 import torch
 
-from . import ckpt_format as fmt
+from . import ckpt_format as fmt, tracking
 from .devices import DeviceInfo, detect, info_for
 from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, publish, read_manifest
 
-DEFAULT_SHARD_SIZE = "1GiB"
+DEFAULT_SHARD_SIZE = "512MiB"
 _READ_CHUNK = 16 << 20
 _FP16_MAX = 65504.0
 # checkpoints this process has loaded, with their labels: a later save names them as its
@@ -78,7 +78,9 @@ def save(
         entries = list(pool.map(lambda pair: writer.write(pair[0], {n: flat.tensors[n] for n in pair[1]}), zip(files, names)))
     table = {n: fmt.table_entry(file, flat.tensors[n].dtype, flat.tensors[n].shape) for file, group in zip(files, names) for n in group}
     document = fmt.tree_document(flat.tree, table, source)
-    return writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
+    manifest = writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
+    tracking.log_checkpoint(url, manifest)
+    return manifest
 
 
 class ShardWriter:
@@ -204,9 +206,10 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{url}: manifest format {manifest.meta.get('format')!r} is not {fmt.FORMAT!r}; "
                                   "it was not written by jupyter_split.ckpt.save (use jupyter_split.sync to copy it instead)")
         guard_read(url, manifest.labels, manifest.total_bytes, [e.path for e in manifest.files])
+        tracking.use_checkpoint(url, manifest)
         self.manifest = manifest
         self._files = manifest.by_path()
-        document = json.loads(self._read(fmt.TREE_NAME))
+        document = json.loads(self._read(fmt.TREE_NAME).numpy().tobytes())
         self.tree, self.tensors = document["tree"], document["tensors"]
         self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
@@ -273,14 +276,14 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             return torch.float16
         return torch.float32
 
-    def _read(self, name: str) -> bytearray:
+    def _read(self, name: str) -> torch.Tensor:
         """One file of the checkpoint, read whole and checked against the manifest's size and sha256."""
         entry = self._files.get(name)
         where = f"{self.url}/{name}"
         if entry is None:
             raise CheckpointError(f"{where} is not listed in the manifest; the checkpoint is incomplete or was edited by hand. Re-save it.")
-        buffer = bytearray(entry.size)
-        view = memoryview(buffer)
+        buffer = torch.empty(entry.size, dtype=torch.uint8)  # not zero-filled: every byte is read into it
+        view = memoryview(buffer.numpy())
         digest = hashlib.sha256()
         got = 0
         try:

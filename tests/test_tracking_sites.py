@@ -60,25 +60,23 @@ metrics_abroad = ["loss", "eval/*"]
 
 PRETRAIN = """\
 import torch, wandb
-from jupyter_split import ckpt, tracking
+from jupyter_split import ckpt
 torch.manual_seed(0)
 model = torch.nn.Linear(4, 2)
 for step in range(3):
     wandb.log({{"loss": 1.0 / (step + 1)}})
 url = "{sg}/pretrain-1"
-manifest = ckpt.save(model.state_dict(), url)
-tracking.log_checkpoint(url, manifest)
+manifest = ckpt.save(model.state_dict(), url)   # logs the checkpoint as an artifact of this run
 print("saved", url)"""
 
 FINETUNE = """\
 import wandb
-from jupyter_split import ckpt, sync, tracking
+from jupyter_split import ckpt, sync
 report = sync.copy("{sg}/pretrain-1", "{home}/pulled-1")   # the pull records its use
 state = ckpt.load("{home}/pulled-1")
 rows = open("{pii}").read().splitlines()[1:]
 wandb.log({{"loss": 0.2, "eval/acc": 0.9, "pii_rows": len(rows)}})
 manifest = ckpt.save(state, "{home}/ft-1")
-tracking.log_checkpoint("{home}/ft-1", manifest)
 print("labels", manifest.labels)"""
 
 INFERENCE = """\
@@ -131,19 +129,23 @@ def test_one_experiment_across_two_sites(experiment, kernel, split_home):
     assert artifact["metadata"]["manifest_sha256"] == tracking.manifest_sha256(sg_manifest)
 
     finetune = runs["finetune"].run
-    [used] = finetune.config[tracking.USED_KEY]
-    assert used["url"] == sg_url and used["sha256"] == tracking.manifest_sha256(sg_manifest)
-    assert used["producer_site"] == "sg" and used["producer_run"] == sg_manifest.run_id
+    pulled = experiment["home"] + "/pulled-1"
+    used = {u["url"]: u for u in finetune.config[tracking.USED_KEY]}
+    assert set(used) == {sg_url, pulled}                       # pulled from abroad, then loaded at home
+    for entry in used.values():
+        assert entry["sha256"] == tracking.manifest_sha256(sg_manifest)   # the same checkpoint, both copies
+        assert entry["producer_site"] == "sg" and entry["producer_run"] == sg_manifest.run_id
     assert finetune.metrics() == {"loss": 0.2, "eval/acc": 0.9, "pii_rows": 2}
     [ft_artifact] = finetune.artifacts
     assert ft_artifact["metadata"]["labels"] == ["CN"]
-    pulled = experiment["home"] + "/pulled-1"
     assert ft_artifact["metadata"]["parents"] == [pulled]
     ft_manifest = _manifest(experiment["home"] + "/ft-1")
     assert ft_manifest.parents == [pulled] and ft_manifest.labels == ["CN"]
     assert _manifest(pulled).site == "sg"                     # the pulled copy still names its producer
 
-    assert runs["inference"].run.history[0]["eval/acc"] == 0.91
+    inference = runs["inference"].run
+    assert inference.history[0]["eval/acc"] == 0.91
+    assert [u["url"] for u in inference.config[tracking.USED_KEY]] == [experiment["home"] + "/ft-1"]
     assert runs["plain"].run.config == {} and runs["plain"].run.metrics() == {"plain_metric": 1}
 
     listing = text(kernel.ok("%split wandb"))
