@@ -57,6 +57,11 @@ class Executor(ABC):
         return posixpath.join(self.workdir, *parts)
 
     def runner_command(self, spec: LaunchSpec) -> list[str]:
+        """The runner's command line; a cell on several ranks starts under torchrun (`distributed`)."""
+        if (spec.gpus or 1) > 1 or (spec.nodes or 1) > 1:
+            from ..distributed import launch_args
+
+            return [self.python, *launch_args(spec.gpus, spec.nodes), "--", *spec.argv]
         return [self.python, "-m", "jupyter_split.runner", *spec.argv]
 
     def quoted(self, argv: list[str]) -> str:

@@ -1,0 +1,222 @@
+"""The runner inside a cluster job or on one rank of a distributed cell (see `distributed`).
+
+`ClusterRunner` adds to the runner what a batch job and a rank need: signals that may arrive
+twice (from the scheduler and from torchrun) count once, the preemption warning calls the
+cell's checkpoint hooks and requeues the job, and on a rank the process group is joined
+before the cell and rank 0 reports the cell's end for all ranks.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import preempt
+from .capture import CAPTURE
+from .distributed import rank_dir
+from .runner import Runner, main as runner_main, write_json_atomic
+from .runs.events import is_final, read_events
+
+#: a signal that reaches a rank twice within this window (from the scheduler and from
+#: torchrun, which forwards what it gets) is one signal
+DUPLICATE_WINDOW = 2.0
+#: how long rank 0, failed itself, waits for the other ranks' logs to name who failed first
+PEER_GRACE = 5.0
+
+
+class ClusterRunner(Runner):
+    """A one-shot runner on a cluster: preemption hooks, and when there are ranks, one rank."""
+
+    def __init__(self, site: str, accelerator: str):
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self._last_interrupt = float("-inf")
+        self._preempting = False
+        super().__init__(site, accelerator)
+        self.shell.user_ns.update(rank=self.rank, world_size=self.world_size, local_rank=self.local_rank,
+                                  on_preempt=preempt.on_preempt)
+        name = _preempt_signal(site)
+        if name and os.environ.get("SLURM_JOB_ID"):
+            signal.signal(getattr(signal, f"SIG{name}"), self._on_preempt)
+
+    # -- signals: the scheduler and torchrun may both deliver one; act on it once
+    def _on_interrupt(self, signum, frame) -> None:
+        now = time.monotonic()
+        if now - self._last_interrupt < DUPLICATE_WINDOW:
+            return
+        self._last_interrupt = now
+        super()._on_interrupt(signum, frame)
+
+    def _on_terminate(self, signum, frame) -> None:
+        if self.terminating:
+            return
+        super()._on_terminate(signum, frame)
+
+    def _on_preempt(self, signum, frame) -> None:
+        # Runs in the main thread between two bytecodes of the cell, like KeyboardInterrupt:
+        # the hooks see the cell's objects as they are, and nothing else runs meanwhile.
+        if self._preempting:
+            return
+        self._preempting = True
+        CAPTURE.record("status", state="preempted", reason=f"SIG{signal.Signals(signum).name[3:]}: "
+                       "the job is about to be preempted or to reach its time limit; calling the checkpoint hooks")
+        preempt.run_hooks(CAPTURE.streams["stderr"].write)
+        CAPTURE.flush()
+        if self.rank != 0:
+            return  # rank 0 requeues the whole job; this rank ends with it
+        why = preempt.requeue()
+        if why is not None:
+            CAPTURE.record("status", state="running", reason=f"could not requeue: {why}; the cell goes on")
+            self._preempting = False
+            return
+        CAPTURE.record("status", state="requeued",
+                       reason="the job was requeued; the cell runs again from its first line when it restarts")
+        CAPTURE.flush()
+        os._exit(preempt.REQUEUED_EXIT)  # no final record: the log goes on after the restart
+
+    # -- a cell on one rank
+    def _execute(self, path: Path, request: dict[str, Any]) -> tuple[str, str | None]:
+        if self.world_size > 1:
+            failure = self._join_group()
+            if failure:
+                return "failed", failure
+        state, reason = super()._execute(path, request)
+        if self.world_size > 1 and self.rank == 0:
+            return self._whole_world(path, state, reason)
+        return state, reason
+
+    def _join_group(self) -> str | None:
+        import torch
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            return None
+        ns = self.shell.user_ns
+        try:
+            device = torch.device(str(ns["device"]))
+            if device.type != "cpu":
+                device = torch.device(device.type, self.local_rank)
+                getattr(torch, device.type).set_device(device)
+            ns["device"] = device
+            dist.init_process_group(backend=str(ns["dist_backend"]))
+        except Exception as exc:
+            message = (f"rank {self.rank}: cannot join the process group (backend {ns.get('dist_backend')}): "
+                       f"{type(exc).__name__}: {exc}")
+            CAPTURE.record("error", ename=type(exc).__name__, evalue=str(exc), traceback=[message])
+            return message
+        return None
+
+    def _whole_world(self, path: Path, state: str, reason: str | None) -> tuple[str, str | None]:
+        """The cell's outcome over all ranks: rank 0 waits for the others, then names the first failure."""
+        run_dir = str(path)
+        self.executing = True  # an interrupt or cancel while waiting ends the wait
+        try:
+            outcomes = _peer_outcomes(run_dir, self.world_size, None if state == "succeeded" else PEER_GRACE)
+        except KeyboardInterrupt:
+            return (self.stop_reason or "interrupted"), "stopped while waiting for the other ranks"
+        finally:
+            self.executing = False
+        own = _outcome(run_dir)
+        failed = [(o["error_t"], rank, o) for rank, o in [(0, own), *outcomes.items()]
+                  if o["state"] not in ("succeeded", None) or (rank == 0 and state != "succeeded")]
+        missing = [rank for rank, o in outcomes.items() if o["state"] is None]
+        if not failed and not missing:
+            return state, reason
+        if not failed:
+            return "failed", f"rank(s) {', '.join(map(str, missing))} ended without a final record (killed?)"
+        _, first, outcome = min(failed, key=lambda item: (item[0], item[1]))
+        if first == 0:
+            return state, reason
+        error = outcome["error"]
+        if error:
+            CAPTURE.record("error", ename=error.get("ename"), evalue=error.get("evalue"),
+                           traceback=[f"[rank {first} of {self.world_size}]", *error.get("traceback", [])])
+        return "failed", f"rank {first} failed first: {outcome['reason']}"
+
+
+def _preempt_signal(site: str) -> str | None:
+    from .config import load_config
+
+    try:
+        return preempt.signal_name(load_config().site(site).slurm.signal)
+    except (KeyError, ValueError):
+        return None
+
+
+def _outcome(run_dir: str) -> dict[str, Any]:
+    """The latest attempt's final state and error in a rank's log (a requeue starts a new attempt)."""
+    events = read_events(run_dir)
+    starts = [i for i, e in enumerate(events) if e.get("type") == "status" and e.get("state") == "running"]
+    attempt = events[starts[-1]:] if starts else events
+    final = next((e for e in reversed(attempt) if is_final(e)), None)
+    error = next((e for e in reversed(attempt) if e.get("type") == "error"), None)
+    return {"state": final["state"] if final else None, "reason": final.get("reason") if final else None,
+            "error": error, "error_t": (error or final or {"t": float("inf")})["t"]}
+
+
+def _peer_outcomes(run_dir: str, world_size: int, grace: float | None) -> dict[int, dict[str, Any]]:
+    """Each other rank's outcome, waiting for all to end (or `grace` seconds, when given)."""
+    deadline = None if grace is None else time.monotonic() + grace
+    while True:
+        outcomes = {rank: _outcome(rank_dir(run_dir, rank)) for rank in range(1, world_size)}
+        if all(o["state"] for o in outcomes.values()):
+            return outcomes
+        if deadline is not None and time.monotonic() > deadline:
+            return outcomes
+        time.sleep(0.05)
+
+
+def _prepare_rank_dir(run_dir: str, rank: int) -> str:
+    """Rank K's own directory: the request (no --out, no W&B run of its own) and the --in data."""
+    target = Path(rank_dir(run_dir, rank))
+    target.mkdir(parents=True, exist_ok=True)
+    request = json.loads((Path(run_dir) / "request.json").read_text())
+    write_json_atomic(target / "request.json", {**request, "out": [], "wandb": False})
+    link = target / "in.pkl"
+    if (Path(run_dir) / "in.pkl").exists() and not link.exists():
+        link.symlink_to(posixpath.join("..", "..", "in.pkl"))
+    return str(target)
+
+
+def _rank_argv(argv: list[str], rank: int) -> list[str]:
+    """The runner's arguments for one rank: its own run directory; the live socket is rank 0's."""
+    if rank == 0:
+        return argv
+    out, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word == "--socket":
+            skip = True
+            continue
+        if i > 0 and argv[i - 1] == "--run-dir":
+            word = _prepare_rank_dir(os.path.abspath(word), rank)
+        out.append(word)
+    return out
+
+
+def run_here(argv: list[str], payload: str, rank: int = 0) -> int:
+    """Run the runner in this process as a ClusterRunner, the payload as its stdin."""
+    sys.stdin = io.StringIO(payload + "\n")
+    try:
+        return runner_main(_rank_argv(argv, rank), runner_class=ClusterRunner)
+    finally:
+        _leave_group()
+
+
+def _leave_group() -> None:
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+

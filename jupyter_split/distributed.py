@@ -1,0 +1,114 @@
+"""The runner on clusters and across ranks: Slurm and Ray jobs, and `--gpus N --nodes M` cells.
+
+    python -m jupyter_split.distributed launch [--nproc N] [--nnodes M] [--rdzv slurm] -- RUNNER_ARGS
+    python -m jupyter_split.distributed rank -- RUNNER_ARGS     (what torchrun starts on every rank)
+
+`launch` takes the runner's stdin payload (secrets, the config) from `$JUPYTER_SPLIT_PAYLOAD`
+(a batch job has no stdin; the scheduler keeps the job's environment across a requeue) or
+from stdin. With one process it runs the runner itself; with more it becomes `torchrun`
+(c10d rendezvous) with the payload in the environment of every rank.
+
+Every rank runs a full runner. Rank 0 writes the run's own event log and ships `--out`;
+rank K writes `ranks/K/` in the run directory. Rank 0 reports the cell's end only when every
+rank has ended, and when a rank failed first, that rank's traceback is the cell's error.
+`rank`, `world_size`, `local_rank`, `device` (this rank's card) and `dist_backend` are
+predefined, and the process group is initialised before the cell runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import subprocess
+import sys
+
+from .executors.base import ExecutorError
+
+PAYLOAD_VAR = "JUPYTER_SPLIT_PAYLOAD"
+RANKS_DIR = "ranks"
+#: the c10d rendezvous port on the first node of a multi-node Slurm job
+RDZV_PORT = 29400
+
+
+class DistributedError(ExecutorError):
+    """A `--gpus`/`--nodes` request this site cannot serve; the message says what can."""
+
+
+def world(gpus: int | None, nodes: int | None) -> tuple[int, int]:
+    """(processes per node, nodes) for a cell's `--gpus N --nodes M`."""
+    nproc, nnodes = max(gpus or 1, 1), max(nodes or 1, 1)
+    return nproc, nnodes
+
+
+def launch_args(gpus: int | None, nodes: int | None, multi_node: str | None = None) -> list[str]:
+    """Arguments after `python` that start a one-shot runner for this many ranks.
+
+    `multi_node` names how nodes find each other (`slurm`); without it more than one
+    node is an error that says which executor can.
+    """
+    nproc, nnodes = world(gpus, nodes)
+    if nnodes > 1 and multi_node is None:
+        raise DistributedError(
+            f"--nodes {nnodes} needs a site whose executor spans machines (executor = \"slurm\"); "
+            "this site runs on one machine: use --gpus N alone")
+    argv = ["-m", "jupyter_split.distributed", "launch", "--nproc", str(nproc), "--nnodes", str(nnodes)]
+    return argv + (["--rdzv", multi_node] if nnodes > 1 else [])
+
+
+def rank_dir(run_dir: str, rank: int) -> str:
+    """Where rank `rank` of a run keeps its event log (rank 0: the run directory itself)."""
+    return run_dir if rank == 0 else posixpath.join(run_dir, RANKS_DIR, str(rank))
+
+
+def _take_payload(argv: list[str]) -> str:
+    payload = os.environ.pop(PAYLOAD_VAR, None)
+    if payload is None and "--stdin-json" in argv:
+        payload = sys.stdin.readline()
+    return (payload or "").strip()
+
+
+def _slurm_rendezvous() -> str:
+    nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return f"{nodes[0]}:{RDZV_PORT}"
+
+
+def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) -> int:
+    if args.nnodes > 1:
+        if args.rdzv != "slurm":
+            raise DistributedError(f"--nnodes {args.nnodes} needs --rdzv slurm (run inside a Slurm job)")
+        rdzv = [f"--nnodes={args.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={_slurm_rendezvous()}",
+                f"--rdzv-id={os.environ['SLURM_JOB_ID']}"]
+    else:
+        rdzv = ["--standalone"]
+    env = {**os.environ, PAYLOAD_VAR: payload,
+           # torchrun passes these on to every rank's process group once; USR2 is the preemption warning.
+           "TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR2"}
+    argv = [sys.executable, "-m", "torch.distributed.run", *rdzv, f"--nproc-per-node={args.nproc}",
+            "-m", "jupyter_split.distributed", "rank", "--", *runner_argv]
+    # exec: the executor's process (group) is torchrun itself, so its signals reach it directly.
+    os.execve(sys.executable, argv, env)
+    return 1  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_split.distributed")
+    parser.add_argument("mode", choices=["launch", "rank"])
+    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--rdzv", choices=["slurm"])
+    argv = sys.argv[1:] if argv is None else argv
+    if "--" not in argv:
+        parser.error("the runner's arguments follow `--`")
+    cut = argv.index("--")
+    args, runner_argv = parser.parse_args(argv[:cut]), argv[cut + 1:]
+    payload = _take_payload(runner_argv)
+    if args.mode == "launch" and args.nproc * args.nnodes > 1:
+        return _torchrun(args, runner_argv, payload)
+    from .cluster_runner import run_here
+
+    return run_here(runner_argv, payload, rank=int(os.environ.get("RANK", "0")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

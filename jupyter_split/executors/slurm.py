@@ -1,0 +1,198 @@
+"""The slurm executor: every run is a batch job whose batch step is a one-shot runner.
+
+Slurm's own commands do the work (sbatch, scontrol, scancel; sacct where accounting
+exists), on this machine when the site has no `host`, else on the login node over the
+site's SSH connection (the ssh executor's, shared). Files in the run directory move the
+same way. Secrets and the config travel in the job's environment (sbatch's process
+environment, kept by Slurm across a requeue), never on a command line or in a file.
+
+Preemption: the job asks for a warning signal (`slurm.signal`, `USR2@90`); the runner then
+calls the cell's `on_preempt` hooks and requeues the job, and the run's event log goes on
+under the same run id when the job starts again (see `jupyter_split.preempt`).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from typing import Any
+
+from ..config import Config, SiteConfig
+from ..distributed import PAYLOAD_VAR, launch_args, world
+from ..preempt import slurm_signal
+from .base import Executor, ExecutorError, LaunchSpec
+
+#: job states in which the runner is running or will run (again)
+ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED",
+                    "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"})
+#: how each accelerator's cards are asked for (GPUs by --gpus-per-node, others by generic resource)
+_CARDS = {"cuda": "--gpus-per-node={n}", "dcu": "--gpus-per-node={n}", "musa": "--gpus-per-node={n}",
+          "auto": "--gpus-per-node={n}", "npu": "--gres=npu:{n}", "mlu": "--gres=mlu:{n}"}
+_SCANCEL = {"INT": ["--signal=INT", "--full"], "TERM": [], "KILL": ["--signal=KILL", "--full"]}
+# Runs under the login node's python: sbatch with the secrets in its environment, read from stdin.
+_SUBMIT = r"""
+import json, os, subprocess, sys
+job = json.loads(sys.stdin.buffer.read())
+done = subprocess.run(job["argv"], input=job["script"].encode(), capture_output=True,
+                      env={**os.environ, **job["env"]})
+sys.stdout.buffer.write(done.stdout); sys.stderr.buffer.write(done.stderr)
+sys.exit(done.returncode)
+"""
+
+
+class SlurmExecutor(Executor):
+    kind = "slurm"
+    supports_sessions = False
+
+    def __init__(self, site: SiteConfig, config: Config):
+        super().__init__(site, config)
+        # Files and commands go where the site's login node is: here, or over SSH.
+        if site.host:
+            from .ssh import SshExecutor
+            self.host: Executor = SshExecutor(site, config)
+        else:
+            from .local import LocalExecutor
+            self.host = LocalExecutor(site, config)
+        self._seen: dict[str, dict[str, str]] = {}
+
+    @property
+    def workdir(self) -> str:
+        return self.host.workdir
+
+    @property
+    def python(self) -> str:
+        return self.host.python
+
+    def runner_command(self, spec: LaunchSpec) -> list[str]:
+        return [self.python, *launch_args(spec.gpus, spec.nodes, multi_node="slurm"), "--", *spec.argv]
+
+    # -- Slurm's commands, here or on the login node
+    async def command(self, argv: list[str], input: bytes | None = None,
+                      env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run a Slurm command; (exit status, stdout, stderr). `env` may hold secrets."""
+        if self.site.host:
+            conn = self.host.connection  # type: ignore[attr-defined]
+            if env:
+                job = {"argv": argv, "script": (input or b"").decode(), "env": env}
+                argv, input = [self.python, "-c", _SUBMIT], json.dumps(job).encode()
+            done = await conn.run(argv, input=input, timeout=max(60.0, self.site.connect_timeout * 4))
+            return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+        except FileNotFoundError:
+            raise ExecutorError(
+                f"site {self.site.name!r}: {argv[0]} not found on this machine. Install Slurm's client "
+                f"commands here, or set `host` under [sites.{self.site.name}] to submit on the login node."
+            ) from None
+        out, err = await proc.communicate(input)
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def sbatch_options(self, spec: LaunchSpec) -> list[str]:
+        """sbatch's options for this run: the site's `slurm` table, then the cell's --gpus/--nodes."""
+        opts = self.site.slurm
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", spec.name or spec.run_id)[:100]
+        argv = [f"--job-name={name}", f"--output={spec.run_dir}/runner.log", "--open-mode=append",
+                f"--chdir={spec.run_dir}", f"--signal={slurm_signal(opts.signal)}",
+                "--requeue" if opts.requeue else "--no-requeue"]
+        for key in ("partition", "time", "account", "qos", "constraint"):
+            value = getattr(opts, key)
+            if value:
+                argv.append(f"--{key}={value}")
+        nproc, nnodes = world(spec.gpus, spec.nodes)
+        if spec.gpus or spec.nodes:
+            argv += [f"--nodes={nnodes}", f"--ntasks-per-node={nproc}"]
+            card = _CARDS.get(self.site.accelerator)
+            if spec.gpus and card:
+                argv.append(card.format(n=nproc))
+        for line in opts.extra:
+            if not line.startswith("--") or "\n" in line:
+                raise ExecutorError(
+                    f"site {self.site.name!r}: slurm.extra entry {line!r} is not one sbatch option; "
+                    "write each as its own string starting with \"--\", e.g. extra = [\"--exclusive\", \"--mem=0\"]")
+            argv.append(line)
+        return argv
+
+    def batch_script(self, spec: LaunchSpec) -> str:
+        command = self.runner_command(spec)
+        if world(spec.gpus, spec.nodes)[1] > 1:
+            # One torchrun per node; they meet at the first node (c10d rendezvous).
+            command = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *command]
+        return "#!/bin/sh\nexec " + self.quoted(command) + "\n"
+
+    # -- the executor contract
+    async def probe(self) -> dict[str, Any]:
+        return await self.host.probe()
+
+    async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        if self.site.host:
+            await self.host.ready()  # type: ignore[attr-defined]
+        env = {**self.site.env, **spec.env, PAYLOAD_VAR: spec.stdin.decode().strip()}
+        argv = ["sbatch", "--parsable", *self.sbatch_options(spec)]
+        code, out, err = await self.command(argv, self.batch_script(spec).encode(), env)
+        if code != 0:
+            raise ExecutorError(f"site {self.site.name!r}: sbatch refused the run {spec.run_id} "
+                                f"(exit {code}): {err.strip()[-2000:]}")
+        job = out.strip().splitlines()[-1].split(";")[0]
+        return {"job_id": job, "run_dir": spec.run_dir, "started": time.time()}
+
+    async def job_state(self, job: str) -> dict[str, str]:
+        """JobState, Reason, Restarts and ExitCode from scontrol, else sacct, else {} (unknown)."""
+        code, out, _ = await self.command(["scontrol", "show", "job", "-o", job])
+        if code == 0 and "JobState=" in out:
+            fields = dict(re.findall(r"(\w+)=(\S*)", out))
+        else:
+            # Ended long enough ago that the controller forgot it: accounting may still know.
+            code, out, _ = await self.command(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State,ExitCode"])
+            line = out.strip().splitlines()[0] if code == 0 and out.strip() else ""
+            fields = dict(zip(("JobState", "ExitCode"), line.split("|"))) if line else {}
+        if fields:
+            fields["JobState"] = fields["JobState"].split()[0]
+            self._seen[job] = fields
+        return fields
+
+    async def alive(self, handle: dict[str, Any]) -> bool:
+        job = handle.get("job_id")
+        if not job:
+            return False
+        return (await self.job_state(job)).get("JobState") in ACTIVE
+
+    def exit_reason(self, handle: dict[str, Any]) -> str | None:
+        seen = self._seen.get(handle.get("job_id", ""))
+        if not seen:
+            return None
+        return (f"(Slurm job {handle['job_id']}) ended {seen['JobState']} with exit code "
+                f"{seen.get('ExitCode', '?')}, reason {seen.get('Reason', 'None')}; see "
+                f"{handle.get('run_dir', 'the run directory')}/runner.log on the site")
+
+    async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        if sig not in _SCANCEL:
+            raise ValueError(f"signal {sig!r} is not one of {', '.join(_SCANCEL)}")
+        job = handle.get("job_id")
+        if job and await self.alive(handle):
+            await self.command(["scancel", *_SCANCEL[sig], job])
+
+    async def read_file(self, path: str, offset: int = 0) -> bytes:
+        return await self.host.read_file(path, offset)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self.host.write_file(path, data)
+
+    async def describe(self) -> dict[str, Any]:
+        row = await self.host.describe()
+        code, out, err = await self.command(["sinfo", "-h", "-o", "%P %a %D %T"])
+        row["slurm"] = out.strip().splitlines() if code == 0 else f"sinfo failed: {err.strip()}"
+        row["reachable"] = row.get("reachable", True) and code == 0
+        return row
+
+    async def reconnect(self) -> None:
+        await self.host.reconnect()
+
+    async def close(self) -> None:
+        await self.host.close()
+
+
+EXECUTOR = SlurmExecutor
