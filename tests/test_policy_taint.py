@@ -110,3 +110,16 @@ def test_without_tracking_there_is_no_taint(home):  # noqa: F811
     assert policy.run_labels() == set()
     assert os.environ.get("JUPYTER_SPLIT_TAINT_FILE") is None
     assert Path(home / "pii" / "people.csv").read_text() == "name,phone\n"
+
+
+def test_reading_a_labelled_checkpoint_taints_but_reading_its_manifest_does_not(home):  # noqa: F811
+    import torch
+    from jupyter_split import ckpt
+
+    url = str(home / "home-store" / "labelled")
+    ckpt.save({"w": torch.ones(2)}, url, labels=["CN"])  # labelled by its manifest, not by a resident glob
+    assert tracked(f"open({url + '/manifest.json'!r}).read()") == {}
+    shard = next(p for p in (home / "home-store" / "labelled").rglob("*") if p.suffix == ".safetensors")
+    labels = tracked(f"open({str(shard)!r}, 'rb').read()")  # any reader, not only ckpt.load
+    assert list(labels) == ["CN"] and f"part of the checkpoint {url}" in labels["CN"]
+    assert "the manifest of" in tracked(f"from jupyter_split import ckpt; ckpt.load({url!r}, device='cpu')")["CN"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import sys
 import threading
@@ -43,10 +44,14 @@ class _State:
     site: str | None
     run_id: str | None
     state_file: Path | None
+    manifest_name: str
     labels: dict[str, str] = field(default_factory=dict)
 
 
 _state: _State | None = None
+_manifest_labels: dict[tuple[str, int, int], tuple[str, ...]] = {}
+# Files of the interpreter and its libraries are never data: skip the manifest search there.
+_LIBRARIES = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}) + ("/proc/", "/sys/", "/dev/")
 _hook_installed = False
 _busy = threading.local()
 
@@ -60,6 +65,8 @@ def start_taint_tracking(
 ) -> None:
     """Watch this process's reads; `state_file` shares the run's labels with its child processes."""
     global _state, _hook_installed
+    from ..sync.manifest import MANIFEST_NAME  # here, not at import: sync imports this package
+
     config = config or load_config()
     file = state_file or os.environ.get(TAINT_FILE_ENV)
     if file:
@@ -75,6 +82,7 @@ def start_taint_tracking(
         site=site,
         run_id=run_id,
         state_file=Path(file) if file else None,
+        manifest_name=MANIFEST_NAME,
     )
     if not _hook_installed:
         sys.addaudithook(_hook)  # audit hooks cannot be removed: install once, switch by `_state`
@@ -140,22 +148,55 @@ def local_site(config: Config) -> SiteConfig:
     return config.site(name) if name else config.home
 
 
-def _note(path: Any, how: str) -> None:
+def _note(path: Any, how: str, local: bool = True) -> None:
     state = _state
-    if state is None or state.home in state.labels or not state.globs:
-        return
-    if isinstance(path, (int, type(None))):
+    if state is None or isinstance(path, (int, type(None))):
         return
     try:
         text = os.fsdecode(path)
-        glob = matching_glob(text, state.globs, contains=False)
+        glob = matching_glob(text, state.globs, contains=False) if state.home not in state.labels else None
+        found = _checkpoint_origins(state, text) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
+    run_id = current_run_id()
+    run = f"run {run_id}" if run_id else "this run"
     if glob is not None:
-        run_id = current_run_id()
-        run = f"run {run_id}" if run_id else "this run"
         taint_run({state.home: f"{run} read {text} (policy.resident {glob.text!r})"})
+    if found:
+        taint_run({code: f"{run} read {text}, {why}" for code, why in found.items()})
+
+
+def _checkpoint_origins(state: _State, path: str) -> dict[str, str]:
+    """Labels of the published checkpoint a local file belongs to (its manifest in a folder above)."""
+    absolute = os.path.abspath(path)
+    if absolute.startswith(_LIBRARIES) or os.path.basename(absolute) == state.manifest_name:
+        return {}  # reading a manifest is reading metadata, not the data
+    folder = os.path.dirname(absolute)
+    while True:
+        labels = _folder_labels(os.path.join(folder, state.manifest_name))
+        if labels:
+            return {code: f"part of the checkpoint {folder}, labelled {code} in its manifest" for code in labels}
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return {}
+        folder = parent
+
+
+def _folder_labels(manifest: str) -> tuple[str, ...]:
+    try:
+        stat = os.stat(manifest)
+    except OSError:
+        return ()
+    key = (manifest, stat.st_mtime_ns, stat.st_size)
+    if key not in _manifest_labels:
+        try:
+            with open(manifest, "rb") as handle:  # the hook is busy: this open is not seen again
+                labels = json.loads(handle.read()).get("labels") or []
+        except (OSError, ValueError, AttributeError):
+            labels = []
+        _manifest_labels[key] = tuple(str(code) for code in labels)
+    return _manifest_labels[key]
 
 
 def _reads(mode: Any, flags: Any) -> bool:
@@ -232,7 +273,7 @@ def _fsspec_read(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, An
             url = fs.unstrip_protocol(path)
         except Exception:  # noqa: BLE001 - fall back to the path as given
             url = path
-        _note(url, "fsspec read")
+        _note(url, "fsspec read", local=False)
 
 
 def describe_state() -> dict[str, Any]:
