@@ -296,6 +296,17 @@ class SiteConnection:
         except _LOST as exc:
             raise self._lost(exc, f"reading {path}") from None
 
+    async def read_pseudo(self, path: str, limit: int = 1 << 16) -> bytes:
+        """Read a file that reports size 0 (/proc): one request of `limit` bytes, no extra process."""
+        sftp = await self.sftp()
+        try:
+            async with sftp.open(path, "rb") as f:
+                return await f.read(limit)
+        except asyncssh.SFTPNoSuchFile:
+            raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
+        except _LOST as exc:
+            raise self._lost(exc, f"reading {path}") from None
+
     async def write_file(self, path: str, data: bytes) -> None:
         """Write atomically: a temporary name in the same folder, then an OpenSSH posix-rename."""
         sftp = await self.sftp()

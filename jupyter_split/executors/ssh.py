@@ -8,6 +8,7 @@ reached by direct-streamlocal over the same connection.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import posixpath
@@ -19,7 +20,7 @@ import asyncssh
 from .. import bootstrap
 from ..config import Config, SiteConfig
 from ..devices import VISIBLE_DEVICES_VAR
-from ..sshconn import SiteConnection, connection_for
+from ..sshconn import LinkError, SiteConnection, connection_for
 from ..transfer import PROBE
 from .base import Executor, ExecutorError, LaunchSpec
 
@@ -144,9 +145,16 @@ class SshExecutor(Executor):
         if not pid:
             return False
         # The command line guards against a reused pid: only a jupyter_split runner counts.
-        # /proc, not ps: minimal cluster images often lack procps; a zombie's cmdline is empty.
-        done = await self.connection.run(["cat", f"/proc/{int(pid)}/cmdline"], timeout=self.site.connect_timeout * 2)
-        return done.returncode == 0 and b"jupyter_split.runner" in done.stdout
+        # Read over SFTP: no process is started on the site (an exec costs a fork and a shell,
+        # hundreds of ms on a busy login node); a zombie's cmdline is empty.
+        try:
+            cmdline = await asyncio.wait_for(self.connection.read_pseudo(f"/proc/{int(pid)}/cmdline"),
+                                             self.site.connect_timeout * 2)
+        except FileNotFoundError:
+            return False
+        except asyncio.TimeoutError:
+            raise LinkError(f"site {self.site.name!r}: no answer within {self.site.connect_timeout * 2:g} s") from None
+        return b"jupyter_split.runner" in cmdline
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
         if sig not in _SIGNALS:
