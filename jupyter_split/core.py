@@ -235,9 +235,12 @@ class Split:
         ex = self.executor(record.site)
         return aio.run(self._follow(ex, record, 0 if from_start else record.last_seq, namespace, deliver))
 
-    def run_events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+    def run_events(self, run_id: str, after: int = 0, rank: int = 0) -> list[dict[str, Any]]:
+        """A run's events after `after`; `rank` K > 0: that rank's own log in a distributed run."""
+        from .distributed import rank_dir
+
         record = self.index.get(run_id)
-        events = aio.run(self._read_log(self.executor(record.site), record.run_dir))
+        events = aio.run(self._read_log(self.executor(record.site), rank_dir(record.run_dir, rank)))
         return [e for e in events if e["seq"] > after]
 
     async def _read_log(self, ex: Executor, run_dir: str) -> list[dict[str, Any]]:

@@ -58,10 +58,11 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=int, default=0))
+@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=int, default=0),
+      arg("--rank", type=int, default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     show = TerminalOutput(ctx.out, ctx.out, status=True)
-    for event in get_split().run_events(args.run, args.after):
+    for event in get_split().run_events(args.run, args.after, args.rank):
         show(event)
     return 0
 
