@@ -1,0 +1,100 @@
+"""Cells on several ranks under torchrun: a 2-rank gloo all_reduce on the CPU, here and under Slurm."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_split.core import CellOptions, Split
+from jupyter_split.distributed import DistributedError
+from tests.fixtures.core import write_config
+
+pytestmark = pytest.mark.slow
+
+ALL_REDUCE = (
+    "import torch, torch.distributed as dist\n"
+    "t = torch.tensor([float(rank + 1)])\n"
+    "dist.all_reduce(t)\n"
+    "print(f'rank {rank} of {world_size} on {device} via {dist_backend}: {t.item()}')\n"
+    "total = t.item()"
+)
+
+
+def config(root, cluster: str = "") -> str:
+    return f"""
+[experiment]
+name = "dist"
+home = "home"
+default_remote = "home"
+
+[sites.home]
+executor = "local"
+jurisdiction = "CN"
+accelerator = "cpu"
+{cluster}
+"""
+
+
+def printed(events: list[dict]) -> str:
+    return "".join(e["text"] for e in events if e["type"] == "stream")
+
+
+def check_all_reduce(split: Split, site: str) -> None:
+    events: list[dict] = []
+    namespace: dict = {}
+    outcome = split.execute(ALL_REDUCE, CellOptions(site=site, gpus=2, outputs=["total"]), namespace, events.append)
+    assert outcome.state == "succeeded", (outcome, events)
+    assert namespace["total"] == 3.0  # 1 + 2: both ranks took part
+    # Rank 0's events are the cell's output; rank 1's are kept apart.
+    assert printed(events) == "rank 0 of 2 on cpu via gloo: 3.0\n"
+    assert printed(split.run_events(outcome.run_id, rank=1)) == "rank 1 of 2 on cpu via gloo: 3.0\n"
+
+
+def test_two_rank_all_reduce_on_the_local_executor(split_home):
+    write_config(split_home, config(split_home))
+    split = Split()
+    check_all_reduce(split, "home")
+    run_id = split.list_runs(limit=1)[0].run_id
+    # `%split logs RUN --rank 1` through the command line, the same verb as the magic.
+    logs = subprocess.run([sys.executable, "-m", "jupyter_split.cli", "logs", run_id, "--rank", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert "rank 1 of 2 on cpu via gloo: 3.0" in logs.stdout, logs.stderr
+
+
+def test_the_first_failing_rank_is_the_cells_error(split_home):
+    write_config(split_home, config(split_home))
+    cell = ("import torch, torch.distributed as dist\n"
+            "if rank == 1:\n    raise ValueError('rank one has bad data')\n"
+            "t = torch.ones(1)\ndist.all_reduce(t)")
+    outcome = Split().execute(cell, CellOptions(gpus=2), {}, lambda e: None)
+    assert outcome.state == "failed"
+    assert outcome.reason.startswith("rank 1 failed first: ValueError: rank one has bad data")
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(outcome.error["traceback"]))
+    assert traceback.startswith("[rank 1 of 2]") and "raise ValueError('rank one has bad data')" in traceback
+
+
+def test_more_nodes_than_one_machine_is_a_clear_error(split_home):
+    write_config(split_home, config(split_home))
+    with pytest.raises(DistributedError, match=r"--nodes 2 needs a site whose executor spans machines"):
+        Split().execute("1", CellOptions(gpus=2, nodes=2), {}, lambda e: None)
+
+
+def test_two_rank_all_reduce_under_slurm(slurm, split_home, monkeypatch):
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    cluster = f"""
+[sites.cluster]
+executor = "slurm"
+jurisdiction = "SG"
+accelerator = "cpu"
+python = "{sys.executable}"
+workdir = "{split_home}/cluster"
+"""
+    write_config(split_home, config(split_home, cluster))
+    split = Split()
+    check_all_reduce(split, "cluster")
+    job = split.list_runs(limit=1)[0].handle["job_id"]
+    shown = slurm.run("scontrol", "show", "job", "-o", job).stdout
+    assert "NumTasks=2" in shown  # the job holds one Slurm task per rank
