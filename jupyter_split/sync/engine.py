@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from .fsutil import Location, explain, resolve
 from .manifest import FileEntry, Manifest, manifest_path, publish
 from .plan import Action, Plan, make_plan
 from .progress import Progress
-from .stream import send_with_retries
+from .rounds import send_all
 
 CHUNK = 8 << 20
 CONCURRENCY = 4
@@ -130,26 +129,16 @@ def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: in
     todo = plan.of(Action.SEND)
     if not todo:
         return
-    done: list[str] = []
-    failed: dict[str, str] = {}
     with Progress(total=plan.send_bytes, label=f"{plan.src.url} -> {plan.dest.url}", enabled=progress) as bar:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {pool.submit(send_with_retries, plan, item, chunk=chunk, retries=retries, backoff=backoff,
-                                   on_bytes=bar.update): item for item in todo}
-            for future in as_completed(futures):
-                item = futures[future]
-                error = future.exception()
-                if error is None:
-                    done.append(item.rel)
-                    report.files_sent += 1
-                    report.bytes_sent += item.size - item.resume_from
-                    report.files_verified += 1
-                    report.bytes_verified += item.size
-                else:
-                    failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
-    if failed:
+        outcome = send_all(plan, todo, bar, chunk=chunk, workers=workers, retries=retries, backoff=backoff)
+    report.files_sent = len(outcome.sent)
+    report.bytes_sent = sum(item.size - item.resume_from for item in outcome.sent)
+    report.files_verified += len(outcome.verified)
+    report.bytes_verified += sum(item.size for item in outcome.verified)
+    if outcome.failed:
         state = "its published manifest is unchanged" if plan.dest_manifest else "nothing was published"
-        raise SyncError(f"copy {plan.src.url} -> {plan.dest.url} failed; {state}.", done=done, failed=failed)
+        raise SyncError(f"copy {plan.src.url} -> {plan.dest.url} failed; {state}.",
+                        done=[item.rel for item in outcome.verified], failed=outcome.failed)
 
 
 def _new_manifest(plan: Plan, labels: list[str], parents: list[str] | None, run_id: str | None,

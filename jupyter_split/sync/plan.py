@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .fsutil import Location, hash_stored, list_tree
+from .fsutil import Location, hash_many, list_tree
 from .manifest import Manifest, read_manifest
 
 PART_SUFFIX = ".part"
@@ -140,18 +140,11 @@ def _staged(dest: Location) -> dict[str, int]:
 
 
 def _hash_all(src: Location, dest: Location, src_items: list[Item], dest_items: list[tuple[Item, str]],
-              chunk: int, workers: int) -> dict[str, str]:
-    """Hash unknown source files (sets item.sha256) and candidate destination files, in parallel."""
-    def source(item: Item) -> None:
-        item.sha256 = hash_stored(src, item.src_path, item.size, chunk)
-
-    def stored(pair: tuple[Item, str]) -> tuple[str, str | None]:
-        item, path = pair
-        try:
-            return item.rel, hash_stored(dest, path, item.size, chunk)
-        except FileNotFoundError:
-            return item.rel, None
-
+              chunk: int, workers: int) -> dict[str, str | None]:
+    """Hash unknown source files (sets item.sha256) and candidate destination files: rel -> sha256."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(source, src_items))
-        return dict(pool.map(stored, dest_items))
+        found = hash_many(src, {item.src_path: item.size for item in src_items}, chunk, pool)
+        for item in src_items:
+            item.sha256 = found[item.src_path]
+        stored = hash_many(dest, {path: item.size for item, path in dest_items}, chunk, pool)
+    return {item.rel: stored[path] for item, path in dest_items}

@@ -1,0 +1,141 @@
+"""Sync: jupyter_split.sync against `rsync -a` over the same sshd and `fsspec.generic.rsync`.
+
+    python -m benchmarks sync [--total-mb N] [--small-files N]
+
+Same data side by side: a checkpoint of 20 random shards (N MB in all; the issue's
+2 GB is scaled to what the machine holds) and a tree of small files. Measures:
+a fresh copy over SFTP vs rsync over ssh, S3 to SFTP vs fsspec's generic rsync,
+bytes sent for a re-sync with one shard changed, and a no-op re-sync of the small
+tree vs rsync's. Servers: a real sshd and a moto_server on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import scratch_data_dir
+from jupyter_split import sync
+from tests.services.s3 import start_s3
+from tests.services.sshd import start_sshd, stop_sshd
+
+MB = 1 << 20
+
+
+def write_shards(root: Path, total_mb: int, shards: int = 20) -> None:
+    rng = random.Random(1)
+    root.mkdir(parents=True)
+    for i in range(shards):
+        (root / f"model-{i:05d}-of-{shards:05d}.safetensors").write_bytes(rng.randbytes(total_mb * MB // shards))
+
+
+def write_small_tree(root: Path, count: int) -> None:
+    rng = random.Random(2)
+    for i in range(count):
+        path = root / f"d{i // 100:03d}" / f"f{i:05d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randint(200, 2000)))
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rsync(server, src: Path, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    ssh = shlex.join(["ssh", "-p", str(server.port), "-i", server.identity_file, "-o", f"UserKnownHostsFile={server.known_hosts}",
+                      "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+    return subprocess.run(["rsync", "-a", *extra, "-e", ssh, f"{src}/", f"{server.user}@127.0.0.1:{dest}/"],
+                          check=True, capture_output=True, text=True)
+
+
+def sha_tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and p.name != "manifest.json"}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks sync")
+    parser.add_argument("--total-mb", type=int, default=400, help="checkpoint size (the issue's figure is 2048)")
+    parser.add_argument("--small-files", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="jsb-sync-", dir="/tmp") as tmp, scratch_data_dir():
+        root = Path(tmp)
+        server = start_sshd(root / "sshd")
+        s3 = start_s3(root, "s3")
+        try:
+            rows = run_all(root, server, s3, args.total_mb, args.small_files)
+        finally:
+            s3.stop()
+            stop_sshd(server)
+    print(f"\ncheckpoint: {args.total_mb} MB in 20 shards; small tree: {args.small_files} files\n")
+    print("| measure | jupyter_split | peer | ratio | goal |\n|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tuple[str, ...]]:
+    shards, small = root / "shards", root / "small"
+    write_shards(shards, total_mb)
+    write_small_tree(small, small_files)
+    sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": server.known_hosts}
+    url = lambda path: f"ssh://127.0.0.1:{server.port}{path}"  # noqa: E731
+    rows = []
+
+    # 1. a fresh copy over the test sshd
+    ours = timed(lambda: sync.copy(str(shards), url(root / "dest-ours"), dest_options=sftp, progress=False))
+    peer = timed(lambda: rsync(server, shards, root / "dest-rsync"))
+    assert sha_tree(root / "dest-ours") == sha_tree(shards)
+    rows.append(("fresh copy over sshd, MB/s (vs rsync -a)", f"{total_mb / ours:.0f}", f"{total_mb / peer:.0f}",
+                 f"{peer / ours:.2f}x", ">= 0.9x"))
+
+    # 2. between two different backends: S3 (moto) to a local disk. (fsspec's generic rsync
+    # cannot be the peer for S3 to SFTP: it hands sshfs "ssh:///path" URLs, which land in a
+    # folder named "ssh:" under the remote home.)
+    s3.make_bucket("bench")
+    sync.copy(str(shards), "s3://bench/ck", dest_options=s3.storage_options, progress=False)
+    ours = timed(lambda: sync.copy("s3://bench/ck", str(root / "s3-ours"), s3.storage_options, progress=False))
+    peer = timed(lambda: generic_rsync("s3://bench/ck", str(root / "s3-fsspec"), s3))
+    ours_tree, peer_tree = sha_tree(root / "s3-ours"), sha_tree(root / "s3-fsspec")
+    assert ours_tree == sha_tree(shards) and peer_tree == ours_tree
+    rows.append(("S3 to local disk, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}", f"{total_mb / peer:.0f}",
+                 f"{peer / ours:.2f}x", ">= 2x"))
+
+    # 3. one shard changed (same size): bytes sent
+    shard = sorted(shards.iterdir())[7]
+    shard.write_bytes(random.Random(3).randbytes(shard.stat().st_size))
+    report = sync.copy(str(shards), url(root / "dest-ours"), dest_options=sftp, progress=False)
+    stats = rsync(server, shards, root / "dest-rsync", "--stats")
+    peer_sent = next(int(line.split(":")[1].split()[0].replace(",", "")) for line in stats.stdout.splitlines()
+                     if line.startswith("Total bytes sent"))
+    size = shard.stat().st_size
+    rows.append(("one shard changed: bytes sent / shard size", f"{report.bytes_sent / size:.3f}", f"{peer_sent / size:.3f}",
+                 f"{report.bytes_sent / size:.2f}x of the shard", "<= 1.1x"))
+
+    # 4. a no-op re-sync of the small tree (the source is a published checkpoint)
+    published = root / "small-published"
+    sync.copy(str(small), str(published), progress=False)
+    sync.copy(str(published), url(root / "small-ours"), dest_options=sftp, progress=False)
+    rsync(server, published, root / "small-rsync")
+    ours = min(timed(lambda: sync.copy(str(published), url(root / "small-ours"), dest_options=sftp, progress=False))
+               for _ in range(3))
+    peer = min(timed(lambda: rsync(server, published, root / "small-rsync")) for _ in range(3))
+    rows.append((f"no-op re-sync of {small_files} small files, s (vs rsync -a)", f"{ours:.2f}", f"{peer:.2f}",
+                 f"{ours / peer:.2f}x", "<= 1x"))
+    shutil.rmtree(root / "small-rsync")
+    return rows
+
+
+def generic_rsync(src: str, dest: str, s3) -> None:
+    from fsspec.generic import GenericFileSystem, rsync as fsspec_rsync
+
+    fs = GenericFileSystem(default_method="options", storage_options={"s3": s3.storage_options})
+    fsspec_rsync(src, dest, fs=fs, on_error="raise")

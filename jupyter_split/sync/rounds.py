@@ -1,0 +1,95 @@
+"""Sending a plan's files: parallel streams, verification overlapping the sends, resends.
+
+Each arrived file is verified while others still stream: on an SFTP server
+arrivals are hashed in batches by one `sha256sum` command (a command costs a
+session setup, so never one per file); elsewhere each is read back. A mismatch
+deletes the file and sends it again, up to `retries` rounds, then fails naming it.
+"""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from .fsutil import explain, hash_many
+from .plan import Item, Plan
+from .progress import Progress
+from .stream import send_with_retries
+
+# On SFTP, start a verification batch once this many bytes have arrived.
+VERIFY_BATCH = 64 << 20
+
+
+@dataclass
+class Outcome:
+    sent: list[Item] = field(default_factory=list)       # every send that arrived (a resend counts again)
+    verified: list[Item] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # rel -> why
+
+
+def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, workers: int, retries: int,
+             backoff: float) -> Outcome:
+    outcome = Outcome()
+    pending = list(items)
+    for round_ in range(retries + 1):
+        mismatched = _round(plan, pending, bar, outcome, chunk=chunk, workers=workers, retries=retries, backoff=backoff)
+        pending = []
+        for item, why in mismatched:
+            if round_ == retries:
+                outcome.failed[item.rel] = why
+            else:
+                bar.update(item.resume_from - item.size)  # its bytes go again
+                item.resume_from = 0
+                pending.append(item)
+        if not pending:
+            break
+    return outcome
+
+
+def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, chunk: int, workers: int,
+           retries: int, backoff: float) -> list[tuple[Item, str]]:
+    """One pass over `items`; returns the ones whose stored bytes did not verify."""
+    mismatched: list[tuple[Item, str]] = []
+    batch: list[Item] = []
+    batch_bytes = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
+        sends: dict[Future, Item] = {
+            senders.submit(send_with_retries, plan, item, chunk=chunk, retries=retries, backoff=backoff,
+                           on_bytes=bar.update): item for item in items}
+        checks: list[Future] = []
+        while sends:
+            finished, _ = wait(sends, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = sends.pop(future)
+                error = future.exception()
+                if error is not None:
+                    outcome.failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
+                    continue
+                outcome.sent.append(item)
+                batch.append(item)
+                batch_bytes += item.size
+            if batch and (not sends or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH):
+                checks.append(checkers.submit(_verify, plan, batch, chunk))
+                batch, batch_bytes = [], 0
+        for check in checks:
+            for item, why in check.result():
+                if why is None:
+                    outcome.verified.append(item)
+                else:
+                    mismatched.append((item, why))
+    return mismatched
+
+
+def _verify(plan: Plan, items: list[Item], chunk: int) -> list[tuple[Item, str | None]]:
+    """(item, None) when the destination holds the item's bytes, else (item, why) after deleting them."""
+    paths = {plan.write_path(item.rel): item for item in items}
+    stored = hash_many(plan.dest, {path: item.size for path, item in paths.items()}, chunk, None)
+    results: list[tuple[Item, str | None]] = []
+    for path, item in paths.items():
+        if stored[path] == item.sha256:
+            results.append((item, None))
+            continue
+        results.append((item, f"{plan.dest.fs.unstrip_protocol(path)} failed verification: it holds sha256 "
+                              f"{stored[path]}, the source has {item.sha256}"))
+        if stored[path] is not None:
+            plan.dest.fs.rm_file(path)
+    return results
