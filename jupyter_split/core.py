@@ -24,6 +24,7 @@ from .runs.index import RunIndex, RunRecord
 
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
+CHUNK = 4 << 20
 CANCEL_GRACE = 10.0
 SOCKET_PATH_MAX = 104  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -77,6 +78,7 @@ class Split:
         self.index = index or RunIndex()
         self._executors: dict[str, Executor] = {}
         self._versions: dict[str, dict[str, Any]] = {}
+        self._sessions: dict[str, dict[str, Any]] = {}
         self._local_versions: dict[str, Any] | None = None
 
     def executor(self, site: str | SiteConfig | None) -> Executor:
@@ -114,7 +116,10 @@ class Split:
             await self._check_parity(ex, handle)
         if opts.inputs:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
-            await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload)
+            if session:
+                await self._put(ex, handle, run_dir, payload)
+            else:
+                await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
                    "has_in": payload is not None, "site": site.name, "wandb": opts.wandb,
                    "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir)}}
@@ -142,7 +147,7 @@ class Split:
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
-            data = await ex.read_file(posixpath.join(record.run_dir, "out.pkl"))
+            data = await self._get_output(ex, record)
             await self._check_parity(ex, record.handle if record.mode == "session" else None)
             values = transfer.unpack(data)
             policy.receive_outputs(values, await self._out_labels(ex, record.run_dir))
@@ -160,10 +165,14 @@ class Split:
 
     # ---- sessions: one long-lived runner per site
     async def _session(self, ex: Executor) -> dict[str, Any]:
+        handle = self._sessions.get(ex.site.name)
+        if handle and handle == self.index.session(ex.site.name) and await ex.alive(handle):
+            return handle  # known good in this process: no round trip
         handle = self.index.session(ex.site.name)
         if handle and await ex.alive(handle):
             try:
                 self._versions[ex.site.name] = (await self._request(ex, handle, {"op": "hello"}))["versions"]
+                self._sessions[ex.site.name] = handle
                 return handle
             except OSError:
                 pass  # alive but not answering: start a new one
@@ -182,6 +191,7 @@ class Split:
                     raise ExecutorError(await self._startup_failure(ex, spec.run_dir)) from None
                 await asyncio.sleep(0.05)
         self.index.set_session(ex.site.name, handle)
+        self._sessions[ex.site.name] = handle
         return handle
 
     async def _startup_failure(self, ex: Executor, session_dir: str) -> str:
@@ -204,6 +214,47 @@ class Split:
         if not line:
             raise ConnectionResetError("the runner closed the channel")
         return json.loads(line)
+
+    async def _put(self, ex: Executor, handle: dict[str, Any], run_dir: str, data: transfer.Payload) -> None:
+        """Send --in data over the session's channel: a pipe, no file in between."""
+        reader, writer = await ex.open_channel(handle["sock"])
+        try:
+            writer.write(json.dumps({"op": "put", "run_dir": run_dir, "size": len(data)}).encode() + b"\n")
+            with transfer.progress(len(data), f"--in to {ex.site.name}") as advance:
+                for chunk in data.chunks(CHUNK):
+                    writer.write(chunk)
+                    await writer.drain()
+                    advance(chunk.nbytes)
+            reply = json.loads(await reader.readline() or b"{}")
+        finally:
+            writer.close()
+        if not reply.get("ok"):
+            raise ExecutorError(f"site {ex.site.name!r}: the session did not take the --in data: {reply.get('error')}")
+
+    async def _get_output(self, ex: Executor, record: RunRecord) -> bytes | bytearray:
+        """--out data: from the live session's memory when it is there, else from the run directory."""
+        path = posixpath.join(record.run_dir, "out.pkl")
+        if record.mode != "session" or not await ex.alive(record.handle):
+            return await ex.read_file(path)
+        reader, writer = await ex.open_channel(record.handle["sock"])
+        try:
+            writer.write(json.dumps({"op": "get", "run_dir": record.run_dir}).encode() + b"\n")
+            reply = json.loads(await reader.readline() or b"{}")
+            if not reply.get("ok"):
+                return await ex.read_file(path)
+            data = bytearray(reply["size"])
+            with transfer.progress(len(data), f"--out from {ex.site.name}") as advance:
+                pos = 0
+                while pos < len(data):
+                    chunk = await reader.read(min(CHUNK, len(data) - pos))
+                    if not chunk:
+                        raise ConnectionResetError(f"site {ex.site.name!r}: the channel closed mid-transfer")
+                    data[pos:pos + len(chunk)] = chunk
+                    pos += len(chunk)
+                    advance(len(chunk))
+            return data
+        finally:
+            writer.close()
 
     async def _enqueue(self, ex: Executor, handle: dict[str, Any], run_dir: str) -> None:
         reply = await self._request(ex, handle, {"op": "execute", "run_dir": run_dir})

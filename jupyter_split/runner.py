@@ -8,6 +8,8 @@ The client writes `request.json` (and `in.pkl`) into the run directory first. Se
 the config arrive as one JSON line on stdin (`--stdin-json`), never on the command line.
 Requests on the unix socket are JSON lines: `hello`, `execute {run_dir, follow}`,
 `follow {run_dir, after}`; events come back as JSON lines, the same records as the log.
+Variables can also move over the socket, like a pipe: `put {run_dir, size}` then the raw
+payload (the cell's --in), and `get {run_dir}` answered by `{size}` then the raw --out payload.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ from .capture import CAPTURE, RunnerShell
 from .runs.events import EventLog, is_final, read_events
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
+SESSION_CHECK_SECONDS = 30.0
+KEEP_OUTPUTS = 2
 
 
 def versions() -> dict[str, Any]:
@@ -57,6 +61,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class Runner:
+    session = False  # a long-lived session (set by main) or a one-shot runner
+
     def __init__(self, site: str, accelerator: str):
         self.site = site
         cfg = TraitletsConfig()
@@ -66,6 +72,9 @@ class Runner:
         self.jobs: queue.Queue[str] = queue.Queue()
         self.logs: dict[str, EventLog] = {}
         self.subscribers: dict[str, list[queue.Queue[dict[str, Any]]]] = defaultdict(list)
+        self.payloads: dict[str, bytearray] = {}   # --in data sent over the socket, by run dir
+        self.outputs: dict[str, transfer.Payload] = {}  # --out data of recent runs, by run dir
+        self.writer: threading.Thread | None = None
         self.lock = threading.Lock()
         self.executing = False
         self.stop_reason: str | None = None
@@ -131,6 +140,8 @@ class Runner:
 
     # -- executing cells (main thread only: signals land here)
     def run(self, run_dir: str) -> str:
+        if self.writer is not None:
+            self.writer.join()
         path = Path(run_dir)
         log = self.submit(run_dir)
         request = json.loads((path / "request.json").read_text())
@@ -156,7 +167,8 @@ class Runner:
     def _execute(self, path: Path, request: dict[str, Any]) -> tuple[str, str | None]:
         if request.get("has_in"):
             try:
-                self.shell.user_ns.update(transfer.unpack((path / "in.pkl").read_bytes()))
+                data = self.payloads.pop(str(path), None) or transfer.read_payload(str(path / "in.pkl"))
+                self.shell.user_ns.update(transfer.unpack(data))
             except Exception as exc:
                 CAPTURE.record("error", ename=type(exc).__name__, evalue=str(exc), traceback=[
                     f"cannot unpickle the --in variables on site {self.site!r}: {type(exc).__name__}: {exc}",
@@ -212,10 +224,24 @@ class Runner:
         from .policy import outputs_labels
 
         write_json_atomic(path / "out.labels.json", outputs_labels({n: self.shell.user_ns[n] for n in names}))
-        tmp = path / ".out.pkl.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, path / "out.pkl")
+        # Served from memory to a client still attached, and written to disk meanwhile for one
+        # that attaches later; the next cell waits for the write, so it cannot change the bytes.
+        with self.lock:
+            self.outputs[str(path)] = data
+            while len(self.outputs) > KEEP_OUTPUTS:
+                self.outputs.pop(next(iter(self.outputs)))
+        self.writer = threading.Thread(target=data.write_file, args=(str(path / "out.pkl"),), daemon=True)
+        self.writer.start()
+        if not self.session:
+            self.writer.join()  # a one-shot runner's client reads the file right after the final record
         return "succeeded", None
+
+    def output(self, run_dir: str) -> transfer.Payload:
+        with self.lock:
+            data = self.outputs.pop(run_dir, None)
+        if data is None:
+            data = transfer.Payload([memoryview(transfer.read_payload(os.path.join(run_dir, "out.pkl")))])
+        return data
 
 
 def _predefined(accelerator: str) -> dict[str, Any]:
@@ -238,10 +264,28 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({"ok": True, "seq": log.seq})
                 if request.get("follow"):
                     self.runner.follow(request["run_dir"], 0, self._send)
+            elif op == "put":
+                data = bytearray(int(request["size"]))
+                view, pos = memoryview(data), 0
+                while pos < len(data):
+                    got = self.rfile.readinto(view[pos:])
+                    if not got:
+                        raise ConnectionResetError("the client went away mid-transfer")
+                    pos += got
+                self.runner.payloads[request["run_dir"]] = data
+                self._send({"ok": True})
+            elif op == "get":
+                data = self.runner.output(request["run_dir"])
+                self._send({"ok": True, "size": len(data)})
+                for chunk in data.chunks(1 << 22):
+                    self.wfile.write(chunk)
+                self.wfile.flush()
             elif op == "follow":
                 self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
             else:
                 self._send({"ok": False, "error": f"unknown op {op!r}"})
+        except FileNotFoundError as exc:
+            self._send({"ok": False, "error": f"{exc.filename} not found"})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away; it resumes from its last seq when it reconnects
 
@@ -285,31 +329,39 @@ def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> 
 
     start_taint_tracking(site=payload.get("site"))  # reads of resident data label what the run ships
     runner = runner_class(payload.get("site", "?"), payload.get("accelerator", "auto"))
+    runner.session = bool(args.session)
     server = serve_socket(runner, args.socket) if args.socket else None
     try:
         if args.run_dir:
             state = runner.run(os.path.abspath(args.run_dir))
             return 0 if state == "succeeded" else 1
-        _serve_session(runner, args.idle_timeout)
+        _serve_session(runner, args.session, args.idle_timeout)
         return 0
     finally:
+        if runner.writer is not None:
+            runner.writer.join()
         if server is not None:
             server.server_close()
             os.unlink(args.socket)
 
 
-def _serve_session(runner: Runner, idle_timeout: float) -> None:
+def _serve_session(runner: Runner, session_dir: str, idle_timeout: float) -> None:
+    idle_since = time.monotonic()
     while not runner.terminating:
         try:
-            run_dir = runner.jobs.get(timeout=idle_timeout)
+            run_dir = runner.jobs.get(timeout=SESSION_CHECK_SECONDS)
         except queue.Empty:
-            return
+            # Ends when idle too long, or when its session folder was deleted (nobody can reach it).
+            if time.monotonic() - idle_since > idle_timeout or not os.path.isdir(session_dir):
+                return
+            continue
         except SystemExit:
             break
         try:
             runner.run(run_dir)
         except SystemExit:
             break
+        idle_since = time.monotonic()
     for run_dir, log in list(runner.logs.items()):
         log.append("status", state="cancelled", reason="the session ended before this cell ran", final=True)
 

@@ -1,11 +1,15 @@
 """Variables in and out of a runner (cloudpickle), and the version parity check before them."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import pickle
+import struct
 import subprocess
-from typing import Any, Iterable
+import sys
+from typing import Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
@@ -23,6 +27,12 @@ print(json.dumps({"python": platform.python_version(), "executable": sys.executa
     "host": socket.gethostname(), "platform": platform.platform(),
     "cloudpickle": v("cloudpickle"), "torch": v("torch"), "jupyter_split": v("jupyter_split")}))
 """
+
+PROGRESS_BYTES = 8 << 20
+MAGIC = b"JSV1"
+_HEADER = struct.Struct("<4sQQ")  # magic, number of out-of-band buffers, pickle length
+_LENGTH = struct.Struct("<Q")
+
 
 class TransferError(RuntimeError):
     """A variable could not be shipped; the message names it and why."""
@@ -63,20 +73,85 @@ def check_parity(local: dict[str, Any], remote: dict[str, Any], site: str) -> No
         )
 
 
-def pack(names: Iterable[str], namespace: dict[str, Any], where: str) -> bytes:
-    """Pickle the named variables into one payload, naming any that is missing or unpicklable."""
+class Payload:
+    """Pickled variables as a list of buffers: the pickle stream, then each tensor's or array's
+    bytes in place (pickle protocol 5, out of band). Sent or written part by part, never joined
+    into one copy on the way."""
+
+    def __init__(self, parts: list[memoryview]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def chunks(self, size: int) -> Iterator[memoryview]:
+        for part in self.parts:
+            for start in range(0, part.nbytes, size):
+                yield part[start:start + size]
+
+    def tobytes(self) -> bytes:
+        return b"".join(self.parts)
+
+    def write_file(self, path: str) -> None:
+        """Write atomically: a reader sees the whole payload or none."""
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            for part in self.parts:
+                f.write(part)
+        os.replace(tmp, path)
+
+
+def pack(names: Iterable[str], namespace: dict[str, Any], where: str) -> Payload:
+    """Pickle the named variables, naming any that is missing or unpicklable."""
     values = {}
     for name in names:
         if name not in namespace:
             raise TransferError(f"--in variable {name!r} is not defined {where}")
         values[name] = namespace[name]
-    buffer = io.BytesIO()
+    buffers: list[pickle.PickleBuffer] = []
+    head = io.BytesIO()
     try:
-        cloudpickle.dump(values, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        _Pickler(head, protocol=5, buffer_callback=buffers.append).dump(values)
     except Exception:
         _name_unpicklable(values, where)
         raise
-    return buffer.getvalue()
+    views = [b.raw() for b in buffers]
+    body = head.getbuffer()
+    parts = [memoryview(_HEADER.pack(MAGIC, len(views), body.nbytes)), body]
+    for view in views:
+        parts += [memoryview(_LENGTH.pack(view.nbytes)), view]
+    return Payload(parts)
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    def reducer_override(self, obj: Any) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and type(obj) in (torch.Tensor, torch.nn.Parameter) and _plain(obj, torch):
+            flat = obj.detach().reshape(-1)
+            raw = flat.view(torch.uint8).numpy() if flat.numel() else b""
+            return _rebuild_tensor, (pickle.PickleBuffer(raw), str(obj.dtype).removeprefix("torch."),
+                                     tuple(obj.shape), obj.requires_grad, type(obj) is torch.nn.Parameter)
+        return super().reducer_override(obj)
+
+
+def _plain(t: Any, torch: Any) -> bool:
+    return t.device.type == "cpu" and t.layout == torch.strided and t.is_contiguous() and not t.is_quantized
+
+
+def _rebuild_tensor(buffer: Any, dtype: str, shape: tuple[int, ...], requires_grad: bool, parameter: bool) -> Any:
+    import torch
+
+    kind = getattr(torch, dtype)
+    view = memoryview(buffer)
+    if view.nbytes == 0:
+        tensor = torch.empty(shape, dtype=kind)
+    else:
+        if view.readonly:
+            view = memoryview(bytearray(view))
+        tensor = torch.frombuffer(view, dtype=torch.uint8).view(kind).reshape(shape)
+    if parameter:
+        return torch.nn.Parameter(tensor, requires_grad=requires_grad)
+    return tensor.requires_grad_(requires_grad) if requires_grad else tensor
 
 
 def _name_unpicklable(values: dict[str, Any], where: str) -> None:
@@ -90,5 +165,37 @@ def _name_unpicklable(values: dict[str, Any], where: str) -> None:
             ) from exc
 
 
-def unpack(data: bytes) -> dict[str, Any]:
-    return cloudpickle.loads(data)
+def unpack(data: bytes | bytearray) -> dict[str, Any]:
+    view = memoryview(data)
+    magic, count, size = _HEADER.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise TransferError("not a jupyter_split variable payload (was it written by another version?)")
+    pos = _HEADER.size
+    body = view[pos:pos + size]
+    pos += size
+    buffers = []
+    for _ in range(count):
+        (length,) = _LENGTH.unpack_from(view, pos)
+        buffers.append(view[pos + 8:pos + 8 + length])
+        pos += 8 + length
+    return pickle.loads(body, buffers=buffers)
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar for transfers big enough to wait for; a no-op below a few MB."""
+    if total < PROGRESS_BYTES:
+        yield lambda n: None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+        yield bar.update
+
+
+def read_payload(path: str) -> bytearray:
+    """Read a payload into a writable buffer, so tensors can use its memory without a copy."""
+    with open(path, "rb") as f:
+        data = bytearray(os.fstat(f.fileno()).st_size)
+        f.readinto(data)
+    return data

@@ -102,8 +102,10 @@ class LocalExecutor(Executor):
     async def read_file(self, path: str, offset: int = 0) -> bytes:
         def read() -> bytes:
             with open(path, "rb") as f:
+                data = bytearray(max(0, os.fstat(f.fileno()).st_size - offset))
                 f.seek(offset)
-                return f.read()
+                del data[f.readinto(data):]
+                return data
         return await asyncio.to_thread(read)
 
     async def write_file(self, path: str, data: bytes) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,13 +66,20 @@ class RunIndex:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else index_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.row_factory = sqlite3.Row
+        """This thread's connection. WAL with synchronous=NORMAL: no fsync per write; the
+        event logs, not the index, are the truth, so a power cut costs at most a stale row."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
         return db
 
     def add(self, record: RunRecord) -> None:
