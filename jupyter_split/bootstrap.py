@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +167,10 @@ async def _install(conn: SiteConnection, workdir: str, python: str, base: dict[s
                        f"{'...' if len(hidden) > 5 else ''}); remove {venv} and run `%split doctor {site}` again")
     missing = [n for n in wheelhouse.closure(wheelhouse.project_requirements(), env) if n != "jupyter-split"]
     deps = await asyncio.to_thread(wheelhouse.dependency_wheels, missing, cache, set(env["tags"]), repr(site))
+    # The first run on a site pays for this: say why it waits, on stderr (the cell's, in a notebook).
+    print(f"[jupyter_split] site {site!r}: installing jupyter_split {__version__}"
+          f"{f' and {len(deps)} missing packages' if deps else ''} into {venv} (no package index needed)",
+          file=sys.stderr, flush=True)
     names = await _upload(conn, deps, folder) + await _upload(conn, [project], folder, always=True)
     # Run inside the wheel folder with ./NAME arguments: pip would read a `;` in a full path as a marker.
     pip_cmd = [venv_python(workdir), posixpath.join(pip_remote, "pip"), "install", "--no-index",

@@ -38,10 +38,11 @@ def test_bootstrap_into_an_empty_venv_without_index(sshd, split_home):
         split = split_for(sshd, python=str(empty / "bin" / "python"), workdir=str(workdir))
         ex = split.executor("sg")
 
-        report = aio.run(bootstrap.doctor(ex))
+        report = aio.run(ex.doctor())
         assert report["python_version"] == platform.python_version()
         assert report["jupyter_split"] is None, "the bare venv must start without jupyter_split"
         assert report["installed_now"] and report["status"] == "ok" and report["venv_current"]
+        assert ex.python == report["runner_python"] == str(workdir / "env" / "venv" / "bin" / "python")
         marker = json.loads((workdir / "env" / "installed.json").read_text())
         shipped = {d.split("==")[0] for d in marker["dependencies"]}
         assert {"ipython", "pydantic", "pydantic-core", "cloudpickle", "fsspec", "tqdm"} <= shipped

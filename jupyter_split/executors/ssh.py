@@ -119,6 +119,13 @@ class SshExecutor(Executor):
             self._python = await bootstrap.ensure_installed(self)
         return self._python
 
+    async def doctor(self) -> dict[str, Any]:
+        """For `%split doctor`: the site's python and jupyter_split there; installs it if missing or different."""
+        report = await bootstrap.doctor(self)
+        if report.get("runner_python"):
+            self._python = report["runner_python"]
+        return report
+
     async def probe(self) -> dict[str, Any]:
         python = await self.ready()
         done = await self.connection.check([python, "-c", PROBE], f"reading versions with {python}", timeout=120)
