@@ -212,11 +212,11 @@ def write_shard(out: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[
             out.write(data[start:start + _CHUNK])
 
 
-def read_shard(buffer: bytearray, where: str) -> dict[str, torch.Tensor]:
-    """The tensors of one safetensors file held in `buffer`, as views on it (no copy)."""
+def read_shard(buffer: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file held in the uint8 tensor `buffer`, as views on it (no copy)."""
     try:
-        length = int.from_bytes(buffer[:8], "little")
-        info = json.loads(bytes(buffer[8:8 + length]))
+        length = int.from_bytes(buffer[:8].numpy().tobytes(), "little")
+        info = json.loads(buffer[8:8 + length].numpy().tobytes())
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{where}: not a safetensors file ({exc})") from None
     base = 8 + length
@@ -227,13 +227,12 @@ def read_shard(buffer: bytearray, where: str) -> dict[str, torch.Tensor]:
         dtype = DTYPES.get(entry.get("dtype"))
         start, end = entry["data_offsets"]
         shape = entry["shape"]
-        count = math.prod(shape)
-        if dtype is None or end - start != count * dtype.itemsize or base + end > len(buffer):
+        if dtype is None or end - start != math.prod(shape) * dtype.itemsize or base + end > len(buffer):
             raise FormatError(f"{where}: tensor {name!r} has a bad header entry {entry}")
-        if count == 0:
-            out[name] = torch.empty(shape, dtype=dtype)
-        else:
-            out[name] = torch.frombuffer(buffer, dtype=dtype, count=count, offset=base + start).reshape(shape)
+        raw = buffer[base + start:base + end]
+        if (base + start) % dtype.itemsize:
+            raw = raw.clone()  # not written by us: unaligned, so copy to view it as `dtype`
+        out[name] = raw.view(dtype).reshape(shape)
     return out
 
 

@@ -1,0 +1,94 @@
+"""Checkpoint save and load: jupyter_split.ckpt vs torch.save/torch.load vs safetensors, side by side.
+
+The same bf16 state dict (default 2 GiB, `--size-mb` to scale) goes to a local folder
+three ways. jupyter_split hashes every byte while writing and verifies every byte on
+load; the peers do neither. Loads keep bf16 (`dtype=torch.bfloat16`) so all three return
+the same tensors, and every loader's result is touched page by page, because
+safetensors' `load_file` maps the file and would otherwise read nothing. Files are read
+from a warm page cache (they were just written), for all three alike.
+
+    python -m benchmarks ckpt [--size-mb 2048] [--repeat 3] [--shard-mb 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from jupyter_split import ckpt
+
+from .common import report, scratch_data_dir
+
+
+def _state(size_mb: int) -> dict[str, torch.Tensor]:
+    """Transformer-like layers of 4096-wide bf16 matrices (32 MiB each) up to `size_mb`."""
+    torch.manual_seed(0)
+    rows = 4096
+    per = rows * 4096 * 2
+    return {f"layers.{i}.mlp.weight": torch.randn(rows, 4096).to(torch.bfloat16) for i in range(max(1, (size_mb << 20) // per))}
+
+
+def _touch(state: dict[str, Any]) -> int:
+    # one byte per 4 KiB page of every tensor: forces a mapped file to be read in
+    return sum(int(t.reshape(-1).view(torch.uint8)[::4096].sum()) for t in state.values())
+
+
+def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks ckpt")
+    parser.add_argument("--size-mb", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shard-mb", type=int, default=1024)
+    args = parser.parse_args(argv)
+    state = _state(args.size_mb)
+    nbytes = sum(t.numel() * t.element_size() for t in state.values())
+    gb = nbytes / 1e9
+    with scratch_data_dir(), tempfile.TemporaryDirectory(prefix="jsb-ckpt-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        url = (root / "ours").as_uri()
+        saves = {
+            "jupyter_split.ckpt.save": lambda: ckpt.save(state, url, max_shard_size=args.shard_mb << 20, overwrite=True),
+            "torch.save": lambda: torch.save(state, root / "peer.pt"),
+            "safetensors.save_file": lambda: save_file(state, root / "peer.safetensors"),
+        }
+        loads = {
+            "jupyter_split.ckpt.load": lambda: ckpt.load(url, device="cpu", dtype=torch.bfloat16),
+            "torch.load": lambda: torch.load(root / "peer.pt", weights_only=True),
+            "safetensors.load_file": lambda: load_file(root / "peer.safetensors"),
+        }
+        speed: dict[str, float] = {}
+        for name, fn in saves.items():
+            seconds, _ = _time(fn, args.repeat)
+            speed[name] = gb / seconds
+        expected = _touch(state)
+        for name, fn in loads.items():
+            seconds, out = _time(lambda fn=fn: (o := fn(), _touch(o))[0], args.repeat)
+            if _touch(out) != expected or not all(torch.equal(out[k], v) for k, v in state.items()):
+                raise SystemExit(f"{name} returned different tensors")
+            speed[name] = gb / seconds
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"state: {len(state)} bf16 tensors, {nbytes / 2**30:.2f} GiB; best of {args.repeat}; GB/s (higher is better)")
+    for name, value in speed.items():
+        print(f"  {name:28s} {value:6.2f} GB/s")
+    rows = []
+    for verb, ours, peers in (("save", "jupyter_split.ckpt.save", ("torch.save", "safetensors.save_file")),
+                              ("load", "jupyter_split.ckpt.load", ("torch.load", "safetensors.load_file"))):
+        for peer in peers:
+            rows.append((f"{verb} GB/s vs {peer}", speed[ours], speed[peer], ">= 0.9x the faster peer"))
+    print(report(rows))
+    return 0
