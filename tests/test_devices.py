@@ -144,3 +144,33 @@ def test_runner_globals_never_warns_on_a_plain_cpu_machine():
         warnings.simplefilter("error")
         devices.runner_globals("auto")
         devices.runner_globals("cpu")
+
+
+@pytest.mark.slow
+def test_the_same_cell_gets_each_sites_device(split_home):
+    """A real runner per site: abroad on this CPU, home on the STAND-IN Ascend plugin (two pretend cards)."""
+    from jupyter_split.core import CellOptions, Split
+    from tests.fixtures.core import write_config
+
+    repo = Path(__file__).parents[1]
+    write_config(split_home, f"""
+[experiment]
+home = "home"
+default_remote = "abroad"
+[sites.abroad]
+jurisdiction = "SG"
+accelerator = "auto"
+[sites.home]
+jurisdiction = "CN"
+accelerator = "npu"
+env = {{ PYTHONPATH = "{STAND_INS}:{repo}", STANDIN_NPU_CARDS = "2" }}
+""")
+    cell = "print(device, dtype, dist_backend)"
+    split = Split()
+    seen = {}
+    for site in ("abroad", "home"):
+        events: list[dict] = []
+        outcome = split.execute(cell, CellOptions(site=site), {}, events.append)
+        assert outcome.state == "succeeded", (outcome, events)
+        seen[site] = "".join(e["text"] for e in events if e["type"] == "stream").strip()
+    assert seen == {"abroad": "cpu torch.float32 gloo", "home": "npu:0 torch.bfloat16 hccl"}
