@@ -221,3 +221,18 @@ def test_a_checkpoint_in_a_resident_location_is_labelled(_isolated):
     policy_config(_isolated)
     manifest = ckpt.save({"w": torch.ones(2)}, (_isolated / "pii" / "ckpt").as_uri())
     assert manifest.labels == ["CN"]
+
+
+def test_saved_abroad_synced_home_and_loaded_there(_isolated):
+    """The sync engine carries the checkpoint's manifest metadata, so the copy loads (and verifies) at home."""
+    from jupyter_split import sync
+
+    policy_config(_isolated)
+    abroad, home = (_isolated / "sg-store" / "step-9").as_uri(), (_isolated / "home-store" / "step-9").as_uri()
+    state = _model_state()
+    ckpt.save(state, abroad)
+    report = sync.copy(abroad, home)
+    assert report.published and report.files_sent == 2  # one shard and state.json
+    out = ckpt.load(home)
+    assert all(torch.equal(out[k], v.float()) for k, v in state.items())
+    assert ckpt.load(home, lazy=True).manifest.meta["format"] == "jupyter_split.ckpt/1"
