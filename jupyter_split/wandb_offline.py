@@ -129,6 +129,13 @@ def _value(item: Any) -> Any:
     return getattr(item, kind) if kind and kind != "none" else None
 
 
+def _values(items: Any) -> list[Any]:
+    # One JSON document per record, not one per item: reading is mostly this decoding.
+    if all(item.value_json for item in items):
+        return json.loads("[" + ",".join(item.value_json for item in items) + "]")
+    return [_value(item) for item in items]
+
+
 def _key(item: Any) -> list[str]:
     return list(item.nested_key) or [item.key]
 
@@ -171,14 +178,9 @@ def _apply(run: WandbRun, record: Any) -> None:
         _apply_config(run, record.config)
     elif kind == "history":
         row: dict[str, Any] = {}
-        for item in record.history.item:
-            _set(row, _key(item), _value(item))
+        for item, value in zip(record.history.item, _values(record.history.item)):
+            _set(row, _key(item), value)
         run.history.append(row)
-    elif kind == "summary":
-        for item in record.summary.update:
-            _set(run.summary, _key(item), _value(item))
-        for item in record.summary.remove:
-            _drop(run.summary, _key(item))
     elif kind == "artifact":
         run.artifacts.append(_artifact(record.artifact))
     elif kind == "exit":
@@ -194,11 +196,26 @@ def _apply_config(run: WandbRun, config: Any) -> None:
         _drop(run.config, _key(item))
 
 
-def load_run(path: str | Path, data: bytes | None = None) -> WandbRun:
-    """Read one run file: its identity, config, summary, history, artifacts and exit."""
+def load_run(path: str | Path, data: bytes | None = None, history: bool = True) -> WandbRun:
+    """Read one run file: its identity, config, summary, history (unless `history=False`:
+    the costly part of a long run), artifacts and exit."""
     run = WandbRun(path=PurePosixPath(path))
+    # W&B rewrites the summary at every step: keep each key's last item, decode once at the end.
+    latest: dict[tuple[str, ...], Any] = {}
     for record in read_records(path, data):
-        _apply(run, record)
+        kind = record.WhichOneof("record_type")
+        if kind == "history" and not history:
+            continue
+        if kind != "summary":
+            _apply(run, record)
+            continue
+        for item in record.summary.update:
+            latest[tuple(_key(item))] = item
+        for item in record.summary.remove:
+            gone = tuple(_key(item))
+            latest = {keys: kept for keys, kept in latest.items() if keys[: len(gone)] != gone}
+    for keys, item in latest.items():
+        _set(run.summary, list(keys), _value(item))
     return run
 
 

@@ -37,7 +37,7 @@ class SiteRun:
     data: bytes = field(repr=False, default=b"")
 
 
-async def _runs_of(split: Any, record: RunRecord) -> list[SiteRun]:
+async def _runs_of(split: Any, record: RunRecord, history: bool) -> list[SiteRun]:
     ex = split.executor(record.site)
     try:
         status = json.loads(await ex.read_file(posixpath.join(record.run_dir, "status.json")))
@@ -48,19 +48,19 @@ async def _runs_of(split: Any, record: RunRecord) -> list[SiteRun]:
         path = posixpath.join(record.run_dir, rel)
         try:
             data = await ex.read_file(path)
-            found.append(SiteRun(record.site, record.run_id, load_run(path, data), data))
+            found.append(SiteRun(record.site, record.run_id, load_run(path, data, history), data))
         except (FileNotFoundError, WandbFileError):
             continue  # deleted, or torn beyond its header: nothing to show
     return found
 
 
-def experiment_runs(split: Any, site: str | None = None, limit: int = 200) -> list[SiteRun]:
+def experiment_runs(split: Any, site: str | None = None, limit: int = 200, history: bool = True) -> list[SiteRun]:
     """W&B runs of this experiment (its group) made by the last `limit` runs in the index."""
     prefix = split.config.experiment.name + "-"
     records = [r for r in split.index.list(site, limit) if r.run_id.startswith(prefix)]
 
     async def gather() -> list[list[SiteRun]]:
-        return await asyncio.gather(*(_runs_of(split, r) for r in records))
+        return await asyncio.gather(*(_runs_of(split, r, history) for r in records))
 
     runs = [run for batch in aio.run(gather()) for run in batch]
     return [r for r in runs if r.run.group == split.config.experiment.name]

@@ -16,7 +16,7 @@ def _short(summary: dict, width: int = 48) -> str:
 
 def _list(ctx: Context, args: argparse.Namespace) -> int:
     split = get_split()
-    runs = wandb_sites.experiment_runs(split, args.site, args.limit)
+    runs = wandb_sites.experiment_runs(split, args.site, args.limit, history=args.json)
     if args.json:
         ctx.print(json.dumps([_as_dict(r) for r in runs], indent=1, default=str))
         return 0
@@ -46,7 +46,7 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
     split = get_split()
     config = split.config
     target = config.site(args.to) if args.to else config.home
-    runs = wandb_sites.experiment_runs(split, None, args.limit)
+    runs = wandb_sites.experiment_runs(split, None, args.limit, history=False)
     plans = wandb_sites.plan_sync(config, runs, target)
     where = f"{wandb_sites.tracking.server_url(target)} ({wandb_sites.tracking.server_jurisdiction(target)})"
     if not plans:
