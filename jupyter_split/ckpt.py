@@ -213,6 +213,8 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         self.tree, self.tensors = document["tree"], document["tensors"]
         self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
+        if dtype is not None and not dtype.is_floating_point:
+            raise CheckpointError(f"dtype={dtype} is not a floating dtype; pass e.g. torch.float16, or None to keep each tensor's own")
         self.dtype = dtype
         self._cache: tuple[str, dict[str, torch.Tensor]] | None = None
 

@@ -128,8 +128,9 @@ def _probe(kind: str) -> tuple[DeviceInfo | None, str | None]:
     import torch
 
     if kind in ("dcu", "cuda"):
-        if kind == "dcu" and getattr(torch.version, "hip", None) is None:
-            return None, None
+        hip, cuda = getattr(torch.version, "hip", None), getattr(torch.version, "cuda", None)
+        if (kind == "dcu" and hip is None) or (hip is None and cuda is None):
+            return None, None  # a CPU-only torch: nothing to report, even with the cards hidden
     if kind == "mps":
         backend = getattr(torch.backends, "mps", None)
         count = 1 if backend is not None and backend.is_available() else 0

@@ -71,6 +71,8 @@ def test_explicit_dtype_keeps_bf16_or_casts_all_floats(tmp_path):
     assert kept["w"].dtype == torch.bfloat16
     half = ckpt.load(url, device="cpu", dtype=torch.float16)
     assert half["w"].dtype == torch.float16 and half["n"].dtype == torch.int64
+    with pytest.raises(ckpt.CheckpointError, match="dtype=torch.int8 is not a floating dtype"):
+        ckpt.load(url, dtype=torch.int8)
 
 
 def test_shards_are_bounded_and_readable_by_safetensors(tmp_path):
@@ -236,3 +238,18 @@ def test_saved_abroad_synced_home_and_loaded_there(_isolated):
     out = ckpt.load(home)
     assert all(torch.equal(out[k], v.float()) for k, v in state.items())
     assert ckpt.load(home, lazy=True).manifest.meta["format"] == "jupyter_split.ckpt/1"
+
+
+def test_bf16_becomes_fp16_where_the_device_has_fp16_only(tmp_path):
+    """The dtype mapping of a card with fp16 but no bf16 (an Ascend 910A). No such card exists here, so
+    its profile is a STAND-IN DeviceInfo whose tensors live on the CPU; the casts themselves are real."""
+    from jupyter_split.devices import DeviceInfo
+
+    fp16_only = DeviceInfo(kind="npu", type="cpu", count=1, bf16=False, fp16=True, dist_backend="hccl")
+    url = (tmp_path / "c").as_uri()
+    big = torch.tensor([1e5, -3.0]).bfloat16()  # beyond fp16's 65504
+    ckpt.save({"w": torch.randn(8, 8).bfloat16(), "big": big, "f32": torch.ones(2)}, url)
+    with pytest.warns(RuntimeWarning, match="big exceeds fp16's range; loaded as fp32"):
+        out = ckpt.load(url, device=fp16_only)
+    assert out["w"].dtype == torch.float16 and out["f32"].dtype == torch.float32
+    assert out["big"].dtype == torch.float32 and out["big"][0].item() == big[0].float().item()

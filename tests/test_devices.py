@@ -174,3 +174,9 @@ env = {{ PYTHONPATH = "{STAND_INS}:{repo}", STANDIN_NPU_CARDS = "2" }}
         assert outcome.state == "succeeded", (outcome, events)
         seen[site] = "".join(e["text"] for e in events if e["type"] == "stream").strip()
     assert seen == {"abroad": "cpu torch.float32 gloo", "home": "npu:0 torch.bfloat16 hccl"}
+
+
+def test_hidden_cuda_on_a_cpu_only_torch_is_not_noise(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    info = devices.detect()
+    assert info.kind == "cpu" and info.note is None and info.skipped == ()
