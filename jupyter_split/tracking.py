@@ -272,21 +272,15 @@ def log_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> Any 
 
     Online, a labelled checkpoint (its manifest's labels, or the run's taint) goes only to
     a W&B server in a jurisdiction of its labels: the residency guard decides and audits,
-    and a refusal is a warning (the checkpoint itself is saved) and no artifact. Offline,
-    nothing leaves this machine: the artifact is recorded and `wandb sync` asks the guard.
+    and a refusal is a warning and no artifact. Offline, nothing leaves this machine: the
+    artifact is recorded in the run file, and `jupyter-split wandb sync` asks the guard.
     """
     run = run or active_run()
     if run is None:
         return None
     labels = set(manifest.labels) | _run_labels()
-    if not run.offline:
-        from .policy import ResidencyError
-
-        try:
-            guard_artifact(url, current_site(), labels, manifest.total_bytes)
-        except ResidencyError as exc:
-            warnings.warn(f"{exc}\nThe checkpoint is saved; only its W&B artifact was kept back.", stacklevel=2)
-            return None
+    if not run.offline and not _may_send(url, labels, manifest):
+        return None
     artifact = build_artifact(url, manifest, labels)
     run.log_artifact(artifact, aliases=["latest", "sha-" + manifest_sha256(manifest)[:16]])
     return artifact
@@ -296,7 +290,8 @@ def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None
     """Record in the open W&B run (if any) that it used the checkpoint at `url` (loaded or pulled it).
 
     The run's config lists it under `split_used_checkpoints`; online it is also a used
-    artifact. Offline, where W&B cannot record a use, `jupyter-split wandb sync` does.
+    artifact (where the guard allows). Offline, where W&B cannot record a use,
+    `jupyter-split wandb sync` does.
     """
     run = run or active_run()
     if run is None:
@@ -305,8 +300,22 @@ def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None
              "producer_run": manifest.run_id, "producer_site": manifest.site}
     used = [u for u in run.config.get(USED_KEY, []) if u.get("url") != url] + [entry]
     run.config.update({USED_KEY: used}, allow_val_change=True)
-    if not run.offline:
-        run.use_artifact(build_artifact(url, manifest))
+    labels = set(manifest.labels) | _run_labels()
+    if not run.offline and _may_send(url, labels, manifest):
+        run.use_artifact(build_artifact(url, manifest, labels))
+
+
+def _may_send(url: str, labels: set[str], manifest: Manifest) -> bool:
+    """The guard, for an online run: a refusal is audited and shown as a warning, not raised,
+    because the checkpoint itself was saved or loaded; only its W&B artifact stays back."""
+    from .policy import ResidencyError
+
+    try:
+        guard_artifact(url, current_site(), labels, manifest.total_bytes)
+    except ResidencyError as exc:
+        warnings.warn(f"{exc}\nThe checkpoint itself is not affected; only its W&B artifact was kept back.", stacklevel=3)
+        return False
+    return True
 
 
 def checkpoint_copied(src: str, manifest: Manifest) -> None:

@@ -220,6 +220,23 @@ def test_labelled_artifact_bound_for_a_foreign_server_is_refused_and_audited(tmp
     assert entry["dest"].startswith("https://api.wandb.ai")
 
 
+def test_online_run_keeps_a_refused_artifact_back_with_a_warning(tmp_path, monkeypatch):
+    from jupyter_split import config as config_module
+
+    config = two_sites(tmp_path, home_wandb='mode = "online"')       # home logs to W&B's cloud (US)
+    monkeypatch.setenv("JUPYTER_SPLIT_SITE", "home")
+    config_module.activate(config)
+    try:
+        url = (tmp_path / "home" / "ft-9").as_uri()
+        with pytest.warns(UserWarning, match=r"(?s)ckpt-ft-9.*CN.*only its W&B artifact was kept back"):
+            assert tracking._may_send(url, {"CN"}, _manifest(["CN"])) is False
+        assert tracking._may_send(url, set(), _manifest()) is True   # unlabelled weights may go
+    finally:
+        config_module.activate(None)
+    decisions = [(e["item"], e["decision"]) for e in audit_entries(config=config)]
+    assert decisions == [("ckpt-ft-9", "refused"), ("ckpt-ft-9", "allowed")]
+
+
 def test_nothing_to_log_without_an_open_run(monkeypatch):
     monkeypatch.setattr(tracking, "active_run", lambda: None)
     assert tracking.log_checkpoint("file:///x", _manifest()) is None
