@@ -79,6 +79,10 @@ class SyncPlan:
     metric_filter: list[str] | None = None                 # allowlist applied, when going abroad
 
     @property
+    def finished(self) -> bool:
+        return self.item.run.exit_code is not None
+
+    @property
     def synced(self) -> bool:
         return self.staged.with_name(self.staged.name + ".synced").exists()
 
@@ -88,14 +92,14 @@ def staging_dir() -> Path:
 
 
 def plan_sync(config: Config, runs: list[SiteRun], target: SiteConfig) -> list[SyncPlan]:
-    """Offline, finished runs made at home, each with the policy's verdict for `target`'s server."""
+    """Offline runs made at home, each with what the policy keeps from `target`'s server."""
     home = config.home.jurisdiction
     abroad = tracking.server_jurisdiction(target) != home
     allow = config.policy.metrics_abroad if abroad else None
     plans = []
     for item in runs:
         site = config.sites.get(item.site)
-        if site is None or site.jurisdiction != home or not item.run.offline or item.run.exit_code is None:
+        if site is None or site.jurisdiction != home or not item.run.offline:
             continue
         folder = item.run.path.parent.name
         staged = staging_dir() / target.name / item.site / folder / item.run.path.name

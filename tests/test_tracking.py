@@ -251,3 +251,32 @@ def test_tracking_does_not_import_wandb():
             "tracking.runner_env(c, c.home, 'r', None); tracking.runner_secrets(c.home); print('wandb' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_sync_plans_only_home_offline_runs_and_knows_a_cut_off_one(tmp_path, monkeypatch):
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from jupyter_split import wandb_sites
+
+    monkeypatch.setenv("JUPYTER_SPLIT_DATA", str(tmp_path / "data"))
+    config = two_sites(tmp_path)
+    runs = []
+    for site, folder, exits in (("home", "offline-run-20260101_000000-aaa", True),
+                                ("home", "offline-run-20260101_000001-bbb", False),   # killed mid-run
+                                ("home", "run-20260101_000002-ccc", True),            # logged online
+                                ("sg", "offline-run-20260101_000003-ddd", True)):     # abroad
+        record = pb.Record()
+        record.run.run_id, record.run.run_group = folder[-3:], "llm-split"
+        records = [record]
+        if exits:
+            done = pb.Record()
+            done.exit.exit_code = 0
+            records.append(done)
+        path = tmp_path / site / folder / f"run-{folder[-3:]}.wandb"
+        path.parent.mkdir(parents=True)
+        wandb_offline.write_records(path, records)
+        runs.append(wandb_sites.SiteRun(site, f"llm-split-{site}-x", wandb_offline.load_run(path), path.read_bytes()))
+    plans = wandb_sites.plan_sync(config, runs, config.site("sg"))
+    assert [(p.item.run.id, p.finished) for p in plans] == [("aaa", True), ("bbb", False)]
+    assert all(p.metric_filter == ["loss", "eval/*"] for p in plans)       # W&B's cloud is abroad
+    assert plans[0].staged.parts[-4:-1] == ("sg", "home", "offline-run-20260101_000000-aaa")

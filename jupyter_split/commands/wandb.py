@@ -50,11 +50,14 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
     plans = wandb_sites.plan_sync(config, runs, target)
     where = f"{wandb_sites.tracking.server_url(target)} ({wandb_sites.tracking.server_jurisdiction(target)})"
     if not plans:
-        ctx.print(f"no finished offline runs at home to sync to {where}")
+        ctx.print(f"no offline runs at home to sync to {where}")
         return 0
     failed = 0
     for plan in plans:
         name = f"{plan.item.site}/{plan.item.run.id}"
+        if not plan.finished:
+            ctx.print(f"{name}: still running, or cut off before W&B wrote its exit: not synced")
+            continue
         if plan.synced and not args.again:
             ctx.print(f"{name}: already synced to {where} (--again to send it again)")
             continue
