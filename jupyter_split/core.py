@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import aio, policy, tracking, transfer
+from . import aio, channel, policy, tracking, transfer
 from .config import Config, ConfigError, SiteConfig, load_config
 from .executors import Executor, ExecutorError, LaunchSpec, executor_for
 from .follow import follow, record_death
@@ -24,7 +24,6 @@ from .runs.index import RunIndex, RunRecord
 
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
-CHUNK = 4 << 20
 CANCEL_GRACE = 10.0
 SOCKET_PATH_MAX = 104  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -117,7 +116,7 @@ class Split:
         if opts.inputs:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
             if session:
-                await self._put(ex, handle, run_dir, payload)
+                await channel.put(ex, handle["sock"], run_dir, payload)
             else:
                 await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
@@ -125,7 +124,7 @@ class Split:
                    "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir)}}
         await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
         if session:
-            await self._enqueue(ex, handle, run_dir)
+            await channel.enqueue(ex, handle["sock"], run_dir)
         else:
             sock = ex.path("sock", run_id[-6:] + secrets.token_hex(2))
             live = ["--socket", sock] if len(sock) < SOCKET_PATH_MAX else []  # else follow the log
@@ -147,7 +146,7 @@ class Split:
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
-            data = await self._get_output(ex, record)
+            data = await self._output(ex, record)
             await self._check_parity(ex, record.handle if record.mode == "session" else None)
             values = transfer.unpack(data)
             policy.receive_outputs(values, await self._out_labels(ex, record.run_dir))
@@ -171,7 +170,7 @@ class Split:
         handle = self.index.session(ex.site.name)
         if handle and await ex.alive(handle):
             try:
-                self._versions[ex.site.name] = (await self._request(ex, handle, {"op": "hello"}))["versions"]
+                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
                 self._sessions[ex.site.name] = handle
                 return handle
             except OSError:
@@ -184,7 +183,7 @@ class Split:
         deadline = time.monotonic() + SESSION_START_TIMEOUT
         while True:
             try:
-                self._versions[ex.site.name] = (await self._request(ex, handle, {"op": "hello"}))["versions"]
+                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
                 break
             except OSError:
                 if not await ex.alive(handle) or time.monotonic() > deadline:
@@ -203,63 +202,12 @@ class Split:
         return (f"the runner did not start on site {ex.site.name!r} (python: {ex.python}). Its output:\n{tail}\n"
                 f"Run `%split doctor {ex.site.name}` to check the site's python and jupyter_split install.")
 
-    async def _request(self, ex: Executor, handle: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
-        reader, writer = await ex.open_channel(handle["sock"])
-        try:
-            writer.write(json.dumps(message).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-        finally:
-            writer.close()
-        if not line:
-            raise ConnectionResetError("the runner closed the channel")
-        return json.loads(line)
-
-    async def _put(self, ex: Executor, handle: dict[str, Any], run_dir: str, data: transfer.Payload) -> None:
-        """Send --in data over the session's channel: a pipe, no file in between."""
-        reader, writer = await ex.open_channel(handle["sock"])
-        try:
-            writer.write(json.dumps({"op": "put", "run_dir": run_dir, "size": len(data)}).encode() + b"\n")
-            with transfer.progress(len(data), f"--in to {ex.site.name}") as advance:
-                for chunk in data.chunks(CHUNK):
-                    writer.write(chunk)
-                    await writer.drain()
-                    advance(chunk.nbytes)
-            reply = json.loads(await reader.readline() or b"{}")
-        finally:
-            writer.close()
-        if not reply.get("ok"):
-            raise ExecutorError(f"site {ex.site.name!r}: the session did not take the --in data: {reply.get('error')}")
-
-    async def _get_output(self, ex: Executor, record: RunRecord) -> bytes | bytearray:
+    async def _output(self, ex: Executor, record: RunRecord) -> bytes | bytearray:
         """--out data: from the live session's memory when it is there, else from the run directory."""
-        path = posixpath.join(record.run_dir, "out.pkl")
-        if record.mode != "session" or not await ex.alive(record.handle):
-            return await ex.read_file(path)
-        reader, writer = await ex.open_channel(record.handle["sock"])
-        try:
-            writer.write(json.dumps({"op": "get", "run_dir": record.run_dir}).encode() + b"\n")
-            reply = json.loads(await reader.readline() or b"{}")
-            if not reply.get("ok"):
-                return await ex.read_file(path)
-            data = bytearray(reply["size"])
-            with transfer.progress(len(data), f"--out from {ex.site.name}") as advance:
-                pos = 0
-                while pos < len(data):
-                    chunk = await reader.read(min(CHUNK, len(data) - pos))
-                    if not chunk:
-                        raise ConnectionResetError(f"site {ex.site.name!r}: the channel closed mid-transfer")
-                    data[pos:pos + len(chunk)] = chunk
-                    pos += len(chunk)
-                    advance(len(chunk))
-            return data
-        finally:
-            writer.close()
-
-    async def _enqueue(self, ex: Executor, handle: dict[str, Any], run_dir: str) -> None:
-        reply = await self._request(ex, handle, {"op": "execute", "run_dir": run_dir})
-        if not reply.get("ok"):
-            raise ExecutorError(f"site {ex.site.name!r}: the session refused the cell: {reply.get('error')}")
+        data = None
+        if record.mode == "session" and await ex.alive(record.handle):
+            data = await channel.get(ex, record.handle["sock"], record.run_dir)
+        return data if data is not None else await ex.read_file(posixpath.join(record.run_dir, "out.pkl"))
 
     def _stdin(self, site: SiteConfig) -> bytes:
         """Secrets and the config: they reach the runner over this channel only."""
