@@ -41,6 +41,7 @@ def labelled(url: str, root: Path, contains: bool = False) -> bool:
     "{r}/data/./pii/./sub/people.csv",
     "{r}/alias/sub/people.csv",
     "{r}/data/models/door/people.csv",
+    "{r}/data/models/door/../sub/people.csv",  # `..` after a link is resolved physically
     "{r}/DATA/PII/Sub/People.CSV",
     "file://{r}/data/pii/sub/people.csv",
     "file:{r}/data/pii/sub/people.csv",

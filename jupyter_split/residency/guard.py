@@ -59,7 +59,7 @@ class ResidencyError(PermissionError):
             "Residency: " + "\n".join(r.explain() for r in refusals).replace("\nrefused", "\nAlso refused")
             + "\nNothing was sent. If this export was approved, declassify it and retry:\n"
             + f"  %split declassify {items} --reason \"<approval reference>\"\n"
-            + f"  (or `jupyter-split declassify ...`, or jupyter_split.policy.declassify(item, reason)),\n"
+            + "  (or `jupyter-split declassify ...`, or jupyter_split.policy.declassify(item, reason)),\n"
             + "  or list it under policy.allow_export in the config."
         )
 

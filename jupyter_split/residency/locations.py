@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 from urllib.parse import unquote
 
 from ..config import Config, ConfigError, SiteConfig
@@ -23,6 +24,9 @@ from ..config import Config, ConfigError, SiteConfig
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(//)?")
 _ALIASES = {"local": "file", "s3a": "s3", "s3n": "s3", "gcs": "gs", "ssh": "sftp", "abfss": "abfs"}
 _WILDCARD = re.compile(r"[*?\[]")
+RECENT_SECONDS = 2.0
+T = TypeVar("T")
+_real_folders: dict[str, tuple[float, str]] = {}
 # Enough rounds to undo double and triple encoding (`%252e` -> `%2e` -> `.`).
 _DECODE_ROUNDS = 4
 
@@ -65,13 +69,36 @@ def _host(netloc: str) -> str:
 
 def _local_readings(path: str) -> set[str]:
     path = os.path.expanduser(path)
-    absolute = os.path.abspath(path)
-    readings = {absolute}
+    joined = re.sub("/+", "/", path if path.startswith("/") else os.path.join(os.getcwd(), path))
+    readings = {os.path.normpath(joined)}
     try:
-        readings.add(os.path.realpath(absolute))
+        # `link/..` is resolved physically by the kernel: resolve before any lexical `..`
+        readings.add(_real(joined.rstrip("/") or "/"))
     except (ValueError, OSError):  # an embedded NUL or a symlink loop: no file to follow
         pass
     return readings
+
+
+def _real(path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    if not folder or name in (".", "..") or "/./" in folder + "/" or "/../" in folder + "/":
+        return os.path.realpath(path)
+    full = f"{recent(_real_folders, folder, os.path.realpath).rstrip('/')}/{name}"
+    return os.path.realpath(full) if os.path.islink(full) else full
+
+
+def recent(cache: dict[str, tuple[float, T]], key: str, compute: Callable[[str], T]) -> T:
+    """`compute(key)`, remembered for a moment: a run opening thousands of files in one folder
+    resolves that folder once, while a symlink or manifest changed since is seen within it."""
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and now - hit[0] < RECENT_SECONDS:
+        return hit[1]
+    value = compute(key)
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = (now, value)
+    return value
 
 
 def readings(url: str | os.PathLike[str] | bytes) -> set[Location]:
@@ -145,7 +172,20 @@ class Glob:
 
     def matches(self, location: Location, contains: bool) -> bool:
         scheme, parts = location
-        return any(s == scheme and _overlaps(p, parts, contains) for s, p in self.forms)
+        return any(s == scheme and _could_match(p, parts, contains) and _overlaps(p, parts, contains)
+                   for s, p in self.forms)
+
+
+def _could_match(pattern: tuple[str, ...], parts: tuple[str, ...], contains: bool) -> bool:
+    """A cheap test on the glob's literal head, before the full match: most paths fail here."""
+    for i, want in enumerate(pattern):
+        if _WILDCARD.search(want):
+            return True
+        if i == len(parts):
+            return contains
+        if parts[i] != want:
+            return False
+    return True
 
 
 def compile_glob(text: str) -> Glob:
@@ -222,9 +262,17 @@ def compile_globs(texts: Iterable[str]) -> list[Glob]:
     return [compile_glob(text) for text in texts]
 
 
+def os_path_readings(path: str) -> set[Location]:
+    """What the operating system opens for `path`: it decodes nothing, so only `..` and symlinks count."""
+    return {("file", _components(reading)) for reading in _local_readings(path)}
+
+
 def matching_glob(url: str, globs: list[Glob], contains: bool = True) -> Glob | None:
     """The first glob that labels `url`, or None."""
-    locations = readings(url)
+    return first_match(readings(url), globs, contains)
+
+
+def first_match(locations: set[Location], globs: list[Glob], contains: bool) -> Glob | None:
     for glob in globs:
         if any(glob.matches(location, contains) for location in locations):
             return glob

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, read_records
 from .labels import collect
-from .locations import Glob, compile_globs, matching_glob
+from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
@@ -50,6 +50,7 @@ class _State:
 
 _state: _State | None = None
 _manifest_labels: dict[tuple[str, int, int], tuple[str, ...]] = {}
+_manifest_seen: dict[str, tuple[float, tuple[str, tuple[str, ...]]]] = {}
 # Files of the interpreter and its libraries are never data: skip the manifest search there.
 _LIBRARIES = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}) + ("/proc/", "/sys/", "/dev/")
 _hook_installed = False
@@ -154,7 +155,11 @@ def _note(path: Any, how: str, local: bool = True) -> None:
         return
     try:
         text = os.fsdecode(path)
-        glob = matching_glob(text, state.globs, contains=False) if state.home not in state.labels else None
+        glob = None
+        if state.home not in state.labels:
+            # the OS decodes nothing in a path it opens; an fsspec URL may mean more than one place
+            found_at = os_path_readings(text) if local else readings(text)
+            glob = first_match(found_at, state.globs, contains=False)
         found = _checkpoint_origins(state, text) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
@@ -172,18 +177,23 @@ def _checkpoint_origins(state: _State, path: str) -> dict[str, str]:
     absolute = os.path.abspath(path)
     if absolute.startswith(_LIBRARIES) or os.path.basename(absolute) == state.manifest_name:
         return {}  # reading a manifest is reading metadata, not the data
-    folder = os.path.dirname(absolute)
-    while True:
-        labels = _folder_labels(os.path.join(folder, state.manifest_name))
-        if labels:
-            return {code: f"part of the checkpoint {folder}, labelled {code} in its manifest" for code in labels}
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return {}
-        folder = parent
+    root, labels = _checkpoint_of(os.path.dirname(absolute), state.manifest_name)
+    return {code: f"part of the checkpoint {root}, labelled {code} in its manifest" for code in labels}
 
 
-def _folder_labels(manifest: str) -> tuple[str, ...]:
+def _checkpoint_of(folder: str, manifest_name: str) -> tuple[str, tuple[str, ...]]:
+    """The nearest folder at or above `folder` whose manifest carries labels, and those labels."""
+    def search(here: str) -> tuple[str, tuple[str, ...]]:
+        labels = _read_labels(os.path.join(here, manifest_name))
+        parent = os.path.dirname(here)
+        if labels or parent == here:
+            return here, labels
+        return _checkpoint_of(parent, manifest_name)
+
+    return recent(_manifest_seen, folder, search)
+
+
+def _read_labels(manifest: str) -> tuple[str, ...]:
     try:
         stat = os.stat(manifest)
     except OSError:
