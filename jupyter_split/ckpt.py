@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import posixpath
 import warnings
@@ -284,37 +285,59 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         where = f"{self.url}/{name}"
         if entry is None:
             raise CheckpointError(f"{where} is not listed in the manifest; the checkpoint is incomplete or was edited by hand. Re-save it.")
-        buffer = torch.empty(entry.size, dtype=torch.uint8)  # not zero-filled: every byte is read into it
-        view = memoryview(buffer.numpy())
-        digest = hashlib.sha256()
-        got = 0
+        path = posixpath.join(self.root, name)
         try:
-            with _open_read(self.fs, posixpath.join(self.root, name)) as handle:
-                while got < entry.size:
-                    n = handle.readinto(view[got:got + _READ_CHUNK])
-                    if not n:
-                        break
-                    digest.update(view[got:got + n])
-                    got += n
-                trailing = handle.read(1)
+            buffer, digest = _map_local(path, entry.size) if _is_local(self.fs) else _stream(self.fs, path, entry.size)
         except FileNotFoundError:
             raise CheckpointError(f"{where} is missing (the manifest lists it); copy the checkpoint again with `%split pull`.") from None
-        if got != entry.size or trailing:
+        if buffer is None:
             raise CheckpointError(f"{where} is corrupt: its size differs from the manifest's {entry.size} bytes; "
                                   "copy it again or re-save the checkpoint")
-        if digest.hexdigest() != entry.sha256:
-            raise CheckpointError(f"{where} is corrupt: sha256 {digest.hexdigest()[:16]}… differs from the manifest's "
+        if digest != entry.sha256:
+            raise CheckpointError(f"{where} is corrupt: sha256 {digest[:16]}… differs from the manifest's "
                                   f"{entry.sha256[:16]}…; copy it again or re-save the checkpoint")
         return buffer
 
 
-def _open_read(fs: Any, path: str):
-    if is_object_store(fs):
-        # one ranged GET per chunk, no read-ahead cache: every byte is read once
-        return fs.open(path, "rb", block_size=_READ_CHUNK, cache_type="none")
-    if "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
-        return open(path, "rb", buffering=0)
-    return fs.open(path, "rb")
+def _is_local(fs: Any) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
+
+
+def _map_local(path: str, size: int) -> tuple[torch.Tensor | None, str]:
+    """A local file mapped copy-on-write and hashed in place: no copy, and pages stay evictable.
+
+    Tensors viewing it never write back to the file (private mapping); the file's
+    inode stays alive while they do, so a later re-save or sync (new files) is safe.
+    """
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size != size:
+            return None, ""
+        if size == 0:
+            return torch.empty(0, dtype=torch.uint8), hashlib.sha256().hexdigest()
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    mapped.madvise(mmap.MADV_SEQUENTIAL)
+    digest = hashlib.sha256(mapped).hexdigest()
+    mapped.madvise(mmap.MADV_NORMAL)
+    return torch.frombuffer(mapped, dtype=torch.uint8), digest
+
+
+def _stream(fs: Any, path: str, size: int) -> tuple[torch.Tensor | None, str]:
+    """A remote file read into memory in chunks, hashed as it arrives."""
+    buffer = torch.empty(size, dtype=torch.uint8)  # not zero-filled: every byte is read into it
+    view = memoryview(buffer.numpy())
+    digest = hashlib.sha256()
+    got = 0
+    # object stores: one ranged GET per chunk, no read-ahead cache, so every byte is fetched once
+    options = {"block_size": _READ_CHUNK, "cache_type": "none"} if is_object_store(fs) else {}
+    with fs.open(path, "rb", **options) as handle:
+        while got < size:
+            n = handle.readinto(view[got:got + _READ_CHUNK])
+            if not n:
+                break
+            digest.update(view[got:got + n])
+            got += n
+        trailing = handle.read(1)
+    return (buffer if got == size and not trailing else None), digest.hexdigest()
 
 
 def consolidate(dcp_url: str, dest_url: str, **kwargs: Any) -> Manifest:
