@@ -1,4 +1,5 @@
 // A tiny element builder: the sidebar is plain DOM, re-rendered on each model change.
+import { LabIcon } from '@jupyterlab/ui-components';
 
 type Child = Node | string | null | undefined | false;
 
@@ -21,8 +22,9 @@ export function el(
   return node;
 }
 
-export function button(label: string, title: string, onClick: () => void, cls = ''): HTMLElement {
-  const node = el('button', { class: `jp-split-button ${cls}`.trim(), title, type: 'button' }, label);
+export function button(content: string | LabIcon, title: string, onClick: () => void, cls = ''): HTMLElement {
+  const face = typeof content === 'string' ? content : content.element({ tag: 'span', className: 'jp-split-icon' });
+  const node = el('button', { class: `jp-split-button ${cls}`.trim(), title, 'aria-label': title, type: 'button' }, face);
   node.addEventListener('click', event => {
     event.stopPropagation();
     onClick();

@@ -113,3 +113,27 @@ export function finalState(events: { type: string; state?: unknown }[]): string 
 export function transferTarget(from: string, experiment: { home: string; default_remote: string }): string {
   return from === experiment.home ? experiment.default_remote : experiment.home;
 }
+
+export interface RunView {
+  seq: number;
+  state: string;
+  last_line: string;
+}
+
+/**
+ * Fold event-log records into what the sidebar shows of a run: its state and last output line.
+ * The run index is fresh for runs a kernel follows; a detached run is only fresh in its own log.
+ */
+export function foldEvents(view: RunView, events: { seq: number; type: string; [key: string]: unknown }[]): RunView {
+  let { seq, state, last_line } = view;
+  for (const event of events) {
+    seq = Math.max(seq, event.seq);
+    if (event.type === 'stream' && typeof event.text === 'string' && event.text.trim()) {
+      const lines = event.text.trim().split('\n');
+      last_line = lines[lines.length - 1].slice(0, 200);
+    } else if (event.type === 'status' && typeof event.state === 'string') {
+      state = event.state;
+    }
+  }
+  return { seq, state, last_line };
+}

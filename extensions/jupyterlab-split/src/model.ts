@@ -3,6 +3,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { api, Checkpoint, Experiment, Run, Site, WandbRun } from './api';
+import { ACTIVE_STATES, foldEvents, RunView } from './logic';
 
 /** Sites are probed (an SSH round trip, a squeue) far less often than runs are listed. */
 const SITE_EVERY = 10;
@@ -57,7 +58,7 @@ export class SplitModel {
         withSites ? api.checkpoints() : null,
         withSites ? api.wandb() : null
       ]);
-      this.runs = runs.runs;
+      this.runs = await this._freshen(runs.runs);
       if (sites) {
         this.experiment = sites.experiment;
         this.sites = sites.sites;
@@ -79,6 +80,26 @@ export class SplitModel {
     this._changed.emit();
   }
 
+  /** Runs the index still calls active, brought up to date from their own event logs. */
+  private async _freshen(runs: Run[]): Promise<Run[]> {
+    const views = new Map<string, RunView>();
+    await Promise.all(
+      runs
+        .filter(run => ACTIVE_STATES.has(run.state))
+        .map(async run => {
+          const known = this._views.get(run.run_id) ?? { seq: 0, state: run.state, last_line: run.last_line };
+          const { events } = await api.events(run.run_id, known.seq);
+          views.set(run.run_id, foldEvents(known, events));
+        })
+    );
+    this._views = views;
+    return runs.map(run => {
+      const view = views.get(run.run_id);
+      return view ? { ...run, state: view.state, last_line: view.last_line } : run;
+    });
+  }
+
+  private _views = new Map<string, RunView>();
   private _poll: Poll;
   private _ticks = 0;
   private _changed = new Signal<this, void>(this);

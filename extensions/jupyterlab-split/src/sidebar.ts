@@ -1,4 +1,5 @@
 // The left sidebar: sites, runs, checkpoints and W&B runs, from the shared model.
+import { addBelowIcon, refreshIcon, stopIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
@@ -35,7 +36,7 @@ export class SplitSidebar extends Widget {
       'div',
       { class: 'jp-split-header' },
       el('span', { class: 'jp-split-title' }, m.experiment ? `Experiment ${m.experiment.name}` : 'jupyter_split'),
-      button('⟳', 'Refresh now', () => void this._commands.execute(CommandIDs.refresh))
+      button(refreshIcon, 'Refresh now', () => void this._commands.execute(CommandIDs.refresh))
     );
     const error = m.error ? el('div', { class: 'jp-split-error', role: 'alert' }, m.error) : null;
     const fresh = el(
@@ -105,9 +106,9 @@ export class SplitSidebar extends Widget {
         el(
           'span',
           { class: 'jp-split-actions' },
-          button('⎘', 'Insert %split attach for this run', () => void commands.execute(CommandIDs.insertAttach, args)),
+          button(addBelowIcon, 'Insert %split attach for this run below the active cell', () => void commands.execute(CommandIDs.insertAttach, args)),
           active
-            ? button('■', 'Cancel this run', () => void commands.execute(CommandIDs.cancelRun, args), 'jp-split-cancel')
+            ? button(stopIcon, 'Cancel this run', () => void commands.execute(CommandIDs.cancelRun, args), 'jp-split-cancel')
             : null
         )
       ),

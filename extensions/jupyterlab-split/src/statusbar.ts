@@ -11,6 +11,7 @@ export class RunsStatus extends Widget {
   ) {
     super();
     this.addClass('jp-split-status');
+    this.addClass('jp-StatusBar-TextItem');
     this.node.title = 'jupyter_split runs in progress (click for the sidebar)';
     this.node.addEventListener('click', onClick);
     _model.changed.connect(this._update, this);

@@ -6,6 +6,7 @@ import {
   countActive,
   eventToOutput,
   finalState,
+  foldEvents,
   formatBytes,
   formatElapsed,
   runElapsed,
@@ -137,5 +138,25 @@ describe('transferTarget', () => {
     expect(transferTarget('home', experiment)).toBe('abroad');
     expect(transferTarget('abroad', experiment)).toBe('home');
     expect(transferTarget('sg2', experiment)).toBe('home');
+  });
+});
+
+describe('foldEvents', () => {
+  const start = { seq: 0, state: 'running', last_line: '' };
+
+  it('keeps the last non-blank output line and the newest state', () => {
+    const view = foldEvents(start, [
+      { seq: 1, type: 'status', state: 'running' },
+      { seq: 2, type: 'stream', name: 'stdout', text: 'epoch 1\nepoch 2\n' },
+      { seq: 3, type: 'stream', name: 'stdout', text: '\n' },
+      { seq: 4, type: 'status', state: 'succeeded', final: true }
+    ]);
+    expect(view).toEqual({ seq: 4, state: 'succeeded', last_line: 'epoch 2' });
+  });
+
+  it('picks up from where it was', () => {
+    const first = foldEvents(start, [{ seq: 1, type: 'stream', text: 'a' }]);
+    expect(foldEvents(first, [])).toEqual(first);
+    expect(foldEvents(first, [{ seq: 2, type: 'result', data: {} }])).toEqual({ ...first, seq: 2 });
   });
 });

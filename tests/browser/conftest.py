@@ -1,0 +1,151 @@
+"""A real `jupyter lab` with the built sidebar, and Debian's Chromium driven by Playwright."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXTENSION_SRC = REPO / "extensions" / "jupyterlab-split"
+BUILT = REPO / "jupyter_split" / "labextension"
+SERVER_CONFIG = REPO / "jupyter-config" / "jupyter_server_config.d" / "jupyter_split.json"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def labextension() -> Path:
+    """The built labextension; built here with jlpm (it ships with jupyterlab) when the tree has none."""
+    if not (BUILT / "package.json").is_file():
+        jlpm = shutil.which("jlpm", path=str(Path(sys.executable).parent)) or shutil.which("jlpm")
+        assert jlpm and shutil.which("node"), "building the sidebar needs node and jlpm (pip install jupyterlab)"
+        for step in (["install"], ["build:prod"]):
+            done = subprocess.run([jlpm, *step], cwd=EXTENSION_SRC, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, f"jlpm {' '.join(step)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return BUILT
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+class Lab:
+    def __init__(self, url: str, token: str, process: subprocess.Popen, log: Path):
+        self.url, self.token, self.process, self.log = url, token, process, log
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+
+
+@pytest.fixture
+def lab(split_home: Path, labextension: Path) -> Iterator[Lab]:
+    """`jupyter lab` on 127.0.0.1 with its own config, data and settings; the extension comes from the tree."""
+    state = split_home / "lab"
+    jupyter_path = state / "path"
+    (jupyter_path / "labextensions").mkdir(parents=True)
+    (jupyter_path / "labextensions" / "jupyterlab-split").symlink_to(labextension)
+    config_dir = state / "config"
+    # The very file the wheel installs is what enables the server extension here.
+    (config_dir / "jupyter_server_config.d").mkdir(parents=True)
+    shutil.copy(SERVER_CONFIG, config_dir / "jupyter_server_config.d" / SERVER_CONFIG.name)
+    settings = state / "settings"
+    _write_json(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
+                {"fetchNews": "false", "checkForUpdates": False})
+    _write_json(settings / "jupyterlab-split" / "plugin.jupyterlab-settings", {"refreshInterval": 0.5})
+
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_PATH": str(jupyter_path),
+        "JUPYTER_CONFIG_DIR": str(config_dir),
+        "JUPYTER_DATA_DIR": str(state / "data"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    log = state / "lab.log"
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={split_home / 'work'}",
+            "--ServerApp.log_level=INFO"]
+    # The token goes in the environment, not on the command line that `ps` shows.
+    env["JUPYTER_TOKEN"] = token
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, cwd=split_home / "work", env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    lab = Lab(url, token, process, log)
+    try:
+        _wait_ready(lab)
+        yield lab
+    finally:
+        _stop(process)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "jupyter-lab.log")
+
+
+def _wait_ready(lab: Lab, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"{lab.url}/jupyter-split/sites", headers={"Authorization": f"token {lab.token}"})
+    while time.monotonic() < deadline:
+        if lab.process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited with {lab.process.returncode}:\n{lab.log_tail()}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"jupyter lab did not serve /jupyter-split/sites in {timeout}s:\n{lab.log_tail()}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def page(lab: Lab, request: pytest.FixtureRequest):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            yield page
+            # What the page last showed, pass or fail: the first thing to look at when a run goes wrong.
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-last.png"))
+        finally:
+            browser.close()
