@@ -136,6 +136,17 @@ def _values(items: Any) -> list[Any]:
     return [_value(item) for item in items]
 
 
+def _row(items: Any, values: list[Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for item, value in zip(items, values):
+        keys = item.nested_key
+        if len(keys) == 1:  # the common case, kept cheap: a run's history is most of its file
+            row[keys[0]] = value
+        else:
+            _set(row, list(keys) or [item.key], value)
+    return row
+
+
 def _key(item: Any) -> list[str]:
     return list(item.nested_key) or [item.key]
 
@@ -177,10 +188,8 @@ def _apply(run: WandbRun, record: Any) -> None:
     elif kind == "config":
         _apply_config(run, record.config)
     elif kind == "history":
-        row: dict[str, Any] = {}
-        for item, value in zip(record.history.item, _values(record.history.item)):
-            _set(row, _key(item), value)
-        run.history.append(row)
+        items = record.history.item
+        run.history.append(_row(items, _values(items)))
     elif kind == "artifact":
         run.artifacts.append(_artifact(record.artifact))
     elif kind == "exit":
@@ -210,7 +219,8 @@ def load_run(path: str | Path, data: bytes | None = None, history: bool = True) 
             _apply(run, record)
             continue
         for item in record.summary.update:
-            latest[tuple(_key(item))] = item
+            keys = item.nested_key
+            latest[tuple(keys) if keys else (item.key,)] = item
         for item in record.summary.remove:
             gone = tuple(_key(item))
             latest = {keys: kept for keys, kept in latest.items() if keys[: len(gone)] != gone}
