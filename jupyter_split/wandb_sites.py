@@ -134,7 +134,10 @@ def run_sync(plan: SyncPlan, timeout: float = 600.0) -> subprocess.CompletedProc
     argv = [sys.executable, "-m", "wandb", "sync", str(plan.staged.parent)]
     if plan.target.wandb.entity:
         argv[4:4] = ["--entity", plan.target.wandb.entity]
-    return subprocess.run(argv, env=_server_env(plan.target), capture_output=True, text=True, timeout=timeout)
+    try:
+        return subprocess.run(argv, env=_server_env(plan.target), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"wandb sync did not finish within {timeout:g} s")
 
 
 def _server_env(target: SiteConfig) -> dict[str, str]:
