@@ -265,3 +265,19 @@ def describe(info: DeviceInfo) -> str:
     if info.skipped:
         line += " (" + "; ".join(info.skipped) + ")"
     return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jupyter_split.devices [ACCELERATOR]`: what this machine has, as JSON (for doctor)."""
+    import json
+    import sys
+    from dataclasses import asdict
+
+    args = sys.argv[1:] if argv is None else argv
+    info = detect(args[0] if args else "auto")
+    print(json.dumps({**asdict(info), "device": info.device, "dtype": info.dtype, "summary": describe(info)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,7 @@
 cannot exist here, so their plugins are the import STAND-INS in `tests/stand_ins/`."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -180,3 +181,10 @@ def test_hidden_cuda_on_a_cpu_only_torch_is_not_noise(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     info = devices.detect()
     assert info.kind == "cpu" and info.note is None and info.skipped == ()
+
+
+def test_command_line_reports_json_for_doctor():
+    out = subprocess.run([sys.executable, "-m", "jupyter_split.devices", "mlu"], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert (report["kind"], report["device"], report["dtype"]) == ("cpu", "cpu", "float32")
+    assert "torch_mlu is not installed" in report["note"]
