@@ -19,7 +19,7 @@ from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint import load as dcp_load
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-from . import ckpt_format as fmt
+from . import ckpt_format as fmt, tracking
 from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read
 from .sync.manifest import Manifest
 
@@ -99,7 +99,9 @@ def consolidate(
     leaves = {**{fqn: fmt.Placeholder(fqn) for fqn in tensors}, **values}
     tree = fmt.flatten(_nest(leaves, metadata)).tree
     document = fmt.tree_document(tree, table, "dcp")
-    return writer.finish(entries, document, labels=all_labels, parents=[dcp_url], extra_meta={"consolidated_from": dcp_url})
+    manifest = writer.finish(entries, document, labels=all_labels, parents=[dcp_url], extra_meta={"consolidated_from": dcp_url})
+    tracking.log_checkpoint(dest_url, manifest)
+    return manifest
 
 
 def _reader(url: str, storage_options: dict[str, Any] | None) -> FsspecReader:
