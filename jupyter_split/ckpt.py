@@ -196,6 +196,11 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
     """
 
     def __init__(self, url: str, device: Any = "auto", dtype: torch.dtype | None = None, *, storage_options: dict[str, Any] | None = None):
+        if dtype is not None and not dtype.is_floating_point:
+            raise CheckpointError(f"dtype={dtype} is not a floating dtype; pass e.g. torch.float16, or None to keep each tensor's own")
+        self.dtype = dtype
+        self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
+        self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
         self.url = url
         self.fs, self.root = _fs(url, storage_options)
         manifest = read_manifest(self.fs, self.root)
@@ -212,11 +217,6 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         self._files = manifest.by_path()
         document = json.loads(self._read(fmt.TREE_NAME).numpy().tobytes())
         self.tree, self.tensors = document["tree"], document["tensors"]
-        self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
-        self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
-        if dtype is not None and not dtype.is_floating_point:
-            raise CheckpointError(f"dtype={dtype} is not a floating dtype; pass e.g. torch.float16, or None to keep each tensor's own")
-        self.dtype = dtype
         self._cache: tuple[str, dict[str, torch.Tensor]] | None = None
 
     @property
