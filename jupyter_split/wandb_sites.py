@@ -75,7 +75,7 @@ class SyncPlan:
     item: SiteRun
     target: SiteConfig
     staged: Path
-    refused: list[str] = field(default_factory=list)       # artifacts the guard refused
+    refused: dict[str, str] = field(default_factory=dict)  # artifact name -> the guard's refusal
     metric_filter: list[str] | None = None                 # allowlist applied, when going abroad
 
     @property
@@ -115,17 +115,17 @@ def check_artifacts(plan: SyncPlan, config: Config) -> None:
             tracking.guard_artifact(artifact["metadata"].get("url", artifact["name"]), plan.target, labels,
                                     artifact["metadata"].get("bytes", 0), config)
         except ResidencyError as exc:
-            plan.refused.append(f"{artifact['name']}: {exc}")
+            plan.refused[artifact["name"]] = str(exc)
 
 
 def stage(plan: SyncPlan) -> Path:
     """Write the run file to send, filtered as the plan says, beside nothing else."""
     plan.staged.parent.mkdir(parents=True, exist_ok=True)
+    plan.staged.with_name(plan.staged.name + ".synced").unlink(missing_ok=True)  # a new copy is unsent
     allow = plan.metric_filter
     keep = (lambda key: any(fnmatch.fnmatchcase(key, pattern) for pattern in allow)) if allow is not None else (lambda key: True)
-    refused = [r.split(":", 1)[0] for r in plan.refused]
     records = read_records(plan.item.run.path, plan.item.data)
-    write_records(plan.staged, filter_records(records, keep, refused, drop_output=allow is not None))
+    write_records(plan.staged, filter_records(records, keep, plan.refused, drop_output=allow is not None))
     return plan.staged
 
 

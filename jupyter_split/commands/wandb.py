@@ -68,8 +68,8 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
                               "the residency guard decides when it syncs")
         else:
             wandb_sites.check_artifacts(plan, config)
-        for refusal in plan.refused:
-            ctx.print(f"{name}: artifact kept back: {refusal}")
+        for artifact, refusal in plan.refused.items():
+            ctx.print(f"{name}: artifact kept back: {artifact}: {refusal}")
         if plan.metric_filter is not None:
             allowed = ", ".join(plan.metric_filter) or "none"
             ctx.print(f"{name}: the server is abroad: metrics limited to policy.metrics_abroad ({allowed}); "
