@@ -13,7 +13,8 @@ from safetensors import safe_open
 from jupyter_split import ckpt, core, policy, sync
 from jupyter_split.core import CellOptions
 from jupyter_split.sync.manifest import read_manifest
-from tests.fixtures.core import text, tracebacks, write_config
+from tests.fixtures.core import text, tracebacks
+from tests.test_policy_guard import policy_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,33 +28,22 @@ def bucket() -> str:
 def world(split_home: Path, s3, sshd, bucket) -> Path:
     """Home (CN, local storage) and two sites abroad (SG): one on the S3 server, one over SFTP."""
     root = split_home
-    for folder in ("pii", "home-store"):
-        (root / folder).mkdir()
-    (root / "pii" / "patients.csv").write_text("name,phone\nZhang San,13800000000\nLi Si,13900000000\n")
     s3.make_bucket(bucket)
-    write_config(root, f"""
-[experiment]
-home = "home"
-default_remote = "sg"
-
-[sites.home]
-jurisdiction = "CN"
-storage = "file://{root}/home-store"
-
-[sites.sg]
-jurisdiction = "SG"
-storage = "s3://{bucket}/runs"
-storage_options = {_toml_table(s3.storage_options)}
-
+    policy_config(
+        root,
+        sg=f'storage = "s3://{bucket}/runs"\nstorage_options = {_toml_table(s3.storage_options)}',
+        more_sites=f"""
 [sites.sgsftp]
 jurisdiction = "SG"
 storage = "ssh://127.0.0.1:{sshd.port}{root}/sftp-store"
-storage_options = {{ username = "{sshd.user}", client_keys = ["{sshd.identity_file}"], known_hosts = "{sshd.known_hosts}" }}
-
-[policy]
-resident = ["file://{root}/pii/**"]
+storage_options = {_toml_table(sftp_options(sshd))}
 """)
+    (root / "pii" / "patients.csv").write_text("name,phone\nZhang San,13800000000\nLi Si,13900000000\n")
     return root
+
+
+def sftp_options(sshd) -> dict:
+    return {"username": sshd.user, "client_keys": [sshd.identity_file], "known_hosts": sshd.known_hosts}
 
 
 def _toml_table(options: dict) -> str:

@@ -12,8 +12,9 @@ from jupyter_split.config import load_config
 from tests.fixtures.core import write_config
 
 
-def policy_config(root: Path, resident: list[str] | None = None) -> Path:
-    """Two local sites (home CN, sg SG), a resident folder, an allowlist; returns the work dir."""
+def policy_config(root: Path, resident: list[str] | None = None, sg: str | None = None, more_sites: str = "") -> Path:
+    """Home (CN) and sg (SG), a resident folder, an allowlist; `sg` replaces sg's storage lines,
+    `more_sites` adds site tables. Returns the work dir."""
     for folder in ("pii", "home-store", "sg-store", "approved", "work/out"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     write_config(root, f"""
@@ -27,8 +28,8 @@ storage = "file://{root}/home-store"
 
 [sites.sg]
 jurisdiction = "SG"
-storage = "file://{root}/sg-store"
-
+{sg or f'storage = "file://{root}/sg-store"'}
+{more_sites}
 [policy]
 resident = {json.dumps(resident or [f"file://{root}/pii/**"])}
 allow_export = ["file://{root}/approved/**", "public-*"]

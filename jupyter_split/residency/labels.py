@@ -14,7 +14,7 @@ import sys
 import types
 import weakref
 from collections import deque
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 ATTR = "__jupyter_split_labels__"
 ATTRS_KEY = "jupyter_split.labels"
@@ -29,6 +29,7 @@ _pinned: dict[int, tuple[Any, dict[str, str]]] = {}
 # Values that cannot carry a label at all (str, numbers, tuples) delivered as `--out`
 # variables: labelled as that variable name holding that very object.
 _by_name: dict[tuple[str, int], tuple[Any, dict[str, str]]] = {}
+_CONTAINERS = (dict, list, tuple, set, frozenset, deque)
 _LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), range, memoryview)
 
 
@@ -125,6 +126,15 @@ def collect(obj: Any) -> dict[str, str]:
     defaults and globals cloudpickle would send by value. Every object once.
     """
     found: dict[str, str] = {}
+    for item in _walk(obj, lambda item: () if declassified(item) else _children(item)):
+        if not declassified(item):
+            for code, origin in label_origins(item).items():
+                found.setdefault(code, origin)
+    return found
+
+
+def _walk(obj: Any, children: Callable[[Any], Iterable[Any]]) -> Iterator[Any]:
+    """`obj` and what `children` reaches from it, breadth first, each object once."""
     seen: set[int] = set()
     queue: deque[Any] = deque([obj])
     while queue:
@@ -132,18 +142,14 @@ def collect(obj: Any) -> dict[str, str]:
         if isinstance(item, _LEAVES) or id(item) in seen:
             continue
         seen.add(id(item))
-        if declassified(item):
-            continue
-        for code, origin in label_origins(item).items():
-            found.setdefault(code, origin)
-        queue.extend(_children(item))
-    return found
+        yield item
+        queue.extend(children(item))
 
 
 def _children(item: Any) -> Iterable[Any]:
     if isinstance(item, dict):
         return [*item.keys(), *item.values()]
-    if isinstance(item, (list, tuple, set, frozenset, deque)):
+    if isinstance(item, _CONTAINERS):
         return item
     if isinstance(item, (types.ModuleType, type)):
         return ()
@@ -179,20 +185,12 @@ def stamp(name: str, obj: Any, origins: Mapping[str, str]) -> None:
     stay labelled); a value that takes no label is labelled under its variable name."""
     if not origins:
         return
-    seen: set[int] = set()
-    queue: deque[Any] = deque([obj])
-    while queue:
-        item = queue.popleft()
-        if isinstance(item, _LEAVES) or id(item) in seen:
-            continue
-        seen.add(id(item))
+    for item in _walk(obj, lambda item: _children(item) if isinstance(item, _CONTAINERS) else ()):
         try:
             # pin only the variable itself: pinning a model's inner dicts would keep it alive
             _store(item, origins, pin=item is obj)
         except TypeError:
             pass  # a tuple, or a dict inside one: its labellable parts still are
-        if isinstance(item, (dict, list, tuple, set, frozenset, deque)):
-            queue.extend(_children(item))
     if not label_origins(obj):
         _by_name[(name, id(obj))] = (obj, dict(origins))
 
