@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib
 import json
 import os
 import subprocess
@@ -42,6 +43,7 @@ def _importable() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--target", target, *wheels], check=True)
         sys.path.insert(0, target)
+        importlib.invalidate_caches()
     os.environ["JUPYTER_SPLIT_DATA"] = tempfile.mkdtemp(prefix="js-data-")  # audit log, no user config
     os.environ.pop("JUPYTER_SPLIT_CONFIG", None)
 
