@@ -129,6 +129,16 @@ class Policy(_Strict):
     allow_export: list[str] = Field(default_factory=list)
     metrics_abroad: list[str] | None = None
 
+    @field_validator("resident")
+    @classmethod
+    def _anchored(cls, values: list[str]) -> list[str]:
+        # the full check (and its matching) is in jupyter_split.residency.locations
+        for value in values:
+            if not re.match(r"([A-Za-z][A-Za-z0-9+.-]+:|/|~|\*\*)", value.strip()):
+                raise ValueError(f"{value!r} is a relative path: write an absolute path or a URL "
+                                 "(e.g. \"file:///data/pii/**\"), or start it with ** to match anywhere")
+        return values
+
 
 class Config(_Strict):
     experiment: Experiment = Field(default_factory=Experiment)

@@ -214,3 +214,9 @@ def test_symlink_loop_and_nul_bytes_do_not_crash(tmp_path):
     assert matching_glob(f"{tmp_path}/loop/x", globs, contains=False) is None
     assert matching_glob(f"{tmp_path}/pii/a\x00b", globs, contains=False) is not None
     assert os.path.islink(tmp_path / "loop")
+
+
+def test_a_relative_resident_entry_fails_at_config_load_naming_the_key():
+    sites = {"home": {"jurisdiction": "CN"}, "abroad": {"jurisdiction": "SG"}}
+    with pytest.raises(ConfigError, match=r"(?s)site.toml.*`policy.resident`.*'pii/\*\*' is a relative path"):
+        parse_config({"sites": sites, "policy": {"resident": ["pii/**"]}}, "site.toml")
