@@ -117,7 +117,14 @@ def flatten(state: Any) -> Flat:
         if isinstance(value, torch.device):
             return {"$device": str(value)}
         if type(value).__module__ == "numpy" and hasattr(value, "item"):
-            return walk(value.item(), path) if getattr(value, "ndim", 0) == 0 else {"$np": tensor_ref(torch.from_numpy(value), path)["$t"]}
+            if getattr(value, "ndim", 0) == 0:
+                return walk(value.item(), path)
+            try:
+                array = torch.as_tensor(value.copy() if not value.flags.c_contiguous else value)
+            except TypeError:
+                raise FormatError(f"state{_where(path)}: a numpy array of dtype {value.dtype} has no tensor form; "
+                                  "convert it to numbers or strings first") from None
+            return {"$np": tensor_ref(array, path)["$t"]}
         raise FormatError(
             f"state{_where(path)}: a {type(value).__module__}.{type(value).__qualname__} cannot be saved portably "
             "(only tensors, numbers, strings, bytes, None and dicts/lists/tuples of them). Save its state_dict() "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -41,6 +42,8 @@ def _training_state() -> dict:
         "name": "llm-split",
         "blob": b"\x00\x01",
         "dtype": torch.bfloat16,
+        "rng": np.arange(6, dtype=np.int32).reshape(2, 3)[:, ::-1],  # numpy, not contiguous
+        "loss": np.float32(0.5),
     }
 
 
@@ -62,6 +65,7 @@ def test_roundtrip_keeps_structure_and_values_bf16_widened_on_cpu(tmp_path):
     assert out["dtype"] is torch.bfloat16
     assert torch.equal(out["mask"], state["mask"]) and out["ids"].dtype == torch.int64
     assert out["empty"].shape == (0, 5)
+    assert isinstance(out["rng"], np.ndarray) and (out["rng"] == state["rng"]).all() and out["loss"] == 0.5
 
 
 def test_explicit_dtype_keeps_bf16_or_casts_all_floats(tmp_path):
