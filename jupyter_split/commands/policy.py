@@ -9,9 +9,12 @@ from typing import Any
 from .. import policy
 from ..config import load_config
 from ..residency.audit import DECISIONS
-from ..residency.labels import collect, label_origins
+from ..residency.labels import label_origins, variable_origins
 from ..residency.taint import describe_state
 from . import Context, arg, verb
+
+
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
 def _table(ctx: Context, header: list[str], rows: list[list[Any]]) -> None:
@@ -46,8 +49,8 @@ def show_policy(ctx: Context, args: argparse.Namespace) -> int:
         labels = state["labels"]
         ctx.print("this run: " + ("; ".join(f"{k} ({v})" for k, v in labels.items()) or "not labelled"))
     if ctx.namespace is not None:
-        labelled = {name: collect(value) for name, value in list(ctx.namespace.items())
-                    if not name.startswith("_") and _labelled_here(value)}
+        labelled = {name: variable_origins(name, value) for name, value in list(ctx.namespace.items())
+                    if not name.startswith("_") and name not in _IPYTHON_NAMES and _labelled_here(value)}
         labelled = {name: found for name, found in labelled.items() if found}
         ctx.print(f"labelled variables: {len(labelled) or '(none)'}")
         for name, found in sorted(labelled.items()):
