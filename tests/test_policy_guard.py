@@ -180,3 +180,12 @@ def test_declassify_verb_in_a_notebook_approves_the_variable_itself(home):
     other = policy.label(torch.ones(3), "CN")  # another object of the same name is not approved
     with pytest.raises(policy.ResidencyError):
         policy.check_objects({"batch": other}, "sg")
+
+
+def test_a_refusal_survives_pickling_whole(home):
+    import pickle
+
+    with pytest.raises(policy.ResidencyError) as info:
+        policy.check_copy(f"{home}/pii", f"{home}/sg-store/pii", [], 1, "pii")
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value) and again.to_jurisdiction == "SG" and again.labels == {"CN"}

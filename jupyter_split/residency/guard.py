@@ -64,6 +64,10 @@ class ResidencyError(PermissionError):
         )
 
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.refusals,)  # rebuilt whole when it crosses a process boundary
+
+
 def _shell_word(text: str) -> str:
     return text if text and all(c.isalnum() or c in "/:._-~%@+=" for c in text) else repr(text)
 
