@@ -121,7 +121,8 @@ class Split:
                 await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
                    "has_in": payload is not None, "site": site.name, "wandb": opts.wandb,
-                   "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir)}}
+                   "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir),
+                           **policy.runner_env(self.config)}}
         await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
         if session:
             await channel.enqueue(ex, handle["sock"], run_dir)

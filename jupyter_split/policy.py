@@ -18,6 +18,7 @@ from .residency.guard import (
     declassifications,
     declassify,
     labels_for_url,
+    runner_env,
     url_label_origins,
 )
 from .residency.labels import label, label_origins, labels_of, receive_outputs
@@ -34,6 +35,6 @@ from .residency.taint import (
 __all__ = [
     "ResidencyError", "audit_entries", "check_copy", "check_objects", "check_transfer",
     "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
-    "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "start_taint_tracking", "stop_taint_tracking",
-    "taint_run", "url_label_origins",
+    "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "runner_env",
+    "start_taint_tracking", "stop_taint_tracking", "taint_run", "url_label_origins",
 ]

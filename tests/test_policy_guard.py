@@ -189,3 +189,16 @@ def test_a_refusal_survives_pickling_whole(home):
         policy.check_copy(f"{home}/pii", f"{home}/sg-store/pii", [], 1, "pii")
     again = pickle.loads(pickle.dumps(info.value))
     assert str(again) == str(info.value) and again.to_jurisdiction == "SG" and again.labels == {"CN"}
+
+
+def test_declassifications_reach_a_runner_whose_register_is_elsewhere(home, tmp_path, monkeypatch):
+    src, dest = f"{home}/pii/people.csv", f"{home}/sg-store/people.csv"
+    policy.declassify(src, "approval 9", user="dpo")
+    env = policy.runner_env(load_config())
+    monkeypatch.setenv("JUPYTER_SPLIT_DATA", str(tmp_path / "other-machine"))  # its own, empty register
+    with pytest.raises(policy.ResidencyError):
+        policy.check_copy(src, dest, [], 11, "people.csv")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # what the core puts in each cell's request
+    policy.check_copy(src, dest, [], 11, "people.csv")
+    assert "declassified by dpo" in policy.audit_entries(decision="allowed")[0]["reason"]

@@ -7,6 +7,7 @@ the audit log, allowed or refused.
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from .labels import (
 )
 from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
 from .taint import describe_state, local_site, run_label_origins, taint_run
+
+
+DECLASSIFIED_ENV = "JUPYTER_SPLIT_DECLASSIFIED"
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def _shell_word(text: str) -> str:
 def approval_for(targets: Iterable[str], config: Config) -> str | None:
     """Why these items may leave despite their labels: a declassification or an allowlist entry."""
     targets = [t for t in targets if t]
-    for record in reversed(list(read_records(declassified_path(config)))):
+    for record in reversed([*_passed_on(), *read_records(declassified_path(config))]):
         stored = [str(record.get(key)) for key in ("item", "location") if record.get(key)]
         if any(s == t or covers(s, t) for s in stored for t in targets):
             return f"declassified by {record.get('user')} at {record.get('time')}: {record.get('reason')}"
@@ -83,6 +87,22 @@ def approval_for(targets: Iterable[str], config: Config) -> str | None:
         if any(fnmatchcase(t, pattern) for t in targets) or _glob_allows(pattern, targets):
             return f"policy.allow_export lists {pattern!r}"
     return None
+
+
+def runner_env(config: Config) -> dict[str, str]:
+    """For a runner's environment: the declassifications made here, since a runner on another
+    machine keeps its own register (and so would refuse what was approved here)."""
+    records = [{key: r.get(key) for key in ("item", "location", "reason", "user", "time")}
+               for r in declassifications(config)]
+    return {DECLASSIFIED_ENV: json.dumps(records)} if records else {}
+
+
+def _passed_on() -> list[dict[str, Any]]:
+    try:
+        records = json.loads(os.environ.get(DECLASSIFIED_ENV) or "[]")
+    except ValueError:
+        return []
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
 def _glob_allows(pattern: str, targets: list[str]) -> bool:
