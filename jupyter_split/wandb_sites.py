@@ -154,7 +154,8 @@ _USE_SCRIPT = r"""
 import json, sys
 import wandb
 job = json.loads(sys.stdin.readline())
-run = wandb.init(id=job["id"], project=job["project"], entity=job["entity"] or None, resume="must")
+run = wandb.init(id=job["id"], project=job["project"], entity=job["entity"] or None, resume="allow",
+                 settings=wandb.Settings(console="off", save_code=False, x_disable_stats=True, x_disable_meta=True))
 for name in job["uses"]:
     try:
         run.use_artifact(name)
@@ -174,8 +175,11 @@ def complete_uses(plan: SyncPlan, timeout: float = 300.0) -> list[str]:
     job = {"id": plan.item.run.id, "project": plan.item.run.project,
            "entity": plan.target.wandb.entity or plan.item.run.entity, "uses": uses}
     env = _server_env(plan.target)
-    done = subprocess.run([sys.executable, "-c", _USE_SCRIPT], input=json.dumps(job) + "\n", env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    try:
+        done = subprocess.run([sys.executable, "-c", _USE_SCRIPT], input=json.dumps(job) + "\n", env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [f"could not record the checkpoints it used: the server did not answer within {timeout:g} s"]
     lines = [line for line in done.stdout.splitlines() if line.startswith(("recorded", "could not"))]
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"status {done.returncode}"])[-1]
