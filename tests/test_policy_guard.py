@@ -142,6 +142,10 @@ def test_policy_verb_shows_policy_labels_and_checks_locations(home):
     assert code == 0
     assert "jurisdiction CN" in out and f"file://{home}/pii/**" in out and "public-*" in out
     assert f"{home}/pii/a.csv: CN" in out and f"{home}/sg-store/x: not labelled" in out
+    from jupyter_split import ckpt
+
+    ckpt.save({"w": __import__("torch").ones(1)}, f"{home}/home-store/runs/emb", labels=["CN"])
+    assert f"labelled checkpoint on home: {home}/home-store/runs/emb: CN" in run_verb("policy")[1]
     tensor = policy.label(__import__("torch").zeros(2), "CN")
     code, out = run_verb("policy", namespace={"weights": tensor, "plain": 3})
     assert "labelled variables: 1" in out and "weights: CN from policy.label()" in out and "plain" not in out

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
+import fsspec
+
 from .. import policy
-from ..config import load_config
+from ..config import SiteConfig, load_config
 from ..residency.audit import DECISIONS
 from ..residency.labels import label_origins, variable_origins
+from ..residency.locations import is_local
 from ..residency.taint import describe_state
+from ..sync.manifest import MANIFEST_NAME, ManifestError, read_manifest
 from . import Context, arg, verb
 
 
@@ -44,6 +49,9 @@ def show_policy(ctx: Context, args: argparse.Namespace) -> int:
     ctx.print(f"declassified: {len(approved) or '(none)'}")
     for record in approved:
         ctx.print(f"  {record.get('item')}: by {record.get('user')} at {record.get('time')}: {record.get('reason')}")
+    for site in config.sites.values():
+        for root, labels in _labelled_checkpoints(site):
+            ctx.print(f"labelled checkpoint on {site.name}: {root}: {', '.join(labels)}")
     state = describe_state()
     if state["tracking"]:
         labels = state["labels"]
@@ -59,6 +67,26 @@ def show_policy(ctx: Context, args: argparse.Namespace) -> int:
         found = policy.url_label_origins(location, config)
         ctx.print(f"{location}: " + ("; ".join(f"{k} ({v})" for k, v in found.items()) or "not labelled"))
     return 0
+
+
+def _labelled_checkpoints(site: SiteConfig, depth: int = 4) -> list[tuple[str, list[str]]]:
+    """Published checkpoints with labels in a site's storage, when it is on this machine."""
+    if not site.storage or not is_local(site.storage):
+        return []  # listing a remote store could hang on a site that is down: ask by LOCATION instead
+    fs = fsspec.filesystem("file")
+    top = fs._strip_protocol(site.storage)
+    found = []
+    for folder, subfolders, files in os.walk(top):
+        if folder[len(top):].count(os.sep) >= depth:
+            subfolders.clear()
+        if MANIFEST_NAME in files:
+            try:
+                manifest = read_manifest(fs, folder)
+            except ManifestError:
+                continue
+            if manifest and manifest.labels:
+                found.append((folder, list(manifest.labels)))
+    return found
 
 
 def _labelled_here(value: Any) -> bool:
