@@ -98,3 +98,10 @@ workdir = "{split_home}/cluster"
     job = split.list_runs(limit=1)[0].handle["job_id"]
     shown = slurm.run("scontrol", "show", "job", "-o", job).stdout
     assert "NumTasks=2" in shown  # the job holds one Slurm task per rank
+
+
+def test_two_rank_all_reduce_under_ray(ray_cluster, split_home):
+    from tests.test_ray import ray_site
+
+    write_config(split_home, config(split_home, ray_site(split_home, ray_cluster.address)))
+    check_all_reduce(Split(), "ray")

@@ -66,6 +66,29 @@ def _jobs_api_up(address: str) -> bool:
         return False
 
 
+def _first_job(address: str, log: Path, proc) -> None:
+    """Submit a no-op job until one succeeds: the Jobs API answers before the node's agent is up."""
+    import sys
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    submitted: list[str] = []
+
+    def done() -> bool:
+        try:
+            if not submitted:
+                submitted.append(client.submit_job(entrypoint=f"{sys.executable} -c pass"))
+            status = client.get_job_status(submitted[0])
+        except (RuntimeError, OSError):  # "No available agent ...", or a dashboard still starting
+            return False
+        if status in (JobStatus.FAILED, JobStatus.STOPPED):
+            raise ServiceError(f"Ray's first no-op job {status}: {client.get_job_logs(submitted[0])}")
+        return status == JobStatus.SUCCEEDED
+
+    wait_for(done, f"a first Ray job at {address}", 180, log, proc)
+
+
 def _named_pids(launcher: int) -> dict[str, int]:
     import psutil
 
@@ -100,7 +123,8 @@ def start_ray(temp_dir: Path, num_cpus: int | None = None) -> RayCluster:
     cluster = RayCluster(address=address, gcs_address=f"127.0.0.1:{gcs}", temp_dir=temp_dir,
                          pid=proc.pid)
     try:
-        wait_for(lambda: _jobs_api_up(address), f"Ray Jobs API at {address}", 90, log, proc)
+        wait_for(lambda: _jobs_api_up(address), f"Ray Jobs API at {address}", 180, log, proc)
+        _first_job(address, log, proc)
     except ServiceError as err:
         cluster.stop()
         dash = temp_dir / "session_latest" / "logs" / "dashboard.log"
