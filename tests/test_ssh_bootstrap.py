@@ -27,7 +27,7 @@ def split_for(sshd, **overrides) -> core.Split:
     return core.Split(parse_config(raw, "test"))
 
 
-def test_bootstrap_into_an_empty_venv_without_index(sshd, split_home):
+def test_bootstrap_into_an_empty_venv_without_index(sshd, split_home, capfd):
     # A short root: the runner's unix socket path must fit in sun_path.
     root = Path(tempfile.mkdtemp(prefix="jsb-", dir="/tmp"))
     try:
@@ -39,6 +39,7 @@ def test_bootstrap_into_an_empty_venv_without_index(sshd, split_home):
         ex = split.executor("sg")
 
         report = aio.run(ex.doctor())
+        assert "installing jupyter_split" in capfd.readouterr().err, "the first install must say why it waits"
         assert report["python_version"] == platform.python_version()
         assert report["jupyter_split"] is None, "the bare venv must start without jupyter_split"
         assert report["installed_now"] and report["status"] == "ok" and report["venv_current"]
