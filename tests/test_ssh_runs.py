@@ -160,3 +160,27 @@ def test_unknown_host_key_stops_a_cell_before_anything_runs(sshd, split_home, tm
         split.execute("print(1)", core.CellOptions(site="sg"), {}, lambda e: None)
     assert sshd.fingerprint in str(err.value)
     assert not (tmp_path / "wd").exists()
+
+
+def test_cli_sites_and_doctor_report_the_ssh_site(sshd, split_home):
+    import os
+    import subprocess
+    import sys
+
+    from tests.services._proc import free_port
+
+    config = ssh_config(sshd) + "\n[sites.down]\n" + "\n".join(
+        f"{k} = {toml_value(v)}" for k, v in sshd.site(port=free_port(), connect_timeout=2.0).items()) + "\n"
+    path = write_config(split_home, config)
+    env = {**os.environ, "JUPYTER_SPLIT_CONFIG": str(path)}
+    cli = [sys.executable, "-m", "jupyter_split.cli"]
+    sites = subprocess.run([*cli, "sites"], capture_output=True, text=True, env=env, timeout=120)
+    assert sites.returncode == 0, sites.stderr
+    rows = {line.split()[0]: line for line in sites.stdout.splitlines() if line.split()}
+    assert " yes (" in rows["sg"], rows["sg"]
+    assert "no: site 'down': cannot connect to" in rows["down"] and "Check host and port" in rows["down"]
+    doctor = subprocess.run([*cli, "doctor", "sg"], capture_output=True, text=True, env=env, timeout=300)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    report = json.loads(doctor.stdout[doctor.stdout.index("{"):])
+    assert report["parity"] == "ok" and report["python"].endswith("/env/venv/bin/python")
+    assert report["remote"]["jupyter_split"] == report["local"]["jupyter_split"]
