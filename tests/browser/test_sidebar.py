@@ -1,9 +1,13 @@
-"""The sidebar in a real JupyterLab and Chromium: sites, a `%%on home` run, a cancel, the cell command."""
+"""The sidebar in a real JupyterLab and Chromium: sites, runs, a cancel, checkpoint buttons, the cell command."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+
+from jupyter_split.config import load_config
+from jupyter_split.sync import copy
 
 from .conftest import ARTIFACTS, Lab
 
@@ -116,11 +120,42 @@ def test_sidebar_shows_sites_follows_runs_and_cancels(page, lab: Lab) -> None:
     page.screenshot(path=str(ARTIFACTS / "sidebar.png"))
 
 
-def test_run_cell_on_site_from_the_cell_toolbar(page, lab: Lab) -> None:
+def _publish(folder: Path, url: str, **manifest) -> None:
+    folder.mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"w" * 2048)
+    copy(str(folder), url, **manifest)
+
+
+def test_checkpoint_buttons_and_run_cell_on_site(page, lab: Lab, tmp_path: Path) -> None:
     from playwright.sync_api import expect
+
+    sites = load_config().sites  # the same default config and data directory as the lab server's
+    abroad, home = sites["abroad"].storage, sites["home"].storage
+    _publish(tmp_path / "pretrain", f"{abroad}/ckpts/pretrain", site="abroad")
+    _publish(tmp_path / "tuned", f"{home}/ckpts/tuned", labels=["CN"], site="home")
 
     _open_lab(page, lab)
     sidebar = _open_sidebar(page)
+    tuned = sidebar.locator(f".jp-split-checkpoint[data-url='{home}/ckpts/tuned']")
+    expect(tuned).to_contain_text("CN")
+    expect(tuned).to_contain_text("2.0 KB")
+
+    # Pushing resident data abroad: the guard refuses, and the dialog says why and what to do.
+    tuned.locator(".jp-split-transfer").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Not copied to abroad")
+    expect(dialog).to_contain_text("residency label CN")
+    expect(dialog).to_contain_text("Nothing was sent")
+    page.screenshot(path=str(ARTIFACTS / "push-refused.png"))
+    dialog.locator(".jp-mod-accept").click()
+    assert not Path(abroad.removeprefix("file://"), "ckpts", "tuned").exists()
+
+    # Pulling weights home is allowed, and the copy shows up under home.
+    sidebar.locator(f".jp-split-checkpoint[data-url='{abroad}/ckpts/pretrain'] .jp-split-transfer").click()
+    expect(dialog).to_contain_text("Copied to home")
+    dialog.locator(".jp-mod-accept").click()
+    expect(sidebar.locator(f".jp-split-checkpoint[data-url='{home}/ckpts/pretrain']")).to_have_count(1)
+
     _new_notebook(page)
     cell = _last_cell(page)
     cell.locator(".cm-content").click()
@@ -128,7 +163,6 @@ def test_run_cell_on_site_from_the_cell_toolbar(page, lab: Lab) -> None:
 
     # The button on the active cell asks for a site, writes the %%on line and runs the cell.
     cell.locator(".jp-cell-toolbar [data-command='jupyter-split:run-cell-on-site']").click()
-    dialog = page.locator(".jp-Dialog")
     dialog.locator("select").select_option("home")
     dialog.locator(".jp-mod-accept").click()
     expect(cell.locator(".cm-content")).to_contain_text("%%on home")

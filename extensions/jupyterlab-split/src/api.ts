@@ -12,9 +12,12 @@ export interface Site {
   reachable: boolean;
   latency_ms: number | null;
   error?: string;
-  queue?: string;
+  host?: string;
+  /** Slurm sites: `sinfo` lines (partition, availability, nodes, state), or why sinfo failed. */
+  slurm?: string[] | string;
+  /** Ray sites: the cluster's Ray version. */
+  ray?: string;
   gpus?: string | number;
-  [key: string]: unknown;
 }
 
 export interface Experiment {

@@ -1,6 +1,6 @@
 // jupyter_split's JupyterLab plugin: the sidebar, the run panels, the cell command, the status item.
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Clipboard, ICommandPalette, InputDialog, showDialog, showErrorMessage, Dialog } from '@jupyterlab/apputils';
+import { Clipboard, Dialog, ICommandPalette, InputDialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -9,6 +9,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { api } from './api';
 import { CommandIDs } from './commandids';
+import { showMessage } from './dialogs';
 import { attachCode, cellSite, setSiteLine } from './logic';
 import { SplitModel } from './model';
 import { runPanel } from './runview';
@@ -105,9 +106,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (kernel) {
           const reply = await kernel.requestExecute({ code: '%load_ext jupyter_split', silent: true, store_history: false }).done;
           if (reply.content.status === 'error') {
-            await showErrorMessage(
+            await showMessage(
               'jupyter_split is not importable in this kernel',
-              `${reply.content.ename}: ${reply.content.evalue}. Install jupyter_split in the kernel's environment.`
+              `${reply.content.ename}: ${reply.content.evalue}\nInstall jupyter_split in the kernel's environment.`,
+              'error'
             );
             return;
           }
@@ -145,7 +147,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         try {
           await api.cancel(runId);
         } catch (reason) {
-          await showErrorMessage(`Could not cancel ${runId}`, String((reason as Error).message ?? reason));
+          await showMessage(`Could not cancel ${runId}`, String((reason as Error).message ?? reason), 'error');
         }
         await model.refresh();
       }
@@ -172,9 +174,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const toSite = args.toSite as string;
         try {
           const report = await api.transfer(args.site as string, args.name as string, toSite);
-          await showDialog({ title: `Copied to ${toSite}`, body: report.message, buttons: [Dialog.okButton()] });
+          await showMessage(`Copied to ${toSite}`, report.message, 'info');
         } catch (reason) {
-          await showErrorMessage(`Not copied to ${toSite}`, String((reason as Error).message ?? reason));
+          await showMessage(`Not copied to ${toSite}`, String((reason as Error).message ?? reason), 'error');
         }
         await model.refresh();
       }

@@ -137,3 +137,32 @@ export function foldEvents(view: RunView, events: { seq: number; type: string; [
   }
   return { seq, state, last_line };
 }
+
+/** What an executor told about a site beyond reachability: host, Slurm queues, Ray, GPUs. */
+export function siteExtras(site: {
+  host?: string;
+  slurm?: string[] | string;
+  ray?: string;
+  gpus?: string | number;
+}): string[] {
+  const extras: string[] = [];
+  if (site.host) {
+    extras.push(`host ${site.host}`);
+  }
+  if (Array.isArray(site.slurm)) {
+    const queues = site.slurm.map(line => {
+      const [partition, avail, nodes, state] = line.trim().split(/\s+/);
+      return `${partition} ${avail === 'up' ? '' : `(${avail}) `}${nodes}×${state}`;
+    });
+    extras.push(`queues: ${queues.join(', ')}`);
+  } else if (site.slurm) {
+    extras.push(site.slurm);
+  }
+  if (site.ray) {
+    extras.push(`Ray ${site.ray}`);
+  }
+  if (site.gpus !== undefined) {
+    extras.push(`GPUs ${site.gpus}`);
+  }
+  return extras;
+}

@@ -6,7 +6,7 @@ import { Widget } from '@lumino/widgets';
 import { Checkpoint, Run, Site, WandbRun } from './api';
 import { CommandIDs } from './commandids';
 import { button, el, patchChildren } from './dom';
-import { ACTIVE_STATES, formatBytes, runElapsed, transferTarget } from './logic';
+import { ACTIVE_STATES, formatBytes, runElapsed, siteExtras, transferTarget } from './logic';
 import { SplitModel } from './model';
 
 export class SplitSidebar extends Widget {
@@ -71,9 +71,7 @@ export class SplitSidebar extends Widget {
     const status = site.reachable
       ? `reachable${typeof site.latency_ms === 'number' ? ` · ${Math.round(site.latency_ms)} ms` : ''}`
       : `unreachable${site.error ? `: ${site.error}` : ''}`;
-    const extras = [site.queue && `queue ${site.queue}`, site.gpus !== undefined && `GPUs ${site.gpus}`]
-      .filter(Boolean)
-      .join(' · ');
+    const extras = siteExtras(site);
     return el(
       'li',
       { class: 'jp-split-site', 'data-site': site.name, 'data-reachable': String(site.reachable) },
@@ -86,7 +84,7 @@ export class SplitSidebar extends Widget {
         el('span', { class: 'jp-split-badge', title: 'jurisdiction' }, site.jurisdiction)
       ),
       el('div', { class: 'jp-split-detail' }, `${site.executor} · ${site.accelerator} · ${status}`),
-      extras ? el('div', { class: 'jp-split-detail' }, extras) : null
+      ...extras.map(line => el('div', { class: 'jp-split-detail' }, line))
     );
   }
 
@@ -148,7 +146,7 @@ export class SplitSidebar extends Widget {
             : null
         )
       ),
-      el('div', { class: 'jp-split-detail' }, `${ckpt.site} · ${formatBytes(ckpt.bytes)} · ${ckpt.files} files`),
+      el('div', { class: 'jp-split-detail' }, `${ckpt.site} · ${formatBytes(ckpt.bytes)} · ${ckpt.files} file${ckpt.files === 1 ? '' : 's'}`),
       ckpt.lineage.length ? el('div', { class: 'jp-split-detail' }, `from ${ckpt.lineage.join(', ')}`) : null
     );
   }

@@ -11,6 +11,7 @@ import {
   formatElapsed,
   runElapsed,
   setSiteLine,
+  siteExtras,
   transferTarget
 } from '../src/logic';
 
@@ -158,5 +159,18 @@ describe('foldEvents', () => {
     const first = foldEvents(start, [{ seq: 1, type: 'stream', text: 'a' }]);
     expect(foldEvents(first, [])).toEqual(first);
     expect(foldEvents(first, [{ seq: 2, type: 'result', data: {} }])).toEqual({ ...first, seq: 2 });
+  });
+});
+
+describe('siteExtras', () => {
+  it('reads the host, Slurm partitions, Ray and GPUs', () => {
+    expect(
+      siteExtras({ host: 'login1', slurm: ['gpu* up 4 idle', 'debug down 1 drain'], ray: '2.40.0', gpus: 8 })
+    ).toEqual(['host login1', 'queues: gpu* 4×idle, debug (down) 1×drain', 'Ray 2.40.0', 'GPUs 8']);
+  });
+
+  it('passes on why sinfo failed, and says nothing of what it was not told', () => {
+    expect(siteExtras({ slurm: 'sinfo failed: no controller' })).toEqual(['sinfo failed: no controller']);
+    expect(siteExtras({})).toEqual([]);
   });
 });
