@@ -13,7 +13,8 @@ import base64
 import json
 import posixpath
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import asyncssh
 
@@ -40,6 +41,14 @@ child.stdin.close()
 """
 
 
+@contextmanager
+def _link() -> Iterator[None]:
+    try:
+        yield
+    except (asyncssh.Error, BrokenPipeError) as exc:
+        raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
+
+
 class _Channel:
     """asyncssh's stream pair with link failures raised as ConnectionError, as callers expect of sockets."""
 
@@ -47,34 +56,24 @@ class _Channel:
         self._reader, self._writer = reader, writer
 
     async def readline(self) -> bytes:
-        try:
+        with _link():
             return await self._reader.readline()
-        except asyncssh.Error as exc:
-            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
     async def readexactly(self, n: int) -> bytes:
-        try:
+        with _link():
             return await self._reader.readexactly(n)
-        except asyncssh.Error as exc:
-            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
     async def read(self, n: int = -1) -> bytes:
-        try:
+        with _link():
             return await self._reader.read(n)
-        except asyncssh.Error as exc:
-            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
     def write(self, data: bytes) -> None:
-        try:
+        with _link():
             self._writer.write(data)
-        except (asyncssh.Error, BrokenPipeError) as exc:
-            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
     async def drain(self) -> None:
-        try:
+        with _link():
             await self._writer.drain()
-        except asyncssh.Error as exc:
-            raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
     def close(self) -> None:
         self._writer.close()
