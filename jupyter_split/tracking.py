@@ -97,13 +97,14 @@ def server_jurisdiction(site: SiteConfig) -> str:
     return CLOUD_JURISDICTION if site.wandb.base_url is None else site.jurisdiction
 
 
-def _env_key_name(site: SiteConfig) -> str:
-    return "WANDB_API_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", site.name).upper()
+def key_variable(site_name: str) -> str:
+    """The variable that holds the key for one site's W&B server."""
+    return "WANDB_API_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", site_name).upper()
 
 
 def api_key(site: SiteConfig) -> str | None:
     """The key for the site's W&B server: `$WANDB_API_KEY_<SITE>`, `$WANDB_API_KEY`, then ~/.netrc."""
-    for var in (_env_key_name(site), "WANDB_API_KEY"):
+    for var in (key_variable(site.name), "WANDB_API_KEY"):
         if os.environ.get(var):
             return os.environ[var]
     host = urlparse(server_url(site)).hostname or ""
@@ -155,28 +156,43 @@ def cell_run(meta: dict[str, Any]) -> Iterator[CellRun]:
 
     `meta`: run_id, site, code, and optionally name, host, device, versions, run_dir.
     Project, group, job type, tags, mode and server come from the runner's environment.
+    When W&B cannot start here, the cell still runs, untracked, and says why on stderr.
     """
-    import wandb
-
-    config = {
-        "split": {
-            "run_id": meta["run_id"], "site": meta["site"], "host": meta.get("host"),
-            "device": meta.get("device"), "versions": meta.get("versions", {}),
-            "code_sha256": code_sha256(meta.get("code", "")),
-        }
-    }
-    run = wandb.init(
-        dir=meta.get("run_dir"), name=meta["run_id"], job_type=meta.get("name") or None,
-        config=config, reinit="finish_previous",
-    )
-    handle = CellRun(run)
+    handle = CellRun(_start(meta))
     try:
         yield handle
     except BaseException:
         handle.exit_code = 1
         raise
     finally:
-        run.finish(exit_code=handle.exit_code)
+        if handle.run is not None:
+            handle.run.finish(exit_code=handle.exit_code)
+
+
+def _start(meta: dict[str, Any]) -> Any | None:
+    site = str(meta.get("site") or "?")
+    where = f"site {site!r}"
+    try:
+        import wandb
+    except ImportError:
+        print(f"--wandb: wandb is not installed on {where}; install it there (pip install 'jupyter_split[wandb]'). "
+              "This cell runs without a W&B run.", file=sys.stderr)
+        return None
+    config = {
+        "split": {
+            "run_id": meta["run_id"], "site": site, "host": meta.get("host"),
+            "device": meta.get("device"), "versions": meta.get("versions", {}),
+            "code_sha256": code_sha256(meta.get("code", "")),
+        }
+    }
+    try:
+        return wandb.init(dir=meta.get("run_dir"), name=meta["run_id"], job_type=meta.get("name") or None,
+                          config=config, reinit="finish_previous")
+    except Exception as exc:  # W&B's own errors (no key, server unreachable) are many types
+        print(f"--wandb: W&B could not start on {where}: {type(exc).__name__}: {exc}\n"
+              f"Check the site's wandb settings and its key (${key_variable(site)} or "
+              "$WANDB_API_KEY, sent to online sites only). This cell runs without a W&B run.", file=sys.stderr)
+        return None
 
 
 @contextlib.contextmanager

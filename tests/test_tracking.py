@@ -280,3 +280,30 @@ def test_sync_plans_only_home_offline_runs_and_knows_a_cut_off_one(tmp_path, mon
     assert [(p.item.run.id, p.finished) for p in plans] == [("aaa", True), ("bbb", False)]
     assert all(p.metric_filter == ["loss", "eval/*"] for p in plans)       # W&B's cloud is abroad
     assert plans[0].staged.parts[-4:-1] == ("sg", "home", "offline-run-20260101_000000-aaa")
+
+
+_CELL_RUN = """
+import sys
+{prelude}
+from jupyter_split import tracking
+with tracking.cell_run({{"run_id": "llm-split-sg-1", "site": "sg", "code": "x = 1", "run_dir": sys.argv[1]}}) as cell:
+    ran = True
+print("ran untracked:", ran and cell.run is None)
+"""
+
+
+@pytest.mark.parametrize("prelude, says", [
+    ("sys.modules['wandb'] = None  # this site has no wandb installed", "wandb is not installed on site 'sg'"),
+    ("", "W&B could not start on site 'sg'"),       # online, and no key anywhere
+])
+def test_a_wandb_cell_that_cannot_track_still_runs_and_says_why(tmp_path, prelude, says):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), WANDB_MODE="online", WANDB_BASE_URL="http://127.0.0.1:9")
+    done = subprocess.run([sys.executable, "-c", _CELL_RUN.format(prelude=prelude), str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ran untracked: True" in done.stdout
+    assert says in done.stderr and "This cell runs without a W&B run." in done.stderr

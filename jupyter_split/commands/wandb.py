@@ -83,7 +83,7 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
             failed += 1
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
             ctx.print(f"{name}: wandb sync to {where} failed (status {done.returncode}):\n{tail}\n"
-                      f"Check the server URL and the key ($WANDB_API_KEY_{target.name.upper()} or $WANDB_API_KEY), "
+                      f"Check the server URL and the key (${wandb_sites.tracking.key_variable(target.name)} or $WANDB_API_KEY), "
                       "then run `jupyter-split wandb sync` again; nothing was lost, the run stays here.")
             continue
         ctx.print(f"{name}: synced to {where}")
