@@ -133,3 +133,19 @@ def test_cancel_ends_a_detached_run(kernel):
     assert "cancelled" in text(kernel.ok(f"%split cancel {run_id}"))
     logs = text(kernel.ok(f"%split logs {run_id}"))
     assert "[cancelled]" in logs
+
+
+def test_a_notebook_runs_headless_with_nbclient(split_home):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        "%load_ext jupyter_split\ndata = list(range(10))",
+        "%%remote_gpu --in data --out model\nmodel = {'total': sum(data)}\nprint('trained abroad')",
+        "%%on home --in model\nprint('served at home', model['total'])",
+        "print(model)",
+    )]
+    NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(split_home / "work")}}).execute()
+    outs = ["".join(o.get("text", "") for o in cell.outputs) for cell in nb.cells]
+    assert outs[1:] == ["trained abroad\n", "served at home 45\n", "{'total': 45}\n"]
