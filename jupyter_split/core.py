@@ -302,10 +302,14 @@ class Split:
 
     def doctor(self, site: str | None) -> dict[str, Any]:
         ex = self.executor(site)
+        # Executors that install jupyter_split on their site (ssh) first report what they found and did.
+        install = aio.run(ex.doctor()) if hasattr(ex, "doctor") else None
         remote = aio.run(ex.probe())
         from .runner import versions
         report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,
                   "remote": remote, "local": versions()}
+        if install is not None:
+            report["install"] = install
         try:
             transfer.check_parity(report["local"], remote, ex.site.name)
             report["parity"] = "ok"

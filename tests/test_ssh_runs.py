@@ -184,3 +184,5 @@ def test_cli_sites_and_doctor_report_the_ssh_site(sshd, split_home):
     report = json.loads(doctor.stdout[doctor.stdout.index("{"):])
     assert report["parity"] == "ok" and report["python"].endswith("/env/venv/bin/python")
     assert report["remote"]["jupyter_split"] == report["local"]["jupyter_split"]
+    assert report["install"]["status"] == "ok" and report["install"]["venv_current"]
+    assert report["install"]["python_version"] == report["local"]["python"]
