@@ -85,6 +85,7 @@ import torch
 from jupyter_split import ckpt, sync
 rows = open({str(world / 'pii' / 'patients.csv')!r}).read().splitlines()[1:]
 emb = {{"table": torch.randn(len(rows), 4)}}
+open({str(world / 'work' / 'lengths.csv')!r}, "w").write("\\n".join(str(len(r)) for r in rows))
 manifest = ckpt.save(emb, {url!r})
 print("saved", manifest.labels)
 sync.push({url!r}, "sg:emb")
@@ -106,9 +107,11 @@ sync.push({url!r}, "sg:emb")
 
     with pytest.raises(policy.ResidencyError):  # and from the notebook, by the manifest's label
         sync.push("home:emb", "sg:emb")
+    with pytest.raises(policy.ResidencyError, match="lengths.csv was written by run"):  # a plain file it wrote
+        sync.push(str(world / "work" / "lengths.csv"), "sg:lengths.csv")
     assert bucket_objects(s3, bucket) == []
     refusals = policy.audit_entries(decision="refused")
-    assert len(refusals) == 2 and refusals[0]["run_id"] == outcome.run_id
+    assert len(refusals) == 3 and refusals[0]["run_id"] == outcome.run_id
 
 
 def test_in_variables_refused_abroad_before_any_run_and_allowed_home(world):

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from jupyter_split import policy
 from tests.test_policy_guard import home, policy_config  # noqa: F401 - home is a fixture
 
@@ -123,3 +125,27 @@ def test_reading_a_labelled_checkpoint_taints_but_reading_its_manifest_does_not(
     labels = tracked(f"open({str(shard)!r}, 'rb').read()")  # any reader, not only ckpt.load
     assert list(labels) == ["CN"] and f"part of the checkpoint {url}" in labels["CN"]
     assert "the manifest of" in tracked(f"from jupyter_split import ckpt; ckpt.load({url!r}, device='cpu')")["CN"]
+
+
+def test_what_a_tainted_run_wrote_stays_labelled_after_it_ends(home):  # noqa: F811
+    out = home / "work" / "out"
+    tracked(f"""
+        import fsspec
+        open({str(out / 'early.log')!r}, 'w').write('written before the read\\n')
+        rows = open({str(home / 'pii' / 'people.csv')!r}).read()
+        open({str(out / 'features.csv')!r}, 'w').write(rows.upper())
+        open({str(out / 'tmp.part')!r}, 'w').write(rows)
+        os.replace({str(out / 'tmp.part')!r}, {str(out / 'final.csv')!r})
+        fsspec.filesystem("memory").pipe("memory://exports/rows.csv", rows.encode())
+    """, run_id="r-writer")
+    (out / "unrelated.txt").write_text("not the run's\n")
+    dest = f"{home}/sg-store/x"
+    for written in ("features.csv", "final.csv", "early.log"):
+        with pytest.raises(policy.ResidencyError, match=f"(?s){written} was written by run r-writer.*people.csv"):
+            policy.check_copy(str(out / written), dest, [], 1, written)
+    with pytest.raises(policy.ResidencyError):
+        policy.check_copy(str(out), dest, [], 1, "out")  # the folder holds them
+    with pytest.raises(policy.ResidencyError):
+        policy.check_copy("memory://exports/rows.csv", "s3://abroad/rows.csv", [], 1, "rows")
+    assert policy.check_copy(str(out), dest, [], 1, "out", files=["unrelated.txt"]) == set()
+    assert policy.check_copy(str(out / "unrelated.txt"), dest, [], 1, "unrelated") == set()

@@ -24,8 +24,8 @@ DECISIONS = ("allowed", "refused", "declassified")
 DECLASSIFIED_FILE = "declassified.jsonl"
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append `record` as one line, in one write, synced to disk."""
+def append_record(path: Path, record: dict[str, Any], sync: bool = True) -> None:
+    """Append `record` as one line, in one write (synced to disk unless `sync` is False)."""
     line = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -37,7 +37,8 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         written = os.write(fd, line)
         if written != len(line):
             raise OSError(f"{path}: only {written} of {len(line)} bytes of an audit record were written (disk full?)")
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -20,6 +20,7 @@ from .labels import (
     collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of, variable_origins,
 )
 from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
+from .produced import produced_origins
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
 
@@ -161,16 +162,18 @@ def _site_of(url: str, config: Config) -> SiteConfig | None:
 
 
 def url_label_origins(url: str, config: Config | None = None, contains: bool = True) -> dict[str, str]:
-    """The labels a location carries from `policy.resident`, with the glob that gave each."""
+    """The labels a location carries from `policy.resident` (with the glob that gave each) and
+    from what tainted runs wrote there."""
     config = config or load_config()
     globs = compile_globs(config.policy.resident)
     glob = matching_glob(url, globs, contains=False)
     how = "matches"
     if glob is None and contains:
         glob, how = matching_glob(url, globs, contains=True), "may hold locations matching"
-    if glob is None:
-        return {}
-    return {config.home.jurisdiction: f"{redact(url)} {how} policy.resident {glob.text!r} ({config.source})"}
+    found = {config.home.jurisdiction: f"{redact(url)} {how} policy.resident {glob.text!r} ({config.source})"} \
+        if glob is not None else {}
+    _add(found, produced_origins(url, config, contains))
+    return found
 
 
 def labels_for_url(url: str, config: Config | None = None) -> set[str]:

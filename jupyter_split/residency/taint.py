@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..config import Config, SiteConfig, load_config
-from .audit import append_record, read_records
+from .audit import append_record, declassified_path, read_records
 from .labels import collect
+from .produced import produced_path, record_produced
 from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
@@ -33,7 +34,8 @@ _EVENTS = frozenset({
     "open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile", "shutil.copytree",
     "os.link", "os.rename", "sqlite3.connect",
 })
-_WATCHED = ("_open", "cat_file", "_cat_file", "get_file", "_get_file", "cat_ranges", "_cat_ranges")
+_WATCHED = ("_open", "cat_file", "_cat_file", "get_file", "_get_file", "cat_ranges", "_cat_ranges",
+            "pipe_file", "_pipe_file", "put_file", "_put_file")
 
 
 @dataclass
@@ -45,7 +47,9 @@ class _State:
     run_id: str | None
     state_file: Path | None
     manifest_name: str
+    own_files: frozenset[str]
     labels: dict[str, str] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)  # what this process wrote: labelled once it is tainted
 
 
 _state: _State | None = None
@@ -84,6 +88,8 @@ def start_taint_tracking(
         run_id=run_id,
         state_file=Path(file) if file else None,
         manifest_name=MANIFEST_NAME,
+        own_files=frozenset(os.path.realpath(p) for p in (
+            config.audit_log_path(), declassified_path(config), produced_path(config), *([file] if file else []))),
     )
     if not _hook_installed:
         sys.addaudithook(_hook)  # audit hooks cannot be removed: install once, switch by `_state`
@@ -111,12 +117,14 @@ def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> No
     if not new:
         return
     state.labels.update(new)
-    if state.state_file is not None:
-        _busy.active = True
-        try:
+    _busy.active = True
+    try:
+        if state.state_file is not None:
             append_record(state.state_file, {"labels": new, "run_id": state.run_id, "pid": os.getpid()})
-        finally:
-            _busy.active = False
+        # what the run wrote before it read labelled data may be written on after: label it too
+        record_produced(state.config, state.written, state.labels, current_run_id())
+    finally:
+        _busy.active = False
 
 
 def run_label_origins() -> dict[str, str]:
@@ -209,6 +217,29 @@ def _read_labels(manifest: str) -> tuple[str, ...]:
     return _manifest_labels[key]
 
 
+def _writes(mode: Any, flags: Any) -> bool:
+    if isinstance(flags, int) and flags >= 0:
+        return flags & os.O_ACCMODE != os.O_RDONLY
+    return isinstance(mode, str) and any(c in mode for c in "wax+")
+
+
+def _wrote(path: Any, local: bool) -> None:
+    """Remember a written file; once the run is tainted it is listed with the run's labels."""
+    state = _state
+    if state is None or isinstance(path, (int, type(None))):
+        return
+    try:
+        text = os.fsdecode(path)
+        where = os.path.realpath(text) if local else text
+    except (ValueError, OSError, TypeError):
+        return
+    if where in state.written or where in state.own_files or (local and where.startswith(_LIBRARIES)):
+        return
+    state.written.add(where)
+    if state.labels:
+        record_produced(state.config, [where], state.labels, current_run_id())
+
+
 def _reads(mode: Any, flags: Any) -> bool:
     if isinstance(flags, int) and flags >= 0:
         return flags & os.O_ACCMODE != os.O_WRONLY
@@ -221,8 +252,14 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     _busy.active = True
     try:
         if event == "open":
-            if _reads(args[1], args[2] if len(args) > 2 else None):
+            flags = args[2] if len(args) > 2 else None
+            if _reads(args[1], flags):
                 _note(args[0], "file open")
+            if _writes(args[1], flags):
+                _wrote(args[0], local=True)
+        elif event in ("os.rename", "os.link"):
+            _note(args[0], event)
+            _wrote(args[1], local=True)
         else:
             _note(args[0], event)
     finally:
@@ -260,30 +297,45 @@ def _wrap_class(cls: type) -> None:
 def _watched(func: Any, name: str) -> Any:
     if inspect.iscoroutinefunction(func):
         async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            _fsspec_read(self, name, args, kwargs)
+            _fsspec_seen(self, name, args, kwargs)
             return await func(self, *args, **kwargs)
     else:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            _fsspec_read(self, name, args, kwargs)
+            _fsspec_seen(self, name, args, kwargs)
             return func(self, *args, **kwargs)
     functools.update_wrapper(wrapper, func)
     wrapper._split_watched = True
     return wrapper
 
 
-def _fsspec_read(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    state = _state
-    if state is None or state.home in state.labels:
+def _fsspec_seen(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if _state is None or getattr(_busy, "active", False):
+        return
+    _busy.active = True  # the files this opens itself (the register, manifests) are not the run's
+    try:
+        _fsspec_call(fs, name, args, kwargs)
+    finally:
+        _busy.active = False
+
+
+def _fsspec_call(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if name.lstrip("_") == "put_file":  # (lpath, rpath): a write to the store
+        _wrote(_url(fs, args[1] if len(args) > 1 else kwargs.get("rpath")), local=False)
         return
     target = args[0] if args else kwargs.get("path", kwargs.get("rpath", kwargs.get("paths")))
-    if name == "_open" and not _reads(args[1] if len(args) > 1 else kwargs.get("mode", "rb"), None):
+    mode = args[1] if name == "_open" and len(args) > 1 else kwargs.get("mode", "rb")
+    if name.lstrip("_") == "pipe_file" or (name == "_open" and _writes(mode, None)):
+        _wrote(_url(fs, target), local=False)
         return
     for path in target if isinstance(target, (list, tuple)) else [target]:
-        try:
-            url = fs.unstrip_protocol(path)
-        except Exception:  # noqa: BLE001 - fall back to the path as given
-            url = path
-        _note(url, "fsspec read", local=False)
+        _note(_url(fs, path), "fsspec read", local=False)
+
+
+def _url(fs: Any, path: Any) -> Any:
+    try:
+        return fs.unstrip_protocol(path)
+    except Exception:  # noqa: BLE001 - fall back to the path as given
+        return path
 
 
 def describe_state() -> dict[str, Any]:
