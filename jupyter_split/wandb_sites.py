@@ -108,7 +108,8 @@ def plan_sync(config: Config, runs: list[SiteRun], target: SiteConfig) -> list[S
 
 
 def check_artifacts(plan: SyncPlan, config: Config) -> None:
-    """Ask the residency guard about each labelled artifact; refused ones stay out of the copy."""
+    """Ask the residency guard about each artifact (it audits those that cross a border);
+    refused ones stay out of the copy."""
     for artifact in plan.item.run.artifacts:
         labels = set(artifact["metadata"].get("labels") or [])
         try:
@@ -123,7 +124,10 @@ def stage(plan: SyncPlan) -> Path:
     plan.staged.parent.mkdir(parents=True, exist_ok=True)
     plan.staged.with_name(plan.staged.name + ".synced").unlink(missing_ok=True)  # a new copy is unsent
     allow = plan.metric_filter
-    keep = (lambda key: any(fnmatch.fnmatchcase(key, pattern) for pattern in allow)) if allow is not None else (lambda key: True)
+
+    def keep(key: str) -> bool:
+        return allow is None or any(fnmatch.fnmatchcase(key, pattern) for pattern in allow)
+
     records = read_records(plan.item.run.path, plan.item.data)
     write_records(plan.staged, filter_records(records, keep, plan.refused, drop_output=allow is not None))
     return plan.staged

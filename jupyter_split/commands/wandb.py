@@ -5,6 +5,7 @@ import argparse
 import json
 
 from .. import wandb_sites
+from ..tracking import key_variable, server_jurisdiction, server_url
 from ..core import get_split
 from . import Context, arg, verb
 
@@ -48,7 +49,7 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
     target = config.site(args.to) if args.to else config.home
     runs = wandb_sites.experiment_runs(split, None, args.limit, history=False)
     plans = wandb_sites.plan_sync(config, runs, target)
-    where = f"{wandb_sites.tracking.server_url(target)} ({wandb_sites.tracking.server_jurisdiction(target)})"
+    where = f"{server_url(target)} ({server_jurisdiction(target)})"
     if not plans:
         ctx.print(f"no offline runs at home to sync to {where}")
         return 0
@@ -83,7 +84,7 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
             failed += 1
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
             ctx.print(f"{name}: wandb sync to {where} failed (status {done.returncode}):\n{tail}\n"
-                      f"Check the server URL and the key (${wandb_sites.tracking.key_variable(target.name)} or $WANDB_API_KEY), "
+                      f"Check the server URL and the key (${key_variable(target.name)} or $WANDB_API_KEY), "
                       "then run `jupyter-split wandb sync` again; nothing was lost, the run stays here.")
             continue
         ctx.print(f"{name}: synced to {where}")
