@@ -1,6 +1,7 @@
 """Cells on a real single-node Slurm (munged, slurmctld, slurmd on 127.0.0.1): one batch job a run."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -184,3 +185,32 @@ def test_sbatch_options_follow_the_site_and_the_cell(split_home):
     script = ex.batch_script(LaunchSpec("r1", "/w/runs/r1", ["--run-dir", "/w/runs/r1"], gpus=8, nodes=2))
     assert "exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 " in script
     assert "jupyter_split.distributed launch --nproc 8 --nnodes 2 --rdzv slurm -- --run-dir /w/runs/r1" in script
+
+
+def test_submits_on_the_login_node_through_the_sites_ssh_connection(slurm, sshd, split_home):
+    site = sshd.site(executor="slurm", workdir=f"{sshd.workdir}/slurm", env={"SLURM_CONF": str(slurm.conf)})
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in site.items() if key != "env")
+    write_config(split_home, f"""
+[experiment]
+name = "slurmssh"
+home = "home"
+default_remote = "login"
+
+[sites.home]
+executor = "local"
+jurisdiction = "CN"
+
+[sites.login]
+{table}
+env = {{ SLURM_CONF = "{slurm.conf}" }}
+""")
+    split = Split()
+    events: list[dict] = []
+    namespace = {"n": 6}
+    # The client has no SLURM_CONF: only the login node, reached over SSH, knows the cluster.
+    outcome = split.execute("import os\nprint('job', os.environ['SLURM_JOB_ID'])\nsquare = n * n",
+                            CellOptions(inputs=["n"], outputs=["square"]), namespace, events.append)
+    assert outcome.state == "succeeded", (outcome, events)
+    assert namespace["square"] == 36
+    assert printed(events) == f"job {job_of(split, outcome.run_id)}\n"
+    assert split.cancel(outcome.run_id) == "succeeded"

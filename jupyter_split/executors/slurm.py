@@ -71,18 +71,19 @@ class SlurmExecutor(Executor):
     # -- Slurm's commands, here or on the login node
     async def command(self, argv: list[str], input: bytes | None = None,
                       env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        """Run a Slurm command; (exit status, stdout, stderr). `env` may hold secrets."""
+        """Run a Slurm command with the site's `env` (e.g. SLURM_CONF); `env` here may hold secrets."""
         if self.site.host:
             conn = self.host.connection  # type: ignore[attr-defined]
             if env:
-                job = {"argv": argv, "script": (input or b"").decode(), "env": env}
+                job = {"argv": argv, "script": (input or b"").decode(), "env": {**self.site.env, **env}}
                 argv, input = [self.python, "-c", _SUBMIT], json.dumps(job).encode()
-            done = await conn.run(argv, input=input, timeout=max(60.0, self.site.connect_timeout * 4))
+            done = await conn.run(argv, input=input, timeout=max(60.0, self.site.connect_timeout * 4),
+                                  env=None if env else self.site.env)
             return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+                stderr=asyncio.subprocess.PIPE, env={**os.environ, **self.site.env, **(env or {})})
         except FileNotFoundError:
             raise ExecutorError(
                 f"site {self.site.name!r}: {argv[0]} not found on this machine. Install Slurm's client "
