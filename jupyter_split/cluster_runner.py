@@ -205,11 +205,29 @@ def _rank_argv(argv: list[str], rank: int) -> list[str]:
 
 def run_here(argv: list[str], payload: str, rank: int = 0) -> int:
     """Run the runner in this process as a ClusterRunner, the payload as its stdin."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        _end_with_torchrun()
     sys.stdin = io.StringIO(payload + "\n")
     try:
         return runner_main(_rank_argv(argv, rank), runner_class=ClusterRunner)
     finally:
         _leave_group()
+
+
+def _end_with_torchrun() -> None:
+    """A rank gets SIGTERM when its torchrun dies (even by SIGKILL): no rank outlives its cell.
+
+    torchrun starts each rank in a session of its own, so a signal to torchrun's process
+    group does not reach them; Linux's parent-death signal does.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # torchrun died before the line above
+        os._exit(1)
 
 
 def _leave_group() -> None:

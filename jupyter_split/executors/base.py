@@ -16,6 +16,11 @@ from typing import Any
 from ..config import Config, SiteConfig
 
 
+#: what a runner's command line holds (a cell on several ranks runs under torchrun through
+#: `jupyter_split.distributed`): `alive` checks against a reused pid look for one of these
+RUNNER_MARKERS = (b"jupyter_split.runner", b"jupyter_split.distributed")
+
+
 class ExecutorError(RuntimeError):
     """A site could not be reached or driven; the message says where and what to do."""
 

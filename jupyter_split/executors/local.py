@@ -13,7 +13,7 @@ from ..config import local_python
 from ..devices import VISIBLE_DEVICES_VAR
 from ..paths import data_dir
 from ..transfer import probe_versions
-from .base import Executor, ExecutorError, LaunchSpec
+from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
 
@@ -132,7 +132,7 @@ def _cmdline_is_runner(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): trust the pid
-    return b"jupyter_split.runner" in cmdline
+    return any(marker in cmdline for marker in RUNNER_MARKERS)
 
 
 EXECUTOR = LocalExecutor

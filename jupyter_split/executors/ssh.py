@@ -23,7 +23,7 @@ from ..config import Config, SiteConfig
 from ..devices import VISIBLE_DEVICES_VAR
 from ..sshconn import LinkError, SiteConnection, connection_for
 from ..transfer import PROBE
-from .base import Executor, ExecutorError, LaunchSpec
+from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")
 # Runs under the site's python: reads everything from stdin first (so no input is lost when
@@ -160,7 +160,7 @@ class SshExecutor(Executor):
             return False
         except asyncio.TimeoutError:
             raise LinkError(f"site {self.site.name!r}: no answer within {self.site.connect_timeout * 2:g} s") from None
-        return b"jupyter_split.runner" in cmdline
+        return any(marker in cmdline for marker in RUNNER_MARKERS)
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
         if sig not in _SIGNALS:
