@@ -2,6 +2,7 @@
 cancel, a link that drops mid-cell, a kernel that dies mid-cell, refused host keys."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -186,3 +187,69 @@ def test_cli_sites_and_doctor_report_the_ssh_site(sshd, split_home):
     assert report["remote"]["jupyter_split"] == report["local"]["jupyter_split"]
     assert report["install"]["status"] == "ok" and report["install"]["venv_current"]
     assert report["install"]["python_version"] == report["local"]["python"]
+
+
+class SilentLink:
+    """A TCP relay to sshd whose current connections can go silent: open, but passing nothing.
+
+    That is how a long cross-border link usually fails (no reset, no close); only keepalives notice.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.connections: list[dict[str, Any]] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        state = {"silent": False, "writers": [writer, up_writer]}
+        self.connections.append(state)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                while state["silent"]:
+                    await asyncio.sleep(0.05)  # hold the bytes: nothing arrives, nothing closes
+                dst.write(data)
+                await dst.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    def silence(self) -> None:
+        """Every connection open now goes silent; later ones pass traffic."""
+        for state in self.connections:
+            state["silent"] = True
+
+    async def close(self) -> None:
+        self.server.close()
+        for state in self.connections:
+            for writer in state["writers"]:
+                writer.transport.abort()
+
+
+def test_silent_link_is_noticed_by_keepalives_and_the_cell_resumes(sshd, split_home, tmp_path):
+    link = SilentLink(sshd.port)
+    port = aio.run(link.start())
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {sshd.host_public_key}\n")
+    split = split_for(sshd, port=port, known_hosts=str(known), keepalive_interval=1.0)
+    lines = 40
+    cell = f"import time\nfor i in range({lines}):\n    print('line', i, flush=True)\n    time.sleep(0.1)"
+    events: list[dict[str, Any]] = []
+
+    def deliver(event: dict[str, Any]) -> None:
+        events.append(event)
+        if event["type"] == "stream" and event["text"] == "line 5\n":
+            link.silence()
+
+    try:
+        outcome = split.execute(cell, core.CellOptions(site="sg", fresh=True), {}, deliver)
+    finally:
+        aio.run(split.executor("sg").close())
+        aio.run(link.close())
+    assert outcome.state == "succeeded", outcome
+    shown = "".join(e["text"] for e in events if e["type"] == "stream").splitlines()
+    assert shown == [f"line {i}" for i in range(lines)]
+    assert len(link.connections) >= 2, "the client never opened a second connection after the silence"
