@@ -9,7 +9,7 @@ import pytest
 
 from jupyter_split.core import CellOptions, Split
 from jupyter_split.distributed import DistributedError
-from tests.fixtures.core import write_config
+from tests.fixtures.core import text, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +52,13 @@ def check_all_reduce(split: Split, site: str) -> None:
     assert printed(split.run_events(outcome.run_id, rank=1)) == "rank 1 of 2 on cpu via gloo: 3.0\n"
 
 
-def test_two_rank_all_reduce_on_the_local_executor(split_home):
+def test_two_rank_all_reduce_through_the_magic_on_the_local_executor(kernel, split_home):
     write_config(split_home, config(split_home))
-    split = Split()
-    check_all_reduce(split, "home")
-    run_id = split.list_runs(limit=1)[0].run_id
+    outputs = kernel.ok("%%on home --gpus 2 --out total\n" + ALL_REDUCE)
+    # Rank 0's output is the cell's; both ranks took part in the sum (1 + 2).
+    assert text(outputs) == "rank 0 of 2 on cpu via gloo: 3.0\n"
+    assert text(kernel.ok("print(total)")) == "3.0\n"
+    run_id = Split().list_runs(limit=1)[0].run_id
     # `%split logs RUN --rank 1` through the command line, the same verb as the magic.
     logs = subprocess.run([sys.executable, "-m", "jupyter_split.cli", "logs", run_id, "--rank", "1"],
                           capture_output=True, text=True, timeout=120)

@@ -101,9 +101,24 @@ def _named_pids(launcher: int) -> dict[str, int]:
     return names
 
 
-def start_ray(temp_dir: Path, num_cpus: int | None = None) -> RayCluster:
-    """Start a Ray head under `temp_dir`; raise `ServiceError` with the fix if it cannot."""
+def start_ray(temp_dir: Path, num_cpus: int | None = None, attempts: int = 2) -> RayCluster:
+    """Start a Ray head under `temp_dir`; raise `ServiceError` with the fix if it cannot.
+
+    A second attempt follows a failed first: on a busy machine Ray's raylet can miss its
+    fixed 30 s window to register, and a fresh start usually makes it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(temp_dir / f"try{attempt}", num_cpus)
+        except ServiceError:
+            if attempt == attempts:
+                raise
+    raise ServiceError("start_ray needs attempts >= 1")
+
+
+def _start_once(temp_dir: Path, num_cpus: int | None) -> RayCluster:
     ray = require("ray", INSTALL)
+    temp_dir.mkdir(parents=True)
     (gcs, dashboard, client, node_manager, object_manager, agent_listen, agent_grpc, runtime_env,
      metrics) = free_ports(9)
     # These come from the ephemeral range, above Ray's worker ports (10002-19999), as Ray needs.
