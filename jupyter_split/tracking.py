@@ -241,7 +241,8 @@ def run_files(run_dir: str | os.PathLike[str]) -> list[str]:
 
 # -- checkpoints as artifacts ---------------------------------------------------------
 
-#: schemes whose references W&B checksums itself (ETags, md5); others carry the manifest's sha256
+#: schemes whose references W&B checksums itself (ETags, md5) when its client can reach the store;
+#: others, and those it cannot reach, carry the manifest's sha256 as their digest
 NATIVE_SCHEMES = frozenset({"s3", "gs", "file"})
 
 
@@ -257,7 +258,11 @@ def artifact_name(url: str) -> str:
 
 
 def build_artifact(url: str, manifest: Manifest, labels: set[str] | None = None) -> Any:
-    """A W&B artifact that references the checkpoint at `url` without uploading its bytes."""
+    """A W&B artifact that references the checkpoint at `url` without uploading its bytes.
+
+    `metadata["digest"]` says who vouches for the content: `wandb` (W&B checksummed the
+    objects itself) or `manifest` (one reference whose digest is `manifest_sha256`).
+    """
     import wandb
     from wandb.sdk.artifacts.artifact_manifest_entry import ArtifactManifestEntry
 
@@ -267,13 +272,16 @@ def build_artifact(url: str, manifest: Manifest, labels: set[str] | None = None)
         "parents": manifest.parents, "producer_run": manifest.run_id, "producer_site": manifest.site,
         "files": len(manifest.files), "bytes": manifest.total_bytes,
     }
-    artifact = wandb.Artifact(artifact_name(url), type="model", metadata=metadata)
-    scheme = urlparse(url).scheme or "file"
-    if scheme in NATIVE_SCHEMES:
-        artifact.add_reference(url if "://" in url else Path(url).resolve().as_uri())
-    else:
-        name = posixpath.basename(urlparse(url).path.rstrip("/")) or "checkpoint"
-        artifact.manifest.add_entry(ArtifactManifestEntry(path=name, digest=sha, ref=url, size=manifest.total_bytes))
+    if (urlparse(url).scheme or "file") in NATIVE_SCHEMES:
+        artifact = wandb.Artifact(artifact_name(url), type="model", metadata={**metadata, "digest": "wandb"})
+        try:
+            artifact.add_reference(url if "://" in url else Path(url).resolve().as_uri())
+            return artifact
+        except Exception:  # noqa: BLE001 - whatever W&B's store client fails with
+            pass  # it reads its own AWS_*/GOOGLE_* settings, not the site's storage_options
+    artifact = wandb.Artifact(artifact_name(url), type="model", metadata={**metadata, "digest": "manifest"})
+    name = posixpath.basename(urlparse(url).path.rstrip("/")) or "checkpoint"
+    artifact.manifest.add_entry(ArtifactManifestEntry(path=name, digest=sha, ref=url, size=manifest.total_bytes))
     return artifact
 
 

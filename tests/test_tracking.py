@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
 from pathlib import Path
 
@@ -307,3 +308,25 @@ def test_a_wandb_cell_that_cannot_track_still_runs_and_says_why(tmp_path, prelud
     assert done.returncode == 0, done.stderr
     assert "ran untracked: True" in done.stdout
     assert says in done.stderr and "This cell runs without a W&B run." in done.stderr
+
+
+@pytest.mark.slow
+def test_s3_checkpoint_is_checksummed_by_wandb_where_it_can_reach_the_store(s3, monkeypatch):
+    url = s3.make_bucket("ckpt-" + secrets.token_hex(3)) + "/step-1"
+    fs = s3.filesystem()
+    fs.pipe_file(f"{url}/model.safetensors", b"weights" * 100)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S3_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    blind = tracking.build_artifact(url, _manifest())              # W&B's client has no credentials
+    [entry] = blind.manifest.entries.values()
+    assert blind.metadata["digest"] == "manifest" and entry.digest == tracking.manifest_sha256(_manifest())
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.key)                 # W&B's own settings for the store
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret)
+    monkeypatch.setenv("AWS_S3_ENDPOINT_URL", s3.endpoint_url)
+    native = tracking.build_artifact(url, _manifest())
+    entry = native.manifest.entries["model.safetensors"]
+    assert native.metadata["digest"] == "wandb" and entry.ref == url + "/model.safetensors" and entry.size == 700
+    assert entry.digest == fs.info(f"{url}/model.safetensors")["ETag"].strip('"')
