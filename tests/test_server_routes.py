@@ -16,6 +16,7 @@ from jupyter_split import core
 from jupyter_split.core import CellOptions
 from jupyter_split.server.routes import HANDLERS
 from jupyter_split.sync import copy
+from tests.fixtures.core import write_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -240,3 +241,20 @@ async def test_wandb_lists_the_experiments_offline_runs(jp_fetch) -> None:
     [row] = (await _json(jp_fetch, "wandb"))["runs"]
     assert (row["site"], row["mode"], row["state"], row["split_run"]) == ("home", "offline", "finished", run_id)
     assert row["url"] is None and row["metrics"]["loss"] == 0.25
+
+
+async def test_a_bad_config_is_a_400_that_names_file_and_key(jp_fetch, split_home: Path) -> None:
+    write_config(split_home, '[sites.home]\njurisdiction = "CN"\nexecutor = "teleport"\n')
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("jupyter-split", "sites")
+    assert err.value.code == 400
+    message = json.loads(err.value.response.body)["message"]
+    assert "jupyter_split.toml" in message and "sites.home.executor" in message
+
+
+async def test_a_password_in_a_storage_url_stays_off_the_page(jp_fetch, split_home: Path) -> None:
+    storage = (split_home / "store").as_uri().replace("file://", "file://alice:hunter2@")
+    write_config(split_home, f'[experiment]\ndefault_remote = "home"\n[sites.home]\njurisdiction = "CN"\nstorage = "{storage}"\n')
+    body = await _json(jp_fetch, "sites")
+    assert "hunter2" not in json.dumps(body)
+    assert body["sites"][0]["storage"].startswith("file://alice:***@")

@@ -5,6 +5,7 @@ import posixpath
 from typing import Any
 
 from ..config import Config, SiteConfig
+from ..residency.locations import redact
 from ..sync.fsutil import resolve
 from ..sync.manifest import MANIFEST_NAME, STAGING_NAME, ManifestError, read_manifest
 
@@ -22,7 +23,7 @@ def published(config: Config) -> tuple[list[dict[str, Any]], dict[str, str]]:
         try:
             rows += _site_checkpoints(site)
         except (OSError, ValueError) as exc:
-            errors[site.name] = f"cannot list {site.storage}: {exc}"
+            errors[site.name] = f"cannot list {redact(site.storage)}: {exc}"
     rows.sort(key=lambda row: row["created_ts"], reverse=True)
     return rows[:LIMIT], errors
 
@@ -48,7 +49,7 @@ def _site_checkpoints(site: SiteConfig) -> list[dict[str, Any]]:
             continue
         rows.append({
             "site": site.name,
-            "url": site.storage.rstrip("/") + "/" + rel,
+            "url": redact(site.storage.rstrip("/") + "/" + rel),
             "name": rel,
             "bytes": manifest.total_bytes,
             "files": len(manifest.files),

@@ -18,6 +18,7 @@ from .. import core
 from ..config import ConfigError
 from ..executors import ExecutorError
 from ..policy import ResidencyError
+from ..residency.locations import redact
 from ..sync import SyncError
 from . import checkpoints, transfer, wandb_runs
 
@@ -70,6 +71,8 @@ class SitesHandler(SplitHandler):
     async def get(self) -> None:
         split = await self.call(core.get_split)
         sites = await self.call(split.sites)
+        for row in sites:  # a password in a storage URL is for fsspec, not for the page
+            row["storage"] = row["storage"] and redact(row["storage"])
         self.send({"experiment": split.config.experiment.model_dump(), "sites": sites, "source": split.config.source})
 
 

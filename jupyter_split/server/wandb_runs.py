@@ -16,14 +16,14 @@ def rows(split: Any) -> list[dict[str, Any]]:
         out.append({
             "site": item.site, "id": run.id, "name": run.name or run.id, "job_type": run.job_type,
             "mode": "offline" if run.offline else "online", "state": run.state, "split_run": item.split_run,
-            "url": None if run.offline else _run_url(split.config.sites[item.site], run),
+            "url": None if run.offline else _run_url(split.config.sites.get(item.site), run),
             "metrics": run.metrics(),
         })
     return out
 
 
 def _run_url(site: Any, run: Any) -> str | None:
-    if not (run.entity and run.project):
+    if site is None or not (run.entity and run.project):
         return None
     base = tracking.server_url(site)
     app = _CLOUD_APP if base == tracking.CLOUD_URL else base

@@ -5,8 +5,12 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { api, Checkpoint, Experiment, Run, Site, WandbRun } from './api';
 import { ACTIVE_STATES, foldEvents, RunView } from './logic';
 
-/** Sites are probed (an SSH round trip, a squeue) far less often than runs are listed. */
-const SITE_EVERY = 10;
+/**
+ * Sites are probed (an SSH round trip, an sinfo) and storage is listed far less often
+ * than runs; on their own poll, so a slow site never holds the run list back.
+ */
+const WORLD_EVERY = 10;
+const MAX_BACKOFF_MS = 60_000;
 
 export class SplitModel {
   experiment: Experiment | null = null;
@@ -16,68 +20,70 @@ export class SplitModel {
   /** Sites whose storage could not be listed, and why. */
   checkpointErrors: Record<string, string> = {};
   wandbRuns: WandbRun[] = [];
-  error: string | null = null;
 
   constructor(intervalMs: number) {
-    this._poll = new Poll({
-      auto: true,
-      factory: () => this._tick(),
-      frequency: { interval: intervalMs, backoff: true, max: 60_000 },
-      name: 'jupyter-split:model',
-      standby: 'when-hidden'
-    });
+    this._runsPoll = this._poll('runs', intervalMs, () => this._fetchRuns());
+    this._worldPoll = this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld());
   }
 
   get changed(): ISignal<this, void> {
     return this._changed;
   }
 
-  set intervalMs(value: number) {
-    this._poll.frequency = { ...this._poll.frequency, interval: value };
+  /** What the last failed request said, if the server is not answering as it should. */
+  get error(): string | null {
+    return this._errors.runs ?? this._errors.world ?? null;
   }
 
-  /** Fetch everything now, sites included. */
+  set intervalMs(value: number) {
+    this._runsPoll.frequency = { ...this._runsPoll.frequency, interval: value };
+    this._worldPoll.frequency = { ...this._worldPoll.frequency, interval: value * WORLD_EVERY };
+  }
+
+  /** Fetch everything now. */
   async refresh(): Promise<void> {
-    this._ticks = 0;
-    await this._poll.refresh();
-    await this._poll.tick;
+    await Promise.all([this._runsPoll.refresh(), this._worldPoll.refresh()]);
+    await Promise.all([this._runsPoll.tick, this._worldPoll.tick]);
   }
 
   dispose(): void {
-    this._poll.dispose();
+    this._runsPoll.dispose();
+    this._worldPoll.dispose();
     Signal.clearData(this);
   }
 
-  private async _tick(): Promise<void> {
-    const withSites = this._ticks % SITE_EVERY === 0;
-    this._ticks += 1;
-    try {
-      const [runs, sites, checkpoints, wandb] = await Promise.all([
-        api.runs(),
-        withSites ? api.sites() : null,
-        withSites ? api.checkpoints() : null,
-        withSites ? api.wandb() : null
-      ]);
-      this.runs = await this._freshen(runs.runs);
-      if (sites) {
-        this.experiment = sites.experiment;
-        this.sites = sites.sites;
-      }
-      if (checkpoints) {
-        this.checkpoints = checkpoints.checkpoints;
-        this.checkpointErrors = checkpoints.errors;
-      }
-      if (wandb) {
-        this.wandbRuns = wandb.runs;
-      }
-      this.error = null;
-    } catch (reason) {
-      this.error = reason instanceof Error ? reason.message : String(reason);
-      this._changed.emit();
-      // Rejecting makes the Poll back off until the server answers again.
-      throw reason;
-    }
-    this._changed.emit();
+  private _poll(name: 'runs' | 'world', intervalMs: number, fetch: () => Promise<void>): Poll {
+    return new Poll({
+      factory: async () => {
+        try {
+          await fetch();
+          this._errors[name] = null;
+        } catch (reason) {
+          this._errors[name] = reason instanceof Error ? reason.message : String(reason);
+          // Rejecting makes the Poll back off until the server answers again.
+          throw reason;
+        } finally {
+          this._changed.emit();
+        }
+      },
+      frequency: { interval: intervalMs, backoff: true, max: MAX_BACKOFF_MS },
+      name: `jupyter-split:${name}`,
+      standby: 'when-hidden'
+    });
+  }
+
+  private async _fetchRuns(): Promise<void> {
+    const { runs } = await api.runs();
+    this.runs = await this._freshen(runs);
+  }
+
+  private async _fetchWorld(): Promise<void> {
+    const [sites, checkpoints, wandb] = await Promise.all([api.sites(), api.checkpoints(), api.wandb()]);
+    this.experiment = sites.experiment;
+    this.sites = sites.sites;
+    this.checkpoints = checkpoints.checkpoints;
+    this.checkpointErrors = checkpoints.errors;
+    this.wandbRuns = wandb.runs;
   }
 
   /** Runs the index still calls active, brought up to date from their own event logs. */
@@ -100,7 +106,8 @@ export class SplitModel {
   }
 
   private _views = new Map<string, RunView>();
-  private _poll: Poll;
-  private _ticks = 0;
+  private _errors: Record<'runs' | 'world', string | null> = { runs: null, world: null };
+  private _runsPoll: Poll;
+  private _worldPoll: Poll;
   private _changed = new Signal<this, void>(this);
 }
