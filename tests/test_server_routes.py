@@ -232,7 +232,6 @@ async def test_wandb_lists_the_experiments_offline_runs(jp_fetch) -> None:
     run_id = await asyncio.to_thread(_start, code)
 
     async def finished():
-        runs = (await _json(jp_fetch, "runs"))["runs"]
         events = (await _json(jp_fetch, "runs", run_id, "events"))["events"]
         return any(e["type"] == "status" and e["state"] in ("succeeded", "failed") for e in events) and events
 
