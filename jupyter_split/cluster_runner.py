@@ -28,6 +28,8 @@ from .runs.events import is_final, read_events
 DUPLICATE_WINDOW = 2.0
 #: how long rank 0, failed itself, waits for the other ranks' logs to name who failed first
 PEER_GRACE = 5.0
+#: set by torchrun for its ranks: such a runner joins the process group before the cell
+UNDER_TORCHRUN = "TORCHELASTIC_RUN_ID"
 
 
 class ClusterRunner(Runner):
@@ -83,7 +85,7 @@ class ClusterRunner(Runner):
 
     # -- a cell on one rank
     def _execute(self, path: Path, request: dict[str, Any]) -> tuple[str, str | None]:
-        if self.world_size > 1:
+        if UNDER_TORCHRUN in os.environ:
             failure = self._join_group()
             if failure:
                 return "failed", failure
@@ -205,7 +207,7 @@ def _rank_argv(argv: list[str], rank: int) -> list[str]:
 
 def run_here(argv: list[str], payload: str, rank: int = 0) -> int:
     """Run the runner in this process as a ClusterRunner, the payload as its stdin."""
-    if "TORCHELASTIC_RUN_ID" in os.environ:
+    if UNDER_TORCHRUN in os.environ:
         _end_with_torchrun()
     sys.stdin = io.StringIO(payload + "\n")
     try:
