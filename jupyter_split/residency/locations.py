@@ -69,14 +69,19 @@ def _host(netloc: str) -> str:
 
 def _local_readings(path: str) -> set[str]:
     path = os.path.expanduser(path)
-    joined = re.sub("/+", "/", path if path.startswith("/") else os.path.join(os.getcwd(), path))
-    readings = {os.path.normpath(joined)}
+    readings = {os.path.normpath(path if path.startswith("/") else os.path.join(os.getcwd(), path))}
     try:
         # `link/..` is resolved physically by the kernel: resolve before any lexical `..`
-        readings.add(_real(joined.rstrip("/") or "/"))
+        readings.add(resolved(path))
     except (ValueError, OSError):  # an embedded NUL or a symlink loop: no file to follow
         pass
     return readings
+
+
+def resolved(path: str) -> str:
+    """`path` made absolute with its symlinks resolved, its folder's resolution cached briefly."""
+    joined = re.sub("/+", "/", path if path.startswith("/") else os.path.join(os.getcwd(), path))
+    return _real(joined.rstrip("/") or "/")
 
 
 def _real(path: str) -> str:

@@ -25,7 +25,7 @@ from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
 from .labels import collect
 from .produced import produced_path, record_produced
-from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent
+from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent, resolved
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
@@ -230,7 +230,7 @@ def _wrote(path: Any, local: bool) -> None:
         return
     try:
         text = os.fsdecode(path)
-        where = os.path.realpath(text) if local else text
+        where = resolved(text) if local else text
     except (ValueError, OSError, TypeError):
         return
     if where in state.written or where in state.own_files or (local and where.startswith(_LIBRARIES)):
