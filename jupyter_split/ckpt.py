@@ -38,8 +38,30 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or trusted; the message names the file and the fix."""
 
 
-def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+def locate(spec: str, storage_options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The URL and fsspec options for `spec`: `SITE:path`, a URL or a local path, as push and pull take them.
+
+    A trailing `/@latest` becomes the newest published checkpoint under it. Without
+    `storage_options`, a location inside a site's `storage` uses that site's options.
+    """
+    from .config import load_config
+    from .residency.locations import site_for_url
+    from .sync.endpoints import endpoint
+    from .sync.latest import resolve_latest
+
+    config = load_config()
+    if "://" in spec:
+        site = site_for_url(spec, config)
+        url, options = spec, dict(site.storage_options) if site else {}
+    else:
+        found = endpoint(spec, config)
+        url, options = found.url, dict(found.options)
+    options.update(storage_options or {})
+    return resolve_latest(url, options), options
+
+
+def _fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    fs, root = fsspec.core.url_to_fs(url, **storage_options)
     return fs, root.rstrip("/")
 
 
@@ -59,13 +81,15 @@ def save(
     overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write `state` (a state_dict, or nested dicts/lists of tensors and plain values) to `url`.
+    """Write `state` (a state_dict, or nested dicts/lists of tensors and plain values) to `url`
+    (a URL, a local path, or `SITE:path` under a site's storage).
 
     Labels are the current run's residency labels plus `labels`; parents are the
     checkpoints this process loaded plus `parents`. Returns the published manifest.
     """
     flat = fmt.flatten(state)
     limit = fmt.parse_size(max_shard_size)
+    url, storage_options = locate(url, storage_options)
     sizes = {n: fmt.nbytes(t) for n, t in flat.tensors.items()}
     all_labels = _guard_save(state, url, labels, sum(sizes.values()))
     fs, root = _fs(url, storage_options)
@@ -178,6 +202,9 @@ def load(
 ) -> Any:
     """The state saved at `url`, every file verified against the manifest, on `device`.
 
+    `url` is a URL, a local path or `SITE:path`; a last component `@latest` picks the
+    newest published checkpoint there (`load("home:run-7/@latest")`).
+
     `device="auto"` is this machine's accelerator (inside a cell, pass `device=device`
     to follow the site's setting). `dtype=None` keeps each tensor's dtype unless the
     device lacks it: bf16 becomes fp16 where the device has fp16 (fp32 for a tensor
@@ -201,6 +228,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         self.dtype = dtype
         self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
+        url, storage_options = locate(url, storage_options)
         self.url = url
         self.fs, self.root = _fs(url, storage_options)
         manifest = read_manifest(self.fs, self.root)

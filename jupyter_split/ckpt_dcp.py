@@ -20,7 +20,7 @@ from torch.distributed.checkpoint import load as dcp_load
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
 from . import ckpt_format as fmt, tracking
-from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read
+from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read, locate
 from .sync.manifest import Manifest
 
 try:
@@ -68,6 +68,8 @@ def consolidate(
     `dest_storage_options` the destination. The result loads with `ckpt.load(dest_url)`,
     nested as it was saved (`{"model": {...}, "optim": {...}}`).
     """
+    dcp_url, storage_options = locate(dcp_url, storage_options)
+    dest_url, dest_storage_options = locate(dest_url, dest_storage_options)
     reader = _reader(dcp_url, storage_options)
     metadata = reader.read_metadata()
     tensors = {fqn: md for fqn, md in metadata.state_dict_metadata.items() if isinstance(md, TensorStorageMetadata)}
@@ -104,9 +106,9 @@ def consolidate(
     return manifest
 
 
-def _reader(url: str, storage_options: dict[str, Any] | None) -> FsspecReader:
+def _reader(url: str, storage_options: dict[str, Any]) -> FsspecReader:
     try:
-        reader = FsspecReader(url, **(storage_options or {}))
+        reader = FsspecReader(url, **storage_options)
         reader.read_metadata()
     except FileNotFoundError:
         raise CheckpointError(f"{url} has no .metadata file, so it is not a finished torch.distributed.checkpoint "

@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from jupyter_split import ckpt, policy
 from jupyter_split.ckpt_format import FormatError, parse_size
+from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
 from tests.test_policy_guard import policy_config  # the policy tests' two-site config (home CN, sg SG)
@@ -257,3 +258,14 @@ def test_bf16_becomes_fp16_where_the_device_has_fp16_only(tmp_path):
         out = ckpt.load(url, device=fp16_only)
     assert out["w"].dtype == torch.float16 and out["f32"].dtype == torch.float32
     assert out["big"].dtype == torch.float32 and out["big"][0].item() == big[0].float().item()
+
+
+def test_site_paths_and_latest_as_push_and_pull_take_them(_isolated):
+    policy_config(_isolated)
+    for step in (1, 2):
+        ckpt.save({"step": step, "w": torch.full((2,), float(step))}, f"sg:run-1/step-{step}")
+    assert (_isolated / "sg-store" / "run-1" / "step-2" / "manifest.json").exists()
+    newest = ckpt.load("sg:run-1/@latest")
+    assert newest["step"] == 2 and torch.equal(newest["w"], torch.full((2,), 2.0))
+    with pytest.raises(ConfigError, match="'nowhere' is not a site"):
+        ckpt.load("nowhere:run-1")
