@@ -251,7 +251,28 @@ class Split:
         return parse_lines(data)[0]
 
     def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
-        return self.index.list(site, limit)
+        """Recent runs; those the index still calls active are brought up to date from their logs."""
+        records = self.index.list(site, limit)
+        stale = [r for r in records if r.state not in TERMINAL_STATES]
+        if stale:
+            aio.run(self._refresh_all(stale))
+            records = self.index.list(site, limit)
+        return records
+
+    async def _refresh_all(self, records: list[RunRecord]) -> None:
+        # A site that cannot be reached leaves its rows as they were; the others still update.
+        await asyncio.gather(*(self._refresh(r) for r in records), return_exceptions=True)
+
+    async def _refresh(self, record: RunRecord) -> None:
+        """Catch the index up with a run nobody is following (detached, or its kernel died)."""
+        ex = self.executor(record.site)
+        events = await self._read_log(ex, record.run_dir)
+        final = next((e for e in reversed(events) if is_final(e)), None)
+        if final is None and not await ex.alive(record.handle):
+            final = await record_death(ex, record.handle, record.run_dir, events[-1]["seq"] if events else 0)
+        lines = [e["text"] for e in events if e["type"] == "stream" and e["text"].strip()]
+        fields: dict[str, Any] = {"last_line": lines[-1].strip().splitlines()[-1][:200]} if lines else {}
+        self.index.update(record.run_id, state=final["state"] if final else "running", **fields)
 
     def cancel(self, run_id: str) -> str:
         """End a run (and, for a session run, its session); returns the final state."""

@@ -149,3 +149,19 @@ def test_a_notebook_runs_headless_with_nbclient(split_home):
     NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(split_home / "work")}}).execute()
     outs = ["".join(o.get("text", "") for o in cell.outputs) for cell in nb.cells]
     assert outs[1:] == ["trained abroad\n", "served at home 45\n", "{'total': 45}\n"]
+
+
+def test_runs_lists_detached_runs_up_to_date(kernel):
+    outputs = kernel.ok("%%on home --detach\nprint('quick one')")
+    run_id = text(outputs).split()[1]
+    dying = text(kernel.ok("%%on home --detach\nimport os, signal, time\ntime.sleep(0.5)\nos.kill(os.getpid(), signal.SIGKILL)")).split()[1]
+    import time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listing = text(kernel.ok("%split runs"))
+        rows = {line.split()[0]: line.split()[2] for line in listing.splitlines()[1:]}
+        if rows.get(run_id) == "succeeded" and rows.get(dying) == "failed":
+            break
+        time.sleep(0.5)
+    assert rows[run_id] == "succeeded" and rows[dying] == "failed", listing
+    assert "quick one" in listing
