@@ -27,6 +27,7 @@ _WILDCARD = re.compile(r"[*?\[]")
 RECENT_SECONDS = 2.0
 T = TypeVar("T")
 _real_folders: dict[str, tuple[float, str]] = {}
+_folder_parts: dict[str, tuple[float, tuple[str, ...]]] = {}
 # Enough rounds to undo double and triple encoding (`%252e` -> `%2e` -> `.`).
 _DECODE_ROUNDS = 4
 
@@ -269,7 +270,14 @@ def compile_globs(texts: Iterable[str]) -> list[Glob]:
 
 def os_path_readings(path: str) -> set[Location]:
     """What the operating system opens for `path`: it decodes nothing, so only `..` and symlinks count."""
-    return {("file", _components(reading)) for reading in _local_readings(path)}
+    return {("file", _file_components(reading)) for reading in _local_readings(path)}
+
+
+def _file_components(path: str) -> tuple[str, ...]:
+    # `path` is absolute and normalised: its folder's components are worth remembering
+    folder, _, name = path.rpartition("/")
+    head = recent(_folder_parts, folder, _components) if folder else ()
+    return (*head, unicodedata.normalize("NFC", name).casefold()) if name else head
 
 
 def matching_glob(url: str, globs: list[Glob], contains: bool = True) -> Glob | None:
