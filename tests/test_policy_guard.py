@@ -206,3 +206,12 @@ def test_declassifications_reach_a_runner_whose_register_is_elsewhere(home, tmp_
         monkeypatch.setenv(key, value)  # what the core puts in each cell's request
     policy.check_copy(src, dest, [], 11, "people.csv")
     assert "declassified by dpo" in policy.audit_entries(decision="allowed")[0]["reason"]
+
+
+def test_a_declassified_url_with_a_password_is_stored_without_it(home):
+    url = "sftp://bob:hunter2@sg.example/data/pii/x.csv"
+    policy.declassify(url, "approval 3")
+    assert "hunter2" not in (load_config().audit_log_path().parent / "declassified.jsonl").read_text()
+    from jupyter_split.residency.guard import approval_for
+
+    assert approval_for([url], load_config()).startswith("declassified by")

@@ -23,7 +23,6 @@ from .locations import compile_glob, compile_globs, covers, is_local, matching_g
 from .produced import produced_origins
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
-
 DECLASSIFIED_ENV = "JUPYTER_SPLIT_DECLASSIFIED"
 
 
@@ -67,7 +66,6 @@ class ResidencyError(PermissionError):
             + "  (or `jupyter-split declassify ...`, or jupyter_split.policy.declassify(item, reason)),\n"
             + "  or list it under policy.allow_export in the config."
         )
-
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.refusals,)  # rebuilt whole when it crosses a process boundary
@@ -269,8 +267,8 @@ def declassify(item: Any, reason: str, user: str | None = None, *, name: str | N
         if not item.strip():
             raise ValueError("declassify needs an item: a path, URL or item name.")
         location = os.path.abspath(os.path.expanduser(item)) if os.path.exists(os.path.expanduser(item)) else None
-        append_record(declassified_path(config), {**stamp, "user": user, "item": item, "location": location,
-                                                  "reason": reason.strip()})
+        append_record(declassified_path(config), {**stamp, "user": user, "item": redact(item), "location": location,
+                                                  "reason": reason.strip()})  # a URL's password is never stored
         labels = sorted(labels_for_url(item, config))
         shown = redact(item)
     else:
