@@ -15,11 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from jupyter_split import ckpt, core, demo, policy, tracking, wandb_sites
 from jupyter_split.config import default_config, parse_config
 from jupyter_split.sync.manifest import Manifest
-from tests.fixtures.core import stop_runners
+from tests.fixtures.core import stop_runners, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -60,6 +61,47 @@ def test_quickstart(split_home):
     assert "3\n2\n1\n" in cell_text(nb, "%split logs")
     run = core.get_split().index.list(limit=1)[0]
     assert (run.site, run.name, run.state) == ("abroad", "countdown", "succeeded")
+
+
+@pytest.mark.slow
+def test_clusters_on_real_slurm_and_ray(split_home, slurm, ray_cluster, monkeypatch):
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)  # SLURM_CONF and friends, for the kernel and its sbatch calls
+    write_config(split_home, f"""
+[experiment]
+home = "home"
+default_remote = "slurm"
+[sites.home]
+jurisdiction = "CN"
+accelerator = "cpu"
+[sites.slurm]
+executor = "slurm"
+jurisdiction = "SG"
+accelerator = "cpu"
+python = "{sys.executable}"
+workdir = "{split_home}/slurm"
+[sites.ray]
+executor = "ray"
+jurisdiction = "MY"
+accelerator = "cpu"
+python = "{sys.executable}"
+workdir = "{split_home}/ray"
+ray = {{ address = "{ray_cluster.address}" }}
+""")
+    monkeypatch.setenv("JUPYTER_SPLIT_CONFIG", str(split_home / "work" / "jupyter_split.toml"))
+    nb = run_notebook("03-clusters.ipynb")
+    on_slurm = cell_text(nb, "%%on slurm")
+    assert "site 'slurm' (slurm, SG)" in on_slurm and "Slurm job -" not in on_slurm
+    assert "site 'ray' (ray, MY)" in cell_text(nb, "%%on ray") and "Slurm job -" in cell_text(nb, "%%on ray")
+    assert "the same result on both clusters: True" in cell_text(nb, "ray_scores = scores")
+    runs = {r.site: r for r in core.get_split().list_runs(limit=10)}
+    assert runs["slurm"].state == runs["ray"].state == "succeeded"
+    assert runs["slurm"].handle["job_id"] and runs["slurm"].mode == "detached"
+    # and with no cluster configured, the notebook stops at once and says what to write
+    monkeypatch.delenv("JUPYTER_SPLIT_CONFIG")
+    (split_home / "work" / "jupyter_split.toml").unlink()
+    with pytest.raises(CellExecutionError, match=r"(?s)needs the sites \['slurm', 'ray'\].*write them into jupyter_split.toml"):
+        run_notebook("03-clusters.ipynb")
 
 
 @pytest.mark.slow
