@@ -1,9 +1,11 @@
 """Taint inside a runner: a run that reads resident data carries the home label.
 
 `start_taint_tracking` installs a PEP 578 audit hook that sees every file the
-interpreter opens, lists, copies or renames, and wraps fsspec's read methods so
-object-store reads (which open no local file) are seen too. The first resident
-read labels the run; `run_labels()` then stamps whatever the run ships.
+interpreter opens, lists, copies or renames, and wraps fsspec's read and write methods
+so object-store traffic (which opens no local file) is seen too. The first read of a
+resident location, or of a file inside a labelled checkpoint, labels the run;
+`run_labels()` then stamps whatever the run ships, and every file the run wrote is
+listed with its labels (`produced`), so it stays labelled after the run ends.
 
 Reads by native code that bypasses Python's `open` (e.g. Arrow's C++ filesystem,
 Rust readers) are not seen: call `taint_run` where such a reader is used, as
@@ -24,8 +26,8 @@ from typing import Any, Iterable, Mapping
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
 from .labels import collect
-from .produced import produced_path, record_produced
 from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent, resolved
+from .produced import produced_path, record_produced
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
@@ -103,10 +105,6 @@ def stop_taint_tracking() -> None:
     _state = None
 
 
-def tracking() -> bool:
-    return _state is not None
-
-
 def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> None:
     """Label the current run (a pulled or loaded labelled checkpoint); no-op when not tracking."""
     state = _state
@@ -117,14 +115,15 @@ def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> No
     if not new:
         return
     state.labels.update(new)
-    _busy.active = True
+    was_busy = getattr(_busy, "active", False)
+    _busy.active = True  # these writes are the tracker's own, not the run's
     try:
         if state.state_file is not None:
             append_record(state.state_file, {"labels": new, "run_id": state.run_id, "pid": os.getpid()})
         # what the run wrote before it read labelled data may be written on after: label it too
         record_produced(state.config, state.written, state.labels, current_run_id())
     finally:
-        _busy.active = False
+        _busy.active = was_busy
 
 
 def run_label_origins() -> dict[str, str]:
