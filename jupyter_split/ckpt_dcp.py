@@ -70,50 +70,56 @@ def consolidate(
     """
     dcp_url, storage_options = locate(dcp_url, storage_options)
     dest_url, dest_storage_options = locate(dest_url, dest_storage_options)
-    reader = _reader(dcp_url, storage_options)
-    metadata = reader.read_metadata()
+    reader, metadata = _reader(dcp_url, storage_options)
     tensors = {fqn: md for fqn, md in metadata.state_dict_metadata.items() if isinstance(md, TensorStorageMetadata)}
-    others = [fqn for fqn in metadata.state_dict_metadata if fqn not in tensors]
     for fqn, md in tensors.items():
         if md.properties.dtype not in fmt.NAMES:
             raise CheckpointError(f"{dcp_url}: tensor {fqn!r} has dtype {md.properties.dtype}, which safetensors cannot hold")
     sizes = {fqn: md.size.numel() * md.properties.dtype.itemsize for fqn, md in tensors.items()}
-    batches = fmt.plan_shards(sizes, fmt.parse_size(max_shard_size))
-    files = [fmt.shard_name(i, len(batches)) for i in range(len(batches))]
-
     total = sum(sizes.values())
     found = guard_read(dcp_url, [], total, None)
     all_labels = _guard_save(None, dest_url, set(labels) | found, total)
+    # the small non-tensor values first: a refused one stops us before any shard is written
+    values: dict[str, Any] = {fqn: None for fqn in metadata.state_dict_metadata if fqn not in tensors}
+    if values:
+        _load(values, reader, dcp_url)
+    flat = fmt.flatten(_nest({**{fqn: fmt.Placeholder(fqn) for fqn in tensors}, **values}, metadata))
+    batches = fmt.plan_shards(sizes, fmt.parse_size(max_shard_size))
+    if flat.tensors:  # tensors inside pickled values (rare): a shard of their own
+        clash = sorted(set(flat.tensors) & set(tensors))
+        if clash:
+            raise CheckpointError(f"{dcp_url}: tensors inside pickled values are named like DCP tensors ({clash[0]!r}); "
+                                  "store them as tensors in the state dict instead")
+        batches.append(list(flat.tensors))
+    files = [fmt.shard_name(i, len(batches)) for i in range(len(batches))]
+
     fs, root = _fs(dest_url, dest_storage_options)
     _unpublish(fs, root, dest_url, overwrite)
     writer = ShardWriter(fs, root, {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels),
                                     "source_device": "dcp"})
     entries, table = [], {}
     for file, batch in zip(files, batches):
-        state = {fqn: torch.empty(tensors[fqn].size, dtype=tensors[fqn].properties.dtype) for fqn in batch}
-        _load(state, reader, dcp_url)
+        if batch[0] in flat.tensors:
+            state = flat.tensors
+        else:
+            state = {fqn: torch.empty(tensors[fqn].size, dtype=tensors[fqn].properties.dtype) for fqn in batch}
+            _load(state, reader, dcp_url)
         entries.append(writer.write(file, state))
-        table.update({fqn: fmt.table_entry(file, t.dtype, t.shape) for fqn, t in state.items()})
+        table.update({name: fmt.table_entry(file, t.dtype, t.shape) for name, t in state.items()})
         del state  # one shard's worth in memory at a time
-    values: dict[str, Any] = dict.fromkeys(others)
-    if values:
-        _load(values, reader, dcp_url)
-    leaves = {**{fqn: fmt.Placeholder(fqn) for fqn in tensors}, **values}
-    tree = fmt.flatten(_nest(leaves, metadata)).tree
-    document = fmt.tree_document(tree, table, "dcp")
+    document = fmt.tree_document(flat.tree, table, "dcp")
     manifest = writer.finish(entries, document, labels=all_labels, parents=[dcp_url], extra_meta={"consolidated_from": dcp_url})
     tracking.log_checkpoint(dest_url, manifest)
     return manifest
 
 
-def _reader(url: str, storage_options: dict[str, Any]) -> FsspecReader:
+def _reader(url: str, storage_options: dict[str, Any]) -> tuple[FsspecReader, Metadata]:
     try:
         reader = FsspecReader(url, **storage_options)
-        reader.read_metadata()
+        return reader, reader.read_metadata()
     except FileNotFoundError:
         raise CheckpointError(f"{url} has no .metadata file, so it is not a finished torch.distributed.checkpoint "
                               "folder (the save may still be running, or the URL points one level off)") from None
-    return reader
 
 
 def _load(state: dict[str, Any], reader: FsspecReader, url: str) -> None:
