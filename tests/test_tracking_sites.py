@@ -150,6 +150,10 @@ def test_one_experiment_across_two_sites(experiment, kernel, split_home):
 
     listing = text(kernel.ok("%split wandb"))
     assert "4 run(s)" in listing and all(f" {r.run.id} " in listing for r in runs.values())
+    as_json = _cli("wandb", "--site", "sg", "--json")
+    [only] = json.loads(as_json.stdout)
+    assert only["job_type"] == "pretrain" and [row["loss"] for row in only["history"]][:2] == [1.0, 0.5]
+    assert only["config"]["split"]["site"] == "sg" and only["artifacts"][0]["name"] == "ckpt-pretrain-1"
 
     _sync_abroad_keeps_back_what_the_policy_says(runs)
     _sync_to_the_home_server_keeps_everything(runs)
