@@ -238,10 +238,17 @@ def test_online_run_keeps_a_refused_artifact_back_with_a_warning(tmp_path, monke
     assert decisions == [("ckpt-ft-9", "refused"), ("ckpt-ft-9", "allowed")]
 
 
-def test_nothing_to_log_without_an_open_run(monkeypatch):
-    monkeypatch.setattr(tracking, "active_run", lambda: None)
-    assert tracking.log_checkpoint("file:///x", _manifest()) is None
-    assert tracking.use_checkpoint("file:///x", _manifest()) is None
+def test_nothing_to_log_without_an_open_run(tmp_path):
+    import subprocess
+    import sys
+
+    # a fresh process: wandb imported by nobody, so no run and no import of it either
+    code = ("import sys; from jupyter_split import tracking; from jupyter_split.sync.manifest import Manifest; "
+            "m = Manifest(files=[]); print(tracking.log_checkpoint('file:///x', m), "
+            "tracking.use_checkpoint('file:///x', m), 'wandb' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "JUPYTER_SPLIT_DATA": str(tmp_path)})
+    assert done.stdout.split() == ["None", "None", "False"]
 
 
 def test_tracking_does_not_import_wandb():
