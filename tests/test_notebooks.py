@@ -189,6 +189,14 @@ def test_demo_says_where_the_notebook_is_missing(tmp_path):
     assert not (tmp_path / "demo-output").exists()
 
 
+def test_run_script_names_the_notebooks_it_knows(tmp_path):
+    done = subprocess.run([sys.executable, str(NOTEBOOKS / "run.py"), "04-nope.ipynb", "--output", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "no notebook 04-nope.ipynb" in done.stderr and "01-quickstart.ipynb" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_never_empties_a_data_folder_it_did_not_make(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("mine")
