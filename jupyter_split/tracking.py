@@ -185,9 +185,12 @@ def _start(meta: dict[str, Any]) -> Any | None:
             "code_sha256": code_sha256(meta.get("code", "")),
         }
     }
+    # A cell on many ranks is one W&B run: rank 0's. The others get a disabled run, so
+    # `wandb.log` in the cell works on every rank and records once.
+    mode = None if os.environ.get("RANK", "0") == "0" else "disabled"
     try:
         return wandb.init(dir=meta.get("run_dir"), name=meta["run_id"], job_type=meta.get("name") or None,
-                          config=config, reinit="finish_previous")
+                          config=config, reinit="finish_previous", mode=mode)
     except Exception as exc:  # W&B's own errors (no key, server unreachable) are many types
         print(f"--wandb: W&B could not start on {where}: {type(exc).__name__}: {exc}\n"
               f"Check the site's wandb settings and its key (${key_variable(site)} or "

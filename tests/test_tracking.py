@@ -337,3 +337,23 @@ def test_s3_checkpoint_is_checksummed_by_wandb_where_it_can_reach_the_store(s3, 
     entry = native.manifest.entries["model.safetensors"]
     assert native.metadata["digest"] == "wandb" and entry.ref == url + "/model.safetensors" and entry.size == 700
     assert entry.digest == fs.info(f"{url}/model.safetensors")["ETag"].strip('"')
+
+
+def test_a_wandb_cell_on_many_ranks_is_one_run_of_rank_0(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, wandb\nfrom jupyter_split import tracking\n"
+            "with tracking.cell_run({'run_id': 'r', 'site': 'sg', 'code': '', 'run_dir': sys.argv[1]}) as cell:\n"
+            "    wandb.log({'loss': 1.0})\n"
+            "print(cell.run.settings.mode)\nwandb.teardown()")
+    modes = []
+    for rank in ("0", "1"):
+        run_dir = tmp_path / rank
+        run_dir.mkdir()
+        env = {**os.environ, "RANK": rank, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+        done = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True,
+                              env=env, timeout=120, check=True)
+        modes.append(done.stdout.split()[-1])
+        assert len(tracking.run_files(run_dir)) == (1 if rank == "0" else 0)
+    assert modes == ["offline", "disabled"]
