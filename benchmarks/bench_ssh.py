@@ -100,7 +100,7 @@ def many_lines(split: Split, server, lines: int) -> tuple[float, float, float]:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.services.sshd import start_sshd, stop_sshd
+    from tests.services.sshd import start_sshd
 
     quick = "--quick" in argv
     size, lines = (32 * MB, 10_000) if quick else (256 * MB, 100_000)
@@ -132,5 +132,5 @@ def main(argv: list[str]) -> int:
                         os.killpg(handle["pid"], 9)
                     except ProcessLookupError:
                         pass
-            stop_sshd(server)
+            server.stop()
     return 0

@@ -100,6 +100,12 @@ class SshServer:
                 continue
         return killed
 
+    def stop(self) -> None:
+        """Stop the server and every connection it serves (by PID)."""
+        self.drop_connections()
+        stop(self.pid)
+        self.process.wait()
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -175,9 +181,8 @@ def start_sshd(root: Path) -> SshServer:
 
 
 def stop_sshd(server: SshServer) -> None:
-    server.drop_connections()
-    stop(server.pid)
-    server.process.wait()
+    """The module-level form of `SshServer.stop`, for scripts that start one with `start_sshd`."""
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -187,4 +192,4 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     try:
         yield server
     finally:
-        stop_sshd(server)
+        server.stop()
