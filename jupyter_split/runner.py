@@ -216,6 +216,14 @@ class Runner:
             message = f"--out variable(s) {', '.join(map(repr, missing))} not defined after the cell on {self.site!r}"
             CAPTURE.record("error", ename="NameError", evalue=message, traceback=[message])
             return "failed", message
+        from .config import load_config
+        from .policy import ResidencyError, check_objects
+
+        try:  # the variables go to the notebook, at home: the guard (and the audit log) sees them first
+            check_objects({n: self.shell.user_ns[n] for n in names}, load_config().home)
+        except ResidencyError as exc:
+            CAPTURE.record("error", ename="ResidencyError", evalue=str(exc), traceback=[str(exc)])
+            return "failed", str(exc)
         try:
             data = transfer.pack(names, self.shell.user_ns, f"on site {self.site!r}")
         except transfer.TransferError as exc:

@@ -173,3 +173,16 @@ def test_the_notebook_flow_in_a_real_kernel(world, kernel):
     assert "tensor(" in text(kernel.ok("%%remote_gpu --in counts\nprint(counts.mean())"))
     audit = text(kernel.ok("%split audit --decision refused"))
     assert "counts" in audit and "home(CN) -> sg(SG)" in audit
+
+
+def test_out_variables_from_abroad_are_audited_and_foreign_labels_stay_abroad(world):
+    split = core.Split()
+    ns: dict = {}
+    cell = "import torch\nweights = torch.ones(2)\nlocal_rows = policy.label(torch.zeros(2), 'SG')"
+    assert split.execute(f"from jupyter_split import policy\n{cell}", CellOptions(site="sg", outputs=["weights"]),
+                         ns, lambda e: None).state == "succeeded"
+    assert ns["weights"].tolist() == [1.0, 1.0]
+    outcome = split.execute("local_rows", CellOptions(site="sg", outputs=["local_rows"]), ns, lambda e: None)
+    assert outcome.state == "failed" and "label SG" in outcome.reason and "local_rows" not in ns
+    records = [(r["item"], r["decision"], r["from_site"], r["to_site"]) for r in policy.audit_entries()]
+    assert records == [("weights", "allowed", "sg", "home"), ("local_rows", "refused", "sg", "home")]
