@@ -176,11 +176,12 @@ def _peer_outcomes(run_dir: str, world_size: int, grace: float | None) -> dict[i
 
 
 def _prepare_rank_dir(run_dir: str, rank: int) -> str:
-    """Rank K's own directory: the request (no --out, no W&B run of its own) and the --in data."""
+    """Rank K's own directory: the request (no --out; with --wandb, a disabled W&B run, so the
+    cell's `wandb.log` works on every rank and only rank 0 records) and the --in data."""
     target = Path(rank_dir(run_dir, rank))
     target.mkdir(parents=True, exist_ok=True)
     request = json.loads((Path(run_dir) / "request.json").read_text())
-    write_json_atomic(target / "request.json", {**request, "out": [], "wandb": False})
+    write_json_atomic(target / "request.json", {**request, "out": []})
     link = target / "in.pkl"
     if (Path(run_dir) / "in.pkl").exists() and not link.exists():
         link.symlink_to(posixpath.join("..", "..", "in.pkl"))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_split import core, tracking, wandb_offline, wandb_sites
+from jupyter_split.core import CellOptions
 from jupyter_split.policy import audit_entries
 from jupyter_split.sync.manifest import Manifest
 from tests.fixtures.core import text, write_config
@@ -221,3 +222,12 @@ def _sync_to_the_home_server_keeps_everything(runs: dict) -> None:
     assert set(finetune.metrics()) == {"loss", "eval/acc", "pii_rows"}
     [artifact] = finetune.artifacts
     assert artifact["name"] == "ckpt-ft-1" and artifact["metadata"]["labels"] == ["CN"]
+
+
+def test_a_wandb_cell_on_two_ranks_is_one_run(split_home):
+    events: list[dict] = []
+    cell = "import os, wandb\nwandb.log({'rank_seen': int(os.environ['RANK'])})\nprint('rank', os.environ['RANK'])"
+    outcome = core.get_split().execute(cell, CellOptions(site="abroad", name="ddp", wandb=True, gpus=2), {}, events.append)
+    assert outcome.state == "succeeded", outcome
+    [item] = wandb_sites.experiment_runs(core.get_split())
+    assert item.run.job_type == "ddp" and item.run.metrics() == {"rank_seen": 0}
