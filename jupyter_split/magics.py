@@ -27,7 +27,8 @@ class SplitMagics(Magics):
 
     @line_magic("split")
     def split(self, line: str):
-        """%split sites | runs | attach RUN | logs RUN | cancel RUN | push SRC DEST | pull SRC DEST | policy | doctor [SITE]"""
+        """%split VERB: sites | runs | attach RUN | logs RUN | cancel RUN | doctor [SITE] | push SRC DEST |
+        pull SRC DEST | policy | declassify ITEM | audit | wandb. `%split --help` lists them all."""
         ctx = commands.Context(namespace=self.shell.user_ns, out=sys.stdout, notebook=True)
         with user_errors(UsageError):
             code = commands.dispatch(shlex.split(line), ctx, prog="%split")
