@@ -67,3 +67,19 @@ def test_split_push_in_a_notebook(kernel, split_home):
     outputs = kernel.ok("from jupyter_split import sync\nprint(sync.pull('abroad:ckpts/@latest', progress=False))")
     assert "already up to date" not in text(outputs) and "sent 1 files" in text(outputs)
     assert tree_hashes(split_home / "home/ckpts/step-1") == tree_hashes(split_home / "work/out/step-1")
+
+
+@pytest.mark.slow
+def test_a_cell_abroad_pushes_its_checkpoint(kernel, split_home):
+    write_config(split_home, CONFIG.format(root=split_home.as_uri()))
+    outputs = kernel.ok(
+        "%%on abroad\n"
+        "import os, pathlib\n"
+        "from jupyter_split import sync\n"
+        "out = pathlib.Path('cell-out/step-9'); out.mkdir(parents=True)\n"
+        "(out / 'w.bin').write_bytes(os.urandom(4096))\n"
+        "print(sync.push(str(out), 'abroad:runs/', progress=False))\n"
+    )
+    assert "sent 1 files" in text(outputs)
+    landed = split_home / "abroad/runs/step-9"
+    assert (landed / "manifest.json").exists() and (landed / "w.bin").stat().st_size == 4096

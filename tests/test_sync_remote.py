@@ -110,16 +110,17 @@ def test_residency_refusal_comes_before_the_first_byte(tmp_path, s3, s3_second):
 
 def test_local_to_sftp_resumes_a_part_and_repairs_with_remote_hash(tmp_path, sshd):
     src, dest = tmp_path / "src", tmp_path / "sftp-dest"
-    hashes = make_tree(src, FILES)
-    # what a killed run leaves: the first half of a shard in its staging part
-    part = dest / STAGING_NAME / "files" / "w" / "shard-0.bin.part"
+    files = {**FILES, "w/big.bin": 17 << 20}  # over RESUMABLE_MIN: sent as a resumable part
+    hashes = make_tree(src, files)
+    # what a killed run leaves: the first half of the big file in its staging part
+    part = dest / STAGING_NAME / "files" / "w" / "big.bin.part"
     part.parent.mkdir(parents=True)
-    part.write_bytes((src / "w/shard-0.bin").read_bytes()[: 1 << 20])
+    part.write_bytes((src / "w/big.bin").read_bytes()[: 8 << 20])
     report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
-    assert report.bytes_sent == sum(FILES.values()) - (1 << 20)
+    assert report.bytes_sent == sum(files.values()) - (8 << 20)
     assert tree_hashes(dest) == hashes and not (dest / STAGING_NAME).exists()
 
-    flip_byte(dest / "w/shard-1.bin", offset=(1 << 20) + 5)  # 2 MB: hashed by sha256sum on the server
+    flip_byte(dest / "w/shard-1.bin", offset=(1 << 20) + 5)  # hashed by sha256sum on the server
     report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), deep=True, progress=False)
     assert report.files_sent == 1 and tree_hashes(dest) == hashes
 

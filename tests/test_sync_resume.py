@@ -20,7 +20,8 @@ from .test_sync_local import make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 
-FILES = {**{f"shards/s{i:02d}.bin": 1 << 20 for i in range(16)}, "big/a.bin": 6 << 20, "big/b.bin": 6 << 20}
+# the big ones are over RESUMABLE_MIN, so they are written as resumable `.part` files
+FILES = {**{f"shards/s{i:02d}.bin": 1 << 20 for i in range(8)}, "big/a.bin": 17 << 20, "big/b.bin": 17 << 20}
 CHILD = """
 import json, sys
 from jupyter_split import sync
@@ -120,7 +121,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     assert not (dest / STAGING_NAME).exists()
     assert reader.torn == [], f"seed {seed}: a reader saw a partial checkpoint"
     assert reader.views > 0
-    assert report.files_skipped >= len(FILES) - 2
+    assert report.bytes_sent <= FILES["shards/s03.bin"] + FILES["big/a.bin"]  # at most the two changed files
 
 
 def test_finished_files_and_parts_are_not_sent_again(tmp_path):
@@ -131,8 +132,8 @@ def test_finished_files_and_parts_are_not_sent_again(tmp_path):
     deadline = time.monotonic() + 60
     # Kill once at least 4 files are finished and a part of a big file is on disk.
     while time.monotonic() < deadline:
-        finished = list(staged.rglob("*.bin"))
-        parts = [p for p in staged.rglob("*.part") if _size(p) > 0]
+        finished = list(staged.rglob("*.bin")) if staged.exists() else []
+        parts = [p for p in staged.rglob("*.part") if _size(p) > 0] if staged.exists() else []
         if len(finished) >= 4 and parts:
             break
         time.sleep(0.001)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import policy, tracking
-from ..config import Config
+from ..config import Config, load_config
 from .fsutil import Location, explain, resolve
 from .manifest import FileEntry, Manifest, manifest_path, publish
 from .plan import Action, Plan, make_plan
@@ -22,7 +22,7 @@ from .progress import Progress
 from .rounds import send_all
 
 CHUNK = 8 << 20
-CONCURRENCY = 4
+CONCURRENCY = 8
 
 
 class SyncError(RuntimeError):
@@ -110,8 +110,11 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     Raises `policy.ResidencyError` on a refusal (the guard writes the audit log);
     returns every label the copy carries, for the destination's manifest.
     """
-    return set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url,
-                                 files=[item.rel for item in plan.items], config=config))
+    config = config or load_config()
+    # Name each file only when the source folder may hold a resident location: the guard
+    # then labels by file; otherwise the folder's own answer holds for all of them.
+    files = [item.rel for item in plan.items] if policy.url_label_origins(src_url, config) else None
+    return set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files, config=config))
 
 
 def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: int, retries: int, backoff: float,
@@ -180,7 +183,10 @@ def _commit(plan: Plan, new: Manifest) -> bool:
 
 
 def _same(old: Manifest, new: Manifest) -> bool:
-    return old.to_json() == new.to_json()
+    def key(m: Manifest) -> Manifest:
+        return dataclasses.replace(m, files=sorted(m.files, key=lambda e: e.path))
+
+    return key(old) == key(new)
 
 
 def _drop_staging(dest: Location) -> None:

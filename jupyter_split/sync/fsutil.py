@@ -15,9 +15,6 @@ from fsspec.asyn import sync
 
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
 
-# Files at least this big are hashed by `sha256sum` on an SFTP server rather than
-# read back over the link.
-REMOTE_HASH_MIN = 64 << 10
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
 SFTP_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -88,14 +85,13 @@ def _bookkeeping(rel: str) -> bool:
 def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor | None) -> dict[str, str | None]:
     """sha256 of each stored file (None if it is gone), as the destination holds it.
 
-    On an SFTP server the big ones are hashed there by `sha256sum`, in a few batched
-    commands (starting one costs a round of session setup, so never one per file);
-    the rest are read back, in parallel on `pool` when given.
+    On an SFTP server they are hashed there by `sha256sum`, in a few batched commands
+    (starting one costs a session setup, so never one per file); elsewhere, or where
+    the server runs no commands, they are read back, in parallel on `pool` when given.
     """
     digests: dict[str, str | None] = {}
     if loc.sftp:
-        remote = [path for path, size in files.items() if size >= REMOTE_HASH_MIN]
-        for batch in _batches(remote):
+        for batch in _batches(list(files)):
             digests.update(_remote_sha256(loc, batch))
     rest = [path for path in files if path not in digests]
     mapper = pool.map if pool is not None else map

@@ -15,6 +15,10 @@ from .fsutil import Location, hash_many, list_tree
 from .manifest import Manifest, read_manifest
 
 PART_SUFFIX = ".part"
+# Files this big are written as `<name>.part` and renamed when whole, so a killed copy
+# can append to the part; smaller ones go straight to their staged name (a torn one
+# fails the hash check every staged file gets before it is kept).
+RESUMABLE_MIN = 16 << 20
 
 
 class Action(str, Enum):
@@ -57,9 +61,15 @@ class Plan:
     def write_path(self, rel: str) -> str:
         return self.staged_path(rel) if self.stage else self.dest.path(rel)
 
-    def temp_path(self, rel: str) -> str | None:
+    def temp_path(self, item: Item) -> str | None:
         # Object stores make a finished PUT visible at once and have no rename.
-        return None if self.dest.object_store else self.staged_path(rel) + PART_SUFFIX
+        if self.dest.object_store or item.size < RESUMABLE_MIN:
+            return None
+        return self.staged_path(item.rel) + PART_SUFFIX
+
+    def parents(self, items: list[Item]) -> list[str]:
+        """The folders the sends write into, to create once each rather than once per file."""
+        return sorted({posixpath.dirname(self.write_path(item.rel)) for item in items})
 
 
 class PlanError(ValueError):
@@ -91,7 +101,7 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
         elif entry is None and in_place.get(rel) == size:
             item.action = Action.KEEP_FINAL
             dest_hash.append((item, dest.path(rel)))
-        elif stage and not dest.object_store:
+        elif stage and not dest.object_store and size >= RESUMABLE_MIN:
             part = staged.get(rel + PART_SUFFIX, 0)
             item.resume_from = part if 0 < part < size else 0
         if item.action is not Action.SEND and item.sha256 is None:

@@ -30,6 +30,13 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
              backoff: float) -> Outcome:
     outcome = Outcome()
     pending = list(items)
+    try:
+        for parent in plan.parents(items):
+            plan.dest.fs.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        why = explain(exc, plan.dest.fs.unstrip_protocol(parent))
+        outcome.failed.update((item.rel, why) for item in items)
+        return outcome
     for round_ in range(retries + 1):
         mismatched = _round(plan, pending, bar, outcome, chunk=chunk, workers=workers, retries=retries, backoff=backoff)
         pending = []

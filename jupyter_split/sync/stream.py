@@ -31,11 +31,10 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
         except Exception as exc:
             on_bytes(-sent)  # the bar shows bytes that made it, not bytes tried
             item.resume_from = 0
-            if is_permanent(exc):
-                _drop_temp(plan, item)  # e.g. a full disk: give its space back
+            if is_permanent(exc) or attempt >= retries:
+                # a `.part` stays for the next run to resume, unless the disk is full or read-only
+                _drop_torn(plan, item, keep_part=not is_permanent(exc))
                 raise
-            if attempt >= retries:
-                raise  # the `.part` stays for the next run to resume
             attempt += 1
             time.sleep(backoff * 2 ** (attempt - 1))
 
@@ -43,9 +42,8 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
 def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
     src, dest = plan.src, plan.dest
     final = plan.write_path(item.rel)
-    temp = plan.temp_path(item.rel)
+    temp = plan.temp_path(item)
     target = temp or final
-    dest.fs.makedirs(dest.fs._parent(target), exist_ok=True)
     digest = hashlib.sha256()
     with src.fs.open(item.src_path, "rb", block_size=chunk) as reader:
         offset = _resume(reader, item, digest, chunk)
@@ -95,11 +93,11 @@ def _discard(writer, object_store: bool) -> None:
         pass  # the original error is the one to report
 
 
-def _drop_temp(plan: Plan, item: Item) -> None:
-    temp = plan.temp_path(item.rel)
-    if temp is None:
+def _drop_torn(plan: Plan, item: Item, keep_part: bool) -> None:
+    temp = plan.temp_path(item)
+    if temp is not None and keep_part:
         return
     try:
-        plan.dest.fs.rm_file(temp)
+        plan.dest.fs.rm_file(temp or plan.write_path(item.rel))
     except OSError:
         pass  # nothing was written, or the destination is unreachable: the staging cleanup at commit covers it
