@@ -215,3 +215,12 @@ def test_a_declassified_url_with_a_password_is_stored_without_it(home):
     from jupyter_split.residency.guard import approval_for
 
     assert approval_for([url], load_config()).startswith("declassified by")
+
+
+def test_the_runner_environment_keeps_the_newest_declassifications_within_its_limit(home):
+    for n in range(400):
+        policy.declassify(f"s3://bucket/exports/item-{n:04d}", "approval " + "x" * 150)
+    [value] = policy.runner_env(load_config()).values()
+    records = json.loads(value)
+    assert len(value) <= 64 * 1024 and records[-1]["item"] == "s3://bucket/exports/item-0399"
+    assert 100 < len(records) < 400

@@ -24,6 +24,8 @@ from .produced import produced_origins
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
 DECLASSIFIED_ENV = "JUPYTER_SPLIT_DECLASSIFIED"
+# One environment string may not pass 128 KiB (Linux), or the run's own subprocesses fail to start.
+_ENV_BUDGET = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,15 @@ def approval_for(targets: Iterable[str], config: Config) -> str | None:
 def runner_env(config: Config) -> dict[str, str]:
     """For a runner's environment: the declassifications made here, since a runner on another
     machine keeps its own register (and so would refuse what was approved here)."""
-    records = [{key: r.get(key) for key in ("item", "location", "reason", "user", "time")}
-               for r in declassifications(config)]
-    return {DECLASSIFIED_ENV: json.dumps(records)} if records else {}
+    records: list[dict[str, Any]] = []
+    size = 0
+    for record in reversed(declassifications(config)):  # newest first, within what an environment holds
+        kept = {key: record.get(key) for key in ("item", "location", "reason", "user", "time")}
+        size += len(json.dumps(kept)) + 2
+        if size > _ENV_BUDGET:
+            break
+        records.append(kept)
+    return {DECLASSIFIED_ENV: json.dumps(records[::-1])} if records else {}
 
 
 def _passed_on() -> list[dict[str, Any]]:
