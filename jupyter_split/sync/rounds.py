@@ -7,6 +7,7 @@ deletes the file and sends it again, up to `retries` rounds, then fails naming i
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -17,6 +18,30 @@ from .stream import send_with_retries
 
 # On SFTP, start a verification batch once this many bytes have arrived.
 VERIFY_BATCH = 64 << 20
+# Many small files in flight hide round trips; a few big ones already fill the link,
+# and more of them only fight over the CPU (measured: two 20 MB streams beat eight).
+IN_FLIGHT_BYTES = 48 << 20
+
+
+class ByteBudget:
+    """Admits a send while fewer than two run or the bytes in flight stay under the budget."""
+
+    def __init__(self, budget: int):
+        self._budget, self._bytes, self._count = budget, 0, 0
+        self._cond = threading.Condition()
+
+    def run(self, size: int, fn, *args, **kwargs):
+        with self._cond:
+            self._cond.wait_for(lambda: self._count < 2 or self._bytes + size <= self._budget)
+            self._bytes += size
+            self._count += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._cond:
+                self._bytes -= size
+                self._count -= 1
+                self._cond.notify_all()
 
 
 @dataclass
@@ -58,10 +83,11 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
     mismatched: list[tuple[Item, str]] = []
     batch: list[Item] = []
     batch_bytes = 0
+    budget = ByteBudget(IN_FLIGHT_BYTES)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
         sends: dict[Future, Item] = {
-            senders.submit(send_with_retries, plan, item, chunk=chunk, retries=retries, backoff=backoff,
-                           on_bytes=bar.update): item for item in items}
+            senders.submit(budget.run, item.size, send_with_retries, plan, item, chunk=chunk, retries=retries,
+                           backoff=backoff, on_bytes=bar.update): item for item in items}
         checks: list[Future] = []
         while sends:
             finished, _ = wait(sends, return_when=FIRST_COMPLETED)
