@@ -160,3 +160,21 @@ def test_push_and_pull_by_site_name(tmp_path, s3):
         sync.pull("sg:half", config=config, progress=False)
     with pytest.raises(Exception, match="not a site"):
         sync.pull("nowhere:x", config=config, progress=False)
+
+
+def test_big_file_to_s3_reuses_the_parts_of_an_open_upload(tmp_path, s3):
+    from jupyter_split.sync.s3parts import PART_SIZE
+
+    src = tmp_path / "src"
+    hashes = make_tree(src, {"w/big.bin": 2 * PART_SIZE + 12345, "config.json": 100})
+    s3.make_bucket("sync-parts")
+    fs = s3.filesystem()
+    data = (src / "w/big.bin").read_bytes()
+    # what a killed run leaves: an open upload with part 1 right and part 2 not
+    upload = fs.call_s3("create_multipart_upload", Bucket="sync-parts", Key="ck/w/big.bin")["UploadId"]
+    fs.call_s3("upload_part", Bucket="sync-parts", Key="ck/w/big.bin", UploadId=upload, PartNumber=1, Body=data[:PART_SIZE])
+    fs.call_s3("upload_part", Bucket="sync-parts", Key="ck/w/big.bin", UploadId=upload, PartNumber=2, Body=b"x" * PART_SIZE)
+    report = sync.copy(str(src), "s3://sync-parts/ck", dest_options=s3.storage_options, progress=False)
+    assert report.bytes_sent == len(data) - PART_SIZE + 100
+    assert s3_hashes(fs, "sync-parts/ck") == hashes
+    assert not fs.call_s3("list_multipart_uploads", Bucket="sync-parts").get("Uploads")

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import policy, tracking
 from ..config import Config, load_config
+from . import s3parts
 from .fsutil import Location, explain, resolve
 from .manifest import FileEntry, Manifest, manifest_path, publish
 from .plan import Action, Plan, make_plan
@@ -192,6 +193,8 @@ def _same(old: Manifest, new: Manifest) -> bool:
 def _drop_staging(dest: Location) -> None:
     if dest.fs.exists(dest.staging):
         dest.fs.rm(dest.staging, recursive=True)
+    if s3parts.supports(dest.fs):
+        s3parts.abort_under(dest.fs, dest.root)
 
 
 def _mb(n: int) -> str:

@@ -6,7 +6,8 @@ import time
 from typing import Callable
 
 from .fsutil import is_permanent
-from .plan import Item, Plan
+from . import s3parts
+from .plan import RESUMABLE_MIN, Item, Plan
 
 
 class VerifyError(OSError):
@@ -46,6 +47,10 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     target = temp or final
     digest = hashlib.sha256()
     with src.fs.open(item.src_path, "rb", block_size=chunk) as reader:
+        if dest.object_store and item.size >= RESUMABLE_MIN and s3parts.supports(dest.fs):
+            offset, item.resume_from = s3parts.send(dest.fs, final, reader, digest, on_bytes)
+            _check(item.src_path, item, offset, digest.hexdigest())
+            return
         offset = _resume(reader, item, digest, chunk)
         mode = "ab" if offset else "wb"
         writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)
@@ -59,15 +64,19 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             _discard(writer, dest.object_store)
             raise
         writer.close()
-    sha = digest.hexdigest()
-    if offset != item.size or (item.sha256 is not None and sha != item.sha256):
-        raise VerifyError(
-            f"source {src.path(item.rel)} changed while it was read (or does not match its manifest): "
-            f"expected {item.size} bytes sha256 {item.sha256}, read {offset} bytes sha256 {sha}"
-        )
-    item.sha256 = sha
+    _check(item.src_path, item, offset, digest.hexdigest())
     if temp is not None:
         dest.fs.mv(temp, final)
+
+
+def _check(source: str, item: Item, nbytes: int, sha: str) -> None:
+    """The bytes read must be the ones the plan expected; then `item.sha256` is known."""
+    if nbytes != item.size or (item.sha256 is not None and sha != item.sha256):
+        raise VerifyError(
+            f"source {source} changed while it was read (or does not match its manifest): "
+            f"expected {item.size} bytes sha256 {item.sha256}, read {nbytes} bytes sha256 {sha}"
+        )
+    item.sha256 = sha
 
 
 def _resume(reader, item: Item, digest, chunk: int) -> int:
