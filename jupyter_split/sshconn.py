@@ -342,6 +342,30 @@ class SiteConnection:
         sftp = await self.sftp()
         await sftp.get(remote, str(local))
 
+    async def can_forward_unix(self, python: str, folder: str) -> bool:
+        """Whether the site's sshd lets this connection reach unix sockets (the runner's live channel).
+
+        sshd answers "open failed" both for a missing socket and for forwarding turned off
+        (AllowStreamLocalForwarding no, DisableForwarding yes), so a real listener is made
+        in `folder` for a moment and reached for.
+        """
+        conn = await self.connection()
+        path = posixpath.join(folder, f"probe-{secrets.token_hex(4)}")
+        process = await conn.create_process(shlex.join([python, "-c", _LISTEN, path]), encoding=None)
+        try:
+            if not (await asyncio.wait_for(process.stdout.readline(), self.endpoint.connect_timeout * 4)).strip():
+                raise SshError(f"site {self.site.name!r}: cannot make a unix socket in {folder} with {python}: "
+                               f"{(await process.stderr.read()).decode(errors='replace')[-500:]}")
+            try:
+                _, writer = await conn.open_unix_connection(path)
+            except asyncssh.ChannelOpenError:
+                return False
+            writer.close()
+            return True
+        finally:
+            process.stdin.write_eof()
+            process.close()
+
     async def open_unix(self, path: str) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
         """A byte stream to a unix socket on the site (direct-streamlocal over this connection)."""
         conn = await self.connection()
@@ -355,6 +379,21 @@ class SiteConnection:
         except (asyncssh.DisconnectError, OSError) as exc:
             raise LinkError(f"site {self.site.name!r}: the connection failed opening {path}: {exc}") from None
 
+
+# Listens on argv[1] until one connection or stdin's end, whichever is first, then removes it.
+_LISTEN = r"""
+import os, select, socket, sys
+path = sys.argv[1]
+os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(1)
+try:
+    print("ready", flush=True)
+    select.select([server, sys.stdin], [], [], 60)
+finally:
+    os.unlink(path)
+"""
 
 _LOST = (asyncssh.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
 

@@ -253,3 +253,26 @@ def test_silent_link_is_noticed_by_keepalives_and_the_cell_resumes(sshd, split_h
     shown = "".join(e["text"] for e in events if e["type"] == "stream").splitlines()
     assert shown == [f"line {i}" for i in range(lines)]
     assert len(link.connections) >= 2, "the client never opened a second connection after the silence"
+
+
+def test_sshd_without_unix_socket_forwarding_falls_back_to_the_event_log(sshd, split_home, tmp_path):
+    from jupyter_split.sshconn import SshError
+    from tests.services.sshd import start_sshd
+
+    strict = start_sshd(tmp_path / "strict", AllowStreamLocalForwarding="no")
+    try:
+        raw = {"experiment": {"name": "t", "home": "home", "default_remote": "sg"},
+               "sites": {"sg": strict.site(workdir=sshd.workdir), "home": {"jurisdiction": "CN"}}}
+        split = core.Split(parse_config(raw, "test"))
+        with pytest.raises(SshError, match="refuses unix-socket forwarding.*run the cell again"):
+            split.execute("print('never')", core.CellOptions(site="sg"), {}, lambda e: None)
+        seen: list[dict[str, Any]] = []
+        namespace = {"x": 20}
+        outcome = split.execute("print('via the log')\ny = x + 1", core.CellOptions(site="sg", inputs=["x"], outputs=["y"]),
+                                namespace, seen.append)
+        assert outcome.state == "succeeded", seen
+        assert [e["text"] for e in seen if e["type"] == "stream"] == ["via the log\n"]
+        assert namespace["y"] == 21
+        aio.run(split.executor("sg").close())
+    finally:
+        strict.stop()

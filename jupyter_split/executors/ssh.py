@@ -21,7 +21,7 @@ import asyncssh
 from .. import bootstrap
 from ..config import Config, SiteConfig
 from ..devices import VISIBLE_DEVICES_VAR
-from ..sshconn import LinkError, SiteConnection, connection_for
+from ..sshconn import LinkError, SiteConnection, SshError, connection_for
 from ..transfer import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
@@ -115,7 +115,10 @@ class SshExecutor(Executor):
     async def ready(self) -> str:
         """The runner's python, installing jupyter_split on the site first if it is missing or differs."""
         if self._python is None:
-            self._python = await bootstrap.ensure_installed(self)
+            python = await bootstrap.ensure_installed(self)
+            # Without unix-socket forwarding no live channel exists: runs are one-shot, followed by their log.
+            self.supports_sessions = await self.connection.can_forward_unix(python, self.path("sock"))
+            self._python = python
         return self._python
 
     async def doctor(self) -> dict[str, Any]:
@@ -139,6 +142,13 @@ class SshExecutor(Executor):
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
         python = await self.ready()
+        if "--session" in spec.argv and not self.supports_sessions:
+            raise SshError(
+                f"site {self.site.name!r}: its sshd refuses unix-socket forwarding (AllowStreamLocalForwarding no "
+                "or DisableForwarding yes), so a live session cannot be reached. From now on cells on this site "
+                "run as one-shot runners whose output is read from their event log: run the cell again. "
+                "For live sessions, ask the cluster's admins to allow stream-local forwarding."
+            )
         job = {"run_dir": spec.run_dir, "argv": self.runner_command(spec), "env": self._environment(spec),
                "stdin": base64.b64encode(spec.stdin).decode()}
         done = await self.connection.check([python, "-c", _LAUNCH], f"starting the runner for {spec.run_id}",

@@ -110,27 +110,28 @@ class SshServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _config(root: Path, port: int, host_key: Path, authorized: Path) -> str:
-    return "\n".join([
-        f"Port {port}",
-        "ListenAddress 127.0.0.1",
-        f"HostKey {host_key}",
-        f"PidFile {root / 'sshd.pid'}",
-        f"AuthorizedKeysFile {authorized}",
-        "UsePAM no",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes",
-        "PermitRootLogin prohibit-password",
-        "StrictModes no",
-        "Subsystem sftp internal-sftp",
-        "AllowStreamLocalForwarding yes",
-        "AllowTcpForwarding yes",
-        "X11Forwarding no",
-        "PrintMotd no",
-        "LogLevel VERBOSE",
-        "",
-    ])
+def _config(root: Path, port: int, host_key: Path, authorized: Path, overrides: dict[str, str]) -> str:
+    settings = {
+        "Port": str(port),
+        "ListenAddress": "127.0.0.1",
+        "HostKey": str(host_key),
+        "PidFile": str(root / "sshd.pid"),
+        "AuthorizedKeysFile": str(authorized),
+        "UsePAM": "no",
+        "PasswordAuthentication": "no",
+        "KbdInteractiveAuthentication": "no",
+        "PubkeyAuthentication": "yes",
+        "PermitRootLogin": "prohibit-password",
+        "StrictModes": "no",
+        "Subsystem": "sftp internal-sftp",
+        "AllowStreamLocalForwarding": "yes",
+        "AllowTcpForwarding": "yes",
+        "X11Forwarding": "no",
+        "PrintMotd": "no",
+        "LogLevel": "VERBOSE",
+        **overrides,
+    }
+    return "".join(f"{key} {value}\n" for key, value in settings.items())
 
 
 def _answers(port: int) -> bool:
@@ -141,8 +142,9 @@ def _answers(port: int) -> bool:
         return False
 
 
-def start_sshd(root: Path) -> SshServer:
-    """Start sshd in `root` with fresh keys; raises ServiceError naming the fix if it cannot."""
+def start_sshd(root: Path, **settings: str) -> SshServer:
+    """Start sshd in `root` with fresh keys; `settings` override sshd_config keywords
+    (e.g. AllowStreamLocalForwarding="no"). Raises ServiceError naming the fix if it cannot."""
     sshd_bin = require("sshd", INSTALL)
     require("ssh-keygen", INSTALL)
     root.mkdir(parents=True, exist_ok=True)
@@ -159,7 +161,7 @@ def start_sshd(root: Path) -> SshServer:
     for attempt in range(5):
         port = free_port()
         conf = root / "sshd_config"
-        conf.write_text(_config(root, port, host_key, authorized))
+        conf.write_text(_config(root, port, host_key, authorized, settings))
         # -D keeps sshd in the foreground so its PID is ours to stop; -e sends its log to `log`.
         process = start([sshd_bin, "-D", "-e", "-f", str(conf)], log)
         try:
