@@ -154,3 +154,38 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:  # renamed to its final name meanwhile
         return 0
+
+
+S3_CHILD = """
+import json, sys
+from jupyter_split import sync
+print("go", flush=True)
+sync.copy(sys.argv[1], sys.argv[2], dest_options=json.loads(sys.argv[3]), progress=False)
+"""
+
+
+def test_sigkill_during_a_multipart_upload_then_resume(tmp_path, s3):
+    from jupyter_split.sync.s3parts import PART_SIZE
+
+    src = tmp_path / "src"
+    make_tree(src, {"big.bin": 5 * PART_SIZE})
+    s3.make_bucket("kill-parts")
+    fs = s3.filesystem()
+    proc = subprocess.Popen([sys.executable, "-c", S3_CHILD, str(src), "s3://kill-parts/ck", json.dumps(s3.storage_options)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "go"
+    deadline, parts = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not parts:
+        uploads = fs.call_s3("list_multipart_uploads", Bucket="kill-parts").get("Uploads", [])
+        if uploads:
+            parts = fs.call_s3("list_parts", Bucket="kill-parts", Key=uploads[0]["Key"],
+                               UploadId=uploads[0]["UploadId"]).get("Parts", [])
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert parts, "no part was uploaded before the deadline"
+    assert not fs.exists("kill-parts/ck/manifest.json")
+
+    report = sync.copy(str(src), "s3://kill-parts/ck", dest_options=s3.storage_options, progress=False)
+    assert report.bytes_sent <= 5 * PART_SIZE - len(parts) * PART_SIZE
+    assert hashlib.sha256(fs.cat_file("kill-parts/ck/big.bin")).hexdigest() == tree_hashes(src)["big.bin"]
