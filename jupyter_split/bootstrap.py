@@ -12,11 +12,15 @@ version; a source checkout here always installs its exact code into the venv.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import posixpath
 import sys
+import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import asyncssh
 
 from . import wheelhouse
 from ._version import __version__
@@ -50,6 +54,8 @@ print(json.dumps(out))
 """
 
 PTH_NAME = "_jupyter_split_site.pth"
+#: how long to wait for another process's install, and when its lock counts as abandoned
+LOCK_WAIT, LOCK_STALE = 900.0, 1800.0
 _LOCKS: "weakref.WeakKeyDictionary[SiteConnection, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
@@ -127,8 +133,44 @@ async def ensure_installed(executor: "SshExecutor") -> str:
                            f"under [sites.{executor.site.name}] to an interpreter that exists on {conn.endpoint.host}.")
         if _base_is_enough(base):
             return executor.base_python
-        await _install(conn, executor.workdir, executor.base_python, base, executor.site.name)
+        async with _site_lock(conn, env_dir(executor.workdir)):
+            # Another notebook may have installed the same code while this one waited.
+            if not _current(await _marker(conn, executor.workdir)):
+                await _install(conn, executor.workdir, executor.base_python, base, executor.site.name)
         return venv_python(executor.workdir)
+
+
+@contextlib.asynccontextmanager
+async def _site_lock(conn: SiteConnection, folder: str) -> AsyncIterator[None]:
+    """One install at a time per workdir, across processes and machines: an SFTP mkdir is atomic."""
+    sftp = await conn.sftp()
+    await sftp.makedirs(folder, exist_ok=True)
+    path = posixpath.join(folder, "installing.lock")
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            await sftp.mkdir(path)
+            break
+        except asyncssh.SFTPError:
+            try:
+                age = time.time() - ((await sftp.stat(path)).mtime or 0)
+            except asyncssh.SFTPNoSuchFile:
+                continue  # released just now: try again
+            if age > LOCK_STALE:
+                with contextlib.suppress(asyncssh.SFTPError):  # another waiter may clear it first
+                    await sftp.rmdir(path)  # its holder died mid-install
+                continue
+            if time.monotonic() > deadline:
+                raise SshError(f"site {conn.site.name!r}: another install has held {path} for {age:.0f} s. If none "
+                               "is running (no pip process on the site), remove that folder and try again.") from None
+            await asyncio.sleep(1.0)
+    try:
+        yield
+    finally:
+        try:
+            await sftp.rmdir(path)
+        except (asyncssh.Error, OSError):
+            pass  # the link dropped: the lock goes stale and the next install takes it
 
 
 async def _upload(conn: SiteConnection, wheels: list[wheelhouse.Wheel], folder: str, always: bool = False) -> list[str]:

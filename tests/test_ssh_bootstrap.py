@@ -85,3 +85,40 @@ def test_a_binary_wheel_the_site_cannot_use_is_refused_by_name(tmp_path):
     with pytest.raises(wheelhouse.WheelError, match="pydantic_core|pydantic-core") as err:
         wheelhouse.dependency_wheels(["pydantic-core"], tmp_path, {"cp39-cp39-win_amd64"}, "'sg'")
     assert "pip download" in str(err.value) and str(tmp_path / "extra") in str(err.value)
+
+
+def test_two_notebooks_starting_at_once_install_once(sshd, split_home, capfd):
+    import asyncio
+    import threading
+
+    from jupyter_split.executors.ssh import SshExecutor
+
+    root = Path(tempfile.mkdtemp(prefix="jsc-", dir="/tmp"))
+    try:
+        config = parse_config({"experiment": {"home": "sg", "default_remote": "sg"},
+                               "sites": {"sg": sshd.site(workdir=str(root))}}, "test")
+        # A lock left by an install that died long ago must not block anyone.
+        stale = root / "env" / "installing.lock"
+        stale.mkdir(parents=True)
+        os.utime(stale, (0, 0))
+        pythons: list[str] = []
+        errors: list[BaseException] = []
+
+        def notebook() -> None:
+            # Its own event loop, so its own SSH connection: like a second kernel.
+            try:
+                pythons.append(asyncio.run(bootstrap.ensure_installed(SshExecutor(config.sites["sg"], config))))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=notebook) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=600)
+        assert not errors, errors
+        assert pythons == [str(root / "env" / "venv" / "bin" / "python")] * 2
+        assert capfd.readouterr().err.count("installing jupyter_split") == 1
+        assert not stale.exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
