@@ -114,6 +114,8 @@ def test_split_training_through_the_demo_command(split_home, monkeypatch):
     core.reset()
     try:
         assert done.returncode == 0, done.stdout + done.stderr
+        index = core.get_split().index
+        assert index.session("abroad") is None and index.session("home") is None  # the demo ended its sessions
         _check_split_training(done.stdout, output, data)
     finally:
         stop_runners(data)
