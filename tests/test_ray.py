@@ -68,6 +68,13 @@ def test_cell_runs_as_a_ray_job_with_output_and_out_variables(split, ray_cluster
     assert job_status(ray_cluster, job) == "SUCCEEDED"
 
 
+def test_sites_shows_the_ray_cluster(split):
+    import ray
+
+    row = next(r for r in split.sites() if r["name"] == "ray")
+    assert row["reachable"] is True and row["ray"] == ray.__version__
+
+
 def test_cancel_stops_the_ray_job(split, ray_cluster):
     outcome = split.execute("import time\nprint('started', flush=True)\ntime.sleep(600)",
                             CellOptions(detach=True), {}, lambda e: None)

@@ -214,3 +214,10 @@ env = {{ SLURM_CONF = "{slurm.conf}" }}
     assert namespace["square"] == 36
     assert printed(events) == f"job {job_of(split, outcome.run_id)}\n"
     assert split.cancel(outcome.run_id) == "succeeded"
+
+
+def test_sites_shows_the_cluster_and_its_partitions(split, slurm):
+    row = next(r for r in split.sites() if r["name"] == "cluster")
+    assert row["executor"] == "slurm" and row["reachable"] is True
+    [line] = row["slurm"]
+    assert line.split()[:3] == [f"{slurm.partition}*", "up", "1"]  # partition, availability, nodes

@@ -16,6 +16,7 @@ import asyncio
 import json
 import shlex
 import time
+import urllib.request
 import warnings
 from typing import Any
 
@@ -164,8 +165,8 @@ class RayExecutor(Executor):
 
     async def describe(self) -> dict[str, Any]:
         row = await self.host.describe()
-        client = await self.client()
-        row["ray"] = await asyncio.to_thread(client.get_version)
+        await self.client()  # names the address and the fix when the Jobs API does not answer
+        row["ray"] = (await asyncio.to_thread(_server_versions, self.site.ray.address)).get("ray_version")
         return row
 
     async def reconnect(self) -> None:
@@ -174,6 +175,12 @@ class RayExecutor(Executor):
 
     async def close(self) -> None:
         await self.host.close()
+
+
+def _server_versions(address: str) -> dict[str, Any]:
+    """The dashboard's own versions (Ray's, the Jobs API's), from its public /api/version."""
+    with urllib.request.urlopen(f"{address.rstrip('/')}/api/version", timeout=10) as reply:
+        return json.loads(reply.read())
 
 
 EXECUTOR = RayExecutor

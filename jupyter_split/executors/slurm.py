@@ -30,6 +30,8 @@ ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED
 #: how each accelerator's cards are asked for (GPUs by --gpus-per-node, others by generic resource)
 _CARDS = {"cuda": "--gpus-per-node={n}", "dcu": "--gpus-per-node={n}", "musa": "--gpus-per-node={n}",
           "auto": "--gpus-per-node={n}", "npu": "--gres=npu:{n}", "mlu": "--gres=mlu:{n}"}
+#: seconds a job's state is reused before slurmctld is asked again (following a run polls it)
+STATE_TTL = 2.0
 _SCANCEL = {"INT": ["--signal=INT", "--full"], "TERM": [], "KILL": ["--signal=KILL", "--full"]}
 # Runs under the login node's python: sbatch with the secrets in its environment, read from stdin.
 _SUBMIT = r"""
@@ -56,6 +58,7 @@ class SlurmExecutor(Executor):
             from .local import LocalExecutor
             self.host = LocalExecutor(site, config)
         self._seen: dict[str, dict[str, str]] = {}
+        self._checked: dict[str, float] = {}
 
     @property
     def workdir(self) -> str:
@@ -142,6 +145,10 @@ class SlurmExecutor(Executor):
 
     async def job_state(self, job: str) -> dict[str, str]:
         """JobState, Reason, Restarts and ExitCode from scontrol, else sacct, else {} (unknown)."""
+        checked = self._checked.get(job, float("-inf"))
+        if time.monotonic() - checked < STATE_TTL and job in self._seen:
+            return self._seen[job]  # a login node's controller is shared: ask it sparingly
+        self._checked[job] = time.monotonic()
         code, out, _ = await self.command(["scontrol", "show", "job", "-o", job])
         if code == 0 and "JobState=" in out:
             fields = dict(re.findall(r"(\w+)=(\S*)", out))

@@ -48,6 +48,7 @@ class RayCluster:
         return found
 
     def stop(self) -> None:
+        _stop_jobs_of(self.address)
         stop(self.pid, grace=5)
         # Ray restarts what dies while it stops, so sweep the session until it is empty.
         for _ in range(20):
@@ -56,6 +57,22 @@ class RayCluster:
                 return
             stop(left, grace=0.5, sig=signal.SIGKILL)
         raise ServiceError(f"Ray processes {self.session_pids()} outlived SIGKILL")
+
+
+def _stop_jobs_of(address: str) -> None:
+    """Stop jobs still running (a failed test may leave one): Ray starts their entrypoints in
+    sessions of their own, which the sweep of the launcher's session would miss."""
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(address)
+        running = [job.submission_id for job in client.list_jobs()
+                   if job.submission_id and not job.status.is_terminal()]
+        for job in running:
+            client.stop_job(job)
+        wait_for(lambda: all(client.get_job_status(job).is_terminal() for job in running), "Ray jobs to stop", 30)
+    except (RuntimeError, OSError, ServiceError):
+        pass  # a cluster that cannot answer has no jobs to stop; its processes go below
 
 
 def _jobs_api_up(address: str) -> bool:
@@ -131,7 +148,9 @@ def _start_once(temp_dir: Path, num_cpus: int | None) -> RayCluster:
             f"--dashboard-agent-listen-port={agent_listen}", f"--dashboard-agent-grpc-port={agent_grpc}",
             f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
     # Without this, Ray swaps 127.0.0.1 for the machine's other address and listens on all.
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    # On a busy machine the node's dashboard agent can take long to come up; give it time.
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_agent_register_timeout_ms": "300000"}
     log = temp_dir / "ray-start.log"
     proc = start(argv, log, env)
     address = f"http://127.0.0.1:{dashboard}"

@@ -83,7 +83,10 @@ class SlurmCluster:
                               text=True, check=check, timeout=60)
 
     def stop(self) -> None:
-        # slurmd first so no job step outlives the controller that would clean it up.
+        # Jobs first (a failed test may leave one running): slurmd's exit would orphan them.
+        if "slurmctld" in self.pids:
+            self.run("scancel", f"--partition={self.partition}", check=False)
+            wait_for(lambda: not self.run("squeue", "-h", check=False).stdout.strip(), "jobs to end", 30)
         for name in ("slurmd", "slurmctld", "munged"):
             if name in self.pids:
                 stop(self.pids[name], grace=10)
