@@ -103,3 +103,22 @@ def test_unreachable_ray_names_the_address_and_the_key(split_home):
     write_config(split_home, config(split_home, "http://127.0.0.1:9"))
     with pytest.raises(Exception, match=r"cannot reach Ray's Jobs API at http://127.0.0.1:9.*ray.address"):
         Split().execute("1", CellOptions(), {}, lambda e: None)
+
+
+def test_no_secret_goes_into_a_ray_jobs_visible_environment(split_home):
+    import json
+
+    from jupyter_split.config import load_config
+    from jupyter_split.distributed import PAYLOAD_VAR
+    from jupyter_split.executors.base import LaunchSpec
+    from jupyter_split.executors.ray import RayExecutor
+
+    write_config(split_home, config(split_home, "http://127.0.0.1:8265"))
+    cfg = load_config()
+    payload = {"env": {"WANDB_API_KEY": "secret-key"}, "site": "ray", "accelerator": "cpu"}
+    spec = LaunchSpec("r1", "/w/r1", [], env={"JUPYTER_SPLIT_SITE": "ray"}, stdin=json.dumps(payload).encode())
+    with pytest.warns(RuntimeWarning, match="the W&B key was not sent.*WANDB_API_KEY in the Ray cluster"):
+        env_vars = RayExecutor(cfg.sites["ray"], cfg).runtime_env(spec)["env_vars"]
+    assert "secret-key" not in json.dumps(env_vars)
+    assert json.loads(env_vars[PAYLOAD_VAR]) == {"site": "ray", "accelerator": "cpu"}
+    assert env_vars["JUPYTER_SPLIT_SITE"] == "ray"

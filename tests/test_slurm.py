@@ -1,6 +1,7 @@
 """Cells on a real single-node Slurm (munged, slurmctld, slurmd on 127.0.0.1): one batch job a run."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -221,3 +222,26 @@ def test_sites_shows_the_cluster_and_its_partitions(split, slurm):
     assert row["executor"] == "slurm" and row["reachable"] is True
     [line] = row["slurm"]
     assert line.split()[:3] == [f"{slurm.partition}*", "up", "1"]  # partition, availability, nodes
+
+
+def test_secrets_reach_the_runner_but_no_file_script_or_command_line(slurm, split_home, monkeypatch, tmp_path):
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WANDB_API_KEY_CLUSTER", "secret-0123456789abcdef")
+    write_config(split_home, slurm_config(split_home, 'wandb = { mode = "online" }'))
+    split = Split()
+    events: list[dict] = []
+    # The cell names no secret (its code is in the run directory): it prints a digest of what it got.
+    outcome = split.execute("import hashlib, os\nprint(hashlib.sha256(os.environ['WANDB_API_KEY'].encode()).hexdigest())",
+                            CellOptions(), {}, events.append)
+    assert outcome.state == "succeeded", (outcome, events)
+    assert printed(events) == hashlib.sha256(b"secret-0123456789abcdef").hexdigest() + "\n"
+    job = job_of(split, outcome.run_id)
+    script = tmp_path / "batch.sh"
+    slurm.run("scontrol", "write", "batch_script", job, str(script))
+    shown = slurm.run("scontrol", "show", "job", "-o", job).stdout
+    assert "jupyter_split.distributed" in script.read_text()
+    assert "secret-0123456789abcdef" not in script.read_text() + shown
+    for path in (split_home / "cluster").rglob("*"):
+        if path.is_file():
+            assert b"secret-0123456789abcdef" not in path.read_bytes(), path

@@ -1,6 +1,7 @@
 """S3 for tests: a real moto_server process on 127.0.0.1, one per fixture, with its own keys."""
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import sys
 import tempfile
@@ -49,10 +50,8 @@ class S3Server:
 
 def start_s3(state_dir: Path, label: str = "s3") -> S3Server:
     """Start moto_server on a free port; raise `ServiceError` naming the fix if it cannot."""
-    try:
-        import moto.server  # noqa: F401  (only to give the install hint below)
-    except ImportError as err:
-        raise ServiceError(f"moto_server not found: pip install s3fs 'moto[server]' ({err})") from err
+    if importlib.util.find_spec("moto") is None:
+        raise ServiceError("moto_server not found: pip install s3fs 'moto[server]' (in one command)")
     require("moto_server", "pip install s3fs 'moto[server]' (in one command)")
     port = free_port()
     log = state_dir / f"{label}.log"
