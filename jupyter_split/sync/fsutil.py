@@ -13,6 +13,7 @@ from typing import Any
 import fsspec
 from fsspec.asyn import sync
 
+from . import s3read
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
@@ -99,10 +100,15 @@ def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor |
     return digests
 
 
+def open_read(loc: Location, path: str, chunk: int) -> Any:
+    """A sequential reader: one streamed GET on S3, the filesystem's own file elsewhere."""
+    return s3read.S3Stream(loc.fs, path) if s3read.supports(loc.fs) else loc.fs.open(path, "rb", block_size=chunk)
+
+
 def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
     digest = hashlib.sha256()
     try:
-        with loc.fs.open(path, "rb", block_size=chunk) as handle:
+        with open_read(loc, path, chunk) as handle:
             while data := handle.read(chunk):
                 digest.update(data)
     except FileNotFoundError:

@@ -5,7 +5,7 @@ import hashlib
 import time
 from typing import Callable
 
-from .fsutil import is_permanent
+from .fsutil import is_permanent, open_read
 from . import s3parts
 from .plan import RESUMABLE_MIN, Item, Plan
 
@@ -46,7 +46,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     temp = plan.temp_path(item)
     target = temp or final
     digest = hashlib.sha256()
-    with src.fs.open(item.src_path, "rb", block_size=chunk) as reader:
+    with open_read(src, item.src_path, chunk) as reader:
         if dest.object_store and item.size >= RESUMABLE_MIN and s3parts.supports(dest.fs):
             offset, item.resume_from = s3parts.send(dest.fs, final, reader, digest, on_bytes)
             _check(item.src_path, item, offset, digest.hexdigest())
