@@ -42,6 +42,7 @@ _PLUGINS: dict[str, tuple[str | None, str]] = {
 
 _DIST_BACKEND = {"cuda": "nccl", "dcu": "nccl", "npu": "hccl", "mlu": "cncl", "musa": "mccl", "xpu": "xccl"}
 _HIDDEN = {"", "-1", "none", "NoDevFiles"}
+_HIDDEN_TAIL = "; unset it or list card indices to use them"
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _probe(kind: str) -> tuple[DeviceInfo | None, str | None]:
             return None, f"{plugin} imported but did not register torch.{type_}; reinstall the plugin matching torch {torch.__version__}"
         return None, None
     if hidden:
-        return None, f"{kind} cards are hidden by {var}={visible!r}; unset it or list card indices to use them"
+        return None, f"{kind} cards are hidden by {var}={visible!r}{_HIDDEN_TAIL}"
     try:
         count = int(module.device_count()) if module.is_available() else 0
     except Exception as exc:  # drivers missing or mismatched: report, do not crash
@@ -213,7 +214,9 @@ def detect(accelerator: str = "auto") -> DeviceInfo:
         plugin = _PLUGINS[accelerator][0]
         missing = f"{plugin} is not installed" if plugin else f"this torch ({_torch_version()}) sees no {accelerator} device"
         notes.append(f"accelerator = {accelerator!r} but {missing}; running on the CPU")
-    return replace(_cpu(), note="; ".join(notes) or None, skipped=tuple(notes))
+    # `auto` with cards hidden on purpose is not worth a warning; a named accelerator is
+    warn = notes if accelerator != "auto" else [why for why in notes if not why.endswith(_HIDDEN_TAIL)]
+    return replace(_cpu(), note="; ".join(warn) or None, skipped=tuple(notes))
 
 
 def info_for(device: str) -> DeviceInfo:
