@@ -380,17 +380,18 @@ class SiteConnection:
             raise LinkError(f"site {self.site.name!r}: the connection failed opening {path}: {exc}") from None
 
 
-# Listens on argv[1] until one connection or stdin's end, whichever is first, then removes it.
+# Listens on argv[1] until stdin ends, then removes it. It never accepts: the kernel completes a
+# connect into the backlog, and closing the listener early would turn that success into a failure.
 _LISTEN = r"""
-import os, select, socket, sys
+import os, socket, sys
 path = sys.argv[1]
 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
 server = socket.socket(socket.AF_UNIX)
 server.bind(path)
-server.listen(1)
+server.listen(4)
 try:
     print("ready", flush=True)
-    select.select([server, sys.stdin], [], [], 60)
+    sys.stdin.buffer.read()
 finally:
     os.unlink(path)
 """
