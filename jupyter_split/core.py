@@ -25,7 +25,6 @@ from .runs.index import RunIndex, RunRecord
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
 CANCEL_GRACE = 10.0
-SOCKET_PATH_MAX = 104  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
 @dataclass
@@ -127,11 +126,10 @@ class Split:
         if session:
             await channel.enqueue(ex, handle["sock"], run_dir)
         else:
-            sock = ex.path("sock", run_id[-6:] + secrets.token_hex(2))
-            live = ["--socket", sock] if len(sock) < SOCKET_PATH_MAX else []  # else follow the log
-            spec = LaunchSpec(run_id, run_dir, ["--run-dir", run_dir, *live, "--stdin-json"],
+            sock = ex.socket_path(run_id[-6:] + secrets.token_hex(2))
+            spec = LaunchSpec(run_id, run_dir, ["--run-dir", run_dir, "--socket", sock, "--stdin-json"],
                               stdin=self._stdin(site), gpus=opts.gpus, nodes=opts.nodes, name=opts.name)
-            handle = {**await ex.launch(spec), "sock": sock if live else None}
+            handle = {**await ex.launch(spec), "sock": sock}
         record = RunRecord(run_id, site.name, run_dir, "session" if session else "detached", state="running",
                            name=opts.name, handle=handle, out_vars=opts.outputs)
         self.index.add(record)
@@ -177,7 +175,7 @@ class Split:
             except OSError:
                 pass  # alive but not answering: start a new one
         sid = secrets.token_hex(4)
-        sock = ex.path("sock", sid)
+        sock = ex.socket_path(sid)
         spec = LaunchSpec(f"session-{sid}", ex.path("sessions", sid),
                           ["--session", ex.path("sessions", sid), "--socket", sock, "--stdin-json"], stdin=self._stdin(ex.site))
         handle = {**await ex.launch(spec), "sock": sock, "session": sid}

@@ -303,7 +303,12 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamServer:
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"the socket folder {folder} is not private to this user (owner uid {info.st_uid}, "
+                              f"mode {info.st_mode & 0o777:o}); remove it or set the site's `workdir`")
     if os.path.exists(path):
         os.unlink(path)
     handler = type("Handler", (_Handler,), {"runner": runner})

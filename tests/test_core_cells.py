@@ -165,3 +165,14 @@ def test_runs_lists_detached_runs_up_to_date(kernel):
         time.sleep(0.5)
     assert rows[run_id] == "succeeded" and rows[dying] == "failed", listing
     assert "quick one" in listing
+
+
+def test_a_deep_workdir_still_gets_a_live_session(kernel, split_home):
+    from tests.fixtures.core import write_config
+
+    deep = split_home / ("d" * 60) / ("e" * 60)
+    write_config(split_home, f'[sites.home]\njurisdiction = "CN"\nworkdir = "{deep}"\n[experiment]\ndefault_remote = "home"\n')
+    kernel.ok("import jupyter_split.core as c\nc.reset()")
+    kernel.ok("%%on home\nkept = 7")
+    assert text(kernel.ok("%%on home\nprint(kept)")) == "7\n"
+    assert (deep / "sessions").is_dir()

@@ -7,6 +7,7 @@ Paths are paths *on the site*; handles are small JSON-able dicts stored in the r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import posixpath
 import shlex
 from abc import ABC, abstractmethod
@@ -19,6 +20,9 @@ from ..config import Config, SiteConfig
 #: what a runner's command line holds (a cell on several ranks runs under torchrun through
 #: `jupyter_split.distributed`): `alive` checks against a reused pid look for one of these
 RUNNER_MARKERS = (b"jupyter_split.runner", b"jupyter_split.distributed")
+
+
+SOCKET_PATH_MAX = 100
 
 
 class ExecutorError(RuntimeError):
@@ -60,6 +64,16 @@ class Executor(ABC):
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.workdir, *parts)
+
+    def socket_path(self, name: str) -> str:
+        """Where a runner listens: under the workdir when that fits a unix socket's name limit
+        (108 bytes on Linux, 104 on macOS), else in a private folder under /tmp named for the
+        workdir (the runner refuses one that another user owns)."""
+        path = self.path("sock", name)
+        if len(path.encode()) < SOCKET_PATH_MAX:
+            return path
+        digest = hashlib.sha256(self.workdir.encode()).hexdigest()[:12]
+        return posixpath.join("/tmp", f"jupyter_split-{digest}", name)
 
     def runner_command(self, spec: LaunchSpec) -> list[str]:
         """The runner's command line; a cell on several ranks starts under torchrun (`distributed`)."""
