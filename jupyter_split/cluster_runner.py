@@ -19,7 +19,7 @@ from typing import Any
 
 from . import preempt
 from .capture import CAPTURE
-from .distributed import rank_dir
+from .distributed import end_with_parent, rank_dir
 from .runner import Runner, main as runner_main, write_json_atomic
 from .runs.events import is_final, read_events
 
@@ -125,16 +125,21 @@ class ClusterRunner(Runner):
             return (self.stop_reason or "interrupted"), "stopped while waiting for the other ranks"
         finally:
             self.executing = False
-        own = _outcome(run_dir)
-        failed = [(o["error_t"], rank, o) for rank, o in [(0, own), *outcomes.items()]
-                  if o["state"] not in ("succeeded", None) or (rank == 0 and state != "succeeded")]
-        missing = [rank for rank, o in outcomes.items() if o["state"] is None]
-        if not failed and not missing:
+        # A peer that failed is an error of its own; one interrupted or cancelled followed rank 0
+        # (or torchrun tearing the ranks down after a failure), so it names no culprit.
+        failed = [(o["error_t"], rank, o) for rank, o in outcomes.items() if o["state"] == "failed"]
+        if state == "failed":
+            failed.append((_outcome(run_dir)["error_t"], 0, None))
+        elif state != "succeeded" and not failed:
             return state, reason
         if not failed:
-            return "failed", f"rank(s) {', '.join(map(str, missing))} ended without a final record (killed?)"
+            ended = {rank: o["state"] for rank, o in outcomes.items() if o["state"] != "succeeded"}
+            if not ended:
+                return state, reason
+            return "failed", "; ".join(f"rank {rank} {s or 'ended without a final record (killed?)'}"
+                                       for rank, s in ended.items())
         _, first, outcome = min(failed, key=lambda item: (item[0], item[1]))
-        if first == 0:
+        if outcome is None:
             return state, reason
         error = outcome["error"]
         if error:
@@ -209,28 +214,14 @@ def _rank_argv(argv: list[str], rank: int) -> list[str]:
 def run_here(argv: list[str], payload: str, rank: int = 0) -> int:
     """Run the runner in this process as a ClusterRunner, the payload as its stdin."""
     if UNDER_TORCHRUN in os.environ:
-        _end_with_torchrun()
+        # torchrun starts each rank in a session of its own: a signal to torchrun's process
+        # group misses them, so they end when torchrun does (even by SIGKILL).
+        end_with_parent()
     sys.stdin = io.StringIO(payload + "\n")
     try:
         return runner_main(_rank_argv(argv, rank), runner_class=ClusterRunner)
     finally:
         _leave_group()
-
-
-def _end_with_torchrun() -> None:
-    """A rank gets SIGTERM when its torchrun dies (even by SIGKILL): no rank outlives its cell.
-
-    torchrun starts each rank in a session of its own, so a signal to torchrun's process
-    group does not reach them; Linux's parent-death signal does.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # torchrun died before the line above
-        os._exit(1)
 
 
 def _leave_group() -> None:

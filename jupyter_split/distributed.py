@@ -5,8 +5,9 @@
 
 `launch` takes the runner's stdin payload (secrets, the config) from `$JUPYTER_SPLIT_PAYLOAD`
 (a batch job has no stdin; the scheduler keeps the job's environment across a requeue) or
-from stdin. With one process it runs the runner itself; with more it becomes `torchrun`
-(c10d rendezvous) with the payload in the environment of every rank.
+from stdin. With one process it runs the runner itself; with more it starts `torchrun`
+(c10d rendezvous) with the payload in the environment of every rank, and stays to pass the
+preemption warning on to the ranks.
 
 Every rank runs a full runner. Rank 0 writes the run's own event log and ships `--out`;
 rank K writes `ranks/K/` in the run directory. Rank 0 reports the cell's end only when every
@@ -19,8 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from .executors.base import ExecutorError
 
@@ -28,6 +31,8 @@ PAYLOAD_VAR = "JUPYTER_SPLIT_PAYLOAD"
 RANKS_DIR = "ranks"
 #: the c10d rendezvous port on the first node of a multi-node Slurm job
 RDZV_PORT = 29400
+#: the signal the launcher passes on to the ranks (Slurm's default warning, `slurm.signal`)
+PREEMPT_SIGNAL = signal.SIGUSR2
 
 
 class DistributedError(ExecutorError):
@@ -81,14 +86,40 @@ def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) ->
                 f"--rdzv-id={os.environ['SLURM_JOB_ID']}"]
     else:
         rdzv = ["--standalone"]
-    env = {**os.environ, PAYLOAD_VAR: payload,
-           # torchrun passes these on to every rank's process group once; USR2 is the preemption warning.
-           "TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR2"}
+    env = {**os.environ, PAYLOAD_VAR: payload}
     argv = [sys.executable, "-m", "torch.distributed.run", *rdzv, f"--nproc-per-node={args.nproc}",
             "-m", "jupyter_split.distributed", "rank", "--", *runner_argv]
-    # exec: the executor's process (group) is torchrun itself, so its signals reach it directly.
-    os.execve(sys.executable, argv, env)
-    return 1  # not reached
+    # torchrun dies of a signal it does not handle, like Slurm's preemption warning (sent to this
+    # process, the batch shell): torchrun inherits "ignore", and this process hands it to the ranks.
+    # INT and TERM reach torchrun itself (same process group, or the job step), which passes them on.
+    for sig in (PREEMPT_SIGNAL, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    torchrun = subprocess.Popen(argv, env=env, preexec_fn=end_with_parent)
+    signal.signal(PREEMPT_SIGNAL, lambda signum, frame: _signal_children(torchrun.pid, signum))
+    return torchrun.wait()
+
+
+def end_with_parent() -> None:
+    """Get SIGTERM when the parent process dies, however it dies (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
+
+
+def _signal_children(pid: int, signum: int) -> None:
+    """Send `signum` to the direct children of `pid` (torchrun's ranks)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                os.kill(int(stat.parent.name), signum)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,48 @@ def test_two_rank_all_reduce_under_ray(ray_cluster, split_home):
 
     write_config(split_home, config(split_home, ray_site(split_home, ray_cluster.address)))
     check_all_reduce(Split(), "ray")
+
+
+def test_preemption_of_a_two_rank_slurm_job_resumes_every_rank(slurm, split_home, monkeypatch):
+    import time
+
+    from jupyter_split.runs.events import read_events
+
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    cluster = f"""
+[sites.cluster]
+executor = "slurm"
+jurisdiction = "SG"
+accelerator = "cpu"
+python = "{sys.executable}"
+workdir = "{split_home}/cluster"
+"""
+    write_config(split_home, config(split_home, cluster))
+    split = Split()
+    cell = ("import os, pathlib, time, torch, torch.distributed as dist\n"
+            "ckpt = pathlib.Path(f'ckpt-{rank}.txt')\n"
+            "print('attempt', os.environ.get('SLURM_RESTART_COUNT', '0'), 'resumes', ckpt.exists(), flush=True)\n"
+            "if not ckpt.exists():\n"
+            "    @on_preempt\n"
+            "    def save():\n"
+            "        ckpt.write_text('saved')\n"
+            "    while True:\n"
+            "        time.sleep(0.05)\n"
+            "t = torch.ones(1)\ndist.all_reduce(t)\nprint('sum', t.item())")
+    outcome = split.execute(cell, CellOptions(site="cluster", gpus=2, detach=True), {}, lambda e: None)
+    run_dir = split.index.get(outcome.run_id).run_dir
+    deadline = time.monotonic() + 120
+    while not all(any("attempt 0" in e.get("text", "") for e in read_events(d))
+                  for d in (run_dir, f"{run_dir}/ranks/1")):
+        assert time.monotonic() < deadline, read_events(run_dir)
+        time.sleep(0.1)
+    job = split.index.get(outcome.run_id).handle["job_id"]
+    slurm.run("scancel", "--signal=USR2", "--batch", job)  # the warning, to the batch shell
+    events: list[dict] = []
+    attached = split.attach(outcome.run_id, events.append, {})
+    assert attached.state == "succeeded", (attached, events)
+    states = [e["state"] for e in events if e["type"] == "status"]
+    assert "preempted" in states and "requeued" in states
+    assert printed(events).endswith("attempt 1 resumes True\nsum 2.0\n")
+    assert "attempt 1 resumes True\nsum 2.0\n" in printed(split.run_events(outcome.run_id, rank=1))
