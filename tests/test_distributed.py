@@ -83,7 +83,8 @@ def test_more_nodes_than_one_machine_is_a_clear_error(split_home):
         Split().execute("1", CellOptions(gpus=2, nodes=2), {}, lambda e: None)
 
 
-def test_two_rank_all_reduce_under_slurm(slurm, split_home, monkeypatch):
+def use_slurm_site(slurm, split_home, monkeypatch) -> None:
+    """The config with a `cluster` site on the test Slurm, which this process's clients reach."""
     for key, value in slurm.env.items():
         monkeypatch.setenv(key, value)
     cluster = f"""
@@ -95,6 +96,10 @@ python = "{sys.executable}"
 workdir = "{split_home}/cluster"
 """
     write_config(split_home, config(split_home, cluster))
+
+
+def test_two_rank_all_reduce_under_slurm(slurm, split_home, monkeypatch):
+    use_slurm_site(slurm, split_home, monkeypatch)
     split = Split()
     check_all_reduce(split, "cluster")
     job = split.list_runs(limit=1)[0].handle["job_id"]
@@ -114,17 +119,7 @@ def test_preemption_of_a_two_rank_slurm_job_resumes_every_rank(slurm, split_home
 
     from jupyter_split.runs.events import read_events
 
-    for key, value in slurm.env.items():
-        monkeypatch.setenv(key, value)
-    cluster = f"""
-[sites.cluster]
-executor = "slurm"
-jurisdiction = "SG"
-accelerator = "cpu"
-python = "{sys.executable}"
-workdir = "{split_home}/cluster"
-"""
-    write_config(split_home, config(split_home, cluster))
+    use_slurm_site(slurm, split_home, monkeypatch)
     split = Split()
     cell = ("import os, pathlib, time, torch, torch.distributed as dist\n"
             "ckpt = pathlib.Path(f'ckpt-{rank}.txt')\n"
