@@ -67,7 +67,7 @@ class ClusterRunner(Runner):
         if self._preempting:
             return
         self._preempting = True
-        CAPTURE.record("status", state="preempted", reason=f"SIG{signal.Signals(signum).name[3:]}: "
+        CAPTURE.record("status", state="preempted", reason=f"{signal.Signals(signum).name}: "
                        "the job is about to be preempted or to reach its time limit; calling the checkpoint hooks")
         preempt.run_hooks(CAPTURE.streams["stderr"].write)
         CAPTURE.flush()
@@ -75,7 +75,8 @@ class ClusterRunner(Runner):
             return  # rank 0 requeues the whole job; this rank ends with it
         why = preempt.requeue()
         if why is not None:
-            CAPTURE.record("status", state="running", reason=f"could not requeue: {why}; the cell goes on")
+            # Not `running`: that record starts an attempt (see _attempts).
+            CAPTURE.record("status", state="not_requeued", reason=f"could not requeue: {why}; the cell goes on")
             self._preempting = False
             return
         CAPTURE.record("status", state="requeued",
@@ -157,22 +158,35 @@ def _preempt_signal(site: str) -> str | None:
         return None
 
 
-def _outcome(run_dir: str) -> dict[str, Any]:
-    """The latest attempt's final state and error in a rank's log (a requeue starts a new attempt)."""
+def _attempts(events: list[dict[str, Any]]) -> list[int]:
+    """Where each attempt starts in a rank's log: one `running` record a runner process."""
+    return [i for i, e in enumerate(events) if e.get("type") == "status" and e.get("state") == "running"]
+
+
+def _outcome(run_dir: str, attempt: int | None = None) -> dict[str, Any]:
+    """Final state and error of attempt `attempt` (1, 2, ... across requeues; None: the latest).
+
+    An attempt the rank has not begun yet has state None, like one still running.
+    """
     events = read_events(run_dir)
-    starts = [i for i, e in enumerate(events) if e.get("type") == "status" and e.get("state") == "running"]
-    attempt = events[starts[-1]:] if starts else events
-    final = next((e for e in reversed(attempt) if is_final(e)), None)
-    error = next((e for e in reversed(attempt) if e.get("type") == "error"), None)
+    starts = _attempts(events)
+    number = len(starts) if attempt is None else attempt
+    if number > len(starts) or number == 0:
+        return {"state": None, "reason": None, "error": None, "error_t": float("inf")}
+    end = starts[number] if number < len(starts) else len(events)
+    current = events[starts[number - 1]:end]
+    final = next((e for e in reversed(current) if is_final(e)), None)
+    error = next((e for e in reversed(current) if e.get("type") == "error"), None)
     return {"state": final["state"] if final else None, "reason": final.get("reason") if final else None,
             "error": error, "error_t": (error or final or {"t": float("inf")})["t"]}
 
 
 def _peer_outcomes(run_dir: str, world_size: int, grace: float | None) -> dict[int, dict[str, Any]]:
-    """Each other rank's outcome, waiting for all to end (or `grace` seconds, when given)."""
+    """Each other rank's outcome in rank 0's attempt, waiting for all to end (or `grace` seconds)."""
+    attempt = len(_attempts(read_events(run_dir)))
     deadline = None if grace is None else time.monotonic() + grace
     while True:
-        outcomes = {rank: _outcome(rank_dir(run_dir, rank)) for rank in range(1, world_size)}
+        outcomes = {rank: _outcome(rank_dir(run_dir, rank), attempt) for rank in range(1, world_size)}
         if all(o["state"] for o in outcomes.values()):
             return outcomes
         if deadline is not None and time.monotonic() > deadline:
