@@ -36,6 +36,7 @@ class Item:
     src_path: str
     action: Action = Action.SEND
     resume_from: int = 0     # bytes of a `.part` file left by an interrupted copy
+    checked: bool = False    # the backend confirmed the stored bytes as they arrived (S3 ETag)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Each arrived file is verified while others still stream: on an SFTP server
 arrivals are hashed in batches by one `sha256sum` command (a command costs a
-session setup, so never one per file); elsewhere each is read back. A mismatch
+session setup, so never one per file); a multipart upload to S3 is verified by
+its ETag (the MD5 of its parts, computed by S3 from what it stored); anything
+else is read back. A mismatch
 deletes the file and sends it again, up to `retries` rounds, then fails naming it.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .fsutil import explain, hash_many
-from .plan import Item, Plan
+from .plan import RESUMABLE_MIN, Item, Plan
 from .progress import Progress
 from .stream import send_small, send_with_retries
 
@@ -22,9 +24,10 @@ VERIFY_BATCH = 64 << 20
 # and more of them only fight over the CPU (measured: two 20 MB streams beat eight,
 # four 5 MB ones beat eight).
 IN_FLIGHT_BYTES = 24 << 20
-# Files up to this size, bound for an async filesystem (SFTP, S3), go in batches.
+# Files up to this size, bound for SFTP, go in batches of whole files.
 SMALL_MAX = 256 << 10
 SMALL_BATCH = 64
+SMALL_BATCH_BYTES = 16 << 20
 
 
 class ByteBudget:
@@ -105,6 +108,9 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
                         outcome.failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
                         continue
                     outcome.sent.append(item)
+                    if item.checked:
+                        outcome.verified.append(item)
+                        continue
                     batch.append(item)
                     batch_bytes += item.size
             if batch and (not sends or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH):
@@ -128,11 +134,24 @@ def _send_one(plan: Plan, item: Item, options: dict) -> list[tuple[Item, BaseExc
 
 
 def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]:
-    """Small files bound for an async filesystem in batches (one loop hop each), and the rest."""
-    batchable = plan.dest.fs.async_impl
-    small = [item for item in items if batchable and item.size <= SMALL_MAX]
-    big = [item for item in items if not (batchable and item.size <= SMALL_MAX)]
-    return [small[i:i + SMALL_BATCH] for i in range(0, len(small), SMALL_BATCH)], big
+    """Files to send whole from memory, in batches (one loop hop each), and those to stream.
+
+    On an object store every file under RESUMABLE_MIN is one PUT anyway; on SFTP only
+    small ones gain, as each still needs its own open and close.
+    """
+    if not plan.dest.fs.async_impl:
+        return [], items
+    limit = RESUMABLE_MIN if plan.dest.object_store else SMALL_MAX
+    whole = [item for item in items if item.size < limit]
+    groups: list[list[Item]] = []
+    size = SMALL_BATCH_BYTES
+    for item in whole:
+        if size + item.size > SMALL_BATCH_BYTES or len(groups[-1]) == SMALL_BATCH:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += item.size
+    return groups, [item for item in items if item.size >= limit]
 
 
 def _verify(plan: Plan, items: list[Item], chunk: int) -> list[tuple[Item, str | None]]:

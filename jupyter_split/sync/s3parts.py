@@ -21,8 +21,12 @@ def supports(fs: Any) -> bool:
     return hasattr(fs, "_call_s3") and hasattr(fs, "split_path")
 
 
-def send(fs: Any, path: str, reader: Any, digest: Any, on_bytes: Callable[[int], None]) -> tuple[int, int]:
-    """Upload what `reader` holds to `path`, feeding `digest`; returns (bytes read, bytes reused from an earlier run)."""
+def send(fs: Any, path: str, reader: Any, digest: Any, on_bytes: Callable[[int], None]) -> tuple[int, int, bool]:
+    """Upload what `reader` holds to `path`, feeding `digest`.
+
+    Returns the bytes read, the bytes reused from an earlier run, and whether S3's
+    ETag for the object matches the MD5s of what was read.
+    """
     bucket, key, _ = fs.split_path(path)
     upload_id, existing = _open_upload(fs, bucket, key)
     read = reused = 0
@@ -48,10 +52,20 @@ def send(fs: Any, path: str, reader: Any, digest: Any, on_bytes: Callable[[int],
             future.cancel()
         raise  # the upload stays open: the next run reuses its finished parts
     listing = [{"PartNumber": n, "ETag": f'"{parts[n]}"'} for n in sorted(parts)]
-    _call(fs, "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
-          MultipartUpload={"Parts": listing})
+    done = _call(fs, "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
+                 MultipartUpload={"Parts": listing})
     fs.invalidate_cache(path)
-    return read, reused
+    return read, reused, done.get("ETag", "").strip('"') == composite_etag(parts)
+
+
+def composite_etag(parts: dict[int, str]) -> str:
+    """S3's ETag of a multipart object: the MD5 of its parts' MD5s, a dash, the part count.
+
+    S3 computes it from the bytes it stored; here it comes from the bytes that were
+    read (and sha256-hashed), so equal ETags verify the upload without reading it back.
+    """
+    joined = b"".join(bytes.fromhex(parts[n]) for n in sorted(parts))
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}"
 
 
 def abort_under(fs: Any, root: str) -> None:

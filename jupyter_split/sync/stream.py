@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from fsspec.asyn import sync
 
@@ -61,14 +61,17 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
         except Exception:
             again.append(item)
     fs = plan.dest.fs
-    errors = sync(fs.loop, _pipe_all, fs, [(plan.write_path(item.rel), data) for item, data in loaded])
+    replies = sync(fs.loop, _pipe_all, fs, [(plan.write_path(item.rel), data) for item, data in loaded])
     results: list[tuple[Item, BaseException | None]] = []
-    for (item, data), error in zip(loaded, errors):
-        if error is None:
-            on_bytes(len(data))
-            results.append((item, None))
-        else:
+    for (item, data), reply in zip(loaded, replies):
+        if isinstance(reply, BaseException):
             again.append(item)
+            continue
+        on_bytes(len(data))
+        # S3 answers a PUT with the MD5 of what it stored: a match verifies it without a read-back
+        etag = reply.get("ETag", "").strip('"') if isinstance(reply, dict) else ""
+        item.checked = etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        results.append((item, None))
     for item in again:
         try:
             send_with_retries(plan, item, chunk=chunk, retries=retries, backoff=backoff, on_bytes=on_bytes)
@@ -78,9 +81,9 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
     return results
 
 
-async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[BaseException | None]:
-    done = await asyncio.gather(*(fs._pipe_file(path, data) for path, data in pairs), return_exceptions=True)
-    return [result if isinstance(result, BaseException) else None for result in done]
+async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
+    """Each write's reply (S3: the PUT response), or the exception it raised."""
+    return await asyncio.gather(*(fs._pipe_file(path, data) for path, data in pairs), return_exceptions=True)
 
 
 def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
@@ -91,7 +94,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     digest = hashlib.sha256()
     with open_read(src, item.src_path, chunk) as reader:
         if dest.object_store and item.size >= RESUMABLE_MIN and s3parts.supports(dest.fs):
-            offset, item.resume_from = s3parts.send(dest.fs, final, reader, digest, on_bytes)
+            offset, item.resume_from, item.checked = s3parts.send(dest.fs, final, reader, digest, on_bytes)
             _check(item.src_path, item, offset, digest.hexdigest())
             return
         offset = _resume(reader, item, digest, chunk)
