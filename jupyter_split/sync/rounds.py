@@ -24,6 +24,8 @@ VERIFY_BATCH = 64 << 20
 # and more of them only fight over the CPU (measured: two 20 MB streams beat eight,
 # four 5 MB ones beat eight).
 IN_FLIGHT_BYTES = 24 << 20
+# An object store spends its time waiting on requests, not on this CPU: more in flight.
+IN_FLIGHT_BYTES_OBJECT_STORE = 96 << 20
 # Files up to this size, bound for SFTP, go in batches of whole files.
 SMALL_MAX = 256 << 10
 SMALL_BATCH = 64
@@ -90,7 +92,7 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
     mismatched: list[tuple[Item, str]] = []
     batch: list[Item] = []
     batch_bytes = 0
-    budget = ByteBudget(IN_FLIGHT_BYTES)
+    budget = ByteBudget(IN_FLIGHT_BYTES_OBJECT_STORE if plan.dest.object_store else IN_FLIGHT_BYTES)
     options = {"chunk": chunk, "retries": retries, "backoff": backoff, "on_bytes": bar.update}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
         sends: set[Future] = set()
