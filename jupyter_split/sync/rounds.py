@@ -2,10 +2,10 @@
 
 Each arrived file is verified while others still stream: on an SFTP server
 arrivals are hashed in batches by one `sha256sum` command (a command costs a
-session setup, so never one per file); a multipart upload to S3 is verified by
-its ETag (the MD5 of its parts, computed by S3 from what it stored); anything
-else is read back. A mismatch
-deletes the file and sends it again, up to `retries` rounds, then fails naming it.
+session setup, so never one per file); an upload to S3 by its ETag (the MD5 of
+the object or of its parts, computed by S3 from what it stored); anything else is
+read back. A mismatch deletes the file and sends it again, up to `retries` rounds,
+then fails naming it.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ VERIFY_BATCH = 64 << 20
 IN_FLIGHT_BYTES = 24 << 20
 # An object store spends its time waiting on requests, not on this CPU: more in flight.
 IN_FLIGHT_BYTES_OBJECT_STORE = 96 << 20
-# Files up to this size, bound for SFTP, go in batches of whole files.
+# Files up to this size bound for SFTP (RESUMABLE_MIN for object stores) go whole, in batches.
 SMALL_MAX = 256 << 10
 SMALL_BATCH = 64
 SMALL_BATCH_BYTES = 16 << 20

@@ -1,4 +1,5 @@
-"""Moving one file: source to destination in chunks, hashed on the way (one read)."""
+"""Moving files: each streamed source to destination in chunks, hashed on the way (one
+read); small ones read whole and written in batches."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,8 @@ from typing import Any, Callable
 
 from fsspec.asyn import sync
 
-from .fsutil import is_permanent, open_read
 from . import s3parts
+from .fsutil import is_permanent, open_read
 from .plan import RESUMABLE_MIN, Item, Plan
 
 
