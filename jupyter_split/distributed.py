@@ -29,8 +29,8 @@ from .executors.base import ExecutorError
 
 PAYLOAD_VAR = "JUPYTER_SPLIT_PAYLOAD"
 RANKS_DIR = "ranks"
-#: the c10d rendezvous port on the first node of a multi-node Slurm job
-RDZV_PORT = 29400
+#: the c10d rendezvous port on the first node of a multi-node Slurm job is this + job id % 10000
+RDZV_PORT_BASE = 20000
 #: the signal the launcher passes on to the ranks (Slurm's default warning, `slurm.signal`)
 PREEMPT_SIGNAL = signal.SIGUSR2
 
@@ -73,17 +73,19 @@ def _take_payload(argv: list[str]) -> str:
 
 
 def _slurm_rendezvous() -> str:
+    """host:port of the c10d rendezvous: the job's first node, a port of its own per job."""
     nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
                            capture_output=True, text=True, check=True).stdout.split()
-    return f"{nodes[0]}:{RDZV_PORT}"
+    # Jobs sharing a first node must not share a port; below the ephemeral range.
+    return f"{nodes[0]}:{RDZV_PORT_BASE + int(os.environ['SLURM_JOB_ID']) % 10000}"
 
 
 def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) -> int:
-    if args.nnodes > 1:
-        if args.rdzv != "slurm":
-            raise DistributedError(f"--nnodes {args.nnodes} needs --rdzv slurm (run inside a Slurm job)")
+    if args.rdzv == "slurm":
         rdzv = [f"--nnodes={args.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={_slurm_rendezvous()}",
                 f"--rdzv-id={os.environ['SLURM_JOB_ID']}"]
+    elif args.nnodes > 1:
+        raise DistributedError(f"--nnodes {args.nnodes} needs --rdzv slurm (inside a Slurm job)")
     else:
         rdzv = ["--standalone"]
     env = {**os.environ, PAYLOAD_VAR: payload}

@@ -147,3 +147,34 @@ def test_preemption_of_a_two_rank_slurm_job_resumes_every_rank(slurm, split_home
     assert "preempted" in states and "requeued" in states
     assert printed(events).endswith("attempt 1 resumes True\nsum 2.0\n")
     assert "attempt 1 resumes True\nsum 2.0\n" in printed(split.run_events(outcome.run_id, rank=1))
+
+
+def test_the_multi_node_path_srun_and_c10d_rendezvous_on_one_node(slurm, split_home, monkeypatch, tmp_path):
+    """What `--nodes M` runs on each node (one node here): srun, then torchrun meeting at the first node."""
+    import json
+    import time
+
+    from jupyter_split.distributed import PAYLOAD_VAR
+    from jupyter_split.runs.events import read_events
+
+    use_slurm_site(slurm, split_home, monkeypatch)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "request.json").write_text(json.dumps(
+        {"run_id": "multi", "code": ALL_REDUCE + "\nimport os\nprint('rdzv', os.environ['TORCHELASTIC_RUN_ID'])", "out": [], "timeout": None, "name": None, "has_in": False,
+         "site": "cluster", "wandb": False, "env": {}}))
+    payload = json.dumps({"config": Split().config.model_dump(mode="json"), "site": "cluster", "accelerator": "cpu"})
+    monkeypatch.setenv(PAYLOAD_VAR, payload)
+    launch = [sys.executable, "-m", "jupyter_split.distributed", "launch", "--nproc", "2", "--nnodes", "1",
+              "--rdzv", "slurm", "--", "--run-dir", str(run_dir), "--stdin-json"]
+    job = slurm.run("sbatch", "--parsable", "--ntasks-per-node=2", f"--output={run_dir}/runner.log", "--wrap",
+                    'srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" '
+                    + " ".join(launch)).stdout.strip()
+    deadline = time.monotonic() + 120
+    while not any(e.get("final") for e in read_events(run_dir)):
+        assert time.monotonic() < deadline, (read_events(run_dir), (run_dir / "runner.log").read_text())
+        time.sleep(0.2)
+    # The rendezvous is the job's (its id), not torchrun's standalone one.
+    assert printed(read_events(run_dir)) == f"rank 0 of 2 on cpu via gloo: 3.0\nrdzv {job}\n", \
+        (run_dir / "runner.log").read_text()
+    assert printed(read_events(run_dir / "ranks" / "1")) == f"rank 1 of 2 on cpu via gloo: 3.0\nrdzv {job}\n"

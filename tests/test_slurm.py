@@ -184,7 +184,8 @@ def test_sbatch_options_follow_the_site_and_the_cell(split_home):
                     "--qos=high", "--constraint=ib", "--nodes=2", "--ntasks-per-node=8", "--gres=npu:8",
                     "--exclusive"]
     script = ex.batch_script(LaunchSpec("r1", "/w/runs/r1", ["--run-dir", "/w/runs/r1"], gpus=8, nodes=2))
-    assert "exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 " in script
+    assert ('exec srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" '
+            "--kill-on-bad-exit=1 ") in script
     assert "jupyter_split.distributed launch --nproc 8 --nnodes 2 --rdzv slurm -- --run-dir /w/runs/r1" in script
 
 

@@ -121,11 +121,14 @@ class SlurmExecutor(Executor):
         return argv
 
     def batch_script(self, spec: LaunchSpec) -> str:
-        command = self.runner_command(spec)
-        if world(spec.gpus, spec.nodes)[1] > 1:
-            # One torchrun per node; they meet at the first node (c10d rendezvous).
-            command = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *command]
-        return "#!/bin/sh\nexec " + self.quoted(command) + "\n"
+        command = self.quoted(self.runner_command(spec))
+        nodes = world(spec.gpus, spec.nodes)[1]
+        if nodes > 1:
+            # One torchrun per node, meeting at the first node (c10d rendezvous). Its step takes
+            # every CPU of the node: torchrun's ranks share them (a step gets all the job's cards).
+            command = (f'srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 '
+                       f'--cpus-per-task="$SLURM_CPUS_ON_NODE" --kill-on-bad-exit=1 {command}')
+        return "#!/bin/sh\nexec " + command + "\n"
 
     # -- the executor contract
     async def probe(self) -> dict[str, Any]:
