@@ -116,8 +116,9 @@ def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
     return digest.hexdigest()
 
 
-def _batches(paths: list[str], limit: int = 64_000) -> list[list[str]]:
-    # Keep each command line well under any server's ARG_MAX.
+def _batches(paths: list[str], limit: int = 100_000) -> list[list[str]]:
+    # A remote command reaches the server's shell as one argument: stay under Linux's
+    # 128 KiB limit on a single argument.
     batches: list[list[str]] = []
     length = limit
     for path in paths:
@@ -132,7 +133,12 @@ def _batches(paths: list[str], limit: int = 64_000) -> list[list[str]]:
 def _remote_sha256(loc: Location, paths: list[str]) -> dict[str, str]:
     # Files it could not hash are left out (missing, or a server with no shell or no
     # sha256sum, e.g. an SFTP-only account): the caller reads those back instead.
-    command = shlex.join(["sha256sum", "--", *paths])
+    # Names are given relative to their common folder, so more fit in one command.
+    base = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
+    if base in paths:
+        base = posixpath.dirname(base)
+    names = [posixpath.relpath(path, base) for path in paths]
+    command = f"cd -- {shlex.quote(base)} && {shlex.join(['sha256sum', '--', *names])}"
     try:
         result = sync(loc.fs.loop, loc.fs.client.run, command, check=False)
     except OSError:
@@ -146,7 +152,7 @@ def _remote_sha256(loc: Location, paths: list[str]) -> dict[str, str]:
             digest = digest[1:]
             name = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), name)
         digests[name] = digest
-    return {path: digests[path] for path in paths if path in digests}
+    return {path: digests[name] for path, name in zip(paths, names) if name in digests}
 
 
 def is_permanent(exc: BaseException) -> bool:

@@ -18,8 +18,9 @@ from .plan import RESUMABLE_MIN, Item, Plan
 from .progress import Progress
 from .stream import send_small, send_with_retries
 
-# On SFTP, start a verification batch once this many bytes have arrived.
+# On SFTP, start a verification batch once this many bytes or files have arrived.
 VERIFY_BATCH = 64 << 20
+VERIFY_BATCH_FILES = 500
 # Many small files in flight hide round trips; a few big ones already fill the link,
 # and more of them only fight over the CPU (measured: two 20 MB streams beat eight,
 # four 5 MB ones beat eight).
@@ -115,7 +116,8 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
                         continue
                     batch.append(item)
                     batch_bytes += item.size
-            if batch and (not sends or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH):
+            if batch and (not sends or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH
+                          or len(batch) >= VERIFY_BATCH_FILES):
                 checks.append(checkers.submit(_verify, plan, batch, chunk))
                 batch, batch_bytes = [], 0
         for check in checks:
