@@ -59,10 +59,16 @@ def start(argv: list[str], log: Path, env: dict[str, str] | None = None,
     """Start a process in its own session, stdout and stderr to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
+    _STARTED[proc.pid] = proc
+    return proc
+
+
+# What `start` started, so `stop` can reap it (an unreaped Popen warns when collected).
+_STARTED: dict[int, subprocess.Popen] = {}
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -143,3 +149,6 @@ def stop(pids: int | Iterable[int], grace: float = 5.0, sig: int = signal.SIGTER
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        proc = _STARTED.pop(pid, None)
+        if proc is not None:
+            proc.wait(timeout=10)

@@ -5,7 +5,7 @@ import importlib.util
 import secrets
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +23,6 @@ class S3Server:
     secret: str
     pid: int
     log: Path
-    _proc: Any = field(default=None, repr=False)
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -44,8 +43,6 @@ class S3Server:
 
     def stop(self) -> None:
         stop(self.pid)
-        if self._proc is not None:
-            self._proc.wait(timeout=10)
 
 
 def start_s3(state_dir: Path, label: str = "s3") -> S3Server:
@@ -63,7 +60,7 @@ def start_s3(state_dir: Path, label: str = "s3") -> S3Server:
         stop(proc.pid)
         raise
     return S3Server(endpoint_url=f"http://127.0.0.1:{port}", key=f"{label}-{secrets.token_hex(4)}",
-                    secret=secrets.token_hex(16), pid=proc.pid, log=log, _proc=proc)
+                    secret=secrets.token_hex(16), pid=proc.pid, log=log)
 
 
 def _fixture(label: str) -> Iterator[S3Server]:
