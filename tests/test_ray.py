@@ -122,3 +122,19 @@ def test_no_secret_goes_into_a_ray_jobs_visible_environment(split_home):
     assert "secret-key" not in json.dumps(env_vars)
     assert json.loads(env_vars[PAYLOAD_VAR]) == {"site": "ray", "accelerator": "cpu"}
     assert env_vars["JUPYTER_SPLIT_SITE"] == "ray"
+
+
+def test_credentials_in_the_config_are_named_before_a_ray_job_shows_them(split_home):
+    import json
+
+    from jupyter_split.config import load_config
+    from jupyter_split.executors.base import LaunchSpec
+    from jupyter_split.executors.ray import RayExecutor
+
+    write_config(split_home, config(split_home, "http://127.0.0.1:8265"))
+    cfg = load_config()
+    dumped = cfg.model_dump(mode="json")
+    dumped["sites"]["home"]["storage_options"] = {"key": "AKIA-example", "client_kwargs": {"endpoint_url": "x"}}
+    spec = LaunchSpec("r1", "/w/r1", [], stdin=json.dumps({"config": dumped, "site": "ray"}).encode())
+    with pytest.warns(RuntimeWarning, match=r"holds sites.home.storage_options.key: give the Ray cluster its own"):
+        RayExecutor(cfg.sites["ray"], cfg).runtime_env(spec)

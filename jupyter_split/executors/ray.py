@@ -96,6 +96,12 @@ class RayExecutor(Executor):
             warnings.warn(f"site {self.site.name!r} runs on Ray, whose Jobs API shows a job's environment: "
                           "the W&B key was not sent. Set WANDB_API_KEY in the Ray cluster's own environment.",
                           RuntimeWarning, stacklevel=2)
+        exposed = _credentials_in(payload.get("config", {}))
+        if exposed:
+            warnings.warn(f"site {self.site.name!r} runs on Ray, whose Jobs API shows a job's environment, and "
+                          f"the config sent with it holds {', '.join(exposed)}: give the Ray cluster its own "
+                          "storage credentials (environment, instance role) and leave them out of the config.",
+                          RuntimeWarning, stacklevel=2)
         runtime_env = dict(self.site.ray.runtime_env)
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **self.site.env, **spec.env,
                                    PAYLOAD_VAR: json.dumps(payload)}
@@ -175,6 +181,25 @@ class RayExecutor(Executor):
 
     async def close(self) -> None:
         await self.host.close()
+
+
+_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential")
+
+
+def _credentials_in(config: dict[str, Any]) -> list[str]:
+    """`sites.X.storage_options...` entries whose names say they hold a credential."""
+    found = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if any(word in str(key).lower() for word in _CREDENTIAL_WORDS) and isinstance(item, str):
+                    found.append(f"{path}.{key}")
+                walk(item, f"{path}.{key}")
+
+    for name, site in config.get("sites", {}).items():
+        walk(site.get("storage_options", {}), f"sites.{name}.storage_options")
+    return found
 
 
 def _server_versions(address: str) -> dict[str, Any]:
