@@ -65,10 +65,10 @@ class Runner:
 
     def __init__(self, site: str, accelerator: str):
         self.site = site
+        self.accelerator = accelerator
         cfg = TraitletsConfig()
         cfg.HistoryManager.hist_file = ":memory:"
-        self.shell = RunnerShell.instance(config=cfg)
-        self.shell.user_ns.update(_predefined(accelerator))
+        self.shell = RunnerShell.instance(config=cfg, user_ns=PredefinedNamespace(accelerator))
         self.jobs: queue.Queue[str] = queue.Queue()
         self.logs: dict[str, EventLog] = {}
         self.subscribers: dict[str, list[queue.Queue[dict[str, Any]]]] = defaultdict(list)
@@ -147,7 +147,7 @@ class Runner:
         request = json.loads((path / "request.json").read_text())
         started = time.time()
         status = {"run_id": request["run_id"], "site": self.site, "host": self.info["host"], "pid": os.getpid(),
-                  "started": started, "versions": self.info, "device": str(self.shell.user_ns.get("device"))}
+                  "started": started, "versions": self.info, "device": str(self.shell.user_ns.get("device", f"{self.accelerator} (not probed yet)"))}
         write_json_atomic(path / "status.json", {**status, "state": "running"})
         CAPTURE.emit = log.append
         log.append("status", state="running", host=self.info["host"], pid=os.getpid())
@@ -157,6 +157,7 @@ class Runner:
             CAPTURE.flush()
             CAPTURE.emit = None
         log.append("status", state=state, reason=reason, final=True)
+        status["device"] = str(self.shell.user_ns.get("device", f"{self.accelerator} (not used by the cell)"))
         write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time(),
                                                    "wandb": tracking.run_files(path)})
         with self.lock:
@@ -252,10 +253,28 @@ class Runner:
         return data
 
 
-def _predefined(accelerator: str) -> dict[str, Any]:
-    from .devices import runner_globals
+class PredefinedNamespace(dict):
+    """A cell's namespace in which `device`, `dtype` and `dist_backend` appear on first use.
 
-    return runner_globals(accelerator)
+    Finding them means probing the accelerator, which imports torch (a second or more);
+    a cell that never names them never pays for it. Python looks names up through
+    `__missing__` when a namespace is a dict subclass, at module level and in functions.
+    """
+
+    NAMES = ("device", "dtype", "dist_backend")
+
+    def __init__(self, accelerator: str):
+        super().__init__()
+        self.accelerator = accelerator
+
+    def __missing__(self, key: str) -> Any:
+        if key not in self.NAMES:
+            raise KeyError(key)
+        from .devices import runner_globals
+
+        for name, value in runner_globals(self.accelerator).items():
+            self.setdefault(name, value)
+        return self[key]
 
 
 class _Handler(socketserver.StreamRequestHandler):
