@@ -184,7 +184,7 @@ class Runner:
             self.executing = True
             if timer:
                 timer.start()
-            with tracking.cell_tracking(request, path, self.info, self.shell.user_ns.get("device")) as tracked:
+            with tracking.cell_tracking(request, path, self.info, self._device_for_tracking(request)) as tracked:
                 result = self.shell.run_cell(request["code"], store_history=True)
                 tracked.exit_code = 0 if result.success else 1
         except KeyboardInterrupt:
@@ -203,6 +203,12 @@ class Runner:
         if error is not None:
             return "failed", f"{type(error).__name__}: {error}"
         return self._ship_out(path, request.get("out") or [])
+
+    def _device_for_tracking(self, request: dict[str, Any]) -> Any:
+        """The device W&B should record: probed (importing torch) only for a cell that uses W&B."""
+        if request.get("wandb") or "wandb" in request["code"]:
+            return self.shell.user_ns["device"]
+        return self.shell.user_ns.get("device")
 
     def _time_out(self) -> None:
         if self.executing:
