@@ -8,6 +8,7 @@ import pytest
 
 from jupyter_split import policy, sync
 from jupyter_split.config import parse_config
+from jupyter_split.sync.fsutil import SFTP_CIPHERS
 from jupyter_split.sync.manifest import STAGING_NAME
 
 from .test_sync_local import flip_byte, make_tree, tree_hashes
@@ -178,3 +179,23 @@ def test_big_file_to_s3_reuses_the_parts_of_an_open_upload(tmp_path, s3):
     assert report.bytes_sent == len(data) - PART_SIZE + 100
     assert s3_hashes(fs, "sync-parts/ck") == hashes
     assert not fs.call_s3("list_multipart_uploads", Bucket="sync-parts").get("Uploads")
+
+
+def test_sftp_copy_after_the_link_dropped_reconnects(tmp_path, sshd):
+    """fsspec caches one SSH filesystem per address: after a dropped link it must not be reused dead."""
+    src, dest = tmp_path / "src", tmp_path / "sftp-dest"
+    hashes = make_tree(src, FILES)
+    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
+    import time
+
+    import fsspec
+
+    cached, _ = fsspec.core.url_to_fs(sftp_url(sshd, dest), **sftp_options(sshd), encryption_algs=SFTP_CIPHERS)
+    sshd.drop_connections()
+    deadline = time.monotonic() + 30
+    while not cached.client.is_closed() and time.monotonic() < deadline:  # the client notices the drop
+        time.sleep(0.05)
+    assert cached.client.is_closed()
+    flip_byte(src / "w/shard-1.bin", offset=7)
+    report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
+    assert report.files_sent == 1 and tree_hashes(dest) == tree_hashes(src) != hashes

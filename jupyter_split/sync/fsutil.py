@@ -54,9 +54,20 @@ def resolve(url: str, options: dict[str, Any] | None) -> Location:
         options.setdefault("encryption_algs", SFTP_CIPHERS)
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
+        if _dead_ssh(fs):
+            # fsspec hands back its cached instance; after a dropped link its connection is
+            # closed for good, so make a fresh one (the old instance leaves the cache).
+            type(fs)._cache.pop(fs._fs_token, None)
+            fs, root = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
         raise ValueError(f"cannot open {url!r}: {exc}. Install the backend's extra (e.g. jupyter_split[s3]) or fix the URL.") from None
     return Location(url=url, fs=fs, root=root.rstrip("/") or "/")
+
+
+def _dead_ssh(fs: Any) -> bool:
+    client = getattr(fs, "client", None)
+    is_closed = getattr(client, "is_closed", None)
+    return bool(is_closed and is_closed())
 
 
 def list_tree(loc: Location) -> dict[str, int]:
