@@ -20,7 +20,6 @@ import platform
 import queue
 import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from traitlets.config import Config as TraitletsConfig
 
 from . import tracking, transfer
 from .capture import CAPTURE, RunnerShell
+from .runner_socket import serve_socket
 from .runs.events import EventLog, is_final, read_events
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
@@ -281,67 +281,6 @@ class PredefinedNamespace(dict):
         for name, value in runner_globals(self.accelerator).items():
             self.setdefault(name, value)
         return self[key]
-
-
-class _Handler(socketserver.StreamRequestHandler):
-    runner: Runner
-
-    def handle(self) -> None:
-        try:
-            request = json.loads(self.rfile.readline() or b"{}")
-            op = request.get("op")
-            if op == "hello":
-                self._send({"ok": True, "pid": os.getpid(), "versions": self.runner.info})
-            elif op == "execute":
-                log = self.runner.submit(request["run_dir"])
-                self._send({"ok": True, "seq": log.seq})
-                if request.get("follow"):
-                    self.runner.follow(request["run_dir"], 0, self._send)
-            elif op == "put":
-                data = bytearray(int(request["size"]))
-                view, pos = memoryview(data), 0
-                while pos < len(data):
-                    got = self.rfile.readinto(view[pos:])
-                    if not got:
-                        raise ConnectionResetError("the client went away mid-transfer")
-                    pos += got
-                self.runner.payloads[request["run_dir"]] = data
-                self._send({"ok": True})
-            elif op == "get":
-                data = self.runner.output(request["run_dir"])
-                self._send({"ok": True, "size": len(data)})
-                for chunk in data.chunks(1 << 22):
-                    self.wfile.write(chunk)
-                self.wfile.flush()
-            elif op == "follow":
-                self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
-            else:
-                self._send({"ok": False, "error": f"unknown op {op!r}"})
-        except FileNotFoundError as exc:
-            self._send({"ok": False, "error": f"{exc.filename} not found"})
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away; it resumes from its last seq when it reconnects
-
-    def _send(self, message: dict[str, Any]) -> None:
-        self.wfile.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
-        self.wfile.flush()
-
-
-def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamServer:
-    folder = Path(path).parent
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = folder.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(f"the socket folder {folder} is not private to this user (owner uid {info.st_uid}, "
-                              f"mode {info.st_mode & 0o777:o}); remove it or set the site's `workdir`")
-    if os.path.exists(path):
-        os.unlink(path)
-    handler = type("Handler", (_Handler,), {"runner": runner})
-    server = socketserver.ThreadingUnixStreamServer(path, handler)
-    server.daemon_threads = True
-    os.chmod(path, 0o600)
-    threading.Thread(target=server.serve_forever, name="split-socket", daemon=True).start()
-    return server
 
 
 def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> int:

@@ -22,7 +22,8 @@ from typing import Any
 
 from ..config import Config, SiteConfig
 from ..distributed import PAYLOAD_VAR, launch_args, world
-from .base import Executor, ExecutorError, LaunchSpec
+from .base import ExecutorError, LaunchSpec
+from .cluster import ClusterExecutor
 
 ACTIVE = frozenset({"PENDING", "RUNNING"})
 _CARD_RESOURCES = {"npu": "NPU", "mlu": "MLU"}
@@ -31,28 +32,13 @@ LOG_TAIL_LINES = 20
 SUBMIT_RETRIES = (0.5, 1, 2, 4, 8)
 
 
-class RayExecutor(Executor):
+class RayExecutor(ClusterExecutor):
     kind = "ray"
-    supports_sessions = False
 
     def __init__(self, site: SiteConfig, config: Config):
         super().__init__(site, config)
-        if site.host:
-            from .ssh import SshExecutor
-            self.host: Executor = SshExecutor(site, config)
-        else:
-            from .local import LocalExecutor
-            self.host = LocalExecutor(site, config)
         self._client: Any = None
         self._ended: dict[str, str] = {}
-
-    @property
-    def workdir(self) -> str:
-        return self.host.workdir
-
-    @property
-    def python(self) -> str:
-        return self.host.python
 
     def runner_command(self, spec: LaunchSpec) -> list[str]:
         return [self.python, *launch_args(spec.gpus, spec.nodes), "--", *spec.argv]
@@ -108,9 +94,6 @@ class RayExecutor(Executor):
         return runtime_env
 
     # -- the executor contract
-    async def probe(self) -> dict[str, Any]:
-        return await self.host.probe()
-
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
         if self.site.host:
             await self.host.ready()  # type: ignore[attr-defined]
@@ -163,12 +146,6 @@ class RayExecutor(Executor):
             client = await self.client()
             await asyncio.to_thread(client.stop_job, job)
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        return await self.host.read_file(path, offset)
-
-    async def write_file(self, path: str, data: bytes) -> None:
-        await self.host.write_file(path, data)
-
     async def describe(self) -> dict[str, Any]:
         row = await self.host.describe()
         await self.client()  # names the address and the fix when the Jobs API does not answer
@@ -177,10 +154,7 @@ class RayExecutor(Executor):
 
     async def reconnect(self) -> None:
         self._client = None
-        await self.host.reconnect()
-
-    async def close(self) -> None:
-        await self.host.close()
+        await super().reconnect()
 
 
 _CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential")

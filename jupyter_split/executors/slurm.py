@@ -22,7 +22,8 @@ from typing import Any
 from ..config import Config, SiteConfig
 from ..distributed import PAYLOAD_VAR, launch_args, world
 from ..preempt import slurm_signal
-from .base import Executor, ExecutorError, LaunchSpec
+from .base import ExecutorError, LaunchSpec
+from .cluster import ClusterExecutor
 
 #: job states in which the runner is running or will run (again)
 ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED",
@@ -44,29 +45,13 @@ sys.exit(done.returncode)
 """
 
 
-class SlurmExecutor(Executor):
+class SlurmExecutor(ClusterExecutor):
     kind = "slurm"
-    supports_sessions = False
 
     def __init__(self, site: SiteConfig, config: Config):
         super().__init__(site, config)
-        # Files and commands go where the site's login node is: here, or over SSH.
-        if site.host:
-            from .ssh import SshExecutor
-            self.host: Executor = SshExecutor(site, config)
-        else:
-            from .local import LocalExecutor
-            self.host = LocalExecutor(site, config)
         self._seen: dict[str, dict[str, str]] = {}
         self._checked: dict[str, float] = {}
-
-    @property
-    def workdir(self) -> str:
-        return self.host.workdir
-
-    @property
-    def python(self) -> str:
-        return self.host.python
 
     def runner_command(self, spec: LaunchSpec) -> list[str]:
         return [self.python, *launch_args(spec.gpus, spec.nodes, multi_node="slurm"), "--", *spec.argv]
@@ -131,9 +116,6 @@ class SlurmExecutor(Executor):
         return "#!/bin/sh\nexec " + command + "\n"
 
     # -- the executor contract
-    async def probe(self) -> dict[str, Any]:
-        return await self.host.probe()
-
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
         if self.site.host:
             await self.host.ready()  # type: ignore[attr-defined]
@@ -186,24 +168,12 @@ class SlurmExecutor(Executor):
         if job and await self.alive(handle):
             await self.command(["scancel", *_SCANCEL[sig], job])
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        return await self.host.read_file(path, offset)
-
-    async def write_file(self, path: str, data: bytes) -> None:
-        await self.host.write_file(path, data)
-
     async def describe(self) -> dict[str, Any]:
         row = await self.host.describe()
         code, out, err = await self.command(["sinfo", "-h", "-o", "%P %a %D %T"])
         row["slurm"] = out.strip().splitlines() if code == 0 else f"sinfo failed: {err.strip()}"
         row["reachable"] = row.get("reachable", True) and code == 0
         return row
-
-    async def reconnect(self) -> None:
-        await self.host.reconnect()
-
-    async def close(self) -> None:
-        await self.host.close()
 
 
 EXECUTOR = SlurmExecutor
