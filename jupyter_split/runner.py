@@ -156,10 +156,11 @@ class Runner:
         finally:
             CAPTURE.flush()
             CAPTURE.emit = None
-        log.append("status", state=state, reason=reason, final=True)
+        # status.json first: a client that sees the final record may read it at once.
         status["device"] = str(self.shell.user_ns.get("device", f"{self.accelerator} (not used by the cell)"))
         write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time(),
                                                    "wandb": tracking.run_files(path)})
+        log.append("status", state=state, reason=reason, final=True)
         with self.lock:
             self.logs.pop(run_dir, None)
         log.close()
