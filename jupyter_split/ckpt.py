@@ -24,7 +24,7 @@ import torch
 
 from . import ckpt_format as fmt, tracking
 from .devices import DeviceInfo, detect, info_for
-from .sync.manifest import FileEntry, Manifest, is_object_store, publish, read_manifest
+from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, publish, read_manifest
 
 DEFAULT_SHARD_SIZE = "512MiB"
 _READ_CHUNK = 16 << 20
@@ -108,38 +108,6 @@ def save(
     return manifest
 
 
-class _OverlappedHashingWriter:
-    """sync's HashingWriter, with each chunk's sha256 computed on a helper thread while the
-    chunk is written: hashing and I/O both release the GIL, so a shard costs the slower of
-    the two instead of their sum. Chunks are hashed strictly in order."""
-
-    def __init__(self, target: Any):
-        self._target = target
-        self._hash = hashlib.sha256()
-        self._helper = ThreadPoolExecutor(1)
-        self._pending: Any = None
-        self.size = 0
-
-    def write(self, data: memoryview | bytes) -> int:
-        if self._pending is not None:
-            self._pending.result()
-        self._pending = self._helper.submit(self._hash.update, data)  # `data` keeps its buffer alive
-        self._target.write(data)
-        self.size += len(data)
-        return len(data)
-
-    def entry(self, path: str) -> FileEntry:
-        return FileEntry(path=path, size=self.size, sha256=self._hash.hexdigest())
-
-    def __enter__(self) -> "_OverlappedHashingWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pending is not None:
-            self._pending.result()
-        self._helper.shutdown()
-
-
 class ShardWriter:
     """Writes shards and the JSON tree under `root`, hashing as it writes, then publishes."""
 
@@ -148,10 +116,9 @@ class ShardWriter:
         fs.makedirs(root, exist_ok=True)
 
     def write(self, name: str, tensors: dict[str, torch.Tensor]) -> FileEntry:
-        with self.fs.open(posixpath.join(self.root, name), "wb") as handle, _OverlappedHashingWriter(handle) as out:
+        with self.fs.open(posixpath.join(self.root, name), "wb") as handle, HashingWriter(handle) as out:
             fmt.write_shard(out, tensors, self.metadata)
         return out.entry(name)
-
 
     def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str],
                extra_meta: dict[str, Any] | None = None) -> Manifest:

@@ -14,6 +14,7 @@ import os
 import posixpath
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -144,17 +145,32 @@ def read_manifest(fs: Any, root: str) -> Manifest | None:
 
 
 class HashingWriter:
-    """Wraps a writable binary file: every `write` also feeds a sha256 and a byte count."""
+    """Wraps a writable binary file: every `write` also feeds a sha256 and a byte count.
+
+    A large chunk is hashed on a helper thread while it is written (both release the GIL),
+    so a write costs the slower of the two, not their sum; both are done when `write`
+    returns, so the caller may reuse its buffer.
+    """
+
+    OVERLAP_MIN = 1 << 20
 
     def __init__(self, target: BinaryIO):
         self._target = target
         self._hash = hashlib.sha256()
+        self._helper: ThreadPoolExecutor | None = None
         self.size = 0
 
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
+    def write(self, data: bytes | memoryview) -> int:
+        if len(data) < self.OVERLAP_MIN:
+            self._hash.update(data)
+            self._target.write(data)
+        else:
+            if self._helper is None:
+                self._helper = ThreadPoolExecutor(1)
+            hashed = self._helper.submit(self._hash.update, data)
+            self._target.write(data)
+            hashed.result()
         self.size += len(data)
-        self._target.write(data)
         return len(data)
 
     def hexdigest(self) -> str:
@@ -167,6 +183,8 @@ class HashingWriter:
         self._target.flush()
 
     def close(self) -> None:
+        if self._helper is not None:
+            self._helper.shutdown()
         self._target.close()
 
     def __enter__(self) -> "HashingWriter":
