@@ -174,3 +174,16 @@ def test_latest_ignores_unpublished_folders(tmp_path):
     sync.copy(str(tmp_path / "src"), str(tmp_path / "ckpts/step-2"), progress=False)
     (tmp_path / "ckpts/step-3").mkdir()  # being written: no manifest yet
     assert sync.latest(str(tmp_path / "ckpts")).endswith("/step-2")
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_manifest_temp_left_by_a_killed_publish_is_cleaned_up(tmp_path, changed):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    sync.copy(str(src), str(dest), progress=False)
+    stale = dest / ".manifest.json.0123abcd.tmp"  # what a SIGKILL between write and rename leaves
+    stale.write_text("{}")
+    if changed:
+        flip_byte(src / next(iter(FILES)), offset=0)
+    sync.copy(str(src), str(dest), progress=False)
+    assert not stale.exists() and tree_hashes(dest) == tree_hashes(src)

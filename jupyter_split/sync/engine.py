@@ -17,7 +17,7 @@ from .. import policy, tracking
 from ..config import Config, load_config
 from . import s3parts
 from .fsutil import Location, explain, resolve
-from .manifest import FileEntry, Manifest, manifest_path, publish
+from .manifest import FileEntry, Manifest, drop_temp_manifests, is_object_store, manifest_path, publish
 from .plan import Action, Plan, make_plan
 from .progress import Progress
 from .rounds import send_all
@@ -167,6 +167,8 @@ def _commit(plan: Plan, new: Manifest) -> bool:
     old = plan.dest_manifest
     if old is not None and not staged and not plan.removed and _same(old, new):
         _drop_staging(dest)
+        if not is_object_store(dest.fs):
+            drop_temp_manifests(dest.fs, dest.root)  # a run killed mid-publish left one
         return False
     if old is not None:
         # Unpublish first: a reader sees the old checkpoint, then none, then the new one.

@@ -127,6 +127,15 @@ def publish(fs: Any, root: str, manifest: Manifest) -> None:
     except BaseException:
         _remove_quietly(fs, temp)
         raise
+    drop_temp_manifests(fs, root)
+
+
+def drop_temp_manifests(fs: Any, root: str) -> None:
+    """Remove manifest temp files that a writer killed mid-publish left behind (copies into
+    one destination are not coordinated, so none other than a dead one's can be there)."""
+    pattern = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.*.tmp")
+    for stale in fs.glob(pattern):
+        _remove_quietly(fs, stale)
 
 
 def replace(fs: Any, temp: str, final: str) -> None:
