@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-import time
 
 import psutil
 

@@ -14,7 +14,7 @@ from jupyter_split.ckpt_format import FormatError, parse_size
 from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
-from tests.test_policy_guard import policy_config  # the policy tests' two-site config (home CN, sg SG)
+from tests.fixtures.policy import policy_config  # two sites: home CN, sg SG
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from jupyter_split import ckpt, core, policy, sync
 from jupyter_split.core import CellOptions
 from jupyter_split.sync.manifest import read_manifest
 from tests.fixtures.core import text, tracebacks
-from tests.test_policy_guard import policy_config
+from tests.fixtures.policy import policy_config
 
 pytestmark = pytest.mark.slow
 

@@ -3,45 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 
 from jupyter_split import commands, policy
 from jupyter_split.config import load_config
-from tests.fixtures.core import write_config
-
-
-def policy_config(root: Path, resident: list[str] | None = None, sg: str | None = None, more_sites: str = "") -> Path:
-    """Home (CN) and sg (SG), a resident folder, an allowlist; `sg` replaces sg's storage lines,
-    `more_sites` adds site tables. Returns the work dir."""
-    for folder in ("pii", "home-store", "sg-store", "approved", "work/out"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    write_config(root, f"""
-[experiment]
-home = "home"
-default_remote = "sg"
-
-[sites.home]
-jurisdiction = "CN"
-storage = "file://{root}/home-store"
-
-[sites.sg]
-jurisdiction = "SG"
-{sg or f'storage = "file://{root}/sg-store"'}
-{more_sites}
-[policy]
-resident = {json.dumps(resident or [f"file://{root}/pii/**"])}
-allow_export = ["file://{root}/approved/**", "public-*"]
-""")
-    return root / "work"
-
-
-@pytest.fixture
-def home(split_home: Path) -> Path:
-    policy_config(split_home)
-    (split_home / "pii" / "people.csv").write_text("name,phone\n")
-    return split_home
 
 
 def run_verb(*argv: str, namespace: dict | None = None) -> tuple[int, str]:

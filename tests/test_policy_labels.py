@@ -11,7 +11,6 @@ import torch
 
 from jupyter_split import policy
 from jupyter_split.residency.labels import collect, receive_outputs, variable_origins
-from tests.test_policy_guard import home  # noqa: F401 - the fixture
 
 
 def test_tensor_labels_travel_through_a_pickle():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_split import policy
-from tests.test_policy_guard import home, policy_config  # noqa: F401 - home is a fixture
+from tests.fixtures.policy import policy_config
 
 
 def tracked(code: str, **start: str) -> dict:
