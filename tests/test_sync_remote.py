@@ -8,9 +8,11 @@ import pytest
 
 from jupyter_split import policy, sync
 from jupyter_split.config import parse_config
-from jupyter_split.sync.fsutil import SFTP_CIPHERS
+from jupyter_split.sync import remote_hash
+from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME
 
+from .services.sshd import start_sshd
 from .test_sync_local import flip_byte, make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
@@ -199,3 +201,46 @@ def test_sftp_copy_after_the_link_dropped_reconnects(tmp_path, sshd):
     flip_byte(src / "w/shard-1.bin", offset=7)
     report = sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
     assert report.files_sent == 1 and tree_hashes(dest) == tree_hashes(src) != hashes
+
+
+@pytest.mark.parametrize("python", ["python3", "no-such-python"], ids=["python3", "sha256sum"])
+def test_remote_hasher_names_any_file_and_leaves_out_missing_ones(tmp_path, sshd, monkeypatch, python):
+    # Without a python3 on the server the kept shell runs coreutils' sha256sum: same answers.
+    monkeypatch.setattr(remote_hash, "PYTHON", python)
+    names = ["plain.bin", "with space.bin", "new\nline.bin", "back\\slash.bin", "quote'\"$(x).bin", "d/ü.bin"]
+    expected = {}
+    for i, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(bytes([i]) * (1000 + i))
+        expected[str(tmp_path / name)] = hashlib.sha256(bytes([i]) * (1000 + i)).hexdigest()
+    loc = resolve(sftp_url(sshd, tmp_path), sftp_options(sshd))
+    try:
+        missing = str(tmp_path / "gone.bin")
+        assert loc.hasher.hash([*expected, missing]) == expected
+        assert loc.hasher._python is (python == "python3")
+        assert loc.hasher.hash([str(tmp_path / "plain.bin")]) == {str(tmp_path / "plain.bin"): expected[str(tmp_path / "plain.bin")]}
+    finally:
+        loc.close()
+
+
+def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
+    # An account that may run no command (ForceCommand internal-sftp): nothing hashes on the
+    # server, so every file is read back over SFTP, and a corrupted one is still caught.
+    server = start_sshd(tmp_path / "sftp-only", ForceCommand="internal-sftp")
+    try:
+        src, dest = tmp_path / "src", tmp_path / "dest"
+        hashes = make_tree(src, FILES)
+        url, options = sftp_url(server, dest), sftp_options(server)
+        report = sync.copy(str(src), url, dest_options=options, progress=False)
+        assert (report.files_sent, report.files_verified) == (len(FILES), len(FILES))
+        assert tree_hashes(dest) == hashes
+        flip_byte(dest / "w/shard-0.bin", offset=12345)
+        report = sync.copy(str(src), url, dest_options=options, deep=True, progress=False)
+        assert report.files_sent == 1 and tree_hashes(dest) == hashes
+        loc = resolve(url, options)
+        try:
+            assert loc.hasher.hash([str(dest / "config.json")]) == {}
+        finally:
+            loc.close()
+    finally:
+        server.stop()

@@ -84,21 +84,25 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     """
     started = time.monotonic()
     source, target = resolve(src, src_options), resolve(dest, dest_options)
-    plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
-    given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-    carried = check_residency(plan, src, dest, given, config)
-
-    report = SyncReport(src=src, dest=dest)
-    _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
-    new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
     try:
-        report.published = _commit(plan, new)
-    except OSError as exc:
-        state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
-        raise SyncError(
-            f"copy {src} -> {dest}: every file arrived and was verified, but publishing failed: "
-            f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
-        ) from exc
+        plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
+        given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
+        carried = check_residency(plan, src, dest, given, config)
+
+        report = SyncReport(src=src, dest=dest)
+        _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
+        new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
+        try:
+            report.published = _commit(plan, new)
+        except OSError as exc:
+            state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
+            raise SyncError(
+                f"copy {src} -> {dest}: every file arrived and was verified, but publishing failed: "
+                f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
+            ) from exc
+    finally:
+        source.close()  # the shells a copy keeps on SFTP servers
+        target.close()
     report.manifest = new
     report.seconds = time.monotonic() - started
     tracking.checkpoint_copied(src, new)

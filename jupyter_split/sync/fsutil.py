@@ -4,17 +4,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import posixpath
-import re
-import shlex
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-from fsspec.asyn import sync
 
 from . import s3read
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
+from .remote_hash import RemoteHasher
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
@@ -29,6 +27,7 @@ class Location:
     url: str
     fs: Any
     root: str
+    _hasher: RemoteHasher | None = field(default=None, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
@@ -45,6 +44,18 @@ class Location:
     def sftp(self) -> bool:
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         return any(p in ("ssh", "sftp") for p in protocols) and hasattr(self.fs, "client")
+
+    @property
+    def hasher(self) -> RemoteHasher | None:
+        """The server-side hasher of an SFTP location, started on first use; None elsewhere."""
+        if self._hasher is None and self.sftp:
+            self._hasher = RemoteHasher(self.fs)
+        return self._hasher
+
+    def close(self) -> None:
+        """Stop what this location started on its server (the connection stays cached)."""
+        if self._hasher is not None:
+            self._hasher.close()
 
 
 def resolve(url: str, options: dict[str, Any] | None) -> Location:
@@ -97,14 +108,14 @@ def _bookkeeping(rel: str) -> bool:
 def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor | None) -> dict[str, str | None]:
     """sha256 of each stored file (None if it is gone), as the destination holds it.
 
-    On an SFTP server they are hashed there by `sha256sum`, in a few batched commands
-    (starting one costs a session setup, so never one per file); elsewhere, or where
-    the server runs no commands, they are read back, in parallel on `pool` when given.
+    On an SFTP server they are hashed there by `sha256sum`, in batches, by the location's
+    kept shell; elsewhere, or where the server runs no commands, they are read back, in
+    parallel on `pool` when given.
     """
     digests: dict[str, str | None] = {}
-    if loc.sftp:
+    if loc.hasher is not None:
         for batch in _batches(list(files)):
-            digests.update(_remote_sha256(loc, batch))
+            digests.update(loc.hasher.hash(batch))
     rest = [path for path in files if path not in digests]
     mapper = pool.map if pool is not None else map
     digests.update(zip(rest, mapper(lambda path: _read_sha256(loc, path, chunk), rest)))
@@ -128,8 +139,7 @@ def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
 
 
 def _batches(paths: list[str], limit: int = 100_000) -> list[list[str]]:
-    # A remote command reaches the server's shell as one argument: stay under Linux's
-    # 128 KiB limit on a single argument.
+    # Bounded command lines: the shell reads each whole before it runs it.
     batches: list[list[str]] = []
     length = limit
     for path in paths:
@@ -139,31 +149,6 @@ def _batches(paths: list[str], limit: int = 100_000) -> list[list[str]]:
         batches[-1].append(path)
         length += len(path) + 3
     return batches
-
-
-def _remote_sha256(loc: Location, paths: list[str]) -> dict[str, str]:
-    # Files it could not hash are left out (missing, or a server with no shell or no
-    # sha256sum, e.g. an SFTP-only account): the caller reads those back instead.
-    # Names are given relative to their common folder, so more fit in one command.
-    base = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
-    if base in paths:
-        base = posixpath.dirname(base)
-    names = [posixpath.relpath(path, base) for path in paths]
-    command = f"cd -- {shlex.quote(base)} && {shlex.join(['sha256sum', '--', *names])}"
-    try:
-        result = sync(loc.fs.loop, loc.fs.client.run, command, check=False)
-    except OSError:
-        return {}
-    digests = {}
-    for line in str(result.stdout or "").splitlines():
-        digest, sep, name = line.partition("  ")
-        if not sep:
-            continue
-        if digest.startswith("\\"):  # sha256sum escapes names holding a backslash or newline
-            digest = digest[1:]
-            name = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), name)
-        digests[name] = digest
-    return {path: digests[name] for path, name in zip(paths, names) if name in digests}
 
 
 def is_permanent(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ from .progress import Progress
 from .stream import send_small, send_with_retries
 
 # On SFTP, start a verification batch once this many bytes or files have arrived.
-VERIFY_BATCH = 64 << 20
+VERIFY_BATCH = 16 << 20
 VERIFY_BATCH_FILES = 500
 # Many small files in flight hide round trips; a few big ones already fill the link,
 # and more of them only fight over the CPU (measured: two 20 MB streams beat eight,
