@@ -16,7 +16,7 @@ from typing import Any
 from .. import policy, tracking
 from ..config import Config, load_config
 from . import s3parts
-from .fsutil import Location, explain, resolve
+from .fsutil import Location, explain, make_dirs, move_all, resolve
 from .manifest import FileEntry, Manifest, drop_temp_manifests, is_object_store, manifest_path, publish
 from .plan import Action, Plan, make_plan
 from .progress import Progress
@@ -177,10 +177,8 @@ def _commit(plan: Plan, new: Manifest) -> bool:
     if old is not None:
         # Unpublish first: a reader sees the old checkpoint, then none, then the new one.
         dest.fs.rm_file(manifest_path(dest.root))
-    for parent in sorted({posixpath.dirname(dest.path(item.rel)) for item in staged}):
-        dest.fs.makedirs(parent, exist_ok=True)
-    for item in staged:
-        dest.fs.mv(plan.staged_path(item.rel), dest.path(item.rel))
+    make_dirs(dest, [posixpath.dirname(dest.path(item.rel)) for item in staged])
+    move_all(dest, [(plan.staged_path(item.rel), dest.path(item.rel)) for item in staged])
     for rel in plan.removed:
         if dest.fs.exists(dest.path(rel)):
             dest.fs.rm_file(dest.path(rel))

@@ -1,6 +1,7 @@
 """fsspec plumbing the engine needs: resolve a URL, list a tree, hash a stored file."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import posixpath
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from fsspec.asyn import sync
 
 from . import s3read
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
@@ -84,7 +86,7 @@ def _dead_ssh(fs: Any) -> bool:
 def list_tree(loc: Location) -> dict[str, int]:
     """Relative path -> size of every file under the root, leaving out our own bookkeeping."""
     try:
-        found = loc.fs.find(loc.root, detail=True, withdirs=False)
+        found = sync(loc.fs.loop, _walk_levels, loc.fs, loc.root) if loc.sftp else loc.fs.find(loc.root, detail=True, withdirs=False)
     except FileNotFoundError:
         return {}
     prefix = loc.root.rstrip("/") + "/"
@@ -98,6 +100,57 @@ def list_tree(loc: Location) -> dict[str, int]:
             continue
         sizes[rel] = int(info.get("size") or 0)
     return sizes
+
+
+async def _walk_levels(fs: Any, root: str) -> dict[str, dict[str, Any]]:
+    # fsspec's find lists one folder after another, a round trip each; every folder of a
+    # level at once makes a tree of 100 folders cost a few round trips instead of 101.
+    files: dict[str, dict[str, Any]] = {}
+    level = [root]
+    while level:
+        listings = await asyncio.gather(*(fs._ls(folder, detail=True) for folder in level), return_exceptions=True)
+        level = []
+        for listing in listings:
+            if isinstance(listing, BaseException):
+                raise listing
+            for info in listing:
+                if info["type"] == "directory":
+                    level.append(info["name"])
+                else:
+                    files[info["name"]] = info
+    return files
+
+
+def make_dirs(loc: Location, folders: list[str]) -> None:
+    """Create each folder (and its parents); over SFTP all at once."""
+    _each(loc, [("_makedirs", (folder,), {"exist_ok": True}) for folder in sorted(set(folders))],
+          lambda folder: loc.fs.makedirs(folder, exist_ok=True))
+
+
+def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
+    """Rename each (old, new) within `loc`'s filesystem; over SFTP all at once."""
+    _each(loc, [("_mv", move, {}) for move in moves], lambda old, new: loc.fs.mv(old, new))
+
+
+def _each(loc: Location, calls: list[tuple[str, tuple, dict]], one) -> None:
+    # Over SFTP every call is a round trip: 10,000 renames one after another took 3 s.
+    if not loc.sftp:
+        for _, args, _ in calls:
+            one(*args)
+        return
+    sync(loc.fs.loop, _gather, loc.fs, calls)
+
+
+async def _gather(fs: Any, calls: list[tuple[str, tuple, dict]], limit: int = 256) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def call(name: str, args: tuple, kwargs: dict) -> None:
+        async with gate:
+            await getattr(fs, name)(*args, **kwargs)
+
+    for outcome in await asyncio.gather(*(call(*c) for c in calls), return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _bookkeeping(rel: str) -> bool:

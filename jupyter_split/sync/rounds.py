@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from .fsutil import explain, hash_many
+from .fsutil import explain, hash_many, make_dirs
 from .plan import RESUMABLE_MIN, Item, Plan
 from .progress import Progress
 from .stream import send_small, send_with_retries
@@ -66,10 +66,9 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
     outcome = Outcome()
     pending = list(items)
     try:
-        for parent in plan.parents(items):
-            plan.dest.fs.makedirs(parent, exist_ok=True)
+        make_dirs(plan.dest, plan.parents(items))
     except OSError as exc:
-        why = explain(exc, plan.dest.fs.unstrip_protocol(parent))
+        why = explain(exc, plan.dest.url)
         outcome.failed.update((item.rel, why) for item in items)
         return outcome
     for round_ in range(retries + 1):
