@@ -20,12 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import fsspec
+from fsspec.generic import rsync as fsspec_rsync
+
 from benchmarks.common import scratch_data_dir
+from benchmarks.link import start_link
 from jupyter_split import sync
+from jupyter_split.sync.fsutil import SFTP_CIPHERS
 from tests.services.s3 import start_s3
 from tests.services.sshd import start_sshd, stop_sshd
 
 MB = 1 << 20
+LINK_MB_PER_S = 50.0  # about 400 Mbit/s, a good leased line between two countries
+LINK_RTT_MS = (0.0, 60.0)  # none, and a round trip between two countries
 
 
 def write_shards(root: Path, total_mb: int, shards: int = 20) -> None:
@@ -135,6 +142,10 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
     rows.append(("local disk to S3, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}", f"{total_mb / peer:.0f}",
                  f"{peer / ours:.2f}x", ">= 2x"))
 
+    # 2c. between the two sites' backends, each behind its own capped link: S3 abroad to SFTP at home
+    for rtt_ms in LINK_RTT_MS:
+        rows.append(s3_to_sftp_over_links(root, server, s3, total_mb, LINK_MB_PER_S, rtt_ms, sha_tree(shards)))
+
     # 3. one shard changed (same size): bytes sent
     shard = sorted(shards.iterdir())[7]
     shard.write_bytes(random.Random(3).randbytes(shard.stat().st_size))
@@ -162,8 +173,52 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
     return rows
 
 
+def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rtt_ms: float,
+                          expected: dict[str, str]) -> tuple[str, ...]:
+    """S3 (moto) to SFTP (sshd), each server behind its own relay capped at `rate` MB/s.
+
+    fsspec's generic rsync gets each file whole to a local temp file, then puts it; the
+    engine streams it through. With the links as the limit that is the difference between
+    the two legs' times added and the slower leg alone. The peer's sshfs is handed the
+    host-less `ssh:///path` URLs fsspec's generic filesystem makes (its files would land
+    under a folder named `ssh:`): `PeerSSH` only strips them; what it copies, and how, is fsspec's.
+    """
+    from fsspec.generic import GenericFileSystem, _generic_fs
+    from sshfs import SSHFileSystem
+
+    class PeerSSH(SSHFileSystem):
+        async def _put_file(self, lpath, rpath, **kwargs):
+            return await super()._put_file(lpath, self._strip_protocol(rpath), **kwargs)
+
+        async def _makedirs(self, path, **kwargs):
+            return await super()._makedirs(self._strip_protocol(path), **kwargs)
+
+    s3_link = start_link(int(s3.endpoint_url.rsplit(":", 1)[1]), rate, rtt_ms)
+    ssh_link = start_link(server.port, rate, rtt_ms)
+    try:
+        known = root / "known_hosts_links"
+        known.write_text(f"[127.0.0.1]:{ssh_link.port} {server.host_public_key}\n")
+        sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": str(known)}
+        s3_options = {**s3.storage_options, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{s3_link.port}"}}
+        peer_fs = GenericFileSystem(default_method="generic")
+        _generic_fs.update({"s3": fsspec.filesystem("s3", **s3_options, skip_instance_cache=True),
+                            "ssh": PeerSSH(host="127.0.0.1", port=ssh_link.port, encryption_algs=SFTP_CIPHERS, **sftp)})
+        ours_url = f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-ours'}"
+        ours, peer = alternate(
+            lambda: sync.copy("s3://bench/ck", ours_url, s3_options, sftp, progress=False),
+            lambda: fsspec_rsync("s3://bench/ck", f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-fsspec'}", fs=peer_fs,
+                                 on_error="raise"),
+            fresh=(root / "linked-ours", root / "linked-fsspec"), repeat=2)
+        assert sha_tree(root / "linked-ours") == expected and sha_tree(root / "linked-fsspec") == expected
+    finally:
+        s3_link.stop()
+        ssh_link.stop()
+    return (f"S3 to SFTP, each behind a {rate:.0f} MB/s link with {rtt_ms:.0f} ms RTT, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}",
+            f"{total_mb / peer:.0f}", f"{peer / ours:.2f}x", ">= 2x")
+
+
 def generic_rsync(src: str, dest: str, s3) -> None:
-    from fsspec.generic import GenericFileSystem, rsync as fsspec_rsync
+    from fsspec.generic import GenericFileSystem
 
     fs = GenericFileSystem(default_method="options", storage_options={"s3": s3.storage_options})
     fsspec_rsync(src, dest, fs=fs, on_error="raise")

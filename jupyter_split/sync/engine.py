@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import policy, tracking
 from ..config import Config, load_config
-from . import s3parts
+from . import s3parts, sftp
 from .fsutil import Location, explain, make_dirs, move_all, resolve
 from .manifest import FileEntry, Manifest, drop_temp_manifests, is_object_store, manifest_path, publish
 from .plan import Action, Plan, make_plan
@@ -183,7 +183,7 @@ def _commit(plan: Plan, new: Manifest) -> bool:
         if dest.fs.exists(dest.path(rel)):
             dest.fs.rm_file(dest.path(rel))
     publish(dest.fs, dest.root, new)
-    _drop_staging(dest)
+    _drop_staging(dest, [posixpath.dirname(plan.staged_path(item.rel)) for item in staged])
     return True
 
 
@@ -194,8 +194,11 @@ def _same(old: Manifest, new: Manifest) -> bool:
     return key(old) == key(new)
 
 
-def _drop_staging(dest: Location) -> None:
-    if dest.fs.exists(dest.staging):
+def _drop_staging(dest: Location, folders: list[str] | None = None) -> None:
+    """Remove the staging tree; `folders` are the ones a commit just emptied, when known."""
+    if dest.sftp:
+        sftp.remove_tree(dest.fs, dest.staging, empty=folders)
+    elif dest.fs.exists(dest.staging):
         dest.fs.rm(dest.staging, recursive=True)
     if s3parts.supports(dest.fs):
         s3parts.abort_under(dest.fs, dest.root)

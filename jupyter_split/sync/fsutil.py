@@ -1,7 +1,6 @@
 """fsspec plumbing the engine needs: resolve a URL, list a tree, hash a stored file."""
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import posixpath
@@ -10,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-from fsspec.asyn import sync
 
-from . import s3read
+from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
 from .remote_hash import RemoteHasher
+from .sftp import SftpStreams
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
@@ -30,6 +29,7 @@ class Location:
     fs: Any
     root: str
     _hasher: RemoteHasher | None = field(default=None, repr=False, compare=False)
+    _streams: SftpStreams | None = field(default=None, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
@@ -44,8 +44,7 @@ class Location:
 
     @property
     def sftp(self) -> bool:
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
-        return any(p in ("ssh", "sftp") for p in protocols) and hasattr(self.fs, "client")
+        return sftp.is_sshfs(self.fs)
 
     @property
     def hasher(self) -> RemoteHasher | None:
@@ -54,10 +53,18 @@ class Location:
             self._hasher = RemoteHasher(self.fs)
         return self._hasher
 
+    @property
+    def streams(self) -> SftpStreams | None:
+        """The SFTP sessions big files are written on, for an SFTP location; None elsewhere."""
+        if self._streams is None and self.sftp:
+            self._streams = SftpStreams(self.fs)
+        return self._streams
+
     def close(self) -> None:
         """Stop what this location started on its server (the connection stays cached)."""
-        if self._hasher is not None:
-            self._hasher.close()
+        for started in (self._hasher, self._streams):
+            if started is not None:
+                started.close()
 
 
 def resolve(url: str, options: dict[str, Any] | None) -> Location:
@@ -86,7 +93,7 @@ def _dead_ssh(fs: Any) -> bool:
 def list_tree(loc: Location) -> dict[str, int]:
     """Relative path -> size of every file under the root, leaving out our own bookkeeping."""
     try:
-        found = sync(loc.fs.loop, _walk_levels, loc.fs, loc.root) if loc.sftp else loc.fs.find(loc.root, detail=True, withdirs=False)
+        found = sftp.find(loc.fs, loc.root) if loc.sftp else loc.fs.find(loc.root, detail=True, withdirs=False)
     except FileNotFoundError:
         return {}
     prefix = loc.root.rstrip("/") + "/"
@@ -102,55 +109,22 @@ def list_tree(loc: Location) -> dict[str, int]:
     return sizes
 
 
-async def _walk_levels(fs: Any, root: str) -> dict[str, dict[str, Any]]:
-    # fsspec's find lists one folder after another, a round trip each; every folder of a
-    # level at once makes a tree of 100 folders cost a few round trips instead of 101.
-    files: dict[str, dict[str, Any]] = {}
-    level = [root]
-    while level:
-        listings = await asyncio.gather(*(fs._ls(folder, detail=True) for folder in level), return_exceptions=True)
-        level = []
-        for listing in listings:
-            if isinstance(listing, BaseException):
-                raise listing
-            for info in listing:
-                if info["type"] == "directory":
-                    level.append(info["name"])
-                else:
-                    files[info["name"]] = info
-    return files
-
-
 def make_dirs(loc: Location, folders: list[str]) -> None:
-    """Create each folder (and its parents); over SFTP all at once."""
-    _each(loc, [("_makedirs", (folder,), {"exist_ok": True}) for folder in sorted(set(folders))],
-          lambda folder: loc.fs.makedirs(folder, exist_ok=True))
+    """Create each folder (and its parents)."""
+    if loc.sftp:
+        sftp.make_dirs(loc.fs, folders)
+        return
+    for folder in sorted(set(folders)):
+        loc.fs.makedirs(folder, exist_ok=True)
 
 
 def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
-    """Rename each (old, new) within `loc`'s filesystem; over SFTP all at once."""
-    _each(loc, [("_mv", move, {}) for move in moves], lambda old, new: loc.fs.mv(old, new))
-
-
-def _each(loc: Location, calls: list[tuple[str, tuple, dict]], one) -> None:
-    # Over SFTP every call is a round trip: 10,000 renames one after another took 3 s.
-    if not loc.sftp:
-        for _, args, _ in calls:
-            one(*args)
+    """Rename each (old, new) within `loc`'s filesystem, replacing what `new` names."""
+    if loc.sftp:
+        sftp.rename_all(loc.fs, moves)
         return
-    sync(loc.fs.loop, _gather, loc.fs, calls)
-
-
-async def _gather(fs: Any, calls: list[tuple[str, tuple, dict]], limit: int = 256) -> None:
-    gate = asyncio.Semaphore(limit)
-
-    async def call(name: str, args: tuple, kwargs: dict) -> None:
-        async with gate:
-            await getattr(fs, name)(*args, **kwargs)
-
-    for outcome in await asyncio.gather(*(call(*c) for c in calls), return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+    for old, new in moves:
+        loc.fs.mv(old, new)
 
 
 def _bookkeeping(rel: str) -> bool:

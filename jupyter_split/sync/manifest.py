@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from . import sftp
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 # Where an in-flight copy keeps its parts and resume state, under the destination root.
@@ -117,7 +119,8 @@ def publish(fs: Any, root: str, manifest: Manifest) -> None:
     if is_object_store(fs):
         fs.pipe_file(final, data)
         return
-    fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
+    if not fs.isdir(root):  # one round trip where it exists, as it does after a copy
+        fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
     temp = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
     with fs.open(temp, "wb") as handle:
         handle.write(data)
@@ -140,7 +143,10 @@ def drop_temp_manifests(fs: Any, root: str) -> None:
 
 def replace(fs: Any, temp: str, final: str) -> None:
     """Rename `temp` over `final` (which may exist): local rename, SFTP posix-rename."""
-    fs.mv(temp, final)
+    if sftp.is_sshfs(fs):
+        sftp.rename_all(fs, [(temp, final)])
+    else:
+        fs.mv(temp, final)
 
 
 def read_manifest(fs: Any, root: str) -> Manifest | None:

@@ -11,6 +11,7 @@ running `sha256sum` per batch. Both answer in `sha256sum`'s format, then a marke
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import posixpath
 import re
@@ -59,7 +60,18 @@ class RemoteHasher:
         self._process: Any = None
         self._python = False
         self._lock = threading.Lock()  # one process: batches take turns
+        self._starting: concurrent.futures.Future | None = None
         self._broken = False
+
+    def start_soon(self) -> None:
+        """Start the server process now, without waiting: a copy does it as its sends begin."""
+        with self._lock:
+            self._start_soon()
+
+    def _start_soon(self) -> concurrent.futures.Future:
+        if self._starting is None:
+            self._starting = asyncio.run_coroutine_threadsafe(self._start(), self._fs.loop)
+        return self._starting
 
     def hash(self, paths: list[str]) -> dict[str, str]:
         """path -> sha256 of those it could hash.
@@ -72,6 +84,7 @@ class RemoteHasher:
             if self._broken or not paths:
                 return {}
             try:
+                self._start_soon().result()
                 return sync(self._fs.loop, self._hash, paths)
             except Exception:  # no shell, a dropped link: reading back still verifies
                 self._broken = True
@@ -79,6 +92,8 @@ class RemoteHasher:
 
     def close(self) -> None:
         with self._lock:
+            if self._starting is not None:
+                concurrent.futures.wait([self._starting], timeout=START_TIMEOUT)
             process, self._process = self._process, None
             if process is not None:
                 try:
@@ -86,13 +101,15 @@ class RemoteHasher:
                 except Exception:
                     pass  # the connection is gone already, and the process with it
 
+    async def _start(self) -> None:
+        process = await self._fs.client.create_process("sh -s", encoding="utf-8", errors="surrogateescape")
+        process.stdin.write(_start_line())
+        # a forced command (an SFTP-only account) may neither run ours nor hang up
+        ready = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
+        self._python = ready.strip() == "python-ready"
+        self._process = process
+
     async def _hash(self, paths: list[str]) -> dict[str, str]:
-        if self._process is None:
-            self._process = await self._fs.client.create_process("sh -s", encoding="utf-8", errors="surrogateescape")
-            self._process.stdin.write(_start_line())
-            # a forced command (an SFTP-only account) may neither run ours nor hang up
-            ready = await asyncio.wait_for(self._process.stdout.readline(), START_TIMEOUT)
-            self._python = ready.strip() == "python-ready"
         base = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
         if base in paths:
             base = posixpath.dirname(base)

@@ -65,6 +65,8 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
              backoff: float) -> Outcome:
     outcome = Outcome()
     pending = list(items)
+    if plan.dest.hasher is not None:
+        plan.dest.hasher.start_soon()  # its start-up overlaps the first sends
     try:
         make_dirs(plan.dest, plan.parents(items))
     except OSError as exc:

@@ -1,0 +1,239 @@
+"""What the engine does on an SFTP server itself rather than through sshfs's sync API.
+
+Between two countries a round trip takes 50 to 200 ms, so every one counts:
+- Big files are written each on an SFTP session of its own. sshfs opens every file
+  on its least busy session but counts it busy only while it opens, so files written
+  at once share one session, and SSH gives a session a flow-control window (OpenSSH's
+  is 2 MB): one session carries at most a window per round trip, 33 MB/s at 60 ms
+  however fast the link (rsync over ssh has the same ceiling).
+- Listing, creating folders and renaming go all at once, not one after another, and
+  a rename is SFTP's posix-rename: fsspec's sync `mv` on sshfs copies the file with a
+  remote `cp` command and deletes the original.
+- Folders are made from the deepest existing one down, not stat by stat from `/`,
+  and a tree is removed a level at a time.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import posixpath
+import threading
+from typing import Any
+
+import asyncssh
+from fsspec.asyn import sync
+
+SESSIONS = 4
+
+
+class SftpStreams:
+    """Up to SESSIONS SFTP sessions of a copy's own on `fs`'s connection (an sshfs filesystem)."""
+
+    def __init__(self, fs: Any):
+        self._fs = fs
+        self._users: dict[Any, int] = {}  # session -> files open on it
+        self._lock = threading.Lock()
+
+    def open(self, path: str, offset: int = 0) -> "SftpWriter":
+        """A writer for `path` from `offset` (0: a new file) on the least busy session, a new one while any is shared."""
+        session = self._take()
+        try:
+            handle = sync(self._fs.loop, _open, session, path, "r+b" if offset else "wb")
+        except BaseException:
+            self._release(session)
+            raise
+        return SftpWriter(self, session, handle, offset)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._users = list(self._users), {}
+        for session in sessions:
+            try:
+                self._fs.loop.call_soon_threadsafe(session.exit)
+            except RuntimeError:
+                pass  # the loop is gone already, and the sessions with it
+
+    def _take(self) -> Any:
+        with self._lock:
+            idle = min(self._users, key=self._users.__getitem__, default=None)
+            if idle is None or (self._users[idle] and len(self._users) < SESSIONS):
+                idle = sync(self._fs.loop, self._fs.client.start_sftp_client)
+                self._users[idle] = 0
+            self._users[idle] += 1
+            return idle
+
+    def _release(self, session: Any) -> None:
+        with self._lock:
+            if session in self._users:
+                self._users[session] -= 1
+
+
+class SftpWriter:
+    """A file being written on one session, sequentially.
+
+    `write` hands the chunk over and returns while up to PENDING earlier ones are still
+    on their way, so the session's window never drains between chunks; an error comes
+    back from a later `write` or from `close`, which waits for every byte.
+    """
+
+    PENDING = 2
+
+    def __init__(self, streams: SftpStreams, session: Any, handle: Any, offset: int):
+        self._streams, self._session, self._handle = streams, session, handle
+        self._loop = streams._fs.loop
+        self._offset = offset
+        self._pending: list[concurrent.futures.Future] = []
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        while len(self._pending) >= self.PENDING:
+            self._pending.pop(0).result()
+        self._pending.append(asyncio.run_coroutine_threadsafe(_call(self._handle.write, data, self._offset), self._loop))
+        self._offset += len(data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for pending in self._pending:
+                pending.result()
+        finally:
+            self._pending = []
+            try:
+                sync(self._loop, _call, self._handle.close)
+            finally:
+                self._streams._release(self._session)
+
+
+def is_sshfs(fs: Any) -> bool:
+    """An sshfs filesystem: these helpers lean on its connection (`client`) and session pool (`_pool`)."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in ("ssh", "sftp") for p in protocols) and hasattr(fs, "client") and hasattr(fs, "_pool")
+
+
+def find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
+    """path -> info of every file under `root`, one round trip per level of folders."""
+    return sync(fs.loop, _find, fs, root)
+
+
+def make_dirs(fs: Any, folders: list[str]) -> None:
+    """Create each folder and its missing parents, all at once."""
+    sync(fs.loop, _gather, [_make_dir(fs, folder) for folder in sorted(set(folders))])
+
+
+def rename_all(fs: Any, moves: list[tuple[str, str]]) -> None:
+    """Rename each (old, new), replacing `new` atomically (posix-rename), all at once."""
+    sync(fs.loop, _gather, [fs._mv(old, new) for old, new in moves])
+
+
+async def _find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
+    return (await _levels(fs, root))[1]
+
+
+async def _levels(fs: Any, root: str) -> tuple[list[list[str]], dict[str, dict[str, Any]]]:
+    """The folders under `root` (itself first) by depth, and path -> info of every file."""
+    folders: list[list[str]] = []
+    files: dict[str, dict[str, Any]] = {}
+    level = [root]
+    while level:
+        folders.append(level)
+        listings = await _gather([fs._ls(folder, detail=True) for folder in level])
+        level = []
+        for listing in listings:
+            for info in listing:
+                if info["type"] == "directory":
+                    level.append(info["name"])
+                else:
+                    files[info["name"]] = info
+    return folders, files
+
+
+async def _make_dir(fs: Any, path: str) -> None:
+    # mkdir first: a new folder whose parent exists costs one round trip
+    async with fs._pool.get() as channel:
+        try:
+            await _call(channel.mkdir, path)
+            return
+        except FileNotFoundError:
+            pass  # its parent is missing too
+        except OSError:
+            if await _call(channel.isdir, path):  # it was there already
+                return
+            raise
+    parent = posixpath.dirname(path)
+    if parent == path:
+        raise FileNotFoundError(errno.ENOENT, f"cannot create {path}")
+    await _make_dir(fs, parent)
+    await _make_dir(fs, path)
+
+
+def remove_tree(fs: Any, root: str, empty: list[str] | None = None) -> None:
+    """Delete `root` and everything under it, if it exists: a level of folders at a time.
+
+    `empty`: folders under `root` believed to hold nothing else; they are removed without
+    listing anything (listing one folder takes SFTP four round trips), and the tree is
+    listed only if that fails.
+    """
+    sync(fs.loop, _remove_tree, fs, root, empty)
+
+
+async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
+    if empty is not None:
+        folders = {root}
+        for folder in empty:
+            while folder.startswith(root + "/") and folder not in folders:
+                folders.add(folder)
+                folder = posixpath.dirname(folder)
+        try:
+            for depth in sorted({f.count("/") for f in folders}, reverse=True):
+                await _gather([_rmdir(fs, f) for f in folders if f.count("/") == depth])
+            return
+        except OSError:
+            pass  # something else is in there: list it all
+    try:
+        levels, files = await _levels(fs, root)
+    except FileNotFoundError:
+        return
+    await _gather([fs._rm_file(path) for path in files])
+    for level in reversed(levels):
+        await _gather([_rmdir(fs, folder) for folder in level])
+
+
+async def _rmdir(fs: Any, path: str) -> None:
+    async with fs._pool.get() as channel:
+        await _call(channel.rmdir, path)
+
+
+async def _gather(calls: list[Any], limit: int = 256) -> list[Any]:
+    """Every call's result, at most `limit` at a time; the first failure raised after all end."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    results = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+async def _open(session: Any, path: str, mode: str) -> Any:
+    return await _call(session.open, path, mode, block_size=-1, max_requests=-1)
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # SFTP's status codes as the OSErrors the engine tells apart (permanent or worth a retry)
+    try:
+        return await fn(*args, **kwargs)
+    except (asyncssh.SFTPPermissionDenied, asyncssh.SFTPWriteProtect) as exc:
+        raise PermissionError(errno.EACCES, exc.reason) from exc
+    except asyncssh.SFTPNoSuchFile as exc:
+        raise FileNotFoundError(errno.ENOENT, exc.reason) from exc
+    except (asyncssh.SFTPNoSpaceOnFilesystem, asyncssh.SFTPQuotaExceeded) as exc:
+        raise OSError(errno.ENOSPC, exc.reason) from exc
+    except asyncssh.SFTPError as exc:
+        raise OSError(errno.EIO, f"{exc.reason} (SFTP status {exc.code})") from exc
