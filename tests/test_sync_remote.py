@@ -244,3 +244,15 @@ def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
             loc.close()
     finally:
         server.stop()
+
+
+def test_a_server_that_allows_few_sessions_still_gets_every_file(tmp_path):
+    # sshd's MaxSessions: big files then share the sessions there are, or go through sshfs's
+    server = start_sshd(tmp_path / "two-sessions", MaxSessions="2")
+    try:
+        src, dest = tmp_path / "src", tmp_path / "dest"
+        hashes = make_tree(src, {"a.bin": 17 << 20, "b.bin": 17 << 20, "c.bin": 17 << 20, "small.json": 100})
+        report = sync.copy(str(src), sftp_url(server, dest), dest_options=sftp_options(server), progress=False)
+        assert report.files_verified == 4 and tree_hashes(dest) == hashes
+    finally:
+        server.stop()

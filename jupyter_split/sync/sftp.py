@@ -33,11 +33,16 @@ class SftpStreams:
     def __init__(self, fs: Any):
         self._fs = fs
         self._users: dict[Any, int] = {}  # session -> files open on it
+        self._refused = False
         self._lock = threading.Lock()
 
-    def open(self, path: str, offset: int = 0) -> "SftpWriter":
-        """A writer for `path` from `offset` (0: a new file) on the least busy session, a new one while any is shared."""
+    def open(self, path: str, offset: int = 0) -> "SftpWriter | None":
+        """A writer for `path` from `offset` (0: a new file) on the least busy session, a new
+        one while any is shared; None when the server allows no session of our own (sshd's
+        MaxSessions): the caller writes through sshfs instead."""
         session = self._take()
+        if session is None:
+            return None
         try:
             handle = sync(self._fs.loop, _open, session, path, "r+b" if offset else "wb")
         except BaseException:
@@ -57,9 +62,16 @@ class SftpStreams:
     def _take(self) -> Any:
         with self._lock:
             idle = min(self._users, key=self._users.__getitem__, default=None)
-            if idle is None or (self._users[idle] and len(self._users) < SESSIONS):
-                idle = sync(self._fs.loop, self._fs.client.start_sftp_client)
-                self._users[idle] = 0
+            if self._refused and idle is None:
+                return None
+            if idle is None or (self._users[idle] and len(self._users) < SESSIONS and not self._refused):
+                try:
+                    idle = sync(self._fs.loop, self._fs.client.start_sftp_client)
+                    self._users[idle] = 0
+                except asyncssh.ChannelOpenError:
+                    self._refused = True  # the server's limit on sessions: share the ones there are
+                    if idle is None:
+                        return None
             self._users[idle] += 1
             return idle
 

@@ -110,13 +110,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             _check(item.src_path, item, offset, digest.hexdigest())
             return
         offset = _resume(reader, item, digest, chunk)
-        mode = "ab" if offset else "wb"
-        if dest.streams is not None:
-            writer = dest.streams.open(target, offset)
-        elif dest.object_store:
-            writer = dest.fs.open(target, mode, block_size=chunk)
-        else:
-            writer = dest.fs.open(target, mode)
+        writer = _open_writer(dest, target, offset, chunk)
         ahead = ReadAhead(reader, chunk, digest)
         try:
             for data in ahead:
@@ -132,6 +126,14 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     _check(item.src_path, item, offset, digest.hexdigest())
     if temp is not None:
         move_all(dest, [(temp, final)])
+
+
+def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:
+    writer = dest.streams.open(target, offset) if dest.streams is not None else None
+    if writer is None:
+        mode = "ab" if offset else "wb"
+        writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)
+    return writer
 
 
 class ReadAhead:
