@@ -172,7 +172,7 @@ def _commit(plan: Plan, new: Manifest) -> bool:
     if old is not None and not staged and not plan.removed and _same(old, new):
         _drop_staging(dest)
         if not is_object_store(dest.fs):
-            drop_temp_manifests(dest.fs, dest.root)  # a run killed mid-publish left one
+            drop_temp_manifests(dest.fs, dest.root, dest.stale_manifests)  # a run killed mid-publish left them
         return False
     if old is not None:
         # Unpublish first: a reader sees the old checkpoint, then none, then the new one.
@@ -182,7 +182,7 @@ def _commit(plan: Plan, new: Manifest) -> bool:
     for rel in plan.removed:
         if dest.fs.exists(dest.path(rel)):
             dest.fs.rm_file(dest.path(rel))
-    publish(dest.fs, dest.root, new)
+    publish(dest.fs, dest.root, new, dest.stale_manifests)
     _drop_staging(dest, [posixpath.dirname(plan.staged_path(item.rel)) for item in staged])
     return True
 

@@ -11,7 +11,7 @@ from typing import Any
 import fsspec
 
 from . import s3read, sftp
-from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store
+from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store, is_temp_manifest
 from .remote_hash import RemoteHasher
 from .sftp import SftpStreams
 
@@ -30,6 +30,8 @@ class Location:
     root: str
     _hasher: RemoteHasher | None = field(default=None, repr=False, compare=False)
     _streams: SftpStreams | None = field(default=None, repr=False, compare=False)
+    # manifest temp files of killed publishers, seen by the last `list_tree` of the root
+    stale_manifests: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
@@ -98,21 +100,25 @@ def list_tree(loc: Location) -> dict[str, int]:
         return {}
     prefix = loc.root.rstrip("/") + "/"
     sizes: dict[str, int] = {}
+    stale: list[str] = []
     for name, info in found.items():
         name = name.rstrip("/")
         if not name.startswith(prefix):
             continue
         rel = name[len(prefix):]
         if _bookkeeping(rel):
+            if is_temp_manifest(rel):
+                stale.append(name)
             continue
         sizes[rel] = int(info.get("size") or 0)
+    loc.stale_manifests = stale
     return sizes
 
 
 def make_dirs(loc: Location, folders: list[str]) -> None:
     """Create each folder (and its parents)."""
     if loc.sftp:
-        sftp.make_dirs(loc.fs, folders)
+        sftp.make_dirs(loc.fs, folders, loc.root)
         return
     for folder in sorted(set(folders)):
         loc.fs.makedirs(folder, exist_ok=True)
@@ -128,8 +134,7 @@ def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
 
 
 def _bookkeeping(rel: str) -> bool:
-    first = rel.split("/", 1)[0]
-    return rel == MANIFEST_NAME or first == STAGING_NAME or (first.startswith(f".{MANIFEST_NAME}.") and first.endswith(".tmp"))
+    return rel == MANIFEST_NAME or rel.split("/", 1)[0] == STAGING_NAME or is_temp_manifest(rel)
 
 
 def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor | None) -> dict[str, str | None]:

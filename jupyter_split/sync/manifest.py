@@ -107,12 +107,13 @@ def is_object_store(fs: Any) -> bool:
     return any(p in _OBJECT_STORES for p in protocols)
 
 
-def publish(fs: Any, root: str, manifest: Manifest) -> None:
+def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = None) -> None:
     """Write `manifest` under `root`, atomically, after every file it names is in place.
 
     On object stores one PUT is atomic. Elsewhere the manifest goes to a temp
     name beside its final one and is renamed over it, so a reader sees the old
-    manifest or the new one and never a torn one.
+    manifest or the new one and never a torn one. Then the temp files of killed
+    publishers go: `stale` when the caller listed them, else those found now.
     """
     data = manifest.to_json().encode()
     final = manifest_path(root)
@@ -130,15 +131,20 @@ def publish(fs: Any, root: str, manifest: Manifest) -> None:
     except BaseException:
         _remove_quietly(fs, temp)
         raise
-    drop_temp_manifests(fs, root)
+    drop_temp_manifests(fs, root, stale)
 
 
-def drop_temp_manifests(fs: Any, root: str) -> None:
+def is_temp_manifest(name: str) -> bool:
+    return name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".tmp") and "/" not in name
+
+
+def drop_temp_manifests(fs: Any, root: str, stale: list[str] | None = None) -> None:
     """Remove manifest temp files that a writer killed mid-publish left behind (copies into
     one destination are not coordinated, so none other than a dead one's can be there)."""
-    pattern = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.*.tmp")
-    for stale in fs.glob(pattern):
-        _remove_quietly(fs, stale)
+    if stale is None:
+        stale = fs.glob(posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.*.tmp"))
+    for path in stale:
+        _remove_quietly(fs, path)
 
 
 def replace(fs: Any, temp: str, final: str) -> None:

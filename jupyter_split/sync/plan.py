@@ -78,10 +78,12 @@ class PlanError(ValueError):
 
 
 def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers: int, require_published: bool) -> Plan:
-    source_manifest, files = _source(src, require_published)
-    dest_manifest = read_manifest(dest.fs, dest.root)
-    in_place = list_tree(dest)
-    staged = _staged(dest)
+    # the four lookups at once: on a far site each costs round trips of its own
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        source = pool.submit(_source, src, require_published)
+        found = [pool.submit(read_manifest, dest.fs, dest.root), pool.submit(list_tree, dest), pool.submit(_staged, dest)]
+        source_manifest, files = source.result()
+        dest_manifest, in_place, staged = (future.result() for future in found)
     published = dest_manifest.by_path() if dest_manifest else {}
     stage = not dest.object_store or dest_manifest is not None
 

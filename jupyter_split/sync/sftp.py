@@ -1,11 +1,11 @@
 """What the engine does on an SFTP server itself rather than through sshfs's sync API.
 
 Between two countries a round trip takes 50 to 200 ms, so every one counts:
-- Big files are written each on an SFTP session of its own. sshfs opens every file
-  on its least busy session but counts it busy only while it opens, so files written
-  at once share one session, and SSH gives a session a flow-control window (OpenSSH's
-  is 2 MB): one session carries at most a window per round trip, 33 MB/s at 60 ms
-  however fast the link (rsync over ssh has the same ceiling).
+- Big files are written each on an SFTP session of the copy's own. SSH gives a
+  session a flow-control window (OpenSSH's is 2 MB), and a session carries at most a
+  window per round trip: 33 MB/s at 60 ms however fast the link (rsync over ssh has
+  the same ceiling). sshfs opens every file on its least busy session but counts it
+  busy only while it opens, so files written at once share one.
 - Listing, creating folders and renaming go all at once, not one after another, and
   a rename is SFTP's posix-rename: fsspec's sync `mv` on sshfs copies the file with a
   remote `cp` command and deletes the original.
@@ -33,6 +33,7 @@ class SftpStreams:
     def __init__(self, fs: Any):
         self._fs = fs
         self._users: dict[Any, int] = {}  # session -> files open on it
+        self._starting: list[concurrent.futures.Future] = []
         self._refused = False
         self._lock = threading.Lock()
 
@@ -50,8 +51,17 @@ class SftpStreams:
             raise
         return SftpWriter(self, session, handle, offset)
 
+    def start_soon(self) -> None:
+        """Open the sessions now, without waiting: a copy does it as its big files begin."""
+        with self._lock:
+            while len(self._users) + len(self._starting) < SESSIONS and not self._refused:
+                self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
+
     def close(self) -> None:
         with self._lock:
+            for starting in self._starting:
+                concurrent.futures.wait([starting])
+            self._harvest()
             sessions, self._users = list(self._users), {}
         for session in sessions:
             try:
@@ -60,20 +70,34 @@ class SftpStreams:
                 pass  # the loop is gone already, and the sessions with it
 
     def _take(self) -> Any:
+        """The least busy session, opening one while all are in use; None when there is none to be had."""
         with self._lock:
-            idle = min(self._users, key=self._users.__getitem__, default=None)
-            if self._refused and idle is None:
+            self._harvest()
+            shared = not self._users or min(self._users.values()) > 0
+            if shared and len(self._users) < SESSIONS and not self._refused:
+                self._open_one()
+            if not self._users:
                 return None
-            if idle is None or (self._users[idle] and len(self._users) < SESSIONS and not self._refused):
-                try:
-                    idle = sync(self._fs.loop, self._fs.client.start_sftp_client)
-                    self._users[idle] = 0
-                except asyncssh.ChannelOpenError:
-                    self._refused = True  # the server's limit on sessions: share the ones there are
-                    if idle is None:
-                        return None
-            self._users[idle] += 1
-            return idle
+            session = min(self._users, key=self._users.__getitem__)
+            self._users[session] += 1
+            return session
+
+    def _open_one(self) -> None:
+        """Wait for a session to finish opening, starting one if none is on its way."""
+        if not self._starting:
+            self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
+        concurrent.futures.wait(self._starting, return_when=concurrent.futures.FIRST_COMPLETED)
+        self._harvest()
+
+    def _harvest(self) -> None:
+        # sessions that finished opening join the pool; a refusal is the server's limit on
+        # sessions (sshd's MaxSessions): share the ones there are
+        for starting in [f for f in self._starting if f.done()]:
+            self._starting.remove(starting)
+            try:
+                self._users[starting.result()] = 0
+            except asyncssh.ChannelOpenError:
+                self._refused = True
 
     def _release(self, session: Any) -> None:
         with self._lock:
@@ -130,9 +154,33 @@ def find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
     return sync(fs.loop, _find, fs, root)
 
 
-def make_dirs(fs: Any, folders: list[str]) -> None:
-    """Create each folder and its missing parents, all at once."""
-    sync(fs.loop, _gather, [_make_dir(fs, folder) for folder in sorted(set(folders))])
+def make_dirs(fs: Any, folders: list[str], base: str) -> None:
+    """Create each folder and its missing parents, where `base`'s parent exists.
+
+    Every folder from `base` down is asked for at once on one session, parents first:
+    the server answers requests in order, so the whole tree costs one round trip. If
+    that fails (the server reorders, or `base`'s parent is missing too) each folder is
+    made from its deepest existing parent down.
+    """
+    sync(fs.loop, _make_dirs, fs, sorted(set(folders)), base.rstrip("/"))
+
+
+async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
+    chain: dict[str, None] = {}
+    for folder in folders:
+        parts, path = [], folder
+        while path.startswith(base + "/") or path == base:
+            parts.append(path)
+            path = posixpath.dirname(path)
+        chain.update(dict.fromkeys(reversed(parts or [folder])))
+    async with fs._pool.get() as channel:
+        results = await asyncio.gather(*(_call(channel.mkdir, path) for path in chain), return_exceptions=True)
+    for result in results:
+        if isinstance(result, PermissionError):
+            raise result
+        if isinstance(result, FileNotFoundError):
+            await _gather([_make_dir(fs, folder) for folder in folders])
+            return
 
 
 def rename_all(fs: Any, moves: list[tuple[str, str]]) -> None:
@@ -198,12 +246,12 @@ async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
             while folder.startswith(root + "/") and folder not in folders:
                 folders.add(folder)
                 folder = posixpath.dirname(folder)
-        try:
-            for depth in sorted({f.count("/") for f in folders}, reverse=True):
-                await _gather([_rmdir(fs, f) for f in folders if f.count("/") == depth])
+        deepest_first = sorted(folders, key=lambda f: f.count("/"), reverse=True)
+        async with fs._pool.get() as channel:  # in order on one session: one round trip
+            results = await asyncio.gather(*(_call(channel.rmdir, f) for f in deepest_first), return_exceptions=True)
+        if not any(isinstance(result, BaseException) for result in results):
             return
-        except OSError:
-            pass  # something else is in there: list it all
+        # something else is in there (or the server reordered): list it all
     try:
         levels, files = await _levels(fs, root)
     except FileNotFoundError:
@@ -231,6 +279,10 @@ async def _gather(calls: list[Any], limit: int = 256) -> list[Any]:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+async def _new_session(fs: Any) -> Any:
+    return await fs.client.start_sftp_client()
 
 
 async def _open(session: Any, path: str, mode: str) -> Any:
