@@ -166,10 +166,10 @@ def test_push_and_pull_by_site_name(tmp_path, s3):
 
 
 def test_big_file_to_s3_reuses_the_parts_of_an_open_upload(tmp_path, s3):
-    from jupyter_split.sync.s3parts import PART_SIZE
+    from jupyter_split.sync.s3parts import MULTIPART_MIN, PART_SIZE
 
     src = tmp_path / "src"
-    hashes = make_tree(src, {"w/big.bin": 2 * PART_SIZE + 12345, "config.json": 100})
+    hashes = make_tree(src, {"w/big.bin": MULTIPART_MIN + 12345, "config.json": 100})
     s3.make_bucket("sync-parts")
     fs = s3.filesystem()
     data = (src / "w/big.bin").read_bytes()

@@ -13,8 +13,9 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from . import s3parts
 from .fsutil import explain, hash_many, make_dirs
-from .plan import RESUMABLE_MIN, Item, Plan
+from .plan import Item, Plan
 from .progress import Progress
 from .stream import send_small, send_with_retries
 
@@ -28,7 +29,7 @@ VERIFY_BATCH_FILES = 500
 IN_FLIGHT_BYTES = 80 << 20
 # An object store spends its time waiting on requests, not on this CPU: more in flight.
 IN_FLIGHT_BYTES_OBJECT_STORE = 96 << 20
-# Files up to this size bound for SFTP (RESUMABLE_MIN for object stores) go whole, in batches.
+# Files up to this size bound for SFTP (s3parts.MULTIPART_MIN for object stores) go whole, in batches.
 SMALL_MAX = 256 << 10
 SMALL_BATCH = 64
 SMALL_BATCH_BYTES = 16 << 20
@@ -144,12 +145,12 @@ def _send_one(plan: Plan, item: Item, options: dict) -> list[tuple[Item, BaseExc
 def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]:
     """Files to send whole from memory, in batches (one loop hop each), and those to stream.
 
-    On an object store every file under RESUMABLE_MIN is one PUT anyway; on SFTP only
+    On an object store every file under MULTIPART_MIN is one PUT anyway; on SFTP only
     small ones gain, as each still needs its own open and close.
     """
     if not plan.dest.fs.async_impl:
         return [], items
-    limit = RESUMABLE_MIN if plan.dest.object_store else SMALL_MAX
+    limit = s3parts.MULTIPART_MIN if plan.dest.object_store else SMALL_MAX
     whole = [item for item in items if item.size < limit]
     groups: list[list[Item]] = []
     size = SMALL_BATCH_BYTES

@@ -15,6 +15,9 @@ from typing import Any, Callable
 
 PART_SIZE = 16 << 20        # S3 wants at least 5 MiB for every part but the last
 PARTS_IN_FLIGHT = 4
+# Smaller files go as one PUT: resuming them saves little, and a multipart upload costs
+# the store more (on moto_server 20 MB files went 170 -> 240 MB/s as single PUTs).
+MULTIPART_MIN = 4 * PART_SIZE
 
 
 def supports(fs: Any) -> bool:

@@ -13,7 +13,7 @@ from fsspec.asyn import sync
 
 from . import s3parts, sftp
 from .fsutil import is_permanent, move_all, open_read
-from .plan import RESUMABLE_MIN, Item, Plan
+from .plan import Item, Plan
 
 
 class VerifyError(OSError):
@@ -105,7 +105,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     target = temp or final
     digest = hashlib.sha256()
     with open_read(src, item.src_path, chunk) as reader:
-        if dest.object_store and item.size >= RESUMABLE_MIN and s3parts.supports(dest.fs):
+        if dest.object_store and item.size >= s3parts.MULTIPART_MIN and s3parts.supports(dest.fs):
             offset, item.resume_from, item.checked = s3parts.send(dest.fs, final, reader, digest, on_bytes)
             _check(item.src_path, item, offset, digest.hexdigest())
             return
