@@ -144,7 +144,7 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
 
     # 2c. between the two sites' backends, each behind its own capped link: S3 abroad to SFTP at home
     for rtt_ms in LINK_RTT_MS:
-        rows.append(s3_to_sftp_over_links(root, server, s3, total_mb, LINK_MB_PER_S, rtt_ms, sha_tree(shards)))
+        rows.append(s3_to_sftp_over_links(root, server, s3, total_mb, LINK_MB_PER_S, rtt_ms, 2, sha_tree(shards)))
 
     # 3. one shard changed (same size): bytes sent
     shard = sorted(shards.iterdir())[7]
@@ -173,7 +173,7 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
     return rows
 
 
-def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rtt_ms: float,
+def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rtt_ms: float, repeat: int,
                           expected: dict[str, str]) -> tuple[str, ...]:
     """S3 (moto) to SFTP (sshd), each server behind its own relay capped at `rate` MB/s.
 
@@ -208,7 +208,7 @@ def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rt
             lambda: sync.copy("s3://bench/ck", ours_url, s3_options, sftp, progress=False),
             lambda: fsspec_rsync("s3://bench/ck", f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-fsspec'}", fs=peer_fs,
                                  on_error="raise"),
-            fresh=(root / "linked-ours", root / "linked-fsspec"), repeat=2)
+            fresh=(root / "linked-ours", root / "linked-fsspec"), repeat=repeat)
         assert sha_tree(root / "linked-ours") == expected and sha_tree(root / "linked-fsspec") == expected
     finally:
         s3_link.stop()
