@@ -21,7 +21,6 @@ import posixpath
 import threading
 from typing import Any
 
-import asyncssh
 from fsspec.asyn import sync
 
 SESSIONS = 4
@@ -92,6 +91,8 @@ class SftpStreams:
     def _harvest(self) -> None:
         # sessions that finished opening join the pool; a refusal is the server's limit on
         # sessions (sshd's MaxSessions): share the ones there are
+        import asyncssh
+
         for starting in [f for f in self._starting if f.done()]:
             self._starting.remove(starting)
             try:
@@ -290,7 +291,10 @@ async def _open(session: Any, path: str, mode: str) -> Any:
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    # SFTP's status codes as the OSErrors the engine tells apart (permanent or worth a retry)
+    # SFTP's status codes as the OSErrors the engine tells apart (permanent or worth a retry);
+    # asyncssh is imported here, not at the top: a runner on a site may have no `ssh` extra
+    import asyncssh
+
     try:
         return await fn(*args, **kwargs)
     except (asyncssh.SFTPPermissionDenied, asyncssh.SFTPWriteProtect) as exc:
