@@ -8,7 +8,7 @@ import pytest
 
 from jupyter_split import policy, sync
 from jupyter_split.config import parse_config
-from jupyter_split.sync import remote_hash
+from jupyter_split.sync import remote_worker
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME
 
@@ -204,9 +204,9 @@ def test_sftp_copy_after_the_link_dropped_reconnects(tmp_path, sshd):
 
 
 @pytest.mark.parametrize("python", ["python3", "no-such-python"], ids=["python3", "sha256sum"])
-def test_remote_hasher_names_any_file_and_leaves_out_missing_ones(tmp_path, sshd, monkeypatch, python):
+def test_remote_worker_names_any_file_and_leaves_out_missing_ones(tmp_path, sshd, monkeypatch, python):
     # Without a python3 on the server the kept shell runs coreutils' sha256sum: same answers.
-    monkeypatch.setattr(remote_hash, "PYTHON", python)
+    monkeypatch.setattr(remote_worker, "PYTHON", python)
     names = ["plain.bin", "with space.bin", "new\nline.bin", "back\\slash.bin", "quote'\"$(x).bin", "d/ü.bin"]
     expected = {}
     for i, name in enumerate(names):
@@ -216,9 +216,26 @@ def test_remote_hasher_names_any_file_and_leaves_out_missing_ones(tmp_path, sshd
     loc = resolve(sftp_url(sshd, tmp_path), sftp_options(sshd))
     try:
         missing = str(tmp_path / "gone.bin")
-        assert loc.hasher.hash([*expected, missing]) == expected
-        assert loc.hasher._python is (python == "python3")
-        assert loc.hasher.hash([str(tmp_path / "plain.bin")]) == {str(tmp_path / "plain.bin"): expected[str(tmp_path / "plain.bin")]}
+        assert loc.worker.hash([*expected, missing]) == expected
+        assert loc.worker.writes is (python == "python3")
+        assert loc.worker.hash([str(tmp_path / "plain.bin")]) == {str(tmp_path / "plain.bin"): expected[str(tmp_path / "plain.bin")]}
+    finally:
+        loc.close()
+
+
+def test_remote_worker_writes_and_renames_small_files(tmp_path, sshd):
+    # The python3 worker: files in one stream, each hashed as stored; one it cannot write
+    # (its folder is missing) is left out for the caller to send the usual way.
+    (tmp_path / "out").mkdir()
+    files = [(str(tmp_path / "out" / name), name.encode() * 50) for name in ("a.json", "b c.json", "new\nline", "ü.bin")]
+    loc = resolve(sftp_url(sshd, tmp_path), sftp_options(sshd))
+    try:
+        stored = loc.worker.put([*files, (str(tmp_path / "missing" / "x.json"), b"lost")])
+        assert stored == {path: hashlib.sha256(data).hexdigest() for path, data in files}
+        assert all(Path(path).read_bytes() == data for path, data in files)
+        moves = [(path, path + ".moved") for path, _ in files]
+        assert loc.worker.move([*moves, (str(tmp_path / "nothing"), str(tmp_path / "nothing2"))]) == {new for _, new in moves}
+        assert all(Path(new).read_bytes() == data for (_, new), (_, data) in zip(moves, files))
     finally:
         loc.close()
 
@@ -239,7 +256,7 @@ def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
         assert report.files_sent == 1 and tree_hashes(dest) == hashes
         loc = resolve(url, options)
         try:
-            assert loc.hasher.hash([str(dest / "config.json")]) == {}
+            assert loc.worker.hash([str(dest / "config.json")]) == {}
         finally:
             loc.close()
     finally:

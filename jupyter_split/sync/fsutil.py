@@ -12,7 +12,7 @@ import fsspec
 
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store, is_temp_manifest
-from .remote_hash import RemoteHasher
+from .remote_worker import RemoteWorker
 from .sftp import SftpStreams
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
@@ -28,7 +28,7 @@ class Location:
     url: str
     fs: Any
     root: str
-    _hasher: RemoteHasher | None = field(default=None, repr=False, compare=False)
+    _worker: RemoteWorker | None = field(default=None, repr=False, compare=False)
     _streams: SftpStreams | None = field(default=None, repr=False, compare=False)
     # manifest temp files of killed publishers, seen by the last `list_tree` of the root
     stale_manifests: list[str] = field(default_factory=list, repr=False, compare=False)
@@ -49,11 +49,11 @@ class Location:
         return sftp.is_sshfs(self.fs)
 
     @property
-    def hasher(self) -> RemoteHasher | None:
-        """The server-side hasher of an SFTP location, started on first use; None elsewhere."""
-        if self._hasher is None and self.sftp:
-            self._hasher = RemoteHasher(self.fs)
-        return self._hasher
+    def worker(self) -> RemoteWorker | None:
+        """The process an SFTP location keeps on its server (hashing, small writes); None elsewhere."""
+        if self._worker is None and self.sftp:
+            self._worker = RemoteWorker(self.fs)
+        return self._worker
 
     @property
     def streams(self) -> SftpStreams | None:
@@ -64,7 +64,7 @@ class Location:
 
     def close(self) -> None:
         """Stop what this location started on its server (the connection stays cached)."""
-        for started in (self._hasher, self._streams):
+        for started in (self._worker, self._streams):
             if started is not None:
                 started.close()
 
@@ -127,7 +127,8 @@ def make_dirs(loc: Location, folders: list[str]) -> None:
 def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
     """Rename each (old, new) within `loc`'s filesystem, replacing what `new` names."""
     if loc.sftp:
-        sftp.rename_all(loc.fs, moves)
+        moved = loc.worker.move(moves) if len(moves) > 1 else set()
+        sftp.rename_all(loc.fs, [(old, new) for old, new in moves if new not in moved])
         return
     for old, new in moves:
         loc.fs.mv(old, new)
@@ -141,13 +142,13 @@ def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor |
     """sha256 of each stored file (None if it is gone), as the destination holds it.
 
     On an SFTP server they are hashed there by `sha256sum`, in batches, by the location's
-    kept shell; elsewhere, or where the server runs no commands, they are read back, in
+    kept process; elsewhere, or where the server runs no commands, they are read back, in
     parallel on `pool` when given.
     """
     digests: dict[str, str | None] = {}
-    if loc.hasher is not None:
+    if loc.worker is not None:
         for batch in _batches(list(files)):
-            digests.update(loc.hasher.hash(batch))
+            digests.update(loc.worker.hash(batch))
     rest = [path for path in files if path not in digests]
     mapper = pool.map if pool is not None else map
     digests.update(zip(rest, mapper(lambda path: _read_sha256(loc, path, chunk), rest)))

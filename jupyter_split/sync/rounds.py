@@ -68,7 +68,7 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
     outcome = Outcome()
     pending = list(items)
     if plan.dest.sftp:  # their start-up overlaps the first sends
-        plan.dest.hasher.start_soon()
+        plan.dest.worker.start_soon()
         if any(item.size > SMALL_MAX for item in items):
             plan.dest.streams.start_soon()
     try:
