@@ -12,7 +12,7 @@ from jupyter_split.sync import remote_worker
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME
 
-from .services.sshd import start_sshd
+from .services.sshd import running_sshd
 from .test_sync_local import flip_byte, make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
@@ -243,8 +243,7 @@ def test_remote_worker_writes_and_renames_small_files(tmp_path, sshd):
 def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
     # An account that may run no command (ForceCommand internal-sftp): nothing hashes on the
     # server, so every file is read back over SFTP, and a corrupted one is still caught.
-    server = start_sshd(tmp_path / "sftp-only", ForceCommand="internal-sftp")
-    try:
+    with running_sshd(tmp_path / "sftp-only", ForceCommand="internal-sftp") as server:
         src, dest = tmp_path / "src", tmp_path / "dest"
         hashes = make_tree(src, FILES)
         url, options = sftp_url(server, dest), sftp_options(server)
@@ -259,17 +258,12 @@ def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
             assert loc.worker.hash([str(dest / "config.json")]) == {}
         finally:
             loc.close()
-    finally:
-        server.stop()
 
 
 def test_a_server_that_allows_few_sessions_still_gets_every_file(tmp_path):
     # sshd's MaxSessions: big files then share the sessions there are, or go through sshfs's
-    server = start_sshd(tmp_path / "two-sessions", MaxSessions="2")
-    try:
+    with running_sshd(tmp_path / "two-sessions", MaxSessions="2") as server:
         src, dest = tmp_path / "src", tmp_path / "dest"
         hashes = make_tree(src, {"a.bin": 17 << 20, "b.bin": 17 << 20, "c.bin": 17 << 20, "small.json": 100})
         report = sync.copy(str(src), sftp_url(server, dest), dest_options=sftp_options(server), progress=False)
         assert report.files_verified == 4 and tree_hashes(dest) == hashes
-    finally:
-        server.stop()

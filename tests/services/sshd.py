@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -181,6 +182,16 @@ def start_sshd(root: Path, **settings: str) -> SshServer:
         host_public_key=f"{host_public[0]} {host_public[1]}",
         process=process, log=log,
     )
+
+
+@contextmanager
+def running_sshd(root: Path, **settings: str) -> Iterator[SshServer]:
+    """`start_sshd` for one test, with its own settings; stopped on the way out."""
+    server = start_sshd(root, **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def stop_sshd(server: SshServer) -> None:
