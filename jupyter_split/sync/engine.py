@@ -101,7 +101,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
                 f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
             ) from exc
     finally:
-        source.close()  # the shells a copy keeps on SFTP servers
+        source.close()  # the processes and sessions a copy keeps on SFTP servers
         target.close()
     report.manifest = new
     report.seconds = time.monotonic() - started
