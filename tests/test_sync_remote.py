@@ -8,9 +8,9 @@ import pytest
 
 from jupyter_split import policy, sync
 from jupyter_split.config import parse_config
-from jupyter_split.sync import remote_worker
+from jupyter_split.sync import engine, remote_worker
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
-from jupyter_split.sync.manifest import STAGING_NAME
+from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 
 from .services.sshd import running_sshd
 from .test_sync_local import flip_byte, make_tree, tree_hashes
@@ -267,3 +267,27 @@ def test_a_server_that_allows_few_sessions_still_gets_every_file(tmp_path):
         hashes = make_tree(src, {"a.bin": 17 << 20, "b.bin": 17 << 20, "c.bin": 17 << 20, "small.json": 100})
         report = sync.copy(str(src), sftp_url(server, dest), dest_options=sftp_options(server), progress=False)
         assert report.files_verified == 4 and tree_hashes(dest) == hashes
+
+
+def test_a_copy_that_loses_a_publish_race_on_s3_fails_and_keeps_the_winner(tmp_path, s3, monkeypatch):
+    # Publishing is a conditional PUT (If-None-Match): a writer that finds a manifest
+    # published since it looked fails loudly instead of replacing it.
+    loser, winner = tmp_path / "loser", tmp_path / "winner"
+    make_tree(loser, FILES)
+    winner_hashes = make_tree(winner, {name: size + 1 for name, size in FILES.items()})
+    s3.make_bucket("race")
+    fs = s3.filesystem()
+    real_send = engine.send_all
+
+    def send_then_lose(plan, *args, **kwargs):
+        outcome = real_send(plan, *args, **kwargs)
+        monkeypatch.setattr(engine, "send_all", real_send)
+        sync.copy(str(winner), "s3://race/ck", dest_options=s3.storage_options, progress=False)  # publishes meanwhile
+        return outcome
+
+    monkeypatch.setattr(engine, "send_all", send_then_lose)
+    with pytest.raises(sync.SyncError, match="another writer published a checkpoint here"):
+        sync.copy(str(loser), "s3://race/ck", dest_options=s3.storage_options, progress=False)
+    published = read_manifest(fs, "race/ck")
+    assert {e.path: e.sha256 for e in published.files} == winner_hashes
+    assert s3_hashes(fs, "race/ck") == winner_hashes

@@ -17,7 +17,8 @@ from .. import policy, tracking
 from ..config import Config, load_config
 from . import s3parts, sftp
 from .fsutil import Location, explain, make_dirs, move_all, resolve
-from .manifest import FileEntry, Manifest, drop_temp_manifests, is_object_store, manifest_path, publish
+from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_object_store, manifest_path,
+                       publish)
 from .plan import Action, Plan, make_plan
 from .progress import Progress
 from .rounds import send_all
@@ -94,6 +95,8 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
         new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
         try:
             report.published = _commit(plan, new)
+        except PublishConflict as exc:
+            raise SyncError(f"copy {src} -> {dest}: every file arrived, but {exc.strerror}.") from exc
         except OSError as exc:
             state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
             raise SyncError(

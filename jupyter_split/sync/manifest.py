@@ -8,6 +8,7 @@ published manifests.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -110,7 +111,9 @@ def is_object_store(fs: Any) -> bool:
 def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = None) -> None:
     """Write `manifest` under `root`, atomically, after every file it names is in place.
 
-    On object stores one PUT is atomic. Elsewhere the manifest goes to a temp
+    On object stores one PUT is atomic, and conditional where the store can (S3's
+    If-None-Match: writers unpublish before they publish, so a manifest already there
+    is another writer's, published meanwhile). Elsewhere the manifest goes to a temp
     name beside its final one and is renamed over it, so a reader sees the old
     manifest or the new one and never a torn one. Then the temp files of killed
     publishers go: `stale` when the caller listed them, else those found now.
@@ -118,7 +121,7 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
     data = manifest.to_json().encode()
     final = manifest_path(root)
     if is_object_store(fs):
-        fs.pipe_file(final, data)
+        _put_if_absent(fs, final, data)
         return
     if not fs.isdir(root):  # one round trip where it exists, as it does after a copy
         fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
@@ -132,6 +135,28 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
         _remove_quietly(fs, temp)
         raise
     drop_temp_manifests(fs, root, stale)
+
+
+class PublishConflict(FileExistsError):
+    """Another writer published a checkpoint at the same place while this one was writing."""
+
+
+def _put_if_absent(fs: Any, path: str, data: bytes) -> None:
+    if not hasattr(fs, "call_s3"):
+        fs.pipe_file(path, data)
+        return
+    bucket, key, _ = fs.split_path(path)
+    try:
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except FileExistsError:  # s3fs's name for 412 Precondition Failed
+        raise PublishConflict(
+            errno.EEXIST, f"another writer published a checkpoint here while this one ran; its manifest was kept. "
+            "Run the same copy again to compare with it", path) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:  # a store without conditional writes answers 501
+            raise
+        fs.pipe_file(path, data)
+    fs.invalidate_cache(path)
 
 
 def is_temp_manifest(name: str) -> bool:
