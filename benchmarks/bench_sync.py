@@ -24,9 +24,9 @@ import fsspec
 from fsspec.generic import rsync as fsspec_rsync
 
 from benchmarks.common import scratch_data_dir
-from benchmarks.link import start_link
 from jupyter_split import sync
 from jupyter_split.sync.fsutil import SFTP_CIPHERS
+from tests.services.link import start_link
 from tests.services.s3 import start_s3
 from tests.services.sshd import start_sshd, stop_sshd
 

@@ -16,6 +16,7 @@ import pytest
 from jupyter_split import sync
 from jupyter_split.sync.manifest import STAGING_NAME, Manifest
 
+from .services.link import start_link
 from .test_sync_local import make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
@@ -177,18 +178,25 @@ def test_sigkill_during_a_multipart_upload_then_resume(tmp_path, s3):
     make_tree(src, {"big.bin": 5 * PART_SIZE})
     s3.make_bucket("kill-parts")
     fs = s3.filesystem()
-    proc = subprocess.Popen([sys.executable, "-c", S3_CHILD, str(src), "s3://kill-parts/ck", json.dumps(s3.storage_options)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "go"
-    deadline, parts = time.monotonic() + 120, []
-    while time.monotonic() < deadline and not parts:
-        uploads = fs.call_s3("list_multipart_uploads", Bucket="kill-parts").get("Uploads", [])
-        if uploads:
-            parts = fs.call_s3("list_parts", Bucket="kill-parts", Key=uploads[0]["Key"],
-                               UploadId=uploads[0]["UploadId"]).get("Parts", [])
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # the child reaches S3 through a 20 MB/s link: 4 s for the upload, so the kill lands
+    # between parts however fast this machine is
+    link = start_link(int(s3.endpoint_url.rsplit(":", 1)[1]), mb_per_s=20)
+    try:
+        slow = {**s3.storage_options, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{link.port}"}}
+        proc = subprocess.Popen([sys.executable, "-c", S3_CHILD, str(src), "s3://kill-parts/ck", json.dumps(slow)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "go"
+        deadline, parts = time.monotonic() + 120, []
+        while time.monotonic() < deadline and not parts:
+            uploads = fs.call_s3("list_multipart_uploads", Bucket="kill-parts").get("Uploads", [])
+            if uploads:
+                parts = fs.call_s3("list_parts", Bucket="kill-parts", Key=uploads[0]["Key"],
+                                   UploadId=uploads[0]["UploadId"]).get("Parts", [])
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        link.stop()
     assert parts, "no part was uploaded before the deadline"
     assert not fs.exists("kill-parts/ck/manifest.json")
 

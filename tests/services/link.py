@@ -1,11 +1,12 @@
-"""A site's network link for benchmarks: a TCP relay on 127.0.0.1, N MB/s each way, with latency.
+"""A site's network link: a TCP relay on 127.0.0.1, N MB/s each way, with latency.
 
 On this machine every server is on loopback, where the CPU, not the wire, is the limit.
 Between two sites the links are the limit, and each site has its own. A relay per
 server gives each its own cap, shared by every connection through it, the way a
-site's uplink is shared; it changes no byte.
+site's uplink is shared; it changes no byte. The benchmarks put sites behind them;
+tests use one to slow a transfer down enough to interrupt it mid-way.
 
-    python -m benchmarks.link --to PORT --mb-per-s N [--rtt-ms MS]   # prints the port it listens on
+    python tests/services/link.py --to PORT --mb-per-s N [--rtt-ms MS]   # prints the port it listens on
 """
 from __future__ import annotations
 
@@ -94,13 +95,13 @@ class Link:
 
 def start_link(target_port: int, mb_per_s: float, rtt_ms: float = 0.0) -> Link:
     """A relay process to `target_port`, capped at `mb_per_s` (1e6 bytes) each way, adding `rtt_ms`."""
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks.link", "--to", str(target_port), "--mb-per-s", str(mb_per_s),
+    process = subprocess.Popen([sys.executable, __file__, "--to", str(target_port), "--mb-per-s", str(mb_per_s),
                                 "--rtt-ms", str(rtt_ms)], stdout=subprocess.PIPE, text=True)
     return Link(port=int(process.stdout.readline()), process=process)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.link")
+    parser = argparse.ArgumentParser(prog="link.py")
     parser.add_argument("--to", type=int, required=True, help="the server's port on 127.0.0.1")
     parser.add_argument("--mb-per-s", type=float, required=True)
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip time the link adds (half each way)")
