@@ -9,8 +9,9 @@ Between two countries a round trip takes 50 to 200 ms, so every one counts:
 - Listing, creating folders and renaming go all at once, not one after another, and
   a rename is SFTP's posix-rename: fsspec's sync `mv` on sshfs copies the file with a
   remote `cp` command and deletes the original.
-- Folders are made from the deepest existing one down, not stat by stat from `/`,
-  and a tree is removed a level at a time.
+- Folders from the copy's root down are asked for in one go on one session, which
+  answers in order: a whole tree in one round trip (asyncssh's makedirs stats its way
+  down from `/`); staging is removed the same way, and a tree is listed a level at a time.
 """
 from __future__ import annotations
 
