@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from . import sftp
+from . import s3parts, sftp
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -142,7 +142,7 @@ class PublishConflict(FileExistsError):
 
 
 def _put_if_absent(fs: Any, path: str, data: bytes) -> None:
-    if not hasattr(fs, "call_s3"):
+    if not s3parts.supports(fs):
         fs.pipe_file(path, data)
         return
     bucket, key, _ = fs.split_path(path)
