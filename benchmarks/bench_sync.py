@@ -143,8 +143,18 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
                  f"{peer / ours:.2f}x", ">= 2x"))
 
     # 2c. between the two sites' backends, each behind its own capped link: S3 abroad to SFTP at home
+    link = f"each behind a {LINK_MB_PER_S:.0f} MB/s link with %.0f ms RTT"
     for rtt_ms in LINK_RTT_MS:
-        rows.append(s3_to_sftp_over_links(root, server, s3, total_mb, LINK_MB_PER_S, rtt_ms, 2, sha_tree(shards)))
+        ours, peer = s3_to_sftp_over_links(root, server, s3, "s3://bench/ck", LINK_MB_PER_S, rtt_ms, 2, sha_tree(shards))
+        rows.append((f"S3 to SFTP, {link % rtt_ms}, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}",
+                     f"{total_mb / peer:.0f}", f"{peer / ours:.2f}x", ">= 2x"))
+
+    # 2d. the small tree between the same two backends (one run each: the peer takes minutes)
+    sync.copy(str(small), "s3://bench/small", dest_options=s3.storage_options, progress=False)
+    for rtt_ms in LINK_RTT_MS:
+        ours, peer = s3_to_sftp_over_links(root, server, s3, "s3://bench/small", LINK_MB_PER_S, rtt_ms, 1, sha_tree(small))
+        rows.append((f"{small_files} small files S3 to SFTP, {link % rtt_ms}, s (vs fsspec.generic.rsync)", f"{ours:.2f}",
+                     f"{peer:.2f}", f"{peer / ours:.2f}x", ">= 2x"))
 
     # 3. one shard changed (same size): bytes sent
     shard = sorted(shards.iterdir())[7]
@@ -173,8 +183,8 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
     return rows
 
 
-def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rtt_ms: float, repeat: int,
-                          expected: dict[str, str]) -> tuple[str, ...]:
+def s3_to_sftp_over_links(root: Path, server, s3, source: str, rate: float, rtt_ms: float, repeat: int,
+                          expected: dict[str, str]) -> tuple[float, float]:
     """S3 (moto) to SFTP (sshd), each server behind its own relay capped at `rate` MB/s.
 
     fsspec's generic rsync gets each file whole to a local temp file, then puts it; the
@@ -205,16 +215,15 @@ def s3_to_sftp_over_links(root: Path, server, s3, total_mb: int, rate: float, rt
                             "ssh": PeerSSH(host="127.0.0.1", port=ssh_link.port, encryption_algs=SFTP_CIPHERS, **sftp)})
         ours_url = f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-ours'}"
         ours, peer = alternate(
-            lambda: sync.copy("s3://bench/ck", ours_url, s3_options, sftp, progress=False),
-            lambda: fsspec_rsync("s3://bench/ck", f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-fsspec'}", fs=peer_fs,
+            lambda: sync.copy(source, ours_url, s3_options, sftp, progress=False),
+            lambda: fsspec_rsync(source, f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-fsspec'}", fs=peer_fs,
                                  on_error="raise"),
             fresh=(root / "linked-ours", root / "linked-fsspec"), repeat=repeat)
         assert sha_tree(root / "linked-ours") == expected and sha_tree(root / "linked-fsspec") == expected
     finally:
         s3_link.stop()
         ssh_link.stop()
-    return (f"S3 to SFTP, each behind a {rate:.0f} MB/s link with {rtt_ms:.0f} ms RTT, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}",
-            f"{total_mb / peer:.0f}", f"{peer / ours:.2f}x", ">= 2x")
+    return ours, peer
 
 
 def generic_rsync(src: str, dest: str, s3) -> None:

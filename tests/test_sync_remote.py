@@ -139,6 +139,24 @@ def test_s3_to_sftp_streams_between_two_remote_backends(tmp_path, s3, sshd):
     assert (again.files_sent, again.published) == (0, False)
 
 
+def test_sftp_to_local_pulls_small_files_at_once_and_names_one_that_does_not_match(tmp_path, sshd):
+    files = {f"tok/part-{i:03d}.json": 200 + i for i in range(150)} | {"w/shard.bin": 1 << 20}
+    hashes = make_tree(tmp_path / "src", files)
+    remote = tmp_path / "site"
+    sync.copy(str(tmp_path / "src"), sftp_url(sshd, remote), dest_options=sftp_options(sshd), progress=False)
+    report = sync.copy(sftp_url(sshd, remote), str(tmp_path / "home"), sftp_options(sshd), progress=False)
+    assert (report.files_sent, report.files_verified) == (len(files), len(files))
+    assert tree_hashes(tmp_path / "home") == hashes
+
+    flip_byte(remote / "tok/part-007.json", offset=3)  # the site's copy no longer matches its manifest
+    with pytest.raises(sync.SyncError) as caught:
+        sync.copy(sftp_url(sshd, remote), str(tmp_path / "again"), sftp_options(sshd), retries=1, backoff=0,
+                  progress=False)
+    assert list(caught.value.failed) == ["tok/part-007.json"]
+    assert "changed while it was read (or does not match its manifest)" in caught.value.failed["tok/part-007.json"]
+    assert len(caught.value.done) == len(files) - 1 and not (tmp_path / "again" / "manifest.json").exists()
+
+
 def test_push_and_pull_by_site_name(tmp_path, s3):
     s3.make_bucket("site-sg")
     config = parse_config({

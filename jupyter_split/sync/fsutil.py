@@ -19,6 +19,9 @@ from .sftp import SftpStreams
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
 SFTP_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                 "aes128-ctr", "aes192-ctr", "aes256-ctr"]
+# botocore keeps 10 connections per client; small files from a store abroad wait on
+# round trips, not bytes, so they want more requests in flight.
+S3_CONNECTIONS = 64
 
 
 @dataclass
@@ -74,6 +77,8 @@ def resolve(url: str, options: dict[str, Any] | None) -> Location:
     options = dict(options or {})
     if fsspec.core.split_protocol(url)[0] in ("ssh", "sftp"):
         options.setdefault("encryption_algs", SFTP_CIPHERS)
+    if fsspec.core.split_protocol(url)[0] in ("s3", "s3a"):
+        options["config_kwargs"] = {"max_pool_connections": S3_CONNECTIONS, **options.get("config_kwargs", {})}
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
         if _dead_ssh(fs):

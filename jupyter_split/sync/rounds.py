@@ -146,9 +146,10 @@ def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]
     """Files to send whole from memory, in batches (one loop hop each), and those to stream.
 
     On an object store every file under MULTIPART_MIN is one PUT anyway; on SFTP only
-    small ones gain, as each still needs its own open and close.
+    small ones gain, as each still needs its own open and close. Small files read from
+    a remote store gain wherever they go: their reads are all in flight at once.
     """
-    if not plan.dest.fs.async_impl:
+    if not (plan.dest.fs.async_impl or plan.src.fs.async_impl):
         return [], items
     limit = s3parts.MULTIPART_MIN if plan.dest.object_store else SMALL_MAX
     whole = [item for item in items if item.size < limit]

@@ -48,19 +48,19 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
 
 def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backoff: float,
                on_bytes: Callable[[int], None]) -> list[tuple[Item, BaseException | None]]:
-    """Small files to an async filesystem: read each whole, then write them all at once.
+    """Small files to or from a remote filesystem: read them all, then write them all.
 
     To an SFTP server with python3 they go in one stream to the process the copy keeps
-    there; elsewhere on the filesystem's event loop (one thread per file would pay a
-    thread-to-loop hop for every open, write and close; this pays one per batch). A file
-    that fails here goes through `send_with_retries`.
+    there; to another async filesystem on its event loop (one thread per file would pay
+    a thread-to-loop hop for every open, write and close; this pays one per batch). A
+    file that fails here goes through `send_with_retries`.
     """
     loaded: list[tuple[Item, bytes]] = []
     again: list[Item] = []
-    for item in items:
+    for item, data in zip(items, _read_whole(plan.src, items, chunk)):
         try:
-            with open_read(plan.src, item.src_path, chunk) as reader:
-                data = reader.read(item.size + 1)
+            if isinstance(data, BaseException):
+                raise data
             _check(item.src_path, item, len(data), hashlib.sha256(data).hexdigest())
             loaded.append((item, data))
         except Exception:
@@ -79,8 +79,7 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
             else:
                 again.append(item)
         loaded = []
-    fs = plan.dest.fs
-    replies = sync(fs.loop, _pipe_all, fs, [(plan.write_path(item.rel), data) for item, data in loaded]) if loaded else []
+    replies = _write_whole(plan.dest.fs, [(plan.write_path(item.rel), data) for item, data in loaded])
     for (item, data), reply in zip(loaded, replies):
         if isinstance(reply, BaseException):
             again.append(item)
@@ -99,8 +98,49 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
     return results
 
 
-async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
+def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseException]:
+    """Each item's bytes, or the exception reading it raised.
+
+    From an SFTP server they are read all at once, their requests pipelined: one
+    after the other, each file costs an open, a read and a close round trip.
+    """
+    if src.fs.async_impl:
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*((_sftp_read(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path)) for item in items), return_exceptions=True)
+
+        return sync(src.fs.loop, gather)
+    found: list[bytes | BaseException] = []
+    for item in items:
+        try:
+            with open_read(src, item.src_path, chunk) as reader:
+                found.append(reader.read(item.size + 1))
+        except Exception as exc:
+            found.append(exc)
+    return found
+
+
+async def _sftp_read(fs, path: str) -> bytes:
+    async with fs._pool.get() as channel:
+        async with channel.open(path, "rb") as handle:
+            return await handle.read()
+
+
+def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
     """Each write's reply (S3: the PUT response), or the exception it raised."""
+    if not pairs:
+        return []
+    if fs.async_impl:
+        return sync(fs.loop, _pipe_all, fs, pairs)
+    replies: list[Any] = []
+    for path, data in pairs:
+        try:
+            replies.append(fs.pipe_file(path, data))
+        except Exception as exc:
+            replies.append(exc)
+    return replies
+
+
+async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
     writes = (_sftp_write(fs, path, data) if sftp.is_sshfs(fs) else fs._pipe_file(path, data) for path, data in pairs)
     return await asyncio.gather(*writes, return_exceptions=True)
 
