@@ -4,9 +4,10 @@
 
 Same data side by side: a checkpoint of 20 random shards (N MB in all; the issue's
 2 GB is scaled to what the machine holds) and a tree of small files. Measures:
-a fresh copy over SFTP vs rsync over ssh, S3 to SFTP vs fsspec's generic rsync,
-bytes sent for a re-sync with one shard changed, and a no-op re-sync of the small
-tree vs rsync's. Servers: a real sshd and a moto_server on 127.0.0.1.
+a fresh copy over SFTP vs rsync over ssh; between backends (S3 and local disk,
+local disk and SFTP both ways, S3 to SFTP over two capped links) vs fsspec's generic
+rsync; bytes sent for a re-sync with one shard changed; and a no-op re-sync of the
+small tree vs rsync's. Servers: a real sshd and a moto_server on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -142,14 +143,34 @@ def run_all(root: Path, server, s3, total_mb: int, small_files: int) -> list[tup
     rows.append(("local disk to S3, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}", f"{total_mb / peer:.0f}",
                  f"{peer / ours:.2f}x", ">= 2x"))
 
-    # 2c. between the two sites' backends, each behind its own capped link: S3 abroad to SFTP at home
+    # 2c. local disk and SFTP, both ways, both trees (fsspec's generic rsync on sshfs, the same ciphers)
+    peer_fs = peer_generic_fs(server, server.port, server.known_hosts)
+    for name, tree, unit in (("checkpoint", shards, "MB/s"), (f"{small_files} small files", small, "s")):
+        for direction in ("local disk to SFTP", "SFTP to local disk"):
+            up = direction.startswith("local")
+            src_ours, src_peer = (str(tree), f"file://{tree}") if up else (url(root / "o-up"), f"ssh://127.0.0.1:{server.port}{root / 'p-up'}")
+            dest = ("o-up", "p-up") if up else ("o-down", "p-down")
+            dest_ours = url(root / dest[0]) if up else str(root / dest[0])
+            dest_peer = f"ssh://127.0.0.1:{server.port}{root / dest[1]}" if up else f"file://{root / dest[1]}"
+            ours, peer = alternate(
+                lambda: sync.copy(src_ours, dest_ours, None if up else sftp, sftp if up else None, progress=False),
+                lambda: fsspec_rsync(src_peer, dest_peer, fs=peer_fs, on_error="raise"),
+                fresh=(root / dest[0], root / dest[1]), repeat=2 if tree is shards else 1)
+            assert sha_tree(root / dest[0]) == sha_tree(root / dest[1]) == sha_tree(tree)
+            rows.append((f"{name}, {direction}, {unit} (vs fsspec.generic.rsync)",
+                         *((f"{total_mb / ours:.0f}", f"{total_mb / peer:.0f}") if unit == "MB/s" else (f"{ours:.2f}", f"{peer:.2f}")),
+                         f"{peer / ours:.2f}x", ">= 2x"))
+        for dest in ("o-up", "p-up", "o-down", "p-down"):
+            shutil.rmtree(root / dest)
+
+    # 2d. between the two sites' backends, each behind its own capped link: S3 abroad to SFTP at home
     link = f"each behind a {LINK_MB_PER_S:.0f} MB/s link with %.0f ms RTT"
     for rtt_ms in LINK_RTT_MS:
         ours, peer = s3_to_sftp_over_links(root, server, s3, "s3://bench/ck", LINK_MB_PER_S, rtt_ms, 2, sha_tree(shards))
         rows.append((f"S3 to SFTP, {link % rtt_ms}, MB/s (vs fsspec.generic.rsync)", f"{total_mb / ours:.0f}",
                      f"{total_mb / peer:.0f}", f"{peer / ours:.2f}x", ">= 2x"))
 
-    # 2d. the small tree between the same two backends (one run each: the peer takes minutes)
+    # 2e. the small tree between the same two backends (one run each: the peer takes minutes)
     sync.copy(str(small), "s3://bench/small", dest_options=s3.storage_options, progress=False)
     for rtt_ms in LINK_RTT_MS:
         ours, peer = s3_to_sftp_over_links(root, server, s3, "s3://bench/small", LINK_MB_PER_S, rtt_ms, 1, sha_tree(small))
@@ -189,20 +210,8 @@ def s3_to_sftp_over_links(root: Path, server, s3, source: str, rate: float, rtt_
 
     fsspec's generic rsync gets each file whole to a local temp file, then puts it; the
     engine streams it through. With the links as the limit that is the difference between
-    the two legs' times added and the slower leg alone. The peer's sshfs is handed the
-    host-less `ssh:///path` URLs fsspec's generic filesystem makes (its files would land
-    under a folder named `ssh:`): `PeerSSH` only strips them; what it copies, and how, is fsspec's.
+    the two legs' times added and the slower leg alone.
     """
-    from fsspec.generic import GenericFileSystem, _generic_fs
-    from sshfs import SSHFileSystem
-
-    class PeerSSH(SSHFileSystem):
-        async def _put_file(self, lpath, rpath, **kwargs):
-            return await super()._put_file(lpath, self._strip_protocol(rpath), **kwargs)
-
-        async def _makedirs(self, path, **kwargs):
-            return await super()._makedirs(self._strip_protocol(path), **kwargs)
-
     s3_link = start_link(int(s3.endpoint_url.rsplit(":", 1)[1]), rate, rtt_ms)
     ssh_link = start_link(server.port, rate, rtt_ms)
     try:
@@ -210,9 +219,7 @@ def s3_to_sftp_over_links(root: Path, server, s3, source: str, rate: float, rtt_
         known.write_text(f"[127.0.0.1]:{ssh_link.port} {server.host_public_key}\n")
         sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": str(known)}
         s3_options = {**s3.storage_options, "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{s3_link.port}"}}
-        peer_fs = GenericFileSystem(default_method="generic")
-        _generic_fs.update({"s3": fsspec.filesystem("s3", **s3_options, skip_instance_cache=True),
-                            "ssh": PeerSSH(host="127.0.0.1", port=ssh_link.port, encryption_algs=SFTP_CIPHERS, **sftp)})
+        peer_fs = peer_generic_fs(server, ssh_link.port, str(known), s3_options)
         ours_url = f"ssh://127.0.0.1:{ssh_link.port}{root / 'linked-ours'}"
         ours, peer = alternate(
             lambda: sync.copy(source, ours_url, s3_options, sftp, progress=False),
@@ -224,6 +231,34 @@ def s3_to_sftp_over_links(root: Path, server, s3, source: str, rate: float, rtt_
         s3_link.stop()
         ssh_link.stop()
     return ours, peer
+
+
+def peer_generic_fs(server, port: int, known_hosts: str, s3_options: dict | None = None):
+    """fsspec's generic filesystem over the local disk, sshfs at `port` and S3.
+
+    sshfs is handed the host-less `ssh:///path` URLs fsspec's generic filesystem makes
+    (its files would land under a folder named `ssh:`): `PeerSSH` only strips them;
+    what it copies, and how, is fsspec's. It gets the engine's ciphers.
+    """
+    from fsspec.generic import GenericFileSystem, _generic_fs
+    from sshfs import SSHFileSystem
+
+    class PeerSSH(SSHFileSystem):
+        async def _put_file(self, lpath, rpath, **kwargs):
+            return await super()._put_file(lpath, self._strip_protocol(rpath), **kwargs)
+
+        async def _get_file(self, rpath, lpath, **kwargs):
+            return await super()._get_file(self._strip_protocol(rpath), lpath, **kwargs)
+
+        async def _makedirs(self, path, **kwargs):
+            return await super()._makedirs(self._strip_protocol(path), **kwargs)
+
+    _generic_fs["file"] = fsspec.filesystem("file")
+    _generic_fs["ssh"] = PeerSSH(host="127.0.0.1", port=port, encryption_algs=SFTP_CIPHERS, username=server.user,
+                                 client_keys=[server.identity_file], known_hosts=known_hosts, skip_instance_cache=True)
+    if s3_options is not None:
+        _generic_fs["s3"] = fsspec.filesystem("s3", **s3_options, skip_instance_cache=True)
+    return GenericFileSystem(default_method="generic")
 
 
 def generic_rsync(src: str, dest: str, s3) -> None:

@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 import posixpath
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from typing import Any
 import fsspec
 import torch
 
-from . import ckpt_format as fmt, tracking
+from . import ckpt_format as fmt, tracking, verified
 from .devices import DeviceInfo, detect, info_for
 from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, publish, read_manifest
 
@@ -197,6 +198,7 @@ def load(
     dtype: torch.dtype | None = None,
     lazy: bool = False,
     *,
+    verify: str = "auto",
     storage_options: dict[str, Any] | None = None,
 ) -> Any:
     """The state saved at `url`, every file verified against the manifest, on `device`.
@@ -209,8 +211,13 @@ def load(
     device lacks it: bf16 becomes fp16 where the device has fp16 (fp32 for a tensor
     beyond fp16's range), else fp32. A floating `dtype` casts every floating tensor.
     `lazy=True` returns a `LazyCheckpoint` that reads one shard at a time.
+
+    Each file's sha256 must match the manifest's. `verify="auto"` takes it, for a local
+    file this machine hashed before and that has not changed since (same inode, size,
+    mtime and ctime: see `jupyter_split.verified`), from that record instead of reading
+    the file again; `verify="always"` reads and hashes every byte on every load.
     """
-    checkpoint = LazyCheckpoint(url, device, dtype, storage_options=storage_options)
+    checkpoint = LazyCheckpoint(url, device, dtype, verify=verify, storage_options=storage_options)
     return checkpoint if lazy else checkpoint.state()
 
 
@@ -221,10 +228,14 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
     last shard read is kept, so walking tensor names in order reads each shard once.
     """
 
-    def __init__(self, url: str, device: Any = "auto", dtype: torch.dtype | None = None, *, storage_options: dict[str, Any] | None = None):
+    def __init__(self, url: str, device: Any = "auto", dtype: torch.dtype | None = None, *, verify: str = "auto",
+                 storage_options: dict[str, Any] | None = None):
         if dtype is not None and not dtype.is_floating_point:
             raise CheckpointError(f"dtype={dtype} is not a floating dtype; pass e.g. torch.float16, or None to keep each tensor's own")
-        self.dtype = dtype
+        if verify not in ("auto", "always"):
+            raise CheckpointError(f"verify={verify!r} is not one of 'auto' (trust this machine's record of an unchanged "
+                                  "file's hash) or 'always' (read and hash every byte)")
+        self.dtype, self.verify = dtype, verify
         self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
         url, storage_options = locate(url, storage_options)
@@ -275,11 +286,23 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
     def state(self) -> Any:
         """The whole state, as saved, with tensors on the target device."""
         shards = self.shard_names()
-        with ThreadPoolExecutor(_workers(len(shards))) as pool:
-            loaded: dict[str, torch.Tensor] = {}
-            for part in pool.map(self._load_shard, shards):
-                loaded.update(part)
+        if self._all_recorded(shards):
+            parts = [self._load_shard(shard) for shard in shards]  # only mapped: threads would cost more
+        else:
+            with ThreadPoolExecutor(_workers(len(shards))) as pool:  # hashed, a core each
+                parts = list(pool.map(self._load_shard, shards))
+        loaded = {name: tensor for part in parts for name, tensor in part.items()}
         return fmt.unflatten(self.tree, loaded.__getitem__)
+
+    def _all_recorded(self, shards: list[str]) -> bool:
+        """Whether every shard is a local file this machine has a record of, unchanged."""
+        if self.verify != "auto" or not _is_local(self.fs):
+            return False
+        try:
+            return all(verified.known_sha256(os.stat(posixpath.join(self.root, shard))) == self._files[shard].sha256
+                       for shard in shards)
+        except (OSError, KeyError):
+            return False  # the load names what is missing
 
     def _load_shard(self, shard: str) -> dict[str, torch.Tensor]:
         raw = fmt.read_shard(self._read(shard), f"{self.url}/{shard}")
@@ -314,7 +337,10 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{where} is not listed in the manifest; the checkpoint is incomplete or was edited by hand. Re-save it.")
         path = posixpath.join(self.root, name)
         try:
-            buffer, digest = _map_local(path, entry.size) if _is_local(self.fs) else _stream(self.fs, path, entry.size)
+            if _is_local(self.fs):
+                buffer, digest = _map_local(path, entry.size, entry.sha256 if self.verify == "auto" else None)
+            else:
+                buffer, digest = _stream(self.fs, path, entry.size)
         except FileNotFoundError:
             raise CheckpointError(f"{where} is missing (the manifest lists it); copy the checkpoint again with `%split pull`.") from None
         if buffer is None:
@@ -330,21 +356,28 @@ def _is_local(fs: Any) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
 
 
-def _map_local(path: str, size: int) -> tuple[torch.Tensor | None, str]:
+def _map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor | None, str]:
     """A local file mapped copy-on-write and hashed in place: no copy, and pages stay evictable.
 
-    Tensors viewing it never write back to the file (private mapping); the file's
-    inode stays alive while they do, so a later re-save or sync (new files) is safe.
+    When this machine's record for the unchanged file holds the sha256 `recorded`, the
+    file is not read here at all (its pages come in as the tensors are used). Tensors
+    viewing it never write back to the file (private mapping); the file's inode stays
+    alive while they do, so a later re-save or sync (new files) is safe.
     """
     with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size != size:
+        stat_ns = time.time_ns()
+        st = os.fstat(handle.fileno())
+        if st.st_size != size:
             return None, ""
         if size == 0:
             return torch.empty(0, dtype=torch.uint8), hashlib.sha256().hexdigest()
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    if recorded is not None and verified.known_sha256(st) == recorded:
+        return torch.frombuffer(mapped, dtype=torch.uint8), recorded
     mapped.madvise(mmap.MADV_SEQUENTIAL)
     digest = hashlib.sha256(mapped).hexdigest()
     mapped.madvise(mmap.MADV_NORMAL)
+    verified.remember(st, stat_ns, digest)
     return torch.frombuffer(mapped, dtype=torch.uint8), digest
 
 

@@ -1,15 +1,18 @@
 """Portable checkpoints on the real CPU, real files and the real S3 server (moto_server)."""
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
-from jupyter_split import ckpt, policy
+from jupyter_split import ckpt, policy, verified
 from jupyter_split.ckpt_format import FormatError, parse_size
 from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
@@ -122,6 +125,87 @@ def test_a_corrupted_shard_is_named(tmp_path):
     victim.unlink()
     with pytest.raises(ckpt.CheckpointError, match=r"model-00003-of-00004\.safetensors is missing"):
         ckpt.load(root.as_uri())
+
+
+def _age(root, seconds: float = 1.0) -> None:
+    """Set every file's mtime `seconds` back, as if saved that long ago (ctime moves to now)."""
+    for path in root.iterdir():
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+class _CountingHashlib:
+    def __init__(self):
+        self.hashed = 0
+
+    def sha256(self, *data):
+        self.hashed += bool(data)
+        return hashlib.sha256(*data)
+
+
+def test_a_file_hashed_before_and_unchanged_is_not_read_again_and_a_change_is_caught(tmp_path, monkeypatch):
+    root = tmp_path / "known"
+    state = {f"w{i}": torch.randn(128, 128) for i in range(4)}
+    manifest = ckpt.save(state, root.as_uri(), max_shard_size="64KiB")
+    _age(root)
+    counting = _CountingHashlib()
+    monkeypatch.setattr(ckpt, "hashlib", counting)
+    ckpt.load(root.as_uri())  # hashes every file, and records each
+    assert counting.hashed == len(manifest.files)
+    shard = root / "model-00002-of-00004.safetensors"
+    assert verified.known_sha256(shard.stat()) == manifest.by_path()[shard.name].sha256
+
+    counting.hashed = 0
+    out = ckpt.load(root.as_uri())
+    assert counting.hashed == 0 and all(torch.equal(out[k], v) for k, v in state.items())
+    ckpt.load(root.as_uri(), verify="always")
+    assert counting.hashed == len(manifest.files)
+
+    # same size, mtime put back: the ctime still moves, so the record no longer applies
+    before = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ckpt.CheckpointError, match=r"model-00002-of-00004\.safetensors is corrupt: sha256"):
+        ckpt.load(root.as_uri())
+    with pytest.raises(ckpt.CheckpointError, match=r"verify='sometimes' is not one of 'auto'"):
+        ckpt.load(root.as_uri(), verify="sometimes")
+
+
+def test_a_loaded_state_lets_go_of_its_mapped_files_as_soon_as_it_is_dropped(tmp_path):
+    root = tmp_path / "mapped"
+    ckpt.save({"a": {"w": torch.randn(64, 64)}, "b": [torch.ones(3)]}, root.as_uri())
+
+    def mapped() -> int:
+        with open("/proc/self/maps") as maps:
+            return sum(str(root) in line for line in maps)
+
+    gc.disable()  # no cycle collection to hide a reference cycle
+    try:
+        out = ckpt.load(root.as_uri())
+        assert mapped() > 0
+        del out
+        assert mapped() == 0
+    finally:
+        gc.enable()
+
+
+def test_a_hash_taken_in_the_racy_window_of_a_write_is_not_recorded(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    sha = hashlib.sha256(b"abc").hexdigest()
+    st = path.stat()
+    verified.remember(st, st.st_mtime_ns + verified.RACY_NS // 2, sha)  # a write in that tick could follow unseen
+    assert verified.known_sha256(path.stat()) is None
+    verified.remember(st, st.st_mtime_ns + verified.RACY_NS, sha)
+    assert verified.known_sha256(path.stat()) == sha
+    os.utime(path, ns=(st.st_atime_ns, 1_700_000_000 * 10**9))  # whole seconds: a coarse filesystem's stamps
+    coarse = path.stat()
+    verified.remember(coarse, coarse.st_mtime_ns + verified.RACY_NS, sha)
+    assert verified.known_sha256(path.stat()) is None
+    verified.remember(coarse, coarse.st_mtime_ns + verified.COARSE_RACY_NS, sha)
+    assert verified.known_sha256(path.stat()) == sha
 
 
 def test_lazy_load_reads_one_shard_at_a_time(tmp_path):

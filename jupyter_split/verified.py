@@ -1,0 +1,82 @@
+"""Local files this machine has hashed, trusted while `stat` says they are unchanged.
+
+Verifying a checkpoint by reading it back costs about a second per 2 GB here, on
+every load. Like git's index and DVC's state database, a local file whose sha256
+this machine computed by reading it is not read again while its device, inode,
+size, mtime and ctime are those recorded with the hash: any write changes mtime
+and ctime. A write in the same clock tick as the recorded stamps would leave them
+as they were, so no record is taken while the file's mtime is within RACY_NS of
+the moment it was stat'ed (a file just written is hashed on its next load too).
+A missing or unwritable record store only means every file is hashed.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+
+from .paths import data_dir
+
+RACY_NS = 100_000_000  # far above the clock tick of ext4, xfs, btrfs or tmpfs timestamps
+COARSE_RACY_NS = 2_000_000_000  # filesystems keeping whole seconds (FAT: two)
+
+_lock = threading.Lock()
+_opened: dict = {}
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS verified (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, "
+           "ctime_ns INTEGER, sha256 TEXT, PRIMARY KEY (dev, ino))")
+
+
+def known_sha256(st: os.stat_result) -> str | None:
+    """The sha256 recorded for exactly this version of a file, or None."""
+    try:
+        with _lock:
+            row = _connect().execute("SELECT size, mtime_ns, ctime_ns, sha256 FROM verified WHERE dev = ? AND ino = ?",
+                                     (st.st_dev, st.st_ino)).fetchone()
+    except sqlite3.Error:
+        _forget_connection()
+        return None
+    return row[3] if row is not None and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns) else None
+
+
+def remember(st: os.stat_result, stat_ns: int, sha256: str) -> None:
+    """Record the sha256 of the bytes read after `st` was taken at `stat_ns` (time.time_ns()).
+
+    Nothing is recorded while the file's mtime is within the racy window of the stat:
+    a write in the same tick could follow unseen.
+    """
+    racy = COARSE_RACY_NS if st.st_mtime_ns % 1_000_000_000 == 0 else RACY_NS
+    if stat_ns - st.st_mtime_ns < racy:
+        return
+    row = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256)
+    try:
+        with _lock:
+            db = _connect()
+            with db:
+                db.execute("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", row)
+    except sqlite3.Error:
+        _forget_connection()  # the next load hashes the file again: slower, never wrong
+
+
+def _connect() -> sqlite3.Connection:
+    """This process's connection to the record store (opened once: a lookup is then ~20 us)."""
+    path = data_dir() / "verified.sqlite"
+    key = (os.getpid(), path)  # a forked child opens its own
+    if _opened.get("key") != key:
+        if _opened.get("key", (None,))[0] == key[0]:
+            _forget_connection()
+        _opened.clear()  # another process's connection (inherited by fork) is left alone
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30, check_same_thread=False)  # used under _lock only
+        db.execute(_SCHEMA)
+        _opened.update(key=key, db=db)
+    return _opened["db"]
+
+
+def _forget_connection() -> None:
+    db = _opened.pop("db", None)
+    _opened.clear()
+    if db is not None:
+        try:
+            db.close()
+        except sqlite3.Error:
+            pass
