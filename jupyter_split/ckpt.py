@@ -25,7 +25,7 @@ import torch
 
 from . import ckpt_format as fmt, tracking, verified
 from .devices import DeviceInfo, detect, info_for
-from .sync.manifest import FileEntry, HashingWriter, Manifest, is_object_store, publish, read_manifest
+from .sync.manifest import FileEntry, HashingWriter, Manifest, is_local, is_object_store, publish, read_manifest
 
 DEFAULT_SHARD_SIZE = "512MiB"
 _READ_CHUNK = 16 << 20
@@ -296,7 +296,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
 
     def _all_recorded(self, shards: list[str]) -> bool:
         """Whether every shard is a local file this machine has a record of, unchanged."""
-        if self.verify != "auto" or not _is_local(self.fs):
+        if self.verify != "auto" or not is_local(self.fs):
             return False
         try:
             return all(verified.known_sha256(os.stat(posixpath.join(self.root, shard))) == self._files[shard].sha256
@@ -337,7 +337,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{where} is not listed in the manifest; the checkpoint is incomplete or was edited by hand. Re-save it.")
         path = posixpath.join(self.root, name)
         try:
-            if _is_local(self.fs):
+            if is_local(self.fs):
                 buffer, digest = _map_local(path, entry.size, entry.sha256 if self.verify == "auto" else None)
             else:
                 buffer, digest = _stream(self.fs, path, entry.size)
@@ -350,10 +350,6 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{where} is corrupt: sha256 {digest[:16]}… differs from the manifest's "
                                   f"{entry.sha256[:16]}…; copy it again or re-save the checkpoint")
         return buffer
-
-
-def _is_local(fs: Any) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
 
 
 def _map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor | None, str]:

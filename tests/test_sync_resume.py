@@ -133,9 +133,11 @@ def test_finished_files_and_parts_are_not_sent_again(tmp_path):
     deadline = time.monotonic() + 60
     finished: dict[str, int] = {}
     part = 0
-    # Kill once a file is finished in staging while a big one is still a part on disk.
+    # Kill once a file is finished in place (a fresh destination is written in place; it shows
+    # no checkpoint until its manifest lands) while a big one is still a part in staging.
     while time.monotonic() < deadline and not (finished and part):
-        sizes = {str(p.relative_to(staged)): _size(p) for p in _listing(staged, "*.bin")}
+        sizes = {str(p.relative_to(dest)): _size(p) for p in _listing(dest, "*.bin")
+                 if STAGING_NAME not in p.relative_to(dest).parts}
         finished = {rel: size for rel, size in sizes.items() if size == FILES[rel]}  # whole, not mid-write
         part = max((_size(p) for p in _listing(staged, "*.part")), default=0)
     proc.send_signal(signal.SIGKILL)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import posixpath
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import fsspec
 
 from . import s3read, sftp
-from .manifest import MANIFEST_NAME, STAGING_NAME, is_object_store, is_temp_manifest
+from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
 from .sftp import SftpStreams
 
@@ -136,7 +137,10 @@ def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
         sftp.rename_all(loc.fs, [(old, new) for old, new in moves if new not in moved])
         return
     for old, new in moves:
-        loc.fs.mv(old, new)
+        if is_local(loc.fs):
+            os.replace(old, new)  # fsspec's mv stats and copies its way there: 3x the time for 10,000 files
+        else:
+            loc.fs.mv(old, new)
 
 
 def _bookkeeping(rel: str) -> bool:

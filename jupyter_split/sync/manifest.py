@@ -61,11 +61,16 @@ class Manifest:
         return {entry.path: entry for entry in self.files}
 
     def to_json(self) -> str:
-        # Built by hand: dataclasses.asdict deep-copies, which dominates for 10,000 files.
-        body = {name: getattr(self, name) for name in ("created", "run_id", "site", "labels", "parents", "meta", "version")}
-        body["files"] = [{"path": e.path, "size": e.size, "sha256": e.sha256}
-                         for e in sorted(self.files, key=lambda e: e.path)]
-        return json.dumps(body, indent=1, sort_keys=True) + "\n"
+        """Sorted keys, a line per file: readable, and written by json's C encoder.
+
+        json.dumps with `indent` runs the pure-Python encoder, which took 0.1 s for 10,000
+        files; each line here is encoded without it.
+        """
+        body = {name: getattr(self, name) for name in ("created", "labels", "meta", "parents", "run_id", "site", "version")}
+        lines = [f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in body.items()]
+        files = ",\n".join(f'  {{"path": {json.dumps(e.path)}, "sha256": {json.dumps(e.sha256)}, "size": {int(e.size)}}}'
+                           for e in sorted(self.files, key=lambda e: e.path))
+        return "{\n" + "\n".join(lines) + (f'\n "files": [\n{files}\n ]\n}}\n' if files else '\n "files": []\n}\n')
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "manifest") -> "Manifest":
@@ -104,8 +109,16 @@ def manifest_path(root: str) -> str:
 
 
 def is_object_store(fs: Any) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return any(p in _OBJECT_STORES for p in protocols)
+    return any(p in _OBJECT_STORES for p in _protocols(fs))
+
+
+def is_local(fs: Any) -> bool:
+    """This machine's own files (fsspec's "file" filesystem): paths `os` functions take as they are."""
+    return "file" in _protocols(fs)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    return tuple(fs.protocol) if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
 
 
 def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = None) -> None:

@@ -70,7 +70,8 @@ class Plan:
 
     def parents(self, items: list[Item]) -> list[str]:
         """The folders the sends write into, to create once each rather than once per file."""
-        return sorted({posixpath.dirname(self.write_path(item.rel)) for item in items})
+        paths = [self.write_path(item.rel) for item in items] + [p for p in map(self.temp_path, items) if p]
+        return sorted({posixpath.dirname(path) for path in paths})
 
 
 class PlanError(ValueError):
@@ -85,7 +86,10 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
         source_manifest, files = source.result()
         dest_manifest, in_place, staged = (future.result() for future in found)
     published = dest_manifest.by_path() if dest_manifest else {}
-    stage = not dest.object_store or dest_manifest is not None
+    # Only a published destination needs staging: readers trust only published manifests, so
+    # a fresh one shows no checkpoint until the manifest lands, and its files are written in
+    # place (no rename per file; a killed copy's finished files are kept as KEEP_FINAL).
+    stage = dest_manifest is not None
 
     items: list[Item] = []
     src_hash: list[Item] = []
@@ -104,7 +108,7 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
         elif entry is None and in_place.get(rel) == size:
             item.action = Action.KEEP_FINAL
             dest_hash.append((item, dest.path(rel)))
-        elif stage and not dest.object_store and size >= RESUMABLE_MIN:
+        elif not dest.object_store and size >= RESUMABLE_MIN:
             part = staged.get(rel + PART_SUFFIX, 0)
             item.resume_from = part if 0 < part < size else 0
         if item.action is not Action.SEND and item.sha256 is None:

@@ -10,7 +10,7 @@ then fails naming it.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from . import s3parts
@@ -108,20 +108,22 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
         for item in big:
             sends.add(senders.submit(budget.run, item.size, _send_one, plan, item, options))
         checks: list[Future] = []
-        while sends:
-            finished, sends = wait(sends, return_when=FIRST_COMPLETED)
-            for future in finished:
-                for item, error in future.result():
-                    if error is not None:
-                        outcome.failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
-                        continue
-                    outcome.sent.append(item)
-                    if item.checked:
-                        outcome.verified.append(item)
-                        continue
-                    batch.append(item)
-                    batch_bytes += item.size
-            if batch and (not sends or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH
+        left = len(sends)
+        # as_completed waits on all of them at once; wait(FIRST_COMPLETED) in a loop costs a
+        # pass over every pending future per wake-up, quadratic in a tree of 10,000 files
+        for future in as_completed(sends):
+            left -= 1
+            for item, error in future.result():
+                if error is not None:
+                    outcome.failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
+                    continue
+                outcome.sent.append(item)
+                if item.checked:
+                    outcome.verified.append(item)
+                    continue
+                batch.append(item)
+                batch_bytes += item.size
+            if batch and (not left or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH
                           or len(batch) >= VERIFY_BATCH_FILES):
                 checks.append(checkers.submit(_verify, plan, batch, chunk))
                 batch, batch_bytes = [], 0
@@ -145,12 +147,11 @@ def _send_one(plan: Plan, item: Item, options: dict) -> list[tuple[Item, BaseExc
 def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]:
     """Files to send whole from memory, in batches (one loop hop each), and those to stream.
 
-    On an object store every file under MULTIPART_MIN is one PUT anyway; on SFTP only
-    small ones gain, as each still needs its own open and close. Small files read from
-    a remote store gain wherever they go: their reads are all in flight at once.
+    On an object store every file under MULTIPART_MIN is one PUT anyway; elsewhere only
+    small ones gain, as each still needs its own open and close. A batch costs one task
+    rather than one per file (a thread, and a hop to the filesystem's event loop, each),
+    and its reads from a remote store are all in flight at once.
     """
-    if not (plan.dest.fs.async_impl or plan.src.fs.async_impl):
-        return [], items
     limit = s3parts.MULTIPART_MIN if plan.dest.object_store else SMALL_MAX
     whole = [item for item in items if item.size < limit]
     groups: list[list[Item]] = []

@@ -166,7 +166,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             return
         offset = _resume(reader, item, digest, chunk)
         writer = _open_writer(dest, target, offset, chunk)
-        ahead = ReadAhead(reader, chunk, digest)
+        ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else _read_inline(reader, chunk, digest)
         try:
             for data in ahead:
                 writer.write(data)
@@ -235,6 +235,21 @@ class ReadAhead:
                 return
             except queue.Full:
                 continue
+
+
+class _read_inline:
+    """A file of one chunk or less, read and hashed in the writer's thread (a thread costs more)."""
+
+    def __init__(self, reader: Any, chunk: int, digest: Any):
+        self._reader, self._chunk, self._digest = reader, chunk, digest
+
+    def __iter__(self) -> Iterator[bytes]:
+        while data := self._reader.read(self._chunk):
+            self._digest.update(data)
+            yield data
+
+    def close(self) -> None:
+        pass
 
 
 def _check(source: str, item: Item, nbytes: int, sha: str) -> None:
