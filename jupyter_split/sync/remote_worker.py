@@ -82,7 +82,8 @@ class RemoteWorker:
         self._fs = fs
         self._process: Any = None
         self._python = False
-        self._lock = threading.Lock()  # one process: requests take turns
+        self._lock = threading.Lock()  # guards starting it and `_broken`
+        self._reading: asyncio.Lock | None = None  # answers are read in the order requests went
         self._starting: concurrent.futures.Future | None = None
         self._broken = False
 
@@ -119,12 +120,11 @@ class RemoteWorker:
         """Rename each (old, new) on the server, replacing `new`; the `new` paths that moved."""
         if not moves or not self.writes:
             return set()
-        with self._lock:
-            try:
-                return sync(self._fs.loop, self._move, moves)
-            except Exception:
-                self._broken = True
-                return set()
+        try:
+            return sync(self._fs.loop, self._move, moves)
+        except Exception:
+            self._broken = True
+            return set()
 
     def close(self) -> None:
         with self._lock:
@@ -143,17 +143,20 @@ class RemoteWorker:
         return self._starting
 
     def _ask(self, paths: list[str], datas: list[bytes] | None) -> dict[str, str]:
+        # Requests from many threads are pipelined: each is written as it comes and the
+        # process answers them in turn, so it always has the next batch waiting.
         with self._lock:
             if self._broken or not paths:
                 return {}
-            try:
-                self._start_soon().result()
-                if datas is not None and not self._python:
-                    return {}
-                return sync(self._fs.loop, self._request, paths, datas)
-            except Exception:  # no shell, a dropped link: the caller falls back
-                self._broken = True
+            starting = self._start_soon()
+        try:
+            starting.result()
+            if datas is not None and not self._python:
                 return {}
+            return sync(self._fs.loop, self._request, paths, datas)
+        except Exception:  # no shell, a dropped link: the caller falls back
+            self._broken = True
+            return {}
 
     async def _start(self) -> None:
         process = await self._fs.client.create_process("sh -s", encoding=None)
@@ -161,6 +164,7 @@ class RemoteWorker:
         # a forced command (an SFTP-only account) may neither run ours nor hang up
         ready = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
         self._python = ready.strip() == b"python-ready"
+        self._reading = asyncio.Lock()
         self._process = process
 
     async def _request(self, paths: list[str], datas: list[bytes] | None) -> dict[str, str]:
@@ -178,7 +182,7 @@ class RemoteWorker:
         else:  # a subshell, so the shell's own folder never changes; every name quoted
             line = f"(cd -- {shlex.quote(base)} && {shlex.join(['sha256sum', '--', *names])}) 2>/dev/null; echo {marker}\n"
             self._process.stdin.write(line.encode("utf-8", "surrogateescape"))
-        output = await self._process.stdout.readuntil(marker.encode() + b"\n")
+        output = await self._answer(marker)
         digests = _parse(output[: -len(marker) - 1].decode("utf-8", "surrogateescape"))
         return {path: digests[name] for path, name in zip(paths, names) if name in digests}
 
@@ -187,9 +191,16 @@ class RemoteWorker:
         marker = f"jupyter-split-done-{uuid.uuid4().hex}"
         request = {"moves": moves, "base": "/", "names": [], "marker": marker}
         self._process.stdin.write(json.dumps(request).encode() + b"\n")
-        output = await self._process.stdout.readuntil(marker.encode() + b"\n")
+        output = await self._answer(marker)
         lines = output[: -len(marker) - 1].decode("utf-8", "surrogateescape").split("\n")
         return {json.loads(line[len("moved  "):]) for line in lines if line.startswith("moved  ")}
+
+
+    async def _answer(self, marker: str) -> bytes:
+        # Called right after the request is written, with no await between: the lock is
+        # fair, so answers are taken in the order the requests were written.
+        async with self._reading:
+            return await self._process.stdout.readuntil(marker.encode() + b"\n")
 
 
 def _parse(output: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ IN_FLIGHT_BYTES = 80 << 20
 IN_FLIGHT_BYTES_OBJECT_STORE = 96 << 20
 # Files up to this size bound for SFTP (s3parts.MULTIPART_MIN for object stores) go whole, in batches.
 SMALL_MAX = 256 << 10
-SMALL_BATCH = 64
+SMALL_BATCH = 256
 SMALL_BATCH_BYTES = 16 << 20
 
 

@@ -13,6 +13,7 @@ from fsspec.asyn import sync
 
 from . import s3parts, sftp
 from .fsutil import is_permanent, move_all, open_read
+from .manifest import is_local
 from .plan import Item, Plan
 
 
@@ -101,12 +102,13 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
 def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseException]:
     """Each item's bytes, or the exception reading it raised.
 
-    From an SFTP server they are read all at once, their requests pipelined: one
-    after the other, each file costs an open, a read and a close round trip.
+    From a remote store they are read all at once (on SFTP their requests pipelined on a
+    session: one after the other, each file costs an open, a read and a close round trip).
     """
     if src.fs.async_impl:
         async def gather() -> list[Any]:
-            return await asyncio.gather(*((_sftp_read(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path)) for item in items), return_exceptions=True)
+            reads = (_sftp_read(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path) for item in items)
+            return await asyncio.gather(*reads, return_exceptions=True)
 
         return sync(src.fs.loop, gather)
     found: list[bytes | BaseException] = []
@@ -134,7 +136,11 @@ def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
     replies: list[Any] = []
     for path, data in pairs:
         try:
-            replies.append(fs.pipe_file(path, data))
+            if is_local(fs):  # fsspec's local file object costs more than a small write
+                with open(path, "wb") as handle:
+                    replies.append(handle.write(data))
+            else:
+                replies.append(fs.pipe_file(path, data))
         except Exception as exc:
             replies.append(exc)
     return replies
