@@ -42,21 +42,18 @@ while line := stdin.readline():
             print("moved  " + json.dumps(new))
         except OSError:
             pass
-    names, written = request["names"], set()
-    for name, size in zip(names, request.get("sizes", ())):
-        data = stdin.read(size)
-        try:
-            with open(os.path.join(request["base"], name), "wb") as f:
-                f.write(data)
-            written.add(name)
-        except OSError:
-            pass
-    for name in names:
-        if "sizes" in request and name not in written:
-            continue
+    sizes = request.get("sizes")
+    for i, name in enumerate(request["names"]):
+        data = stdin.read(sizes[i]) if sizes else None
         digest = hashlib.sha256()
         try:
-            with open(os.path.join(request["base"], name), "rb", buffering=0) as f:
+            # a file sent is written, then read back through the same descriptor and hashed
+            with open(os.path.join(request["base"], name), "w+b" if sizes else "rb", buffering=0) as f:
+                if sizes:
+                    view = memoryview(data)
+                    while view:
+                        view = view[f.write(view):]
+                    f.seek(0)
                 while n := f.readinto(buf):
                     digest.update(memoryview(buf)[:n])
         except OSError:
