@@ -49,7 +49,7 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
 
 def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backoff: float,
                on_bytes: Callable[[int], None]) -> list[tuple[Item, BaseException | None]]:
-    """Small files to or from a remote filesystem: read them all, then write them all.
+    """A batch of small files: read them all, then write them all.
 
     To an SFTP server with python3 they go in one stream to the process the copy keeps
     there; to another async filesystem on its event loop (one thread per file would pay
@@ -172,7 +172,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             return
         offset = _resume(reader, item, digest, chunk)
         writer = _open_writer(dest, target, offset, chunk)
-        ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else _read_inline(reader, chunk, digest)
+        ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else ReadInline(reader, chunk, digest)
         try:
             for data in ahead:
                 writer.write(data)
@@ -243,7 +243,7 @@ class ReadAhead:
                 continue
 
 
-class _read_inline:
+class ReadInline:
     """A file of one chunk or less, read and hashed in the writer's thread (a thread costs more)."""
 
     def __init__(self, reader: Any, chunk: int, digest: Any):
