@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import posixpath
-import time
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +22,11 @@ import fsspec
 import torch
 
 from . import ckpt_format as fmt, tracking, verified
+from .ckpt_files import map_local, read_remote
 from .devices import DeviceInfo, detect, info_for
-from .sync.manifest import FileEntry, HashingWriter, Manifest, is_local, is_object_store, publish, read_manifest
+from .sync.manifest import FileEntry, HashingWriter, Manifest, is_local, publish, read_manifest
 
 DEFAULT_SHARD_SIZE = "512MiB"
-_READ_CHUNK = 16 << 20
 _FP16_MAX = 65504.0
 # checkpoints this process has loaded, with their labels: a later save names them as its
 # parents (lineage) and carries their labels, as a run's taint would
@@ -338,9 +336,9 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         path = posixpath.join(self.root, name)
         try:
             if is_local(self.fs):
-                buffer, digest = _map_local(path, entry.size, entry.sha256 if self.verify == "auto" else None)
+                buffer, digest = map_local(path, entry.size, entry.sha256 if self.verify == "auto" else None)
             else:
-                buffer, digest = _stream(self.fs, path, entry.size)
+                buffer, digest = read_remote(self.fs, path, entry.size)
         except FileNotFoundError:
             raise CheckpointError(f"{where} is missing (the manifest lists it); copy the checkpoint again with `%split pull`.") from None
         if buffer is None:
@@ -350,50 +348,6 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{where} is corrupt: sha256 {digest[:16]}… differs from the manifest's "
                                   f"{entry.sha256[:16]}…; copy it again or re-save the checkpoint")
         return buffer
-
-
-def _map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor | None, str]:
-    """A local file mapped copy-on-write and hashed in place: no copy, and pages stay evictable.
-
-    When this machine's record for the unchanged file holds the sha256 `recorded`, the
-    file is not read here at all (its pages come in as the tensors are used). Tensors
-    viewing it never write back to the file (private mapping); the file's inode stays
-    alive while they do, so a later re-save or sync (new files) is safe.
-    """
-    with open(path, "rb") as handle:
-        stat_ns = time.time_ns()
-        st = os.fstat(handle.fileno())
-        if st.st_size != size:
-            return None, ""
-        if size == 0:
-            return torch.empty(0, dtype=torch.uint8), hashlib.sha256().hexdigest()
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-    if recorded is not None and verified.known_sha256(st) == recorded:
-        return torch.frombuffer(mapped, dtype=torch.uint8), recorded
-    mapped.madvise(mmap.MADV_SEQUENTIAL)
-    digest = hashlib.sha256(mapped).hexdigest()
-    mapped.madvise(mmap.MADV_NORMAL)
-    verified.remember(st, stat_ns, digest)
-    return torch.frombuffer(mapped, dtype=torch.uint8), digest
-
-
-def _stream(fs: Any, path: str, size: int) -> tuple[torch.Tensor | None, str]:
-    """A remote file read into memory in chunks, hashed as it arrives."""
-    buffer = torch.empty(size, dtype=torch.uint8)  # not zero-filled: every byte is read into it
-    view = memoryview(buffer.numpy())
-    digest = hashlib.sha256()
-    got = 0
-    # object stores: one ranged GET per chunk, no read-ahead cache, so every byte is fetched once
-    options = {"block_size": _READ_CHUNK, "cache_type": "none"} if is_object_store(fs) else {}
-    with fs.open(path, "rb", **options) as handle:
-        while got < size:
-            n = handle.readinto(view[got:got + _READ_CHUNK])
-            if not n:
-                break
-            digest.update(view[got:got + n])
-            got += n
-        trailing = handle.read(1)
-    return (buffer if got == size and not trailing else None), digest.hexdigest()
 
 
 def consolidate(dcp_url: str, dest_url: str, **kwargs: Any) -> Manifest:

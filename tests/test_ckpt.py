@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from jupyter_split import ckpt, policy, verified
+from jupyter_split import ckpt, ckpt_files, policy, verified
 from jupyter_split.ckpt_format import FormatError, parse_size
 from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
@@ -149,7 +149,7 @@ def test_a_file_hashed_before_and_unchanged_is_not_read_again_and_a_change_is_ca
     manifest = ckpt.save(state, root.as_uri(), max_shard_size="64KiB")
     _age(root)
     counting = _CountingHashlib()
-    monkeypatch.setattr(ckpt, "hashlib", counting)
+    monkeypatch.setattr(ckpt_files, "hashlib", counting)
     ckpt.load(root.as_uri())  # hashes every file, and records each
     assert counting.hashed == len(manifest.files)
     shard = root / "model-00002-of-00004.safetensors"
