@@ -241,9 +241,9 @@ def test_remote_worker_names_any_file_and_leaves_out_missing_ones(tmp_path, sshd
         loc.close()
 
 
-def test_remote_worker_writes_and_renames_small_files(tmp_path, sshd):
+def test_remote_worker_writes_sends_back_and_renames_small_files(tmp_path, sshd):
     # The python3 worker: files in one stream, each hashed as stored; one it cannot write
-    # (its folder is missing) is left out for the caller to send the usual way.
+    # (its folder is missing) or read (gone) is left out for the caller to move the usual way.
     (tmp_path / "out").mkdir()
     files = [(str(tmp_path / "out" / name), name.encode() * 50) for name in ("a.json", "b c.json", "new\nline", "ü.bin")]
     loc = resolve(sftp_url(sshd, tmp_path), sftp_options(sshd))
@@ -251,6 +251,9 @@ def test_remote_worker_writes_and_renames_small_files(tmp_path, sshd):
         stored = loc.worker.put([*files, (str(tmp_path / "missing" / "x.json"), b"lost")])
         assert stored == {path: hashlib.sha256(data).hexdigest() for path, data in files}
         assert all(Path(path).read_bytes() == data for path, data in files)
+        (tmp_path / "out" / "empty").write_bytes(b"")
+        back = loc.worker.get([path for path, _ in files] + [str(tmp_path / "gone"), str(tmp_path / "out" / "empty")])
+        assert back == {**dict(files), str(tmp_path / "out" / "empty"): b""}
         moves = [(path, path + ".moved") for path, _ in files]
         assert loc.worker.move([*moves, (str(tmp_path / "nothing"), str(tmp_path / "nothing2"))]) == {new for _, new in moves}
         assert all(Path(new).read_bytes() == data for (_, new), (_, data) in zip(moves, files))

@@ -26,8 +26,9 @@ from typing import Any
 from fsspec.asyn import sync
 
 # One JSON request a line: {"base", "names", "marker"} and, to write files first, "sizes"
-# with their bytes following the line, or to rename, "moves". Files it cannot write,
-# read or rename are left out of the answer.
+# with their bytes following the line, or to rename, "moves", or to send files back,
+# "read": then the answer is a JSON list of sizes (-1: unreadable), the files' bytes, and
+# the marker. Files it cannot write, read or rename are left out of the answer.
 _PY_LOOP = r"""
 import hashlib, json, os, sys
 sys.stdout.reconfigure(errors="surrogateescape")
@@ -42,6 +43,20 @@ while line := stdin.readline():
             print("moved  " + json.dumps(new))
         except OSError:
             pass
+    if request.get("read"):
+        blobs = []
+        for name in request["names"]:
+            try:
+                with open(os.path.join(request["base"], name), "rb") as f:
+                    blobs.append(f.read())
+            except OSError:
+                blobs.append(None)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(json.dumps([-1 if b is None else len(b) for b in blobs]).encode() + b"\n")
+        sys.stdout.buffer.write(b"".join(b for b in blobs if b))
+        sys.stdout.buffer.flush()
+        print(request["marker"], flush=True)
+        continue
     sizes = request.get("sizes")
     for i, name in enumerate(request["names"]):
         data = stdin.read(sizes[i]) if sizes else None
@@ -91,7 +106,7 @@ class RemoteWorker:
 
     @property
     def writes(self) -> bool:
-        """Whether it can write files (the python3 worker); waits for it to start."""
+        """Whether it can write and send back files (the python3 worker); waits for it to start."""
         with self._lock:
             try:
                 self._start_soon().result()
@@ -112,6 +127,11 @@ class RemoteWorker:
         """Write each (path, bytes), then path -> sha256 of each as stored; files it could not
         write are left out, for the caller to send the usual way (which names the error)."""
         return self._ask([path for path, _ in files], [data for _, data in files])
+
+    def get(self, paths: list[str]) -> dict[str, bytes]:
+        """path -> the bytes of each file it could read, in one stream (the python3 worker
+        only); the rest are left out, for the caller to read the usual way."""
+        return self._ask(paths, None, read=True)
 
     def move(self, moves: list[tuple[str, str]]) -> set[str]:
         """Rename each (old, new) on the server, replacing `new`; the `new` paths that moved."""
@@ -139,7 +159,7 @@ class RemoteWorker:
             self._starting = asyncio.run_coroutine_threadsafe(self._start(), self._fs.loop)
         return self._starting
 
-    def _ask(self, paths: list[str], datas: list[bytes] | None) -> dict[str, str]:
+    def _ask(self, paths: list[str], datas: list[bytes] | None, read: bool = False) -> dict[str, Any]:
         # Requests from many threads are pipelined: each is written as it comes and the
         # process answers them in turn, so it always has the next batch waiting.
         with self._lock:
@@ -148,9 +168,9 @@ class RemoteWorker:
             starting = self._start_soon()
         try:
             starting.result()
-            if datas is not None and not self._python:
+            if (datas is not None or read) and not self._python:
                 return {}
-            return sync(self._fs.loop, self._request, paths, datas)
+            return sync(self._fs.loop, self._read if read else self._request, paths, datas)
         except Exception:  # no shell, a dropped link: the caller falls back
             self._broken = True
             return {}
@@ -165,10 +185,7 @@ class RemoteWorker:
         self._process = process
 
     async def _request(self, paths: list[str], datas: list[bytes] | None) -> dict[str, str]:
-        base = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
-        if base in paths:
-            base = posixpath.dirname(base)
-        names = [posixpath.relpath(path, base) for path in paths]
+        base, names = _relative(paths)
         marker = f"jupyter-split-done-{uuid.uuid4().hex}"
         if self._python:
             request = {"base": base, "names": names, "marker": marker}
@@ -193,11 +210,34 @@ class RemoteWorker:
         return {json.loads(line[len("moved  "):]) for line in lines if line.startswith("moved  ")}
 
 
+    async def _read(self, paths: list[str], _: None) -> dict[str, bytes]:
+        base, names = _relative(paths)
+        marker = f"jupyter-split-done-{uuid.uuid4().hex}"
+        self._process.stdin.write(json.dumps({"base": base, "names": names, "marker": marker, "read": True}).encode() + b"\n")
+        async with self._reading:  # taken with no await since the write: answers come in order
+            sizes = json.loads(await self._process.stdout.readline())
+            data = await self._process.stdout.readexactly(sum(size for size in sizes if size > 0))
+            await self._process.stdout.readuntil(marker.encode() + b"\n")
+        found, offset = {}, 0
+        for path, size in zip(paths, sizes):
+            if size >= 0:
+                found[path] = data[offset:offset + size]
+                offset += size
+        return found
+
     async def _answer(self, marker: str) -> bytes:
         # Called right after the request is written, with no await between: the lock is
         # fair, so answers are taken in the order the requests were written.
         async with self._reading:
             return await self._process.stdout.readuntil(marker.encode() + b"\n")
+
+
+def _relative(paths: list[str]) -> tuple[str, list[str]]:
+    """A folder holding every path, and each path relative to it."""
+    base = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0])
+    if base in paths:
+        base = posixpath.dirname(base)
+    return base, [posixpath.relpath(path, base) for path in paths]
 
 
 def _parse(output: str) -> dict[str, str]:

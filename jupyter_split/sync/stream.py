@@ -102,9 +102,17 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
 def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseException]:
     """Each item's bytes, or the exception reading it raised.
 
-    From a remote store they are read all at once (on SFTP their requests pipelined on a
-    session: one after the other, each file costs an open, a read and a close round trip).
+    From a remote store they are read all at once: from an SFTP server, sent in one stream
+    by the process the copy keeps there, else with their requests pipelined on a session
+    (one after the other, each file costs an open, a read and a close round trip).
     """
+    worker = src.worker
+    if worker is not None and worker.writes:
+        # the process kept on the SFTP server sends them back in one stream
+        got = worker.get([item.src_path for item in items])
+        if got:  # nothing back: the process is gone, so read them over SFTP below
+            return [got[item.src_path] if item.src_path in got else OSError(f"{item.src_path}: not sent by the server process")
+                    for item in items]
     if src.fs.async_impl:
         async def gather() -> list[Any]:
             reads = (_sftp_read(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path) for item in items)
