@@ -200,7 +200,6 @@ class RemoteWorker:
         digests = _parse(output[: -len(marker) - 1].decode("utf-8", "surrogateescape"))
         return {path: digests[name] for path, name in zip(paths, names) if name in digests}
 
-
     async def _move(self, moves: list[tuple[str, str]]) -> set[str]:
         marker = f"jupyter-split-done-{uuid.uuid4().hex}"
         request = {"moves": moves, "base": "/", "names": [], "marker": marker}
@@ -208,7 +207,6 @@ class RemoteWorker:
         output = await self._answer(marker)
         lines = output[: -len(marker) - 1].decode("utf-8", "surrogateescape").split("\n")
         return {json.loads(line[len("moved  "):]) for line in lines if line.startswith("moved  ")}
-
 
     async def _read(self, paths: list[str], _: None) -> dict[str, bytes]:
         base, names = _relative(paths)
