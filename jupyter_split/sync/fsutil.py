@@ -136,11 +136,10 @@ def move_all(loc: Location, moves: list[tuple[str, str]]) -> None:
         moved = loc.worker.move(moves) if len(moves) > 1 else set()
         sftp.rename_all(loc.fs, [(old, new) for old, new in moves if new not in moved])
         return
+    # fsspec's local mv stats and copies its way there: 3x the time of os.replace for 10,000 files
+    rename = os.replace if is_local(loc.fs) else loc.fs.mv
     for old, new in moves:
-        if is_local(loc.fs):
-            os.replace(old, new)  # fsspec's mv stats and copies its way there: 3x the time for 10,000 files
-        else:
-            loc.fs.mv(old, new)
+        rename(old, new)
 
 
 def _bookkeeping(rel: str) -> bool:
@@ -150,9 +149,9 @@ def _bookkeeping(rel: str) -> bool:
 def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor | None) -> dict[str, str | None]:
     """sha256 of each stored file (None if it is gone), as the destination holds it.
 
-    On an SFTP server they are hashed there by `sha256sum`, in batches, by the location's
-    kept process; elsewhere, or where the server runs no commands, they are read back, in
-    parallel on `pool` when given.
+    On an SFTP server they are hashed there, in batches, by the location's kept process
+    (python3, else `sha256sum`); elsewhere, or where the server runs no commands, they are
+    read back, in parallel on `pool` when given.
     """
     digests: dict[str, str | None] = {}
     if loc.worker is not None:

@@ -1,8 +1,9 @@
 """Sending a plan's files: parallel streams, verification overlapping the sends, resends.
 
 Each arrived file is verified while others still stream: on an SFTP server
-arrivals are hashed in batches by one `sha256sum` command (a command costs a
-session setup, so never one per file); an upload to S3 by its ETag (the MD5 of
+arrivals are hashed in batches by the process the copy keeps there (a command
+costs a session setup, so never one per file; small files it wrote come back
+hashed as stored); an upload to S3 by its ETag (the MD5 of
 the object or of its parts, computed by S3 from what it stored); anything else is
 read back. A mismatch deletes the file and sends it again, up to `retries` rounds,
 then fails naming it.

@@ -185,6 +185,24 @@ async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
             return
 
 
+async def read_file(fs: Any, path: str) -> bytes:
+    """A whole file, on one of sshfs's pooled sessions (many at once pipeline there)."""
+    async with fs._pool.get() as channel:
+        async with channel.open(path, "rb") as handle:
+            return await handle.read()
+
+
+async def write_file(fs: Any, path: str, data: bytes) -> None:
+    """A whole file, written on one of sshfs's pooled sessions into an existing folder.
+
+    sshfs's pipe_file first re-creates the parent folder, a round trip per file that
+    nearly tripled the time for small files; a copy creates every folder once.
+    """
+    async with fs._pool.get() as channel:
+        async with channel.open(path, "wb") as handle:
+            await handle.write(data)
+
+
 def rename_all(fs: Any, moves: list[tuple[str, str]]) -> None:
     """Rename each (old, new), replacing `new` atomically (posix-rename), all at once."""
     sync(fs.loop, _gather, [fs._mv(old, new) for old, new in moves])

@@ -115,7 +115,7 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
                     for item in items]
     if src.fs.async_impl:
         async def gather() -> list[Any]:
-            reads = (_sftp_read(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path) for item in items)
+            reads = (sftp.read_file(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path) for item in items)
             return await asyncio.gather(*reads, return_exceptions=True)
 
         return sync(src.fs.loop, gather)
@@ -127,12 +127,6 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
         except Exception as exc:
             found.append(exc)
     return found
-
-
-async def _sftp_read(fs, path: str) -> bytes:
-    async with fs._pool.get() as channel:
-        async with channel.open(path, "rb") as handle:
-            return await handle.read()
 
 
 def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
@@ -155,16 +149,8 @@ def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
 
 
 async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
-    writes = (_sftp_write(fs, path, data) if sftp.is_sshfs(fs) else fs._pipe_file(path, data) for path, data in pairs)
+    writes = (sftp.write_file(fs, path, data) if sftp.is_sshfs(fs) else fs._pipe_file(path, data) for path, data in pairs)
     return await asyncio.gather(*writes, return_exceptions=True)
-
-
-async def _sftp_write(fs, path: str, data: bytes) -> None:
-    # sshfs's pipe_file first re-creates the parent folder, a round trip per file that
-    # nearly tripled the time for small files; the plan created every folder once.
-    async with fs._pool.get() as channel:
-        async with channel.open(path, "wb") as handle:
-            await handle.write(data)
 
 
 def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
