@@ -23,6 +23,7 @@ import torch
 
 from . import ckpt_format as fmt, tracking, verified
 from .ckpt_files import map_local, read_remote
+from .config import Config, load_config
 from .devices import DeviceInfo, detect, info_for
 from .sync.manifest import FileEntry, HashingWriter, Manifest, is_local, publish, read_manifest
 
@@ -37,18 +38,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or trusted; the message names the file and the fix."""
 
 
-def locate(spec: str, storage_options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Config | None = None) -> tuple[str, dict[str, Any]]:
     """The URL and fsspec options for `spec`: `SITE:path`, a URL or a local path, as push and pull take them.
 
     A trailing `/@latest` becomes the newest published checkpoint under it. Without
     `storage_options`, a location inside a site's `storage` uses that site's options.
     """
-    from .config import load_config
     from .residency.locations import site_for_url
     from .sync.endpoints import endpoint
     from .sync.latest import resolve_latest
 
-    config = load_config()
+    config = config or load_config()
     if "://" in spec:
         site = site_for_url(spec, config)
         url, options = spec, dict(site.storage_options) if site else {}
@@ -162,7 +162,6 @@ def _guard_save(state: Any, url: str, labels: Any, nbytes: int) -> list[str]:
     Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
     """
     from . import policy
-    from .config import load_config
     from .residency.labels import collect
     from .residency.locations import is_local, site_for_url
 
@@ -175,7 +174,7 @@ def _guard_save(state: Any, url: str, labels: Any, nbytes: int) -> list[str]:
     return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
 
 
-def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None) -> set[str]:
+def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None, config: Config | None = None) -> set[str]:
     """Reading a checkpoint copies it here: the guard decides, and a labelled one labels this run.
 
     Returns the labels the read data carries (the manifest's, its location's, the run's).
@@ -183,7 +182,7 @@ def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None
     from . import policy
 
     here = Path.cwd().as_uri()  # this process's own site
-    found = policy.check_copy(url, here, labels, nbytes, url, files=files)
+    found = policy.check_copy(url, here, labels, nbytes, url, files=files, config=config)
     _LOADED[url] = found
     return found
 
@@ -236,7 +235,8 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         self.dtype, self.verify = dtype, verify
         self.info = device if isinstance(device, DeviceInfo) else detect() if str(device) == "auto" else info_for(str(device))
         self.device = torch.device(self.info.device if isinstance(device, DeviceInfo) or str(device) == "auto" else device)
-        url, storage_options = locate(url, storage_options)
+        config = load_config()  # one read of the config for the whole load
+        url, storage_options = locate(url, storage_options, config)
         self.url = url
         self.fs, self.root = _fs(url, storage_options)
         manifest = read_manifest(self.fs, self.root)
@@ -247,7 +247,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         if manifest.meta.get("format") != fmt.FORMAT:
             raise CheckpointError(f"{url}: manifest format {manifest.meta.get('format')!r} is not {fmt.FORMAT!r}; "
                                   "it was not written by jupyter_split.ckpt.save (use jupyter_split.sync to copy it instead)")
-        guard_read(url, manifest.labels, manifest.total_bytes, [e.path for e in manifest.files])
+        guard_read(url, manifest.labels, manifest.total_bytes, [e.path for e in manifest.files], config)
         tracking.use_checkpoint(url, manifest)
         self.manifest = manifest
         self._files = manifest.by_path()

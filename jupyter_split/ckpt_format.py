@@ -238,6 +238,7 @@ def read_shard(buffer: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{where}: not a safetensors file ({exc})") from None
     base = 8 + length
+    typed: dict[torch.dtype, torch.Tensor] = {}  # the data viewed as each dtype: one view per tensor after
     out: dict[str, torch.Tensor] = {}
     for name, entry in info.items():
         if name == "__metadata__":
@@ -247,11 +248,23 @@ def read_shard(buffer: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
         shape = entry["shape"]
         if dtype is None or end - start != math.prod(shape) * dtype.itemsize or base + end > len(buffer):
             raise FormatError(f"{where}: tensor {name!r} has a bad header entry {entry}")
-        raw = buffer[base + start:base + end]
         if (base + start) % dtype.itemsize:
-            raw = raw.clone()  # not written by us: unaligned, so copy to view it as `dtype`
-        out[name] = raw.view(dtype).reshape(shape)
+            # not written by us: unaligned, so copy to view it as `dtype`
+            out[name] = buffer[base + start:base + end].clone().view(dtype).reshape(shape)
+            continue
+        if dtype not in typed:
+            whole = buffer[: len(buffer) - len(buffer) % dtype.itemsize]
+            typed[dtype] = whole.view(dtype)
+        out[name] = typed[dtype].as_strided(shape, _contiguous_strides(shape), (base + start) // dtype.itemsize)
     return out
+
+
+def _contiguous_strides(shape: list[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def shard_name(index: int, total: int) -> str:

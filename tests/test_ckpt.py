@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 
 from jupyter_split import ckpt, ckpt_files, policy, verified
-from jupyter_split.ckpt_format import FormatError, parse_size
+from jupyter_split.ckpt_format import FormatError, parse_size, read_shard
 from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
@@ -99,6 +99,30 @@ def test_shards_are_bounded_and_readable_by_safetensors(tmp_path):
     assert {e.path for e in manifest.files} == {p.name for p in shards} | {"state.json"}
     out = ckpt.load(root.as_uri())
     assert all(torch.equal(out[k], v) for k, v in state.items())
+
+
+def test_a_safetensors_file_from_the_library_reads_as_the_library_reads_it(tmp_path):
+    """Views of every dtype and shape, unaligned offsets included (the library packs tensors)."""
+    from safetensors.torch import load_file, save_file
+
+    state = {"a_odd": torch.arange(3, dtype=torch.uint8), "b_f32": torch.randn(5, 7), "c_scalar": torch.tensor(2.5),
+             "d_empty": torch.zeros(0, 3, dtype=torch.float16), "e_bf16": torch.randn(2, 3, 4).bfloat16(),
+             "f_i64": torch.arange(6).reshape(3, 2)}
+    path = tmp_path / "lib.safetensors"
+    save_file(state, path)
+    ours = read_shard(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8), str(path))
+    theirs = load_file(path)
+    assert ours.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        assert ours[name].dtype == tensor.dtype and ours[name].shape == tensor.shape and ours[name].is_contiguous()
+        assert torch.equal(ours[name], tensor), name
+    # another writer may pack a float32 right after 3 bytes: copied to be viewed, not misread
+    header = json.dumps({"u8": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},
+                         "f32": {"dtype": "F32", "shape": [2], "data_offsets": [3, 11]}}).encode()
+    header += b" " * (-len(header) % 8)
+    packed = len(header).to_bytes(8, "little") + header + bytes([1, 2, 3]) + torch.tensor([1.5, -2.0]).numpy().tobytes()
+    out = read_shard(torch.frombuffer(bytearray(packed), dtype=torch.uint8), "packed")
+    assert out["u8"].tolist() == [1, 2, 3] and out["f32"].tolist() == [1.5, -2.0]
 
 
 def test_tied_weights_are_stored_once_and_stay_tied(tmp_path):

@@ -16,7 +16,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 from urllib.parse import unquote
 
 from ..config import Config, ConfigError, SiteConfig
@@ -28,6 +28,8 @@ RECENT_SECONDS = 2.0
 T = TypeVar("T")
 _real_folders: dict[str, tuple[float, str]] = {}
 _folder_parts: dict[str, tuple[float, tuple[str, ...]]] = {}
+_compiled: dict[str, tuple[float, tuple["Glob", ...]]] = {}
+_storage_readings: dict[str, tuple[float, frozenset["Location"]]] = {}
 # Enough rounds to undo double and triple encoding (`%252e` -> `%2e` -> `.`).
 _DECODE_ROUNDS = 4
 
@@ -264,8 +266,10 @@ def _overlaps(pattern: tuple[str, ...], parts: tuple[str, ...], contains: bool) 
     return step(0, 0)
 
 
-def compile_globs(texts: Iterable[str]) -> list[Glob]:
-    return [compile_glob(text) for text in texts]
+def compile_globs(texts: Iterable[str]) -> tuple[Glob, ...]:
+    """The config's resident globs, compiled once for a moment: a check of many files reuses them."""
+    texts = tuple(texts)
+    return recent(_compiled, repr(texts), lambda _: tuple(compile_glob(text) for text in texts))
 
 
 def os_path_readings(path: str) -> set[Location]:
@@ -280,12 +284,12 @@ def _file_components(path: str) -> tuple[str, ...]:
     return (*head, unicodedata.normalize("NFC", name).casefold()) if name else head
 
 
-def matching_glob(url: str, globs: list[Glob], contains: bool = True) -> Glob | None:
+def matching_glob(url: str, globs: Sequence[Glob], contains: bool = True) -> Glob | None:
     """The first glob that labels `url`, or None."""
     return first_match(readings(url), globs, contains)
 
 
-def first_match(locations: set[Location], globs: list[Glob], contains: bool) -> Glob | None:
+def first_match(locations: set[Location], globs: Sequence[Glob], contains: bool) -> Glob | None:
     for glob in globs:
         if any(glob.matches(location, contains) for location in locations):
             return glob
@@ -309,7 +313,7 @@ def site_for_url(url: str, config: Config) -> SiteConfig | None:
     for site in config.sites.values():
         if not site.storage:
             continue
-        for s, head in readings(site.storage):
+        for s, head in recent(_storage_readings, site.storage, lambda storage: frozenset(readings(storage))):
             if any(s == scheme and parts[: len(head)] == head for scheme, parts in locations):
                 if best is None or len(head) > best[0]:
                     best = (len(head), site)

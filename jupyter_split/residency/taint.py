@@ -21,7 +21,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
@@ -43,7 +43,7 @@ _WATCHED = ("_open", "cat_file", "_cat_file", "get_file", "_get_file", "cat_rang
 @dataclass
 class _State:
     config: Config
-    globs: list[Glob]
+    globs: Sequence[Glob]
     home: str
     site: str | None
     run_id: str | None
