@@ -304,6 +304,8 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
 
     def _load_shard(self, shard: str) -> dict[str, torch.Tensor]:
         raw = fmt.read_shard(self._read(shard), f"{self.url}/{shard}")
+        if self.device.type == "cpu" and all(self._kept(dtype) for dtype in {t.dtype for t in raw.values()}):
+            return raw  # nothing to move or cast
         return {name: self._place(name, tensor) for name, tensor in raw.items()}
 
     def _place(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -312,15 +314,21 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
             return tensor
         return tensor.to(device=self.device, dtype=target)
 
+    def _kept(self, dtype: torch.dtype) -> bool:
+        """Whether tensors of `dtype` load as they are, uncast."""
+        if not dtype.is_floating_point:
+            return True
+        if self.dtype is not None:
+            return self.dtype == dtype
+        kind = str(dtype).removeprefix("torch.")
+        return self.info.supports(kind) or kind not in ("bfloat16", "float16")
+
     def _target_dtype(self, name: str, tensor: torch.Tensor) -> torch.dtype:
-        if not tensor.is_floating_point():
+        if self._kept(tensor.dtype):
             return tensor.dtype
         if self.dtype is not None:
             return self.dtype
-        kind = str(tensor.dtype).removeprefix("torch.")
-        if self.info.supports(kind) or kind not in ("bfloat16", "float16"):
-            return tensor.dtype
-        if kind == "bfloat16" and self.info.fp16:
+        if tensor.dtype == torch.bfloat16 and self.info.fp16:
             if tensor.numel() and tensor.abs().max().item() > _FP16_MAX:
                 warnings.warn(f"{self.url}: {name} exceeds fp16's range; loaded as fp32 instead of fp16", RuntimeWarning, stacklevel=4)
                 return torch.float32

@@ -8,6 +8,7 @@ that came from another site must never run code from it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -255,11 +256,12 @@ def read_shard(buffer: torch.Tensor, where: str) -> dict[str, torch.Tensor]:
         if dtype not in typed:
             whole = buffer[: len(buffer) - len(buffer) % dtype.itemsize]
             typed[dtype] = whole.view(dtype)
-        out[name] = typed[dtype].as_strided(shape, _contiguous_strides(shape), (base + start) // dtype.itemsize)
+        out[name] = typed[dtype].as_strided(shape, _contiguous_strides(tuple(shape)), (base + start) // dtype.itemsize)
     return out
 
 
-def _contiguous_strides(shape: list[int]) -> tuple[int, ...]:
+@functools.lru_cache(maxsize=1024)
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides, step = [], 1
     for size in reversed(shape):
         strides.append(step)

@@ -22,12 +22,18 @@ COARSE_RACY_NS = 2_000_000_000  # filesystems keeping whole seconds (FAT: two)
 
 _lock = threading.Lock()
 _opened: dict = {}
+# records this process has read or written, by store and stat: a record never changes
+# meaning for the same stat, so a second lookup (the open file's, after the path's) is free
+_seen: dict[tuple, str] = {}
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS verified (dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, "
            "ctime_ns INTEGER, sha256 TEXT, PRIMARY KEY (dev, ino))")
 
 
 def known_sha256(st: os.stat_result) -> str | None:
     """The sha256 recorded for exactly this version of a file, or None."""
+    key = _key(st)
+    if key in _seen:
+        return _seen[key]
     try:
         with _lock:
             row = _connect().execute("SELECT size, mtime_ns, ctime_ns, sha256 FROM verified WHERE dev = ? AND ino = ?",
@@ -35,7 +41,10 @@ def known_sha256(st: os.stat_result) -> str | None:
     except sqlite3.Error:
         _forget_connection()
         return None
-    return row[3] if row is not None and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns) else None
+    if row is None or tuple(row[:3]) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        return None
+    _note(key, row[3])
+    return row[3]
 
 
 def remember(st: os.stat_result, stat_ns: int, sha256: str) -> None:
@@ -55,6 +64,20 @@ def remember(st: os.stat_result, stat_ns: int, sha256: str) -> None:
                 db.execute("INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", row)
     except sqlite3.Error:
         _forget_connection()  # the next load hashes the file again: slower, never wrong
+        return
+    _note(_key(st), sha256)
+
+
+def _key(st: os.stat_result) -> tuple:
+    # the variables data_dir() is made of name the store, at a fraction of its cost
+    store = tuple(os.environ.get(name) for name in ("JUPYTER_SPLIT_DATA", "XDG_DATA_HOME", "HOME"))
+    return (store, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _note(key: tuple, sha256: str) -> None:
+    if len(_seen) >= 4096:
+        _seen.clear()
+    _seen[key] = sha256
 
 
 def _connect() -> sqlite3.Connection:

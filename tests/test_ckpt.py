@@ -184,6 +184,12 @@ def test_a_file_hashed_before_and_unchanged_is_not_read_again_and_a_change_is_ca
     assert counting.hashed == 0 and all(torch.equal(out[k], v) for k, v in state.items())
     ckpt.load(root.as_uri(), verify="always")
     assert counting.hashed == len(manifest.files)
+    # another data directory is another record store: what this process saw of the first does not count there
+    data = os.environ["JUPYTER_SPLIT_DATA"]
+    monkeypatch.setenv("JUPYTER_SPLIT_DATA", str(tmp_path / "other-data"))
+    assert verified.known_sha256(shard.stat()) is None
+    monkeypatch.setenv("JUPYTER_SPLIT_DATA", data)
+    assert verified.known_sha256(shard.stat()) == manifest.by_path()[shard.name].sha256
 
     # same size, mtime put back: the ctime still moves, so the record no longer applies
     before = shard.stat()
