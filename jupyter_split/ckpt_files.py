@@ -13,6 +13,7 @@ from . import verified
 from .sync.manifest import is_object_store
 
 _READ_CHUNK = 16 << 20
+_HUGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 
 
 def map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor | None, str]:
@@ -31,6 +32,14 @@ def map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor 
         if size == 0:
             return torch.empty(0, dtype=torch.uint8), hashlib.sha256().hexdigest()
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+    if _HUGE is not None:
+        # what this mapping reads in comes in 2 MiB folios, each mapped by one fault and one TLB
+        # entry, for this load and every later one of the file (the file's own reads ramp up in
+        # small ones); a kernel without transparent huge pages refuses, and pages stay small
+        try:
+            mapped.madvise(_HUGE)
+        except OSError:
+            pass
     if recorded is not None and verified.known_sha256(st) == recorded:
         return torch.frombuffer(mapped, dtype=torch.uint8), recorded
     mapped.madvise(mmap.MADV_SEQUENTIAL)

@@ -31,6 +31,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 _CHUNK = 8 << 20
+_ALIGN = 2 << 20  # a huge page: a folio this size is mapped by one page-table entry
 
 
 class FormatError(ValueError):
@@ -212,23 +213,41 @@ def write_shard(out: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[
     """Stream one safetensors file to `out`: the header, then each tensor's bytes, copied off its device one at a time."""
     if sys.byteorder != "little":
         raise FormatError("safetensors is little-endian; saving from a big-endian host is not supported")
-    head = header(tensors, metadata)
-    out.write(head)
-    position = len(head)
+    write_aligned(out, [header(tensors, metadata), *_tensor_bytes(tensors)])
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> Iterable[memoryview]:
     for name in _order(tensors):
         value = tensors[name]
-        if not value.numel():
-            continue
-        host = value.to("cpu", copy=False).contiguous().reshape(-1).view(torch.uint8)
-        data = memoryview(host.numpy())
-        start = 0
-        while start < len(data):
-            # Writes that end on multiples of _CHUNK from the file's start let the page cache
-            # hold the file in large folios: a loader's mapping then faults a third as long.
-            n = min(len(data) - start, _CHUNK - position % _CHUNK)
-            out.write(data[start:start + n])
-            start += n
-            position += n
+        if value.numel():
+            yield memoryview(value.to("cpu", copy=False).contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def write_aligned(out: BinaryIO, pieces: Iterable[bytes | memoryview]) -> None:
+    """Write `pieces` back to back to `out` in writes that start and end on multiples of 2 MiB.
+
+    The page cache gives a write its folios by the write's own offset and length, so a
+    boundary between two tensors falling inside a 2 MiB stretch would leave that stretch
+    in small folios, and every loader that maps the file would fault it page by page. At
+    most 2 MiB of each piece is copied, to join it to the next; the last write may end anywhere.
+    """
+    pending = bytearray()  # the bytes after the last boundary written
+    for piece in pieces:
+        data = memoryview(piece).cast("B")
+        if pending:
+            take = min(len(data), -len(pending) % _ALIGN)
+            pending += data[:take]
+            data = data[take:]
+            if len(pending) % _ALIGN:
+                continue  # this piece ended short of the boundary
+            out.write(pending)
+            pending = bytearray()
+        whole = len(data) - len(data) % _ALIGN
+        for start in range(0, whole, _CHUNK):
+            out.write(data[start:min(start + _CHUNK, whole)])
+        pending += data[whole:]
+    if pending:
+        out.write(pending)
 
 
 def read_shard(buffer: torch.Tensor, where: str) -> dict[str, torch.Tensor]:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from jupyter_split import ckpt, ckpt_files, policy, verified
-from jupyter_split.ckpt_format import FormatError, parse_size, read_shard
+from jupyter_split.ckpt_format import FormatError, parse_size, read_shard, write_aligned
 from jupyter_split.config import ConfigError
 from jupyter_split.devices import detect
 from jupyter_split.sync.manifest import read_manifest
@@ -201,6 +203,47 @@ def test_a_file_hashed_before_and_unchanged_is_not_read_again_and_a_change_is_ca
         ckpt.load(root.as_uri())
     with pytest.raises(ckpt.CheckpointError, match=r"verify='sometimes' is not one of 'auto'"):
         ckpt.load(root.as_uri(), verify="sometimes")
+
+
+class _WriteLog(io.BytesIO):
+    """A file that notes where each write began and how long it was."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[tuple[int, int]] = []
+
+    def write(self, data) -> int:
+        self.writes.append((self.tell(), len(memoryview(data).cast("B"))))
+        return super().write(data)
+
+
+def test_shard_writes_start_and_end_on_huge_page_boundaries_and_keep_every_byte():
+    mib = 1 << 20
+    rng = np.random.default_rng(0)
+    sizes = [3 * mib + 5, 7, 2 * mib, 0, 11 * mib + 1, 1, 2 * mib - 1, 19 * mib]  # the first is a header over 2 MiB
+    pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    out = _WriteLog()
+    write_aligned(out, pieces)
+    assert out.getvalue() == b"".join(pieces)
+    assert all(length for _, length in out.writes)
+    assert all(start % (2 * mib) == 0 for start, _ in out.writes)
+    assert all((start + length) % (2 * mib) == 0 for start, length in out.writes[:-1])
+
+
+def test_a_loaded_shard_is_mapped_for_huge_pages(tmp_path):
+    if not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        pytest.skip("this kernel has no transparent huge pages, so there is no huge-page advice to give")
+    root = tmp_path / "huge"
+    state = {f"w{i}": torch.randn(1000 + i, 700) for i in range(4)}  # 2.7 MB each: boundaries inside huge pages
+    ckpt.save(state, root.as_uri())
+    shard = next(root.glob("*.safetensors"))
+    out = ckpt.load(root.as_uri())
+    assert all(torch.equal(out[k], v) for k, v in state.items())
+    with open("/proc/self/smaps") as smaps:
+        mappings = re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps.read())  # one block per mapping, its line first
+    flags = [re.search(r"^VmFlags:(.*)$", block, re.M).group(1).split()
+             for block in mappings if block.split("\n", 1)[0].endswith(str(shard))]
+    assert flags and all("hg" in each for each in flags), flags  # hg: madvise(MADV_HUGEPAGE) took
 
 
 def test_a_loaded_state_lets_go_of_its_mapped_files_as_soon_as_it_is_dropped(tmp_path):
