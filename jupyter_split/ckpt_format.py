@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import json
 import math
 import re
@@ -213,7 +214,8 @@ def write_shard(out: BinaryIO, tensors: dict[str, torch.Tensor], metadata: dict[
     """Stream one safetensors file to `out`: the header, then each tensor's bytes, copied off its device one at a time."""
     if sys.byteorder != "little":
         raise FormatError("safetensors is little-endian; saving from a big-endian host is not supported")
-    write_aligned(out, [header(tensors, metadata), *_tensor_bytes(tensors)])
+    # a generator, so each tensor is copied off its device only when its turn comes
+    write_aligned(out, itertools.chain([header(tensors, metadata)], _tensor_bytes(tensors)))
 
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> Iterable[memoryview]:
