@@ -34,8 +34,8 @@ def map_local(path: str, size: int, recorded: str | None) -> tuple[torch.Tensor 
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
     if _HUGE is not None:
         # what this mapping reads in comes in 2 MiB folios, each mapped by one fault and one TLB
-        # entry, for this load and every later one of the file (the file's own reads ramp up in
-        # small ones); a kernel without transparent huge pages refuses, and pages stay small
+        # entry, for this load and every later one of the file (plain reads' readahead starts
+        # a file in small ones); a kernel without transparent huge pages refuses: pages stay small
         try:
             mapped.madvise(_HUGE)
         except OSError:

@@ -230,8 +230,9 @@ def write_aligned(out: BinaryIO, pieces: Iterable[bytes | memoryview]) -> None:
 
     The page cache gives a write its folios by the write's own offset and length, so a
     boundary between two tensors falling inside a 2 MiB stretch would leave that stretch
-    in small folios, and every loader that maps the file would fault it page by page. At
-    most 2 MiB of each piece is copied, to join it to the next; the last write may end anywhere.
+    in small folios, and every loader that maps the file would fault it page by page. Only
+    what lies within 2 MiB of a piece's ends is copied, to join it to its neighbours; the
+    last write may end anywhere.
     """
     pending = bytearray()  # the bytes after the last boundary written
     for piece in pieces:
