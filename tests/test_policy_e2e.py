@@ -2,7 +2,6 @@
 checkpoints with their manifests and safetensors metadata, and a real notebook kernel."""
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from jupyter_split import ckpt, core, policy, sync
 from jupyter_split.core import CellOptions
 from jupyter_split.sync.manifest import read_manifest
 from tests.fixtures.core import text, tracebacks
-from tests.fixtures.policy import policy_config
+from tests.fixtures.policy import policy_config, sftp_options, toml_table
 
 pytestmark = pytest.mark.slow
 
@@ -31,25 +30,15 @@ def world(split_home: Path, s3, sshd, bucket) -> Path:
     s3.make_bucket(bucket)
     policy_config(
         root,
-        sg=f'storage = "s3://{bucket}/runs"\nstorage_options = {_toml_table(s3.storage_options)}',
+        sg=f'storage = "s3://{bucket}/runs"\nstorage_options = {toml_table(s3.storage_options)}',
         more_sites=f"""
 [sites.sgsftp]
 jurisdiction = "SG"
 storage = "ssh://127.0.0.1:{sshd.port}{root}/sftp-store"
-storage_options = {_toml_table(sftp_options(sshd))}
+storage_options = {toml_table(sftp_options(sshd))}
 """)
     (root / "pii" / "patients.csv").write_text("name,phone\nZhang San,13800000000\nLi Si,13900000000\n")
     return root
-
-
-def sftp_options(sshd) -> dict:
-    return {"username": sshd.user, "client_keys": [sshd.identity_file], "known_hosts": sshd.known_hosts}
-
-
-def _toml_table(options: dict) -> str:
-    def value(v):
-        return _toml_table(v) if isinstance(v, dict) else json.dumps(v)
-    return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in options.items()) + " }"
 
 
 def bucket_objects(s3, bucket: str) -> list[str]:

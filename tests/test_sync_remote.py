@@ -12,16 +12,13 @@ from jupyter_split.sync import engine, remote_worker
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 
+from .fixtures.policy import sftp_options
 from .services.sshd import running_sshd
 from .test_sync_local import flip_byte, make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 
 FILES = {"w/shard-0.bin": 2 << 20, "w/shard-1.bin": 2 << 20, "config.json": 300}
-
-
-def sftp_options(sshd) -> dict:
-    return {"username": sshd.user, "client_keys": [sshd.identity_file], "known_hosts": sshd.known_hosts}
 
 
 def sftp_url(sshd, path: Path) -> str:

@@ -20,6 +20,8 @@ from .labels import (
     collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of, variable_origins,
 )
 from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
+from .border import Source, judge
+from .fingerprints import resident_index
 from .produced import produced_origins
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
@@ -124,6 +126,7 @@ def _decide(
     config: Config, *, kind: str, item: str, labels: Mapping[str, str], src: str | None, dest: str | None,
     from_site: SiteConfig | None, to_site: SiteConfig | None, to_jurisdiction: str | None,
     nbytes: int | None, approval_targets: Iterable[str], approval: str | None = None,
+    findings: list[dict[str, Any]] | None = None,
 ) -> Refusal | None:
     """Allow or refuse one item, auditing every cross-border attempt."""
     from_j = from_site.jurisdiction if from_site else None
@@ -139,7 +142,7 @@ def _decide(
         from_site=from_site.name if from_site else None, from_jurisdiction=from_j,
         to_site=to_site.name if to_site else None, to_jurisdiction=to_jurisdiction,
         labels=sorted(labels), decision="refused" if refused else "allowed", reason=reason,
-        run_id=describe_state().get("run_id"),
+        run_id=describe_state().get("run_id"), **({"findings": findings[:100]} if findings else {}),
     )
     if not refused:
         return None
@@ -189,37 +192,65 @@ def labels_for_url(url: str, config: Config | None = None) -> set[str]:
 
 def check_copy(
     src_url: str, dest_url: str, labels: Mapping[str, str] | Iterable[str] | None, nbytes: int | None,
-    item: str, *, files: Iterable[str] | None = None, config: Config | None = None,
+    item: str, *, files: Iterable[str] | None = None, source: Source | None = None,
+    config: Config | None = None,
 ) -> set[str]:
     """Refuse (raise ResidencyError) a copy of labelled data to a site of another jurisdiction.
 
-    `labels` are the source manifest's; the source's own location, each of `files`
-    (paths relative to `src_url`, or URLs) and the current run's taint add theirs.
-    Without `files` a folder that may hold a resident location counts as resident.
+    `labels` are the source manifest's; the source's own location, each of `files` and the
+    current run's taint add theirs. `files` are paths relative to `src_url` (or URLs), or,
+    with `source` (how to open and hash them), `SourceFile`s: then each is judged by what
+    it is (`border.judge`: symlinks resolved, hard links, bind mounts and copies of resident
+    files found, and bound abroad, its content scanned), and local ones are pinned for the
+    copy's reader. Without `files` a folder that may hold a resident location counts as resident.
     Returns every label the copy carries: the destination's manifest should list them.
     """
     config = config or load_config()
     origins = _given(labels, f"the manifest of {redact(src_url)}")
     file_list = list(files) if files is not None else None
     _add(origins, url_label_origins(src_url, config, contains=file_list is None))
-    from_files: dict[str, str] = {}
-    for name in file_list or ():
-        url = name if "://" in name or name.startswith("/") else posixpath.join(src_url.rstrip("/"), name)
-        for code, why in url_label_origins(url, config, contains=False).items():
-            from_files.setdefault(code, why)  # the first such file is reason enough
-    _add(origins, from_files)
-    _add(origins, run_label_origins())
     to_site = _site_of(dest_url, config)
+    from_site = _site_of(src_url, config)
+    to_j = to_site.jurisdiction if to_site else None
+    findings: list[dict[str, Any]] = []
+    if source is not None and file_list is not None:
+        verdict = judge(source, file_list, config, resident_index(config),
+                        lambda url: url_label_origins(url, config, contains=False),
+                        scanner_for(config, from_site, to_site))
+        _add(origins, verdict.origins)
+        findings = verdict.findings
+    else:
+        from_files: dict[str, str] = {}
+        for name in file_list or ():
+            url = name if "://" in name or name.startswith("/") else posixpath.join(src_url.rstrip("/"), name)
+            for code, why in url_label_origins(url, config, contains=False).items():
+                from_files.setdefault(code, why)  # the first such file is reason enough
+        _add(origins, from_files)
+    _add(origins, run_label_origins())
     refusal = _decide(
         config, kind="copy", item=item, labels=origins, src=src_url, dest=dest_url,
-        from_site=_site_of(src_url, config), to_site=to_site,
-        to_jurisdiction=to_site.jurisdiction if to_site else None,
-        nbytes=nbytes, approval_targets=(item, src_url),
+        from_site=from_site, to_site=to_site, to_jurisdiction=to_j,
+        nbytes=nbytes, approval_targets=(item, src_url), findings=findings,
     )
     if refusal:
         raise ResidencyError([refusal])
     taint_run(origins)  # a run that pulls labelled data holds it now
     return set(origins)
+
+
+def scanner_for(config: Config, from_site: SiteConfig | None, to_site: SiteConfig | None) -> Any | None:
+    """The content scanner for data going from `from_site` to `to_site`, or None where no border is crossed.
+
+    Scanned: anything bound for a jurisdiction other than home (or an unknown one) from
+    another jurisdiction. Data coming home, or staying where it is, is not scanned.
+    """
+    from_j = from_site.jurisdiction if from_site else None
+    to_j = to_site.jurisdiction if to_site else None
+    if (to_j is not None and (to_j == from_j or to_j == config.home.jurisdiction)) or not getattr(getattr(config.policy, "scan", None), "enabled", False):  # TEMP until scan lands
+        return None
+    from .scan import Scanner  # the matcher's database is compiled only where something is scanned
+
+    return Scanner.for_site(config.policy, to_site.name if to_site else None)
 
 
 def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConfig, *, config: Config | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import socket
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ _DECODE_ROUNDS = 4
 Location = tuple[str, tuple[str, ...]]
 
 
-def _scheme_of(text: str) -> tuple[str, str]:
+def scheme_of(text: str) -> tuple[str, str]:
     """The canonical scheme and the rest; a bare path (or `C:` drive) is `file`."""
     match = _SCHEME.match(text)
     if not match:
@@ -57,7 +58,8 @@ def _decodings(text: str) -> set[str]:
     return found
 
 
-def _components(path: str) -> tuple[str, ...]:
+def components(path: str) -> tuple[str, ...]:
+    """A path as the globs match it: normalised, NFC, casefolded components."""
     path = unicodedata.normalize("NFC", path)
     path = posixpath.normpath("/" + path.lstrip("/"))
     return tuple(part.casefold() for part in path.split("/") if part)
@@ -119,7 +121,7 @@ def readings(url: str | os.PathLike[str] | bytes) -> set[Location]:
 
 
 def _link_readings(text: str) -> set[Location]:
-    scheme, rest = _scheme_of(text)
+    scheme, rest = scheme_of(text)
     if scheme != "file" and scheme not in _known_protocols():
         # `ab:cd/x` is a relative path with a colon as much as a URL: read it both ways
         return _file_readings(text, {text}) | _remote_readings(scheme, rest)
@@ -142,7 +144,7 @@ def _file_readings(text: str, paths: set[str]) -> set[Location]:
     for raw in paths:
         for decoded in _decodings(raw):
             for local in _local_readings(decoded):
-                found.add(("file", _components(local)))
+                found.add(("file", components(local)))
     return found
 
 
@@ -151,16 +153,54 @@ def _remote_readings(scheme: str, rest: str) -> set[Location]:
     host = _host(netloc)
     paths = {slash + tail} | {(slash + tail).partition(c)[0] for c in "?#"}
     found = {
-        (scheme, (h.casefold(), *_components(decoded)))
+        (scheme, (h.casefold(), *components(decoded)))
         for raw in paths for decoded in _decodings(raw) for h in _decodings(host)
     }
     # `bucket/../other/key`: a store that normalises the whole key lands in another bucket
     for raw in paths:
         for decoded in _decodings(raw):
-            whole = _components(host + decoded)
+            whole = components(host + decoded)
             if whole:
                 found.add((scheme, whole))
+    if scheme == "sftp" and any(is_this_machine(h) for h in _decodings(host)):
+        # an SFTP server on this machine serves this machine's files: read the path as one
+        found |= _file_readings(slash + tail, paths)
     return found
+
+
+_this_machine: dict[str, bool] = {}
+
+
+def is_this_machine(host: str) -> bool:
+    """Whether `host` may name this machine: an address it resolves to is one a socket here can bind.
+
+    Remembered for the process's life (a name lookup may cost a round trip); a host that
+    later moves here is still caught by content (the fingerprint index), if not by path.
+    """
+    host = host.strip("[]")
+    if not host:
+        return False
+    if host not in _this_machine:
+        if len(_this_machine) >= 4096:
+            _this_machine.clear()
+        _this_machine[host] = _binds_locally(host)
+    return _this_machine[host]
+
+
+def _binds_locally(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return False
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address, 0))  # only an address of this machine's own interfaces binds
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _known_protocols() -> frozenset[str]:
@@ -198,7 +238,7 @@ def _could_match(pattern: tuple[str, ...], parts: tuple[str, ...], contains: boo
 
 def compile_glob(text: str) -> Glob:
     """A resident glob: `file:///data/pii/**`, `/data/pii/**`, `oss://corp-pii/**`."""
-    scheme, rest = _scheme_of(text.strip())
+    scheme, rest = scheme_of(text.strip())
     if not rest.strip("/"):
         raise ConfigError(f"policy.resident entry {text!r} names no path. Write e.g. \"file:///data/pii/**\".")
     if scheme != "file":
@@ -240,8 +280,8 @@ def _resolved_prefix(path: str, parts: tuple[str, ...]) -> tuple[str, ...]:
         real = os.path.realpath("/" + "/".join(literal))
     except (ValueError, OSError):
         return parts
-    head = _components(real)
-    return head + parts[len(_components("/".join(literal))):]
+    head = components(real)
+    return head + parts[len(components("/".join(literal))):]
 
 
 def _overlaps(pattern: tuple[str, ...], parts: tuple[str, ...], contains: bool) -> bool:
@@ -280,7 +320,7 @@ def os_path_readings(path: str) -> set[Location]:
 def _file_components(path: str) -> tuple[str, ...]:
     # `path` is absolute and normalised: its folder's components are worth remembering
     folder, _, name = path.rpartition("/")
-    head = recent(_folder_parts, folder, _components) if folder else ()
+    head = recent(_folder_parts, folder, components) if folder else ()
     return (*head, unicodedata.normalize("NFC", name).casefold()) if name else head
 
 

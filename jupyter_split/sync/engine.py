@@ -16,9 +16,10 @@ from typing import Any
 from .. import policy, tracking
 from ..config import Config, load_config
 from . import s3parts, sftp
-from .fsutil import Location, explain, make_dirs, move_all, resolve
-from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_object_store, manifest_path,
-                       publish)
+from ..residency.border import Source, SourceFile
+from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
+from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
+                       manifest_path, publish)
 from .plan import Action, Plan, make_plan
 from .progress import Progress
 from .rounds import send_all
@@ -115,14 +116,23 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
 def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None) -> set[str]:
     """The one place a copy asks the residency guard: after planning, before any byte moves.
 
-    Raises `policy.ResidencyError` on a refusal (the guard writes the audit log);
-    returns every label the copy carries, for the destination's manifest.
+    Every file the copy delivers is judged by what it is (its path, the file it resolves
+    to, its content; see `residency.border`); a local file is pinned as judged, and the
+    send reads it only while it is still that file. Raises `policy.ResidencyError` on a
+    refusal (the guard writes the audit log); returns every label the copy carries, for
+    the destination's manifest.
     """
     config = config or load_config()
-    # Name each file only when the source folder may hold a resident location: the guard
-    # then labels by file; otherwise the folder's own answer holds for all of them.
-    files = [item.rel for item in plan.items] if policy.url_label_origins(src_url, config) else None
-    return set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files, config=config))
+    files = [SourceFile(item.rel if item.src_path != plan.src.root else "", item.src_path, item.size)
+             for item in plan.items]
+    src = plan.src
+    source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK),
+                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None))
+    carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
+                                    source=source, config=config))
+    for item, judged in zip(plan.items, files):
+        item.pin = judged.pin
+    return carried
 
 
 def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: int, retries: int, backoff: float,

@@ -5,12 +5,14 @@ import errno
 import hashlib
 import os
 import posixpath
+import stat
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 
+from ..residency.border import Pin, PinError
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
@@ -101,7 +103,12 @@ def _dead_ssh(fs: Any) -> bool:
 def list_tree(loc: Location) -> dict[str, int]:
     """Relative path -> size of every file under the root, leaving out our own bookkeeping."""
     try:
-        found = sftp.find(loc.fs, loc.root) if loc.sftp else loc.fs.find(loc.root, detail=True, withdirs=False)
+        if loc.sftp:
+            found = sftp.find(loc.fs, loc.root)
+        elif is_local(loc.fs):
+            found = _local_find(loc.root)
+        else:
+            found = loc.fs.find(loc.root, detail=True, withdirs=False)
     except FileNotFoundError:
         return {}
     prefix = loc.root.rstrip("/") + "/"
@@ -119,6 +126,34 @@ def list_tree(loc: Location) -> dict[str, int]:
         sizes[rel] = int(info.get("size") or 0)
     loc.stale_manifests = stale
     return sizes
+
+
+def _local_find(root: str) -> dict[str, dict[str, int]]:
+    """path -> {"size"} of every regular file under `root`, through symlinked folders too
+    (each real folder once, so a loop ends); a symlink is listed under its own name and
+    read through, as a copy of the tree would (the guard judges the file it resolves to)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(root)
+    found: dict[str, dict[str, int]] = {}
+    seen: set[tuple[int, int]] = set()
+    pending = [root.rstrip("/") or "/"]
+    while pending:
+        folder = pending.pop()
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    est = entry.stat()
+                except OSError:  # a dangling symlink: nothing to send
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    pending.append(entry.path)
+                elif stat.S_ISREG(est.st_mode):
+                    found[entry.path] = {"size": est.st_size}
+    return found
 
 
 def make_dirs(loc: Location, folders: list[str]) -> None:
@@ -163,12 +198,51 @@ def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor |
     return digests
 
 
-def open_read(loc: Location, path: str, chunk: int) -> Any:
+def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None) -> Any:
     """A sequential reader: one streamed GET on S3, a plain file on this machine (fsspec's
-    local file object costs more than reading a small file), the filesystem's own elsewhere."""
+    local file object costs more than reading a small file), the filesystem's own elsewhere.
+
+    With `pin` (a local file as the residency guard judged it), every read is checked to
+    come from that very file, unchanged: a file swapped or rewritten since is not sent.
+    """
     if s3read.supports(loc.fs):
         return s3read.S3Stream(loc.fs, path)
-    return open(path, "rb") if is_local(loc.fs) else loc.fs.open(path, "rb", block_size=chunk)
+    if not is_local(loc.fs):
+        return loc.fs.open(path, "rb", block_size=chunk)
+    return PinnedReader(path, pin) if pin is not None else open(path, "rb")
+
+
+class PinnedReader:
+    """A local file read only while `fstat` shows the file the guard judged, unchanged."""
+
+    def __init__(self, path: str, pin: Pin):
+        self._file = open(path, "rb")
+        self._pin = pin
+        try:
+            pin.check(os.fstat(self._file.fileno()))
+        except BaseException:
+            self._file.close()
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._pin.check(os.fstat(self._file.fileno()))  # the bytes just read are the judged ones
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "PinnedReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
@@ -197,7 +271,7 @@ def _batches(paths: list[str], limit: int = 100_000) -> list[list[str]]:
 
 def is_permanent(exc: BaseException) -> bool:
     """Errors a retry cannot fix: permissions, a read-only or full destination, a missing source."""
-    if isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+    if isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PinError)):
         return True
     return isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES)
 

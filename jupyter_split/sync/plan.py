@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..residency.border import Pin
 from .fsutil import Location, hash_many, list_tree
 from .manifest import Manifest, read_manifest
 
@@ -37,6 +38,7 @@ class Item:
     action: Action = Action.SEND
     resume_from: int = 0     # bytes of a `.part` file left by an interrupted copy
     checked: bool = False    # the backend confirmed the stored bytes as they arrived (S3 ETag)
+    pin: Pin | None = None   # a local source file's identity as the residency guard judged it
 
 
 @dataclass

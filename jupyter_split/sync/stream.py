@@ -122,7 +122,7 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
     found: list[bytes | BaseException] = []
     for item in items:
         try:
-            with open_read(src, item.src_path, chunk) as reader:
+            with open_read(src, item.src_path, chunk, item.pin) as reader:
                 found.append(reader.read(item.size + 1))
         except Exception as exc:
             found.append(exc)
@@ -159,7 +159,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     temp = plan.temp_path(item)
     target = temp or final
     digest = hashlib.sha256()
-    with open_read(src, item.src_path, chunk) as reader:
+    with open_read(src, item.src_path, chunk, item.pin) as reader:
         if dest.object_store and item.size >= s3parts.MULTIPART_MIN and s3parts.supports(dest.fs):
             offset, item.resume_from, item.checked = s3parts.send(dest.fs, final, reader, digest, on_bytes)
             _check(item.src_path, item, offset, digest.hexdigest())

@@ -1,0 +1,204 @@
+"""Judging the files a copy would send by what they are, not only by the path they were listed under.
+
+For each file: the path as listed and as the kernel resolves it (symlinks at any depth)
+against `policy.resident`; for a file on this machine (a local source, or an SFTP server
+here), its (device, inode) and its content against the resident index (hard links, bind
+mounts, copies under another name); for a file elsewhere, its content by hash where its
+size is a resident file's. Bound for a foreign jurisdiction, every file's content is then
+scanned for personal information (`scan`). A local file's identity is pinned as judged:
+the copy reads it only while it is still that file (`Pin.check`), so swapping it for
+another between the check and the send is refused too.
+"""
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+
+from ..config import Config
+from .fingerprints import Match, ResidentIndex, local_sha256
+from .locations import is_this_machine, redact, resolved, scheme_of
+
+# How many files a refusal names for one reason before it says how many more.
+NAMED_FILES = 5
+SCAN_THREADS = 4
+
+
+class PinError(OSError):
+    """A file changed identity or content between the guard's check and the copy's read."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A local file's identity as the guard judged it."""
+
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result) -> "Pin":
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def check(self, st: os.stat_result) -> None:
+        """Raise PinError unless `st` (of the open file) is the file as judged, unchanged."""
+        now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if now != (self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns):
+            raise PinError(
+                f"{self.path} changed after the residency guard checked it (another file is there now, or it was "
+                "written to): nothing of it was sent. Run the copy again once nothing writes the source."
+            )
+
+
+@dataclass
+class SourceFile:
+    """One file a copy would send: its name in the copy, its path in the source filesystem, its size."""
+
+    rel: str
+    path: str
+    size: int
+    pin: Pin | None = None
+
+
+@dataclass
+class Source:
+    """The side a copy reads: how the guard opens and hashes its files."""
+
+    url: str
+    local: bool                                  # its paths are this machine's paths
+    open: Callable[[str], BinaryIO]              # a sequential reader of a file
+    sha256: Callable[[list[str]], Mapping[str, str | None]]  # hashes of stored files, batched
+
+    @property
+    def here(self) -> bool:
+        """Whether the files are on this machine: a local source, or an SFTP server on this machine."""
+        if self.local:
+            return True
+        scheme, rest = scheme_of(self.url)
+        host = rest.partition("/")[0].rpartition("@")[2]
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+        return scheme == "sftp" and is_this_machine(host)
+
+
+@dataclass
+class Verdict:
+    """What the files of a copy carry: label origins (for the guard), findings (for the audit log)."""
+
+    origins: dict[str, str] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    _reasons: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, code: str, reason: str, kind: str) -> None:
+        self._reasons.setdefault(f"{code}\0{kind}", []).append(reason)
+
+    def close(self) -> "Verdict":
+        for key, reasons in self._reasons.items():
+            code = key.partition("\0")[0]
+            shown = "; ".join(reasons[:NAMED_FILES])
+            more = len(reasons) - NAMED_FILES
+            text = shown + (f"; and {more} more file{'s' if more > 1 else ''}" if more > 0 else "")
+            self.origins[code] = f"{self.origins[code]}; and {text}" if code in self.origins else text
+        self._reasons.clear()
+        return self
+
+
+def judge(source: Source, files: Sequence[SourceFile], config: Config, index: ResidentIndex,
+          path_origins: Callable[[str], Mapping[str, str]], scanner: Any | None = None) -> Verdict:
+    """Label origins of `files` by path, identity, content and (with `scanner`) a content scan.
+
+    `path_origins(url)` gives a location's labels by path (the guard's own lookup). Local
+    files get `pin` set. Raises nothing for a resident file: the verdict says why it is.
+    """
+    verdict = Verdict()
+    home = config.home.jurisdiction
+    here = source.here
+    base = source.url.rstrip("/")
+    collided: list[SourceFile] = []
+    sizes = index.sizes()
+    for item in files:
+        shown = f"{item.rel}" if item.rel else redact(source.url)
+        url = item.path if here else f"{base}/{item.rel}" if item.rel else source.url
+        by_path = path_origins(url)
+        if by_path and here:
+            real = resolved(item.path)
+            shown += f" (which resolves to {real})" if real != os.path.normpath(item.path) else ""
+        for code, why in by_path.items():
+            verdict.add(code, f"{shown}: {why}", "path")
+        if here:
+            match = _judge_here(item, index)
+            if match is not None and home not in by_path:  # one reason a file is enough
+                verdict.add(home, match.describe(shown), match.how)
+        elif item.size in sizes:
+            collided.append(item)
+    if collided:
+        digests = source.sha256([item.path for item in collided])
+        for item in collided:
+            match = index.same_content(item.size, lambda: digests.get(item.path))
+            if match is not None:
+                verdict.add(home, match.describe(item.rel or redact(source.url)), match.how)
+    if scanner is not None:
+        _scan(source, files, scanner, verdict, home)
+    return verdict.close()
+
+
+def _judge_here(item: SourceFile, index: ResidentIndex) -> Match | None:
+    try:
+        st = os.stat(item.path)  # follows every symlink on the way, as the copy's open will
+    except (OSError, ValueError):
+        return None  # gone: the copy fails on it, sending nothing of it
+    if not stat_mod.S_ISREG(st.st_mode):
+        return None
+    item.pin = Pin.of(item.path, st)
+    return index.same_file(st) or index.same_content(st.st_size, lambda: local_sha256(item.path, st))
+
+
+def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Verdict, home: str) -> None:
+    def one(item: SourceFile) -> Any:
+        with open_pinned(item, source) as handle:
+            return scanner.scan_file(handle, where=item.rel or redact(source.url), size=item.size)
+
+    with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
+        results = list(pool.map(_safely(one), files))
+    for item, result in zip(files, results):
+        shown = item.rel or redact(source.url)
+        if isinstance(result, BaseException):
+            verdict.add(home, f"{shown}: its content could not be scanned ({type(result).__name__}: {result})", "scan")
+            continue
+        for finding in result.findings:
+            verdict.add(home, f"{shown}: the content scan found {finding.describe()}", "scan")
+            verdict.findings.append({"file": shown, "kind": finding.kind, "where": finding.where,
+                                     "offset": finding.offset, "masked": finding.masked, "sha256": finding.digest})
+        for unscannable in result.unscannable:
+            verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
+
+
+def _safely(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def call(arg: Any) -> Any:
+        try:
+            return func(arg)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
+            return exc
+    return call
+
+
+def open_pinned(item: SourceFile, source: Source) -> BinaryIO:
+    """The file as the guard judged it: a local one is opened and checked against its pin."""
+    if item.pin is None:
+        return source.open(item.path)
+    handle = open(item.path, "rb")
+    try:
+        item.pin.check(os.fstat(handle.fileno()))
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def pins_of(files: Iterable[SourceFile]) -> dict[str, Pin]:
+    """path -> pin of every local file the guard judged (what the copy's reader checks)."""
+    return {item.path: item.pin for item in files if item.pin is not None}

@@ -1,0 +1,219 @@
+"""The resident files by identity and by content: what lets a label follow the bytes.
+
+A path glob labels `pii/people.csv`; it cannot label a hard link to it, a bind mount of
+its folder, or a copy under another name. The index walks every local location the
+policy's `resident` globs name and keeps each file's (device, inode) and size. A file
+is then resident:
+- by identity, when its (device, inode) is a resident file's: a hard link, a bind
+  mount, a symlink, any path the kernel resolves to the same file;
+- by content, when its size is a resident file's and its sha256 too: a copy.
+
+Hashes are taken only where sizes collide, and remembered by `stat` in the record
+store of `jupyter_split.verified` (a file whose device, inode, size, mtime and ctime
+are unchanged is not read again), so keeping the index fresh costs a stat walk of the
+resident folders, done again for every check: a resident file written a moment ago
+counts at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from .. import verified
+from ..config import Config
+from .locations import Glob, compile_globs, components, scheme_of
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Resident:
+    """One resident file as the walk found it."""
+
+    path: str
+    glob: str
+    st: os.stat_result = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why a file is resident: the original it is, or equals, and how that was found."""
+
+    original: str
+    how: str  # "same file" or "same content"
+    glob: str
+
+    def describe(self, what: str) -> str:
+        if self.how == "same file":
+            return (f"{what} is the resident file {self.original} itself (same device and inode: a hard link, "
+                    f"a bind mount or a symlink of it; policy.resident {self.glob!r})")
+        return f"{what} has the same content (sha256) as the resident file {self.original} (policy.resident {self.glob!r})"
+
+
+class ResidentIndex:
+    """Every local resident file, by (device, inode) and by size, with content hashes on demand."""
+
+    def __init__(self, files: Iterable[Resident]):
+        self.by_inode: dict[tuple[int, int], Resident] = {}
+        self.by_size: dict[int, list[Resident]] = {}
+        for resident in files:
+            key = (resident.st.st_dev, resident.st.st_ino)
+            if key in self.by_inode:
+                continue  # a second path to the same file: one entry
+            self.by_inode[key] = resident
+            self.by_size.setdefault(resident.st.st_size, []).append(resident)
+        self._hashes: dict[int, dict[str, Resident]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_inode)
+
+    def same_file(self, st: os.stat_result) -> Match | None:
+        """The resident file `st` is (by device and inode), if any."""
+        found = self.by_inode.get((st.st_dev, st.st_ino))
+        return Match(found.path, "same file", found.glob) if found else None
+
+    def sizes(self) -> frozenset[int]:
+        return frozenset(self.by_size)
+
+    def same_content(self, size: int, sha256: Callable[[], str | None]) -> Match | None:
+        """The resident file whose bytes equal a file of `size` bytes whose hash `sha256()` gives.
+
+        `sha256` is called only when some resident file has that size (most files have none).
+        """
+        if size not in self.by_size:
+            return None
+        digest = sha256()
+        if digest is None:
+            return None
+        found = self._of_size(size).get(digest)
+        return Match(found.path, "same content", found.glob) if found else None
+
+    def _of_size(self, size: int) -> dict[str, Resident]:
+        if size not in self._hashes:
+            hashes: dict[str, Resident] = {}
+            for resident in self.by_size[size]:
+                digest = local_sha256(resident.path, resident.st)
+                if digest is not None:
+                    hashes.setdefault(digest, resident)
+            self._hashes[size] = hashes
+        return self._hashes[size]
+
+
+def resident_index(config: Config) -> ResidentIndex:
+    """The index of the local files the config's `policy.resident` globs name, walked now."""
+    return ResidentIndex(walk_resident(compile_globs(config.policy.resident)))
+
+
+def walk_resident(globs: Iterable[Glob]) -> Iterator[Resident]:
+    """Every local file a glob matches: the walk starts at the glob's literal head, as written."""
+    for glob in globs:
+        head, everything = _local_head(glob.text)
+        if head is None:
+            continue  # an object store's glob: labelled by its path only
+        seen_dirs: set[tuple[int, int]] = set()
+        for top in _case_variants(head):
+            for path, st in _walk(top, seen_dirs):
+                if everything or glob.matches(("file", components(path)), contains=False):
+                    yield Resident(path, glob.text, st)
+
+
+def _local_head(text: str) -> tuple[str | None, bool]:
+    """The folder a local glob's matches all lie under, and whether it matches all below it."""
+    scheme, rest = scheme_of(text.strip())
+    if scheme != "file":
+        return None, False
+    path = os.path.expanduser(rest if rest == text.strip() else "/" + rest.lstrip("/"))
+    if path.startswith("**"):
+        return None, False  # matches anywhere: no folder to walk (such a glob labels by path)
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return "/" + "/".join(parts[:i]), all(p == "**" for p in parts[i:])
+    return "/" + "/".join(parts), True
+
+
+def _case_variants(path: str) -> list[str]:
+    """`path` if it exists, else the existing paths that differ from it only by case
+    (globs match regardless of case, so the walk must find `PII` for `pii`)."""
+    if os.path.lexists(path):
+        return [path]
+    found = ["/"]
+    for part in (p for p in path.split("/") if p):
+        nxt: list[str] = []
+        for base in found:
+            candidate = os.path.join(base, part)
+            if os.path.lexists(candidate):
+                nxt.append(candidate)
+                continue
+            try:
+                nxt += [e.path for e in os.scandir(base) if e.name.casefold() == part.casefold()]
+            except OSError:
+                pass
+        found = nxt
+        if not found:
+            return []
+    return found
+
+
+def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, os.stat_result]]:
+    """Files at or under `top`, symlinks followed (each folder once, so a loop ends)."""
+    try:
+        st = os.stat(top)
+    except (OSError, ValueError):
+        return
+    if not stat_mod.S_ISDIR(st.st_mode):
+        if stat_mod.S_ISREG(st.st_mode):
+            yield top, st
+        return
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            fst = os.stat(folder)
+            if (fst.st_dev, fst.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((fst.st_dev, fst.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                est = entry.stat()  # follows symlinks: a link in a resident folder points at resident data
+            except OSError:
+                continue
+            if stat_mod.S_ISDIR(est.st_mode):
+                pending.append(entry.path)
+            elif stat_mod.S_ISREG(est.st_mode):
+                yield entry.path, est
+
+
+def local_sha256(path: str | int, st: os.stat_result | None = None) -> str | None:
+    """sha256 of a local file (a path or an open descriptor), from the record store when `stat`
+    says it is unchanged since it was hashed; None if it cannot be read."""
+    try:
+        st = st or os.stat(path)
+        known = verified.known_sha256(st)
+        if known is not None:
+            return known
+        stat_ns = time.time_ns()
+        digest = hashlib.sha256()
+        fd = path if isinstance(path, int) else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            offset = 0
+            while data := os.pread(fd, CHUNK, offset):
+                digest.update(data)
+                offset += len(data)
+        finally:
+            if not isinstance(path, int):
+                os.close(fd)
+    except (OSError, ValueError):
+        return None
+    sha = digest.hexdigest()
+    after = os.stat(path) if not isinstance(path, int) else os.fstat(path)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        verified.remember(st, stat_ns, sha)
+    return sha
