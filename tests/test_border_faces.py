@@ -20,8 +20,8 @@ from tornado.httpclient import HTTPClientError
 from jupyter_split import policy, sync
 
 from .fixtures.core import text
-from .test_border_escapes import (OTHER, RESIDENT, _tree, assert_nothing_resident, assert_refused, bucket,  # noqa: F401
-                                  hard_link, landed, world)
+from .test_border_escapes import OTHER, assert_refused, hard_link, landed
+from .test_border_escapes import bucket, world  # noqa: F401 - the fixtures, shared
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
