@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncssh
 
+from . import hostkeys
 from .config import Config, SiteConfig
 from .executors.base import ExecutorError
 
@@ -85,12 +86,11 @@ def jump_endpoint(site: SiteConfig, config: Config | None) -> Endpoint | None:
 
 
 def _check_files(ep: Endpoint) -> None:
-    if not Path(ep.known_hosts).is_file():
-        raise HostKeyError(
-            f"{ep.label}: known_hosts file {ep.known_hosts} does not exist, so the host key of {ep.host} cannot be "
-            f"checked. Create it with the cluster's verified key, e.g. `ssh-keyscan -p {ep.port} {ep.host} >> "
-            f"{ep.known_hosts}` (then compare the fingerprint with the one your admins publish), or set `known_hosts`."
-        )
+    if Path(ep.known_hosts).is_file():
+        try:
+            hostkeys.read(ep.known_hosts)
+        except ValueError as exc:
+            raise HostKeyError(f"{ep.label}: {exc}") from None
     if ep.identity_file is not None:
         key = Path(ep.identity_file)
         if not key.is_file():
@@ -100,7 +100,8 @@ def _check_files(ep: Endpoint) -> None:
 
 def _options(ep: Endpoint) -> dict[str, Any]:
     options: dict[str, Any] = dict(
-        host=ep.host, port=ep.port, known_hosts=ep.known_hosts,
+        # OpenSSH's reading of the file: a `[host]:port` entry for a port other than 22, and @revoked
+        host=ep.host, port=ep.port, known_hosts=hostkeys.KnownHosts(ep.known_hosts),
         connect_timeout=ep.connect_timeout, login_timeout=ep.connect_timeout,
         keepalive_interval=ep.keepalive_interval, keepalive_count_max=3,
         # The site table is the whole truth: ~/.ssh/config must not silently redirect a site.
@@ -118,37 +119,18 @@ def _options(ep: Endpoint) -> dict[str, Any]:
 
 
 async def _explain_host_key(ep: Endpoint, tunnel: Any) -> HostKeyError:
-    """Fetch the key the server shows and say whether it is unknown or changed."""
-    try:
-        key = await asyncio.wait_for(
-            asyncssh.get_server_host_key(ep.host, ep.port, tunnel=tunnel or (), config=[]),
-            ep.connect_timeout)
-        shown = key.get_fingerprint("sha256") if key else "(none)"
-        algo = key.get_algorithm() if key else "?"
-    except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-        shown, algo = f"(could not read it again: {exc})", "?"
-    entry = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
-    try:
-        trusted = asyncssh.read_known_hosts(ep.known_hosts).match(ep.host, "", ep.port)[0]
-    except (OSError, ValueError):
-        trusted = []
-    if trusted:
-        on_record = ", ".join(k.get_fingerprint("sha256") for k in trusted)
-        return HostKeyError(
-            f"{ep.label}: the host key of {entry} CHANGED. The server shows {algo} {shown}; {ep.known_hosts} "
-            f"records {on_record}. This can be an attack: do not connect until the cluster's admins confirm the "
-            f"new key. Then remove the old one with `ssh-keygen -R '{entry}' -f {ep.known_hosts}` and add the new one."
-        )
-    return HostKeyError(
-        f"{ep.label}: the host key of {entry} is unknown ({algo} {shown}), so the connection was refused. "
-        f"If the cluster's admins confirm that fingerprint, add it: `ssh-keyscan -p {ep.port} {ep.host} >> "
-        f"{ep.known_hosts}`."
-    )
+    """Fetch the key the server shows (a key exchange, no login) and say why it is refused."""
+    algs = hostkeys.algorithms_for(ep.known_hosts, ep.host, ep.port) or ()
+    key, why = await hostkeys.server_key(ep.host, ep.port, ep.connect_timeout, tunnel=tunnel or (), config=[],
+                                         server_host_key_algs=algs)
+    return HostKeyError(hostkeys.explain(ep.label, ep.host, ep.port, ep.known_hosts, key, why))
 
 
 async def open_connection(ep: Endpoint, tunnel: asyncssh.SSHClientConnection | None = None) -> asyncssh.SSHClientConnection:
     """Connect and authenticate, turning every failure into an SshError that names the fix."""
     _check_files(ep)
+    if not Path(ep.known_hosts).is_file():  # refused before logging in, with the fingerprint to check
+        raise await _explain_host_key(ep, tunnel)
     options = _options(ep)
     if tunnel is not None:
         options["tunnel"] = tunnel

@@ -13,3 +13,22 @@ __all__ = [
     "MANIFEST_NAME", "FileEntry", "HashingWriter", "Manifest", "ManifestError", "PlanError", "SyncError",
     "SyncReport", "copy", "latest", "publish", "pull", "push", "read_manifest",
 ]
+
+
+def _check_ssh_host_keys() -> None:
+    """`ssh://` and `sftp://` URLs open `jupyter_split.sshstore`'s filesystem wherever fsspec
+    opens them: sshfs alone does not check the server's host key."""
+    import fsspec
+    from fsspec.registry import registry
+
+    for protocol in ("ssh", "sftp"):
+        if protocol in registry:  # loaded before this import: replace it now
+            from ..sshstore import VerifiedSSHFileSystem
+
+            fsspec.register_implementation(protocol, VerifiedSSHFileSystem, clobber=True)
+        else:
+            fsspec.register_implementation(protocol, "jupyter_split.sshstore.VerifiedSSHFileSystem", clobber=True,
+                                           errtxt="ssh:// storage needs the ssh extra: pip install 'jupyter_split[ssh]'")
+
+
+_check_ssh_host_keys()

@@ -24,6 +24,8 @@ from typing import Any
 
 from fsspec.asyn import sync
 
+from . import sftp_errors
+
 SESSIONS = 4
 
 
@@ -45,11 +47,11 @@ class SftpStreams:
         if session is None:
             return None
         try:
-            handle = sync(self._fs.loop, _open, session, path, "r+b" if offset else "wb")
+            handle = sync(self._fs.loop, _open, self._fs, session, path, "r+b" if offset else "wb")
         except BaseException:
             self._release(session)
             raise
-        return SftpWriter(self, session, handle, offset)
+        return SftpWriter(self, session, handle, offset, path)
 
     def start_soon(self) -> None:
         """Open the sessions now, without waiting: a copy does it as its big files begin."""
@@ -117,9 +119,10 @@ class SftpWriter:
 
     PENDING = 2
 
-    def __init__(self, streams: SftpStreams, session: Any, handle: Any, offset: int):
-        self._streams, self._session, self._handle = streams, session, handle
-        self._loop = streams._fs.loop
+    def __init__(self, streams: SftpStreams, session: Any, handle: Any, offset: int, path: str):
+        self._streams, self._session, self._handle, self._path = streams, session, handle, path
+        self._fs = streams._fs
+        self._loop = self._fs.loop
         self._offset = offset
         self._pending: list[concurrent.futures.Future] = []
         self._closed = False
@@ -127,7 +130,8 @@ class SftpWriter:
     def write(self, data: bytes) -> None:
         while len(self._pending) >= self.PENDING:
             self._pending.pop(0).result()
-        self._pending.append(asyncio.run_coroutine_threadsafe(_call(self._handle.write, data, self._offset), self._loop))
+        call = _call(self._fs, "write", self._path, self._handle.write, data, self._offset, writes=True)
+        self._pending.append(asyncio.run_coroutine_threadsafe(call, self._loop))
         self._offset += len(data)
 
     def close(self) -> None:
@@ -140,7 +144,8 @@ class SftpWriter:
         finally:
             self._pending = []
             try:
-                sync(self._loop, _call, self._handle.close)
+                # the server may report a write's failure as late as the close (a full disk)
+                sync(self._loop, _call, self._fs, "write (close)", self._path, self._handle.close, writes=True)
             finally:
                 self._streams._release(self._session)
 
@@ -176,7 +181,8 @@ async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
             path = posixpath.dirname(path)
         chain.update(dict.fromkeys(reversed(parts or [folder])))
     async with fs._pool.get() as channel:
-        results = await asyncio.gather(*(_call(channel.mkdir, path) for path in chain), return_exceptions=True)
+        results = await asyncio.gather(*(_call(fs, "create the folder", path, channel.mkdir, path) for path in chain),
+                                       return_exceptions=True)
     for result in results:
         if isinstance(result, PermissionError):
             raise result
@@ -188,8 +194,7 @@ async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
 async def read_file(fs: Any, path: str) -> bytes:
     """A whole file, on one of sshfs's pooled sessions (many at once pipeline there)."""
     async with fs._pool.get() as channel:
-        async with channel.open(path, "rb") as handle:
-            return await handle.read()
+        return await _call(fs, "read", path, _read_whole, channel, path)
 
 
 async def write_file(fs: Any, path: str, data: bytes) -> None:
@@ -199,8 +204,7 @@ async def write_file(fs: Any, path: str, data: bytes) -> None:
     nearly tripled the time for small files; a copy creates every folder once.
     """
     async with fs._pool.get() as channel:
-        async with channel.open(path, "wb") as handle:
-            await handle.write(data)
+        await _call(fs, "write", path, _write_whole, channel, path, data, writes=True)
 
 
 def rename_all(fs: Any, moves: list[tuple[str, str]]) -> None:
@@ -234,12 +238,12 @@ async def _make_dir(fs: Any, path: str) -> None:
     # mkdir first: a new folder whose parent exists costs one round trip
     async with fs._pool.get() as channel:
         try:
-            await _call(channel.mkdir, path)
+            await _call(fs, "create the folder", path, channel.mkdir, path)
             return
         except FileNotFoundError:
             pass  # its parent is missing too
         except OSError:
-            if await _call(channel.isdir, path):  # it was there already
+            if await _call(fs, "stat", path, channel.isdir, path):  # it was there already
                 return
             raise
     parent = posixpath.dirname(path)
@@ -268,7 +272,8 @@ async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
                 folder = posixpath.dirname(folder)
         deepest_first = sorted(folders, key=lambda f: f.count("/"), reverse=True)
         async with fs._pool.get() as channel:  # in order on one session: one round trip
-            results = await asyncio.gather(*(_call(channel.rmdir, f) for f in deepest_first), return_exceptions=True)
+            results = await asyncio.gather(*(_call(fs, "remove the folder", f, channel.rmdir, f) for f in deepest_first),
+                                           return_exceptions=True)
         if not any(isinstance(result, BaseException) for result in results):
             return
         # something else is in there (or the server reordered): list it all
@@ -283,7 +288,7 @@ async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
 
 async def _rmdir(fs: Any, path: str) -> None:
     async with fs._pool.get() as channel:
-        await _call(channel.rmdir, path)
+        await _call(fs, "remove the folder", path, channel.rmdir, path)
 
 
 async def _gather(calls: list[Any], limit: int = 256) -> list[Any]:
@@ -305,22 +310,27 @@ async def _new_session(fs: Any) -> Any:
     return await fs.client.start_sftp_client()
 
 
-async def _open(session: Any, path: str, mode: str) -> Any:
-    return await _call(session.open, path, mode, block_size=-1, max_requests=-1)
+async def _open(fs: Any, session: Any, path: str, mode: str) -> Any:
+    return await _call(fs, f"open ({mode})", path, session.open, path, mode, block_size=-1, max_requests=-1)
 
 
-async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    # SFTP's status codes as the OSErrors the engine tells apart (permanent or worth a retry);
+async def _read_whole(channel: Any, path: str) -> bytes:
+    async with channel.open(path, "rb") as handle:
+        return await handle.read()
+
+
+async def _write_whole(channel: Any, path: str, data: bytes) -> None:
+    async with channel.open(path, "wb") as handle:
+        await handle.write(data)
+
+
+async def _call(fs: Any, op: str, path: str, fn: Any, *args: Any, writes: bool = False, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, its SFTP errors raised as OSErrors that say `op`, `path`, the server and the fix,
+    of the types the engine tells apart (permanent or worth a retry); see `sftp_errors.explain`."""
     # asyncssh is imported here, not at the top: a runner on a site may have no `ssh` extra
     import asyncssh
 
     try:
         return await fn(*args, **kwargs)
-    except (asyncssh.SFTPPermissionDenied, asyncssh.SFTPWriteProtect) as exc:
-        raise PermissionError(errno.EACCES, exc.reason) from exc
-    except asyncssh.SFTPNoSuchFile as exc:
-        raise FileNotFoundError(errno.ENOENT, exc.reason) from exc
-    except (asyncssh.SFTPNoSpaceOnFilesystem, asyncssh.SFTPQuotaExceeded) as exc:
-        raise OSError(errno.ENOSPC, exc.reason) from exc
     except asyncssh.SFTPError as exc:
-        raise OSError(errno.EIO, f"{exc.reason} (SFTP status {exc.code})") from exc
+        raise await sftp_errors.explain(fs, exc, op, path, writes=writes) from exc
