@@ -5,8 +5,11 @@ __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:
+    """Register the magics, and track the kernel's reads of resident data (`residency/kernel.py`)."""
     from .magics import SplitMagics
+    from .residency.kernel import start_kernel_tracking
 
+    start_kernel_tracking(ipython)
     ipython.register_magics(SplitMagics(ipython))
 
 

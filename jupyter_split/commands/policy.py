@@ -55,7 +55,11 @@ def show_policy(ctx: Context, args: argparse.Namespace) -> int:
     state = describe_state()
     if state["tracking"]:
         labels = state["labels"]
-        ctx.print("this run: " + ("; ".join(f"{k} ({v})" for k, v in labels.items()) or "not labelled"))
+        who = "this kernel" if state.get("process") == "kernel" else "this run"
+        ctx.print(f"{who}: " + ("; ".join(f"{k} ({v})" for k, v in labels.items()) or "not labelled"))
+        if labels and who == "this kernel":
+            ctx.print("  every --in variable to another jurisdiction is refused until the kernel restarts, "
+                      "or the variable is declassified (%split declassify NAME --reason \"...\")")
     if ctx.namespace is not None:
         labelled = {name: variable_origins(name, value) for name, value in list(ctx.namespace.items())
                     if not name.startswith("_") and name not in _IPYTHON_NAMES and _labelled_here(value)}
@@ -101,15 +105,25 @@ def _labelled_here(value: Any) -> bool:
 def declassify(ctx: Context, args: argparse.Namespace) -> int:
     config = load_config()
     for item in args.items:
-        target = ctx.namespace[item] if ctx.namespace is not None and item in ctx.namespace else item
+        variable = ctx.namespace is not None and item in ctx.namespace
+        target = ctx.namespace[item] if variable else item
+        if variable and not _takes_mark(target):
+            # a str, number or tuple takes no mark (and a string would be read as a location,
+            # its value written to the register): the variable is declassified by its name
+            target = item
         try:
             record = policy.declassify(target, args.reason, args.user, name=item, config=config)
         except (TypeError, ValueError) as exc:
             return _fail(f"cannot declassify {item!r}: {exc}")
-        what = "variable" if target is not item else "item"
+        what = "variable" if variable else "item"
         ctx.print(f"declassified {what} {item!r} ({', '.join(record['labels']) or 'no label now'}) "
                   f"by {record['user']}: {record['reason']}")
     return 0
+
+
+def _takes_mark(value: Any) -> bool:
+    """Whether `mark_declassified` can mark this very object."""
+    return not isinstance(value, (str, bytes, int, float, complex, tuple, frozenset, range, type(None)))
 
 
 @verb("audit", "show the audit log of cross-border transfers, filtered",

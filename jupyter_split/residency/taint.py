@@ -7,9 +7,15 @@ resident location, or of a file inside a labelled checkpoint, labels the run;
 `run_labels()` then stamps whatever the run ships, and every file the run wrote is
 listed with its labels (`produced`), so it stays labelled after the run ends.
 
+A file opened under another name than a resident glob's (a hard link, a bind mount, a
+copy) is found by identity or content, and a command this process starts taints it when
+its command line names a resident path (`reads.py`; a child's own reads are not seen).
+
 Reads by native code that bypasses Python's `open` (e.g. Arrow's C++ filesystem,
 Rust readers) are not seen: call `taint_run` where such a reader is used, as
 `ckpt.load` and the sync engine do for labelled checkpoints.
+
+The notebook kernel is tracked the same way (`kernel.py`, from `%load_ext jupyter_split`).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from .audit import append_record, declassified_path, read_records
 from .labels import collect
 from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent, resolved
 from .produced import produced_path, record_produced
+from .reads import command_paths, is_command, open_folders, resident_original
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
@@ -35,6 +42,7 @@ RUN_ID_ENV = "JUPYTER_SPLIT_RUN_ID"
 _EVENTS = frozenset({
     "open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile", "shutil.copytree",
     "os.link", "os.rename", "sqlite3.connect",
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn",
 })
 _WATCHED = ("_open", "cat_file", "_cat_file", "get_file", "_get_file", "cat_ranges", "_cat_ranges",
             "pipe_file", "_pipe_file", "put_file", "_put_file")
@@ -52,6 +60,7 @@ class _State:
     own_files: frozenset[str]
     labels: dict[str, str] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # what this process wrote: labelled once it is tainted
+    process: str = "run"  # or "kernel": the notebook's own interpreter
 
 
 _state: _State | None = None
@@ -69,14 +78,18 @@ def start_taint_tracking(
     site: str | None = None,
     run_id: str | None = None,
     state_file: str | os.PathLike[str] | None = None,
+    process: str = "run",
 ) -> None:
-    """Watch this process's reads; `state_file` shares the run's labels with its child processes."""
+    """Watch this process's reads; `state_file` shares the run's labels with its child processes.
+
+    `process="kernel"` for the notebook kernel: its labels are shared with the processes it
+    forks only (the runners it starts are other processes, with taint of their own)."""
     global _state, _hook_installed
     from ..sync.manifest import MANIFEST_NAME  # here, not at import: sync imports this package
 
     config = config or load_config()
     file = state_file or os.environ.get(TAINT_FILE_ENV)
-    if file:
+    if file and process == "run":
         os.environ[TAINT_FILE_ENV] = str(file)  # worker processes of the run join the same taint
     site = site or os.environ.get(SITE_ENV)
     if site:
@@ -90,6 +103,7 @@ def start_taint_tracking(
         run_id=run_id,
         state_file=Path(file) if file else None,
         manifest_name=MANIFEST_NAME,
+        process=process,
         own_files=frozenset(os.path.realpath(p) for p in (
             config.audit_log_path(), declassified_path(config), produced_path(config), *([file] if file else []))),
     )
@@ -156,27 +170,46 @@ def local_site(config: Config) -> SiteConfig:
     return config.site(name) if name else config.home
 
 
-def _note(path: Any, how: str, local: bool = True) -> None:
+def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity: bool = False) -> None:
+    """Taint the run if `path` is resident (or, with `identity`, the same file or bytes as a
+    resident file) or part of a labelled checkpoint."""
     state = _state
     if state is None or isinstance(path, (int, type(None))):
         return
     try:
         text = os.fsdecode(path)
-        glob = None
+        glob = same = None
         if state.home not in state.labels:
             # the OS decodes nothing in a path it opens; an fsspec URL may mean more than one place
             found_at = os_path_readings(text) if local else readings(text)
             glob = first_match(found_at, state.globs, contains=False)
+            if glob is None and identity:
+                same = resident_original(text, state.globs)
         found = _checkpoint_origins(state, text) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
-    run_id = current_run_id()
-    run = f"run {run_id}" if run_id else "this run"
+    run = _who(state)
     if glob is not None:
-        taint_run({state.home: f"{run} read {text} (policy.resident {glob.text!r})"})
+        taint_run({state.home: f"{run} {verb} {text} (policy.resident {glob.text!r}){_clear(state)}"})
+    elif same is not None:
+        taint_run({state.home: f"{run} {verb} {text}: {same}{_clear(state)}"})
     if found:
-        taint_run({code: f"{run} read {text}, {why}" for code, why in found.items()})
+        taint_run({code: f"{run} {verb} {text}, {why}{_clear(state)}" for code, why in found.items()})
+
+
+def _who(state: _State) -> str:
+    if state.process == "kernel":
+        return "this notebook kernel"
+    run_id = current_run_id()
+    return f"run {run_id}" if run_id else "this run"
+
+
+def _clear(state: _State) -> str:
+    # A kernel's taint covers every variable in it: say how it ends, where the refusal is read.
+    if state.process != "kernel":
+        return ""
+    return "; any variable of this kernel may hold it (restart the kernel to clear its taint)"
 
 
 def _checkpoint_origins(state: _State, path: str) -> dict[str, str]:
@@ -253,12 +286,23 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             flags = args[2] if len(args) > 2 else None
             if _reads(args[1], flags):
-                _note(args[0], "file open")
+                _note(args[0], "file open", identity=True)
+                if args[1] is None and isinstance(args[0], (str, bytes)) and not os.fsdecode(args[0]).startswith("/"):
+                    for path in open_folders(os.fsdecode(args[0])):  # os.open(name, dir_fd=...): any open folder
+                        _note(path, "file open", identity=True)
             if _writes(args[1], flags):
                 _wrote(args[0], local=True)
         elif event in ("os.rename", "os.link"):
             _note(args[0], event)
             _wrote(args[1], local=True)
+        elif is_command(event):
+            try:
+                paths = list(command_paths(event, args))
+            except Exception:  # noqa: BLE001 - a command the hook cannot read must taint, not pass
+                taint_run({_state.home: f"a command ({event} {args[:2]!r}) the residency hook could not read"})
+                return
+            for path in paths:
+                _note(path, event, verb="ran a command naming")
         else:
             _note(args[0], event)
     finally:
@@ -342,7 +386,8 @@ def describe_state() -> dict[str, Any]:
     state = _state
     if state is None:
         return {"tracking": False}
-    return {"tracking": True, "site": state.site, "run_id": current_run_id(), "labels": run_label_origins()}
+    return {"tracking": True, "process": state.process, "site": state.site, "run_id": current_run_id(),
+            "labels": run_label_origins()}
 
 
 def current_run_id() -> str | None:

@@ -1,0 +1,93 @@
+"""The notebook kernel as a tracked process: `%load_ext jupyter_split` starts the taint hook in it.
+
+A runner's reads of resident data label what its run ships. The notebook kernel runs
+the same hook (`taint.start_taint_tracking(process="kernel")`): once it has read resident
+data (`open(...).read()`, `pathlib.Path.read_text`, `pd.read_csv`, `np.load`, `np.loadtxt`,
+`os.open`, a `mmap` of an opened file, a hard link, bind mount or copy of a resident file,
+a labelled checkpoint) any variable in it may hold some, so `--in` of any variable to a
+site of another jurisdiction is refused before the first byte (`guard.check_objects` adds
+the process's taint), as are pushes and W&B artifacts sent from it. Sites of the home
+jurisdiction (`%%on home`) take anything.
+
+The taint ends with the kernel (restart it). A single variable may still leave once its
+export is approved: `%split declassify NAME --reason "..."`. `%split policy` shows the
+kernel's labels and where each came from.
+
+Processes the kernel forks (multiprocessing and DataLoader workers with the `fork` start
+method, `!cmd`) share its labels through a state file in the data directory; the runners
+it starts are processes of their own, with their own taint.
+
+Not seen, and so not refused by the taint (the content scanner at the border is the
+second line for these):
+- reads before the hook existed: when cells ran before `%load_ext jupyter_split`, the
+  kernel is tainted from the start (what they read is unknown). Load the extension in
+  the first cell, or at start with `c.InteractiveShellApp.extensions = ["jupyter_split"]`.
+- a child process's own reads (`subprocess.run(["cat", path])`, a script, a
+  `spawn`/`forkserver` worker): only its command line is seen, and a command line that
+  names a resident path taints; one that builds the path itself passes.
+- native readers that open files without Python's `open` (`pyarrow.parquet.read_table`
+  or `pyarrow.csv.read_csv` given a path, polars, a C extension's `fopen`).
+- off Linux, an `os.open` relative to a `dir_fd` (the hook is given the relative name
+  only; on Linux it is tried against every folder the process holds open).
+- the sidebar: the Jupyter server is another process, and shows no kernel's taint;
+  `%split policy` in the notebook does.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, load_config
+from ..paths import data_dir
+from .taint import describe_state, start_taint_tracking, taint_run
+
+_LOAD_FIRST = ("restart the kernel and load the extension in its first cell "
+               "(or at start: c.InteractiveShellApp.extensions = [\"jupyter_split\"] in ipython_config.py)")
+
+
+def start_kernel_tracking(shell: Any) -> None:
+    """Track this kernel's reads from now on (a second load keeps the labels it has).
+
+    With a config that cannot be read, the hook starts before the first cell run after
+    it is fixed; what ran in between is counted as untracked."""
+    if describe_state()["tracking"]:
+        return
+    try:
+        _start(shell)
+    except ConfigError as exc:
+        print(f"[jupyter_split] this kernel's reads are not tracked until the config can be read: {exc}")
+
+        def retry(*_: Any) -> None:
+            try:
+                _start(shell)
+            except ConfigError:
+                return
+            shell.events.unregister("pre_run_cell", retry)
+
+        shell.events.register("pre_run_cell", retry)
+
+
+def _start(shell: Any) -> None:
+    config = load_config()
+    file = data_dir() / "taint" / f"kernel-{os.getpid()}.jsonl"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"")  # a kernel of the same pid before this one left its labels: not ours
+    atexit.register(_remove, file, os.getpid())
+    start_taint_tracking(config, state_file=file, process="kernel")
+    # IPython keeps the result of the last finished execution: any at all ran untracked
+    if getattr(shell, "last_execution_result", None) is not None:
+        taint_run({config.home.jurisdiction: (
+            "code ran in this notebook kernel before jupyter_split tracked its reads "
+            f"(`%load_ext jupyter_split` came later, or the config could not be read), so what they read "
+            f"is unknown; {_LOAD_FIRST}")})
+
+
+def _remove(file: Path, owner: int) -> None:
+    if os.getpid() != owner:
+        return  # a forked child ending: the kernel's labels are still the kernel's
+    try:
+        file.unlink()
+    except OSError:
+        pass
