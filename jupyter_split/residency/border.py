@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 from ..config import Config
-from .fingerprints import Match, ResidentIndex, local_sha256
+from .fingerprints import ResidentIndex, sha256_many
 from .locations import is_this_machine, redact, resolved, scheme_of
 
 # How many files a refusal names for one reason before it says how many more.
@@ -119,6 +119,7 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
     here = source.here
     base = source.url.rstrip("/")
     collided: list[SourceFile] = []
+    local_collided: list[tuple[SourceFile, os.stat_result, str]] = []
     sizes = index.sizes()
     for item in files:
         shown = f"{item.rel}" if item.rel else redact(source.url)
@@ -130,12 +131,23 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
         for code, why in by_path.items():
             verdict.add(code, f"{shown}: {why}", "path")
         if here:
-            match = _judge_here(item, index)
+            st = _pin(item)
+            match = index.same_file(st) if st is not None else None
             if match is not None and home not in by_path:  # one reason a file is enough
                 verdict.add(home, match.describe(shown), match.how)
+            elif st is not None and match is None and home not in by_path and st.st_size in sizes:
+                local_collided.append((item, st, shown))
         elif item.size in sizes:
             collided.append(item)
+    if local_collided:
+        index.prefetch(st.st_size for _, st, _ in local_collided)
+        digests = sha256_many([(item.path, st) for item, st, _ in local_collided])
+        for (item, st, shown), digest in zip(local_collided, digests):
+            match = index.same_content(st.st_size, lambda: digest)
+            if match is not None:
+                verdict.add(home, match.describe(shown), match.how)
     if collided:
+        index.prefetch(item.size for item in collided)
         digests = source.sha256([item.path for item in collided])
         for item in collided:
             match = index.same_content(item.size, lambda: digests.get(item.path))
@@ -146,7 +158,8 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
     return verdict.close()
 
 
-def _judge_here(item: SourceFile, index: ResidentIndex) -> Match | None:
+def _pin(item: SourceFile) -> os.stat_result | None:
+    """The stat of a local file as the copy will open it, pinned; None if it is gone or not a file."""
     try:
         st = os.stat(item.path)  # follows every symlink on the way, as the copy's open will
     except (OSError, ValueError):
@@ -154,7 +167,7 @@ def _judge_here(item: SourceFile, index: ResidentIndex) -> Match | None:
     if not stat_mod.S_ISREG(st.st_mode):
         return None
     item.pin = Pin.of(item.path, st)
-    return index.same_file(st) or index.same_content(st.st_size, lambda: local_sha256(item.path, st))
+    return st
 
 
 def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Verdict, home: str) -> None:

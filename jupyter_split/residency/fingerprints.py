@@ -92,14 +92,20 @@ class ResidentIndex:
         found = self._of_size(size).get(digest)
         return Match(found.path, "same content", found.glob) if found else None
 
+    def prefetch(self, sizes: Iterable[int]) -> None:
+        """Hash the resident files of these sizes now, their records read in a few queries."""
+        todo = [size for size in set(sizes) if size in self.by_size and size not in self._hashes]
+        residents = [r for size in todo for r in self.by_size[size]]
+        digests = sha256_many([(r.path, r.st) for r in residents])
+        for size in todo:
+            self._hashes[size] = {}
+        for resident, digest in zip(residents, digests):
+            if digest is not None:
+                self._hashes[resident.st.st_size].setdefault(digest, resident)
+
     def _of_size(self, size: int) -> dict[str, Resident]:
         if size not in self._hashes:
-            hashes: dict[str, Resident] = {}
-            for resident in self.by_size[size]:
-                digest = local_sha256(resident.path, resident.st)
-                if digest is not None:
-                    hashes.setdefault(digest, resident)
-            self._hashes[size] = hashes
+            self.prefetch([size])
         return self._hashes[size]
 
 
@@ -189,6 +195,12 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, os.s
                 pending.append(entry.path)
             elif stat_mod.S_ISREG(est.st_mode):
                 yield entry.path, est
+
+
+def sha256_many(files: list[tuple[str, os.stat_result]]) -> list[str | None]:
+    """`local_sha256` of many (path, stat) pairs: recorded hashes looked up together, the rest read."""
+    known = verified.known_many([st for _, st in files])
+    return [sha if sha is not None else local_sha256(path, st) for (path, st), sha in zip(files, known)]
 
 
 def local_sha256(path: str | int, st: os.stat_result | None = None) -> str | None:
