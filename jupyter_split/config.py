@@ -123,11 +123,57 @@ class Experiment(_Strict):
         return value
 
 
+_SCAN_NAME = r"[a-z][a-z0-9_]*"
+
+
+class ScanSite(_Strict):
+    """`[policy.scan.sites.NAME]`: what changes for data bound to that site."""
+
+    enabled: bool | None = None          # None: as [policy.scan]
+    disable: list[str] = Field(default_factory=list)  # more kinds or patterns not looked for there
+    patterns: dict[str, str] = Field(default_factory=dict)  # more patterns looked for there
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: dict[str, str]) -> dict[str, str]:
+        from .residency.scan import check_pattern
+        from .residency.scan_kinds import BUILTIN
+
+        for name, pattern in patterns.items():
+            if not re.fullmatch(_SCAN_NAME, name) or name in BUILTIN:
+                raise ValueError(f"pattern name {name!r} must be lowercase letters, digits and '_', and not a "
+                                 f"built-in kind ({', '.join(BUILTIN)}): rename it")
+            check_pattern(name, pattern)
+        return patterns
+
+
+class ScanPolicy(ScanSite):
+    """`[policy.scan]`: the content scanner at the border (see jupyter_split.residency.scan)."""
+
+    enabled: bool = True                 # every export to another jurisdiction is scanned
+    depth: int = Field(3, ge=0, le=32)   # archive levels opened; deeper ones are refused
+    max_findings: int = Field(20, ge=1)  # per file: the scan stops there
+    sites: dict[str, ScanSite] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "ScanPolicy":
+        from .residency.scan_kinds import BUILTIN
+
+        for key, rules in [("disable", self), *((f"sites.{site}.disable", rules) for site, rules in self.sites.items())]:
+            known = {*BUILTIN, *self.patterns, *rules.patterns}
+            for name in rules.disable:
+                if name not in known:
+                    raise ValueError(f"{key} names {name!r}, which is neither a built-in kind "
+                                     f"({', '.join(BUILTIN)}) nor a pattern of [policy.scan]: fix the name")
+        return self
+
+
 class Policy(_Strict):
     resident: list[str] = Field(default_factory=list)
     audit_log: str | None = None
     allow_export: list[str] = Field(default_factory=list)
     metrics_abroad: list[str] | None = None
+    scan: ScanPolicy = Field(default_factory=ScanPolicy)
 
     @field_validator("resident")
     @classmethod
@@ -152,6 +198,9 @@ class Config(_Strict):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
                 raise ValueError(f"site name {name!r} must be letters, digits, '_' or '-'")
             site.name = name
+        for name in self.policy.scan.sites:
+            if name not in self.sites:
+                raise ValueError(f"policy.scan.sites.{name} names no site; sites are {sorted(self.sites)}")
         for key in ("home", "default_remote"):
             value = getattr(self.experiment, key)
             if value not in self.sites:

@@ -1,0 +1,220 @@
+"""The content scanner at the border: personal information in what is about to leave.
+
+A second line behind labels: files, `--in`/`--out` variables' pickled bytes and W&B files
+bound for another jurisdiction are read as bytes (archives opened, safetensors payloads
+skipped: `scan_archive`) and searched for the kinds of `scan_kinds` and the custom
+patterns of `[policy.scan]`. A finding carries a masked form and a sha256, never the value.
+
+    scanner = Scanner.for_site(config.policy, "sg")    # None where scanning is off
+    result = scanner.scan_file(handle, where="data/people.zip", size=nbytes)
+    result.findings, result.unscannable
+
+The matcher is RE2 (google-re2) when installed, else Python's `re` with the same patterns
+and the same results, only slower.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterable
+
+from .scan_kinds import BUILTIN, LABELS, MAX_VALUE, PREFILTER, mask, validate
+
+try:  # a core dependency; the fallback keeps a broken install scanning, slowly
+    import re2 as _re2
+except ImportError:  # pragma: no cover - exercised where google-re2 has no wheel
+    _re2 = None
+import re as _re
+
+CHUNK = 4 << 20
+# A value (or custom match) that spans two chunks is seen whole in the next one: the reader
+# keeps this much after the last position it reported from. A custom match longer than
+# this can be missed at a chunk boundary.
+OVERLAP = 4096
+LEFT = 256  # bytes kept before the next scan's start, for the validators' look behind
+assert OVERLAP > MAX_VALUE and LEFT > 130
+
+
+class PatternError(ValueError):
+    """A `[policy.scan]` pattern that the matcher cannot compile."""
+
+
+def compile_pattern(pattern: bytes) -> Any:
+    """Compile a bytes regex for the matcher in use: RE2 in Latin-1 mode (byte semantics, as `re`), or `re`."""
+    if _re2 is None:
+        try:
+            return _re.compile(pattern)
+        except _re.error as exc:
+            raise PatternError(str(exc)) from None
+    options = _re2.Options()
+    options.encoding = _re2.Options.Encoding.LATIN1
+    options.log_errors = False
+    options.max_mem = 64 << 20  # the DFA's cache: the default is small enough to slow RE2 down
+    try:
+        return _re2.compile(pattern, options)
+    except _re2.error as exc:
+        detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
+
+
+def check_pattern(name: str, pattern: str) -> None:
+    """Raise ValueError (for the config loader) naming the pattern, what is wrong and the fix."""
+    if not pattern:
+        raise ValueError(f"pattern {name!r} is empty: give a regular expression, or remove the key")
+    try:
+        compiled = compile_pattern(pattern.encode())
+    except PatternError as exc:
+        raise ValueError(f"pattern {name!r} = {pattern!r} is not a valid regular expression: {exc}. "
+                         "Fix the expression, or remove the key") from None
+    if compiled.search(b"") is not None:
+        raise ValueError(f"pattern {name!r} = {pattern!r} matches the empty string, so it would match "
+                         "everywhere: make it require at least one character (e.g. `+` instead of `*`)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Personal information found: its kind, where, and forms safe to log (never the value)."""
+
+    kind: str
+    where: str
+    offset: int
+    masked: str
+    digest: str
+
+    def describe(self) -> str:
+        """e.g. "a PRC resident ID number (110105********0012) at byte 1234 of inner/a.csv"."""
+        label = LABELS.get(self.kind, f"a match of the pattern {self.kind!r} of [policy.scan]")
+        return f"{label} ({self.masked}) at byte {self.offset} of {self.where}"
+
+
+@dataclass(frozen=True)
+class Unscannable:
+    """Content the scanner could not read: the guard refuses it (fail closed)."""
+
+    where: str
+    reason: str
+    fix: str
+
+    def describe(self) -> str:
+        """Why it cannot be scanned and what to do."""
+        return f"{self.where} cannot be scanned: {self.reason}. {self.fix}"
+
+
+@dataclass
+class ScanResult:
+    """What one scan found. `truncated`: it stopped at `max_findings` (more may be there)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    unscannable: list[Unscannable] = field(default_factory=list)
+    truncated: bool = False
+    limit: int = 20
+
+    @property
+    def clean(self) -> bool:
+        """Nothing found and everything read."""
+        return not self.findings and not self.unscannable
+
+    @property
+    def full(self) -> bool:
+        return self.truncated
+
+    def add(self, finding: Finding) -> None:
+        if len(self.findings) >= self.limit:
+            self.truncated = True
+        else:
+            self.findings.append(finding)
+
+
+class Scanner:
+    """Scans bytes for the enabled built-in kinds and custom patterns. Thread-safe; reuse it."""
+
+    def __init__(self, kinds: Iterable[str] = BUILTIN, patterns: dict[str, str] | None = None,
+                 depth: int = 3, max_findings: int = 20) -> None:
+        self.kinds = frozenset(kinds)
+        self.patterns = dict(patterns or {})
+        self.depth = depth
+        self.max_findings = max_findings
+        passes: list[tuple[Any, str | None]] = []
+        if self.kinds:
+            passes.append((compile_pattern(PREFILTER), None))
+        for name, pattern in self.patterns.items():
+            passes.append((compile_pattern(pattern.encode()), name))
+        self._passes = passes
+
+    @classmethod
+    def for_site(cls, policy: Any, site: str | None) -> "Scanner | None":
+        """The scanner `[policy.scan]` sets for data bound to `site` (None: unknown), or None where it is off."""
+        from ..config import ScanPolicy
+
+        scan = getattr(policy, "scan", None) or ScanPolicy()
+        rules = scan.sites.get(site) if site else None
+        enabled = scan.enabled if rules is None or rules.enabled is None else rules.enabled
+        if not enabled:
+            return None
+        disabled = set(scan.disable) | set(rules.disable if rules else ())
+        patterns = {**scan.patterns, **(rules.patterns if rules else {})}
+        kinds = tuple(kind for kind in BUILTIN if kind not in disabled)
+        custom = tuple(sorted((name, regex) for name, regex in patterns.items() if name not in disabled))
+        return _cached(kinds, custom, scan.depth, scan.max_findings)
+
+    def scan_file(self, handle: BinaryIO, where: str, size: int | None = None) -> ScanResult:
+        """Scan a binary file object read front to back (it need not be seekable)."""
+        from .scan_archive import walk
+
+        result = ScanResult(limit=self.max_findings)
+        walk(self, handle, where, size, result)
+        return result
+
+    def scan_bytes(self, data: bytes, where: str) -> ScanResult:
+        """Scan bytes in memory (a pickled variable, a small file), archives opened as for files."""
+        return self.scan_file(io.BytesIO(data), where, len(data))
+
+    def scan_text(self, reader: Any, where: str, result: ScanResult, base: int = 0) -> None:
+        """Scan `reader`'s bytes as they are (no archive opened), in chunks, into `result`.
+
+        Each pass (the built-in prefilter, each custom pattern) resumes where it stopped, so
+        the findings are those of one search over the whole stream: a value across a chunk
+        boundary is found once. Offsets count from `base`.
+        """
+        resume = [0] * len(self._passes)  # per pass: the stream position its search goes on from
+        buf, start = b"", 0  # start: the stream position of buf[0]
+        while not result.full:
+            data = reader.read(CHUNK)
+            final = not data
+            buf = buf + bytes(data) if buf else bytes(data)
+            cut = len(buf) if final else len(buf) - OVERLAP
+            for index, (regex, name) in enumerate(self._passes):
+                resume[index] = self._search(regex, name, buf, start, resume[index], cut, where, base, result)
+            if final or result.full:
+                return
+            keep = max(0, cut - LEFT)
+            buf, start = buf[keep:], start + keep
+
+    def _search(self, regex: Any, name: str | None, buf: bytes, start: int, resume: int, cut: int,
+                where: str, base: int, result: ScanResult) -> int:
+        # report matches that start before `cut`; a later one is searched again, whole, next chunk
+        if cut <= resume - start:
+            return resume
+        for match in regex.finditer(buf, resume - start):
+            begin, end = match.span()
+            if begin >= cut:
+                break
+            resume = start + max(end, begin + 1)
+            if name is None:
+                for value in validate(buf, begin, end):
+                    if value.kind in self.kinds:
+                        result.add(Finding(value.kind, where, base + start + value.start, value.masked(), value.digest()))
+            else:
+                text = match.group(0).decode("utf-8", "replace")
+                result.add(Finding(name, where, base + start + begin, mask(name, text),
+                                   hashlib.sha256(text.encode()).hexdigest()))
+            if result.full:
+                break
+        return max(resume, start + cut)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(kinds: tuple[str, ...], custom: tuple[tuple[str, str], ...], depth: int, max_findings: int) -> Scanner:
+    return Scanner(kinds, dict(custom), depth, max_findings)

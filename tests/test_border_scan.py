@@ -1,0 +1,330 @@
+"""The border's content scanner: each kind of personal information, where it hides, and what it must not flag."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import random
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+from jupyter_split.config import ConfigError, Policy, load_config
+from jupyter_split.residency import scan as scan_module
+from jupyter_split.residency.scan import CHUNK, OVERLAP, Scanner
+from jupyter_split.residency.scan_kinds import id_check_char, luhn_ok
+
+SCANNER = Scanner()
+
+
+def prc_id(first17: str = "11010519491231002") -> str:
+    return first17 + id_check_char(first17)
+
+
+def wrong_id(first17: str = "11010519491231002") -> str:
+    good = id_check_char(first17)
+    return first17 + ("1" if good != "1" else "2")
+
+
+def card(prefix: str = "622202123456789", length: int = 16) -> str:
+    body = (prefix + "0" * length)[: length - 1]
+    return body + next(d for d in "0123456789" if luhn_ok(body + d))
+
+
+def wrong_card(prefix: str = "622202123456789", length: int = 16) -> str:
+    good = card(prefix, length)
+    return good[:-1] + str((int(good[-1]) + 1) % 10)
+
+
+def kinds(data: bytes | str, scanner: Scanner = SCANNER) -> list[str]:
+    result = scanner.scan_bytes(data.encode() if isinstance(data, str) else data, "t.txt")
+    assert not result.unscannable, [u.describe() for u in result.unscannable]
+    return [finding.kind for finding in result.findings]
+
+
+def scan_path(path: Path, scanner: Scanner = SCANNER):
+    with open(path, "rb") as handle:
+        return scanner.scan_file(handle, where=path.name, size=path.stat().st_size)
+
+
+def scanner_from(tmp_path: Path, scan_toml: str, site: str | None = "sg") -> Scanner | None:
+    file = tmp_path / "jupyter_split.toml"
+    file.write_text(f"""
+[experiment]
+home = "home"
+default_remote = "sg"
+[sites.home]
+jurisdiction = "CN"
+[sites.sg]
+jurisdiction = "SG"
+[sites.us]
+jurisdiction = "US"
+{scan_toml}
+""")
+    return Scanner.for_site(load_config(file).policy, site)
+
+
+# --- each kind, with a valid and an invalid check ------------------------------------------------
+
+@pytest.mark.parametrize("good, bad, kind", [
+    (prc_id(), wrong_id(), "prc_id"),
+    (prc_id("44030419851122123"), wrong_id("44030419851122123"), "prc_id"),
+    (card(), wrong_card(), "bank_card"),
+    (card("4111111111111", 16), wrong_card("4111111111111", 16), "bank_card"),
+    (card("62220212345678901", 19), wrong_card("62220212345678901", 19), "bank_card"),
+    ("13812345678", "12812345678", "cn_mobile"),           # 1[3-9]: 12x is no mobile prefix
+    ("li.wei@example.com.cn", "li.wei@example.notatld", "email"),
+])
+def test_each_kind_found_with_a_valid_check_and_not_with_a_wrong_one(good, bad, kind):
+    assert kinds(f"row 7: {good};\n") == [kind]
+    assert kinds(f"row 7: {bad};\n") == []
+
+
+def test_an_id_with_an_impossible_birth_date_or_region_is_not_an_id():
+    assert kinds(prc_id("11010519490231002")) == []        # 31 February
+    assert kinds(prc_id("99010519491231002")) == []        # no province 99
+    assert kinds(prc_id("1101052949123100")) == []         # 17 characters in all
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("+8613812345678", "cn_mobile"), ("+86 138 1234 5678", "cn_mobile"), ("0086-138-1234-5678", "cn_mobile"),
+    ("138-1234-5678", "cn_mobile"), (" ".join([card()[i:i + 4] for i in range(0, 16, 4)]), "bank_card"),
+    ("-".join([card()[i:i + 4] for i in range(0, 16, 4)]), "bank_card"),
+    (f"{prc_id()[:6]} {prc_id()[6:14]} {prc_id()[14:]}", "prc_id"), (prc_id("11010519491231001")[:17] + "x", None),
+    ("电话：13812345678。", "cn_mobile"), ("ID:" + prc_id(), "prc_id"), ("13812345678@163.com", "email+mobile"),
+])
+def test_the_ways_people_write_them(text, kind):
+    found = kinds(f"<td>{text}</td>")
+    if kind == "email+mobile":
+        assert found == ["email", "cn_mobile"]
+    elif kind is None:  # a lowercase x check character is read as X
+        assert found == (["prc_id"] if id_check_char(text[-18:-1]) == "X" else [])
+    else:
+        assert found == [kind]
+
+
+@pytest.mark.parametrize("text", [
+    "9" + "13812345678", "13812345678" + "0", "12345" + prc_id() + "678",       # inside longer digit runs
+    "0.13812345678", "3.14159 " + "1.6222021234567890",                          # fractions of decimals
+    "sha256 ab12" + "13812345678" + "cdef0123456789ab",                          # inside a hex digest
+    "1234 " + " ".join([card()[i:i + 4] for i in range(0, 16, 4)]),              # one more group
+    "x@y.cn", "alice@example.comx", "a..b@example.com", "alice@-example.com",
+])
+def test_not_a_value_where_it_is_part_of_something_longer(text):
+    assert kinds(f" {text} ") == []
+
+
+def test_masked_forms_and_digests_never_hold_the_value():
+    values = [prc_id(), card(), "13812345678", "li.wei@example.com"]
+    result = SCANNER.scan_bytes((" , ".join(values)).encode(), "people.csv")
+    assert [f.kind for f in result.findings] == ["prc_id", "bank_card", "cn_mobile", "email"]
+    for value, finding in zip(values, result.findings):
+        for text in (finding.masked, finding.describe(), finding.digest, repr(finding)):
+            assert value not in text and value[3:-3] not in text
+        assert finding.digest == hashlib.sha256(value.encode()).hexdigest()
+    assert result.findings[0].masked == prc_id()[:6] + "********" + prc_id()[14:]
+    assert result.findings[0].describe().startswith("a PRC resident ID number (110105********")
+    assert "at byte 0 of people.csv" in result.findings[0].describe()
+
+
+def test_random_bytes_give_no_finding():
+    data = random.Random(17).randbytes(8 << 20)
+    result = SCANNER.scan_bytes(data, "noise.bin")
+    assert result.findings == [] and result.unscannable == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    region=st.sampled_from(["11", "31", "44", "51", "62", "65", "81"]),
+    born=st.dates(min_value=__import__("datetime").date(1900, 1, 1), max_value=__import__("datetime").date(2020, 12, 31)),
+    serial=st.integers(0, 999), iin=st.sampled_from(["62", "4", "51", "55", "37", "6011"]), rest=st.integers(0, 10**17),
+    mobile=st.integers(3_000_000_000, 9_999_999_999),
+    filler=st.lists(st.text("abcdefghijklmnopqrstuvwxyzABCXYZ ,;:\n\t\"'()[]{}<>!?/\\|=_中文", max_size=40), min_size=4, max_size=4),
+)
+def test_generated_values_planted_in_text_are_always_found(region, born, serial, iin, rest, mobile, filler):
+    pid = prc_id(f"{region}0105{born:%Y%m%d}{serial:03d}")
+    length = 15 if iin == "37" else 16
+    number = card(iin + str(rest), length)
+    phone = f"1{mobile}"
+    text = f"{filler[0]} {pid} {filler[1]} {number} {filler[2]} {phone} {filler[3]}"
+    found = SCANNER.scan_bytes(text.encode(), "t").findings
+    assert [f.kind for f in found] == ["prc_id", "bank_card", "cn_mobile"]
+    assert [f.digest for f in found] == [hashlib.sha256(v.encode()).hexdigest() for v in (pid, number, phone)]
+
+
+# --- chunks and streams ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shift", [1, 9, 17, OVERLAP - 5, OVERLAP + 3])
+def test_a_value_across_a_chunk_boundary_is_found_once(tmp_path, shift):
+    value = prc_id().encode()
+    filler = (b"lorem ipsum dolor sit amet, " * (CHUNK // 16))[: CHUNK - shift]
+    data = filler + b" " + value + b" " + filler + b" " + value + b"\n"
+    path = tmp_path / "big.txt"
+    path.write_bytes(data)
+    # through a pipe: not seekable, and its reads come back short
+    proc = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
+    result = SCANNER.scan_file(proc.stdout.raw, where="big.txt")
+    proc.wait()
+    first = len(filler) + 1
+    assert [(f.kind, f.offset) for f in result.findings] == [("prc_id", first), ("prc_id", data.rindex(value))]
+
+
+def test_the_scan_stops_at_max_findings(tmp_path):
+    scanner = scanner_from(tmp_path, "[policy.scan]\nmax_findings = 3")
+    result = scanner.scan_bytes(b"13812345678 " * 1000, "many.txt")
+    assert len(result.findings) == 3 and result.truncated
+
+
+# --- what a file is, by its bytes ------------------------------------------------------------------
+
+def test_a_csv_renamed_bin_and_utf16_text_are_scanned_as_text(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(f"name,id\nli,{prc_id()}\n".encode())
+    assert [f.kind for f in scan_path(tmp_path / "weights.bin").findings] == ["prc_id"]
+    (tmp_path / "excel.csv").write_bytes(f"name,phone\nli,13812345678\n".encode("utf-16"))
+    assert [f.kind for f in scan_path(tmp_path / "excel.csv").findings] == ["cn_mobile"]
+
+
+def test_zip_tar_gz_and_nested_members_are_named(tmp_path):
+    csv = f"name,id,phone\nli,{prc_id()},13812345678\n".encode()
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("inner/a.csv", csv)
+    with tarfile.open(tmp_path / "data.tar.gz", "w:gz") as archive:
+        info = tarfile.TarInfo("rows/b.csv")
+        info.size = len(csv)
+        archive.addfile(info, io.BytesIO(csv))
+        nested = inner.getvalue()
+        info = tarfile.TarInfo("deep/data.zip")
+        info.size = len(nested)
+        archive.addfile(info, io.BytesIO(nested))
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(csv))
+    with zipfile.ZipFile(tmp_path / "all.zip", "w") as archive:
+        archive.write(tmp_path / "data.tar.gz", "data.tar.gz")
+        archive.write(tmp_path / "c.csv.gz", "c.csv.gz")
+    found = [(f.kind, f.where) for f in scan_path(tmp_path / "all.zip").findings]
+    assert found == [
+        ("prc_id", "all.zip!data.tar.gz!rows/b.csv"), ("cn_mobile", "all.zip!data.tar.gz!rows/b.csv"),
+        ("prc_id", "all.zip!data.tar.gz!deep/data.zip!inner/a.csv"),
+        ("cn_mobile", "all.zip!data.tar.gz!deep/data.zip!inner/a.csv"),
+        ("prc_id", "all.zip!c.csv.gz!c.csv"), ("cn_mobile", "all.zip!c.csv.gz!c.csv"),
+    ]
+    # the same from a stream that cannot seek (the zip is kept aside to read its directory)
+    proc = subprocess.Popen(["cat", str(tmp_path / "all.zip")], stdout=subprocess.PIPE)
+    assert [(f.kind, f.where) for f in SCANNER.scan_file(proc.stdout, "all.zip").findings] == found
+    proc.wait()
+
+
+def test_archives_nested_past_the_depth_are_unscannable(tmp_path):
+    data = f"id {prc_id()}\n".encode()
+    for level in range(4):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(f"l{level}.zip" if level else "a.csv", data)
+        data = buffer.getvalue()
+    (tmp_path / "deep.zip").write_bytes(data)
+    result = scan_path(tmp_path / "deep.zip")
+    assert result.findings == []
+    [item] = result.unscannable
+    assert item.where == "deep.zip!l3.zip!l2.zip!l1.zip"
+    assert "nested 4 deep" in item.describe() and "`depth` in [policy.scan] (now 3)" in item.describe()
+    deeper = scanner_from(tmp_path, "[policy.scan]\ndepth = 4")
+    assert [f.where for f in scan_path(tmp_path / "deep.zip", deeper).findings] == ["deep.zip!l3.zip!l2.zip!l1.zip!a.csv"]
+
+
+def test_an_encrypted_member_a_corrupt_archive_and_zstd_are_unscannable(tmp_path):
+    (tmp_path / "plain.txt").write_text("nothing personal\n")
+    (tmp_path / "secret.csv").write_text(f"id,{prc_id()}\n")
+    subprocess.run(["zip", "-q", "-P", "pw", str(tmp_path / "locked.zip"), "secret.csv"], cwd=tmp_path, check=True)
+    subprocess.run(["zip", "-q", str(tmp_path / "locked.zip"), "plain.txt"], cwd=tmp_path, check=True)
+    result = scan_path(tmp_path / "locked.zip")
+    assert [(u.where, "encrypted" in u.reason) for u in result.unscannable] == [("locked.zip!secret.csv", True)]
+    assert "unencrypted" in result.unscannable[0].describe()
+    good = (tmp_path / "locked.zip").read_bytes()
+    (tmp_path / "cut.zip").write_bytes(good[: len(good) // 2])
+    [broken] = scan_path(tmp_path / "cut.zip").unscannable
+    assert "looks like a zip file but cannot be read" in broken.describe()
+    subprocess.run(["zstd", "-q", str(tmp_path / "secret.csv"), "-o", str(tmp_path / "secret.csv.zst")], check=True)
+    [closed] = scan_path(tmp_path / "secret.csv.zst").unscannable
+    assert "zstd" in closed.reason and "unpacked" in closed.fix
+
+
+def test_safetensors_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
+    digits = f" {prc_id()} 13812345678 {card()} ".encode() * 5000  # a payload that reads as personal data
+    tensors = {"w": torch.frombuffer(bytearray(digits), dtype=torch.uint8), "b": torch.zeros(16)}
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"owner": "li.wei@example.com"})
+    result = scan_path(tmp_path / "model.safetensors")
+    assert [(f.kind, f.where) for f in result.findings] == [("email", "model.safetensors")]
+    assert result.findings[0].offset < 8 + int.from_bytes((tmp_path / "model.safetensors").read_bytes()[:8], "little")
+    # bytes after the last tensor belong to no tensor: they are read
+    with open(tmp_path / "model.safetensors", "ab") as handle:
+        handle.write(f"\n{prc_id()}\n".encode())
+    assert [f.kind for f in scan_path(tmp_path / "model.safetensors").findings] == ["email", "prc_id"]
+
+
+def test_a_pickled_dataframe_is_scanned():
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"id": [prc_id(f"1101051949123100{i}") for i in range(3)],
+                              "mail": [f"user{i}@example.com" for i in range(3)]})
+    assert sorted(kinds(cloudpickle.dumps(frame))) == ["email"] * 3 + ["prc_id"] * 3
+
+
+# --- [policy.scan] -----------------------------------------------------------------------------------
+
+def test_on_by_default_custom_patterns_removed_builtins_and_per_site_rules(tmp_path):
+    assert Policy().scan.enabled is True
+    toml = """
+[policy.scan]
+disable = ["email"]
+patterns = { employee_id = "EMP-[0-9]{6}" }
+[policy.scan.sites.sg]
+disable = ["cn_mobile"]
+[policy.scan.sites.us]
+patterns = { passport = "\\\\b[EG][0-9]{8}\\\\b" }
+[policy.scan.sites.home]
+enabled = false
+"""
+    text = f"EMP-004211 li.wei@example.com 13812345678 {prc_id()} E12345678\n"
+    assert kinds(text, scanner_from(tmp_path, toml, "sg")) == ["prc_id", "employee_id"]
+    assert kinds(text, scanner_from(tmp_path, toml, "us")) == ["cn_mobile", "prc_id", "employee_id", "passport"]
+    assert kinds(text, scanner_from(tmp_path, toml, None)) == ["cn_mobile", "prc_id", "employee_id"]
+    assert scanner_from(tmp_path, toml, "home") is None
+    found = scanner_from(tmp_path, toml, "us").scan_bytes(text.encode(), "x").findings
+    passport = next(f for f in found if f.kind == "passport")
+    assert "E12345678" not in passport.masked and "pattern 'passport' of [policy.scan]" in passport.describe()
+
+
+@pytest.mark.parametrize("toml, says", [
+    ('[policy.scan]\npatterns = { emp = "EMP-(" }', ["policy.scan.patterns", "'emp'", "not a valid regular expression", "Fix"]),
+    ('[policy.scan]\npatterns = { emp = "(?<=x)y" }', ["policy.scan.patterns", "RE2 syntax"]),
+    ('[policy.scan]\npatterns = { emp = "x*" }', ["matches the empty string"]),
+    ('[policy.scan]\npatterns = { email = "x+" }', ["built-in kind", "rename"]),
+    ('[policy.scan]\ndisable = ["emial"]', ["disable names 'emial'", "fix the name"]),
+    ('[policy.scan.sites.sg]\ndisable = ["nope"]', ["sites.sg.disable names 'nope'"]),
+    ('[policy.scan.sites.mars]\ndisable = ["email"]', ["policy.scan.sites.mars names no site"]),
+    ('[policy.scan]\ndepth = -1', ["policy.scan.depth"]),
+    ('[policy.scan]\nenable = true', ["unknown key `policy.scan.enable`"]),
+])
+def test_a_bad_scan_config_names_the_key_and_the_fix(tmp_path, toml, says):
+    with pytest.raises(ConfigError) as caught:
+        scanner_from(tmp_path, toml)
+    for text in says:
+        assert text in str(caught.value)
+    assert "jupyter_split.toml" in str(caught.value)
+
+
+def test_the_re_fallback_finds_the_same(monkeypatch):
+    values = [prc_id(), card(), "+86 138 1234 5678", "li.wei@example.com", "0.13812345678", wrong_id()]
+    data = ("\n".join(f"row {i}: {v}" for i, v in enumerate(values * 50))).encode() + random.Random(3).randbytes(1 << 16)
+    fast = Scanner(patterns={"emp": "EMP-[0-9]{6}"}, max_findings=1000).scan_bytes(data + b" EMP-123456", "x").findings
+    monkeypatch.setattr(scan_module, "_re2", None)
+    slow = Scanner(patterns={"emp": "EMP-[0-9]{6}"}, max_findings=1000).scan_bytes(data + b" EMP-123456", "x").findings
+    assert fast == slow and len(fast) == 4 * 50 + 1
