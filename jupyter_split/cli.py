@@ -10,11 +10,13 @@ from . import commands
 from .config import ConfigError
 from .core import CellOptions
 from .executors.base import ExecutorError
+from .names import NameRefused
 from .runs.index import UnknownRun
 from .transfer import TransferError
 
 #: errors a user can act on: shown as one clear message, never as a Python traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ExecutorError, TransferError, UnknownRun, PermissionError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ExecutorError, TransferError, UnknownRun, NameRefused,
+                                                PermissionError, OSError)
 
 
 @contextlib.contextmanager
@@ -38,13 +40,13 @@ def add_cell_arguments(parser: argparse.ArgumentParser, site_required: bool) -> 
     parser.add_argument("site", nargs=None if site_required else "?", help="the site (default: experiment.default_remote)")
     parser.add_argument("--in", dest="inputs", type=_names, default=[], metavar="a,b", help="variables to send")
     parser.add_argument("--out", dest="outputs", type=_names, default=[], metavar="c,d", help="variables to bring back")
-    parser.add_argument("--gpus", type=int, help="GPUs (processes) per node; more than 1 runs under torchrun")
-    parser.add_argument("--nodes", type=int, help="nodes for a distributed cell")
+    parser.add_argument("--gpus", type=commands.number(int, 1), help="GPUs (processes) per node; more than 1 runs under torchrun")
+    parser.add_argument("--nodes", type=commands.number(int, 1), help="nodes for a distributed cell")
     parser.add_argument("--detach", action="store_true", help="return at once with the run id; the run outlives the notebook")
     parser.add_argument("--fresh", action="store_true", help="a new runner for this cell only (no session namespace)")
     parser.add_argument("--name", help="a label (W&B job type)")
     parser.add_argument("--wandb", action="store_true", help="a W&B run around the cell (site, host, device, versions, code hash)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="end the cell after S seconds")
+    parser.add_argument("--timeout", type=commands.number(float, 0, above=True), metavar="S", help="end the cell after S seconds")
 
 
 def cell_options(argv: list[str], site_required: bool) -> CellOptions:

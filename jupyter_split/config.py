@@ -6,6 +6,7 @@ built-in two-site default (both sites on this machine).
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -92,6 +93,35 @@ class SiteConfig(_Strict):
             raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. \"CN\" or \"SG\"")
         return value.upper()
 
+    @field_validator("port")
+    @classmethod
+    def _tcp_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a TCP port: give a whole number from 1 to 65535 (SSH listens on 22)")
+        return value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{value} is not a timeout: give seconds above 0, e.g. 15")
+        return value
+
+    @field_validator("keepalive_interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{value} is not an interval: give seconds, e.g. 15, or 0 for no keepalives")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _known_protocol(cls, value: str | None) -> str | None:
+        problem = storage_protocol_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("accelerator")
     @classmethod
     def _known_accelerator(cls, value: str) -> str:
@@ -108,6 +138,32 @@ class SiteConfig(_Strict):
     @property
     def is_remote(self) -> bool:
         return self.host is not None
+
+
+#: the extra of jupyter_split that brings each storage backend it supports
+STORAGE_EXTRAS = {"s3": "s3", "s3a": "s3", "ssh": "ssh", "sftp": "ssh", "oss": "oss"}
+
+
+def storage_protocol_problem(url: str) -> str | None:
+    """Why fsspec can never open `url` (a protocol no backend registers), or None.
+
+    A backend that is known but not installed here is no problem at load time (a site's
+    config travels to every site, and only some use each storage); opening it says which
+    extra to install.
+    """
+    import fsspec  # registers the backends of installed plugin packages
+    from fsspec.core import split_protocol
+    from fsspec.registry import known_implementations, registry
+
+    chain = split_protocol(url)[0]
+    for protocol in (chain.split("::") if chain else ()):
+        if protocol not in known_implementations and protocol not in registry:
+            extras = ", ".join(sorted({f"jupyter_split[{extra}] for {p}://" for p, extra in STORAGE_EXTRAS.items()
+                                       if p == extra}))
+            return (f"{url!r}: no fsspec backend (fsspec {fsspec.__version__}) knows the protocol {protocol!r}. "
+                    "Fix the URL (e.g. s3://bucket/path, ssh://host/path, file:///path), or install the package "
+                    f"that provides {protocol}:// ({extras})")
+    return None
 
 
 class Experiment(_Strict):
@@ -273,7 +329,12 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if file is None:
         return default_config()
     try:
-        raw = tomllib.loads(file.read_text())
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}: not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start} "
+                          f"(line {line}) cannot be decoded. TOML files are UTF-8: "
+                          "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or remove that byte.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}. Fix the syntax at that line.") from None
     except OSError as exc:

@@ -18,6 +18,7 @@ from . import aio, channel, policy, tracking, transfer
 from .config import Config, ConfigError, SiteConfig, load_config
 from .executors import Executor, ExecutorError, LaunchSpec, executor_for
 from .follow import follow, record_death
+from .names import check_name
 from .runs.events import EVENTS_FILE, TERMINAL_STATES, is_final, parse_lines
 from .runs.ids import new_run_id
 from .runs.index import RunIndex, RunRecord
@@ -39,6 +40,11 @@ class CellOptions:
     name: str | None = None
     timeout: float | None = None
     wandb: bool = False
+
+    def __post_init__(self) -> None:
+        # The name becomes an environment variable of the runner: a NUL there would kill the session.
+        if self.name is not None:
+            check_name("--name", self.name)
 
 
 @dataclass

@@ -99,8 +99,11 @@ class SiteConnection:
         """
         conn = await self.connection()
         if env:
-            # Through `env(1)`, so no value is re-parsed by the remote shell.
-            argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+            # Through `env(1)`, so no value is re-parsed by the remote shell. env reads every
+            # word with a `=` as an assignment until the command, so a command path with one
+            # (a workdir like `/data/run=3`) is handed over as a shell's positional parameter.
+            shim = ["sh", "-c", 'exec "$@"', "sh"] if "=" in argv[0] else []
+            argv = ["env", *(f"{k}={v}" for k, v in env.items()), *shim, *argv]
         if cwd:
             # The folder arrives as a positional parameter: it is never parsed as shell text.
             argv = ["sh", "-c", 'cd -- "$1" && shift && exec "$@"', "sh", cwd, *argv]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,31 @@ VERBS: dict[str, Verb] = {}
 
 def arg(*flags: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return flags, options
+
+
+def number(kind: type = int, low: float = 0, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse `type` for a finite number of `kind` from `low` (exclusive with `above`) to `high`.
+
+    Out of range is a usage error naming the option and the range (argparse prefixes the
+    option), never a traceback from deep inside a verb.
+    """
+    what = "a whole number" if kind is int else "a number"
+    if high is not None:
+        span = f"{'above' if above else 'from'} {low:g} to {high:g}"
+    else:
+        span = f"above {low:g}" if above else f"of {low:g} or more"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: give {what} {span}") from None
+        if not math.isfinite(value) or (value <= low if above else value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {what} {span}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def verb(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]):

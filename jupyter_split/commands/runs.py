@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core import CellOptions, RemoteError, get_split
 from ..render import NotebookOutput, TerminalOutput
-from . import Context, arg, verb
+from . import Context, arg, number, verb
 
 
 def _table(ctx: Context, header: list[str], rows: list[list[str]]) -> None:
@@ -32,7 +32,8 @@ def sites(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@verb("runs", "list recent runs from the local run index", arg("--site"), arg("--limit", type=int, default=20))
+@verb("runs", "list recent runs from the local run index", arg("--site"),
+      arg("--limit", type=number(int, 1), default=20))
 def runs(ctx: Context, args: argparse.Namespace) -> int:
     rows = []
     for r in get_split().list_runs(args.site, args.limit):
@@ -58,8 +59,8 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=int, default=0),
-      arg("--rank", type=int, default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
+@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=number(int, 0), default=0),
+      arg("--rank", type=number(int, 0), default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     show = TerminalOutput(ctx.out, ctx.out, status=True)
     for event in get_split().run_events(args.run, args.after, args.rank):
@@ -82,7 +83,7 @@ def doctor(ctx: Context, args: argparse.Namespace) -> int:
 
 
 @verb("run", "run a Python file on a site and stream its output", arg("site"), arg("file"),
-      arg("--timeout", type=float), arg("--name"), arg("--detach", action="store_true"))
+      arg("--timeout", type=number(float, 0, above=True)), arg("--name"), arg("--detach", action="store_true"))
 def run(ctx: Context, args: argparse.Namespace) -> int:
     code = Path(args.file).read_text()
     opts = CellOptions(site=args.site, fresh=True, detach=args.detach, timeout=args.timeout, name=args.name)

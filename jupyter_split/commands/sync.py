@@ -6,14 +6,17 @@ import sys
 from typing import Any, Callable
 
 from .. import policy, sync
-from . import Context, arg, verb
+from . import Context, arg, number, verb
 
 WHERE = ("SITE, SITE:path (below the site's storage), a URL, or a local path; "
          "a last component @latest means the newest published checkpoint there")
+#: more threads than this only queue behind each other and the link
+MAX_CONCURRENCY = 256
 OPTIONS = (
     arg("--deep", action="store_true", help="re-read files the destination's manifest vouches for, and repair any that differ"),
     arg("--label", action="append", default=[], metavar="CC", help="residency label for an unpublished source (repeatable)"),
-    arg("--concurrency", type=int, default=sync.engine.CONCURRENCY, metavar="N", help="files in flight at once"),
+    arg("--concurrency", type=number(int, 1, MAX_CONCURRENCY), default=sync.engine.CONCURRENCY, metavar="N",
+        help=f"files in flight at once (1 to {MAX_CONCURRENCY})"),
     arg("--quiet", action="store_true", help="no progress bar"),
 )
 

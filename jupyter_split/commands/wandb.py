@@ -7,7 +7,7 @@ import json
 from .. import wandb_sites
 from ..tracking import key_variable, server_jurisdiction, server_url
 from ..core import get_split
-from . import Context, arg, verb
+from . import Context, arg, number, verb
 
 
 def _short(summary: dict, width: int = 48) -> str:
@@ -96,7 +96,7 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
 @verb("wandb", "this experiment's W&B runs on every site (offline ones too); `wandb sync` sends home runs",
       arg("action", nargs="?", choices=["list", "sync"], default="list"),
       arg("--site", help="list only this site's runs"),
-      arg("--limit", type=int, default=200, help="look at this many recent runs (default 200)"),
+      arg("--limit", type=number(int, 1), default=200, help="look at this many recent runs (default 200)"),
       arg("--json", action="store_true", help="list as JSON, with config, summary, history and artifacts"),
       arg("--to", metavar="SITE", help="sync to this site's W&B server (default: the home site's)"),
       arg("--dry-run", action="store_true", help="say what sync would send and keep back; send nothing"),

@@ -11,6 +11,7 @@ import json
 from typing import Any, Callable, TypeVar
 
 import tornado.web
+from pydantic import BaseModel
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -20,9 +21,10 @@ from ..executors import ExecutorError
 from ..policy import ResidencyError
 from ..residency.locations import redact
 from ..sync import SyncError
-from . import checkpoints, transfer, wandb_runs
+from . import bodies, checkpoints, transfer, wandb_runs
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
 
 
@@ -39,25 +41,25 @@ class SplitHandler(APIHandler):
         except ExecutorError as exc:
             raise tornado.web.HTTPError(502, str(exc), reason="site not reachable") from None
 
-    def int_arg(self, name: str, default: int) -> int:
+    def int_arg(self, name: str, default: int, low: int = 0) -> int:
         text = self.get_query_argument(name, str(default))
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
             raise tornado.web.HTTPError(400, f"query argument {name}={text!r} is not a whole number") from None
+        if value < low:
+            raise tornado.web.HTTPError(400, f"query argument {name}={value} is below {low}; give {low} or more")
+        return value
 
     def send(self, body: dict[str, Any]) -> None:
         self.finish(json.dumps(body, default=str))
 
-    def json_body(self, *keys: str) -> dict[str, Any]:
+    def body(self, model: type[M]) -> M:
+        """The request body as `model`; anything else is a 400 that names the field and why."""
         try:
-            body = json.loads(self.request.body or b"{}")
-        except json.JSONDecodeError as exc:
-            raise tornado.web.HTTPError(400, f"the request body is not JSON: {exc}") from None
-        missing = [key for key in keys if not isinstance(body.get(key), str) or not body[key]]
-        if missing:
-            raise tornado.web.HTTPError(400, f"the request body needs {', '.join(missing)} (strings)")
-        return body
+            return bodies.parse(self.request.body or b"", model)
+        except bodies.BodyError as exc:
+            raise tornado.web.HTTPError(400, str(exc), reason="invalid request body") from None
 
 
 def _run_row(record: Any) -> dict[str, Any]:
@@ -80,7 +82,7 @@ class RunsHandler(SplitHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         site = self.get_query_argument("site", None)
-        limit = self.int_arg("limit", 50)
+        limit = self.int_arg("limit", 50, low=1)
         split = await self.call(core.get_split)
         records = await self.call(split.list_runs, site, limit)
         self.send({"runs": [_run_row(r) for r in records]})
@@ -99,6 +101,7 @@ class RunEventsHandler(SplitHandler):
 class CancelHandler(SplitHandler):
     @tornado.web.authenticated
     async def post(self, run_id: str) -> None:
+        self.body(bodies.Empty)
         split = await self.call(core.get_split)
         record = await self.call(split.index.get, run_id)
         state = await self.call(split.cancel, record.run_id)
@@ -116,11 +119,11 @@ class CheckpointsHandler(SplitHandler):
 class TransferHandler(SplitHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
-        body = self.json_body("site", "name", "to_site")
+        body = self.body(bodies.Transfer)
         split = await self.call(core.get_split)
-        where = f"{body['site']}:{body['name']} to site {body['to_site']!r}"
+        where = f"{body.site}:{body.name} to site {body.to_site!r}"
         try:
-            report = await self.call(transfer.copy_to_site, split.config, body["site"], body["name"], body["to_site"])
+            report = await self.call(transfer.copy_to_site, split.config, body.site, body.name, body.to_site)
         except ResidencyError as exc:
             self.set_status(403)
             self.send({"ok": False, "refused": str(exc), "message": str(exc)})

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config, ConfigError, SiteConfig, load_config
+from ..names import check_location, check_site_path
 from .engine import SyncReport, copy
 from .latest import resolve_latest
 
@@ -20,9 +21,13 @@ class Endpoint:
 
 
 def endpoint(spec: str, config: Config) -> Endpoint:
-    """Read `SITE`, `SITE:path`, a URL or a local path; `@latest` as the last component resolves."""
+    """Read `SITE`, `SITE:path`, a URL or a local path; `@latest` as the last component resolves.
+
+    A name some layer would misread, or a path that leaves the site's storage, is refused here
+    (`names.NameRefused`), before anything is opened.
+    """
     if "://" in spec:
-        return Endpoint(url=resolve_latest(spec))
+        return Endpoint(url=resolve_latest(check_location("checkpoint location", spec)))
     name, colon, rel = spec.partition(":")
     if colon or spec in config.sites:
         if name not in config.sites:
@@ -33,12 +38,12 @@ def endpoint(spec: str, config: Config) -> Endpoint:
         site = config.sites[name]
         if not site.storage:
             raise ConfigError(f"site {name!r} has no `storage` URL (config: {config.source}). Add storage = \"s3://...\" or \"file:///...\" to [sites.{name}].")
-        rel = rel.strip("/")
+        rel = check_site_path(f"checkpoint path on site {name!r}", rel).strip("/")
         url = site.storage.rstrip("/") + ("/" + rel if rel else "")
         url = resolve_latest(url, site.storage_options)
         rel = url[len(site.storage.rstrip("/")):].strip("/")
         return Endpoint(url=url, options=dict(site.storage_options), site=site, rel=rel)
-    return Endpoint(url=resolve_latest(os.path.abspath(os.path.expanduser(spec))))
+    return Endpoint(url=resolve_latest(os.path.abspath(os.path.expanduser(check_location("checkpoint location", spec)))))
 
 
 def push(src: str, dest: str, config: Config | None = None, **options: Any) -> SyncReport:
@@ -67,7 +72,7 @@ def pull(src: str, dest: str | None = None, config: Config | None = None, **opti
 def _target(dest: str, source: Endpoint, config: Config) -> Endpoint:
     target = endpoint(dest, config)
     if dest in config.sites or dest.endswith("/"):
-        name = posixpath.basename(source.url.rstrip("/"))
+        name = check_site_path(f"checkpoint name on {dest!r}", posixpath.basename(source.url.rstrip("/")))
         return Endpoint(url=target.url.rstrip("/") + "/" + name, options=target.options, site=target.site,
                         rel=posixpath.join(target.rel, name))
     return target

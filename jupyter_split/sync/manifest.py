@@ -17,8 +17,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterable
 
+from ..names import check_name
 from . import s3parts, sftp
 
 MANIFEST_NAME = "manifest.json"
@@ -104,6 +105,13 @@ def _check_relative(path: str, where: str) -> None:
         raise ManifestError(f"{where}: file path {path!r} is not a clean relative posix path.")
 
 
+def check_paths(paths: Iterable[str], where: str) -> None:
+    """Refuse, before any byte moves, a file whose name a manifest could not hold and read back
+    (`\\`, which readers refuse, and control characters, which object stores garble)."""
+    for path in paths:
+        check_name(f"file in {where}:", path)
+
+
 def manifest_path(root: str) -> str:
     return posixpath.join(root.rstrip("/"), MANIFEST_NAME)
 
@@ -131,6 +139,7 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
     manifest or the new one and never a torn one. Then the temp files of killed
     publishers go: `stale` when the caller listed them, else those found now.
     """
+    check_paths((entry.path for entry in manifest.files), root)  # never a manifest that cannot be read back
     data = manifest.to_json().encode()
     final = manifest_path(root)
     if is_object_store(fs):
