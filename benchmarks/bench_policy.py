@@ -1,6 +1,9 @@
 """Residency: what the guard, the taint hook and the audit log cost, next to what they guard.
 
-    python -m benchmarks policy [--quick]
+    python -m benchmarks policy [--quick] [--border]
+
+`--border` runs only the border's rows (benchmarks/policy_border.py): pushes abroad with the
+guard on against the guard off, and the fingerprint index against an `os.stat` walk.
 No tool in the ML stack checks residency, so the peers are the work each check rides on:
 reading files with no hook installed, `os.path.realpath` plus `fnmatch` (the least a
 path check can do), the sync copy the guard precedes, cloudpickle of the variables
@@ -118,8 +121,41 @@ def audit_vs_logging(root: Path, n: int) -> tuple[float, float]:
     return ours, peer
 
 
+def border(quick: bool) -> list[tuple[str, float, float, str]]:
+    """The border's rows, on a RAM-backed folder (this disk's file creation swings too much to compare)."""
+    from benchmarks import policy_border
+
+    with scratch_data_dir(), tempfile.TemporaryDirectory(prefix="jsb-border-", dir="/dev/shm") as tmp:
+        root = Path(tmp)
+        (root / "sg").mkdir()
+        (root / "jupyter_split.toml").write_text(textwrap.dedent(f"""
+            [experiment]
+            home = "home"
+            default_remote = "sg"
+            [sites.home]
+            jurisdiction = "CN"
+            storage = "{(root / 'home').as_uri()}"
+            [sites.sg]
+            jurisdiction = "SG"
+            storage = "{(root / 'sg').as_uri()}"
+            [policy]
+            resident = ["{(root / 'pii').as_uri()}/**"]
+            """))
+        os.environ["JUPYTER_SPLIT_CONFIG"] = str(root / "jupyter_split.toml")
+        try:
+            policy_border.make_resident(root / "pii", 1000 if quick else 10_000)
+            rows = policy_border.fingerprint_rows(root / "pii", 3 if quick else 7)
+            rows += policy_border.push_rows(root / "src", root / "sg", 3 if quick else 5, 1000 if quick else 10_000)
+        finally:
+            os.environ.pop("JUPYTER_SPLIT_CONFIG", None)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    if "--border" in argv:
+        print(report(border(quick)))
+        return 0
     with scratch_data_dir(), tempfile.TemporaryDirectory(prefix="jsb-pol-") as tmp:
         root = Path(tmp)
         config_file = root / "jupyter_split.toml"
@@ -155,5 +191,6 @@ def main(argv: list[str]) -> int:
         ours, peer = audit_vs_logging(root, 50 if quick else 300)
         rows.append(("audit record (fsync'd, locked) vs logging.FileHandler line, s", ours, peer, "durable; < 5 ms"))
         os.environ.pop("JUPYTER_SPLIT_CONFIG", None)
+    rows += border(quick)
     print(report(rows))
     return 0

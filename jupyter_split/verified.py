@@ -49,28 +49,37 @@ def known_sha256(st: os.stat_result) -> str | None:
 
 def known_many(stats: list[os.stat_result]) -> list[str | None]:
     """`known_sha256` of many files in a few queries (a walk of thousands of files asks once per 500)."""
-    found: list[str | None] = [_seen.get(_key(st)) for st in stats]
-    missing = [i for i, sha in enumerate(found) if sha is None]
-    rows: dict[tuple[int, int], tuple] = {}
+    found: list[str | None] = [None] * len(stats)
+    wanted: dict[tuple[int, int], int] = {}
+    for i, st in enumerate(stats):
+        wanted.setdefault((st.st_dev, st.st_ino), i)
+    keys = list(wanted)
     try:
         with _lock:
             db = _connect()
-            for start in range(0, len(missing), 500):
-                batch = [stats[i] for i in missing[start:start + 500]]
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
                 marks = ",".join("(?, ?)" for _ in batch)
-                params = [v for st in batch for v in (st.st_dev, st.st_ino)]
-                for row in db.execute("SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM verified "
-                                      f"WHERE (dev, ino) IN (VALUES {marks})", params):
-                    rows[(row[0], row[1])] = row[2:]
+                params = [v for key in batch for v in key]
+                for dev, ino, size, mtime_ns, ctime_ns, sha in db.execute(
+                        "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM verified "
+                        f"WHERE (dev, ino) IN (VALUES {marks})", params):
+                    st = stats[wanted[(dev, ino)]]
+                    if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                        found[wanted[(dev, ino)]] = sha
     except sqlite3.Error:
         _forget_connection()
         return found
-    for i in missing:
-        st = stats[i]
-        row = rows.get((st.st_dev, st.st_ino))
-        if row is not None and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            found[i] = row[3]
+    for i, st in enumerate(stats):  # a second path to the same file (a hard link) shares its record
+        if found[i] is None:
+            first = wanted[(st.st_dev, st.st_ino)]
+            if first != i and _same_version(stats[first], st):
+                found[i] = found[first]
     return found
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 def remember(st: os.stat_result, stat_ns: int, sha256: str) -> None:

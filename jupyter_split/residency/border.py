@@ -172,11 +172,24 @@ def _pin(item: SourceFile) -> os.stat_result | None:
 
 def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Verdict, home: str) -> None:
     def one(item: SourceFile) -> Any:
-        with open_pinned(item, source) as handle:
-            return scanner.scan_file(handle, where=item.rel or redact(source.url), size=item.size)
+        try:
+            with open_pinned(item, source) as handle:
+                return scanner.scan_file(handle, where=item.rel or redact(source.url), size=item.size)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
+            return exc
 
-    with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
-        results = list(pool.map(_safely(one), files))
+    def batch(items: Sequence[SourceFile]) -> list[Any]:
+        return [one(item) for item in items]
+
+    # a thread per batch, not per file: thousands of small files cost their scan, not a hand-off each
+    results: list[Any] = []
+    batches = _batches(files, SCAN_THREADS * 4)
+    if len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
+            for done in pool.map(batch, batches):
+                results += done
+    else:
+        results = batch(files)
     for item, result in zip(files, results):
         shown = item.rel or redact(source.url)
         if isinstance(result, BaseException):
@@ -190,13 +203,20 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
 
 
-def _safely(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def call(arg: Any) -> Any:
-        try:
-            return func(arg)
-        except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
-            return exc
-    return call
+def _batches(files: Sequence[SourceFile], count: int) -> list[Sequence[SourceFile]]:
+    """`files` cut into at most `count` runs of about equal bytes (a large file alone is a run)."""
+    total = sum(item.size for item in files) or 1
+    share = total / count
+    runs: list[Sequence[SourceFile]] = []
+    start, held = 0, 0
+    for i, item in enumerate(files):
+        held += item.size
+        if held >= share:
+            runs.append(files[start:i + 1])
+            start, held = i + 1, 0
+    if start < len(files):
+        runs.append(files[start:])
+    return runs
 
 
 def open_pinned(item: SourceFile, source: Source) -> BinaryIO:

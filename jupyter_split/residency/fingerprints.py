@@ -20,7 +20,7 @@ import hashlib
 import os
 import stat as stat_mod
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from .. import verified
@@ -30,13 +30,13 @@ from .locations import Glob, compile_globs, components, scheme_of
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
 class Resident:
-    """One resident file as the walk found it."""
+    """One resident file as the walk found it (a plain class: ten thousand are made per check)."""
 
-    path: str
-    glob: str
-    st: os.stat_result = field(compare=False, repr=False)
+    __slots__ = ("path", "glob", "st")
+
+    def __init__(self, path: str, glob: str, st: os.stat_result):
+        self.path, self.glob, self.st = path, glob, st
 
 
 @dataclass(frozen=True)
@@ -197,10 +197,37 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, os.s
                 yield entry.path, est
 
 
+# (device, inode) -> (size, mtime, ctime, sha256) of files this process hashed or looked up: a
+# notebook checks the same resident folders again and again, and a memo is cheaper than SQLite
+_memo: dict[tuple[int, int], tuple[int, int, int, str]] = {}
+MEMO_ENTRIES = 1 << 18
+
+
 def sha256_many(files: list[tuple[str, os.stat_result]]) -> list[str | None]:
-    """`local_sha256` of many (path, stat) pairs: recorded hashes looked up together, the rest read."""
-    known = verified.known_many([st for _, st in files])
-    return [sha if sha is not None else local_sha256(path, st) for (path, st), sha in zip(files, known)]
+    """`local_sha256` of many (path, stat) pairs: this process's memo, then the record store
+    (looked up together), then the files themselves."""
+    found: list[str | None] = []
+    missing: list[int] = []
+    for i, (_, st) in enumerate(files):
+        hit = _memo.get((st.st_dev, st.st_ino))
+        fresh = hit is not None and hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        found.append(hit[3] if fresh else None)
+        if not fresh:
+            missing.append(i)
+    known = verified.known_many([files[i][1] for i in missing]) if missing else []
+    for i, sha in zip(missing, known):
+        path, st = files[i]
+        if sha is None:
+            found[i] = local_sha256(path, st)
+            # remembered only where the record store took it: not within a write's racy window
+            sha = verified.known_sha256(st) if found[i] is not None else None
+        else:
+            found[i] = sha
+        if sha is not None:
+            if len(_memo) >= MEMO_ENTRIES:
+                _memo.clear()
+            _memo[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
+    return found
 
 
 def local_sha256(path: str | int, st: os.stat_result | None = None) -> str | None:

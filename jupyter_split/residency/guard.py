@@ -12,17 +12,18 @@ import os
 import posixpath
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Config, ConfigError, SiteConfig, load_config
 from .audit import append_record, audit, declassified_path, read_records, who
 from .labels import (
     collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of, variable_origins,
 )
-from .locations import compile_glob, compile_globs, covers, is_local, matching_glob, redact, site_for_url
+from .locations import (compile_glob, compile_globs, covers, first_match, is_local, matching_glob, os_path_readings,
+                        readings, redact, site_for_url)
 from .border import Source, judge
 from .fingerprints import resident_index
-from .produced import produced_origins
+from .produced import produced_index
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
 DECLASSIFIED_ENV = "JUPYTER_SPLIT_DECLASSIFIED"
@@ -173,16 +174,29 @@ def _site_of(url: str, config: Config) -> SiteConfig | None:
 def url_label_origins(url: str, config: Config | None = None, contains: bool = True) -> dict[str, str]:
     """The labels a location carries from `policy.resident` (with the glob that gave each) and
     from what tainted runs wrote there."""
-    config = config or load_config()
+    return path_labeller(config or load_config(), contains=contains)(url)
+
+
+def path_labeller(config: Config, *, contains: bool = False, os_paths: bool = False) -> Callable[[str], dict[str, str]]:
+    """`url_label_origins` for many locations: the globs and the produced register read once.
+
+    With `os_paths`, each location is a path this machine opens as it is (no URL decoding),
+    as for the files of a local copy.
+    """
     globs = compile_globs(config.policy.resident)
-    glob = matching_glob(url, globs, contains=False)
-    how = "matches"
-    if glob is None and contains:
-        glob, how = matching_glob(url, globs, contains=True), "may hold locations matching"
-    found = {config.home.jurisdiction: f"{redact(url)} {how} policy.resident {glob.text!r} ({config.source})"} \
-        if glob is not None else {}
-    _add(found, produced_origins(url, config, contains))
-    return found
+    produced = produced_index(config)
+    home = config.home.jurisdiction
+
+    def origins(url: str) -> dict[str, str]:
+        locations = os_path_readings(url) if os_paths else readings(url)
+        glob, how = first_match(locations, globs, False), "matches"
+        if glob is None and contains:
+            glob, how = first_match(locations, globs, True), "may hold locations matching"
+        found = {home: f"{redact(url)} {how} policy.resident {glob.text!r} ({config.source})"} if glob else {}
+        _add(found, produced.origins(url, contains, locations))
+        return found
+
+    return origins
 
 
 def labels_for_url(url: str, config: Config | None = None) -> set[str]:
@@ -215,8 +229,7 @@ def check_copy(
     findings: list[dict[str, Any]] = []
     if source is not None and file_list is not None:
         verdict = judge(source, file_list, config, resident_index(config),
-                        lambda url: url_label_origins(url, config, contains=False),
-                        scanner_for(config, from_site, to_site))
+                        path_labeller(config, os_paths=source.here), scanner_for(config, from_site, to_site))
         _add(origins, verdict.origins)
         findings = verdict.findings
     else:

@@ -44,9 +44,12 @@ class _Index:
                     for cut in range(len(parts)):
                         self.above.setdefault((scheme, parts[:cut]), {}).update(origins)
 
-    def origins(self, url: str, contains: bool) -> dict[str, str]:
+    def origins(self, url: str, contains: bool, locations: set[Location] | None = None) -> dict[str, str]:
+        """Labels of `url` (read as `locations` when given): produced there, or (`contains`) inside it."""
         found: dict[str, str] = {}
-        for scheme, parts in readings(url):
+        if not self.exact:
+            return found
+        for scheme, parts in readings(url) if locations is None else locations:
             for cut in range(len(parts), -1, -1):  # the location itself, or a produced one it lies in
                 for code, why in self.exact.get((scheme, parts[:cut]), {}).items():
                     found.setdefault(code, why)
@@ -61,14 +64,22 @@ _cache: dict[Path, tuple[tuple[int, int], _Index]] = {}
 
 def produced_origins(url: str, config: Config, contains: bool = True) -> dict[str, str]:
     """Labels `url` carries because a tainted run wrote it (or, with `contains`, something in it)."""
+    return produced_index(config).origins(url, contains)
+
+
+def produced_index(config: Config) -> _Index:
+    """The register of produced locations as it is now (read again only when the file changed)."""
     path = produced_path(config)
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return {}
+        return _EMPTY
     key = (stat.st_size, stat.st_mtime_ns)
     cached = _cache.get(path)
     if cached is None or cached[0] != key:
         cached = (key, _Index(read_records(path)))
         _cache[path] = cached
-    return cached[1].origins(url, contains)
+    return cached[1]
+
+
+_EMPTY = _Index(())
