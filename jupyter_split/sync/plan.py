@@ -13,7 +13,7 @@ from enum import Enum
 
 from ..residency.border import Pin
 from .fsutil import Location, hash_many, list_tree
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, check_paths, read_manifest
 
 PART_SUFFIX = ".part"
 # Files this big are written as `<name>.part` and renamed when whole, so a killed copy
@@ -86,6 +86,7 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
         source = pool.submit(_source, src, require_published)
         found = [pool.submit(read_manifest, dest.fs, dest.root), pool.submit(list_tree, dest), pool.submit(_staged, dest)]
         source_manifest, files = source.result()
+        check_paths(files, src.url)  # a name no manifest could hold is refused before any byte moves
         dest_manifest, in_place, staged = (future.result() for future in found)
     published = dest_manifest.by_path() if dest_manifest else {}
     # Only a published destination needs staging: readers trust only published manifests, so
