@@ -44,12 +44,14 @@ def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Con
     A trailing `/@latest` becomes the newest published checkpoint under it. Without
     `storage_options`, a location inside a site's `storage` uses that site's options.
     """
+    from .names import check_location
     from .residency.locations import site_for_url
     from .sync.endpoints import endpoint
     from .sync.latest import resolve_latest
 
     config = config or load_config()
     if "://" in spec:
+        check_location("checkpoint location", spec)  # SITE:path and local paths: in `endpoint`
         site = site_for_url(spec, config)
         url, options = spec, dict(site.storage_options) if site else {}
     else:
