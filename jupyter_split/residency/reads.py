@@ -4,9 +4,10 @@ and the paths named in the commands it starts.
 The taint hook (`taint.py`) matches each path a process opens against `policy.resident`.
 A hard link, a bind mount or a byte-identical copy of a resident file has another path;
 `resident_original` finds it by (device, inode) or, where its size is a resident file's, by
-sha256 (`fingerprints.ResidentIndex`). The index is walked again when it is older than a
-moment, and never more often than keeps its walks under 2% of the time (a process that
-opens files in a tight loop pays a stat and a dict lookup per open, not a walk).
+sha256 (`fingerprints.ResidentIndex`). The first check walks the resident folders; later
+the index is walked again in a background thread when it is older than a moment, and
+never more often than keeps the walks under 2% of the time, so an open pays a stat and
+a dict lookup, never a walk (a resident file made a moment ago is known a walk later).
 
 A child process's own reads are invisible to an audit hook: `cat pii/people.csv` run by
 `subprocess` reads nothing in this interpreter. `command_paths` gives the paths a command
@@ -22,7 +23,7 @@ import shlex
 import stat as stat_mod
 import threading
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from .locations import Glob
 
@@ -31,19 +32,20 @@ _WALK_SHARE = 50  # a walk that took W seconds is not repeated within 50 W: walk
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "busybox"})
 _COMMAND_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "pty.spawn"})
 _lock = threading.Lock()
-_index: dict[str, Any] = {}  # globs, built (monotonic), walk seconds, index
+_index: dict[str, Any] = {}  # globs, built (monotonic), walk seconds, index, walking (a thread is at it)
 
 
-def resident_original(path: str, globs: Sequence[Glob]) -> str | None:
+def resident_original(path: str, globs: Sequence[Glob], untracked: Callable[[], ContextManager[Any]]) -> str | None:
     """Why the regular file at `path` is resident although its path matches no glob
-    (the same file as a resident one, or the same bytes), or None."""
+    (the same file as a resident one, or the same bytes), or None. `untracked` marks the
+    walk's own reads as the tracker's (in the background thread too)."""
     try:
         st = os.stat(path)
     except (OSError, ValueError, TypeError):
         return None
     if not stat_mod.S_ISREG(st.st_mode) or st.st_size == 0:
         return None  # an empty file holds no one's data, and every empty file has the same hash
-    index = _fresh_index(globs)
+    index = _fresh_index(globs, untracked)
     match = index.same_file(st)
     if match is None and st.st_size in index.by_size:
         from .fingerprints import local_sha256
@@ -52,17 +54,40 @@ def resident_original(path: str, globs: Sequence[Glob]) -> str | None:
     return match.describe(path) if match else None
 
 
-def _fresh_index(globs: Sequence[Glob]) -> Any:
+def _fresh_index(globs: Sequence[Glob], untracked: Callable[[], ContextManager[Any]]) -> Any:
+    with _lock:
+        if _index.get("globs") != globs:
+            _walk(globs)  # the first check, or a new policy: nothing to go by until it is walked
+        elif (not _index["walking"] and
+              time.monotonic() - _index["built"] >= max(_REFRESH_SECONDS, _WALK_SHARE * _index["took"])):
+            _index["walking"] = True
+            threading.Thread(target=_walk_in_background, args=(globs, untracked), daemon=True,
+                             name="jupyter_split resident index").start()
+        return _index["index"]
+
+
+def _walk_in_background(globs: Sequence[Glob], untracked: Callable[[], ContextManager[Any]]) -> None:
+    try:
+        with untracked():
+            walked = _walked(globs)  # outside the lock: opens go on with the old index meanwhile
+        with _lock:
+            if _index.get("globs") == globs:
+                _index.update(walked)
+    finally:
+        with _lock:
+            _index["walking"] = False
+
+
+def _walk(globs: Sequence[Glob]) -> None:
+    _index.update(_walked(globs), globs=globs, walking=False)
+
+
+def _walked(globs: Sequence[Glob]) -> dict[str, Any]:
     from .fingerprints import ResidentIndex, walk_resident  # the index's module loads on first use
 
-    now = time.monotonic()
-    with _lock:
-        known = _index.get("globs") == globs
-        if known and now - _index["built"] < max(_REFRESH_SECONDS, _WALK_SHARE * _index["took"]):
-            return _index["index"]
-        index = ResidentIndex(walk_resident(globs))
-        _index.update(globs=globs, built=now, took=time.monotonic() - now, index=index)
-        return index
+    start = time.monotonic()
+    index = ResidentIndex(walk_resident(globs))
+    return {"built": start, "took": time.monotonic() - start, "index": index}
 
 
 def forget_index() -> None:
@@ -71,10 +96,24 @@ def forget_index() -> None:
         _index.clear()
 
 
-def open_folders(path: str) -> list[str]:
-    """`path` (relative) joined to each folder this process holds open: where an
-    `os.open(path, dir_fd=fd)` may point, since the audit event does not carry the `dir_fd`."""
-    found = []
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # the walking thread (not copied) may have held it
+    if _index:
+        _index["walking"] = False
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def dir_fd_readings(args: tuple[Any, ...]) -> list[str]:
+    """For an `open` audit event of `os.open` (mode None) with a relative path: that path
+    joined to each folder this process holds open, since `os.open(path, dir_fd=fd)` may
+    mean any of them and the event does not carry the `dir_fd`."""
+    if args[1] is not None or not isinstance(args[0], (str, bytes)) or os.fsdecode(args[0]).startswith("/"):
+        return []
+    path = os.fsdecode(args[0])
+    found: list[str] = []
     try:
         fds = os.listdir("/proc/self/fd")  # Linux; elsewhere the relative name is read from cwd only
     except OSError:

@@ -27,14 +27,15 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
 from .labels import collect
 from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent, resolved
 from .produced import produced_path, record_produced
-from .reads import command_paths, is_command, open_folders, resident_original
+from .reads import command_paths, dir_fd_readings, is_command, resident_original
 
 TAINT_FILE_ENV = "JUPYTER_SPLIT_TAINT_FILE"
 SITE_ENV = "JUPYTER_SPLIT_SITE"
@@ -129,15 +130,11 @@ def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> No
     if not new:
         return
     state.labels.update(new)
-    was_busy = getattr(_busy, "active", False)
-    _busy.active = True  # these writes are the tracker's own, not the run's
-    try:
+    with _untracked():  # these writes are the tracker's own, not the run's
         if state.state_file is not None:
             append_record(state.state_file, {"labels": new, "run_id": state.run_id, "pid": os.getpid()})
         # what the run wrote before it read labelled data may be written on after: label it too
         record_produced(state.config, state.written, state.labels, current_run_id())
-    finally:
-        _busy.active = was_busy
 
 
 def run_label_origins() -> dict[str, str]:
@@ -184,7 +181,7 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
             found_at = os_path_readings(text) if local else readings(text)
             glob = first_match(found_at, state.globs, contains=False)
             if glob is None and identity:
-                same = resident_original(text, state.globs)
+                same = resident_original(text, state.globs, _untracked)
         found = _checkpoint_origins(state, text) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
@@ -196,6 +193,17 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
         taint_run({state.home: f"{run} {verb} {text}: {same}{_clear(state)}"})
     if found:
         taint_run({code: f"{run} {verb} {text}, {why}{_clear(state)}" for code, why in found.items()})
+
+
+@contextmanager
+def _untracked() -> Iterator[None]:
+    """What runs inside is the tracker's own work, not the process's reads."""
+    was_busy = getattr(_busy, "active", False)
+    _busy.active = True
+    try:
+        yield
+    finally:
+        _busy.active = was_busy
 
 
 def _who(state: _State) -> str:
@@ -287,9 +295,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             flags = args[2] if len(args) > 2 else None
             if _reads(args[1], flags):
                 _note(args[0], "file open", identity=True)
-                if args[1] is None and isinstance(args[0], (str, bytes)) and not os.fsdecode(args[0]).startswith("/"):
-                    for path in open_folders(os.fsdecode(args[0])):  # os.open(name, dir_fd=...): any open folder
-                        _note(path, "file open", identity=True)
+                for path in dir_fd_readings(args):
+                    _note(path, "file open", identity=True)
             if _writes(args[1], flags):
                 _wrote(args[0], local=True)
         elif event in ("os.rename", "os.link"):
