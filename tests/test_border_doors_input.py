@@ -208,10 +208,12 @@ def test_checkpoint_paths_a_url_parser_would_misread_are_refused(sftp_site: Path
     src = split_home / "src"
     src.mkdir(exist_ok=True)
     (src / "weights.bin").write_bytes(b"w" * 100)
-    storage = load_config().sites["sg"].storage
+    site = load_config().sites["sg"]
+    storage, options = site.storage, site.storage_options
     attempts = {
         "push SITE:path": lambda: sync.push(str(src), f"sg:ck/{name}", progress=False),
         "push URL": lambda: sync.push(str(src), f"{storage}/ck/{name}", progress=False),
+        "sync.copy URL": lambda: sync.copy(str(src), f"{storage}/cp/{name}", dest_options=options, progress=False),
         "ckpt.save SITE:path": lambda: ckpt.save({"w": torch.zeros(2)}, f"sg:cs/{name}"),
         "ckpt.save URL": lambda: ckpt.save({"w": torch.zeros(2)}, f"{storage}/cs/{name}"),
         "ckpt.load": lambda: ckpt.load(f"sg:cs/{name}"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import policy, tracking
 from ..config import Config, load_config
+from ..names import check_location
 from . import s3parts, sftp
 from ..residency.border import Source, SourceFile
 from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
@@ -85,6 +86,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     copy (with `config`, else the loaded one) before any byte moves.
     """
     started = time.monotonic()
+    check_location("checkpoint source", src), check_location("checkpoint destination", dest)  # before fsspec parses them
     source, target = resolve(src, src_options), resolve(dest, dest_options)
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
