@@ -114,6 +114,19 @@ class SiteConfig(_Strict):
             raise ValueError(f"{value} is not an interval: give seconds, e.g. 15, or 0 for no keepalives")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        # What the OS takes as an environment: a bad one made every run on the site a ValueError traceback.
+        for key, text in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name: use letters, digits and '_', "
+                                 "not starting with a digit")
+            if "\0" in text:
+                raise ValueError(f"the value of {key} has a NUL character (\\u0000), which no environment can hold: "
+                                 "remove it")
+        return value
+
     @field_validator("storage")
     @classmethod
     def _known_protocol(cls, value: str | None) -> str | None:

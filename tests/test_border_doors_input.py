@@ -249,6 +249,8 @@ BAD_CONFIGS = {
     "unknown protocol": (BASE + b'storage = "nosuchproto://bucket/x"\n',
                          ["`sites.home.storage`", "'nosuchproto'", "Fix the URL", "jupyter_split[s3]"]),
     "unknown chained protocol": (BASE + b'storage = "simplecache::nosuch://b/x"\n', ["'nosuch'"]),
+    "env name with =": (BASE + b'env = { "A=B" = "1" }\n', ["`sites.home.env`", "'A=B' is not an environment variable"]),
+    "NUL in an env value": (BASE + b'env = { A = "x\\u0000y" }\n', ["`sites.home.env`", "value of A has a NUL"]),
 }
 
 
