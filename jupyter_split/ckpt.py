@@ -8,7 +8,6 @@ onto the local device and widens dtypes the device lacks (bf16 to fp16 or fp32).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -23,19 +22,16 @@ import torch
 
 from . import ckpt_format as fmt, tracking, verified
 from .ckpt_files import map_local, read_remote
+from .ckpt_writer import CheckpointError, CheckpointWriteError, ShardWriter
 from .config import Config, load_config
 from .devices import DeviceInfo, detect, info_for
-from .sync.manifest import FileEntry, HashingWriter, Manifest, is_local, publish, read_manifest
+from .sync.manifest import Manifest, is_local, read_manifest
 
 DEFAULT_SHARD_SIZE = "512MiB"
 _FP16_MAX = 65504.0
 # checkpoints this process has loaded, with their labels: a later save names them as its
 # parents (lineage) and carries their labels, as a run's taint would
 _LOADED: dict[str, set[str]] = {}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or trusted; the message names the file and the fix."""
 
 
 def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Config | None = None) -> tuple[str, dict[str, Any]]:
@@ -99,44 +95,13 @@ def save(
     files = [fmt.shard_name(i, len(names)) for i in range(len(names))]
     source = _source_device(flat.tensors)
     metadata = {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels), "source_device": source}
-    writer = ShardWriter(fs, root, metadata)
-    with ThreadPoolExecutor(_workers(len(files))) as pool:
+    with ShardWriter(fs, root, metadata, url) as writer, ThreadPoolExecutor(_workers(len(files))) as pool:
         entries = list(pool.map(lambda pair: writer.write(pair[0], {n: flat.tensors[n] for n in pair[1]}), zip(files, names)))
-    table = {n: fmt.table_entry(file, flat.tensors[n].dtype, flat.tensors[n].shape) for file, group in zip(files, names) for n in group}
-    document = fmt.tree_document(flat.tree, table, source)
-    manifest = writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
+        table = {n: fmt.table_entry(file, flat.tensors[n].dtype, flat.tensors[n].shape) for file, group in zip(files, names) for n in group}
+        document = fmt.tree_document(flat.tree, table, source)
+        manifest = writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
     tracking.log_checkpoint(url, manifest)
     return manifest
-
-
-class ShardWriter:
-    """Writes shards and the JSON tree under `root`, hashing as it writes, then publishes."""
-
-    def __init__(self, fs: Any, root: str, metadata: dict[str, str]):
-        self.fs, self.root, self.metadata = fs, root, metadata
-        fs.makedirs(root, exist_ok=True)
-
-    def write(self, name: str, tensors: dict[str, torch.Tensor]) -> FileEntry:
-        with self.fs.open(posixpath.join(self.root, name), "wb") as handle, HashingWriter(handle) as out:
-            fmt.write_shard(out, tensors, self.metadata)
-        return out.entry(name)
-
-    def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str],
-               extra_meta: dict[str, Any] | None = None) -> Manifest:
-        data = json.dumps(document, separators=(",", ":")).encode()
-        self.fs.pipe_file(posixpath.join(self.root, fmt.TREE_NAME), data)
-        entries = [*entries, FileEntry(fmt.TREE_NAME, len(data), hashlib.sha256(data).hexdigest())]
-        dtypes: dict[str, int] = {}
-        for info in document["tensors"].values():
-            dtypes[info["dtype"]] = dtypes.get(info["dtype"], 0) + 1
-        manifest = Manifest(
-            files=entries, run_id=os.environ.get("JUPYTER_SPLIT_RUN_ID"), site=os.environ.get("JUPYTER_SPLIT_SITE"),
-            labels=labels, parents=list(dict.fromkeys(parents)),
-            meta={"kind": "checkpoint", "format": fmt.FORMAT, "dtypes": dtypes, "tensors": len(document["tensors"]),
-                  "source_device": document["source_device"], "torch": torch.__version__, **(extra_meta or {})},
-        )
-        publish(self.fs, self.root, manifest)
-        return manifest
 
 
 def _unpublish(fs: Any, root: str, url: str, overwrite: bool) -> None:

@@ -95,20 +95,21 @@ def consolidate(
 
     fs, root = _fs(dest_url, dest_storage_options)
     _unpublish(fs, root, dest_url, overwrite)
-    writer = ShardWriter(fs, root, {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels),
-                                    "source_device": "dcp"})
-    entries, table = [], {}
-    for file, batch in zip(files, batches):
-        if batch[0] in flat.tensors:
-            state = flat.tensors
-        else:
-            state = {fqn: torch.empty(tensors[fqn].size, dtype=tensors[fqn].properties.dtype) for fqn in batch}
-            _load(state, reader, dcp_url)
-        entries.append(writer.write(file, state))
-        table.update({name: fmt.table_entry(file, t.dtype, t.shape) for name, t in state.items()})
-        del state  # one shard's worth in memory at a time
-    document = fmt.tree_document(flat.tree, table, "dcp")
-    manifest = writer.finish(entries, document, labels=all_labels, parents=[dcp_url], extra_meta={"consolidated_from": dcp_url})
+    metadata = {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels), "source_device": "dcp"}
+    with ShardWriter(fs, root, metadata, dest_url) as writer:  # a failure leaves nothing behind
+        entries, table = [], {}
+        for file, batch in zip(files, batches):
+            if batch[0] in flat.tensors:
+                state = flat.tensors
+            else:
+                state = {fqn: torch.empty(tensors[fqn].size, dtype=tensors[fqn].properties.dtype) for fqn in batch}
+                _load(state, reader, dcp_url)
+            entries.append(writer.write(file, state))
+            table.update({name: fmt.table_entry(file, t.dtype, t.shape) for name, t in state.items()})
+            del state  # one shard's worth in memory at a time
+        document = fmt.tree_document(flat.tree, table, "dcp")
+        manifest = writer.finish(entries, document, labels=all_labels, parents=[dcp_url],
+                                 extra_meta={"consolidated_from": dcp_url})
     tracking.log_checkpoint(dest_url, manifest)
     return manifest
 

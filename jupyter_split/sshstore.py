@@ -85,8 +85,9 @@ class VerifiedSSHFileSystem(sshfs.SSHFileSystem):
     _get_file = _explained("download", sshfs.SSHFileSystem._get_file)  # sshfs's first argument is the remote path
     _pipe_file = _explained("write", sshfs.SSHFileSystem._pipe_file, writes=True)
     _put_file = _explained("upload to", sshfs.SSHFileSystem._put_file, arg=1, writes=True)
-    _mkdir = _explained("create the folder", sshfs.SSHFileSystem._mkdir)
-    _makedirs = _explained("create the folder", sshfs.SSHFileSystem._makedirs)
+    # asyncssh's makedirs looks before it creates: a failure is a real one, worth asking the disk about
+    _mkdir = _explained("create the folder", sshfs.SSHFileSystem._mkdir, writes=True)
+    _makedirs = _explained("create the folder", sshfs.SSHFileSystem._makedirs, writes=True)
     _rm_file = _explained("delete", sshfs.SSHFileSystem._rm_file)
     _rmdir = _explained("remove the folder", sshfs.SSHFileSystem._rmdir)
     _mv = _explained("rename", sshfs.SSHFileSystem._mv)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -18,11 +21,11 @@ import fsspec
 import pytest
 import torch
 
-from jupyter_split import ckpt, sync
+from jupyter_split import ckpt, core, sync
 from jupyter_split.config import SiteConfig
 from jupyter_split.sshconn import HostKeyError, SiteConnection
-from tests.fixtures.policy import sftp_options
-from tests.services.sshd import fingerprint_of, keygen
+from tests.fixtures.policy import policy_config, sftp_options
+from tests.services.sshd import fingerprint_of, keygen, running_sshd
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +121,166 @@ def test_a_changed_key_on_ssh_storage_shows_both_fingerprints_and_the_fix(sshd, 
     assert f"host key of {entry} CHANGED" in message and sshd.fingerprint in message
     assert fingerprint_of(tmp_path / "impostor.pub") in message
     assert f"ssh-keygen -R '{entry}' -f {known}" in message
+
+
+# --- full, read-only and forbidden storage --------------------------------------------------
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str = "2m", readonly: bool = False) -> Iterator[Path | None]:
+    """A real filesystem of `size` at `path` (a tmpfs), or None where this process may not mount one (not root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0755" + (",ro" if readonly else "")
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                                                   capture_output=True).returncode == 0
+    try:
+        yield path if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def _three_shards() -> dict:
+    """About 2.8 MB in three shards of 0.9 MB (max_shard_size=_SHARD): two fit a 2 MiB disk, the third does not."""
+    return {name: torch.full((230_000,), float(i)) for i, name in enumerate("abc")}
+
+
+_SHARD = "1MB"
+
+
+def _left(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_ckpt_save_on_a_full_disk_names_the_file_and_fix_and_leaves_nothing(tmp_path):
+    """A real full disk: a 2 MiB tmpfs (the test is skipped where it may not mount one, i.e. not as root)."""
+    with _tmpfs(tmp_path / "disk") as disk:
+        if disk is None:
+            pytest.skip("mounting a tmpfs needs root; test_ckpt_save_past_the_file_size_limit covers the rest")
+        with pytest.raises(ckpt.CheckpointWriteError) as err:
+            ckpt.save(_three_shards(), str(disk / "ck"), max_shard_size=_SHARD)
+        assert err.value.errno == 28 and isinstance(err.value, OSError)
+        message = str(err.value)
+        assert f"ckpt.save {disk}/ck/model-0000" in message and "No space left on device" in message
+        assert "Free space on that disk or save to another storage" in message and "Nothing of this save" in message
+        assert _left(disk / "ck") == []  # no partial shard, no temp file, no finished shard of the failed save
+        ckpt.save({"w": torch.ones(4)}, str(disk / "ck"))  # and the same place takes a save that fits
+        assert torch.equal(ckpt.load(str(disk / "ck"), device="cpu")["w"], torch.ones(4))
+
+
+def test_ckpt_save_past_the_file_size_limit_leaves_nothing(tmp_path):
+    """Not a full disk: a child process whose file size limit (RLIMIT_FSIZE) is 1 MiB, so the
+    third write of a shard fails with EFBIG as a full disk fails with ENOSPC, on any machine."""
+    code = (
+        "import resource, signal, sys, torch\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"  # a write past the limit fails, not kills
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "from jupyter_split import ckpt\n"
+        "try:\n"
+        "    ckpt.save({'a': torch.zeros(300_000)}, sys.argv[1])\n"
+        "except ckpt.CheckpointWriteError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ck")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert f"ckpt.save {tmp_path}/ck/model-00001-of-00001.safetensors" in done.stdout
+    assert "File too large" in done.stdout and "ulimit -f" in done.stdout and "max_shard_size" in done.stdout
+    assert _left(tmp_path / "ck") == []
+
+
+def test_sftp_full_disk_says_no_space_on_which_file_of_which_server(sshd, tmp_path):
+    """A real full disk on the SFTP server: a 2 MiB tmpfs it writes to (skipped where the test may not mount one)."""
+    with _tmpfs(tmp_path / "disk") as disk:
+        if disk is None:
+            pytest.skip("mounting a tmpfs for the test sshd needs root")
+        with pytest.raises(ckpt.CheckpointWriteError) as err:
+            ckpt.save(_three_shards(), _url(sshd, disk / "ck"), max_shard_size=_SHARD, storage_options=sftp_options(sshd))
+        message = str(err.value)
+        assert err.value.errno == 28 and f"ckpt.save {_url(sshd, disk / 'ck')}/model-0000" in message
+        assert f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{disk}/ck/" in message
+        assert "no space left on the server's filesystem" in message and "Free space there" in message
+        assert "SFTP status 4" not in message
+        assert _left(disk / "ck") == []
+
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "big.bin").write_bytes(os.urandom(3 << 20))
+        with pytest.raises(sync.SyncError) as err:
+            sync.copy(str(src), _url(sshd, disk / "sy"), dest_options=sftp_options(sshd), progress=False, retries=0)
+        message = str(err.value)
+        assert f"write ssh://{sshd.user}@127.0.0.1:{sshd.port}{disk}/sy/" in message
+        assert "no space left on the server's filesystem" in message and "SFTP status" not in message
+
+
+def test_sftp_read_only_disk_is_said_read_only(sshd, tmp_path):
+    with _tmpfs(tmp_path / "ro", readonly=True) as disk:
+        if disk is None:
+            pytest.skip("mounting a tmpfs for the test sshd needs root")
+        with pytest.raises(ckpt.CheckpointWriteError) as err:
+            ckpt.save({"w": torch.ones(4)}, _url(sshd, disk / "ck"), storage_options=sftp_options(sshd))
+        message = str(err.value)
+        assert f"{disk}/ck" in message and "read-only" in message and "Choose a writable folder" in message
+
+
+def test_sftp_permission_denied_and_missing_files_name_the_user_path_and_server(sshd, tmp_path):
+    """A server of its own, in a folder `nobody` may read (sshd reads authorized_keys as the user),
+    lets the test's client key in as `nobody`, who may not enter this test's root-only folder."""
+    if os.geteuid() != 0:
+        pytest.skip("logging in as another user (nobody) needs the test sshd to run as root")
+    pwd = pytest.importorskip("pwd")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("this machine has no user `nobody`")
+    os.chmod(tmp_path, 0o700)
+    readable = Path(tempfile.mkdtemp(prefix="js-nobody-"))
+    try:
+        os.chmod(readable, 0o755)
+        with running_sshd(readable / "sshd") as server:
+            options = {**sftp_options(server), "username": "nobody"}
+            with pytest.raises(PermissionError) as err:
+                ckpt.save({"w": torch.ones(4)}, _url(server, tmp_path / "ck"), storage_options=options)
+            message = str(err.value)
+            assert f"ssh://nobody@127.0.0.1:{server.port}{tmp_path}" in message and "Let nobody write there" in message
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
+    fs = fsspec.filesystem("ssh", host="127.0.0.1", port=sshd.port, **sftp_options(sshd))
+    with pytest.raises(FileNotFoundError) as err:
+        fs.cat_file(str(tmp_path / "missing.bin"))
+    assert f"read ssh://{sshd.user}@127.0.0.1:{sshd.port}{tmp_path}/missing.bin: no such file" in str(err.value)
+
+
+def test_an_unwritable_audit_log_stops_the_transfer_and_says_which_log(_isolated, tmp_path):
+    log = tmp_path / "audit.jsonl"
+    log.mkdir()  # unwritable as a file even for root, who may write anything else
+    config = policy_config(_isolated) / "jupyter_split.toml"
+    config.write_text(config.read_text() + f'audit_log = "{log}"\n')  # [policy] is its last table
+    core.reset()
+    with pytest.raises(OSError) as err:
+        ckpt.save({"w": torch.ones(4)}, "sg:ck")  # abroad: the guard records its decision
+    message = str(err.value)
+    assert f"the residency audit log {log} cannot be written" in message and "was stopped" in message
+    assert "point `audit_log` under [policy] at a writable file" in message
+    assert not (_isolated / "sg-store" / "ck").exists()  # fails closed
+
+
+# --- ckpt.load on every storage -------------------------------------------------------------
+
+@pytest.mark.parametrize("storage", ["file", "ssh", "s3"])
+def test_ckpt_load_reads_ssh_s3_and_file_storage_alike(storage, request, tmp_path):
+    state = {**_three_shards(), "ids": torch.arange(16, dtype=torch.int64), "step": 3}
+    if storage == "file":
+        url, options = str(tmp_path / "ck"), {}
+    elif storage == "ssh":
+        sshd = request.getfixturevalue("sshd")
+        url, options = _url(sshd, tmp_path / "ck"), sftp_options(sshd)
+    else:
+        s3 = request.getfixturevalue("s3")
+        url, options = f"{s3.make_bucket('doors-load')}/{tmp_path.name}/ck", s3.storage_options
+    ckpt.save(state, url, max_shard_size=_SHARD, storage_options=options)
+    for verify in ("auto", "always"):
+        out = ckpt.load(url, device="cpu", verify=verify, storage_options=options)
+        assert out["step"] == 3 and torch.equal(out["b"], state["b"])
+        assert all(torch.equal(out[k], state[k]) for k in "abc")
+    lazy = ckpt.load(url, device="cpu", lazy=True, storage_options=options)
+    assert torch.equal(lazy["c"], state["c"]) and len(list(lazy.iter_shards())) == 3

@@ -73,11 +73,23 @@ def who() -> dict[str, Any]:
     }
 
 
+class AuditLogError(OSError):
+    """The residency audit log cannot be written, so what it would record does not go ahead (it fails closed)."""
+
+
 def audit(config: Config, **fields: Any) -> dict[str, Any]:
+    """Append one decision to the residency audit log; an AuditLogError (naming the log and the fix) if it cannot."""
     record = who()
     user = fields.pop("user", None)
     record.update(fields, user=user or record["user"])
-    append_record(config.audit_log_path(), record)
+    path = config.audit_log_path()
+    try:
+        append_record(path, record)
+    except OSError as exc:
+        raise AuditLogError(exc.errno, (
+            f"the residency audit log {path} cannot be written ({exc.strerror or exc}), so nothing that must be "
+            f"recorded there goes ahead: this {fields.get('kind') or 'transfer'} was stopped. Make {path.parent} "
+            "writable (or free space there), or point `audit_log` under [policy] at a writable file.")) from exc
     return record
 
 

@@ -40,10 +40,10 @@ async def explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bo
         return _full(where, reason)
     if isinstance(exc, (asyncssh.SFTPPermissionDenied, asyncssh.SFTPWriteProtect)):
         user = (getattr(fs, "storage_options", None) or {}).get("username") or "the SSH user"
-        return PermissionError(errno.EACCES, f"{where}: permission denied ({reason}). Let {user} write there "
+        return PermissionError(errno.EACCES, f"{where}: permission denied{_also(reason)}. Let {user} write there "
                                              "(chmod/chown on the server) or choose a path it owns.")
     if isinstance(exc, (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath)):
-        return FileNotFoundError(errno.ENOENT, f"{where}: no such file or folder ({reason}). Check the path; "
+        return FileNotFoundError(errno.ENOENT, f"{where}: no such file or folder{_also(reason)}. Check the path; "
                                                "the folder a file goes into must exist.")
     if isinstance(exc, asyncssh.SFTPFileAlreadyExists):
         return FileExistsError(errno.EEXIST, f"{where}: it exists already. Remove it or choose another name.")
@@ -69,6 +69,12 @@ async def explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bo
     return OSError(errno.EIO, f"{where}: the server reported {reason!r} (SFTP status {code}), which OpenSSH's server "
                               "says for a full disk or quota, a read-only filesystem, or a name that exists already "
                               "as another kind (file or folder). Check free space (`df -h`) and the path on the server.")
+
+
+def _also(reason: str) -> str:
+    """The server's own words, where they say more than its status (OpenSSH's repeat it)."""
+    plain = reason.lower().rstrip(".")
+    return "" if plain in ("permission denied", "no such file", "no such file or directory", "no such path") else f" ({reason})"
 
 
 def _full(where: str, detail: str) -> OSError:
