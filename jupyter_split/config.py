@@ -127,14 +127,6 @@ class SiteConfig(_Strict):
                                  "remove it")
         return value
 
-    @field_validator("storage")
-    @classmethod
-    def _known_protocol(cls, value: str | None) -> str | None:
-        problem = storage_protocol_problem(value) if value else None
-        if problem:
-            raise ValueError(problem)
-        return value
-
     @field_validator("accelerator")
     @classmethod
     def _known_accelerator(cls, value: str) -> str:
@@ -359,9 +351,16 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     if "sites" not in raw or not raw["sites"]:
         raise ConfigError(f"{source}: no [sites.NAME] table. Add at least one site, e.g. [sites.home] with jurisdiction = \"CN\".")
     try:
-        return Config(**raw, source=source)
+        config = Config(**raw, source=source)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, source)) from None
+    # Here, not in the model: a runner validates the config it is sent with its site's fsspec,
+    # which may know fewer protocols than this machine's.
+    problems = [f"  `sites.{site.name}.storage`: {problem}" for site in config.sites.values()
+                if site.storage and (problem := storage_protocol_problem(site.storage))]
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid config", *problems]))
+    return config
 
 
 def _explain(exc: ValidationError, source: str) -> str:
