@@ -98,6 +98,7 @@ ESCAPES = {
     "numpy-loadtxt": _plain("import numpy as np\nd = np.loadtxt(PII, dtype=str, delimiter=',', skiprows=1)"),
     "numpy-fromfile": _plain("import numpy as np\nd = np.fromfile(PII, dtype='u1').tobytes()"),
     "numpy-load": _npy,
+    "proc-self-root": _plain("d = open('/proc/self/root' + PII).read()"),
     "os-open-read": _plain("import os\nfd = os.open(PII, os.O_RDONLY)\nd = os.read(fd, 4096)\nos.close(fd)"),
     "os-open-dir_fd": _plain("import os\nparent = os.open(os.path.dirname(os.path.dirname(PII)), os.O_RDONLY)\n"
                              "fd = os.open('pii/people.csv', os.O_RDONLY, dir_fd=parent)\nd = os.read(fd, 4096)"),
@@ -158,14 +159,17 @@ def test_the_taint_shows_in_split_policy_and_says_how_to_clear_it(home, pii, ker
 
 
 def test_declassifying_a_string_variable_approves_it_by_name_and_stores_no_content(home, pii, kernel):
-    kernel.ok(f"d = open({str(pii)!r}).read()\nother = d.upper()")
+    # a resident file with nothing the content scanner would find: the taint alone refuses it
+    notes = pii.parent / "minutes.txt"
+    notes.write_text("quarterly review minutes, confidential\n")
+    kernel.ok(f"d = open({str(notes)!r}).read()\nother = d.upper()\ncount = len(d)")
     assert_refused(kernel, home)
-    shown = text(kernel.ok('%split declassify d --reason "DPO approval 7"'))
-    assert "declassified variable 'd'" in shown
-    assert "arrived abroad" in text(kernel.ok("%%on sg --in d\nprint('arrived abroad', len(d))"))
-    assert_refused(kernel, home, "other")  # the kernel stays tainted: only `d` was approved
+    shown = text(kernel.ok('%split declassify d count --reason "DPO approval 7"'))
+    assert "declassified variable 'd'" in shown and "declassified variable 'count'" in shown
+    assert "arrived abroad" in text(kernel.ok("%%on sg --in d,count\nprint('arrived abroad', len(d), count)"))
+    assert_refused(kernel, home, "other")  # the kernel stays tainted: only `d` and `count` were approved
     for record in [*policy.declassifications(), *policy.audit_entries()]:
-        assert "13800000000" not in str(record), record  # the variable's value is never written down
+        assert "minutes, confidential" not in str(record), record  # the variable's value is never written down
 
 
 def test_a_restart_clears_the_kernels_taint(home, pii, kernel):
@@ -201,3 +205,14 @@ def test_an_untainted_kernel_still_sends_in_variables_abroad(home, pii, kernel):
 def test_writing_into_the_resident_folder_is_not_a_read(home, pii, kernel):
     kernel.ok(f"open({str(pii.parent / 'new.csv')!r}, 'w').write('x')\nx = 1")
     assert "arrived abroad" in text(kernel.ok("%%on sg --in x\nprint('arrived abroad', x)"))
+
+
+def test_a_tainted_kernel_pushes_nothing_abroad_either(home, pii, kernel):
+    """As for a run: a tainted process's copies abroad are refused too (it may have written the file)."""
+    (home / "work" / "out" / "summary.txt").write_text("derived\n")
+    kernel.ok(f"d = open({str(pii)!r}).read()")
+    outputs, reply = kernel.run("%split push out/summary.txt sg:summary.txt")
+    shown = tracebacks(outputs) + text(outputs) + str(reply)
+    assert reply["status"] == "error" and "this notebook kernel read" in shown, shown
+    assert [p for p in (home / "sg-store").rglob("*") if p.is_file()] == []
+    assert [(r["kind"], r["to_site"]) for r in policy.audit_entries(decision="refused")] == [("copy", "sg")]
