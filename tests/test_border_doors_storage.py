@@ -47,8 +47,12 @@ def _options(sshd, known_hosts) -> dict:
 
 
 def _site_login(sshd, known_hosts: Path) -> None:
-    site = SiteConfig(name="sg", **sshd.site(known_hosts=str(known_hosts)))
-    asyncio.run(SiteConnection(site).connection())
+    """Log in as a site's runs do (sshlogin), with the known_hosts file `known_hosts`."""
+    async def login() -> None:
+        conn = SiteConnection(SiteConfig(name="sg", **sshd.site(known_hosts=str(known_hosts))))
+        await conn.connection()
+        await conn.close()
+    asyncio.run(login())
 
 
 def _refusals(sshd, known: Path) -> Iterator[str]:
@@ -81,6 +85,9 @@ def test_ssh_storage_without_known_hosts_checks_the_home_file_and_refuses_when_i
     with pytest.raises(HostKeyError, match="does not exist"):  # any fsspec use of the URL, not only ours
         fsspec.filesystem("ssh", host="127.0.0.1", **_options(sshd, ...), port=sshd.port)
     assert not dest.exists()
+    with pytest.raises(HostKeyError) as err:  # a site's login says the same, with the fingerprint
+        _site_login(sshd, tmp_path / "nope")
+    assert "does not exist" in str(err.value) and sshd.fingerprint in str(err.value)
 
     default.parent.mkdir()
     default.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_public_key}\n")
@@ -100,6 +107,12 @@ def test_a_plain_host_entry_does_not_vouch_for_another_port_at_either_door(sshd,
     for message in _refusals(sshd, known):
         assert f"host key of [127.0.0.1]:{sshd.port} is unknown" in message and sshd.fingerprint in message
         assert "on port 22 only" in message and f"ssh-keyscan -p {sshd.port} 127.0.0.1 >> {known}" in message
+    # the `[host]:port` entry is honoured, hashed (`ssh-keyscan -H`, `HashKnownHosts`) or not
+    known.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_public_key}\n")
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")
+    fs = fsspec.filesystem("ssh", host="127.0.0.1", port=sshd.port, **_options(sshd, str(known)))
+    assert fs.exists(str(tmp_path)) and _site_login(sshd, known) is None
 
 
 def test_a_revoked_key_is_said_revoked_not_changed_at_either_door(sshd, tmp_path):
