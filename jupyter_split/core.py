@@ -120,6 +120,9 @@ class Split:
             await self._check_parity(ex, handle)
         if opts.inputs:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
+            policy.check_variables_content(  # the content scan, on the very bytes that would go
+                {n: (namespace or {})[n] for n in opts.inputs}, payload, site,
+                pack=lambda names: transfer.pack(names, namespace or {}, "in this notebook"), config=self.config)
             if session:
                 await channel.put(ex, handle["sock"], run_dir, payload)
             else:

@@ -4,7 +4,8 @@ The public face of `jupyter_split.residency`:
 - `label(obj, "CN")`, `labels_of(obj)`: labels on Python objects.
 - `labels_for_url(url)`: labels a location carries from `policy.resident`.
 - `check_copy`, `check_objects`, `check_transfer`: the guard, raising `ResidencyError`
-  before anything moves, and auditing every cross-border attempt.
+  before anything moves, and auditing every cross-border attempt; `check_content` and
+  `check_variables_content`: the content scan of bytes bound abroad.
 - `declassify(item, reason)` and `policy.allow_export`: approved exports.
 - `audit_entries(decision, site, since)`: the append-only audit log.
 - `start_taint_tracking`, `run_labels`, `taint_run`: taint inside a runner.
@@ -12,9 +13,11 @@ The public face of `jupyter_split.residency`:
 from .residency.audit import audit_entries
 from .residency.guard import (
     ResidencyError,
+    check_content,
     check_copy,
     check_objects,
     check_transfer,
+    check_variables_content,
     declassifications,
     declassify,
     labels_for_url,
@@ -33,7 +36,8 @@ from .residency.taint import (
 )
 
 __all__ = [
-    "ResidencyError", "audit_entries", "check_copy", "check_objects", "check_transfer",
+    "ResidencyError", "audit_entries", "check_content", "check_copy", "check_objects", "check_transfer",
+    "check_variables_content",
     "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
     "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "runner_env",
     "start_taint_tracking", "stop_taint_tracking", "taint_run", "url_label_origins",

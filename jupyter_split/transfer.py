@@ -92,6 +92,10 @@ class Payload:
     def tobytes(self) -> bytes:
         return b"".join(self.parts)
 
+    def reader(self) -> "PayloadReader":
+        """A file-like reader of the bytes, front to back, copying one part at a time at most."""
+        return PayloadReader(self.parts)
+
     def write_file(self, path: str) -> None:
         """Write atomically: a reader sees the whole payload or none."""
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -99,6 +103,28 @@ class Payload:
             for part in self.parts:
                 f.write(part)
         os.replace(tmp, path)
+
+
+class PayloadReader(io.RawIOBase):
+    """Reads a payload's parts in order (for the border's content scan)."""
+
+    def __init__(self, parts: list[memoryview]):
+        super().__init__()
+        self._parts, self._index, self._offset = parts, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._index < len(self._parts):
+            part = self._parts[self._index]
+            if self._offset < part.nbytes:
+                count = min(len(buffer), part.nbytes - self._offset)
+                buffer[:count] = part[self._offset:self._offset + count].cast("B")
+                self._offset += count
+                return count
+            self._index, self._offset = self._index + 1, 0
+        return 0
 
 
 def pack(names: Iterable[str], namespace: dict[str, Any], where: str) -> Payload:

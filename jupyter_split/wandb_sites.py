@@ -119,6 +119,16 @@ def check_artifacts(plan: SyncPlan, config: Config) -> None:
             plan.refused[artifact["name"]] = str(exc)
 
 
+def check_content(plan: SyncPlan, config: Config) -> None:
+    """The border's content scan of the staged run file, when the target's server is abroad:
+    a `ResidencyError` (audited) if it holds personal information, e.g. a logged table's rows."""
+    from .policy import check_content as scan
+
+    scan(f"W&B run {plan.item.site}/{plan.item.run.id}", lambda: open(plan.staged, "rb"), kind="wandb-run",
+         to_site=plan.target, to_jurisdiction=tracking.server_jurisdiction(plan.target),
+         dest=tracking.server_url(plan.target), nbytes=plan.staged.stat().st_size, config=config)
+
+
 def stage(plan: SyncPlan) -> Path:
     """Write the run file to send, filtered as the plan says, beside nothing else."""
     plan.staged.parent.mkdir(parents=True, exist_ok=True)

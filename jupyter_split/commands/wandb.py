@@ -7,6 +7,7 @@ import json
 from .. import wandb_sites
 from ..tracking import key_variable, server_jurisdiction, server_url
 from ..core import get_split
+from ..policy import ResidencyError
 from . import Context, arg, number, verb
 
 
@@ -79,6 +80,12 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
             ctx.print(f"{name}: would sync to {where}")
             continue
         wandb_sites.stage(plan)
+        try:
+            wandb_sites.check_content(plan, config)
+        except ResidencyError as exc:
+            failed += 1
+            ctx.print(f"{name}: not synced to {where}: {exc}")
+            continue
         done = wandb_sites.run_sync(plan)
         if done.returncode != 0:
             failed += 1

@@ -251,19 +251,73 @@ def check_copy(
     return set(origins)
 
 
-def scanner_for(config: Config, from_site: SiteConfig | None, to_site: SiteConfig | None) -> Any | None:
-    """The content scanner for data going from `from_site` to `to_site`, or None where no border is crossed.
+def scanner_for(config: Config, from_site: SiteConfig | None, to_site: SiteConfig | None, *,
+                to_jurisdiction: str | None = None) -> Any | None:
+    """The content scanner for data going from `from_site` to `to_site` (or to `to_jurisdiction`,
+    e.g. a W&B server's), or None where no border is crossed or `[policy.scan]` turns it off.
 
     Scanned: anything bound for a jurisdiction other than home (or an unknown one) from
     another jurisdiction. Data coming home, or staying where it is, is not scanned.
     """
     from_j = from_site.jurisdiction if from_site else None
-    to_j = to_site.jurisdiction if to_site else None
-    if (to_j is not None and (to_j == from_j or to_j == config.home.jurisdiction)) or not getattr(getattr(config.policy, "scan", None), "enabled", False):  # TEMP until scan lands
+    to_j = to_jurisdiction or (to_site.jurisdiction if to_site else None)
+    if to_j is not None and (to_j == from_j or to_j == config.home.jurisdiction):
         return None
-    from .scan import Scanner  # the matcher's database is compiled only where something is scanned
+    from .scan import Scanner  # the matcher's patterns are compiled only where something is scanned
 
     return Scanner.for_site(config.policy, to_site.name if to_site else None)
+
+
+def check_content(item: str, read: Callable[[], Any], *, kind: str, to_site: SiteConfig | None,
+                  to_jurisdiction: str | None, dest: str | None = None, nbytes: int | None = None,
+                  approval: str | None = None, config: Config | None = None) -> None:
+    """Scan bytes bound abroad that are no file of a copy (a variable's pickled bytes, a W&B run
+    file) and refuse them, audited, if they hold personal information. `read()` opens them."""
+    config = config or load_config()
+    from_site = local_site(config)
+    scanner = scanner_for(config, from_site, to_site, to_jurisdiction=to_jurisdiction)
+    if scanner is None:
+        return
+    result = _scan_content(scanner, read, item, nbytes)
+    if result.clean:
+        return
+    reasons = [f"the content scan found {finding.describe()}" for finding in result.findings]
+    reasons += [u.describe() for u in result.unscannable]
+    findings = [{"file": item, "kind": f.kind, "where": f.where, "offset": f.offset, "masked": f.masked,
+                 "sha256": f.digest} for f in result.findings]
+    refusal = _decide(
+        config, kind=kind, item=item, labels={config.home.jurisdiction: "; ".join(reasons)}, src=None, dest=dest,
+        from_site=from_site, to_site=to_site, to_jurisdiction=to_jurisdiction or (to_site.jurisdiction if to_site else None),
+        nbytes=nbytes, approval_targets=(item,), approval=approval, findings=findings,
+    )
+    if refusal:
+        raise ResidencyError([refusal])
+
+
+def _scan_content(scanner: Any, read: Callable[[], Any], item: str, nbytes: int | None) -> Any:
+    with read() as handle:
+        return scanner.scan_file(handle, where=item, size=nbytes)
+
+
+def check_variables_content(objects: Mapping[str, Any], payload: Any, dest_site: SiteConfig, *,
+                            pack: Callable[[list[str]], Any], config: Config | None = None) -> None:
+    """The content scan of `--in` variables' pickled bytes (`payload`, with `.reader()` and
+    `len`) bound for `dest_site`. Where it finds something, each variable is pickled alone
+    (`pack([name])`) so the refusal names the ones that hold it; the others may go."""
+    config = config or load_config()
+    scanner = scanner_for(config, local_site(config), dest_site)
+    if scanner is None or _scan_content(scanner, payload.reader, "the pickled --in variables", len(payload)).clean:
+        return
+    refusals: list[Refusal] = []
+    for name, obj in objects.items():
+        alone = pack([name])
+        try:
+            check_content(name, alone.reader, kind="variable", to_site=dest_site, to_jurisdiction=dest_site.jurisdiction,
+                          nbytes=len(alone), approval=declassified(obj), config=config)
+        except ResidencyError as exc:
+            refusals += exc.refusals
+    if refusals:
+        raise ResidencyError(refusals)
 
 
 def check_objects(names_to_objects: Mapping[str, Any], dest_site: str | SiteConfig, *, config: Config | None = None) -> None:
