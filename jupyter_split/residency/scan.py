@@ -15,12 +15,11 @@ and the same results, only slower.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
-from .scan_kinds import BUILTIN, LABELS, MAX_VALUE, PREFILTER, mask, validate
+from .scan_kinds import ADDRESSES, BUILTIN, EMAIL, LABELS, MAX_VALUE, NUMBERS, Value, address_values, number_values
 
 try:  # a core dependency; the fallback keeps a broken install scanning, slowly
     import re2 as _re2
@@ -41,22 +40,40 @@ class PatternError(ValueError):
     """A `[policy.scan]` pattern that the matcher cannot compile."""
 
 
-def compile_pattern(pattern: bytes) -> Any:
-    """Compile a bytes regex for the matcher in use: RE2 in Latin-1 mode (byte semantics, as `re`), or `re`."""
-    if _re2 is None:
+class Matcher:
+    """A compiled bytes regex; `search` gives the spans of its groups (group 0 first) or None."""
+
+    def __init__(self, pattern: bytes) -> None:
+        if _re2 is None:
+            try:
+                self._re = _re.compile(pattern)
+            except _re.error as exc:
+                raise PatternError(str(exc)) from None
+            self._groups = self._re.groups
+            return
+        options = _re2.Options()
+        options.encoding = _re2.Options.Encoding.LATIN1  # byte semantics, as `re` has on bytes
+        options.log_errors = False
+        options.max_mem = 64 << 20  # the DFA's cache: the default is small enough to slow RE2 down
         try:
-            return _re.compile(pattern)
-        except _re.error as exc:
-            raise PatternError(str(exc)) from None
-    options = _re2.Options()
-    options.encoding = _re2.Options.Encoding.LATIN1
-    options.log_errors = False
-    options.max_mem = 64 << 20  # the DFA's cache: the default is small enough to slow RE2 down
-    try:
-        return _re2.compile(pattern, options)
-    except _re2.error as exc:
-        detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
+            self._re = _re2.compile(pattern, options)
+        except _re2.error as exc:
+            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
+        # the binding's own call, not `search`: its wrapper costs more per match than the match itself
+        self._raw = getattr(self._re, "_regexp", None)
+
+    def search(self, buf: bytes, pos: int) -> list[tuple[int, int]] | None:
+        if _re2 is not None and self._raw is not None:
+            spans = self._raw.Match(_re2._Anchor.UNANCHORED, buf, pos, len(buf))
+            return None if spans[0][0] < 0 else spans
+        match = self._re.search(buf, pos)
+        return None if match is None else [match.span(group) for group in range(len(match.regs))]
+
+
+def compile_pattern(pattern: bytes) -> Matcher:
+    """Compile a bytes regex for the matcher in use: RE2 in Latin-1 mode, or `re` (the same results)."""
+    return Matcher(pattern)
 
 
 def check_pattern(name: str, pattern: str) -> None:
@@ -68,7 +85,7 @@ def check_pattern(name: str, pattern: str) -> None:
     except PatternError as exc:
         raise ValueError(f"pattern {name!r} = {pattern!r} is not a valid regular expression: {exc}. "
                          "Fix the expression, or remove the key") from None
-    if compiled.search(b"") is not None:
+    if compiled.search(b"", 0) is not None:
         raise ValueError(f"pattern {name!r} = {pattern!r} matches the empty string, so it would match "
                          "everywhere: make it require at least one character (e.g. `+` instead of `*`)")
 
@@ -136,11 +153,13 @@ class Scanner:
         self.patterns = dict(patterns or {})
         self.depth = depth
         self.max_findings = max_findings
-        passes: list[tuple[Any, str | None]] = []
-        if self.kinds:
-            passes.append((compile_pattern(PREFILTER), None))
+        passes: list[tuple[Matcher, Callable[[bytes, list[tuple[int, int]]], tuple[int, int, list[Value]]]]] = []
+        if EMAIL in self.kinds:
+            passes.append((compile_pattern(ADDRESSES), address_values))
+        if self.kinds - {EMAIL}:
+            passes.append((compile_pattern(NUMBERS), number_values))
         for name, pattern in self.patterns.items():
-            passes.append((compile_pattern(pattern.encode()), name))
+            passes.append((compile_pattern(pattern.encode()), functools.partial(_custom_values, name)))
         self._passes = passes
 
     @classmethod
@@ -174,45 +193,56 @@ class Scanner:
     def scan_text(self, reader: Any, where: str, result: ScanResult, base: int = 0) -> None:
         """Scan `reader`'s bytes as they are (no archive opened), in chunks, into `result`.
 
-        Each pass (the built-in prefilter, each custom pattern) resumes where it stopped, so
+        Each pass (addresses, numbers, each custom pattern) resumes where it stopped, so
         the findings are those of one search over the whole stream: a value across a chunk
         boundary is found once. Offsets count from `base`.
         """
         resume = [0] * len(self._passes)  # per pass: the stream position its search goes on from
+        first = len(result.findings)
+        try:
+            self._scan_chunks(reader, where, result, base, resume)
+        finally:  # the passes report in turn: in the order of the bytes, for the reader of a report
+            result.findings[first:] = sorted(result.findings[first:], key=lambda finding: finding.offset)
+
+    def _scan_chunks(self, reader: Any, where: str, result: ScanResult, base: int, resume: list[int]) -> None:
         buf, start = b"", 0  # start: the stream position of buf[0]
         while not result.full:
             data = reader.read(CHUNK)
             final = not data
             buf = buf + bytes(data) if buf else bytes(data)
             cut = len(buf) if final else len(buf) - OVERLAP
-            for index, (regex, name) in enumerate(self._passes):
-                resume[index] = self._search(regex, name, buf, start, resume[index], cut, where, base, result)
+            for index, (matcher, values_of) in enumerate(self._passes):
+                resume[index] = self._search(matcher, values_of, buf, start, resume[index], cut, where, base, result)
             if final or result.full:
                 return
             keep = max(0, cut - LEFT)
             buf, start = buf[keep:], start + keep
 
-    def _search(self, regex: Any, name: str | None, buf: bytes, start: int, resume: int, cut: int,
-                where: str, base: int, result: ScanResult) -> int:
-        # report matches that start before `cut`; a later one is searched again, whole, next chunk
-        if cut <= resume - start:
+    def _search(self, matcher: Matcher, values_of: Callable[..., tuple[int, int, list[Value]]], buf: bytes,
+                start: int, resume: int, cut: int, where: str, base: int, result: ScanResult) -> int:
+        # Report the values that begin before `cut`; return the stream position to search on
+        # from. A match whose value begins past `cut` is searched again, whole, in the next
+        # chunk, from the match's own start (a number's match begins with the byte before it).
+        pos = resume - start
+        if cut <= pos:
             return resume
-        for match in regex.finditer(buf, resume - start):
-            begin, end = match.span()
+        while not result.full:
+            spans = matcher.search(buf, pos)
+            if spans is None:
+                return max(resume, start + cut - 2)
+            begin, pos, values = values_of(buf, spans)
             if begin >= cut:
-                break
-            resume = start + max(end, begin + 1)
-            if name is None:
-                for value in validate(buf, begin, end):
-                    if value.kind in self.kinds:
-                        result.add(Finding(value.kind, where, base + start + value.start, value.masked(), value.digest()))
-            else:
-                text = match.group(0).decode("utf-8", "replace")
-                result.add(Finding(name, where, base + start + begin, mask(name, text),
-                                   hashlib.sha256(text.encode()).hexdigest()))
-            if result.full:
-                break
-        return max(resume, start + cut)
+                return start + spans[0][0]
+            for value in values:
+                if value.kind in self.kinds or value.kind in self.patterns:
+                    result.add(Finding(value.kind, where, base + start + value.start, value.masked(), value.digest()))
+            resume = start + pos
+        return resume
+
+
+def _custom_values(name: str, buf: bytes, spans: list[tuple[int, int]]) -> tuple[int, int, list[Value]]:
+    begin, end = spans[0]
+    return begin, max(end, begin + 1), [Value(name, begin, end, buf[begin:end].decode("utf-8", "replace"))]
 
 
 @functools.lru_cache(maxsize=32)
