@@ -309,3 +309,15 @@ def test_cell_magic_numbers_out_of_range_are_usage_errors(capsys, line: str, opt
     with pytest.raises(commands.ParseExit) as err:
         cli.cell_options(line.split(), site_required=True)
     assert err.value.code == 2 and f"argument {option}: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("concurrency", 0), ("retries", -1), ("chunk_size", 0), ("backoff", -1.0)])
+def test_python_api_numbers_out_of_range_are_refused_before_a_copy(split_home: Path, option: str, value: float) -> None:
+    # retries=-1 ran no send round and published a manifest of a file that was never sent.
+    src = split_home / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    dest = split_home / "dest"
+    with pytest.raises(ValueError, match=rf"sync.copy: {option}={value!r} is out of range: give .* or more"):
+        sync.copy(str(src), str(dest), progress=False, **{option: value})
+    assert not dest.exists()

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
+from ..bounds import out_of_range
 
 
 @dataclass
@@ -49,19 +50,17 @@ def number(kind: type = int, low: float = 0, high: float | None = None, *, above
     Out of range is a usage error naming the option and the range (argparse prefixes the
     option), never a traceback from deep inside a verb.
     """
-    what = "a whole number" if kind is int else "a number"
-    if high is not None:
-        span = f"{'above' if above else 'from'} {low:g} to {high:g}"
-    else:
-        span = f"above {low:g}" if above else f"of {low:g} or more"
+    whole = kind is int
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: give {what} {span}") from None
-        if not math.isfinite(value) or (value <= low if above else value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give {what} {span}")
+            fix = out_of_range(math.nan, low, high, above=above, whole=whole)
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'}: {fix}") from None
+        fix = out_of_range(value, low, high, above=above, whole=whole)
+        if fix:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {fix}")
         return value
 
     parse.__name__ = kind.__name__

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import policy, tracking
+from ..bounds import check_options
 from ..config import Config, load_config
 from ..names import check_location
 from . import s3parts, sftp
@@ -87,6 +88,9 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     """
     started = time.monotonic()
     check_location("checkpoint source", src), check_location("checkpoint destination", dest)  # before fsspec parses them
+    # retries=-1 ran no send round at all and published a manifest of files never sent
+    check_options("sync.copy", concurrency=(concurrency, 1), chunk_size=(chunk_size, 1), retries=(retries, 0),
+                  backoff=(backoff, 0))
     source, target = resolve(src, src_options), resolve(dest, dest_options)
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
