@@ -117,14 +117,11 @@ class SiteConfig(_Strict):
     @field_validator("env")
     @classmethod
     def _environment(cls, value: dict[str, str]) -> dict[str, str]:
-        # What the OS takes as an environment: a bad one made every run on the site a ValueError traceback.
-        for key, text in value.items():
+        # A name the OS would not take made every run on the site a ValueError traceback.
+        for key in value:  # a NUL in a value is refused with every other string of the file (parse_config)
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"{key!r} is not an environment variable name: use letters, digits and '_', "
                                  "not starting with a digit")
-            if "\0" in text:
-                raise ValueError(f"the value of {key} has a NUL character (\\u0000), which no environment can hold: "
-                                 "remove it")
         return value
 
     @field_validator("accelerator")
@@ -348,6 +345,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def parse_config(raw: dict[str, Any], source: str) -> Config:
+    nul = _nul_key(raw)
+    if nul:  # TOML's \u0000: in a path, a URL or an environment variable it ends the string, or the runner
+        raise ConfigError(f"{source}: invalid config\n  `{nul}`: has a NUL character (\\u0000), which no name, path "
+                          "or environment variable can hold: remove it")
     if "sites" not in raw or not raw["sites"]:
         raise ConfigError(f"{source}: no [sites.NAME] table. Add at least one site, e.g. [sites.home] with jurisdiction = \"CN\".")
     try:
@@ -361,6 +362,19 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid config", *problems]))
     return config
+
+
+def _nul_key(value: Any, key: str = "") -> str | None:
+    """The dotted key of the first string (or table key) in `value` with a NUL in it."""
+    if isinstance(value, str):
+        return key if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        path = f"{key}.{name}" if key else str(name)
+        found = path if "\0" in str(name) else _nul_key(item, path)
+        if found:
+            return found
+    return None
 
 
 def _explain(exc: ValidationError, source: str) -> str:

@@ -250,7 +250,9 @@ BAD_CONFIGS = {
                          ["`sites.home.storage`", "'nosuchproto'", "Fix the URL", "jupyter_split[s3]"]),
     "unknown chained protocol": (BASE + b'storage = "simplecache::nosuch://b/x"\n', ["'nosuch'"]),
     "env name with =": (BASE + b'env = { "A=B" = "1" }\n', ["`sites.home.env`", "'A=B' is not an environment variable"]),
-    "NUL in an env value": (BASE + b'env = { A = "x\\u0000y" }\n', ["`sites.home.env`", "value of A has a NUL"]),
+    "NUL in an env value": (BASE + b'env = { A = "x\\u0000y" }\n', ["`sites.home.env.A`", "has a NUL"]),
+    "NUL in a W&B entity": (BASE + b'[sites.home.wandb]\nentity = "a\\u0000b"\n', ["`sites.home.wandb.entity`", "NUL"]),
+    "NUL in a workdir": (BASE + b'workdir = "/data/a\\u0000b"\n', ["`sites.home.workdir`", "NUL"]),
 }
 
 
