@@ -216,3 +216,13 @@ def test_a_tainted_kernel_pushes_nothing_abroad_either(home, pii, kernel):
     assert reply["status"] == "error" and "this notebook kernel read" in shown, shown
     assert [p for p in (home / "sg-store").rglob("*") if p.is_file()] == []
     assert [(r["kind"], r["to_site"]) for r in policy.audit_entries(decision="refused")] == [("copy", "sg")]
+
+
+def test_the_guards_own_look_at_resident_files_does_not_taint_the_kernel(home, pii, kernel):
+    """A push walks the resident folders and hashes their files (the fingerprint index): that
+    is the guard reading, not the notebook, so the kernel stays clean and the push goes."""
+    (home / "work" / "out" / "summary.txt").write_text("derived\n")
+    kernel.ok("%split push out/summary.txt sg:summary.txt\nx = 1")
+    assert (home / "sg-store" / "summary.txt" / "summary.txt").read_text() == "derived\n"
+    assert "this kernel: not labelled" in text(kernel.ok("%split policy"))
+    assert "arrived abroad 1" in text(kernel.ok("%%on sg --in x\nprint('arrived abroad', x)"))

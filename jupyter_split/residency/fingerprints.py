@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator
 from .. import verified
 from ..config import Config
 from .locations import Glob, compile_globs, components, scheme_of
+from .taint import untracked
 
 CHUNK = 1 << 20
 
@@ -111,7 +112,8 @@ class ResidentIndex:
 
 def resident_index(config: Config) -> ResidentIndex:
     """The index of the local files the config's `policy.resident` globs name, walked now."""
-    return ResidentIndex(walk_resident(compile_globs(config.policy.resident)))
+    with untracked():  # the guard listing resident folders is not this process reading them
+        return ResidentIndex(walk_resident(compile_globs(config.policy.resident)))
 
 
 def walk_resident(globs: Iterable[Glob]) -> Iterator[Resident]:
@@ -240,7 +242,8 @@ def local_sha256(path: str | int, st: os.stat_result | None = None) -> str | Non
             return known
         stat_ns = time.time_ns()
         digest = hashlib.sha256()
-        fd = path if isinstance(path, int) else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with untracked():  # a hash is all that is kept: the bytes read here taint nothing
+            fd = path if isinstance(path, int) else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             offset = 0
             while data := os.pread(fd, CHUNK, offset):

@@ -130,7 +130,7 @@ def taint_run(labels: Mapping[str, str] | Iterable[str], origin: str = "") -> No
     if not new:
         return
     state.labels.update(new)
-    with _untracked():  # these writes are the tracker's own, not the run's
+    with untracked():  # these writes are the tracker's own, not the run's
         if state.state_file is not None:
             append_record(state.state_file, {"labels": new, "run_id": state.run_id, "pid": os.getpid()})
         # what the run wrote before it read labelled data may be written on after: label it too
@@ -181,7 +181,7 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
             found_at = os_path_readings(text) if local else readings(text)
             glob = first_match(found_at, state.globs, contains=False)
             if glob is None and identity:
-                same = resident_original(text, state.globs, _untracked)
+                same = resident_original(text, state.globs, untracked)
         found = _checkpoint_origins(state, text) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
@@ -196,8 +196,9 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
 
 
 @contextmanager
-def _untracked() -> Iterator[None]:
-    """What runs inside is the tracker's own work, not the process's reads."""
+def untracked() -> Iterator[None]:
+    """What runs inside (in this thread) is the tracker's or the guard's own work, not the
+    process's reads: the guard listing resident folders or hashing a file taints nothing."""
     was_busy = getattr(_busy, "active", False)
     _busy.active = True
     try:
