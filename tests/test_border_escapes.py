@@ -282,9 +282,10 @@ def _write_resident_bytes(victim: Path, world: Path) -> None:
 
 @pytest.mark.parametrize("site", ["sg", "sgs3", "sgsftp"])
 @pytest.mark.parametrize("race", [_swap_in_a_hard_link, _write_resident_bytes], ids=lambda f: f.__name__.strip("_"))
-def test_a_file_changed_between_the_check_and_the_read_is_not_sent(world, s3, bucket, monkeypatch, race, site):
+def test_a_large_file_changed_between_the_check_and_the_read_is_not_sent(world, s3, bucket, monkeypatch, race, site):
     src = _tree(world)
-    victim = src / "logs" / "2" / "run.txt"
+    victim = src / "logs" / "2" / "run.bin"
+    victim.write_bytes(os.urandom(1 << 20))  # past what the scan keeps: the copy reads it again, under its pin
     checked = policy.check_copy
 
     def check_then_race(*args, **kwargs):
@@ -296,6 +297,24 @@ def test_a_file_changed_between_the_check_and_the_read_is_not_sent(world, s3, bu
     with pytest.raises(Exception, match="changed after the residency guard checked it"):
         sync.push(str(src), f"{site}:race", progress=False, retries=0)
     assert_nothing_resident(site, world, s3, bucket)
+
+
+@pytest.mark.parametrize("race", [_swap_in_a_hard_link, _write_resident_bytes], ids=lambda f: f.__name__.strip("_"))
+def test_a_small_file_changed_after_the_check_is_sent_as_it_was_judged(world, s3, bucket, monkeypatch, race):
+    src = _tree(world)
+    victim = src / "logs" / "2" / "run.txt"
+    judged = victim.read_bytes()
+    checked = policy.check_copy
+
+    def check_then_race(*args, **kwargs):
+        carried = checked(*args, **kwargs)
+        race(victim, world)
+        return carried
+
+    monkeypatch.setattr(policy, "check_copy", check_then_race)
+    sync.push(str(src), "sg:race", progress=False, retries=0)
+    assert (world / "sg-store" / "race" / "logs" / "2" / "run.txt").read_bytes() == judged
+    assert_nothing_resident("sg", world, s3, bucket)
 
 
 # -- the other faces ----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ another between the check and the send is refused too.
 """
 from __future__ import annotations
 
+import bisect
+import io
 import os
 import stat as stat_mod
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,8 @@ from .locations import is_this_machine, redact, resolved, scheme_of
 # How many files a refusal names for one reason before it says how many more.
 NAMED_FILES = 5
 SCAN_THREADS = 4
+SMALL_FILE = 256 << 10   # read whole by the scan (and kept for the copy, within KEEP_BYTES)
+KEEP_BYTES = 128 << 20
 
 
 class PinError(OSError):
@@ -63,6 +67,8 @@ class SourceFile:
     path: str
     size: int
     pin: Pin | None = None
+    data: bytes | None = None  # a small local file's bytes as the scan read them, for the copy to send
+    linked: bool | None = None  # its path passes through a symlink (None: not known, so it may)
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Source:
     local: bool                                  # its paths are this machine's paths
     open: Callable[[str], BinaryIO]              # a sequential reader of a file
     sha256: Callable[[list[str]], Mapping[str, str | None]]  # hashes of stored files, batched
+    root: str = ""                               # its path in its filesystem (for a local source, this machine's)
 
     @property
     def here(self) -> bool:
@@ -108,10 +115,11 @@ class Verdict:
 
 
 def judge(source: Source, files: Sequence[SourceFile], config: Config, index: ResidentIndex,
-          path_origins: Callable[[str], Mapping[str, str]], scanner: Any | None = None) -> Verdict:
+          path_origins: Callable[..., Mapping[str, str]], scanner: Any | None = None) -> Verdict:
     """Label origins of `files` by path, identity, content and (with `scanner`) a content scan.
 
-    `path_origins(url)` gives a location's labels by path (the guard's own lookup). Local
+    `path_origins(url, contains=False)` gives a location's labels by path (the guard's own
+    lookup; `contains`: also if it may hold a resident location). Local
     files get `pin` set. Raises nothing for a resident file: the verdict says why it is.
     """
     verdict = Verdict()
@@ -121,10 +129,13 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
     collided: list[SourceFile] = []
     local_collided: list[tuple[SourceFile, os.stat_result, str]] = []
     sizes = index.sizes()
+    # Under a folder whose real path may hold no resident location, only a file reached
+    # through a symlink can have a resident path (a bind mount or hard link is found by inode).
+    may_hold = not (source.local and source.root) or bool(path_origins(source.root, contains=True))
     for item in files:
         shown = f"{item.rel}" if item.rel else redact(source.url)
         url = item.path if here else f"{base}/{item.rel}" if item.rel else source.url
-        by_path = path_origins(url)
+        by_path = path_origins(url) if may_hold or item.linked is not False else {}
         if by_path and here:
             real = resolved(item.path)
             shown += f" (which resolves to {real})" if real != os.path.normpath(item.path) else ""
@@ -171,25 +182,20 @@ def _pin(item: SourceFile) -> os.stat_result | None:
 
 
 def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Verdict, home: str) -> None:
-    def one(item: SourceFile) -> Any:
-        try:
-            with open_pinned(item, source) as handle:
-                return scanner.scan_file(handle, where=item.rel or redact(source.url), size=item.size)
-        except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
-            return exc
+    keep = _to_keep(files)
 
-    def batch(items: Sequence[SourceFile]) -> list[Any]:
-        return [one(item) for item in items]
+    def batch(items: Sequence[tuple[int, SourceFile]]) -> list[Any]:
+        return _scan_batch(items, keep, source, scanner)
 
     # a thread per batch, not per file: thousands of small files cost their scan, not a hand-off each
     results: list[Any] = []
-    batches = _batches(files, SCAN_THREADS * 4)
+    batches = _batches(list(enumerate(files)), SCAN_THREADS * 4)
     if len(batches) > 1:
         with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
             for done in pool.map(batch, batches):
                 results += done
     else:
-        results = batch(files)
+        results = batch(list(enumerate(files)))
     for item, result in zip(files, results):
         shown = item.rel or redact(source.url)
         if isinstance(result, BaseException):
@@ -203,13 +209,87 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
 
 
-def _batches(files: Sequence[SourceFile], count: int) -> list[Sequence[SourceFile]]:
-    """`files` cut into at most `count` runs of about equal bytes (a large file alone is a run)."""
-    total = sum(item.size for item in files) or 1
-    share = total / count
-    runs: list[Sequence[SourceFile]] = []
-    start, held = 0, 0
+def _to_keep(files: Sequence[SourceFile]) -> set[int]:
+    """Which small local files' bytes the scan keeps for the copy to send (within KEEP_BYTES)."""
+    kept, held = set(), 0
     for i, item in enumerate(files):
+        if item.pin is not None and item.pin.size <= SMALL_FILE and held + item.pin.size <= KEEP_BYTES:
+            kept.add(i)
+            held += item.pin.size
+    return kept
+
+
+def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], source: Source, scanner: Any) -> list[Any]:
+    """Scan results (or exceptions) of `items`: small local text files searched together in one
+    buffer, everything else file by file."""
+    from .scan_archive import HEAD, identify
+
+    results: list[Any] = [None] * len(items)
+    joined: list[tuple[int, SourceFile, bytes]] = []
+    for slot, (i, item) in enumerate(items):
+        where = item.rel or redact(source.url)
+        try:
+            if item.pin is not None and item.pin.size <= SMALL_FILE:
+                data = read_pinned(item)
+                if i in keep:
+                    item.data = data  # sent as scanned: no second read, and no window to change it
+                if identify(data[:HEAD]) == "plain":
+                    joined.append((slot, item, data))
+                else:
+                    results[slot] = scanner.scan_bytes(data, where)
+            else:
+                with open_pinned(item, source) as handle:
+                    results[slot] = scanner.scan_file(handle, where=where, size=item.size)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
+            results[slot] = exc
+    if joined:
+        _scan_joined(joined, results, source, scanner)
+    return results
+
+
+# Between files searched together: a NUL between newlines, which no built-in kind matches across.
+_SEPARATOR = b"\n\0\n"
+
+
+def _scan_joined(joined: list[tuple[int, SourceFile, bytes]], results: list[Any], source: Source, scanner: Any) -> None:
+    """One search over many small files' bytes: the matcher's fixed cost is paid once, not per file."""
+    from .scan import Finding, ScanResult
+
+    starts, parts, offset = [], [], 0
+    for _, _, data in joined:
+        starts.append(offset)
+        parts.append(data)
+        offset += len(data) + len(_SEPARATOR)
+    together = ScanResult(limit=scanner.max_findings)
+    scanner.scan_text(io.BytesIO(_SEPARATOR.join(parts)), "", together)
+    for slot, _, _ in joined:
+        results[slot] = ScanResult(limit=scanner.max_findings)
+    for finding in together.findings:
+        k = bisect.bisect_right(starts, finding.offset) - 1
+        slot, item, _ = joined[k]
+        where = item.rel or redact(source.url)
+        results[slot].add(Finding(finding.kind, where, finding.offset - starts[k], finding.masked, finding.digest))
+
+
+def read_pinned(item: SourceFile) -> bytes:
+    """A small local file's bytes, read whole and checked against its pin before and after."""
+    assert item.pin is not None
+    with open(item.path, "rb") as handle:
+        item.pin.check(os.fstat(handle.fileno()))
+        data = handle.read(item.pin.size + 1)
+        item.pin.check(os.fstat(handle.fileno()))
+    if len(data) != item.pin.size:
+        raise PinError(f"{item.path} changed size while it was read: nothing of it was sent")
+    return data
+
+
+def _batches(files: list[tuple[int, SourceFile]], count: int) -> list[list[tuple[int, SourceFile]]]:
+    """`files` cut into at most about `count` runs of equal bytes (a large file alone is a run)."""
+    total = sum(item.size for _, item in files) or 1
+    share = total / count
+    runs: list[list[tuple[int, SourceFile]]] = []
+    start, held = 0, 0
+    for i, (_, item) in enumerate(files):
         held += item.size
         if held >= share:
             runs.append(files[start:i + 1])

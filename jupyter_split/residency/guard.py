@@ -187,7 +187,7 @@ def path_labeller(config: Config, *, contains: bool = False, os_paths: bool = Fa
     produced = produced_index(config)
     home = config.home.jurisdiction
 
-    def origins(url: str) -> dict[str, str]:
+    def origins(url: str, contains: bool = contains) -> dict[str, str]:
         locations = os_path_readings(url) if os_paths else readings(url)
         glob, how = first_match(locations, globs, False), "matches"
         if glob is None and contains:

@@ -129,15 +129,17 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     the destination's manifest.
     """
     config = config or load_config()
-    files = [SourceFile(item.rel if item.src_path != plan.src.root else "", item.src_path, item.size)
+    linked = plan.src.linked  # known for a listed local folder: which files a symlink leads to
+    files = [SourceFile(item.rel if item.src_path != plan.src.root else "", item.src_path, item.size,
+                        linked=None if linked is None or item.src_path == plan.src.root else item.rel in linked)
              for item in plan.items]
     src = plan.src
     source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK),
-                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None))
+                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), root=src.root)
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))
     for item, judged in zip(plan.items, files):
-        item.pin = judged.pin
+        item.pin, item.data = judged.pin, judged.data
     return carried
 
 

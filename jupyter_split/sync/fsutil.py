@@ -38,6 +38,8 @@ class Location:
     _streams: SftpStreams | None = field(default=None, repr=False, compare=False)
     # manifest temp files of killed publishers, seen by the last `list_tree` of the root
     stale_manifests: list[str] = field(default_factory=list, repr=False, compare=False)
+    # the files (relative paths) the last local `list_tree` reached through a symlink; None: not known
+    linked: set[str] | None = field(default=None, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
@@ -114,6 +116,7 @@ def list_tree(loc: Location) -> dict[str, int]:
     prefix = loc.root.rstrip("/") + "/"
     sizes: dict[str, int] = {}
     stale: list[str] = []
+    linked: set[str] = set()
     for name, info in found.items():
         name = name.rstrip("/")
         if not name.startswith(prefix):
@@ -124,21 +127,25 @@ def list_tree(loc: Location) -> dict[str, int]:
                 stale.append(name)
             continue
         sizes[rel] = int(info.get("size") or 0)
+        if info.get("linked"):
+            linked.add(rel)
     loc.stale_manifests = stale
+    loc.linked = linked if is_local(loc.fs) and not loc.sftp else None
     return sizes
 
 
 def _local_find(root: str) -> dict[str, dict[str, int]]:
-    """path -> {"size"} of every regular file under `root`, through symlinked folders too
-    (each real folder once, so a loop ends); a symlink is listed under its own name and
-    read through, as a copy of the tree would (the guard judges the file it resolves to)."""
+    """path -> {"size", "linked"} of every regular file under `root`, through symlinked folders
+    too (each real folder once, so a loop ends); a symlink is listed under its own name and
+    read through, as a copy of the tree would (the guard judges the file it resolves to).
+    `linked`: the path passes through a symlink (the file's own, or a folder's on the way)."""
     if not os.path.isdir(root):
         raise FileNotFoundError(root)
     found: dict[str, dict[str, int]] = {}
     seen: set[tuple[int, int]] = set()
-    pending = [root.rstrip("/") or "/"]
+    pending = [(root.rstrip("/") or "/", False)]
     while pending:
-        folder = pending.pop()
+        folder, via_link = pending.pop()
         st = os.stat(folder)
         if (st.st_dev, st.st_ino) in seen:
             continue
@@ -149,10 +156,11 @@ def _local_find(root: str) -> dict[str, dict[str, int]]:
                     est = entry.stat()
                 except OSError:  # a dangling symlink: nothing to send
                     continue
+                linked = via_link or entry.is_symlink()
                 if stat.S_ISDIR(est.st_mode):
-                    pending.append(entry.path)
+                    pending.append((entry.path, linked))
                 elif stat.S_ISREG(est.st_mode):
-                    found[entry.path] = {"size": est.st_size}
+                    found[entry.path] = {"size": est.st_size, "linked": linked}
     return found
 
 

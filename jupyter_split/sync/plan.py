@@ -39,6 +39,7 @@ class Item:
     resume_from: int = 0     # bytes of a `.part` file left by an interrupted copy
     checked: bool = False    # the backend confirmed the stored bytes as they arrived (S3 ETag)
     pin: Pin | None = None   # a local source file's identity as the residency guard judged it
+    data: bytes | None = None  # a small local file's bytes as the guard scanned them: sent as they are
 
 
 @dataclass

@@ -121,6 +121,10 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
         return sync(src.fs.loop, gather)
     found: list[bytes | BaseException] = []
     for item in items:
+        if item.data is not None:  # read (and scanned) by the residency guard, under its pin
+            found.append(item.data)
+            item.data = None
+            continue
         try:
             with open_read(src, item.src_path, chunk, item.pin) as reader:
                 found.append(reader.read(item.size + 1))
