@@ -25,6 +25,7 @@ try:  # a core dependency; the fallback keeps a broken install scanning, slowly
     import re2 as _re2
 except ImportError:  # pragma: no cover - exercised where google-re2 has no wheel
     _re2 = None
+_ANCHOR = _re2._Anchor.UNANCHORED if _re2 is not None and hasattr(_re2, "_Anchor") else None
 import re as _re
 
 CHUNK = 4 << 20
@@ -44,12 +45,12 @@ class Matcher:
     """A compiled bytes regex; `search` gives the spans of its groups (group 0 first) or None."""
 
     def __init__(self, pattern: bytes) -> None:
+        self._raw: Any = None
         if _re2 is None:
             try:
-                self._re = _re.compile(pattern)
+                self._re: Any = _re.compile(pattern)
             except _re.error as exc:
                 raise PatternError(str(exc)) from None
-            self._groups = self._re.groups
             return
         options = _re2.Options()
         options.encoding = _re2.Options.Encoding.LATIN1  # byte semantics, as `re` has on bytes
@@ -60,15 +61,16 @@ class Matcher:
         except _re2.error as exc:
             detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
             raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
-        # the binding's own call, not `search`: its wrapper costs more per match than the match itself
-        self._raw = getattr(self._re, "_regexp", None)
+        # the binding's own call where it is there: the `search` wrapper costs more per match than the match
+        self._raw = getattr(self._re, "_regexp", None) if _ANCHOR is not None else None
 
-    def search(self, buf: bytes, pos: int) -> list[tuple[int, int]] | None:
-        if _re2 is not None and self._raw is not None:
-            spans = self._raw.Match(_re2._Anchor.UNANCHORED, buf, pos, len(buf))
+    def search(self, buf: bytes | memoryview, pos: int) -> list[tuple[int, int]] | None:
+        """The spans of the first match at or after `pos` (a group that took no part: (-1, -1))."""
+        if self._raw is not None:
+            spans = self._raw.Match(_ANCHOR, buf, pos, len(buf))
             return None if spans[0][0] < 0 else spans
         match = self._re.search(buf, pos)
-        return None if match is None else [match.span(group) for group in range(len(match.regs))]
+        return None if match is None else [match.span(group) for group in range(self._re.groups + 1)]
 
 
 def compile_pattern(pattern: bytes) -> Matcher:
@@ -205,21 +207,39 @@ class Scanner:
             result.findings[first:] = sorted(result.findings[first:], key=lambda finding: finding.offset)
 
     def _scan_chunks(self, reader: Any, where: str, result: ScanResult, base: int, resume: list[int]) -> None:
-        buf, start = b"", 0  # start: the stream position of buf[0]
+        # One buffer for the whole stream: the tail a chunk leaves (under OVERLAP + LEFT bytes)
+        # moves to its front and the next chunk is read in behind it, so each byte is copied once.
+        buf = bytearray(CHUNK + OVERLAP + LEFT)
+        filled, start = 0, 0  # start: the stream position of buf[0]
+        readinto = getattr(reader, "readinto", None)
         while not result.full:
-            data = reader.read(CHUNK)
-            final = not data
-            buf = buf + bytes(data) if buf else bytes(data)
-            cut = len(buf) if final else len(buf) - OVERLAP
+            room = memoryview(buf)[filled:filled + CHUNK]
+            if readinto is not None:
+                got = readinto(room) or 0
+            else:
+                data = reader.read(CHUNK)
+                got = len(data)
+                room[:got] = data
+            room.release()
+            final = got == 0
+            filled += got
+            if final:
+                del buf[filled:]  # the end of the stream is the end of the buffer (`$`, look ahead)
+            cut = filled if final else filled - OVERLAP
+            text = memoryview(buf)[:filled]
             for index, (matcher, values_of) in enumerate(self._passes):
-                resume[index] = self._search(matcher, values_of, buf, start, resume[index], cut, where, base, result)
+                resume[index] = self._search(matcher, values_of, buf, text, start, resume[index], cut, where,
+                                             base, result)
+            text.release()
             if final or result.full:
                 return
             keep = max(0, cut - LEFT)
-            buf, start = buf[keep:], start + keep
+            buf[:filled - keep] = buf[keep:filled]
+            filled, start = filled - keep, start + keep
 
-    def _search(self, matcher: Matcher, values_of: Callable[..., tuple[int, int, list[Value]]], buf: bytes,
-                start: int, resume: int, cut: int, where: str, base: int, result: ScanResult) -> int:
+    def _search(self, matcher: Matcher, values_of: Callable[..., tuple[int, int, list[Value]]], buf: bytearray,
+                text: memoryview, start: int, resume: int, cut: int, where: str, base: int,
+                result: ScanResult) -> int:
         # Report the values that begin before `cut`; return the stream position to search on
         # from. A match whose value begins past `cut` is searched again, whole, in the next
         # chunk, from the match's own start (a number's match begins with the byte before it).
@@ -227,9 +247,9 @@ class Scanner:
         if cut <= pos:
             return resume
         while not result.full:
-            spans = matcher.search(buf, pos)
+            spans = matcher.search(text, pos)
             if spans is None:
-                return max(resume, start + cut - 2)
+                return max(resume, start + cut)
             begin, pos, values = values_of(buf, spans)
             if begin >= cut:
                 return start + spans[0][0]

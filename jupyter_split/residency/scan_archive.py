@@ -62,6 +62,17 @@ class Peek:
         out, self.head = self.head[:size], self.head[size:]
         return out
 
+    def readinto(self, target: memoryview) -> int:
+        held = min(len(self.head), len(target))
+        target[:held], self.head = self.head[:held], self.head[held:]
+        if held == len(target):
+            return held
+        if hasattr(self.raw, "readinto"):
+            return held + (self.raw.readinto(target[held:]) or 0)
+        data = self.raw.read(len(target) - held)
+        target[held:held + len(data)] = data
+        return held + len(data)
+
     def skip(self, size: int) -> None:
         """Pass over `size` bytes without reading them where the file can seek."""
         held = min(size, len(self.head))

@@ -13,8 +13,7 @@ import hashlib
 import operator
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 PRC_ID, MOBILE, CARD, EMAIL = "prc_id", "cn_mobile", "bank_card", "email"
 BUILTIN = (PRC_ID, MOBILE, CARD, EMAIL)
@@ -62,6 +61,8 @@ _ID_REGIONS = frozenset(
 )
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_ZERO = 48 * sum(_ID_WEIGHTS)
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_THIS_YEAR = time.localtime().tm_year + 1  # (+1: a process that runs past New Year)
 _LUHN_DOUBLE = bytes((2 * (code - 48) - 9 * (code > 52)) if 48 <= code <= 57 else 0 for code in range(256))
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _WORD_BEFORE = re.compile(rb"[0-9A-Za-z]*\Z")
@@ -72,8 +73,7 @@ _LABEL = _ALNUM | frozenset(b"-")
 _HASH_TOKEN = 16  # an all-hex word this long is a digest or an id, not a place people write numbers
 
 
-@dataclass(frozen=True)
-class Value:
+class Value(NamedTuple):
     """One validated value: its kind, where it starts and ends in the buffer, its canonical form."""
 
     kind: str
@@ -98,12 +98,12 @@ def id_check_char(first17: str) -> str:
 
 def is_prc_id(value: str) -> bool:
     """18 characters: a province code, a plausible birth date, a sequence number, a valid check character."""
-    if len(value) != 18 or not value[:17].isdigit() or value[:2] not in _ID_REGIONS:
+    if len(value) != 18 or value[:2] not in _ID_REGIONS or not value[:17].isdigit():
         return False
     year, month, day = int(value[6:10]), int(value[10:12]), int(value[12:14])
-    if not 1900 <= year <= time.localtime().tm_year or not 1 <= month <= 12:
+    if not (1900 <= year <= _THIS_YEAR and 1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month]):
         return False
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if month == 2 and day == 29 and not calendar.isleap(year):
         return False
     return value[17].upper() == id_check_char(value[:17])
 
