@@ -1,5 +1,11 @@
 """jupyter_split: one notebook, two sites. `%load_ext jupyter_split` registers the magics."""
+import warnings
+
 from ._version import __version__
+
+# asyncssh still names DSA key types, and recent cryptography releases warn at their import: the
+# warning would land in the first cell that opens an SSH connection, and no user can act on it.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
