@@ -72,7 +72,7 @@ def produced_index(config: Config) -> _Index:
     path = produced_path(config)
     try:
         stat = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no register yet (an unusable folder fails at the audit log)
         return _EMPTY
     key = (stat.st_size, stat.st_mtime_ns)
     cached = _cache.get(path)

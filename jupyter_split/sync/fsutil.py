@@ -286,6 +286,8 @@ def is_permanent(exc: BaseException) -> bool:
 
 def explain(exc: BaseException, where: str) -> str:
     """One line naming what failed, where, and what to do about it."""
+    if getattr(exc, "explained", False):  # an SFTP error that names its server, path and fix already
+        return f"{where}: {exc}"
     code = getattr(exc, "errno", None)
     if code == errno.EROFS or isinstance(exc, PermissionError) or code == errno.EACCES:
         return f"{where} cannot be written ({exc}): the destination is read-only or not yours. Fix its permissions or pick another destination."

@@ -31,7 +31,14 @@ async def explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bo
     """The OSError for `exc` (an asyncssh SFTPError) raised by `op` on `path` of `fs` (sshfs).
 
     `writes`: the operation wrote data, so a bare FAILURE is checked against the
-    server's free space and read-only flag (one more request, on failures only)."""
+    server's free space and read-only flag (one more request, on failures only).
+    The error is marked `explained`: its message already says where and what to do."""
+    error = await _explain(fs, exc, op, path, writes=writes)
+    error.explained = True  # type: ignore[attr-defined]
+    return error
+
+
+async def _explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bool) -> OSError:
     import asyncssh
 
     where = f"{op} {server_of(fs)}{path}"
