@@ -280,20 +280,25 @@ def _write_resident_bytes(victim: Path, world: Path) -> None:
     victim.write_bytes(RESIDENT[: victim.stat().st_size])  # same size, new content
 
 
+def race_after_the_check(monkeypatch, race: Callable[[], None]) -> None:
+    """Run `race` right after the guard has judged the copy and before its first read."""
+    checked = policy.check_copy
+
+    def check_then_race(*args, **kwargs):
+        carried = checked(*args, **kwargs)
+        race()
+        return carried
+
+    monkeypatch.setattr(policy, "check_copy", check_then_race)
+
+
 @pytest.mark.parametrize("site", ["sg", "sgs3", "sgsftp"])
 @pytest.mark.parametrize("race", [_swap_in_a_hard_link, _write_resident_bytes], ids=lambda f: f.__name__.strip("_"))
 def test_a_large_file_changed_between_the_check_and_the_read_is_not_sent(world, s3, bucket, monkeypatch, race, site):
     src = _tree(world)
     victim = src / "logs" / "2" / "run.bin"
     victim.write_bytes(os.urandom(1 << 20))  # past what the scan keeps: the copy reads it again, under its pin
-    checked = policy.check_copy
-
-    def check_then_race(*args, **kwargs):
-        carried = checked(*args, **kwargs)
-        race(victim, world)
-        return carried
-
-    monkeypatch.setattr(policy, "check_copy", check_then_race)
+    race_after_the_check(monkeypatch, lambda: race(victim, world))
     with pytest.raises(Exception, match="changed after the residency guard checked it"):
         sync.push(str(src), f"{site}:race", progress=False, retries=0)
     assert_nothing_resident(site, world, s3, bucket)
@@ -304,14 +309,7 @@ def test_a_small_file_changed_after_the_check_is_sent_as_it_was_judged(world, s3
     src = _tree(world)
     victim = src / "logs" / "2" / "run.txt"
     judged = victim.read_bytes()
-    checked = policy.check_copy
-
-    def check_then_race(*args, **kwargs):
-        carried = checked(*args, **kwargs)
-        race(victim, world)
-        return carried
-
-    monkeypatch.setattr(policy, "check_copy", check_then_race)
+    race_after_the_check(monkeypatch, lambda: race(victim, world))
     sync.push(str(src), "sg:race", progress=False, retries=0)
     assert (world / "sg-store" / "race" / "logs" / "2" / "run.txt").read_bytes() == judged
     assert_nothing_resident("sg", world, s3, bucket)
