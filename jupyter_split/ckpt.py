@@ -8,6 +8,7 @@ onto the local device and widens dtypes the device lacks (bf16 to fp16 or fp32).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -88,7 +89,7 @@ def save(
     limit = fmt.parse_size(max_shard_size)
     url, storage_options = locate(url, storage_options)
     sizes = {n: fmt.nbytes(t) for n, t in flat.tensors.items()}
-    all_labels = _guard_save(state, url, labels, sum(sizes.values()))
+    all_labels = _guard_save(state, url, labels, sum(sizes.values()), tree=flat.tree)
     fs, root = _fs(url, storage_options)
     _unpublish(fs, root, url, overwrite)
     names = fmt.plan_shards(sizes, limit)
@@ -123,8 +124,9 @@ def _source_device(tensors: dict[str, torch.Tensor]) -> str:
     return ",".join(kinds) or "none"
 
 
-def _guard_save(state: Any, url: str, labels: Any, nbytes: int) -> list[str]:
-    """Refuse, before the first byte, labelled state bound for a site of another jurisdiction.
+def _guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None) -> list[str]:
+    """Refuse, before the first byte, labelled state bound for a site of another jurisdiction,
+    and state whose plain values (`tree`: all but the tensors) hold personal information.
 
     Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
     """
@@ -138,6 +140,10 @@ def _guard_save(state: Any, url: str, labels: Any, nbytes: int) -> list[str]:
     site = site_for_url(url, config) or (policy.local_site(config) if is_local(url) else None)
     policy.check_transfer(url, origins, kind="checkpoint", dest=url, to_jurisdiction=site.jurisdiction if site else None,
                           to_site=site.name if site else None, nbytes=nbytes, config=config)
+    if tree is not None:  # the JSON side file goes as written: the border's content scan reads it first
+        document = json.dumps(tree, default=str).encode()
+        policy.check_content(url, lambda: io.BytesIO(document), kind="checkpoint", to_site=site, dest=url,
+                             to_jurisdiction=site.jurisdiction if site else None, nbytes=len(document), config=config)
     return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
 
 

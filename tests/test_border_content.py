@@ -83,3 +83,19 @@ def test_a_home_wandb_run_holding_personal_data_is_not_synced_abroad(experiment,
     [entry] = policy.audit_entries(decision="refused")
     assert entry["kind"] == "wandb-run" and entry["to_jurisdiction"] == "US"
     assert MOBILE not in _audit_text() and MOBILE not in done.stdout
+
+
+def test_a_checkpoint_whose_plain_values_hold_personal_data_is_not_saved_abroad(home: Path):
+    import torch
+
+    from jupyter_split import ckpt
+
+    state = {"w": torch.arange(12, dtype=torch.int64) * 1_000_000_007, "meta": {"owner": f"tel {MOBILE}", "step": 3}}
+    with pytest.raises(policy.ResidencyError, match="mainland China mobile number"):
+        ckpt.save(state, "sg:ckpts/with-meta")
+    assert not (home / "sg-store" / "ckpts" / "with-meta").exists()
+    [entry] = policy.audit_entries(decision="refused")
+    assert entry["kind"] == "checkpoint" and MOBILE not in _audit_text()
+    ckpt.save(state, "home:ckpts/with-meta")                   # at home it may stay
+    state["meta"]["owner"] = "the vision team"
+    assert ckpt.save(state, "sg:ckpts/clean").files           # tensor payloads are not scanned: large ints pass
