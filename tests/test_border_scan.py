@@ -269,6 +269,24 @@ def test_safetensors_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
     assert [f.kind for f in scan_path(tmp_path / "model.safetensors").findings] == ["email", "prc_id"]
 
 
+@pytest.mark.parametrize("dtype", ["<U18", "S18", object])
+def test_a_pickled_fixed_width_array_of_ids_is_scanned(dtype):
+    # fixed-width arrays hold full-width values back to back ('<U' in UTF-32, NULs between the digits)
+    numpy = pytest.importorskip("numpy")
+    ids = numpy.array([prc_id(f"4403041985112{i:04d}") for i in range(40)], dtype=dtype)
+    found = Scanner(max_findings=100).scan_bytes(cloudpickle.dumps(ids), "ids").findings
+    assert [f.digest for f in found] == [hashlib.sha256(value.encode()).hexdigest() for value in ids.astype(str)]
+
+
+def test_utf16_text_without_a_byte_order_mark_is_scanned():
+    text = f"name,id,mail\nli,{prc_id()},li.wei@example.com\nwang,138 1234 5678,x\n"
+    for codec in ("utf-16-le", "utf-32-le"):
+        found = SCANNER.scan_bytes(b"\x00\x01junk" + text.encode(codec), "export.csv").findings
+        assert [f.kind for f in found] == ["prc_id", "email", "cn_mobile"], codec
+        width = 2 if codec == "utf-16-le" else 4
+        assert found[0].offset == 6 + width * text.index(prc_id())
+
+
 def test_a_pickled_dataframe_is_scanned():
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame({"id": [prc_id(f"1101051949123100{i}") for i in range(3)],

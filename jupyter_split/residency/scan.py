@@ -158,11 +158,22 @@ class Scanner:
         passes: list[tuple[Matcher, Callable[[bytes, list[tuple[int, int]]], tuple[int, int, list[Value]]]]] = []
         if EMAIL in self.kinds:
             passes.append((compile_pattern(ADDRESSES), address_values))
-        if self.kinds - {EMAIL}:
-            passes.append((compile_pattern(NUMBERS), number_values))
+        if self.kinds:  # (numbers, and wide text of every kind)
+            passes.append((compile_pattern(NUMBERS), functools.partial(number_values, narrow=self._narrow)))
+        self._narrow_passes = list(passes)
         for name, pattern in self.patterns.items():
             passes.append((compile_pattern(pattern.encode()), functools.partial(_custom_values, name)))
         self._passes = passes
+
+    def _narrow(self, data: bytes) -> list[Value]:
+        # the built-in passes over a short narrow text (read out of wide text): its values, in order
+        found: list[Value] = []
+        for matcher, values_of in self._narrow_passes:
+            pos = 0
+            while (spans := matcher.search(data, pos)) is not None:
+                _, pos, values = values_of(data, spans, pos, len(data))
+                found += values
+        return found
 
     @classmethod
     def for_site(cls, policy: Any, site: str | None) -> "Scanner | None":
@@ -250,7 +261,7 @@ class Scanner:
             spans = matcher.search(text, pos)
             if spans is None:
                 return max(resume, start + cut)
-            begin, pos, values = values_of(buf, spans)
+            begin, pos, values = values_of(buf, spans, pos, len(text))
             if begin >= cut:
                 return start + spans[0][0]
             for value in values:
@@ -260,7 +271,8 @@ class Scanner:
         return resume
 
 
-def _custom_values(name: str, buf: bytes, spans: list[tuple[int, int]]) -> tuple[int, int, list[Value]]:
+def _custom_values(name: str, buf: bytes, spans: list[tuple[int, int]], floor: int = 0,
+                   limit: int = 0) -> tuple[int, int, list[Value]]:
     begin, end = spans[0]
     return begin, max(end, begin + 1), [Value(name, begin, end, buf[begin:end].decode("utf-8", "replace"))]
 

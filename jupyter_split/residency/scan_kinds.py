@@ -13,7 +13,7 @@ import hashlib
 import operator
 import re
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 PRC_ID, MOBILE, CARD, EMAIL = "prc_id", "cn_mobile", "bank_card", "email"
 BUILTIN = (PRC_ID, MOBILE, CARD, EMAIL)
@@ -41,7 +41,18 @@ _NUMBER = (
     rb"|[2-6][0-9]{3}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?"
     rb"|3[0-9]{3}[ -][0-9]{6}[ -][0-9]{4,5}"
 )
-NUMBERS = rb"(?:^|[^0-9.]|[^0-9]\.)(" + _NUMBER + rb")(?:[^0-9]|$)"
+# Wide text: UTF-16 or UTF-32 code units (numpy's '<U' arrays, exports without a byte order
+# mark) put NULs between the digits. Eleven digits in a row, a 3-4 group or an '@' between
+# letters, at either width, make group 2 of NUMBERS: the wide run around it is read narrow
+# and goes through the same passes.
+_WIDE = (rb"(?:[0-9]\x00){11}|(?:[0-9]\x00){3}[ -]\x00(?:[0-9]\x00){4}|[A-Za-z0-9]\x00@\x00[A-Za-z0-9]\x00"
+         rb"|(?:[0-9]\x00\x00\x00){11}|(?:[0-9]\x00\x00\x00){3}[ -]\x00\x00\x00(?:[0-9]\x00\x00\x00){4}"
+         rb"|[A-Za-z0-9]\x00\x00\x00@\x00\x00\x00[A-Za-z0-9]\x00\x00\x00")
+# IDs back to back, as a fixed-width array ('S18', '<U18') holds them: group 2, each 18 checked.
+_IDS = rb"(?:[1-8][0-9]{5}(?:19|20)[0-9]{9}[0-9Xx]){2,100}"
+NUMBERS = rb"(?:^|[^0-9.]|[^0-9]\.)(?:(" + _NUMBER + rb")(?:[^0-9]|$)|(" + _IDS + rb"))|(" + _WIDE + rb")"
+_WIDE_RUN = {2: re.compile(rb"(?:[\x00-\xff]\x00)*"), 4: re.compile(rb"(?:[\x00-\xff]\x00\x00\x00)*")}
+_WIDE_BACK = 128  # characters read before the wide match (an address's local part, a number's prefix)
 ADDRESSES = rb"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,6}\.[A-Za-z]{2,24}"
 _ADDRESS_AT = re.compile(ADDRESSES)
 _LOCAL_MAX = 64
@@ -69,7 +80,7 @@ _WORD_BEFORE = re.compile(rb"[0-9A-Za-z]*\Z")
 _WORD_AFTER = re.compile(rb"[0-9A-Za-z]{0,128}")
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _LOCAL = _ALNUM | frozenset(b"._+-")
-_LABEL = _ALNUM | frozenset(b"-")
+_LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
 _HASH_TOKEN = 16  # an all-hex word this long is a digest or an id, not a place people write numbers
 
 
@@ -160,8 +171,19 @@ def mask(kind: str, canonical: str) -> str:
     return canonical[:keep] + "*" * (len(canonical) - 2 * keep) + (canonical[-keep:] if keep else "")
 
 
-def number_values(buf: bytes, spans: list[tuple[int, int]]) -> tuple[int, int, list[Value]]:
-    """For a NUMBERS match: where its value begins, where to search on from, the values it really is."""
+def number_values(buf: bytes, spans: list[tuple[int, int]], floor: int, limit: int,
+                  narrow: Callable[[bytes], list[Value]]) -> tuple[int, int, list[Value]]:
+    """For a NUMBERS match: where its value begins, where to search on from, the values it really is.
+
+    `floor`: where this search started (a wide run is not read again before it); `limit`: the
+    end of the bytes read; `narrow`: the scanner's passes over narrow text, for wide text.
+    """
+    if spans[3][0] >= 0:
+        return _wide_values(buf, spans[3][0], spans[3][1], floor, limit, narrow)
+    if spans[2][0] >= 0:
+        begin, end = spans[2]
+        tiles = [Value(PRC_ID, at, at + 18, buf[at:at + 18].decode().upper()) for at in range(begin, end, 18)]
+        return begin, end, tiles if all(is_prc_id(tile.canonical) for tile in tiles) else []
     begin, end = spans[1]
     if end < len(buf) and buf[end] == 0x40 and _ADDRESS_AT.match(buf, end):
         return begin, end, []  # the local part of an address: the ADDRESSES pass reads it
@@ -172,7 +194,23 @@ def number_values(buf: bytes, spans: list[tuple[int, int]]) -> tuple[int, int, l
     return begin, end, found
 
 
-def address_values(buf: bytes, spans: list[tuple[int, int]]) -> tuple[int, int, list[Value]]:
+def _wide_values(buf: bytes, begin: int, end: int, floor: int, limit: int,
+                 narrow: Callable[[bytes], list[Value]]) -> tuple[int, int, list[Value]]:
+    # the whole wide run from a little before the match to its end (or the end of the bytes
+    # read), every `width`-th byte of it as narrow text; offsets mapped back to the bytes
+    width = 4 if buf[begin + 2] == 0 else 2
+    low = begin
+    while low - width >= floor and begin - low < _WIDE_BACK * width and not any(buf[low - width + 1:low]):
+        low -= width
+    run = _WIDE_RUN[width].match(buf, end, limit)
+    high = run.end() if run else end
+    found = narrow(bytes(buf[low:high:width]))
+    return begin, high, [value._replace(start=low + value.start * width, end=low + value.end * width)
+                         for value in found]
+
+
+def address_values(buf: bytes, spans: list[tuple[int, int]], floor: int = 0, limit: int = 0,
+                   narrow: object = None) -> tuple[int, int, list[Value]]:
     """For an ADDRESSES match (from its '@'): the same, with the local part read backwards."""
     at, end = spans[0]
     start = at
@@ -212,8 +250,8 @@ def _in_hash_token(buf: bytes, start: int, end: int) -> bool:
 
 
 def _email(buf: bytes, start: int, end: int) -> list[Value]:
-    if (start and buf[start - 1] in _LOCAL) or (end < len(buf) and buf[end] in _LABEL):
-        return []  # the middle of a longer word: not where an address starts or ends
+    if (start and buf[start - 1] in _LOCAL) or (end < len(buf) and buf[end] in _LETTERS):
+        return []  # the middle of a longer word (a digit may follow: the next field of a fixed-width array)
     text = buf[start:end].decode("ascii")
     local, _, domain = text.partition("@")
     labels = domain.split(".")
