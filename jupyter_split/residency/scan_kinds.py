@@ -1,10 +1,11 @@
 """What the border's content scanner looks for: the built-in kinds of personal information.
 
 PIPL's common identifiers: PRC resident ID numbers (GB 11643), mainland mobile numbers,
-bank card numbers and e-mail addresses. One prefilter regex finds candidates in raw bytes
-(RE2 runs it at several hundred MB/s); `validate` then keeps only those that pass the
-checks a real value passes (check digit, birth date, Luhn, issuer prefix, a known TLD),
-so that random bytes, hashes and floats give no findings.
+bank card numbers and e-mail addresses. Two regexes (NUMBERS, ADDRESSES) find candidates
+in raw bytes, RE2 running them at several hundred MB/s; `number_values` and
+`address_values` then keep only those that pass the checks a real value passes (check
+digit, birth date, Luhn, issuer prefix, a known TLD), so that random bytes, hashes,
+timestamps and floats give no findings.
 """
 from __future__ import annotations
 
@@ -43,21 +44,22 @@ _NUMBER = (
 )
 # Wide text: UTF-16 or UTF-32 code units (numpy's '<U' arrays, exports without a byte order
 # mark) put NULs between the digits. Eleven digits in a row, a 3-4 group or an '@' between
-# letters, at either width, make group 2 of NUMBERS: the wide run around it is read narrow
+# letters, at either width, make group 3 of NUMBERS: the wide run around it is read narrow
 # and goes through the same passes.
 _WIDE = (rb"(?:[0-9]\x00){11}|(?:[0-9]\x00){3}[ -]\x00(?:[0-9]\x00){4}|[A-Za-z0-9]\x00@\x00[A-Za-z0-9]\x00"
          rb"|(?:[0-9]\x00\x00\x00){11}|(?:[0-9]\x00\x00\x00){3}[ -]\x00\x00\x00(?:[0-9]\x00\x00\x00){4}"
          rb"|[A-Za-z0-9]\x00\x00\x00@\x00\x00\x00[A-Za-z0-9]\x00\x00\x00")
-# IDs back to back, as a fixed-width array ('S18', '<U18') holds them: group 2, each 18 checked.
-_IDS = rb"(?:[1-8][0-9]{5}(?:19|20)[0-9]{9}[0-9Xx]){2,100}"
+# IDs back to back, as a fixed-width array ('S18', '<U18') holds them: group 2 is the first
+# two; Python checks them and reads on 18 by 18 while the next is an ID too.
+_IDS = rb"(?:[1-8][0-9]{5}(?:19|20)[0-9]{9}[0-9Xx]){2}"
 NUMBERS = rb"(?:^|[^0-9.]|[^0-9]\.)(?:(" + _NUMBER + rb")(?:[^0-9]|$)|(" + _IDS + rb"))|(" + _WIDE + rb")"
 _WIDE_RUN = {2: re.compile(rb"(?:[\x00-\xff]\x00)*"), 4: re.compile(rb"(?:[\x00-\xff]\x00\x00\x00)*")}
 _WIDE_BACK = 128  # characters read before the wide match (an address's local part, a number's prefix)
 ADDRESSES = rb"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,6}\.[A-Za-z]{2,24}"
 _ADDRESS_AT = re.compile(ADDRESSES)
 _LOCAL_MAX = 64
-# The longest candidate a finding can come from (a longer one is rejected): the chunked
-# reader's overlap must exceed it so a value that spans two chunks is seen whole, once.
+# The longest match a finding can come from (an address: 64 + 1 + 253): the chunked reader's
+# overlap must exceed it, so that a value that spans two chunks is seen whole, once.
 MAX_VALUE = 64 + 1 + 253
 
 # Two-letter TLDs are few on purpose: random bytes spell an "x@yy.zz" often enough that a
@@ -182,8 +184,13 @@ def number_values(buf: bytes, spans: list[tuple[int, int]], floor: int, limit: i
         return _wide_values(buf, spans[3][0], spans[3][1], floor, limit, narrow)
     if spans[2][0] >= 0:
         begin, end = spans[2]
-        tiles = [Value(PRC_ID, at, at + 18, buf[at:at + 18].decode().upper()) for at in range(begin, end, 18)]
-        return begin, end, tiles if all(is_prc_id(tile.canonical) for tile in tiles) else []
+        tiles = [Value(PRC_ID, at, at + 18, buf[at:at + 18].decode().upper()) for at in (begin, begin + 18)]
+        if not all(is_prc_id(tile.canonical) for tile in tiles):
+            return begin, end, []
+        while end + 18 <= limit and is_prc_id(following := buf[end:end + 18].decode("latin-1").upper()):
+            tiles.append(Value(PRC_ID, end, end + 18, following))
+            end += 18
+        return begin, end, tiles
     begin, end = spans[1]
     if end < len(buf) and buf[end] == 0x40 and _ADDRESS_AT.match(buf, end):
         return begin, end, []  # the local part of an address: the ADDRESSES pass reads it
