@@ -129,6 +129,9 @@ class Split:
                 await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
                    "has_in": payload is not None, "site": site.name, "wandb": opts.wandb,
+                   # the run holds the --in variables: their labels (and this kernel's taint) taint it
+                   "labels": policy.carried_labels({n: (namespace or {})[n] for n in opts.inputs}, site.jurisdiction)
+                   if payload else {},
                    "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir),
                            **policy.runner_env(self.config)}}
         await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())

@@ -8,7 +8,8 @@ The public face of `jupyter_split.residency`:
   `check_variables_content`: the content scan of bytes bound abroad.
 - `declassify(item, reason)` and `policy.allow_export`: approved exports.
 - `audit_entries(decision, site, since)`: the append-only audit log.
-- `start_taint_tracking`, `run_labels`, `taint_run`: taint inside a runner.
+- `start_taint_tracking`, `run_labels`, `taint_run`: taint inside a runner (and the notebook
+  kernel); `carried_labels`: what `--in` variables carry into the run they feed.
 """
 from .residency.audit import audit_entries
 from .residency.guard import (
@@ -25,6 +26,7 @@ from .residency.guard import (
     url_label_origins,
 )
 from .residency.labels import label, label_origins, labels_of, receive_outputs
+from .residency.kernel import carried_labels
 from .residency.taint import (
     local_site,
     outputs_labels,
@@ -36,7 +38,7 @@ from .residency.taint import (
 )
 
 __all__ = [
-    "ResidencyError", "audit_entries", "check_content", "check_copy", "check_objects", "check_transfer",
+    "ResidencyError", "audit_entries", "carried_labels", "check_content", "check_copy", "check_objects", "check_transfer",
     "check_variables_content",
     "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
     "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "runner_env",

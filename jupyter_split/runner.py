@@ -176,6 +176,10 @@ class Runner:
                     f"cannot unpickle the --in variables on site {self.site!r}: {type(exc).__name__}: {exc}",
                     "Install the module they need on this site, or send plain data."])
                 return "failed", f"cannot unpickle --in variables: {exc}"
+        if request.get("labels"):
+            from .policy import taint_run
+
+            taint_run(request["labels"])  # what the --in variables carry, this run holds now
         os.environ.update(request.get("env") or {})
         self.stop_reason = None
         timeout = request.get("timeout")

@@ -226,3 +226,30 @@ def test_the_guards_own_look_at_resident_files_does_not_taint_the_kernel(home, p
     assert (home / "sg-store" / "summary.txt" / "summary.txt").read_text() == "derived\n"
     assert "this kernel: not labelled" in text(kernel.ok("%split policy"))
     assert "arrived abroad 1" in text(kernel.ok("%%on sg --in x\nprint('arrived abroad', x)"))
+
+
+def test_a_home_run_fed_by_a_tainted_kernel_is_tainted_and_cannot_push_it_abroad(home, pii, kernel):
+    """Laundering through home: `%%on home --in d` is allowed, and the run that holds `d` now
+    carries the kernel's label, so its own push abroad of what it wrote is refused."""
+    notes = pii.parent / "minutes.txt"
+    notes.write_text("quarterly review minutes, confidential\n")  # nothing the content scanner flags
+    kernel.ok(f"d = open({str(notes)!r}).read()")
+    outputs, reply = kernel.run(
+        "%%on home --in d\nfrom jupyter_split import sync\nopen('relay.txt', 'w').write(d.upper())  # no copy: new bytes\n"
+        "sync.push('relay.txt', 'sg:relay')")
+    shown = tracebacks(outputs) + text(outputs) + str(reply)
+    assert reply["status"] == "error" and "Residency: refused to copy" in shown, shown
+    assert "minutes.txt" in shown  # the label says where the kernel's data came from
+    assert [p for p in (home / "sg-store").rglob("*") if p.is_file()] == []
+    assert [r["kind"] for r in policy.audit_entries(decision="refused")] == ["copy"]
+
+
+def test_a_declassified_variable_abroad_does_not_carry_the_kernels_label_there(home, pii, kernel):
+    """The approval covers the run abroad that holds it: that run may save to its own storage."""
+    notes = pii.parent / "minutes.txt"
+    notes.write_text("quarterly review minutes, confidential\n")
+    kernel.ok(f"d = open({str(notes)!r}).read()")
+    kernel.ok('%split declassify d --reason "DPO approval 9"')
+    kernel.ok("%%on sg --in d\nfrom jupyter_split import sync\nopen('kept.txt', 'w').write(d.upper())\n"
+              "sync.push('kept.txt', 'sg:kept')")
+    assert (home / "sg-store" / "kept" / "kept.txt").read_text() == "QUARTERLY REVIEW MINUTES, CONFIDENTIAL\n"

@@ -13,6 +13,10 @@ The taint ends with the kernel (restart it). A single variable may still leave o
 export is approved: `%split declassify NAME --reason "..."`. `%split policy` shows the
 kernel's labels and where each came from.
 
+A run fed `--in` variables holds them: `carried_labels` puts their labels and the kernel's
+taint in its request, and the runner taints itself with them, so a home run cannot relay
+the kernel's data abroad by its own push.
+
 Processes the kernel forks (multiprocessing and DataLoader workers with the `fork` start
 method, `!cmd`) share its labels through a state file in the data directory; the runners
 it starts are processes of their own, with their own taint.
@@ -37,11 +41,12 @@ from __future__ import annotations
 import atexit
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..config import ConfigError, load_config
 from ..paths import data_dir
-from .taint import describe_state, start_taint_tracking, taint_run
+from .labels import variable_origins
+from .taint import describe_state, run_label_origins, start_taint_tracking, taint_run
 
 _LOAD_FIRST = ("restart the kernel and load the extension in its first cell "
                "(or at start: c.InteractiveShellApp.extensions = [\"jupyter_split\"] in ipython_config.py)")
@@ -82,6 +87,19 @@ def _start(shell: Any) -> None:
             "code ran in this notebook kernel before jupyter_split tracked its reads "
             f"(`%load_ext jupyter_split` came later, or the config could not be read), so what they read "
             f"is unknown; {_LOAD_FIRST}")})
+
+
+def carried_labels(values: Mapping[str, Any], to_jurisdiction: str) -> dict[str, str]:
+    """What `--in` variables the guard let go to a site of `to_jurisdiction` carry into the run
+    they feed (it holds them now): their labels and this process's taint, each origin naming
+    the variable. Only that jurisdiction's own: any other label was approved to leave."""
+    taint = run_label_origins()
+    found: dict[str, str] = {}
+    for name, value in values.items():
+        for code, why in {**variable_origins(name, value), **taint}.items():
+            if code == to_jurisdiction:
+                found.setdefault(code, f"the --in variable {name!r} it was given ({why})")
+    return found
 
 
 def _remove(file: Path, owner: int) -> None:
