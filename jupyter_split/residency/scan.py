@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import io
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, NamedTuple
 
 from .scan_kinds import ADDRESSES, BUILTIN, EMAIL, LABELS, MAX_VALUE, NUMBERS, Value, address_values, number_values
 
@@ -92,8 +92,7 @@ def check_pattern(name: str, pattern: str) -> None:
                          "everywhere: make it require at least one character (e.g. `+` instead of `*`)")
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     """Personal information found: its kind, where, and forms safe to log (never the value)."""
 
     kind: str
@@ -257,16 +256,18 @@ class Scanner:
         pos = resume - start
         if cut <= pos:
             return resume
-        while not result.full:
-            spans = matcher.search(text, pos)
+        # (locals: this loop runs once per candidate, the costly part of a scan after RE2's own)
+        search, limit, wanted, add, offset = matcher.search, len(text), self.kinds | self.patterns.keys(), result.add, base + start
+        while not result.truncated:
+            spans = search(text, pos)
             if spans is None:
                 return max(resume, start + cut)
-            begin, pos, values = values_of(buf, spans, pos, len(text))
+            begin, pos, values = values_of(buf, spans, pos, limit)
             if begin >= cut:
                 return start + spans[0][0]
             for value in values:
-                if value.kind in self.kinds or value.kind in self.patterns:
-                    result.add(Finding(value.kind, where, base + start + value.start, value.masked(), value.digest()))
+                if value.kind in wanted:
+                    add(Finding(value.kind, where, offset + value.start, value.masked(), value.digest()))
             resume = start + pos
         return resume
 

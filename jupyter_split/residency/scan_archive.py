@@ -32,6 +32,8 @@ _CLOSED = {b"\x28\xb5\x2f\xfd": "zstd", b"7z\xbc\xaf\x27\x1c": "7z", b"Rar!\x1a\
 _BROKEN = (OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile,
            NotImplementedError, RuntimeError, ValueError)
 _REPACK = "Send its files unpacked, or as a zip or .tar.gz the scanner can open"
+# streams that seek by decompressing again from the start: a zip inside one is copied out first
+_DECOMPRESSING = (zipfile.ZipExtFile, gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
 
 
 class Peek:
@@ -157,10 +159,10 @@ def is_tar(head: bytes) -> bool:
 
 def _zip(scanner: Scanner, reader: Peek, where: str, result: ScanResult, level: int) -> None:
     spool = None
-    if reader.origin == 0:
+    if reader.origin == 0 and not isinstance(reader.raw, _DECOMPRESSING):
         reader.raw.seek(0)
         archive_file: BinaryIO = reader.raw
-    else:  # the central directory is at the end: a stream is kept aside (bounded memory) to read it
+    else:  # the central directory is at the end: a stream is kept aside (in a file past 16 MiB) to read it
         spool = archive_file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         shutil.copyfileobj(reader, spool, CHUNK)
         spool.seek(0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import operator
 import re
 import time
 from typing import Callable, NamedTuple
@@ -72,8 +71,6 @@ _TLDS = frozenset(
 _ID_REGIONS = frozenset(
     "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
 )
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_ZERO = 48 * sum(_ID_WEIGHTS)
 _MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _THIS_YEAR = time.localtime().tm_year + 1  # (+1: a process that runs past New Year)
 _LUHN_DOUBLE = bytes((2 * (code - 48) - 9 * (code > 52)) if 48 <= code <= 57 else 0 for code in range(256))
@@ -105,8 +102,9 @@ class Value(NamedTuple):
 
 def id_check_char(first17: str) -> str:
     """The GB 11643 (ISO 7064 MOD 11-2) check character of the first 17 digits of a resident ID."""
-    total = sum(map(operator.mul, first17.encode(), _ID_WEIGHTS)) - _ID_ZERO  # ASCII codes less '0's
-    return "10X98765432"[total % 11]
+    # The weights are 2**(17 - i) mod 11 (i = 0..16) and 13 = 2 (mod 11): the weighted sum is
+    # twice the digits read in base 13, mod 11 (one C call instead of 17 multiplications).
+    return "10X98765432"[2 * int(first17, 13) % 11]
 
 
 def is_prc_id(value: str) -> bool:
@@ -264,7 +262,7 @@ def _email(buf: bytes, start: int, end: int) -> list[Value]:
     labels = domain.split(".")
     tld = labels[-1]
     if (not 2 <= len(local) <= _LOCAL_MAX or local[0] == "." or local[-1] == "." or ".." in local
-            or not any(char.isalnum() for char in local)):
+            or not local.strip("._+-")):
         return []
     if tld.lower() not in _TLDS or not (tld.islower() or tld.isupper()):
         return []
