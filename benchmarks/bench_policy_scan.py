@@ -5,7 +5,7 @@ A text corpus (prose, dates, prices, decimals, hex digests, order numbers, and n
 IDs with a wrong check digit, numbers inside longer runs) with a personal value planted every
 10 KB, in the ways people write them; random bytes; real safetensors weights. The peer is the
 same scanner on Python's `re` (what a pure-Python scanner gets), and a plain read of the file.
-`main` returns the rows; `run(args)` lets `python -m benchmarks policy` reuse them.
+`run(args)` returns the markdown rows (for `python -m benchmarks policy` to reuse); `main` prints them.
 """
 from __future__ import annotations
 

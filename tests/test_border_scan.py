@@ -245,6 +245,18 @@ def test_zip_tar_gz_and_nested_members_are_named(tmp_path):
     proc.wait()
 
 
+def test_bz2_xz_and_plain_tar_are_opened(tmp_path):
+    import bz2
+    import lzma
+    csv = f"id\n{prc_id()}\n".encode()
+    (tmp_path / "a.csv.bz2").write_bytes(bz2.compress(csv))
+    (tmp_path / "a.csv.xz").write_bytes(lzma.compress(csv))
+    with tarfile.open(tmp_path / "a.tar", "w") as archive:
+        archive.add(tmp_path / "a.csv.xz", "in/a.csv.xz")
+    assert [f.where for f in scan_path(tmp_path / "a.csv.bz2").findings] == ["a.csv.bz2!a.csv"]
+    assert [f.where for f in scan_path(tmp_path / "a.tar").findings] == ["a.tar!in/a.csv.xz!a.csv"]
+
+
 def test_archives_nested_past_the_depth_are_unscannable(tmp_path):
     data = f"id {prc_id()}\n".encode()
     for level in range(4):
@@ -290,6 +302,15 @@ def test_safetensors_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
     with open(tmp_path / "model.safetensors", "ab") as handle:
         handle.write(f"\n{prc_id()}\n".encode())
     assert [f.kind for f in scan_path(tmp_path / "model.safetensors").findings] == ["email", "prc_id"]
+
+
+def test_a_safetensors_header_whose_tensors_leave_a_gap_gets_its_payload_scanned(tmp_path):
+    payload = b"\x00" * 16 + f" {prc_id()} ".encode() + b"\x00" * 16
+    header = json.dumps({"a": {"dtype": "U8", "shape": [16], "data_offsets": [0, 16]},
+                         "b": {"dtype": "U8", "shape": [16], "data_offsets": [len(payload) - 16, len(payload)]}})
+    path = tmp_path / "gap.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + payload)
+    assert [f.kind for f in scan_path(path).findings] == ["prc_id"]  # bytes no tensor claims are read
 
 
 @pytest.mark.parametrize("dtype", ["<U18", "S18", object])
