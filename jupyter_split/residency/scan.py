@@ -26,6 +26,7 @@ try:  # a core dependency; the fallback keeps a broken install scanning, slowly
 except ImportError:  # pragma: no cover - exercised where google-re2 has no wheel
     _re2 = None
 _ANCHOR = _re2._Anchor.UNANCHORED if _re2 is not None and hasattr(_re2, "_Anchor") else None
+_NO_MATCH = [(-1, -1)]
 import re as _re
 
 CHUNK = 4 << 20
@@ -66,11 +67,15 @@ class Matcher:
 
     def search(self, buf: bytes | memoryview, pos: int) -> list[tuple[int, int]] | None:
         """The spans of the first match at or after `pos` (a group that took no part: (-1, -1))."""
+        spans = self.first(buf, pos, len(buf))
+        return None if spans[0][0] < 0 else spans
+
+    def first(self, buf: bytes | memoryview, pos: int, end: int) -> list[tuple[int, int]]:
+        """`search` for the scanner's loop: no match is spans[0] == (-1, -1); `end` must be len(buf)."""
         if self._raw is not None:
-            spans = self._raw.Match(_ANCHOR, buf, pos, len(buf))
-            return None if spans[0][0] < 0 else spans
-        match = self._re.search(buf, pos)
-        return None if match is None else [match.span(group) for group in range(self._re.groups + 1)]
+            return self._raw.Match(_ANCHOR, buf, pos, end)
+        match = self._re.search(buf, pos, end)
+        return [match.span(group) for group in range(self._re.groups + 1)] if match else _NO_MATCH
 
 
 def compile_pattern(pattern: bytes) -> Matcher:
@@ -257,10 +262,11 @@ class Scanner:
         if cut <= pos:
             return resume
         # (locals: this loop runs once per candidate, the costly part of a scan after RE2's own)
-        search, limit, wanted, add, offset = matcher.search, len(text), self.kinds | self.patterns.keys(), result.add, base + start
+        first, limit, add, offset = matcher.first, len(text), result.add, base + start
+        wanted = self.kinds | self.patterns.keys()
         while not result.truncated:
-            spans = search(text, pos)
-            if spans is None:
+            spans = first(text, pos, limit)
+            if spans[0][0] < 0:
                 return max(resume, start + cut)
             begin, pos, values = values_of(buf, spans, pos, limit)
             if begin >= cut:
