@@ -255,6 +255,9 @@ def _in_hash_token(buf: bytes, start: int, end: int) -> bool:
 
 
 def _email(buf: bytes, start: int, end: int) -> list[Value]:
+    # What random bytes rarely spell and real addresses nearly always have: a local part of 2
+    # to 64 characters (not only dots and signs), a TLD of the list in one case, a name of 2 or
+    # more characters before it (3 or more before a two-letter TLD).
     if (start and buf[start - 1] in _LOCAL) or (end < len(buf) and buf[end] in _LETTERS):
         return []  # the middle of a longer word (a digit may follow: the next field of a fixed-width array)
     text = buf[start:end].decode("ascii")
