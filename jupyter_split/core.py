@@ -110,6 +110,7 @@ class Split:
         if opts.inputs:  # the residency guard, before anything starts or is pickled
             given = namespace or {}
             policy.check_objects({n: given[n] for n in opts.inputs if n in given}, site, config=self.config)
+        policy.check_cell(code, [opts.name or "", *opts.outputs], site, config=self.config)
         ex = self.executor(site)
         run_id = new_run_id(self.config.experiment.name, site.name)
         run_dir = ex.path("runs", run_id)

@@ -9,7 +9,8 @@ The public face of `jupyter_split.residency`:
 - `declassify(item, reason)` and `policy.allow_export`: approved exports.
 - `audit_entries(decision, site, since)`: the append-only audit log.
 - `start_taint_tracking`, `run_labels`, `taint_run`: taint inside a runner (and the notebook
-  kernel); `carried_labels`: what `--in` variables carry into the run they feed.
+  kernel); `carried_labels`: what `--in` variables carry into the run they feed;
+  `check_cell`: a tainted kernel sends only typed cells abroad.
 """
 from .residency.audit import audit_entries
 from .residency.guard import (
@@ -26,7 +27,7 @@ from .residency.guard import (
     url_label_origins,
 )
 from .residency.labels import label, label_origins, labels_of, receive_outputs
-from .residency.kernel import carried_labels
+from .residency.kernel import carried_labels, check_cell
 from .residency.taint import (
     local_site,
     outputs_labels,
@@ -38,7 +39,7 @@ from .residency.taint import (
 )
 
 __all__ = [
-    "ResidencyError", "audit_entries", "carried_labels", "check_content", "check_copy", "check_objects", "check_transfer",
+    "ResidencyError", "audit_entries", "carried_labels", "check_cell", "check_content", "check_copy", "check_objects", "check_transfer",
     "check_variables_content",
     "declassifications", "declassify", "label", "label_origins", "labels_for_url", "labels_of",
     "local_site", "outputs_labels", "receive_outputs", "run_label_origins", "run_labels", "runner_env",

@@ -253,3 +253,23 @@ def test_a_declassified_variable_abroad_does_not_carry_the_kernels_label_there(h
     kernel.ok("%%on sg --in d\nfrom jupyter_split import sync\nopen('kept.txt', 'w').write(d.upper())\n"
               "sync.push('kept.txt', 'sg:kept')")
     assert (home / "sg-store" / "kept" / "kept.txt").read_text() == "QUARTERLY REVIEW MINUTES, CONFIDENTIAL\n"
+
+
+def test_a_cell_built_from_a_tainted_kernels_data_is_not_sent_abroad(home, pii, kernel):
+    """The cell's own code goes abroad too: from a tainted kernel only code the user typed in the
+    cell being run may go (code made at run time could hold what the kernel read)."""
+    notes = pii.parent / "minutes.txt"
+    notes.write_text("quarterly review minutes, confidential\n")
+    kernel.ok(f"d = open({str(notes)!r}).read()")
+    for built in ("get_ipython().run_cell_magic('on', 'sg', 'x = ' + repr(d) + '\\nprint(len(x))')",
+                  "get_ipython().run_cell_magic('on', 'sg --name ' + d.split()[0], 'print(1)')",
+                  "from jupyter_split import core\ncore.get_split().execute("
+                  "'print(' + repr(d) + ')', core.CellOptions(site='sg'), {}, print)"):
+        outputs, reply = kernel.run(built)
+        shown = tracebacks(outputs) + text(outputs) + str(reply)
+        assert reply["status"] == "error" and "refused to send cell" in shown, shown
+        assert "this notebook kernel read" in shown and "minutes" not in shown.split("It carries")[0]
+    assert core.Split().list_runs(site="sg") == []
+    assert [r["kind"] for r in policy.audit_entries(decision="refused")] == ["cell"] * 3
+    assert "typed here" in text(kernel.ok("%%on sg\nprint('typed here')"))  # the user's own code still goes
+    assert "at home" in text(kernel.ok("get_ipython().run_cell_magic('on', 'home', 'print(\"at \" + \"home\")')"))

@@ -13,6 +13,9 @@ The taint ends with the kernel (restart it). A single variable may still leave o
 export is approved: `%split declassify NAME --reason "..."`. `%split policy` shows the
 kernel's labels and where each came from.
 
+The cell's code goes abroad too: from a tainted kernel only code typed in the cell being run
+may go to another jurisdiction (`check_cell`), not code made at run time from its data.
+
 A run fed `--in` variables holds them: `carried_labels` puts their labels and the kernel's
 taint in its request, and the runner taints itself with them, so a home run cannot relay
 the kernel's data abroad by its own push.
@@ -41,13 +44,14 @@ from __future__ import annotations
 import atexit
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from ..config import ConfigError, load_config
+from ..config import Config, ConfigError, SiteConfig, load_config
 from ..paths import data_dir
 from .labels import variable_origins
 from .taint import describe_state, run_label_origins, start_taint_tracking, taint_run
 
+_MADE_CELL = "a cell made at run time (type its code in the cell to send it)"
 _LOAD_FIRST = ("restart the kernel and load the extension in its first cell "
                "(or at start: c.InteractiveShellApp.extensions = [\"jupyter_split\"] in ipython_config.py)")
 
@@ -100,6 +104,33 @@ def carried_labels(values: Mapping[str, Any], to_jurisdiction: str) -> dict[str,
             if code == to_jurisdiction:
                 found.setdefault(code, f"the --in variable {name!r} it was given ({why})")
     return found
+
+
+def check_cell(code: str, options: Iterable[str], site: SiteConfig, config: Config) -> None:
+    """From a tainted kernel a cell goes to a site of another jurisdiction only as the user
+    typed it: its code and its option values (`--name`, `--out`) must be text of the cell
+    being run, since code made at run time (`run_cell_magic(..., repr(d))`) may hold what the
+    kernel read. Anything else is refused and audited as kind `cell`."""
+    state = describe_state()
+    if state.get("process") != "kernel" or all(label == site.jurisdiction for label in state["labels"]):
+        return
+    typed = _typed_cell()
+    if typed is not None and all(part.rstrip() in typed for part in (code, *options) if part):
+        return
+    from .guard import check_transfer  # the guard imports this package's modules: load it here
+
+    check_transfer(_MADE_CELL, {}, kind="cell", dest="", to_jurisdiction=site.jurisdiction, to_site=site.name,
+                   config=config)
+
+
+def _typed_cell() -> str | None:
+    """The raw text of the cell being run (IPython records it before running it)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    history = getattr(getattr(get_ipython(), "history_manager", None), "input_hist_raw", None)
+    return history[-1] if history else None
 
 
 def _remove(file: Path, owner: int) -> None:
