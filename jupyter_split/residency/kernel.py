@@ -38,6 +38,12 @@ second line for these):
   only; on Linux it is tried against every folder the process holds open).
 - the sidebar: the Jupyter server is another process, and shows no kernel's taint;
   `%split policy` in the notebook does.
+
+And not stopped, though seen: a tainted kernel writing straight into a foreign site's
+storage (`open` on a mounted path, an fsspec write to its bucket) or talking to a server
+abroad itself (`wandb.init` online, a socket). A file it writes is labelled (so no push
+of it leaves), but such a write is not the guard's to refuse: send data through
+`--in`, `%split push` or `ckpt.save`, which are guarded.
 """
 from __future__ import annotations
 
