@@ -141,9 +141,11 @@ class ScanResult:
 
     @property
     def full(self) -> bool:
+        """The scan stops: `max_findings` were found and one more."""
         return self.truncated
 
     def add(self, finding: Finding) -> None:
+        """Keep `finding`, or mark the result truncated past the limit."""
         if len(self.findings) >= self.limit:
             self.truncated = True
         else:
@@ -159,7 +161,8 @@ class Scanner:
         self.patterns = dict(patterns or {})
         self.depth = depth
         self.max_findings = max_findings
-        passes: list[tuple[Matcher, Callable[[bytes, list[tuple[int, int]]], tuple[int, int, list[Value]]]]] = []
+        # each pass: a matcher, and what its matches are (where the value begins, where to go on, the values)
+        passes: list[tuple[Matcher, Callable[..., tuple[int, int, list[Value]]]]] = []
         if EMAIL in self.kinds:
             passes.append((compile_pattern(ADDRESSES), address_values))
         if self.kinds:  # (numbers, and wide text of every kind)
