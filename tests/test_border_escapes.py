@@ -180,7 +180,8 @@ def zip_in_a_zip(root: Path) -> str:
 ESCAPES: list[Callable[[Path], str]] = [
     symlink_in_folder, symlink_deep_relative, symlink_to_resident_folder, symlink_chain,
     source_is_a_symlinked_folder, hard_link, hard_link_as_the_source, copy_renamed,
-    copy_of_a_nested_resident_file, copy_as_the_source, bind_mount,
+    copy_of_a_nested_resident_file, copy_as_the_source, bind_mount, zip_of_the_folder,
+    tar_gz_of_a_file, gzip_of_a_file, zip_in_a_zip,
 ]
 SITES = ["sg", "sgs3", "sgsftp"]
 
@@ -322,7 +323,7 @@ def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
-@pytest.mark.parametrize("escape", [symlink_in_folder, hard_link, copy_renamed, bind_mount],
+@pytest.mark.parametrize("escape", [symlink_in_folder, hard_link, copy_renamed, bind_mount, zip_of_the_folder],
                          ids=lambda f: f.__name__)
 def test_the_cli_push_refuses_every_escape(world, s3, bucket, unmount, escape):
     source = escape(world)

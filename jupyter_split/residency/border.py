@@ -12,9 +12,11 @@ another between the check and the send is refused too.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import os
 import stat as stat_mod
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
@@ -165,7 +167,12 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
             if match is not None:
                 verdict.add(home, match.describe(item.rel or redact(source.url)), match.how)
     if scanner is not None:
-        _scan(source, files, scanner, verdict, home)
+        prints = MemberPrints(scanner, sizes)
+        _scan(source, files, prints, verdict, home)
+        for where, size, digest in prints.members:
+            match = index.same_content(size, lambda: digest)
+            if match is not None:
+                verdict.add(home, match.describe(where), match.how)
     return verdict.close()
 
 
@@ -207,6 +214,55 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
                                      "offset": finding.offset, "masked": finding.masked, "sha256": finding.digest})
         for unscannable in result.unscannable:
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
+
+
+class MemberPrints:
+    """The scanner, hashing each archive member it reads whole (`outer.zip!people.csv`), so a
+    resident file inside a zip, tar or gz is found by its fingerprint as a plain copy is."""
+
+    def __init__(self, scanner: Any, sizes: frozenset[int]):
+        self._scanner, self._sizes = scanner, sizes
+        self.members: list[tuple[str, int, str]] = []  # (where, size, sha256) of members of a resident size
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scanner, name)
+
+    def scan_file(self, handle: Any, where: str, size: int | None = None) -> Any:
+        from .scan import ScanResult
+        from .scan_archive import walk
+
+        result = ScanResult(limit=self._scanner.max_findings)
+        walk(self, handle, where, size, result)  # so members reach this scan_text
+        return result
+
+    def scan_bytes(self, data: bytes, where: str) -> Any:
+        return self.scan_file(io.BytesIO(data), where, len(data))
+
+    def scan_text(self, reader: Any, where: str, result: Any, base: int = 0) -> None:
+        if "!" not in where:  # the file itself: the fingerprint index judged it already
+            return self._scanner.scan_text(reader, where, result, base)
+        counted = _Hashing(reader)
+        self._scanner.scan_text(counted, where, result, base)
+        if counted.ended and counted.count in self._sizes:
+            with self._lock:
+                self.members.append((where, counted.count, counted.digest.hexdigest()))
+
+
+class _Hashing:
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, reader: Any):
+        self.reader, self.digest, self.count, self.ended = reader, hashlib.sha256(), 0, False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.reader.read(size)
+        if data:
+            self.digest.update(data)
+            self.count += len(data)
+        else:
+            self.ended = True
+        return data
 
 
 def _to_keep(files: Sequence[SourceFile]) -> set[int]:
