@@ -112,6 +112,8 @@ ESCAPES = {
     "subprocess-shell-string": _plain("import subprocess\n"
                                       "d = subprocess.check_output('cat ../pii/people.csv | head -5', shell=True)"),
     "ipython-bang-getoutput": _plain("d = !cat ../pii/people.csv"),
+    "bash-cell-magic": _plain("%%bash --out d\ncd ..\ncat pii/people.csv"),
+    "script-cell-magic": _plain("%%script sh --out d\nhead -3 ../pii/people.csv"),
     "os-popen": _plain("import os\nd = os.popen('cat ../pii/*.csv').read()"),
     "multiprocessing-fork-worker": _plain(
         "import multiprocessing as mp\ndef grab(p):\n    return open(p).read()\n"

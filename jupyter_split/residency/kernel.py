@@ -55,8 +55,10 @@ from typing import Any, Iterable, Mapping
 from ..config import Config, ConfigError, SiteConfig, load_config
 from ..paths import data_dir
 from .labels import variable_origins
-from .taint import describe_state, run_label_origins, start_taint_tracking, taint_run
+from .taint import describe_state, note_command, run_label_origins, start_taint_tracking, taint_run
 
+# IPython's script magics (its ScriptMagics.script_magics, loaded lazily) and their parent
+_SCRIPT_MAGICS = frozenset({"script", "bash", "sh", "perl", "ruby", "python", "python2", "python3", "pypy"})
 _MADE_CELL = "a cell made at run time (type its code in the cell to send it)"
 _LOAD_FIRST = ("restart the kernel and load the extension in its first cell "
                "(or at start: c.InteractiveShellApp.extensions = [\"jupyter_split\"] in ipython_config.py)")
@@ -91,6 +93,7 @@ def _start(shell: Any) -> None:
     file.write_bytes(b"")  # a kernel of the same pid before this one left its labels: not ours
     atexit.register(_remove, file, os.getpid())
     start_taint_tracking(config, state_file=file, process="kernel")
+    _watch_script_magics(shell)
     # IPython keeps the result of the last finished execution: any at all ran untracked
     if getattr(shell, "last_execution_result", None) is not None:
         taint_run({config.home.jurisdiction: (
@@ -137,6 +140,24 @@ def _typed_cell() -> str | None:
         return None
     history = getattr(getattr(get_ipython(), "history_manager", None), "input_hist_raw", None)
     return history[-1] if history else None
+
+
+def _watch_script_magics(shell: Any) -> None:
+    """`%%bash`, `%%sh`, `%%script ...` feed their cell to a program on stdin, where no audit
+    event shows it: a script naming a resident path taints the kernel, as a command line does.
+    Every cell magic, typed or called, goes through the shell's `run_cell_magic`."""
+    run_cell_magic = getattr(shell, "run_cell_magic", None)
+    if run_cell_magic is None or getattr(run_cell_magic, "_split_watched", False):
+        return
+
+    def watched(magic_name: str, line: str, cell: str, *args: Any, **kwargs: Any) -> Any:
+        magic = shell.find_cell_magic(magic_name)
+        if magic_name in _SCRIPT_MAGICS or type(getattr(magic, "__self__", None)).__name__ == "ScriptMagics":
+            note_command("os.system", (f"{line}\n{cell}",), verb="ran a shell cell naming")
+        return run_cell_magic(magic_name, line, cell, *args, **kwargs)
+
+    watched._split_watched = True  # type: ignore[attr-defined]
+    shell.run_cell_magic = watched
 
 
 def _remove(file: Path, owner: int) -> None:

@@ -144,12 +144,16 @@ def command_paths(event: str, args: tuple[Any, ...]) -> Iterator[str]:
         argv = args[2] if len(args) > 2 else ()
     else:  # os.exec, os.posix_spawn: (path, args, env)
         argv = args[1] if len(args) > 1 else ()
-    base = os.fsdecode(cwd) if isinstance(cwd, (str, bytes, os.PathLike)) else os.getcwd()
-    for word in _words(argv, shell=event == "os.system"):
+    bases = [os.fsdecode(cwd) if isinstance(cwd, (str, bytes, os.PathLike)) else os.getcwd()]
+    words = _words(argv, shell=event == "os.system")
+    for i, word in enumerate(words):
+        if i and words[i - 1] in ("cd", "pushd"):  # a script that moves names paths from there on
+            bases.append(os.path.join(bases[-1], os.path.expanduser(word)))
         for candidate in {word, word.partition("=")[2]} - {""}:
-            path = os.path.join(base, os.path.expanduser(candidate))
-            if "/" in candidate or os.path.lexists(path):
-                yield path
+            for base in bases:
+                path = os.path.join(base, os.path.expanduser(candidate))
+                if "/" in candidate or os.path.lexists(path):
+                    yield path
 
 
 def _words(argv: Any, shell: bool) -> list[str]:

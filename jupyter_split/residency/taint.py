@@ -304,17 +304,27 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             _note(args[0], event)
             _wrote(args[1], local=True)
         elif is_command(event):
-            try:
-                paths = list(command_paths(event, args))
-            except Exception:  # noqa: BLE001 - a command the hook cannot read must taint, not pass
-                taint_run({_state.home: f"a command ({event} {args[:2]!r}) the residency hook could not read"})
-                return
-            for path in paths:
-                _note(path, event, verb="ran a command naming")
+            note_command(event, args)
         else:
             _note(args[0], event)
     finally:
         _busy.active = False
+
+
+def note_command(event: str, args: tuple[Any, ...], verb: str = "ran a command naming") -> None:
+    """Taint this process if a command it starts names a resident path: the arguments of a
+    command audit event (`subprocess.Popen`, `os.system`, ...), or a script given as
+    `("os.system", (script,))`. What the command itself reads is not seen (`reads.py`)."""
+    state = _state
+    if state is None:
+        return
+    try:
+        paths = list(command_paths(event, args))
+    except Exception:  # noqa: BLE001 - a command the hook cannot read must taint, not pass
+        taint_run({state.home: f"a command ({event} {args[:2]!r}) the residency hook could not read"})
+        return
+    for path in paths:
+        _note(path, event, verb=verb)
 
 
 def _watch_fsspec() -> None:
