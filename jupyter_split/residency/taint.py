@@ -7,9 +7,8 @@ resident location, or of a file inside a labelled checkpoint, labels the run;
 `run_labels()` then stamps whatever the run ships, and every file the run wrote is
 listed with its labels (`produced`), so it stays labelled after the run ends.
 
-A file opened under another name than a resident glob's (a hard link, a bind mount, a
-copy) is found by identity or content, and a command this process starts taints it when
-its command line names a resident path (`reads.py`; a child's own reads are not seen).
+A hard link, bind mount or copy of a resident file is found by identity or content, and
+a command naming a resident path taints (`reads.py`; a child's own reads are not seen).
 
 Reads by native code that bypasses Python's `open` (e.g. Arrow's C++ filesystem,
 Rust readers) are not seen: call `taint_run` where such a reader is used, as
@@ -186,13 +185,13 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
-    run = _who(state)
+    run, clear = _who(state)
     if glob is not None:
-        taint_run({state.home: f"{run} {verb} {text} (policy.resident {glob.text!r}){_clear(state)}"})
+        taint_run({state.home: f"{run} {verb} {text} (policy.resident {glob.text!r}){clear}"})
     elif same is not None:
-        taint_run({state.home: f"{run} {verb} {text}: {same}{_clear(state)}"})
+        taint_run({state.home: f"{run} {verb} {text}: {same}{clear}"})
     if found:
-        taint_run({code: f"{run} {verb} {text}, {why}{_clear(state)}" for code, why in found.items()})
+        taint_run({code: f"{run} {verb} {text}, {why}{clear}" for code, why in found.items()})
 
 
 @contextmanager
@@ -207,18 +206,12 @@ def untracked() -> Iterator[None]:
         _busy.active = was_busy
 
 
-def _who(state: _State) -> str:
+def _who(state: _State) -> tuple[str, str]:
+    """Who read, and (for a kernel, whose taint covers every variable in it) how that ends."""
     if state.process == "kernel":
-        return "this notebook kernel"
+        return "this notebook kernel", "; any variable of this kernel may hold it (restart the kernel to clear its taint)"
     run_id = current_run_id()
-    return f"run {run_id}" if run_id else "this run"
-
-
-def _clear(state: _State) -> str:
-    # A kernel's taint covers every variable in it: say how it ends, where the refusal is read.
-    if state.process != "kernel":
-        return ""
-    return "; any variable of this kernel may hold it (restart the kernel to clear its taint)"
+    return (f"run {run_id}" if run_id else "this run"), ""
 
 
 def _checkpoint_origins(state: _State, path: str) -> dict[str, str]:
