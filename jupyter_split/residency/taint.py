@@ -209,7 +209,8 @@ def untracked() -> Iterator[None]:
 def _who(state: _State) -> tuple[str, str]:
     """Who read, and (for a kernel, whose taint covers every variable in it) how that ends."""
     if state.process == "kernel":
-        return "this notebook kernel", "; any variable of this kernel may hold it (restart the kernel to clear its taint)"
+        return ("this notebook kernel",
+                "; any variable of this kernel may hold it (restart the kernel to clear its taint)")
     run_id = current_run_id()
     return (f"run {run_id}" if run_id else "this run"), ""
 
