@@ -39,13 +39,17 @@ def resident_original(path: str, globs: Sequence[Glob], untracked: Callable[[], 
     """Why the regular file at `path` is resident although its path matches no glob
     (the same file as a resident one, or the same bytes), or None. `untracked` marks the
     walk's own reads as the tracker's (in the background thread too)."""
+    if not globs:
+        return None
+    index = _fresh_index(globs, untracked)
+    if not len(index):
+        return None  # no local resident file (none yet, or only object stores): nothing to stat for
     try:
         st = os.stat(path)
     except (OSError, ValueError, TypeError):
         return None
     if not stat_mod.S_ISREG(st.st_mode) or st.st_size == 0:
         return None  # an empty file holds no one's data, and every empty file has the same hash
-    index = _fresh_index(globs, untracked)
     match = index.same_file(st)
     if match is None and st.st_size in index.by_size:
         from .fingerprints import local_sha256
