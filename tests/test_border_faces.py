@@ -140,3 +140,14 @@ def test_generated_clean_trees_go_abroad_whole(world, clean):
     landed_files = sorted(str(p.relative_to(world / "sg-store" / name)) for p in (world / "sg-store" / name).rglob("*")
                           if p.is_file() and p.name != "manifest.json")
     assert landed_files == sent
+
+
+@pytest.mark.slow
+def test_a_refused_push_does_not_taint_the_kernel_that_asked(world, s3, bucket, kernel):
+    hard_link(world)
+    outputs, reply = kernel.run(f"%split push {world}/src sgs3:nb")
+    assert reply["status"] == "error" and "same device and inode" in text(outputs) + json.dumps(reply)
+    # the guard read the resident file to judge it: that is no read of the kernel's
+    outputs = kernel.ok("x = [1, 2, 3]\n%split policy")
+    assert "this kernel: CN" not in text(outputs), text(outputs)
+    assert "6" in text(kernel.ok("%%on sg --in x\nprint(sum(x))"))

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 from ..config import Config
 from .fingerprints import ResidentIndex, sha256_many
 from .locations import is_this_machine, redact, resolved, scheme_of
+from .taint import untracked
 
 # How many files a refusal names for one reason before it says how many more.
 NAMED_FILES = 5
@@ -192,7 +193,8 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
     keep = _to_keep(files)
 
     def batch(items: Sequence[tuple[int, SourceFile]]) -> list[Any]:
-        return _scan_batch(items, keep, source, scanner)
+        with untracked():  # the guard reading a file to judge it is no read of the process's
+            return _scan_batch(items, keep, source, scanner)
 
     # a thread per batch, not per file: thousands of small files cost their scan, not a hand-off each
     results: list[Any] = []

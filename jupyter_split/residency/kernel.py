@@ -94,8 +94,9 @@ def _start(shell: Any) -> None:
     atexit.register(_remove, file, os.getpid())
     start_taint_tracking(config, state_file=file, process="kernel")
     _watch_script_magics(shell)
-    # IPython keeps the result of the last finished execution: any at all ran untracked
-    if getattr(shell, "last_execution_result", None) is not None:
+    # IPython keeps the result of the last finished execution: any at all ran untracked (and
+    # could have read resident data, where the policy names any)
+    if config.policy.resident and getattr(shell, "last_execution_result", None) is not None:
         taint_run({config.home.jurisdiction: (
             "code ran in this notebook kernel before jupyter_split tracked its reads "
             f"(`%load_ext jupyter_split` came later, or the config could not be read), so what they read "
