@@ -118,7 +118,7 @@ def _clean_tree(src: Path, paths: list[list[str]]) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(clean=st.lists(PATH, max_size=8), hidden=PATH, how=st.sampled_from(DISGUISES),
-       which=st.sampled_from(["people.csv", "more/visits.csv"]), site=st.sampled_from(["sg", "sgs3"]))
+       which=st.sampled_from(["people.csv", "more/visits.csv"]), site=st.sampled_from(["sg", "sgs3", "sgsftp"]))
 def test_generated_trees_hiding_a_resident_file_are_refused(world, s3, bucket, clean, hidden, how, which, site):
     src = world / "gen" / uuid.uuid4().hex[:8]
     src.mkdir(parents=True)
