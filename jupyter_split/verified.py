@@ -48,22 +48,22 @@ def known_sha256(st: os.stat_result) -> str | None:
 
 
 def known_many(stats: list[os.stat_result]) -> list[str | None]:
-    """`known_sha256` of many files in a few queries (a walk of thousands of files asks once per 500)."""
+    """`known_sha256` of many files in a few queries (once per 500 files of a device)."""
     found: list[str | None] = [None] * len(stats)
     wanted: dict[tuple[int, int], int] = {}
     for i, st in enumerate(stats):
         wanted.setdefault((st.st_dev, st.st_ino), i)
-    keys = list(wanted)
+    by_dev: dict[int, list[int]] = {}
+    for dev, ino in wanted:
+        by_dev.setdefault(dev, []).append(ino)
+    batches = [(dev, inos[start:start + 500]) for dev, inos in by_dev.items() for start in range(0, len(inos), 500)]
     try:
         with _lock:
             db = _connect()
-            for start in range(0, len(keys), 500):
-                batch = keys[start:start + 500]
-                marks = ",".join("(?, ?)" for _ in batch)
-                params = [v for key in batch for v in key]
+            for dev, inos in batches:  # `dev = ? AND ino IN (...)` walks the primary key, a row at a time
                 for dev, ino, size, mtime_ns, ctime_ns, sha in db.execute(
                         "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM verified "
-                        f"WHERE (dev, ino) IN (VALUES {marks})", params):
+                        f"WHERE dev = ? AND ino IN ({','.join('?' * len(inos))})", [dev, *inos]):
                     st = stats[wanted[(dev, ino)]]
                     if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
                         found[wanted[(dev, ino)]] = sha
