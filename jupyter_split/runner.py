@@ -180,7 +180,13 @@ class Runner:
             from .policy import taint_run
 
             taint_run(request["labels"])  # what the --in variables carry, this run holds now
-        os.environ.update(request.get("env") or {})
+        try:  # a bad name or value fails this cell, not the session every later cell needs
+            os.environ.update(request.get("env") or {})
+        except (ValueError, TypeError) as exc:
+            message = f"the cell's environment cannot be set on site {self.site!r}: {exc}"
+            CAPTURE.record("error", ename=type(exc).__name__, evalue=message, traceback=[
+                message, "Fix the site's `env` (names of letters, digits and '_'; no NUL in a value)."])
+            return "failed", message
         self.stop_reason = None
         timeout = request.get("timeout")
         timer = threading.Timer(timeout, self._time_out) if timeout else None

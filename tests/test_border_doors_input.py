@@ -323,3 +323,16 @@ def test_python_api_numbers_out_of_range_are_refused_before_a_copy(split_home: P
     with pytest.raises(ValueError, match=rf"sync.copy: {option}={value!r} is out of range: give .* or more"):
         sync.copy(str(src), str(dest), progress=False, **{option: value})
     assert not dest.exists()
+
+
+def test_an_environment_the_runner_cannot_set_fails_the_cell_and_the_session_lives(kernel) -> None:
+    kernel.ok("%%on home\nx = 41")
+    # past every check at entry (the config is changed in place): the runner itself must hold
+    kernel.ok("from jupyter_split import core\nsplit = core.get_split()\n"
+              "real = split._site_env\nsplit._site_env = lambda site, run: {**real(site, run), 'BAD': 'a' + chr(0)}")
+    outputs, reply = kernel.run("%%on home\nprint(x)")
+    shown = tracebacks(outputs) + stream_text(outputs) + json.dumps(reply)
+    assert "environment cannot be set on site 'home'" in shown and "embedded null byte" in shown, shown
+    kernel.ok("split._site_env = real")
+    printed = "".join(o.get("text", "") for o in kernel.ok("%%on home\nprint(x + 1)"))
+    assert "42" in printed, "the session lost its namespace after a cell whose environment could not be set"
