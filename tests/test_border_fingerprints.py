@@ -62,3 +62,22 @@ def test_a_file_of_a_resident_size_but_other_bytes_goes_abroad(home: Path):
     (out / "same-size.bin").write_bytes(b"z" * resident.stat().st_size)
     report = sync.push(str(out), "sg:fine", progress=False)
     assert report.files_sent == 1
+
+
+def test_a_new_process_takes_the_saved_fingerprints_while_stat_agrees(home: Path, monkeypatch):
+    files = []
+    for i in range(50):
+        path = home / "pii" / f"p{i}.csv"
+        path.write_bytes(b"person %d\n" % i * 20)
+        _age(path)
+        files.append((str(path), os.stat(path)))
+    first = sha256_many(files, keep=True)
+    fingerprints._memo.clear()
+    fingerprints._loaded.clear()  # as a new process finds it
+    asked = []
+    monkeypatch.setattr(verified, "known_many", lambda stats: asked.append(len(stats)) or [None] * len(stats))
+    monkeypatch.setattr(fingerprints, "local_sha256", lambda path, st=None: asked.append(path) or "x")
+    assert sha256_many(files, keep=True) == first and asked == []
+    rewritten = Path(files[0][0])
+    rewritten.write_bytes(b"someone else\n" * 20)  # a saved fingerprint no longer stands for this file
+    assert sha256_many([(str(rewritten), os.stat(rewritten))], keep=True) == ["x"] and asked == [1, str(rewritten)]

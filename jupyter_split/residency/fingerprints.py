@@ -17,14 +17,17 @@ counts at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat as stat_mod
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .. import verified
 from ..config import Config
+from ..paths import data_dir
 from .locations import Glob, compile_globs, components, scheme_of
 from .taint import untracked
 
@@ -59,14 +62,15 @@ class ResidentIndex:
     """Every local resident file, by (device, inode) and by size, with content hashes on demand."""
 
     def __init__(self, files: Iterable[Resident]):
-        self.by_inode: dict[tuple[int, int], Resident] = {}
-        self.by_size: dict[int, list[Resident]] = {}
+        by_inode: dict[tuple[int, int], Resident] = {}
+        by_size: dict[int, list[Resident]] = {}
         for resident in files:
-            key = (resident.st.st_dev, resident.st.st_ino)
-            if key in self.by_inode:
-                continue  # a second path to the same file: one entry
-            self.by_inode[key] = resident
-            self.by_size.setdefault(resident.st.st_size, []).append(resident)
+            st = resident.st
+            key = (st.st_dev, st.st_ino)
+            if key not in by_inode:  # a second path to the same file: one entry
+                by_inode[key] = resident
+                by_size.setdefault(st.st_size, []).append(resident)
+        self.by_inode, self.by_size = by_inode, by_size
         self._hashes: dict[int, dict[str, Resident]] = {}
 
     def __len__(self) -> int:
@@ -97,7 +101,7 @@ class ResidentIndex:
         """Hash the resident files of these sizes now, their records read in a few queries."""
         todo = [size for size in set(sizes) if size in self.by_size and size not in self._hashes]
         residents = [r for size in todo for r in self.by_size[size]]
-        digests = sha256_many([(r.path, r.st) for r in residents])
+        digests = sha256_many([(r.path, r.st) for r in residents], keep=True)
         for size in todo:
             self._hashes[size] = {}
         for resident, digest in zip(residents, digests):
@@ -124,9 +128,9 @@ def walk_resident(globs: Iterable[Glob]) -> Iterator[Resident]:
             continue  # an object store's glob: labelled by its path only
         seen_dirs: set[tuple[int, int]] = set()
         for top in _case_variants(head):
-            for path, st in _walk(top, seen_dirs):
-                if everything or glob.matches(("file", components(path)), contains=False):
-                    yield Resident(path, glob.text, st)
+            for found in _walk(top, seen_dirs):
+                yield from (Resident(path, glob.text, st) for path, st in found
+                            if everything or glob.matches(("file", components(path)), contains=False))
 
 
 def _local_head(text: str) -> tuple[str | None, bool]:
@@ -167,16 +171,18 @@ def _case_variants(path: str) -> list[str]:
     return found
 
 
-def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, os.stat_result]]:
-    """Files at or under `top`, symlinks followed (each folder once, so a loop ends)."""
+def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[list[tuple[str, os.stat_result]]]:
+    """The files at or under `top`, a folder's at a time, symlinks followed (each folder once,
+    so a loop ends)."""
     try:
         st = os.stat(top)
     except (OSError, ValueError):
         return
     if not stat_mod.S_ISDIR(st.st_mode):
         if stat_mod.S_ISREG(st.st_mode):
-            yield top, st
+            yield [(top, st)]
         return
+    is_dir, is_reg = stat_mod.S_ISDIR, stat_mod.S_ISREG
     pending = [top]
     while pending:
         folder = pending.pop()
@@ -188,15 +194,17 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, os.s
             entries = list(os.scandir(folder))
         except OSError:
             continue
+        files = []
         for entry in entries:
             try:
                 est = entry.stat()  # follows symlinks: a link in a resident folder points at resident data
             except OSError:
                 continue
-            if stat_mod.S_ISDIR(est.st_mode):
+            if is_dir(est.st_mode):
                 pending.append(entry.path)
-            elif stat_mod.S_ISREG(est.st_mode):
-                yield entry.path, est
+            elif is_reg(est.st_mode):
+                files.append((entry.path, est))
+        yield files
 
 
 # (device, inode) -> (size, mtime, ctime, sha256) of files this process hashed or looked up: a
@@ -205,9 +213,43 @@ _memo: dict[tuple[int, int], tuple[int, int, int, str]] = {}
 MEMO_ENTRIES = 1 << 18
 
 
-def sha256_many(files: list[tuple[str, os.stat_result]]) -> list[str | None]:
+# The resident files' fingerprints, kept between processes (a new CLI process or kernel reads
+# one JSON file, not ten thousand records); each entry counts only while `stat` agrees.
+SAVED_NAME = "resident-fingerprints.json"
+_loaded: list[Path] = []
+
+
+def _load_saved() -> None:
+    path = data_dir() / SAVED_NAME
+    if _loaded == [path]:
+        return
+    _loaded[:] = [path]
+    try:
+        with untracked(), open(path, "rb") as handle:
+            rows = json.load(handle)
+        _memo.update({(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows if len(r) == 6})
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        pass  # none yet, or unreadable: the record store answers instead
+
+
+def _save(keys: Iterable[tuple[int, int]]) -> None:
+    path = data_dir() / SAVED_NAME
+    rows = [[*key, *_memo[key]] for key in keys if key in _memo]
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with untracked():
+            temp.write_text(json.dumps(rows, separators=(",", ":")))
+            os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)  # a cache: the next process asks the record store
+
+
+def sha256_many(files: list[tuple[str, os.stat_result]], *, keep: bool = False) -> list[str | None]:
     """`local_sha256` of many (path, stat) pairs: this process's memo, then the record store
-    (looked up together), then the files themselves."""
+    (looked up together), then the files themselves. `keep`: these are the resident files,
+    whose fingerprints are saved for the next process."""
+    if keep:
+        _load_saved()
     found: list[str | None] = []
     missing: list[int] = []
     for i, (_, st) in enumerate(files):
@@ -229,6 +271,8 @@ def sha256_many(files: list[tuple[str, os.stat_result]]) -> list[str | None]:
             if len(_memo) >= MEMO_ENTRIES:
                 _memo.clear()
             _memo[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
+    if keep and missing:
+        _save((st.st_dev, st.st_ino) for _, st in files)
     return found
 
 
