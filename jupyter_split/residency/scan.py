@@ -30,6 +30,7 @@ _NO_MATCH = [(-1, -1)]
 import re as _re
 
 CHUNK = 4 << 20
+FIRST_BUFFER = 64 << 10  # the search buffer's first size (it grows to CHUNK)
 # A value (or custom match) that spans two chunks is seen whole in the next one: the reader
 # keeps this much after the last position it reported from. A custom match longer than
 # this can be missed at a chunk boundary.
@@ -227,7 +228,9 @@ class Scanner:
     def _scan_chunks(self, reader: Any, where: str, result: ScanResult, base: int, resume: list[int]) -> None:
         # One buffer for the whole stream: the tail a chunk leaves (under OVERLAP + LEFT bytes)
         # moves to its front and the next chunk is read in behind it, so each byte is copied once.
-        buf = bytearray(CHUNK + OVERLAP + LEFT)
+        # It starts small and doubles as the stream goes on: a header or a small file costs no
+        # zeroed 4 MiB, and a large one reaches whole chunks after a few reads.
+        buf = bytearray(FIRST_BUFFER + OVERLAP + LEFT)
         filled, start = 0, 0  # start: the stream position of buf[0]
         readinto = getattr(reader, "readinto", None)
         while not result.full:
@@ -254,6 +257,8 @@ class Scanner:
             keep = max(0, cut - LEFT)
             buf[:filled - keep] = buf[keep:filled]
             filled, start = filled - keep, start + keep
+            if len(buf) < CHUNK + OVERLAP + LEFT:  # the stream goes on past the buffer: double it
+                buf.extend(bytes(min(len(buf), CHUNK + OVERLAP + LEFT - len(buf))))
 
     def _search(self, matcher: Matcher, values_of: Callable[..., tuple[int, int, list[Value]]], buf: bytearray,
                 text: memoryview, start: int, resume: int, cut: int, where: str, base: int,
