@@ -143,9 +143,13 @@ def border(quick: bool) -> list[tuple[str, float, float, str]]:
             """))
         os.environ["JUPYTER_SPLIT_CONFIG"] = str(root / "jupyter_split.toml")
         try:
-            policy_border.make_resident(root / "pii", 1000 if quick else 10_000)
-            rows = policy_border.fingerprint_rows(root / "pii", 3 if quick else 7)
-            rows += policy_border.push_rows(root / "src", root / "sg", 3 if quick else 5, 1000 if quick else 10_000)
+            repeat = 3 if quick else 5
+            sources = policy_border.make_sources(root / "src", 1000 if quick else 10_000)
+            rows = []
+            for residents in (100, 1000) if quick else (1000, 10_000):  # the guard walks the resident set each push
+                policy_border.make_resident(root / "pii", residents)
+                rows += policy_border.push_rows(sources, root / "sg", repeat, residents)
+            rows += policy_border.fingerprint_rows(root / "pii", repeat + 2)
         finally:
             os.environ.pop("JUPYTER_SPLIT_CONFIG", None)
     return rows

@@ -79,14 +79,19 @@ def paired(ours: Callable[[], object], peer: Callable[[], object], repeat: int) 
     return (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs), min(ratios), max(ratios))
 
 
-def push_rows(root: Path, dest_root: Path, repeat: int, small: int) -> list[tuple[str, float, float, str]]:
-    ckpt = root / "ckpt"
-    make_checkpoint(ckpt)
-    tree = root / "small"
-    make_small_tree(tree, small)
+def make_sources(root: Path, small: int) -> tuple[Path, Path]:
+    """The checkpoint and the small tree the push rows send."""
+    make_checkpoint(root / "ckpt")
+    make_small_tree(root / "small", small)
+    return root / "ckpt", root / "small"
+
+
+def push_rows(sources: tuple[Path, Path], dest_root: Path, repeat: int, residents: int) -> list[tuple[str, float, float, str]]:
+    ckpt, tree = sources
+    small = sum(1 for _ in tree.rglob("*.txt"))
     rows = []
-    for what, src, goal in ((f"push {SHARDS} x {SHARD_MB} MB safetensors abroad, s (guard on vs off)", ckpt, "<= 1.10x"),
-                            (f"push {small} small text files abroad, s (guard on vs off)", tree, "<= 1.5x")):
+    for what, src, goal in ((f"push {SHARDS} x {SHARD_MB} MB safetensors abroad", ckpt, "<= 1.10x"),
+                            (f"push {small} small text files abroad", tree, "<= 1.5x")):
         def push() -> None:
             dest = dest_root / uuid.uuid4().hex
             sync.push(str(src), f"sg:{dest.name}", progress=False)
@@ -99,7 +104,8 @@ def push_rows(root: Path, dest_root: Path, repeat: int, small: int) -> list[tupl
             finally:
                 undo()
         ours, peer, low, high = paired(push, push_unguarded, repeat)
-        rows.append((what + f" [ratio {low:.2f}x to {high:.2f}x]", ours, peer, goal))
+        rows.append((f"{what}, {residents} resident files, s (guard on vs off) [ratio {low:.2f}x to {high:.2f}x]",
+                     ours, peer, goal))
     return rows
 
 
@@ -125,12 +131,13 @@ def fingerprint_rows(pii: Path, repeat: int) -> list[tuple[str, float, float, st
 
     def first_in_a_process() -> None:
         fingerprints._memo.clear()
+        fingerprints._loaded.clear()  # as a new process: the saved fingerprints are read again
         refresh()
 
     refresh()  # hashes every file once and records it: the rows below find them unchanged
     count = stat_walk(pii)
     rows = []
-    for what, fn in (("first check in a process (record store)", first_in_a_process),
+    for what, fn in (("first check in a process (saved fingerprints)", first_in_a_process),
                      ("next check (memo)", refresh)):
         ours, peer, low, high = paired(fn, lambda: stat_walk(pii), repeat)
         rows.append((f"fingerprints of {count} unchanged resident files, {what}, vs an os.stat walk, s "
