@@ -81,3 +81,11 @@ def test_a_new_process_takes_the_saved_fingerprints_while_stat_agrees(home: Path
     rewritten = Path(files[0][0])
     rewritten.write_bytes(b"someone else\n" * 20)  # a saved fingerprint no longer stands for this file
     assert sha256_many([(str(rewritten), os.stat(rewritten))], keep=True) == ["x"] and asked == [1, str(rewritten)]
+
+
+def test_an_empty_file_goes_abroad_though_the_resident_folder_holds_one(home: Path):
+    (home / "pii" / "placeholder.csv").write_bytes(b"")  # every empty file has the same sha256
+    out = home / "out"
+    out.mkdir()
+    (out / "__init__.py").write_bytes(b"")
+    assert sync.push(str(out), "sg:empty", progress=False).files_sent == 1

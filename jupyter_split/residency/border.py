@@ -19,11 +19,11 @@ import stat as stat_mod
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 from ..config import Config
 from .fingerprints import ResidentIndex, sha256_many
-from .locations import is_this_machine, redact, resolved, scheme_of
+from .locations import host_of, is_this_machine, redact, resolved, scheme_of
 from .taint import untracked
 
 # How many files a refusal names for one reason before it says how many more.
@@ -62,6 +62,42 @@ class Pin:
             )
 
 
+class PinnedReader:
+    """A local file read only while `fstat` shows the file the guard judged, unchanged."""
+
+    def __init__(self, path: str, pin: Pin):
+        self._file = open(path, "rb")
+        self._pin = pin
+        try:
+            pin.check(os.fstat(self._file.fileno()))
+        except BaseException:
+            self._file.close()
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._pin.check(os.fstat(self._file.fileno()))  # the bytes just read are the judged ones
+        return data
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "PinnedReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 @dataclass
 class SourceFile:
     """One file a copy would send: its name in the copy, its path in the source filesystem, its size."""
@@ -90,9 +126,7 @@ class Source:
         if self.local:
             return True
         scheme, rest = scheme_of(self.url)
-        host = rest.partition("/")[0].rpartition("@")[2]
-        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
-        return scheme == "sftp" and is_this_machine(host)
+        return scheme == "sftp" and is_this_machine(host_of(rest.partition("/")[0]))
 
 
 @dataclass
@@ -101,14 +135,13 @@ class Verdict:
 
     origins: dict[str, str] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
-    _reasons: dict[str, list[str]] = field(default_factory=dict)
+    _reasons: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def add(self, code: str, reason: str, kind: str) -> None:
-        self._reasons.setdefault(f"{code}\0{kind}", []).append(reason)
+        self._reasons.setdefault((code, kind), []).append(reason)
 
     def close(self) -> "Verdict":
-        for key, reasons in self._reasons.items():
-            code = key.partition("\0")[0]
+        for (code, _), reasons in self._reasons.items():
             shown = "; ".join(reasons[:NAMED_FILES])
             more = len(reasons) - NAMED_FILES
             text = shown + (f"; and {more} more file{'s' if more > 1 else ''}" if more > 0 else "")
@@ -157,21 +190,21 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
         index.prefetch(st.st_size for _, st, _ in local_collided)
         digests = sha256_many([(item.path, st) for item, st, _ in local_collided])
         for (item, st, shown), digest in zip(local_collided, digests):
-            match = index.same_content(st.st_size, lambda: digest)
+            match = index.same_content(st.st_size, digest)
             if match is not None:
                 verdict.add(home, match.describe(shown), match.how)
     if collided:
         index.prefetch(item.size for item in collided)
         digests = source.sha256([item.path for item in collided])
         for item in collided:
-            match = index.same_content(item.size, lambda: digests.get(item.path))
+            match = index.same_content(item.size, digests.get(item.path))
             if match is not None:
                 verdict.add(home, match.describe(item.rel or redact(source.url)), match.how)
     if scanner is not None:
         prints = MemberPrints(scanner, sizes)
         _scan(source, files, prints, verdict, home)
         for where, size, digest in prints.members:
-            match = index.same_content(size, lambda: digest)
+            match = index.same_content(size, digest)
             if match is not None:
                 verdict.add(home, match.describe(where), match.how)
     return verdict.close()
@@ -212,8 +245,7 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
             continue
         for finding in result.findings:
             verdict.add(home, f"{shown}: the content scan found {finding.describe()}", "scan")
-            verdict.findings.append({"file": shown, "kind": finding.kind, "where": finding.where,
-                                     "offset": finding.offset, "masked": finding.masked, "sha256": finding.digest})
+            verdict.findings.append(finding.record(shown))
         for unscannable in result.unscannable:
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
 
@@ -330,12 +362,10 @@ def _scan_joined(joined: list[tuple[int, SourceFile, bytes]], results: list[Any]
 
 
 def read_pinned(item: SourceFile) -> bytes:
-    """A small local file's bytes, read whole and checked against its pin before and after."""
+    """A small local file's bytes, read whole under its pin."""
     assert item.pin is not None
-    with open(item.path, "rb") as handle:
-        item.pin.check(os.fstat(handle.fileno()))
-        data = handle.read(item.pin.size + 1)
-        item.pin.check(os.fstat(handle.fileno()))
+    with PinnedReader(item.path, item.pin) as reader:
+        data = reader.read(item.pin.size + 1)
     if len(data) != item.pin.size:
         raise PinError(f"{item.path} changed size while it was read: nothing of it was sent")
     return data
@@ -357,19 +387,6 @@ def _batches(files: list[tuple[int, SourceFile]], count: int) -> list[list[tuple
     return runs
 
 
-def open_pinned(item: SourceFile, source: Source) -> BinaryIO:
-    """The file as the guard judged it: a local one is opened and checked against its pin."""
-    if item.pin is None:
-        return source.open(item.path)
-    handle = open(item.path, "rb")
-    try:
-        item.pin.check(os.fstat(handle.fileno()))
-    except BaseException:
-        handle.close()
-        raise
-    return handle
-
-
-def pins_of(files: Iterable[SourceFile]) -> dict[str, Pin]:
-    """path -> pin of every local file the guard judged (what the copy's reader checks)."""
-    return {item.path: item.pin for item in files if item.pin is not None}
+def open_pinned(item: SourceFile, source: Source) -> Any:
+    """The file as the guard judged it: a local one is read under its pin."""
+    return source.open(item.path) if item.pin is None else PinnedReader(item.path, item.pin)

@@ -25,7 +25,7 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from .. import verified
 from ..config import Config
@@ -71,7 +71,8 @@ class ResidentIndex:
             key = (st.st_dev, st.st_ino)
             if key not in by_inode:  # a second path to the same file: one entry
                 by_inode[key] = resident
-                by_size.setdefault(st.st_size, []).append(resident)
+                if st.st_size:  # an empty file holds no one's data, and every empty file is equal
+                    by_size.setdefault(st.st_size, []).append(resident)
         self.by_inode, self.by_size = by_inode, by_size
         self._hashes: dict[int, dict[str, Resident]] = {}
 
@@ -86,17 +87,12 @@ class ResidentIndex:
     def sizes(self) -> frozenset[int]:
         return frozenset(self.by_size)
 
-    def same_content(self, size: int, sha256: Callable[[], str | None]) -> Match | None:
-        """The resident file whose bytes equal a file of `size` bytes whose hash `sha256()` gives.
+    def same_content(self, size: int, digest: str | None) -> Match | None:
+        """The resident file whose bytes equal a file of `size` bytes and sha256 `digest`, if any.
 
-        `sha256` is called only when some resident file has that size (most files have none).
+        Callers hash only files of a resident size (`sizes()`): most files have none.
         """
-        if size not in self.by_size:
-            return None
-        digest = sha256()
-        if digest is None:
-            return None
-        found = self._of_size(size).get(digest)
+        found = self._of_size(size).get(digest) if digest is not None and size in self.by_size else None
         return Match(found.path, "same content", found.glob) if found else None
 
     def prefetch(self, sizes: Iterable[int]) -> None:

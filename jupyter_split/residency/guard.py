@@ -234,9 +234,10 @@ def check_copy(
         findings = verdict.findings
     else:
         from_files: dict[str, str] = {}
+        label = path_labeller(config)
         for name in file_list or ():
             url = name if "://" in name or name.startswith("/") else posixpath.join(src_url.rstrip("/"), name)
-            for code, why in url_label_origins(url, config, contains=False).items():
+            for code, why in label(url).items():
                 from_files.setdefault(code, why)  # the first such file is reason enough
         _add(origins, from_files)
     _add(origins, run_label_origins())
@@ -283,8 +284,7 @@ def check_content(item: str, read: Callable[[], Any], *, kind: str, to_site: Sit
         return
     reasons = [f"the content scan found {finding.describe()}" for finding in result.findings]
     reasons += [u.describe() for u in result.unscannable]
-    findings = [{"file": item, "kind": f.kind, "where": f.where, "offset": f.offset, "masked": f.masked,
-                 "sha256": f.digest} for f in result.findings]
+    findings = [finding.record(item) for finding in result.findings]
     refusal = _decide(
         config, kind=kind, item=item, labels={config.home.jurisdiction: "; ".join(reasons)}, src=None, dest=dest,
         from_site=from_site, to_site=to_site, to_jurisdiction=to_jurisdiction or (to_site.jurisdiction if to_site else None),

@@ -65,7 +65,8 @@ def components(path: str) -> tuple[str, ...]:
     return tuple(part.casefold() for part in path.split("/") if part)
 
 
-def _host(netloc: str) -> str:
+def host_of(netloc: str) -> str:
+    """The host of a URL's netloc, lower case: no user, no port; an IPv6 literal keeps its brackets."""
     host = netloc.rpartition("@")[2]
     if host.startswith("["):  # IPv6 literal, maybe with a port after the bracket
         return host[: host.find("]") + 1].lower()
@@ -150,7 +151,7 @@ def _file_readings(text: str, paths: set[str]) -> set[Location]:
 
 def _remote_readings(scheme: str, rest: str) -> set[Location]:
     netloc, slash, tail = rest.partition("/")
-    host = _host(netloc)
+    host = host_of(netloc)
     paths = {slash + tail} | {(slash + tail).partition(c)[0] for c in "?#"}
     found = {
         (scheme, (h.casefold(), *components(decoded)))
@@ -244,7 +245,7 @@ def compile_glob(text: str) -> Glob:
     if scheme != "file":
         netloc, slash, tail = rest.partition("/")
         forms = {(scheme, (h.casefold(), *_glob_parts(p)))
-                 for h in _decodings(_host(netloc)) for p in _decodings(slash + tail)}
+                 for h in _decodings(host_of(netloc)) for p in _decodings(slash + tail)}
         return Glob(text, frozenset(forms))
     path = os.path.expanduser(rest if rest == text.strip() else "/" + rest.lstrip("/"))
     if not path.startswith("/") and not path.startswith("**"):

@@ -54,7 +54,7 @@ def resident_original(path: str, globs: Sequence[Glob], untracked: Callable[[], 
     if match is None and st.st_size in index.by_size:
         from .fingerprints import local_sha256
 
-        match = index.same_content(st.st_size, lambda: local_sha256(path, st))
+        match = index.same_content(st.st_size, local_sha256(path, st))
     return match.describe(path) if match else None
 
 

@@ -112,6 +112,11 @@ class Finding(NamedTuple):
         label = LABELS.get(self.kind, f"a match of the pattern {self.kind!r} of [policy.scan]")
         return f"{label} ({self.masked}) at byte {self.offset} of {self.where}"
 
+    def record(self, file: str) -> dict[str, Any]:
+        """The audit log's form of it, for `file`: the masked value and its hash, never the value."""
+        return {"file": file, "kind": self.kind, "where": self.where, "offset": self.offset,
+                "masked": self.masked, "sha256": self.digest}
+
 
 @dataclass(frozen=True)
 class Unscannable:

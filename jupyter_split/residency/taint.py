@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import sys
 import threading
@@ -31,8 +30,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
+from .checkpoint_labels import LIBRARIES, checkpoint_origins
 from .labels import collect
-from .locations import Glob, compile_globs, first_match, os_path_readings, readings, recent, resolved
+from .locations import Glob, compile_globs, first_match, os_path_readings, readings, resolved
 from .produced import produced_path, record_produced
 from .reads import command_paths, dir_fd_readings, is_command, resident_original
 
@@ -64,10 +64,6 @@ class _State:
 
 
 _state: _State | None = None
-_manifest_labels: dict[tuple[str, int, int], tuple[str, ...]] = {}
-_manifest_seen: dict[str, tuple[float, tuple[str, tuple[str, ...]]]] = {}
-# Files of the interpreter and its libraries are never data: skip the manifest search there.
-_LIBRARIES = tuple({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}) + ("/proc/", "/sys/", "/dev/")
 _hook_installed = False
 _busy = threading.local()
 
@@ -181,7 +177,7 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
             glob = first_match(found_at, state.globs, contains=False)
             if glob is None and identity:
                 same = resident_original(text, state.globs, untracked)
-        found = _checkpoint_origins(state, text) if local else {}
+        found = checkpoint_origins(text, state.manifest_name) if local else {}
     except Exception:  # noqa: BLE001 - an unreadable path must taint, not vanish
         taint_run({state.home: f"a {how} of {path!r}, which the residency hook could not interpret"})
         return
@@ -215,43 +211,6 @@ def _who(state: _State) -> tuple[str, str]:
     return (f"run {run_id}" if run_id else "this run"), ""
 
 
-def _checkpoint_origins(state: _State, path: str) -> dict[str, str]:
-    """Labels of the published checkpoint a local file belongs to (its manifest in a folder above)."""
-    absolute = os.path.abspath(path)
-    if absolute.startswith(_LIBRARIES) or os.path.basename(absolute) == state.manifest_name:
-        return {}  # reading a manifest is reading metadata, not the data
-    root, labels = _checkpoint_of(os.path.dirname(absolute), state.manifest_name)
-    return {code: f"part of the checkpoint {root}, labelled {code} in its manifest" for code in labels}
-
-
-def _checkpoint_of(folder: str, manifest_name: str) -> tuple[str, tuple[str, ...]]:
-    """The nearest folder at or above `folder` whose manifest carries labels, and those labels."""
-    def search(here: str) -> tuple[str, tuple[str, ...]]:
-        labels = _read_labels(os.path.join(here, manifest_name))
-        parent = os.path.dirname(here)
-        if labels or parent == here:
-            return here, labels
-        return _checkpoint_of(parent, manifest_name)
-
-    return recent(_manifest_seen, folder, search)
-
-
-def _read_labels(manifest: str) -> tuple[str, ...]:
-    try:
-        stat = os.stat(manifest)
-    except OSError:
-        return ()
-    key = (manifest, stat.st_mtime_ns, stat.st_size)
-    if key not in _manifest_labels:
-        try:
-            with open(manifest, "rb") as handle:  # the hook is busy: this open is not seen again
-                labels = json.loads(handle.read()).get("labels") or []
-        except (OSError, ValueError, AttributeError):
-            labels = []
-        _manifest_labels[key] = tuple(str(code) for code in labels)
-    return _manifest_labels[key]
-
-
 def _writes(mode: Any, flags: Any) -> bool:
     if isinstance(flags, int) and flags >= 0:
         return flags & os.O_ACCMODE != os.O_RDONLY
@@ -268,7 +227,7 @@ def _wrote(path: Any, local: bool) -> None:
         where = resolved(text) if local else text
     except (ValueError, OSError, TypeError):
         return
-    if where in state.written or where in state.own_files or (local and where.startswith(_LIBRARIES)):
+    if where in state.written or where in state.own_files or (local and where.startswith(LIBRARIES)):
         return
     state.written.add(where)
     if state.labels:

@@ -12,7 +12,7 @@ from typing import Any
 
 import fsspec
 
-from ..residency.border import Pin, PinError
+from ..residency.border import Pin, PinError, PinnedReader
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
@@ -218,39 +218,6 @@ def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None) -> A
     if not is_local(loc.fs):
         return loc.fs.open(path, "rb", block_size=chunk)
     return PinnedReader(path, pin) if pin is not None else open(path, "rb")
-
-
-class PinnedReader:
-    """A local file read only while `fstat` shows the file the guard judged, unchanged."""
-
-    def __init__(self, path: str, pin: Pin):
-        self._file = open(path, "rb")
-        self._pin = pin
-        try:
-            pin.check(os.fstat(self._file.fileno()))
-        except BaseException:
-            self._file.close()
-            raise
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        self._pin.check(os.fstat(self._file.fileno()))  # the bytes just read are the judged ones
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "PinnedReader":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:

@@ -156,9 +156,9 @@ def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]
     limit = s3parts.MULTIPART_MIN if plan.dest.object_store else SMALL_MAX
     whole = [item for item in items if item.size < limit]
     groups: list[list[Item]] = []
-    size = SMALL_BATCH_BYTES
+    size = 0
     for item in whole:
-        if size + item.size > SMALL_BATCH_BYTES or len(groups[-1]) == SMALL_BATCH:
+        if not groups or size + item.size > SMALL_BATCH_BYTES or len(groups[-1]) == SMALL_BATCH:
             groups.append([])
             size = 0
         groups[-1].append(item)
