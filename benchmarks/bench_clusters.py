@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.common import best_of, report, scratch_data_dir
 from jupyter_split.config import parse_config
-from jupyter_split.core import CellOptions, Split
+from jupyter_split.core.split import CellOptions, Split
 
 POLL = 0.05
 
@@ -110,7 +110,7 @@ def ray_rows(repeat: int) -> list[tuple[str, float, float, str]]:
 
 def runner_start(repeat: int) -> tuple[float, float]:
     """What a one-shot runner costs to start, next to a bare interpreter (explains the rows above)."""
-    ours = best_of(lambda: subprocess.run([sys.executable, "-c", "import jupyter_split.cluster_runner as c; "
+    ours = best_of(lambda: subprocess.run([sys.executable, "-c", "import jupyter_split.runner.cluster as c; "
                                            "from jupyter_split.devices import runner_globals; runner_globals('cpu')"],
                                           check=True), repeat)
     peer = best_of(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)

@@ -13,7 +13,7 @@ import sys
 import psutil
 
 from benchmarks.common import best_of, report, scratch_data_dir
-from jupyter_split.core import CellOptions, Split
+from jupyter_split.core.split import CellOptions, Split
 
 MB = 1 << 20
 

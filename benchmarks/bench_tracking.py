@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import best_of, report, scratch_data_dir
-from jupyter_split import wandb_offline, wandb_sites
-from jupyter_split.core import CellOptions, Split
+from jupyter_split.tracking import offline as wandb_offline, sites as wandb_sites
+from jupyter_split.core.split import CellOptions, Split
 
 STEPS = "for step in range(200):\n    wandb.log({'loss': 1 / (step + 1), 'lr': 1e-4})\n"
 

@@ -32,7 +32,7 @@ def one_rank_under_torchrun(root: Path) -> tuple[str, str | None, float | None, 
     import subprocess
 
     from jupyter_split.config import load_config
-    from jupyter_split.distributed import PAYLOAD_VAR
+    from jupyter_split.runner.launcher import PAYLOAD_VAR
     from jupyter_split.runs.events import read_events
 
     run_dir = root / "run"
@@ -42,7 +42,7 @@ def one_rank_under_torchrun(root: Path) -> tuple[str, str | None, float | None, 
     (run_dir / "request.json").write_text(json.dumps(request))
     payload = {"config": load_config().model_dump(mode="json"), "site": "home", "accelerator": "cuda"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
-                    "-m", "jupyter_split.distributed", "rank", "--", "--run-dir", str(run_dir), "--stdin-json"],
+                    "-m", "jupyter_split.runner.launcher", "rank", "--", "--run-dir", str(run_dir), "--stdin-json"],
                    env={**os.environ, PAYLOAD_VAR: json.dumps(payload)}, timeout=300)
     events = read_events(run_dir)
     final = events[-1] if events else {}
@@ -62,7 +62,7 @@ def main() -> int:
     config.write_text('[experiment]\nhome = "home"\ndefault_remote = "home"\n'
                       '[sites.home]\nexecutor = "local"\njurisdiction = "CN"\naccelerator = "cuda"\n')
     os.environ["JUPYTER_SPLIT_CONFIG"] = str(config)
-    from jupyter_split.core import CellOptions, Split
+    from jupyter_split.core.split import CellOptions, Split
 
     started = time.perf_counter()
     if count >= 2:

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from . import commands
 from .config import ConfigError
-from .core import CellOptions
+from .core.split import CellOptions
 from .executors.base import ExecutorError
 from .names import NameRefused
 from .runs.index import UnknownRun

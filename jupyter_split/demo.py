@@ -114,7 +114,7 @@ def summary_of(nb: Any) -> dict[str, Any]:
 def stop_sessions() -> None:
     """End the sites' session runners the notebook started (they would otherwise idle until their timeout)."""
     from . import aio
-    from .core import Split
+    from .core.split import Split
 
     split = Split()
     for name in split.config.sites:

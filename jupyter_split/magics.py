@@ -9,8 +9,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from . import commands
 from .cli import cell_options, user_errors
-from .core import RemoteError, get_split
-from .render import NotebookOutput
+from .core.split import RemoteError, get_split
+from .commands.render import NotebookOutput
 
 
 @magics_class

@@ -22,8 +22,9 @@ import pytest
 import torch
 
 from jupyter_split import ckpt, core, sync
+from jupyter_split.ckpt import api as ckpt_api
 from jupyter_split.config import SiteConfig
-from jupyter_split.sshconn import HostKeyError, SiteConnection
+from jupyter_split.ssh.connection import HostKeyError, SiteConnection
 from tests.fixtures.policy import policy_config, sftp_options
 from tests.services.sshd import fingerprint_of, keygen, running_sshd
 
@@ -31,7 +32,7 @@ from tests.services.sshd import fingerprint_of, keygen, running_sshd
 @pytest.fixture(autouse=True)
 def _isolated(split_home, monkeypatch):
     """Own data dir, config and HOME (so ~/.ssh/known_hosts is this test's); no lineage from other tests."""
-    monkeypatch.setattr(ckpt, "_LOADED", {})
+    monkeypatch.setattr(ckpt_api, "_LOADED", {})
     return split_home
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from jupyter_split.core import CellOptions, Split
-from jupyter_split.distributed import DistributedError
+from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.runner.launcher import DistributedError
 from tests.fixtures.core import text, write_config
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_the_multi_node_path_srun_and_c10d_rendezvous_on_one_node(slurm, split_h
     import json
     import time
 
-    from jupyter_split.distributed import PAYLOAD_VAR
+    from jupyter_split.runner.launcher import PAYLOAD_VAR
     from jupyter_split.runs.events import read_events
 
     use_slurm_site(slurm, split_home, monkeypatch)
@@ -165,7 +165,7 @@ def test_the_multi_node_path_srun_and_c10d_rendezvous_on_one_node(slurm, split_h
          "site": "cluster", "wandb": False, "env": {}}))
     payload = json.dumps({"config": Split().config.model_dump(mode="json"), "site": "cluster", "accelerator": "cpu"})
     monkeypatch.setenv(PAYLOAD_VAR, payload)
-    launch = [sys.executable, "-m", "jupyter_split.distributed", "launch", "--nproc", "2", "--nnodes", "1",
+    launch = [sys.executable, "-m", "jupyter_split.runner.launcher", "launch", "--nproc", "2", "--nnodes", "1",
               "--rdzv", "slurm", "--", "--run-dir", str(run_dir), "--stdin-json"]
     job = slurm.run("sbatch", "--parsable", "--ntasks-per-node=2", f"--output={run_dir}/runner.log", "--wrap",
                     'srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" '

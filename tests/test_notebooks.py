@@ -17,7 +17,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from jupyter_split import ckpt, core, demo, policy, tracking, wandb_sites
+from jupyter_split import ckpt, core, demo, policy, tracking
+from jupyter_split.tracking import sites as wandb_sites
 from jupyter_split.config import default_config, parse_config
 from jupyter_split.sync.manifest import Manifest
 from tests.fixtures.core import stop_runners, write_config

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jupyter_split.core import CellOptions, Split
+from jupyter_split.core.split import CellOptions, Split
 from jupyter_split.executors import ExecutorError
 from jupyter_split.runs.events import read_events
 from tests.fixtures.core import write_config
@@ -186,7 +186,7 @@ def test_sbatch_options_follow_the_site_and_the_cell(split_home):
     script = ex.batch_script(LaunchSpec("r1", "/w/runs/r1", ["--run-dir", "/w/runs/r1"], gpus=8, nodes=2))
     assert ('exec srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" '
             "--kill-on-bad-exit=1 ") in script
-    assert "jupyter_split.distributed launch --nproc 8 --nnodes 2 --rdzv slurm -- --run-dir /w/runs/r1" in script
+    assert "jupyter_split.runner.launcher launch --nproc 8 --nnodes 2 --rdzv slurm -- --run-dir /w/runs/r1" in script
 
 
 def test_submits_on_the_login_node_through_the_sites_ssh_connection(slurm, sshd, split_home):
@@ -241,7 +241,7 @@ def test_secrets_reach_the_runner_but_no_file_script_or_command_line(slurm, spli
     script = tmp_path / "batch.sh"
     slurm.run("scontrol", "write", "batch_script", job, str(script))
     shown = slurm.run("scontrol", "show", "job", "-o", job).stdout
-    assert "jupyter_split.distributed" in script.read_text()
+    assert "jupyter_split.runner.launcher" in script.read_text()
     assert "secret-0123456789abcdef" not in script.read_text() + shown
     for path in (split_home / "cluster").rglob("*"):
         if path.is_file():

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_split import aio, bootstrap, core, wheelhouse
+from jupyter_split import aio, core
+from jupyter_split.ssh import bootstrap, wheelhouse
 from jupyter_split.config import parse_config
 
 pytestmark = pytest.mark.slow

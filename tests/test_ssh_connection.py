@@ -1,4 +1,4 @@
-"""The shared SSH connection (jupyter_split.sshconn) against a real sshd: keys, timeouts, SFTP, bastions."""
+"""The shared SSH connection (jupyter_split.ssh.connection) against a real sshd: keys, timeouts, SFTP, bastions."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from jupyter_split.config import SiteConfig, parse_config
-from jupyter_split.sshconn import HostKeyError, SiteConnection, SshError, connection_for
+from jupyter_split.ssh.connection import HostKeyError, SiteConnection, SshError, connection_for
 
 
 def site_of(sshd, **overrides) -> SiteConfig:

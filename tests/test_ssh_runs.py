@@ -13,7 +13,7 @@ import pytest
 
 from jupyter_split import aio, core
 from jupyter_split.config import parse_config
-from jupyter_split.sshconn import HostKeyError
+from jupyter_split.ssh.connection import HostKeyError
 from tests.fixtures.core import text, tracebacks, write_config
 
 pytestmark = pytest.mark.slow
@@ -256,7 +256,7 @@ def test_silent_link_is_noticed_by_keepalives_and_the_cell_resumes(sshd, split_h
 
 
 def test_sshd_without_unix_socket_forwarding_falls_back_to_the_event_log(sshd, split_home, tmp_path):
-    from jupyter_split.sshconn import SshError
+    from jupyter_split.ssh.connection import SshError
     from tests.services.sshd import start_sshd
 
     strict = start_sshd(tmp_path / "strict", AllowStreamLocalForwarding="no")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jupyter_split import tracking, wandb_offline
+from jupyter_split import tracking
+from jupyter_split.tracking import context as tracking_context
+from jupyter_split.tracking import offline as wandb_offline
 from jupyter_split.config import parse_config
 from jupyter_split.policy import ResidencyError, audit_entries
 from jupyter_split.sync.manifest import FileEntry, Manifest
@@ -230,8 +232,8 @@ def test_online_run_keeps_a_refused_artifact_back_with_a_warning(tmp_path, monke
     try:
         url = (tmp_path / "home" / "ft-9").as_uri()
         with pytest.warns(UserWarning, match=r"(?s)ckpt-ft-9.*CN.*only its W&B artifact was kept back"):
-            assert tracking._may_send(url, {"CN"}, _manifest(["CN"])) is False
-        assert tracking._may_send(url, set(), _manifest()) is True   # unlabelled weights may go
+            assert tracking_context._may_send(url, {"CN"}, _manifest(["CN"])) is False
+        assert tracking_context._may_send(url, set(), _manifest()) is True   # unlabelled weights may go
     finally:
         config_module.activate(None)
     decisions = [(e["item"], e["decision"]) for e in audit_entries(config=config)]
@@ -264,7 +266,7 @@ def test_tracking_does_not_import_wandb():
 def test_sync_plans_only_home_offline_runs_and_knows_a_cut_off_one(tmp_path, monkeypatch):
     from wandb.proto import wandb_internal_pb2 as pb
 
-    from jupyter_split import wandb_sites
+    from jupyter_split.tracking import sites as wandb_sites
 
     monkeypatch.setenv("JUPYTER_SPLIT_DATA", str(tmp_path / "data"))
     config = two_sites(tmp_path)

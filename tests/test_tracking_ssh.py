@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jupyter_split import core, wandb_sites
+from jupyter_split import core
+from jupyter_split.tracking import sites as wandb_sites
 from tests.fixtures.core import text, write_config
 
 pytestmark = pytest.mark.slow

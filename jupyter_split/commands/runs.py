@@ -6,8 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from ..core import CellOptions, RemoteError, get_split
-from ..render import NotebookOutput, TerminalOutput
+from ..core.split import CellOptions, RemoteError, get_split
+from .render import NotebookOutput, TerminalOutput
 from . import Context, arg, number, verb
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import wandb_sites
-from ..tracking import key_variable, server_jurisdiction, server_url
-from ..core import get_split
+from ..tracking import sites as wandb_sites
+from ..tracking.context import key_variable, server_jurisdiction, server_url
+from ..core.split import get_split
 from ..policy import ResidencyError
 from . import Context, arg, number, verb
 

@@ -18,8 +18,8 @@ from ..config import Config, SiteConfig
 
 
 #: what a runner's command line holds (a cell on several ranks runs under torchrun through
-#: `jupyter_split.distributed`): `alive` checks against a reused pid look for one of these
-RUNNER_MARKERS = (b"jupyter_split.runner", b"jupyter_split.distributed")
+#: `jupyter_split.runner.launcher`): `alive` checks against a reused pid look for one of these
+RUNNER_MARKERS = (b"jupyter_split.runner", b"jupyter_split.runner.launcher")
 
 
 SOCKET_PATH_MAX = 100
@@ -78,7 +78,7 @@ class Executor(ABC):
     def runner_command(self, spec: LaunchSpec) -> list[str]:
         """The runner's command line; a cell on several ranks starts under torchrun (`distributed`)."""
         if (spec.gpus or 1) > 1 or (spec.nodes or 1) > 1:
-            from ..distributed import launch_args
+            from ..runner.launcher import launch_args
 
             return [self.python, *launch_args(spec.gpus, spec.nodes), "--", *spec.argv]
         return [self.python, "-m", "jupyter_split.runner", *spec.argv]

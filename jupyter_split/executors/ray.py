@@ -21,7 +21,7 @@ import warnings
 from typing import Any
 
 from ..config import Config, SiteConfig
-from ..distributed import PAYLOAD_VAR, launch_args, world
+from ..runner.launcher import PAYLOAD_VAR, launch_args, world
 from .base import ExecutorError, LaunchSpec
 from .cluster import ClusterExecutor
 

@@ -8,7 +8,7 @@ environment, kept by Slurm across a requeue), never on a command line or in a fi
 
 Preemption: the job asks for a warning signal (`slurm.signal`, `USR2@90`); the runner then
 calls the cell's `on_preempt` hooks and requeues the job, and the run's event log goes on
-under the same run id when the job starts again (see `jupyter_split.preempt`).
+under the same run id when the job starts again (see `jupyter_split.runner.preempt`).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from ..config import Config, SiteConfig
-from ..distributed import PAYLOAD_VAR, launch_args, world
-from ..preempt import slurm_signal
+from ..runner.launcher import PAYLOAD_VAR, launch_args, world
+from ..runner.preempt import slurm_signal
 from .base import ExecutorError, LaunchSpec
 from .cluster import ClusterExecutor
 

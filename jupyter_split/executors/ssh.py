@@ -18,10 +18,10 @@ from typing import Any, Iterator
 
 import asyncssh
 
-from .. import bootstrap
+from ..ssh import bootstrap
 from ..config import Config, SiteConfig
 from ..devices import VISIBLE_DEVICES_VAR
-from ..sshconn import LinkError, SiteConnection, SshError, connection_for
+from ..ssh.connection import LinkError, SiteConnection, SshError, connection_for
 from ..transfer import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 

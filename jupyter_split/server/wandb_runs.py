@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import tracking, wandb_sites
+from .. import tracking
+from ..tracking import sites as wandb_sites
 
 #: W&B's cloud answers its API at api.wandb.ai and shows runs at wandb.ai
 _CLOUD_APP = "https://wandb.ai"

@@ -16,18 +16,18 @@ __all__ = [
 
 
 def _check_ssh_host_keys() -> None:
-    """`ssh://` and `sftp://` URLs open `jupyter_split.sshstore`'s filesystem wherever fsspec
+    """`ssh://` and `sftp://` URLs open `jupyter_split.ssh.store`'s filesystem wherever fsspec
     opens them: sshfs alone does not check the server's host key."""
     import fsspec
     from fsspec.registry import registry
 
     for protocol in ("ssh", "sftp"):
         if protocol in registry:  # loaded before this import: replace it now
-            from ..sshstore import VerifiedSSHFileSystem
+            from ..ssh.store import VerifiedSSHFileSystem
 
             fsspec.register_implementation(protocol, VerifiedSSHFileSystem, clobber=True)
         else:
-            fsspec.register_implementation(protocol, "jupyter_split.sshstore.VerifiedSSHFileSystem", clobber=True,
+            fsspec.register_implementation(protocol, "jupyter_split.ssh.store.VerifiedSSHFileSystem", clobber=True,
                                            errtxt="ssh:// storage needs the ssh extra: pip install 'jupyter_split[ssh]'")
 
 

@@ -12,8 +12,8 @@ import posixpath
 import time
 from typing import Any, AsyncIterator, Callable
 
-from .executors.base import Executor
-from .runs.events import EVENTS_FILE, is_final, parse_lines
+from ..executors.base import Executor
+from ..runs.events import EVENTS_FILE, is_final, parse_lines
 
 POLL_SECONDS = 0.2
 MAX_BACKOFF = 5.0

@@ -19,9 +19,10 @@ from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint import load as dcp_load
 from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-from . import ckpt_format as fmt, tracking
-from .ckpt import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read, locate
-from .sync.manifest import Manifest
+from . import format as fmt
+from .. import tracking
+from .api import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read, locate
+from ..sync.manifest import Manifest
 
 try:
     from torch.distributed.checkpoint import FsspecReader

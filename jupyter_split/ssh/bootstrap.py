@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import asyncssh
 
 from . import wheelhouse
-from ._version import __version__
-from .paths import data_dir
-from .sshconn import SiteConnection, SshError
+from .._version import __version__
+from ..paths import data_dir
+from .connection import SiteConnection, SshError
 
 if TYPE_CHECKING:
-    from .executors.ssh import SshExecutor
+    from ..executors.ssh import SshExecutor
 
 # Runs under the site's python with nothing but the standard library; given a pip wheel
 # as argv[1] it also reports the tags and markers pip would judge wheels by.

@@ -12,8 +12,8 @@ from typing import Any
 import asyncssh
 
 from . import hostkeys
-from .config import Config, SiteConfig
-from .executors.base import ExecutorError
+from ..config import Config, SiteConfig
+from ..executors.base import ExecutorError
 
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
            "aes128-ctr", "aes256-ctr"]

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import aio, tracking
-from .config import Config, SiteConfig
-from .paths import data_dir
-from .policy import ResidencyError
-from .runs.index import RunRecord
-from .wandb_offline import WandbFileError, WandbRun, filter_records, load_run, read_records, write_records
+from .. import aio
+from . import context as tracking
+from ..config import Config, SiteConfig
+from ..paths import data_dir
+from ..policy import ResidencyError
+from ..runs.index import RunRecord
+from .offline import WandbFileError, WandbRun, filter_records, load_run, read_records, write_records
 
 
 @dataclass
@@ -122,7 +123,7 @@ def check_artifacts(plan: SyncPlan, config: Config) -> None:
 def check_content(plan: SyncPlan, config: Config) -> None:
     """The border's content scan of the staged run file, when the target's server is abroad:
     a `ResidencyError` (audited) if it holds personal information, e.g. a logged table's rows."""
-    from .policy import check_content as scan
+    from ..policy import check_content as scan
 
     scan(f"W&B run {plan.item.site}/{plan.item.run.id}", lambda: open(plan.staged, "rb"), kind="wandb-run",
          to_site=plan.target, to_jurisdiction=tracking.server_jurisdiction(plan.target),

@@ -1,7 +1,7 @@
 """The runner on clusters and across ranks: Slurm and Ray jobs, and `--gpus N --nodes M` cells.
 
-    python -m jupyter_split.distributed launch [--nproc N] [--nnodes M] [--rdzv slurm] -- RUNNER_ARGS
-    python -m jupyter_split.distributed rank -- RUNNER_ARGS     (what torchrun starts on every rank)
+    python -m jupyter_split.runner.launcher launch [--nproc N] [--nnodes M] [--rdzv slurm] -- RUNNER_ARGS
+    python -m jupyter_split.runner.launcher rank -- RUNNER_ARGS     (what torchrun starts on every rank)
 
 `launch` takes the runner's stdin payload (secrets, the config) from `$JUPYTER_SPLIT_PAYLOAD`
 (a batch job has no stdin; the scheduler keeps the job's environment across a requeue) or
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .executors.base import ExecutorError
+from ..executors.base import ExecutorError
 
 PAYLOAD_VAR = "JUPYTER_SPLIT_PAYLOAD"
 RANKS_DIR = "ranks"
@@ -56,7 +56,7 @@ def launch_args(gpus: int | None, nodes: int | None, multi_node: str | None = No
         raise DistributedError(
             f"--nodes {nnodes} needs a site whose executor spans machines (executor = \"slurm\"); "
             "this site runs on one machine: use --gpus N alone")
-    argv = ["-m", "jupyter_split.distributed", "launch", "--nproc", str(nproc), "--nnodes", str(nnodes)]
+    argv = ["-m", "jupyter_split.runner.launcher", "launch", "--nproc", str(nproc), "--nnodes", str(nnodes)]
     return argv + (["--rdzv", multi_node] if nnodes > 1 else [])
 
 
@@ -90,7 +90,7 @@ def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) ->
         rdzv = ["--standalone"]
     env = {**os.environ, PAYLOAD_VAR: payload}
     argv = [sys.executable, "-m", "torch.distributed.run", *rdzv, f"--nproc-per-node={args.nproc}",
-            "-m", "jupyter_split.distributed", "rank", "--", *runner_argv]
+            "-m", "jupyter_split.runner.launcher", "rank", "--", *runner_argv]
     # torchrun dies of a signal it does not handle, like Slurm's preemption warning (sent to this
     # process, the batch shell): torchrun inherits "ignore", and this process hands it to the ranks.
     # INT and TERM reach torchrun itself (same process group, or the job step), which passes them on.
@@ -125,7 +125,7 @@ def _signal_children(pid: int, signum: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_split.distributed")
+    parser = argparse.ArgumentParser(prog="python -m jupyter_split.runner.launcher")
     parser.add_argument("mode", choices=["launch", "rank"])
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--nnodes", type=int, default=1)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = _take_payload(runner_argv)
     if args.mode == "launch" and args.nproc * args.nnodes > 1:
         return _torchrun(args, runner_argv, payload)
-    from .cluster_runner import run_here
+    from .cluster import run_here
 
     return run_here(runner_argv, payload, rank=int(os.environ.get("RANK", "0")))
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncssh
 
-from .config import Config, SiteConfig
-from .sshlogin import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jump_endpoint, open_connection
+from ..config import Config, SiteConfig
+from .login import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jump_endpoint, open_connection
 
 @dataclass
 class Completed:

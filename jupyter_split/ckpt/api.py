@@ -21,12 +21,13 @@ from typing import Any
 import fsspec
 import torch
 
-from . import ckpt_format as fmt, tracking, verified
-from .ckpt_files import map_local, read_remote
-from .ckpt_writer import CheckpointError, CheckpointWriteError, ShardWriter
-from .config import Config, load_config
-from .devices import DeviceInfo, detect, info_for
-from .sync.manifest import Manifest, is_local, read_manifest
+from . import format as fmt
+from .. import tracking, verified
+from .files import map_local, read_remote
+from .writer import CheckpointError, CheckpointWriteError, ShardWriter
+from ..config import Config, load_config
+from ..devices import DeviceInfo, detect, info_for
+from ..sync.manifest import Manifest, is_local, read_manifest
 
 DEFAULT_SHARD_SIZE = "512MiB"
 _FP16_MAX = 65504.0
@@ -41,10 +42,10 @@ def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Con
     A trailing `/@latest` becomes the newest published checkpoint under it. Without
     `storage_options`, a location inside a site's `storage` uses that site's options.
     """
-    from .names import check_location
-    from .residency.locations import site_for_url
-    from .sync.endpoints import endpoint
-    from .sync.latest import resolve_latest
+    from ..names import check_location
+    from ..residency.locations import site_for_url
+    from ..sync.endpoints import endpoint
+    from ..sync.latest import resolve_latest
 
     config = config or load_config()
     if "://" in spec:
@@ -130,9 +131,9 @@ def _guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None
 
     Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
     """
-    from . import policy
-    from .residency.labels import collect
-    from .residency.locations import is_local, site_for_url
+    from .. import policy
+    from ..residency.labels import collect
+    from ..residency.locations import is_local, site_for_url
 
     config = load_config()
     origins = {code: f"checkpoint {src} loaded in this process" for src, codes in _LOADED.items() for code in codes}
@@ -152,7 +153,7 @@ def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None
 
     Returns the labels the read data carries (the manifest's, its location's, the run's).
     """
-    from . import policy
+    from .. import policy
 
     here = Path.cwd().as_uri()  # this process's own site
     found = policy.check_copy(url, here, labels, nbytes, url, files=files, config=config)
@@ -334,8 +335,8 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
 def consolidate(dcp_url: str, dest_url: str, **kwargs: Any) -> Manifest:
     """A `torch.distributed.checkpoint` folder (e.g. FsspecWriter output) as one portable checkpoint.
 
-    See `jupyter_split.ckpt_dcp.consolidate`; it streams tensor by tensor, holding one shard's worth.
+    See `jupyter_split.ckpt.dcp.consolidate`; it streams tensor by tensor, holding one shard's worth.
     """
-    from .ckpt_dcp import consolidate as run
+    from .dcp import consolidate as run
 
     return run(dcp_url, dest_url, **kwargs)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlparse
 
-from .config import Config, SiteConfig, load_config
+from ..config import Config, SiteConfig, load_config
 
 if TYPE_CHECKING:
-    from .sync.manifest import Manifest
+    from ..sync.manifest import Manifest
 
 #: W&B's own cloud; its data lives in the United States.
 CLOUD_URL = "https://api.wandb.ai"
@@ -335,7 +335,7 @@ def use_checkpoint(url: str, manifest: Manifest, run: Any | None = None) -> None
 def _may_send(url: str, labels: set[str], manifest: Manifest) -> bool:
     """The guard, for an online run: a refusal is audited and shown as a warning, not raised,
     because the checkpoint itself was saved or loaded; only its W&B artifact stays back."""
-    from .policy import ResidencyError
+    from ..policy import ResidencyError
 
     try:
         guard_artifact(url, current_site(), labels, manifest.total_bytes)
@@ -356,14 +356,14 @@ def checkpoint_copied(src: str, manifest: Manifest) -> None:
 
 
 def _run_labels() -> set[str]:
-    from .policy import run_labels
+    from ..policy import run_labels
 
     return run_labels()
 
 
 def guard_artifact(url: str, target: SiteConfig, labels: set[str], nbytes: int, config: Config | None = None) -> None:
     """Ask the residency guard whether the artifact of checkpoint `url` may go to `target`'s W&B server."""
-    from .policy import check_transfer
+    from ..policy import check_transfer
 
     check_transfer(artifact_name(url), labels, kind="wandb-artifact", dest=server_url(target),
                    to_jurisdiction=server_jurisdiction(target), to_site=target.name, src=url,

@@ -23,8 +23,8 @@ from fsspec.asyn import get_loop, sync, sync_wrapper
 from sshfs.file import SSHFile
 
 from . import hostkeys
-from .sshlogin import HostKeyError
-from .sync.sftp_errors import explain, server_of
+from .login import HostKeyError
+from ..sync.sftp_errors import explain, server_of
 
 CONNECT_TIMEOUT = 30.0
 

@@ -24,7 +24,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ._version import __version__
+from .._version import __version__
 
 PROJECT = PACKAGE = "jupyter_split"
 _SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from . import verified
-from .sync.manifest import is_object_store
+from .. import verified
+from ..sync.manifest import is_object_store
 
 _READ_CHUNK = 16 << 20
 _HUGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only

@@ -30,10 +30,10 @@ from typing import Any
 
 from traitlets.config import Config as TraitletsConfig
 
-from . import tracking, transfer
+from .. import tracking, transfer
 from .capture import CAPTURE, RunnerShell
-from .runner_socket import serve_socket
-from .runs.events import EventLog, is_final, read_events
+from .server import serve_socket
+from ..runs.events import EventLog, is_final, read_events
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
 SESSION_CHECK_SECONDS = 30.0
@@ -177,7 +177,7 @@ class Runner:
                     "Install the module they need on this site, or send plain data."])
                 return "failed", f"cannot unpickle --in variables: {exc}"
         if request.get("labels"):
-            from .policy import taint_run
+            from ..policy import taint_run
 
             taint_run(request["labels"])  # what the --in variables carry, this run holds now
         try:  # a bad name or value fails this cell, not the session every later cell needs
@@ -234,8 +234,8 @@ class Runner:
             message = f"--out variable(s) {', '.join(map(repr, missing))} not defined after the cell on {self.site!r}"
             CAPTURE.record("error", ename="NameError", evalue=message, traceback=[message])
             return "failed", message
-        from .config import load_config
-        from .policy import ResidencyError, check_objects
+        from ..config import load_config
+        from ..policy import ResidencyError, check_objects
 
         try:  # the variables go to the notebook, at home: the guard (and the audit log) sees them first
             check_objects({n: self.shell.user_ns[n] for n in names}, load_config().home)
@@ -247,7 +247,7 @@ class Runner:
         except transfer.TransferError as exc:
             CAPTURE.record("error", ename="TransferError", evalue=str(exc), traceback=[str(exc)])
             return "failed", str(exc)
-        from .policy import outputs_labels
+        from ..policy import outputs_labels
 
         write_json_atomic(path / "out.labels.json", outputs_labels({n: self.shell.user_ns[n] for n in names}))
         # Served from memory to a client still attached, and written to disk meanwhile for one
@@ -287,7 +287,7 @@ class PredefinedNamespace(dict):
     def __missing__(self, key: str) -> Any:
         if key not in self.NAMES:
             raise KeyError(key)
-        from .devices import runner_globals
+        from ..devices import runner_globals
 
         for name, value in runner_globals(self.accelerator).items():
             self.setdefault(name, value)
@@ -310,10 +310,10 @@ def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> 
     payload = json.loads(sys.stdin.readline() or "{}") if args.stdin_json else {}
     os.environ.update(payload.get("env", {}))
     if payload.get("config"):
-        from .config import Config, activate
+        from ..config import Config, activate
 
         activate(Config.model_validate(payload["config"]))
-    from .policy import start_taint_tracking
+    from ..policy import start_taint_tracking
 
     start_taint_tracking(site=payload.get("site"))  # reads of resident data label what the run ships
     runner = runner_class(payload.get("site", "?"), payload.get("accelerator", "auto"))
@@ -353,6 +353,3 @@ def _serve_session(runner: Runner, session_dir: str, idle_timeout: float) -> Non
     for run_dir, log in list(runner.logs.items()):
         log.append("status", state="cancelled", reason="the session ended before this cell ran", final=True)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

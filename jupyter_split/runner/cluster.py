@@ -19,9 +19,9 @@ from typing import Any
 
 from . import preempt
 from .capture import CAPTURE
-from .distributed import end_with_parent, rank_dir
+from .launcher import end_with_parent, rank_dir
 from .runner import Runner, main as runner_main, write_json_atomic
-from .runs.events import is_final, read_events
+from ..runs.events import is_final, read_events
 
 #: a signal that reaches a rank twice within this window (from the scheduler and from
 #: torchrun, which forwards what it gets) is one signal
@@ -150,7 +150,7 @@ class ClusterRunner(Runner):
 
 
 def _preempt_signal(site: str) -> str | None:
-    from .config import load_config
+    from ..config import load_config
 
     try:
         return preempt.signal_name(load_config().site(site).slurm.signal)

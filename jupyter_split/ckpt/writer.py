@@ -19,9 +19,9 @@ from typing import Any, BinaryIO, Callable, TypeVar
 
 import torch
 
-from . import ckpt_format as fmt
-from .sync.manifest import (MANIFEST_NAME, FileEntry, HashingWriter, Manifest, _remove_quietly, is_local,
-                            is_object_store, publish, replace)
+from . import format as fmt
+from ..sync.manifest import (MANIFEST_NAME, FileEntry, HashingWriter, Manifest, _remove_quietly, is_local,
+                             is_object_store, publish, replace)
 
 T = TypeVar("T")
 

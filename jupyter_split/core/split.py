@@ -14,14 +14,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import aio, channel, policy, tracking, transfer
-from .config import Config, ConfigError, SiteConfig, load_config
-from .executors import Executor, ExecutorError, LaunchSpec, executor_for
+from .. import aio, policy, tracking, transfer
+from . import channel
+from ..config import Config, ConfigError, SiteConfig, load_config
+from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
 from .follow import follow, record_death
-from .names import check_name
-from .runs.events import EVENTS_FILE, TERMINAL_STATES, is_final, parse_lines
-from .runs.ids import new_run_id
-from .runs.index import RunIndex, RunRecord
+from ..names import check_name
+from ..runs.events import EVENTS_FILE, TERMINAL_STATES, is_final, parse_lines
+from ..runs.ids import new_run_id
+from ..runs.index import RunIndex, RunRecord
 
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
@@ -236,7 +237,7 @@ class Split:
         if name not in self._versions:
             self._versions[name] = await ex.probe()
         if self._local_versions is None:
-            from .runner import versions
+            from ..runner.runner import versions
             self._local_versions = versions()
         transfer.check_parity(self._local_versions, self._versions[name], name)
 
@@ -248,7 +249,7 @@ class Split:
 
     def run_events(self, run_id: str, after: int = 0, rank: int = 0) -> list[dict[str, Any]]:
         """A run's events after `after`; `rank` K > 0: that rank's own log in a distributed run."""
-        from .distributed import rank_dir
+        from ..runner.launcher import rank_dir
 
         record = self.index.get(run_id)
         events = aio.run(self._read_log(self.executor(record.site), rank_dir(record.run_dir, rank)))
@@ -337,7 +338,7 @@ class Split:
         # Executors that install jupyter_split on their site (ssh) first report what they found and did.
         install = aio.run(ex.doctor()) if hasattr(ex, "doctor") else None
         remote = aio.run(ex.probe())
-        from .runner import versions
+        from ..runner.runner import versions
         report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,
                   "remote": remote, "local": versions()}
         if install is not None:

@@ -2,7 +2,7 @@
 
 In a cell on a Slurm site:
 
-    from jupyter_split.preempt import on_preempt   # also predefined in cluster runners
+    from jupyter_split.runner.preempt import on_preempt   # also predefined in cluster runners
 
     @on_preempt
     def save():

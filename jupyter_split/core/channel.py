@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import transfer
-from .executors.base import Executor, ExecutorError
+from .. import transfer
+from ..executors.base import Executor, ExecutorError
 
 CHUNK = 4 << 20
 

@@ -1,0 +1,3 @@
+"""SSH transport: one verified connection per site (`connection`, `login`, `hostkeys`), the runner's
+bootstrap on a bare host (`bootstrap`, `wheelhouse`) and `ssh://` storage with checked host keys
+(`store`)."""
