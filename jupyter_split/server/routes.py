@@ -2,7 +2,7 @@
 
 Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
 thread because the core blocks on its own event loop. Every method is
-`@tornado.web.authenticated`; `tests/test_server_routes.py` fails if one is not.
+`@tornado.web.authenticated`; `tests/server/test_routes.py` fails if one is not.
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import pytest
 from jupyter_split import policy, sync
 from jupyter_split.config import load_config
 
-from .fixtures.core import text
-from .test_tracking_sites import _cli, experiment  # noqa: F401 - the W&B fixture, shared
+from tests.fixtures.core import text
+from tests.tracking.test_sites import _cli, experiment  # noqa: F401 - the W&B fixture, shared
 
 PRC_ID = "11010519491231002X"  # GB 11643's own worked example: its check digit is X
 MOBILE = "13812345678"

@@ -12,7 +12,7 @@ import pytest
 
 from jupyter_split import __version__
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

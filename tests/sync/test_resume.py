@@ -16,8 +16,8 @@ import pytest
 from jupyter_split import sync
 from jupyter_split.sync.manifest import STAGING_NAME, Manifest
 
-from .services.link import start_link
-from .test_sync_local import make_tree, tree_hashes
+from tests.services.link import start_link
+from tests.sync.test_local import make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 

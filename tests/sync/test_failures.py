@@ -17,7 +17,7 @@ from jupyter_split import sync
 from jupyter_split.sync import read_manifest
 from jupyter_split.sync.manifest import STAGING_NAME
 
-from .test_sync_local import flip_byte, make_tree, tree_hashes
+from tests.sync.test_local import flip_byte, make_tree, tree_hashes
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root (CI runs as root)"),
               pytest.mark.usefixtures("split_home")]

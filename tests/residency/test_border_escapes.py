@@ -8,7 +8,7 @@ destination holds none of the resident bytes, and the audit log gains a `refused
 
 The resident file's content is plain text with no personal information a scanner would
 know, so what refuses it here is the label following the bytes (path, identity, content
-hash), not the content scan (tests/test_border_scan.py covers that).
+hash), not the content scan (tests/residency/residency/test_border_scan.py covers that).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from jupyter_split.config import default_config, parse_config
 from jupyter_split.sync.manifest import Manifest
 from tests.fixtures.core import stop_runners, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 

@@ -19,9 +19,9 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split import policy, sync
 
-from .fixtures.core import text
-from .test_border_escapes import OTHER, assert_refused, hard_link, landed
-from .test_border_escapes import bucket, world  # noqa: F401 - the fixtures, shared
+from tests.fixtures.core import text
+from tests.residency.test_border_escapes import OTHER, assert_refused, hard_link, landed
+from tests.residency.test_border_escapes import bucket, world  # noqa: F401 - the fixtures, shared
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

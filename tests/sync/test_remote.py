@@ -12,9 +12,9 @@ from jupyter_split.sync import engine, remote_worker
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 
-from .fixtures.policy import sftp_options
-from .services.sshd import running_sshd
-from .test_sync_local import flip_byte, make_tree, tree_hashes
+from tests.fixtures.policy import sftp_options
+from tests.services.sshd import running_sshd
+from tests.sync.test_local import flip_byte, make_tree, tree_hashes
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from .fixtures.core import text, write_config
-from .test_sync_local import make_tree, tree_hashes
+from tests.fixtures.core import text, write_config
+from tests.sync.test_local import make_tree, tree_hashes
 
 CONFIG = """
 [experiment]
