@@ -54,6 +54,7 @@ class Match:
     glob: str
 
     def describe(self, what: str) -> str:
+        """A sentence for a refusal: `what` is the resident file itself, or has its content."""
         if self.how == "same file":
             return (f"{what} is the resident file {self.original} itself (same device and inode: a hard link, "
                     f"a bind mount or a symlink of it; policy.resident {self.glob!r})")
@@ -85,6 +86,7 @@ class ResidentIndex:
         return Match(found.path, "same file", found.glob) if found else None
 
     def sizes(self) -> frozenset[int]:
+        """The sizes of non-empty resident files: only a file of one of them can have the same content."""
         return frozenset(self.by_size)
 
     def same_content(self, size: int, digest: str | None) -> Match | None:

@@ -34,6 +34,7 @@ _LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), range, 
 
 
 def jurisdiction_code(value: str) -> str:
+    """`value` as an upper-case ISO 3166 two-letter code; raises ValueError for anything else."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value):
         raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code, e.g. \"CN\".")
     return value.upper()
@@ -106,10 +107,15 @@ def label_origins(obj: Any) -> dict[str, str]:
 
 
 def labels_of(obj: Any) -> set[str]:
+    """The jurisdictions `obj` itself is labelled with (not what it contains; see `collect`)."""
     return set(label_origins(obj))
 
 
 def mark_declassified(obj: Any, approval: str) -> None:
+    """Record the approval on `obj`, so `collect` skips it and what it holds.
+
+    Raises TypeError for an object that can carry no label (a str, a number, a tuple).
+    """
     _store(obj, {DECLASSIFIED: approval})
 
 

@@ -220,6 +220,7 @@ class Glob:
     forms: frozenset[Location]
 
     def matches(self, location: Location, contains: bool) -> bool:
+        """Whether `location` matches the glob; with `contains`, also a folder that may hold a match."""
         scheme, parts = location
         return any(s == scheme and _could_match(p, parts, contains) and _overlaps(p, parts, contains)
                    for s, p in self.forms)
@@ -331,6 +332,7 @@ def matching_glob(url: str, globs: Sequence[Glob], contains: bool = True) -> Glo
 
 
 def first_match(locations: set[Location], globs: Sequence[Glob], contains: bool) -> Glob | None:
+    """The first of `globs` that matches any reading in `locations`, or None."""
     for glob in globs:
         if any(glob.matches(location, contains) for location in locations):
             return glob
@@ -368,6 +370,7 @@ def site_for_url(url: str, config: Config) -> SiteConfig | None:
 
 
 def is_local(url: str) -> bool:
+    """Whether every reading of `url` is a path on this machine (`file`)."""
     return all(scheme == "file" for scheme, _ in readings(url))
 
 

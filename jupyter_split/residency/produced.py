@@ -17,6 +17,7 @@ PRODUCED_FILE = "produced.jsonl"
 
 
 def produced_path(config: Config) -> Path:
+    """The register of what tainted runs wrote: `produced.jsonl` beside the audit log."""
     return config.audit_log_path().with_name(PRODUCED_FILE)
 
 

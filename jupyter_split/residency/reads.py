@@ -133,6 +133,7 @@ def dir_fd_readings(args: tuple[Any, ...]) -> list[str]:
 
 
 def is_command(event: str) -> bool:
+    """Whether an audit event starts a program (subprocess, os.system, exec, spawn): its words may name files."""
     return event in _COMMAND_EVENTS
 
 

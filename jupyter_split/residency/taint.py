@@ -146,6 +146,7 @@ def run_label_origins() -> dict[str, str]:
 
 
 def run_labels() -> set[str]:
+    """The jurisdictions this run's taint holds, its worker processes included."""
     return set(run_label_origins())
 
 
