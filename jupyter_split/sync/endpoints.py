@@ -14,6 +14,8 @@ from .latest import resolve_latest
 
 @dataclass
 class Endpoint:
+    """One side of a push or pull: the URL and storage options to open, and the site when named by site."""
+
     url: str
     options: dict[str, Any] = field(default_factory=dict)
     site: SiteConfig | None = None

@@ -42,18 +42,22 @@ class Location:
     linked: set[str] | None = field(default=None, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
+        """The full path of `rel` under the root; the root itself for ""."""
         return posixpath.join(self.root, rel) if rel else self.root
 
     @property
     def staging(self) -> str:
+        """The folder where an in-flight copy keeps its staged files and parts."""
         return self.path(STAGING_NAME)
 
     @property
     def object_store(self) -> bool:
+        """Whether the store is one where a whole PUT is atomic (S3 and the like): no temp names, no renames."""
         return is_object_store(self.fs)
 
     @property
     def sftp(self) -> bool:
+        """Whether the location is an SFTP server reached through sshfs."""
         return sftp.is_sshfs(self.fs)
 
     @property

@@ -27,6 +27,7 @@ class Progress:
             self._bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
 
     def update(self, nbytes: int) -> None:
+        """Add `nbytes` (negative when bytes are to be sent again); safe from any thread."""
         if self._bar is not None:
             with self._lock:
                 self._bar.update(nbytes)

@@ -144,6 +144,7 @@ class RemoteWorker:
             return set()
 
     def close(self) -> None:
+        """End the server process, waiting for it to start first if it is on its way; errors are ignored."""
         with self._lock:
             if self._starting is not None:
                 concurrent.futures.wait([self._starting], timeout=START_TIMEOUT)

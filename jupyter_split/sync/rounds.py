@@ -44,6 +44,10 @@ class ByteBudget:
         self._cond = threading.Condition()
 
     def run(self, size: int, fn, *args, **kwargs):
+        """Call `fn(*args, **kwargs)` once a send of `size` bytes fits, and return what it returns.
+
+        Two sends are always let in, so one file bigger than the budget still goes.
+        """
         with self._cond:
             self._cond.wait_for(lambda: self._count < 2 or self._bytes + size <= self._budget)
             self._bytes += size
@@ -59,6 +63,8 @@ class ByteBudget:
 
 @dataclass
 class Outcome:
+    """What the send rounds of one copy did: files that arrived, that verified, and that failed (rel -> why)."""
+
     sent: list[Item] = field(default_factory=list)       # every send that arrived (a resend counts again)
     verified: list[Item] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # rel -> why
@@ -66,6 +72,10 @@ class Outcome:
 
 def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, workers: int, retries: int,
              backoff: float) -> Outcome:
+    """Send `items`, verify each as stored, and resend the ones that do not match, up to `retries` rounds.
+
+    Never raises for a file: failures come back in `Outcome.failed`, which the engine reports.
+    """
     outcome = Outcome()
     pending = list(items)
     if plan.dest.sftp:  # their start-up overlaps the first sends

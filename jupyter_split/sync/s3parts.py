@@ -21,6 +21,7 @@ MULTIPART_MIN = 4 * PART_SIZE
 
 
 def supports(fs: Any) -> bool:
+    """Whether `fs` is s3fs (or acts like it), so an upload can be multipart and resumed here."""
     return hasattr(fs, "_call_s3") and hasattr(fs, "split_path")
 
 

@@ -60,6 +60,7 @@ class SftpStreams:
                 self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
 
     def close(self) -> None:
+        """Close the copy's sessions, after waiting for the ones still opening; the connection stays."""
         with self._lock:
             for starting in self._starting:
                 concurrent.futures.wait([starting])
@@ -128,6 +129,10 @@ class SftpWriter:
         self._closed = False
 
     def write(self, data: bytes) -> None:
+        """Hand `data` to the session and return while up to PENDING writes are on their way.
+
+        Do not change `data` afterwards. An error of an earlier write may be raised here.
+        """
         while len(self._pending) >= self.PENDING:
             self._pending.pop(0).result()
         call = _call(self._fs, "write", self._path, self._handle.write, data, self._offset, writes=True)
@@ -135,6 +140,10 @@ class SftpWriter:
         self._offset += len(data)
 
     def close(self) -> None:
+        """Wait for every write, then close the file.
+
+        Raises the first write error, or one the server reports only at the close (a full disk).
+        """
         if self._closed:
             return
         self._closed = True
