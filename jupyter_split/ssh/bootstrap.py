@@ -60,10 +60,12 @@ _LOCKS: "weakref.WeakKeyDictionary[SiteConnection, asyncio.Lock]" = weakref.Weak
 
 
 def env_dir(workdir: str) -> str:
+    """The folder in a site's workdir that holds the venv, the shipped wheels and the install marker."""
     return posixpath.join(workdir, "env")
 
 
 def venv_python(workdir: str) -> str:
+    """The python of the venv that bootstrap makes on the site under `workdir`."""
     return posixpath.join(env_dir(workdir), "venv", "bin", "python")
 
 

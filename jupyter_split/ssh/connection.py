@@ -1,6 +1,6 @@
 """One multiplexed SSH connection per site (asyncssh), shared by every run and transfer.
 
-Host keys are always checked (see `sshlogin`). Remote
+Host keys are always checked (see `login`). Remote
 commands are argv lists joined with `shlex.join`, never strings built by hand. The
 connection carries keepalives and a connect timeout, reconnects with backoff, and
 offers SFTP helpers (atomic writes, reads from an offset, put and get); SFTP requests are
@@ -24,11 +24,14 @@ from .login import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jum
 
 @dataclass
 class Completed:
+    """What a command run on the site returned: its exit status and raw output."""
+
     returncode: int
     stdout: bytes
     stderr: bytes
 
     def text(self) -> str:
+        """stdout as text; bytes that are not UTF-8 are replaced, never raised."""
         return self.stdout.decode(errors="replace")
 
 
@@ -47,9 +50,15 @@ class SiteConnection:
 
     @property
     def connected(self) -> bool:
+        """Whether the SSH connection is open now (no reconnect is tried)."""
         return self._conn is not None and not self._conn.is_closed()
 
     async def connection(self) -> asyncssh.SSHClientConnection:
+        """The open SSH connection, through the jump host when there is one; connects once if needed.
+
+        Raises HostKeyError for a key not on record, SshError for a refused login, LinkError
+        when the network fails (worth a retry).
+        """
         async with self._lock:
             if not self.connected:
                 await self._drop()
@@ -83,6 +92,7 @@ class SiteConnection:
         self._sftp = None
 
     async def close(self) -> None:
+        """Close the connection and its jump host cleanly; the next call connects again."""
         async with self._lock:
             for conn in (self._conn, self._bastion):
                 if conn is not None:
@@ -118,6 +128,7 @@ class SiteConnection:
                          done.stdout or b"", done.stderr or b"")
 
     async def check(self, argv: list[str], what: str, **kwargs: Any) -> Completed:
+        """Like `run`, but a nonzero exit raises SshError naming `what` and the end of stderr."""
         done = await self.run(argv, **kwargs)
         if done.returncode != 0:
             err = done.stderr.decode(errors="replace").strip()[-2000:]
@@ -125,6 +136,7 @@ class SiteConnection:
         return done
 
     async def sftp(self) -> asyncssh.SFTPClient:
+        """The SFTP client of the current connection, started again after a reconnect."""
         conn = await self.connection()
         if self._sftp is None or self._sftp_conn is not conn:
             self._sftp = await conn.start_sftp_client()
@@ -136,6 +148,10 @@ class SiteConnection:
         return LinkError(f"site {self.site.name!r}: the connection dropped while {what}: {exc}")
 
     async def read_file(self, path: str, offset: int = 0) -> bytes:
+        """The file's bytes from `offset` to its end.
+
+        Raises FileNotFoundError for a missing file and LinkError when the connection drops.
+        """
         sftp = await self.sftp()
         try:
             async with sftp.open(path, "rb") as f:
@@ -178,10 +194,12 @@ class SiteConnection:
             raise
 
     async def put(self, local: str | Path, remote: str) -> None:
+        """Upload a local file to `remote` over SFTP, as is: not atomic, and asyncssh's errors pass through."""
         sftp = await self.sftp()
         await sftp.put(str(local), remote)
 
     async def get(self, remote: str, local: str | Path) -> None:
+        """Download `remote` to a local file over SFTP; asyncssh's errors pass through."""
         sftp = await self.sftp()
         await sftp.get(remote, str(local))
 

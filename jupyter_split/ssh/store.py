@@ -114,6 +114,7 @@ class ExplainedSSHFile(SSHFile):
             raise sync(self.loop, explain, self.fs, exc, op, self.path, writes=self.writable()) from exc
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left for -1); an SFTP error becomes an OSError saying what failed."""
         return self._do("read", "read", size)
 
     def readinto(self, buffer: Any) -> int:
@@ -124,9 +125,11 @@ class ExplainedSSHFile(SSHFile):
         return len(data)
 
     def write(self, data: Any) -> int:
+        """Write `data`; an SFTP error becomes an OSError that says what failed."""
         return self._do("write", "write", data)
 
     def close(self) -> None:
+        """Close the file; a write the server fails only now (a full disk) raises. A second close does nothing."""
         if self._closed:
             return
         try:
