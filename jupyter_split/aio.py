@@ -17,6 +17,7 @@ _lock = threading.Lock()
 
 
 def loop() -> asyncio.AbstractEventLoop:
+    """The process's background event loop, started in a daemon thread on first use."""
     global _loop
     with _lock:
         if _loop is None:
@@ -26,6 +27,7 @@ def loop() -> asyncio.AbstractEventLoop:
 
 
 def submit(coro: Awaitable[T]) -> Future[T]:
+    """Schedule `coro` on the background loop; the returned future can be waited on from any thread."""
     return asyncio.run_coroutine_threadsafe(coro, loop())  # type: ignore[arg-type]
 
 

@@ -87,6 +87,7 @@ class DeviceInfo:
 
 
 def torch_available() -> bool:
+    """Whether torch is installed here, without importing it (importing it is slow)."""
     return importlib.util.find_spec("torch") is not None
 
 

@@ -15,4 +15,5 @@ def data_dir() -> Path:
 
 
 def index_path() -> Path:
+    """The SQLite file that indexes every run started from this machine."""
     return data_dir() / "index.sqlite"

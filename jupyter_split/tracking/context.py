@@ -36,10 +36,12 @@ def _tag(key: str, value: str) -> str:
 
 
 def site_tags(site: SiteConfig) -> list[str]:
+    """The W&B tags that say where a run ran: site, jurisdiction and accelerator (64 characters at most)."""
     return [_tag("site", site.name), _tag("jurisdiction", site.jurisdiction), _tag("accelerator", site.accelerator)]
 
 
 def project(config: Config, site: SiteConfig) -> str:
+    """The W&B project a site's runs go to: the site's `wandb.project`, else the experiment's name."""
     return site.wandb.project or config.experiment.name
 
 
@@ -83,6 +85,7 @@ def mode(config: Config, site: SiteConfig) -> str:
 
 
 def server_url(site: SiteConfig) -> str:
+    """The W&B server a site logs to: its `wandb.base_url`, else W&B's cloud; no trailing slash."""
     return (site.wandb.base_url or CLOUD_URL).rstrip("/")
 
 
@@ -139,6 +142,7 @@ def current_site(config: Config | None = None) -> SiteConfig:
 
 
 def code_sha256(code: str) -> str:
+    """The hex sha256 of a cell's source, logged in the run's config so a run can be matched to its code."""
     return hashlib.sha256(code.encode()).hexdigest()
 
 
@@ -256,6 +260,10 @@ def manifest_sha256(manifest: Manifest) -> str:
 
 
 def artifact_name(url: str) -> str:
+    """The W&B artifact name of the checkpoint at `url`: `ckpt-` and its folder name, made safe for W&B.
+
+    Every copy of a checkpoint in a folder of the same name gets the same name, on any site.
+    """
     base = posixpath.basename(urlparse(url).path.rstrip("/")) or "checkpoint"
     return "ckpt-" + re.sub(r"[^A-Za-z0-9._-]", "_", base)[:120]
 

@@ -81,14 +81,17 @@ class SyncPlan:
 
     @property
     def finished(self) -> bool:
+        """Whether the run file records an exit; a run with none is not synced."""
         return self.item.run.exit_code is not None
 
     @property
     def synced(self) -> bool:
+        """Whether this staged copy was already sent (its `.synced` marker is there)."""
         return self.staged.with_name(self.staged.name + ".synced").exists()
 
 
 def staging_dir() -> Path:
+    """Where filtered copies of home runs wait for `wandb sync`, one folder per target site."""
     return data_dir() / "wandb-sync"
 
 
