@@ -83,15 +83,31 @@ class ParseExit(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviations (`--gpu` is not `--gpus`), whose errors carry their fix and
+    are raised, never printed here: each face shows an error once, in its own way."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        from .options import explain
+
+        raise ParseExit(2, explain(self, message, f"`{self.prog} --help`"))
+
     def exit(self, status: int = 0, message: str | None = None):  # noqa: A003 - argparse's name
-        if message:
-            self._print_message(message, sys.stderr)
         raise ParseExit(status, message or "")
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
+def load_verbs() -> dict[str, Verb]:
+    """Import every module of this package (each registers its verbs); returns the verbs."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f".{module.name}", __name__)
+    return VERBS
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    load_verbs()
     parser = _Parser(prog=prog, description="Run notebook cells on sites abroad and at home.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
@@ -102,10 +118,31 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def dispatch(argv: list[str], ctx: Context, prog: str = "jupyter-split") -> int:
-    """Parse `argv` and run its verb; returns the exit status."""
-    try:
-        args = build_parser(prog).parse_args(argv)
-    except ParseExit as exc:
-        return exc.code
+def verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser, by name, from a parser `build_parser` made."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def parse(argv: list[str], prog: str) -> argparse.Namespace:
+    """The verb and its arguments; `ParseExit` for help (status 0) or a usage error (2, with its fix)."""
+    parser = build_parser(prog)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the verb's own parser knows its options: it names the one meant
+        verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Run a parsed verb; returns its exit status."""
     return VERBS[args.verb].func(ctx, args) or 0
+
+
+def dispatch(argv: list[str], ctx: Context, prog: str = "jupyter-split") -> int:
+    """Parse `argv` and run its verb; returns the exit status (a usage error: printed once, 2)."""
+    try:
+        args = parse(argv, prog)
+    except ParseExit as exc:
+        if exc.code:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.code
+    return run(args, ctx)

@@ -6,9 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from ..core.split import CellOptions, RemoteError, get_split
+from ..core.split import RemoteError, get_split
+from .options import RUN_OPTIONS, cell_options, site_argument
 from .render import NotebookOutput, TerminalOutput
 from . import Context, arg, number, verb
+
+
+RUN_ID = arg("run", help="the run id (`%%split runs` lists them)")
 
 
 def _table(ctx: Context, header: list[str], rows: list[list[str]]) -> None:
@@ -32,8 +36,8 @@ def sites(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@verb("runs", "list recent runs from the local run index", arg("--site"),
-      arg("--limit", type=number(int, 1), default=20))
+@verb("runs", "list recent runs from the local run index", arg("--site", help="only this site's runs"),
+      arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"))
 def runs(ctx: Context, args: argparse.Namespace) -> int:
     rows = []
     for r in get_split().list_runs(args.site, args.limit):
@@ -44,7 +48,7 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
 
 
 @verb("attach", "replay a run's output and follow it live; deliver its --out variables",
-      arg("run"), arg("--from-last", action="store_true", help="only what was not shown before"))
+      RUN_ID, arg("--from-last", action="store_true", help="only what was not shown before"))
 def attach(ctx: Context, args: argparse.Namespace) -> int:
     output = NotebookOutput() if ctx.notebook else TerminalOutput(ctx.out)
     outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last)
@@ -59,7 +63,8 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-@verb("logs", "print a run's output so far (no following)", arg("run"), arg("--after", type=number(int, 0), default=0),
+@verb("logs", "print a run's output so far (no following)", RUN_ID,
+      arg("--after", type=number(int, 0), default=0, metavar="SEQ", help="only the events after this sequence number"),
       arg("--rank", type=number(int, 0), default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     show = TerminalOutput(ctx.out, ctx.out, status=True)
@@ -68,25 +73,26 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@verb("cancel", "end a run (a session run ends its session too)", arg("run"))
+@verb("cancel", "end a run (a session run ends its session too)", RUN_ID)
 def cancel(ctx: Context, args: argparse.Namespace) -> int:
     state = get_split().cancel(args.run)
     ctx.print(f"{args.run}: {state}")
     return 0
 
 
-@verb("doctor", "check a site: its python, versions, and jupyter_split there", arg("site", nargs="?"))
+@verb("doctor", "check a site: its python, versions, and jupyter_split there",
+      arg("site", nargs="?", help="the site to check (default: experiment.default_remote)"))
 def doctor(ctx: Context, args: argparse.Namespace) -> int:
     report = get_split().doctor(args.site)
     ctx.print(json.dumps(report, indent=2))
     return 0 if report["parity"] == "ok" else 1
 
 
-@verb("run", "run a Python file on a site and stream its output", arg("site"), arg("file"),
-      arg("--timeout", type=number(float, 0, above=True)), arg("--name"), arg("--detach", action="store_true"))
+@verb("run", "run a Python file on a site and stream its output", site_argument(required=True),
+      arg("file", help="the Python file to run"), *RUN_OPTIONS)
 def run(ctx: Context, args: argparse.Namespace) -> int:
     code = Path(args.file).read_text()
-    opts = CellOptions(site=args.site, fresh=True, detach=args.detach, timeout=args.timeout, name=args.name)
+    opts = cell_options(args, fresh=True)
     outcome = get_split().execute(code, opts, None, TerminalOutput(ctx.out))
     if outcome.state == "submitted":
         ctx.print(outcome.run_id)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_split import aio, ckpt, cli, commands, core, sync
+from jupyter_split import aio, ckpt, cli, core, sync
 from jupyter_split.config import ConfigError, load_config, parse_config
 from jupyter_split.names import NameRefused
 from tests.fixtures.core import text as stream_text, tracebacks
@@ -307,10 +307,12 @@ def test_a_number_out_of_range_is_a_usage_error(split_home: Path, capsys, argv: 
 
 @pytest.mark.parametrize("line, option", [("home --gpus 0", "--gpus"), ("home --nodes -1", "--nodes"),
                                           ("home --timeout 0", "--timeout")])
-def test_cell_magic_numbers_out_of_range_are_usage_errors(capsys, line: str, option: str) -> None:
-    with pytest.raises(commands.ParseExit) as err:
-        cli.cell_options(line.split(), site_required=True)
-    assert err.value.code == 2 and f"argument {option}: " in capsys.readouterr().err
+def test_cell_magic_numbers_out_of_range_are_usage_errors(line: str, option: str) -> None:
+    from IPython.core.error import UsageError
+    from jupyter_split.magics import SplitMagics, parse
+
+    with pytest.raises(UsageError, match=f"argument {option}: "):
+        parse(SplitMagics.on, line)
 
 
 @pytest.mark.parametrize("option, value", [("concurrency", 0), ("retries", -1), ("chunk_size", 0), ("backoff", -1.0)])

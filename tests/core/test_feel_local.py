@@ -1,0 +1,77 @@
+"""Cells that feel local: options, errors, tracebacks, progress bars and doctor as a new user meets them.
+
+Each test drives a real IPython kernel (or the real CLI) the way a notebook (or a shell) does.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from jupyter_split import cli
+from jupyter_split.commands.options import CELL_OPTIONS, RUN_OPTIONS
+from tests.fixtures.core import text, tracebacks
+
+pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def page(reply: dict) -> str:
+    """What `?` shows: the pager payload of the reply, as plain text."""
+    return ANSI.sub("", "".join(p["data"]["text/plain"] for p in reply.get("payload", []) if p.get("source") == "page"))
+
+
+def said(outputs: list[dict], reply: dict) -> str:
+    """Everything a failed cell showed: its streams and its error (ANSI colours removed)."""
+    return text(outputs) + tracebacks(outputs) + ANSI.sub("", "\n".join(reply.get("traceback", [])))
+
+
+def flat(words: str) -> str:
+    return " ".join(words.split())
+
+
+# ---- 1. options: no abbreviations, every option documented, one definition
+
+def test_an_abbreviated_option_is_refused_and_names_the_option_meant(kernel):
+    outputs, reply = kernel.run("%%on home --gpu 2\nprint('ran')")
+    assert reply["status"] == "error" and "ran" not in text(outputs, "stdout")
+    message = said(outputs, reply)
+    assert "--gpu 2" in message and "--gpus" in message, message
+    # the notebook's own prompt: a short option of a line magic is not abbreviated either
+    outputs, reply = kernel.run("%split runs --lim 3")
+    assert reply["status"] == "error" and "--limit" in said(outputs, reply)
+
+
+def test_the_cli_takes_no_abbreviation_either(split_home, capsys):
+    (split_home / "work" / "cell.py").write_text("print('ran')\n")
+    assert cli.main(["run", "home", "cell.py", "--time", "5"]) == 2
+    captured = capsys.readouterr()
+    assert "ran" not in captured.out
+    assert "--time" in captured.err and "--timeout" in captured.err, captured.err
+
+
+@pytest.mark.parametrize("magic", ["%%on", "%%remote_gpu"])
+def test_cell_magic_help_lists_every_option_with_its_help(kernel, magic):
+    outputs, reply = kernel.run(f"{magic}?")
+    shown = flat(page(reply))
+    for flags, options in CELL_OPTIONS:
+        assert flags[0] in shown and flat(options["help"]) in shown, (flags, shown)
+    assert magic in shown  # the usage names the magic as it is typed
+
+
+def test_split_help_lists_every_verb_with_its_options(kernel):
+    outputs, reply = kernel.run("%split?")
+    shown = flat(page(reply))
+    from jupyter_split.commands import load_verbs
+
+    for verb in load_verbs().values():
+        assert f"%split {verb.name}" in shown and flat(verb.help) in shown, verb.name
+    for flags, options in RUN_OPTIONS:  # `%split run FILE` shares the cells' options
+        assert flat(options["help"]) in shown
+
+
+def test_help_option_of_a_cell_magic_shows_the_options_and_runs_nothing(kernel):
+    outputs = kernel.ok("%%on home --help\nprint('the body ran')")
+    shown = text(outputs, "stdout")
+    assert shown.startswith("%%on ") and "--timeout S" in shown and "the body ran" not in shown
