@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import save_file
 
 from jupyter_split.residency import scan as scan_module
-from jupyter_split.residency.scan import Scanner, compile_pattern
+from jupyter_split.residency.matcher import compile_pattern
+from jupyter_split.residency.scan import Scanner
 from jupyter_split.residency.scan_kinds import ADDRESSES, NUMBERS, id_check_char, luhn_ok
 
 EVERY = 10_000  # a planted value per this many bytes

@@ -32,7 +32,7 @@ def one_rank_under_torchrun(root: Path) -> tuple[str, str | None, float | None, 
     import subprocess
 
     from jupyter_split.config import load_config
-    from jupyter_split.runner.launcher import PAYLOAD_VAR
+    from jupyter_split.protocol import PAYLOAD_VAR
     from jupyter_split.runs.events import read_events
 
     run_dir = root / "run"

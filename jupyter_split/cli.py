@@ -6,24 +6,20 @@ import sys
 from typing import Iterator
 
 from . import commands
-from .config import ConfigError
-from .executors.base import ExecutorError
-from .names import NameRefused
-from .runs.index import UnknownRun
-from .transfer import TransferError
-
-#: errors a user can act on: shown as one clear message, never as a Python traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ExecutorError, TransferError, UnknownRun, NameRefused,
-                                                PermissionError, OSError)
+from .errors import user_message
 
 
 @contextlib.contextmanager
 def user_errors(as_type: type[Exception]) -> Iterator[None]:
-    """Turn the errors a user can fix into `as_type` with just their message."""
+    """Turn the errors a user can fix (`errors.user_message`) into `as_type` with just their message:
+    shown as one clear line, never as a Python traceback."""
     try:
         yield
-    except USER_ERRORS as exc:
-        raise as_type(str(exc)) from None
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        raise as_type(message) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import SplitError
 from .paths import data_dir
 
 FILE_NAME = "jupyter_split.toml"
 ACCELERATORS = ("auto", "cpu", "cuda", "npu", "mlu", "musa", "dcu", "xpu", "mps")
 
 
-class ConfigError(ValueError):
+class ConfigError(SplitError, ValueError):
     """A config that cannot be used; the message names the file, the key and the fix."""
+
+    http_status, http_reason = 400, "invalid jupyter_split config"
 
 
 class _Strict(BaseModel):
@@ -31,6 +34,12 @@ class _Strict(BaseModel):
 
 
 class WandbSite(_Strict):
+    """`[sites.NAME].wandb`: how runs on the site log to W&B, and to which server.
+
+    `jurisdiction` is where that server keeps its data (unset: US for W&B's cloud, else the
+    site's own); labelled checkpoints and home runs' metrics go to it only as the policy allows.
+    """
+
     mode: Literal["online", "offline", "disabled"] = "offline"
     base_url: str | None = None
     entity: str | None = None
@@ -47,6 +56,12 @@ class WandbSite(_Strict):
 
 
 class SlurmOptions(_Strict):
+    """`[sites.NAME].slurm`: the sbatch options of a slurm site.
+
+    `signal` asks for a warning before the job is stopped, so the runner can call the cell's
+    `on_preempt` hooks; `requeue` lets the job come back and go on.
+    """
+
     partition: str | None = None
     time: str | None = None
     account: str | None = None
@@ -58,12 +73,20 @@ class SlurmOptions(_Strict):
 
 
 class RayOptions(_Strict):
+    """`[sites.NAME].ray`: the Ray job server of a ray site, and what each job asks of it."""
+
     address: str = "http://127.0.0.1:8265"
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     resources: dict[str, float] = Field(default_factory=dict)
 
 
 class SiteConfig(_Strict):
+    """`[sites.NAME]`: one place that runs cells: how to reach it, its storage and its jurisdiction.
+
+    `jurisdiction` is required: the residency guard decides every copy by it. `name` is
+    filled in from the table's key when the whole config is validated.
+    """
+
     name: str = ""
     executor: Literal["local", "ssh", "slurm", "ray"] = "local"
     host: str | None = None
@@ -139,6 +162,7 @@ class SiteConfig(_Strict):
 
     @property
     def is_remote(self) -> bool:
+        """Whether the site is reached over the network (it has a `host`)."""
         return self.host is not None
 
 
@@ -169,6 +193,8 @@ def storage_protocol_problem(url: str) -> str | None:
 
 
 class Experiment(_Strict):
+    """`[experiment]`: the run id prefix, the home site and the site `%%remote_gpu` uses by default."""
+
     name: str = "split"
     home: str = "home"
     default_remote: str = "abroad"
@@ -194,7 +220,7 @@ class ScanSite(_Strict):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, patterns: dict[str, str]) -> dict[str, str]:
-        from .residency.scan import check_pattern
+        from .residency.matcher import check_pattern
         from .residency.scan_kinds import BUILTIN
 
         for name, pattern in patterns.items():
@@ -227,6 +253,12 @@ class ScanPolicy(ScanSite):
 
 
 class Policy(_Strict):
+    """`[policy]`: what must stay home (`resident`), approved exports, the audit log and the scanner.
+
+    `metrics_abroad` unset puts no limit on the metrics home runs send to a W&B server
+    abroad; a list, even an empty one, lets only the metrics it matches go.
+    """
+
     resident: list[str] = Field(default_factory=list)
     audit_log: str | None = None
     allow_export: list[str] = Field(default_factory=list)
@@ -245,6 +277,12 @@ class Policy(_Strict):
 
 
 class Config(_Strict):
+    """The whole validated config: the experiment, the sites by name and the policy.
+
+    `source` names where it came from, for error messages. Validation fills each site's
+    `name` and checks that the experiment and the scan rules name known sites.
+    """
+
     experiment: Experiment = Field(default_factory=Experiment)
     sites: dict[str, SiteConfig]
     policy: Policy = Field(default_factory=Policy)
@@ -267,6 +305,7 @@ class Config(_Strict):
 
     @property
     def home(self) -> SiteConfig:
+        """The home site: the one whose jurisdiction resident data belongs to."""
         return self.sites[self.experiment.home]
 
     def site(self, name: str | None) -> SiteConfig:
@@ -282,6 +321,7 @@ class Config(_Strict):
             ) from None
 
     def audit_log_path(self) -> Path:
+        """Where the guard appends its decisions: `policy.audit_log`, else `audit.jsonl` in the data directory."""
         return Path(self.policy.audit_log).expanduser() if self.policy.audit_log else data_dir() / "audit.jsonl"
 
 
@@ -299,6 +339,11 @@ def default_config() -> Config:
 
 
 def find_config_file(start: Path | None = None) -> Path | None:
+    """The config file to use, in the module's lookup order, or None for the built-in default.
+
+    Raises ConfigError when `$JUPYTER_SPLIT_CONFIG` is set but names no file, rather than
+    silently falling back to another config.
+    """
     explicit = os.environ.get("JUPYTER_SPLIT_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()
@@ -345,6 +390,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def parse_config(raw: dict[str, Any], source: str) -> Config:
+    """Validate an already parsed TOML table into a Config; `source` is named in every error.
+
+    Raises ConfigError for a NUL anywhere, no sites, a bad key or value, or a storage URL no
+    fsspec backend can ever open.
+    """
     nul = _nul_key(raw)
     if nul:  # TOML's \u0000: in a path, a URL or an environment variable it ends the string, or the runner
         raise ConfigError(f"{source}: invalid config\n  `{nul}`: has a NUL character (\\u0000), which no name, path "
@@ -393,4 +443,5 @@ def _explain(exc: ValidationError, source: str) -> str:
 
 
 def local_python(site: SiteConfig) -> str:
+    """The interpreter that runs the site's cells on this machine: its `python`, else this one."""
     return site.python or sys.executable

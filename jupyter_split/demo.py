@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import SplitError
+
 NOTEBOOK = Path("notebooks") / "02-split-training.ipynb"
 OUTPUT = Path("demo-output")
 MARKER = ".jupyter-split-demo"  # a data directory the demo made, and so may delete
@@ -24,7 +26,7 @@ SOCKET_ROOM = len("/sites/abroad/sock/0123abcd")  # where the default sites put 
 SOCKET_PATH_MAX = 104
 
 
-class DemoError(RuntimeError):
+class DemoError(SplitError, RuntimeError):
     """The demo cannot run as asked; the message says what to do."""
 
 

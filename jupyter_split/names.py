@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .errors import SplitError
+
 #: characters a URL parser reads as syntax rather than as part of a path
 URL_SYNTAX = {"#": "starts a URL fragment", "?": "starts a URL query"}
 # Control characters (Unicode category Cc: C0, DEL, C1) and the backslash; one regex
@@ -24,8 +26,10 @@ _BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 _BAD_IN_URL = re.compile(r"[\x00-\x1f\x7f-\x9f\\#?]")
 
 
-class NameRefused(ValueError):
+class NameRefused(SplitError, ValueError):
     """A name or path with a character some layer would misread; the message names it and the fix."""
+
+    http_status, http_reason = 400, "refused name"
 
 
 def describe(char: str) -> str:

@@ -13,20 +13,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import cloudpickle
 
-# Runs under any interpreter, with or without jupyter_split installed; metadata only, so no
-# heavy import (torch) is paid for a probe.
-PROBE = r"""
-import json, platform, socket, sys
-from importlib import metadata
-def v(name):
-    try:
-        return metadata.version(name)
-    except Exception:
-        return None
-print(json.dumps({"python": platform.python_version(), "executable": sys.executable,
-    "host": socket.gethostname(), "platform": platform.platform(),
-    "cloudpickle": v("cloudpickle"), "torch": v("torch"), "jupyter_split": v("jupyter_split")}))
-"""
+from .errors import SplitError
+from .protocol import PROBE
 
 PROGRESS_BYTES = 8 << 20
 MAGIC = b"JSV1"
@@ -34,7 +22,7 @@ _HEADER = struct.Struct("<4sQQ")  # magic, number of out-of-band buffers, pickle
 _LENGTH = struct.Struct("<Q")
 
 
-class TransferError(RuntimeError):
+class TransferError(SplitError, RuntimeError):
     """A variable could not be shipped; the message names it and why."""
 
 

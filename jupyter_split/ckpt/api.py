@@ -8,60 +8,27 @@ onto the local device and widens dtypes the device lacks (bf16 to fp16 or fp32).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import posixpath
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import fsspec
 import torch
 
 from . import format as fmt
 from .. import tracking, verified
 from .files import map_local, read_remote
-from .writer import CheckpointError, CheckpointWriteError, ShardWriter
-from ..config import Config, load_config
+from . import store
+from .store import DEFAULT_SHARD_SIZE, guard_read, guard_save, locate, storage, unpublish
+from .writer import CheckpointError, ShardWriter
+from ..config import load_config
 from ..devices import DeviceInfo, detect, info_for
 from ..sync.manifest import Manifest, is_local, read_manifest
 
-DEFAULT_SHARD_SIZE = "512MiB"
 _FP16_MAX = 65504.0
-# checkpoints this process has loaded, with their labels: a later save names them as its
-# parents (lineage) and carries their labels, as a run's taint would
-_LOADED: dict[str, set[str]] = {}
-
-
-def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Config | None = None) -> tuple[str, dict[str, Any]]:
-    """The URL and fsspec options for `spec`: `SITE:path`, a URL or a local path, as push and pull take them.
-
-    A trailing `/@latest` becomes the newest published checkpoint under it. Without
-    `storage_options`, a location inside a site's `storage` uses that site's options.
-    """
-    from ..names import check_location
-    from ..residency.locations import site_for_url
-    from ..sync.endpoints import endpoint
-    from ..sync.latest import resolve_latest
-
-    config = config or load_config()
-    if "://" in spec:
-        check_location("checkpoint location", spec)  # SITE:path and local paths: in `endpoint`
-        site = site_for_url(spec, config)
-        url, options = spec, dict(site.storage_options) if site else {}
-    else:
-        found = endpoint(spec, config)
-        url, options = found.url, dict(found.options)
-    options.update(storage_options or {})
-    return resolve_latest(url, options), options
-
-
-def _fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    return fs, root.rstrip("/")
 
 
 def _workers(jobs: int) -> int:
@@ -90,9 +57,9 @@ def save(
     limit = fmt.parse_size(max_shard_size)
     url, storage_options = locate(url, storage_options)
     sizes = {n: fmt.nbytes(t) for n, t in flat.tensors.items()}
-    all_labels = _guard_save(state, url, labels, sum(sizes.values()), tree=flat.tree)
-    fs, root = _fs(url, storage_options)
-    _unpublish(fs, root, url, overwrite)
+    all_labels = guard_save(state, url, labels, sum(sizes.values()), tree=flat.tree)
+    fs, root = storage(url, storage_options)
+    unpublish(fs, root, url, overwrite)
     names = fmt.plan_shards(sizes, limit)
     files = [fmt.shard_name(i, len(names)) for i in range(len(names))]
     source = _source_device(flat.tensors)
@@ -101,64 +68,14 @@ def save(
         entries = list(pool.map(lambda pair: writer.write(pair[0], {n: flat.tensors[n] for n in pair[1]}), zip(files, names)))
         table = {n: fmt.table_entry(file, flat.tensors[n].dtype, flat.tensors[n].shape) for file, group in zip(files, names) for n in group}
         document = fmt.tree_document(flat.tree, table, source)
-        manifest = writer.finish(entries, document, labels=all_labels, parents=[*_LOADED, *parents])
+        manifest = writer.finish(entries, document, labels=all_labels, parents=[*store.LOADED, *parents])
     tracking.log_checkpoint(url, manifest)
     return manifest
-
-
-def _unpublish(fs: Any, root: str, url: str, overwrite: bool) -> None:
-    # a reader must never see an old manifest over new shards: drop the manifest first
-    old = read_manifest(fs, root)
-    if old is None:
-        return
-    if not overwrite:
-        raise CheckpointError(f"{url} already holds a published checkpoint; pass overwrite=True or save to a new URL (e.g. one per step)")
-    fs.rm_file(posixpath.join(root, "manifest.json"))
-    for entry in old.files:
-        path = posixpath.join(root, entry.path)
-        if fs.exists(path):
-            fs.rm_file(path)
 
 
 def _source_device(tensors: dict[str, torch.Tensor]) -> str:
     kinds = sorted({str(t.device) for t in tensors.values()})
     return ",".join(kinds) or "none"
-
-
-def _guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None) -> list[str]:
-    """Refuse, before the first byte, labelled state bound for a site of another jurisdiction,
-    and state whose plain values (`tree`: all but the tensors) hold personal information.
-
-    Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
-    """
-    from .. import policy
-    from ..residency.labels import collect
-    from ..residency.locations import is_local, site_for_url
-
-    config = load_config()
-    origins = {code: f"checkpoint {src} loaded in this process" for src, codes in _LOADED.items() for code in codes}
-    origins.update({**collect(state), **{code: "ckpt.save(labels=...)" for code in labels}})
-    site = site_for_url(url, config) or (policy.local_site(config) if is_local(url) else None)
-    policy.check_transfer(url, origins, kind="checkpoint", dest=url, to_jurisdiction=site.jurisdiction if site else None,
-                          to_site=site.name if site else None, nbytes=nbytes, config=config)
-    if tree is not None:  # the JSON side file goes as written: the border's content scan reads it first
-        document = json.dumps(tree, default=str).encode()
-        policy.check_content(url, lambda: io.BytesIO(document), kind="checkpoint", to_site=site, dest=url,
-                             to_jurisdiction=site.jurisdiction if site else None, nbytes=len(document), config=config)
-    return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
-
-
-def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None, config: Config | None = None) -> set[str]:
-    """Reading a checkpoint copies it here: the guard decides, and a labelled one labels this run.
-
-    Returns the labels the read data carries (the manifest's, its location's, the run's).
-    """
-    from .. import policy
-
-    here = Path.cwd().as_uri()  # this process's own site
-    found = policy.check_copy(url, here, labels, nbytes, url, files=files, config=config)
-    _LOADED[url] = found
-    return found
 
 
 # --- load -------------------------------------------------------------------------------
@@ -212,7 +129,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         config = load_config()  # one read of the config for the whole load
         url, storage_options = locate(url, storage_options, config)
         self.url = url
-        self.fs, self.root = _fs(url, storage_options)
+        self.fs, self.root = storage(url, storage_options)
         manifest = read_manifest(self.fs, self.root)
         if manifest is None:
             raise CheckpointError(

@@ -21,7 +21,8 @@ from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadat
 
 from . import format as fmt
 from .. import tracking
-from .api import DEFAULT_SHARD_SIZE, CheckpointError, ShardWriter, _fs, _guard_save, _unpublish, guard_read, locate
+from .store import DEFAULT_SHARD_SIZE, guard_read, guard_save, locate, storage, unpublish
+from .writer import CheckpointError, ShardWriter
 from ..sync.manifest import Manifest
 
 try:
@@ -79,7 +80,7 @@ def consolidate(
     sizes = {fqn: md.size.numel() * md.properties.dtype.itemsize for fqn, md in tensors.items()}
     total = sum(sizes.values())
     found = guard_read(dcp_url, [], total, None)
-    all_labels = _guard_save(None, dest_url, set(labels) | found, total)
+    all_labels = guard_save(None, dest_url, set(labels) | found, total)
     # the small non-tensor values first: a refused one stops us before any shard is written
     values: dict[str, Any] = {fqn: None for fqn in metadata.state_dict_metadata if fqn not in tensors}
     if values:
@@ -94,8 +95,8 @@ def consolidate(
         batches.append(list(flat.tensors))
     files = [fmt.shard_name(i, len(batches)) for i in range(len(batches))]
 
-    fs, root = _fs(dest_url, dest_storage_options)
-    _unpublish(fs, root, dest_url, overwrite)
+    fs, root = storage(dest_url, dest_storage_options)
+    unpublish(fs, root, dest_url, overwrite)
     metadata = {"format": "pt", "jupyter_split": fmt.FORMAT, "labels": ",".join(all_labels), "source_device": "dcp"}
     with ShardWriter(fs, root, metadata, dest_url) as writer:  # a failure leaves nothing behind
         entries, table = [], {}

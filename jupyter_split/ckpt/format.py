@@ -19,6 +19,8 @@ from typing import Any, BinaryIO, Iterable
 
 import torch
 
+from ..errors import SplitError
+
 FORMAT = "jupyter_split.ckpt/1"
 TREE_NAME = "state.json"
 
@@ -35,7 +37,7 @@ _CHUNK = 8 << 20
 _ALIGN = 2 << 20  # a huge page: a folio this size is mapped by one page-table entry
 
 
-class FormatError(ValueError):
+class FormatError(SplitError, ValueError):
     """A state that cannot be written portably, or shard bytes that do not parse."""
 
 

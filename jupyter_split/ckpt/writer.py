@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable, TypeVar
 
 import torch
 
+from ..errors import SplitError
 from . import format as fmt
 from ..sync.manifest import (MANIFEST_NAME, FileEntry, HashingWriter, Manifest, _remove_quietly, is_local,
                              is_object_store, publish, replace)
@@ -26,7 +27,7 @@ from ..sync.manifest import (MANIFEST_NAME, FileEntry, HashingWriter, Manifest, 
 T = TypeVar("T")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SplitError, RuntimeError):
     """A checkpoint that cannot be written or trusted; the message names the file and the fix."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from ..core.split import reason_to_show
+
 
 class MimeBundle:
     """The remote cell's last value, shown with all the representations the site produced."""
@@ -48,6 +50,7 @@ class TerminalOutput:
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None, status: bool = False):
         self.out, self.err, self.status = out or sys.stdout, err or sys.stderr, status
+        self.error: dict[str, Any] | None = None  # the run's traceback, once shown
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -59,7 +62,8 @@ class TerminalOutput:
             if text:
                 print(text, file=self.out)
         elif kind == "error":
+            self.error = event
             print("\n".join(event["traceback"]), file=self.err)
         elif kind == "status" and (self.status or event.get("final") and event["state"] != "succeeded"):
-            reason = f" ({event['reason']})" if event.get("reason") else ""
-            print(f"[{event['state']}]{reason}", file=self.err)
+            reason = reason_to_show(event.get("reason"), self.error)
+            print(f"[{event['state']}]" + (f" ({reason})" if reason else ""), file=self.err)

@@ -12,6 +12,7 @@ import posixpath
 import time
 from typing import Any, AsyncIterator, Callable
 
+from .. import protocol
 from ..executors.base import Executor
 from ..runs.events import EVENTS_FILE, is_final, parse_lines
 
@@ -23,10 +24,10 @@ STARTING_POLL = 0.02
 async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
     reader, writer = await ex.open_channel(sock)
     try:
-        writer.write(json.dumps({"op": "follow", "run_dir": run_dir, "after": after}).encode() + b"\n")
+        writer.write(protocol.encode({"op": "follow", "run_dir": run_dir, "after": after}))
         await writer.drain()
         while line := await reader.readline():
-            yield json.loads(line)
+            yield protocol.decode(line)
     finally:
         writer.close()
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import SplitError
 from .. import aio, policy, tracking, transfer
 from . import channel
-from ..config import Config, ConfigError, SiteConfig, load_config
+from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
 from .follow import follow, record_death
 from ..names import check_name
-from ..runs.events import EVENTS_FILE, TERMINAL_STATES, is_final, parse_lines
+from ..runs.events import EVENTS_FILE, TERMINAL_STATES, RunView, is_final, parse_lines, run_view
 from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
 
@@ -62,8 +64,10 @@ class RunOutcome:
         return self.state in ("succeeded", "submitted")
 
 
-class RemoteError(RuntimeError):
+class RemoteError(SplitError, RuntimeError):
     """A cell that did not succeed; IPython shows the remote traceback through `_render_traceback_`."""
+
+    as_message = False  # the cell's own traceback shows it
 
     def __init__(self, outcome: RunOutcome):
         self.outcome = outcome
@@ -71,8 +75,18 @@ class RemoteError(RuntimeError):
 
     def _render_traceback_(self) -> list[str]:
         lines = list(self.outcome.error["traceback"]) if self.outcome.error else []
+        reason = reason_to_show(self.outcome.reason, self.outcome.error)
         return lines + [f"[jupyter_split] run {self.outcome.run_id} on site {self.outcome.site!r}: "
-                        f"{self.outcome.state}" + (f" ({self.outcome.reason})" if self.outcome.reason else "")]
+                        f"{self.outcome.state}" + (f" ({reason})" if reason else "")]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def reason_to_show(reason: str | None, error: dict[str, Any] | None) -> str | None:
+    """A run's reason, or None where the cell's traceback (shown above it) already says it."""
+    shown = _ANSI.sub("", "\n".join(error["traceback"])) if error else ""
+    return reason if reason and reason not in shown else None
 
 
 class Split:
@@ -237,7 +251,7 @@ class Split:
         if name not in self._versions:
             self._versions[name] = await ex.probe()
         if self._local_versions is None:
-            from ..runner.runner import versions
+            from ..protocol import versions
             self._local_versions = versions()
         transfer.check_parity(self._local_versions, self._versions[name], name)
 
@@ -249,7 +263,7 @@ class Split:
 
     def run_events(self, run_id: str, after: int = 0, rank: int = 0) -> list[dict[str, Any]]:
         """A run's events after `after`; `rank` K > 0: that rank's own log in a distributed run."""
-        from ..runner.launcher import rank_dir
+        from ..protocol import rank_dir
 
         record = self.index.get(run_id)
         events = aio.run(self._read_log(self.executor(record.site), rank_dir(record.run_dir, rank)))
@@ -279,12 +293,10 @@ class Split:
         """Catch the index up with a run nobody is following (detached, or its kernel died)."""
         ex = self.executor(record.site)
         events = await self._read_log(ex, record.run_dir)
-        final = next((e for e in reversed(events) if is_final(e)), None)
-        if final is None and not await ex.alive(record.handle):
-            final = await record_death(ex, record.handle, record.run_dir, events[-1]["seq"] if events else 0)
-        lines = [e["text"] for e in events if e["type"] == "stream" and e["text"].strip()]
-        fields: dict[str, Any] = {"last_line": lines[-1].strip().splitlines()[-1][:200]} if lines else {}
-        self.index.update(record.run_id, state=final["state"] if final else "running", **fields)
+        view = run_view(events, record.state)
+        if view.state not in TERMINAL_STATES and not await ex.alive(record.handle):
+            view.add(await record_death(ex, record.handle, record.run_dir, view.seq))
+        self.index.update(record.run_id, state=view.state, last_seq=view.seq, last_line=view.last_line)
 
     def cancel(self, run_id: str) -> str:
         """End a run (and, for a session run, its session); returns the final state."""
@@ -328,7 +340,7 @@ class Split:
                    "home": site.name == self.config.experiment.home}
             try:
                 row.update(await asyncio.wait_for(self.executor(site).describe(), site.connect_timeout + 5))
-            except (OSError, ExecutorError, ConfigError, asyncio.TimeoutError) as exc:
+            except (OSError, SplitError, asyncio.TimeoutError) as exc:
                 row.update(reachable=False, error=str(exc) or type(exc).__name__)
             return row
         return list(await asyncio.gather(*(one(s) for s in self.config.sites.values())))
@@ -338,7 +350,7 @@ class Split:
         # Executors that install jupyter_split on their site (ssh) first report what they found and did.
         install = aio.run(ex.doctor()) if hasattr(ex, "doctor") else None
         remote = aio.run(ex.probe())
-        from ..runner.runner import versions
+        from ..protocol import versions
         report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,
                   "remote": remote, "local": versions()}
         if install is not None:
@@ -357,21 +369,19 @@ class _Tracker:
     def __init__(self, index: RunIndex, record: RunRecord, deliver: Deliver):
         self.index, self.record, self.deliver = index, record, deliver
         self.error: dict[str, Any] | None = None
-        self.last_seq, self.last_line, self._saved = 0, "", 0.0
+        self.view, self._saved = RunView(state=record.state), 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.deliver(event)
-        self.last_seq = event["seq"]
+        self.view.add(event)
         if event["type"] == "error":
             self.error = event
-        elif event["type"] == "stream" and event["text"].strip():
-            self.last_line = event["text"].strip().splitlines()[-1][:200]
         if time.monotonic() - self._saved > 1.0:
             self.save()
 
     def save(self, **fields: Any) -> None:
         self._saved = time.monotonic()
-        self.index.update(self.record.run_id, last_seq=self.last_seq, last_line=self.last_line, **fields)
+        self.index.update(self.record.run_id, last_seq=self.view.seq, last_line=self.view.last_line, **fields)
 
 
 _default: Split | None = None

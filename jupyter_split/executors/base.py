@@ -14,19 +14,38 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import DistributedError, ExecutorError
+from ..protocol import LAUNCHER_MODULE, RUNNER_MODULE
 from ..config import Config, SiteConfig
 
 
 #: what a runner's command line holds (a cell on several ranks runs under torchrun through
 #: `jupyter_split.runner.launcher`): `alive` checks against a reused pid look for one of these
-RUNNER_MARKERS = (b"jupyter_split.runner", b"jupyter_split.runner.launcher")
+RUNNER_MARKERS = (RUNNER_MODULE.encode(), LAUNCHER_MODULE.encode())
 
 
 SOCKET_PATH_MAX = 100
 
 
-class ExecutorError(RuntimeError):
-    """A site could not be reached or driven; the message says where and what to do."""
+def world(gpus: int | None, nodes: int | None) -> tuple[int, int]:
+    """(processes per node, nodes) for a cell's `--gpus N --nodes M`."""
+    nproc, nnodes = max(gpus or 1, 1), max(nodes or 1, 1)
+    return nproc, nnodes
+
+
+def launch_args(gpus: int | None, nodes: int | None, multi_node: str | None = None) -> list[str]:
+    """Arguments after `python` that start a one-shot runner for this many ranks.
+
+    `multi_node` names how nodes find each other (`slurm`); without it more than one
+    node is an error that says which executor can.
+    """
+    nproc, nnodes = world(gpus, nodes)
+    if nnodes > 1 and multi_node is None:
+        raise DistributedError(
+            f"--nodes {nnodes} needs a site whose executor spans machines (executor = \"slurm\"); "
+            "this site runs on one machine: use --gpus N alone")
+    argv = ["-m", LAUNCHER_MODULE, "launch", "--nproc", str(nproc), "--nnodes", str(nnodes)]
+    return argv + (["--rdzv", multi_node] if nnodes > 1 else [])
 
 
 @dataclass
@@ -44,9 +63,18 @@ class LaunchSpec:
 
 
 class Executor(ABC):
+    """How one site runs runners: start one, say whether it lives, signal it, read its files.
+
+    One subclass per kind of site (`local`, `ssh`, `slurm`, `ray`), registered by `kind`;
+    the core drives every site through these methods alone."""
+
     kind: str = ""
     #: whether a long-lived session runner with a socket can be reached (local, ssh)
     supports_sessions: bool = True
+    #: every runner starts under the launcher (a batch job's payload comes through its environment)
+    always_launcher: bool = False
+    #: how the nodes of a multi-node cell find each other (`slurm`); None: one machine
+    multi_node: str | None = None
 
     def __init__(self, site: SiteConfig, config: Config):
         self.site = site
@@ -76,12 +104,11 @@ class Executor(ABC):
         return posixpath.join("/tmp", f"jupyter_split-{digest}", name)
 
     def runner_command(self, spec: LaunchSpec) -> list[str]:
-        """The runner's command line; a cell on several ranks starts under torchrun (`distributed`)."""
-        if (spec.gpus or 1) > 1 or (spec.nodes or 1) > 1:
-            from ..runner.launcher import launch_args
-
-            return [self.python, *launch_args(spec.gpus, spec.nodes), "--", *spec.argv]
-        return [self.python, "-m", "jupyter_split.runner", *spec.argv]
+        """The runner's command line; a cell on several ranks (and every cluster job) starts under
+        the launcher (`runner/launcher.py`), which runs torchrun where there is more than one rank."""
+        if self.always_launcher or (spec.gpus or 1) > 1 or (spec.nodes or 1) > 1:
+            return [self.python, *launch_args(spec.gpus, spec.nodes, self.multi_node), "--", *spec.argv]
+        return [self.python, "-m", RUNNER_MODULE, *spec.argv]
 
     def quoted(self, argv: list[str]) -> str:
         """A command line for a remote shell: every word quoted, never interpolated."""
@@ -89,7 +116,7 @@ class Executor(ABC):
 
     @abstractmethod
     async def probe(self) -> dict[str, Any]:
-        """Versions on the site (see `jupyter_split.transfer.PROBE`): python, cloudpickle, torch, jupyter_split, host."""
+        """Versions on the site (`protocol.versions`): python, cloudpickle, torch, jupyter_split, host."""
 
     @abstractmethod
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:

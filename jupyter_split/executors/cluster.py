@@ -14,6 +14,7 @@ from .base import Executor
 
 class ClusterExecutor(Executor):
     supports_sessions = False  # every cell is a one-shot runner, followed through its event log
+    always_launcher = True
 
     def __init__(self, site: SiteConfig, config: Config):
         super().__init__(site, config)

@@ -21,8 +21,8 @@ import warnings
 from typing import Any
 
 from ..config import Config, SiteConfig
-from ..runner.launcher import PAYLOAD_VAR, launch_args, world
-from .base import ExecutorError, LaunchSpec
+from ..protocol import PAYLOAD_VAR
+from .base import ExecutorError, LaunchSpec, world
 from .cluster import ClusterExecutor
 
 ACTIVE = frozenset({"PENDING", "RUNNING"})
@@ -39,9 +39,6 @@ class RayExecutor(ClusterExecutor):
         super().__init__(site, config)
         self._client: Any = None
         self._ended: dict[str, str] = {}
-
-    def runner_command(self, spec: LaunchSpec) -> list[str]:
-        return [self.python, *launch_args(spec.gpus, spec.nodes), "--", *spec.argv]
 
     async def client(self) -> Any:
         """The Jobs API client for `ray.address` (made once; it checks the server's version)."""

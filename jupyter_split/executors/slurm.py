@@ -20,9 +20,9 @@ import time
 from typing import Any
 
 from ..config import Config, SiteConfig
-from ..runner.launcher import PAYLOAD_VAR, launch_args, world
+from ..protocol import PAYLOAD_VAR
 from ..runner.preempt import slurm_signal
-from .base import ExecutorError, LaunchSpec
+from .base import ExecutorError, LaunchSpec, world
 from .cluster import ClusterExecutor
 
 #: job states in which the runner is running or will run (again)
@@ -47,14 +47,12 @@ sys.exit(done.returncode)
 
 class SlurmExecutor(ClusterExecutor):
     kind = "slurm"
+    multi_node = "slurm"
 
     def __init__(self, site: SiteConfig, config: Config):
         super().__init__(site, config)
         self._seen: dict[str, dict[str, str]] = {}
         self._checked: dict[str, float] = {}
-
-    def runner_command(self, spec: LaunchSpec) -> list[str]:
-        return [self.python, *launch_args(spec.gpus, spec.nodes, multi_node="slurm"), "--", *spec.argv]
 
     # -- Slurm's commands, here or on the login node
     async def command(self, argv: list[str], input: bytes | None = None,

@@ -22,7 +22,7 @@ from ..ssh import bootstrap
 from ..config import Config, SiteConfig
 from ..devices import VISIBLE_DEVICES_VAR
 from ..ssh.connection import LinkError, SiteConnection, SshError, connection_for
-from ..transfer import PROBE
+from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")

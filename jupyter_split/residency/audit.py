@@ -18,6 +18,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import SplitError
 from ..config import Config, load_config
 
 DECISIONS = ("allowed", "refused", "declassified")
@@ -73,7 +74,7 @@ def who() -> dict[str, Any]:
     }
 
 
-class AuditLogError(OSError):
+class AuditLogError(SplitError, OSError):
     """The residency audit log cannot be written, so what it would record does not go ahead (it fails closed)."""
 
 
@@ -94,6 +95,7 @@ def audit(config: Config, **fields: Any) -> dict[str, Any]:
 
 
 def declassified_path(config: Config) -> Path:
+    """The register of declassifications: `declassified.jsonl` beside the audit log."""
     return config.audit_log_path().with_name(DECLASSIFIED_FILE)
 
 

@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
+from ..errors import SplitError
 from ..config import Config
 from .fingerprints import ResidentIndex, sha256_many
 from .locations import host_of, is_this_machine, redact, resolved, scheme_of
-from .taint import untracked
+from .busy import untracked
 
 # How many files a refusal names for one reason before it says how many more.
 NAMED_FILES = 5
@@ -33,7 +34,7 @@ SMALL_FILE = 256 << 10   # read whole by the scan (and kept for the copy, within
 KEEP_BYTES = 128 << 20
 
 
-class PinError(OSError):
+class PinError(SplitError, OSError):
     """A file changed identity or content between the guard's check and the copy's read."""
 
 
@@ -50,6 +51,7 @@ class Pin:
 
     @classmethod
     def of(cls, path: str, st: os.stat_result) -> "Pin":
+        """The pin of the file at `path` as `st` (its stat) shows it now."""
         return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def check(self, st: os.stat_result) -> None:
@@ -75,20 +77,25 @@ class PinnedReader:
             raise
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (all that is left for -1); PinError if the file is no longer the one judged."""
         data = self._file.read(size)
         self._pin.check(os.fstat(self._file.fileno()))  # the bytes just read are the judged ones
         return data
 
     def seekable(self) -> bool:
+        """Always True: the file is a plain local file."""
         return True
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        """Move to `offset`; the next read is still checked against the pin."""
         return self._file.seek(offset, whence)
 
     def tell(self) -> int:
+        """The current offset in the file."""
         return self._file.tell()
 
     def close(self) -> None:
+        """Close the file."""
         self._file.close()
 
     def __enter__(self) -> "PinnedReader":
@@ -138,9 +145,11 @@ class Verdict:
     _reasons: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def add(self, code: str, reason: str, kind: str) -> None:
+        """Record why one file carries label `code`; `kind` (path, same file, scan...) groups the reasons."""
         self._reasons.setdefault((code, kind), []).append(reason)
 
     def close(self) -> "Verdict":
+        """Fold the reasons into `origins`, at most NAMED_FILES per label and kind, then a count; returns self."""
         for (code, _), reasons in self._reasons.items():
             shown = "; ".join(reasons[:NAMED_FILES])
             more = len(reasons) - NAMED_FILES
@@ -263,7 +272,8 @@ class MemberPrints:
         return getattr(self._scanner, name)
 
     def scan_file(self, handle: Any, where: str, size: int | None = None) -> Any:
-        from .scan import ScanResult
+        """Scan a file as the scanner does, so that each archive member read whole is also hashed."""
+        from .findings import ScanResult
         from .scan_archive import walk
 
         result = ScanResult(limit=self._scanner.max_findings)
@@ -271,9 +281,14 @@ class MemberPrints:
         return result
 
     def scan_bytes(self, data: bytes, where: str) -> Any:
+        """Scan bytes in memory as `scan_file` does."""
         return self.scan_file(io.BytesIO(data), where, len(data))
 
     def scan_text(self, reader: Any, where: str, result: Any, base: int = 0) -> None:
+        """The scanner's `scan_text`; an archive member (`where` holds `!`) of a resident size is also hashed.
+
+        The top-level file is not hashed here: the fingerprint index judged it already.
+        """
         if "!" not in where:  # the file itself: the fingerprint index judged it already
             return self._scanner.scan_text(reader, where, result, base)
         counted = _Hashing(reader)
@@ -343,7 +358,7 @@ _SEPARATOR = b"\n\0\n"
 
 def _scan_joined(joined: list[tuple[int, SourceFile, bytes]], results: list[Any], source: Source, scanner: Any) -> None:
     """One search over many small files' bytes: the matcher's fixed cost is paid once, not per file."""
-    from .scan import Finding, ScanResult
+    from .findings import Finding, ScanResult
 
     starts, parts, offset = [], [], 0
     for _, _, data in joined:

@@ -31,7 +31,7 @@ from .. import verified
 from ..config import Config
 from ..paths import data_dir
 from .locations import Glob, compile_globs, components, scheme_of
-from .taint import untracked
+from .busy import untracked
 
 CHUNK = 1 << 20
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Iterable, Mapping
 
+from ..errors import SplitError
 from ..config import Config, ConfigError, SiteConfig, load_config
 from .audit import append_record, audit, declassified_path, read_records, who
 from .labels import (
@@ -33,6 +34,8 @@ _ENV_BUDGET = 64 * 1024
 
 @dataclass(frozen=True)
 class Refusal:
+    """One item the guard refused: what it is, its labels and where each came from, and where it was going."""
+
     kind: str
     item: str
     labels: dict[str, str]
@@ -41,6 +44,7 @@ class Refusal:
     to_jurisdiction: str | None
 
     def explain(self) -> str:
+        """The refusal in words: the item, the destination, and each label that may not go there and why."""
         site = f"site {self.to_site!r}" if self.to_site else "no configured site"
         where = f"{self.dest} ({site}, jurisdiction {self.to_jurisdiction or 'unknown'})" if self.dest else \
             f"{site} (jurisdiction {self.to_jurisdiction or 'unknown'})"
@@ -55,8 +59,10 @@ class Refusal:
         return "\n".join(lines)
 
 
-class ResidencyError(PermissionError):
+class ResidencyError(SplitError, PermissionError):
     """A transfer the residency policy refused; nothing was sent."""
+
+    http_status, http_reason = 403, "refused by the residency policy"
 
     def __init__(self, refusals: list[Refusal]):
         self.refusals = refusals

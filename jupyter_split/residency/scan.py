@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import functools
 import io
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, NamedTuple
+from typing import Any, BinaryIO, Callable, Iterable
 
-from .scan_kinds import ADDRESSES, BUILTIN, EMAIL, LABELS, MAX_VALUE, NUMBERS, Value, address_values, number_values
+from .findings import CHUNK, Finding, ScanResult
+from .matcher import Matcher, compile_pattern
+from .scan_kinds import ADDRESSES, BUILTIN, EMAIL, MAX_VALUE, NUMBERS, Value, address_values, number_values
 
-try:  # a core dependency; the fallback keeps a broken install scanning, slowly
-    import re2 as _re2
-except ImportError:  # pragma: no cover - exercised where google-re2 has no wheel
-    _re2 = None
-_ANCHOR = _re2._Anchor.UNANCHORED if _re2 is not None and hasattr(_re2, "_Anchor") else None
-_NO_MATCH = [(-1, -1)]
-import re as _re
-
-CHUNK = 4 << 20
 FIRST_BUFFER = 64 << 10  # the search buffer's first size (it grows to CHUNK)
 # A value (or custom match) that spans two chunks is seen whole in the next one: the reader
 # keeps this much after the last position it reported from. A custom match longer than
@@ -37,125 +29,6 @@ FIRST_BUFFER = 64 << 10  # the search buffer's first size (it grows to CHUNK)
 OVERLAP = 4096
 LEFT = 256  # bytes kept before the next scan's start, for the validators' look behind
 assert OVERLAP > MAX_VALUE and LEFT > 130
-
-
-class PatternError(ValueError):
-    """A `[policy.scan]` pattern that the matcher cannot compile."""
-
-
-class Matcher:
-    """A compiled bytes regex; `search` gives the spans of its groups (group 0 first) or None."""
-
-    def __init__(self, pattern: bytes) -> None:
-        self._raw: Any = None
-        if _re2 is None:
-            try:
-                self._re: Any = _re.compile(pattern)
-            except _re.error as exc:
-                raise PatternError(str(exc)) from None
-            return
-        options = _re2.Options()
-        options.encoding = _re2.Options.Encoding.LATIN1  # byte semantics, as `re` has on bytes
-        options.log_errors = False
-        options.max_mem = 64 << 20  # the DFA's cache: the default is small enough to slow RE2 down
-        try:
-            self._re = _re2.compile(pattern, options)
-        except _re2.error as exc:
-            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-            raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
-        # the binding's own call where it is there: the `search` wrapper costs more per match than the match
-        self._raw = getattr(self._re, "_regexp", None) if _ANCHOR is not None else None
-
-    def search(self, buf: bytes | memoryview, pos: int) -> list[tuple[int, int]] | None:
-        """The spans of the first match at or after `pos` (a group that took no part: (-1, -1))."""
-        spans = self.first(buf, pos, len(buf))
-        return None if spans[0][0] < 0 else spans
-
-    def first(self, buf: bytes | memoryview, pos: int, end: int) -> list[tuple[int, int]]:
-        """`search` for the scanner's loop: no match is spans[0] == (-1, -1); `end` must be len(buf)."""
-        if self._raw is not None:
-            return self._raw.Match(_ANCHOR, buf, pos, end)
-        match = self._re.search(buf, pos, end)
-        return [match.span(group) for group in range(self._re.groups + 1)] if match else _NO_MATCH
-
-
-def compile_pattern(pattern: bytes) -> Matcher:
-    """Compile a bytes regex for the matcher in use: RE2 in Latin-1 mode, or `re` (the same results)."""
-    return Matcher(pattern)
-
-
-def check_pattern(name: str, pattern: str) -> None:
-    """Raise ValueError (for the config loader) naming the pattern, what is wrong and the fix."""
-    if not pattern:
-        raise ValueError(f"pattern {name!r} is empty: give a regular expression, or remove the key")
-    try:
-        compiled = compile_pattern(pattern.encode())
-    except PatternError as exc:
-        raise ValueError(f"pattern {name!r} = {pattern!r} is not a valid regular expression: {exc}. "
-                         "Fix the expression, or remove the key") from None
-    if compiled.search(b"", 0) is not None:
-        raise ValueError(f"pattern {name!r} = {pattern!r} matches the empty string, so it would match "
-                         "everywhere: make it require at least one character (e.g. `+` instead of `*`)")
-
-
-class Finding(NamedTuple):
-    """Personal information found: its kind, where, and forms safe to log (never the value)."""
-
-    kind: str
-    where: str
-    offset: int
-    masked: str
-    digest: str
-
-    def describe(self) -> str:
-        """e.g. "a PRC resident ID number (110105********0012) at byte 1234 of inner/a.csv"."""
-        label = LABELS.get(self.kind, f"a match of the pattern {self.kind!r} of [policy.scan]")
-        return f"{label} ({self.masked}) at byte {self.offset} of {self.where}"
-
-    def record(self, file: str) -> dict[str, Any]:
-        """The audit log's form of it, for `file`: the masked value and its hash, never the value."""
-        return {"file": file, "kind": self.kind, "where": self.where, "offset": self.offset,
-                "masked": self.masked, "sha256": self.digest}
-
-
-@dataclass(frozen=True)
-class Unscannable:
-    """Content the scanner could not read: the guard refuses it (fail closed)."""
-
-    where: str
-    reason: str
-    fix: str
-
-    def describe(self) -> str:
-        """Why it cannot be scanned and what to do."""
-        return f"{self.where} cannot be scanned: {self.reason}. {self.fix}"
-
-
-@dataclass
-class ScanResult:
-    """What one scan found. `truncated`: it stopped at `max_findings` (more may be there)."""
-
-    findings: list[Finding] = field(default_factory=list)
-    unscannable: list[Unscannable] = field(default_factory=list)
-    truncated: bool = False
-    limit: int = 20
-
-    @property
-    def clean(self) -> bool:
-        """Nothing found and everything read."""
-        return not self.findings and not self.unscannable
-
-    @property
-    def full(self) -> bool:
-        """The scan stops: `max_findings` were found and one more."""
-        return self.truncated
-
-    def add(self, finding: Finding) -> None:
-        """Keep `finding`, or mark the result truncated past the limit."""
-        if len(self.findings) >= self.limit:
-            self.truncated = True
-        else:
-            self.findings.append(finding)
 
 
 class Scanner:

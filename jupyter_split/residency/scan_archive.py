@@ -21,9 +21,12 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .scan import CHUNK, ScanResult, Scanner, Unscannable
+from .findings import CHUNK, ScanResult, Unscannable
+
+if TYPE_CHECKING:
+    from .scan import Scanner
 
 HEAD = 520  # enough to see a tar header's magic at 257
 MAX_SAFETENSORS_HEADER = 100 << 20  # safetensors' own limit
@@ -48,6 +51,7 @@ class Peek:
             self.origin = None
 
     def peek(self, size: int) -> bytes:
+        """The next `size` bytes, left to be read (fewer at the end of the file)."""
         while len(self.head) < size:
             more = self.raw.read(size - len(self.head))
             if not more:
@@ -56,6 +60,7 @@ class Peek:
         return self.head[:size]
 
     def read(self, size: int = -1) -> bytes:
+        """Read up to `size` bytes (all that is left for -1), the peeked ones first."""
         if not self.head:
             return self.raw.read(size)
         if size < 0:
@@ -65,6 +70,7 @@ class Peek:
         return out
 
     def readinto(self, target: memoryview) -> int:
+        """Read into `target`, the peeked bytes first; returns how many bytes it got."""
         held = min(len(self.head), len(target))
         target[:held], self.head = self.head[:held], self.head[held:]
         if held == len(target):

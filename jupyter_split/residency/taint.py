@@ -22,14 +22,13 @@ import functools
 import inspect
 import os
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..config import Config, SiteConfig, load_config
 from .audit import append_record, declassified_path, read_records
+from .busy import BUSY, busy, untracked
 from .checkpoint_labels import LIBRARIES, checkpoint_origins
 from .labels import collect
 from .locations import Glob, compile_globs, first_match, os_path_readings, readings, resolved
@@ -65,7 +64,6 @@ class _State:
 
 _state: _State | None = None
 _hook_installed = False
-_busy = threading.local()
 
 
 def start_taint_tracking(
@@ -191,18 +189,6 @@ def _note(path: Any, how: str, local: bool = True, verb: str = "read", identity:
         taint_run({code: f"{run} {verb} {text}, {why}{clear}" for code, why in found.items()})
 
 
-@contextmanager
-def untracked() -> Iterator[None]:
-    """What runs inside (in this thread) is the tracker's or the guard's own work, not the
-    process's reads: the guard listing resident folders or hashing a file taints nothing."""
-    was_busy = getattr(_busy, "active", False)
-    _busy.active = True
-    try:
-        yield
-    finally:
-        _busy.active = was_busy
-
-
 def _who(state: _State) -> tuple[str, str]:
     """Who read, and (for a kernel, whose taint covers every variable in it) how that ends."""
     if state.process == "kernel":
@@ -242,9 +228,9 @@ def _reads(mode: Any, flags: Any) -> bool:
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
-    if event not in _EVENTS or _state is None or getattr(_busy, "active", False):
+    if event not in _EVENTS or _state is None or busy():
         return
-    _busy.active = True
+    BUSY.active = True
     try:
         if event == "open":
             flags = args[2] if len(args) > 2 else None
@@ -262,7 +248,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         else:
             _note(args[0], event)
     finally:
-        _busy.active = False
+        BUSY.active = False
 
 
 def note_command(event: str, args: tuple[Any, ...], verb: str = "ran a command naming") -> None:
@@ -324,13 +310,13 @@ def _watched(func: Any, name: str) -> Any:
 
 
 def _fsspec_seen(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    if _state is None or getattr(_busy, "active", False):
+    if _state is None or busy():
         return
-    _busy.active = True  # the files this opens itself (the register, manifests) are not the run's
+    BUSY.active = True  # the files this opens itself (the register, manifests) are not the run's
     try:
         _fsspec_call(fs, name, args, kwargs)
     finally:
-        _busy.active = False
+        BUSY.active = False
 
 
 def _fsspec_call(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

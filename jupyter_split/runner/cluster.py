@@ -19,7 +19,8 @@ from typing import Any
 
 from . import preempt
 from .capture import CAPTURE
-from .launcher import end_with_parent, rank_dir
+from ..protocol import rank_dir
+from .process import end_with_parent
 from .runner import Runner, main as runner_main, write_json_atomic
 from ..runs.events import is_final, read_events
 

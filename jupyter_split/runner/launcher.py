@@ -19,50 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import posixpath
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-from ..executors.base import ExecutorError
-
-PAYLOAD_VAR = "JUPYTER_SPLIT_PAYLOAD"
-RANKS_DIR = "ranks"
-#: the c10d rendezvous port on the first node of a multi-node Slurm job is this + job id % 10000
-RDZV_PORT_BASE = 20000
-#: the signal the launcher passes on to the ranks (Slurm's default warning, `slurm.signal`)
-PREEMPT_SIGNAL = signal.SIGUSR2
-
-
-class DistributedError(ExecutorError):
-    """A `--gpus`/`--nodes` request this site cannot serve; the message says what can."""
-
-
-def world(gpus: int | None, nodes: int | None) -> tuple[int, int]:
-    """(processes per node, nodes) for a cell's `--gpus N --nodes M`."""
-    nproc, nnodes = max(gpus or 1, 1), max(nodes or 1, 1)
-    return nproc, nnodes
-
-
-def launch_args(gpus: int | None, nodes: int | None, multi_node: str | None = None) -> list[str]:
-    """Arguments after `python` that start a one-shot runner for this many ranks.
-
-    `multi_node` names how nodes find each other (`slurm`); without it more than one
-    node is an error that says which executor can.
-    """
-    nproc, nnodes = world(gpus, nodes)
-    if nnodes > 1 and multi_node is None:
-        raise DistributedError(
-            f"--nodes {nnodes} needs a site whose executor spans machines (executor = \"slurm\"); "
-            "this site runs on one machine: use --gpus N alone")
-    argv = ["-m", "jupyter_split.runner.launcher", "launch", "--nproc", str(nproc), "--nnodes", str(nnodes)]
-    return argv + (["--rdzv", multi_node] if nnodes > 1 else [])
-
-
-def rank_dir(run_dir: str, rank: int) -> str:
-    """Where rank `rank` of a run keeps its event log (rank 0: the run directory itself)."""
-    return run_dir if rank == 0 else posixpath.join(run_dir, RANKS_DIR, str(rank))
+from ..errors import DistributedError
+from ..protocol import LAUNCHER_MODULE, PAYLOAD_VAR, PREEMPT_SIGNAL, RDZV_PORT_BASE
+from .process import end_with_parent, signal_children
 
 
 def _take_payload(argv: list[str]) -> str:
@@ -90,42 +53,19 @@ def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) ->
         rdzv = ["--standalone"]
     env = {**os.environ, PAYLOAD_VAR: payload}
     argv = [sys.executable, "-m", "torch.distributed.run", *rdzv, f"--nproc-per-node={args.nproc}",
-            "-m", "jupyter_split.runner.launcher", "rank", "--", *runner_argv]
+            "-m", LAUNCHER_MODULE, "rank", "--", *runner_argv]
     # torchrun dies of a signal it does not handle, like Slurm's preemption warning (sent to this
     # process, the batch shell): torchrun inherits "ignore", and this process hands it to the ranks.
     # INT and TERM reach torchrun itself (same process group, or the job step), which passes them on.
     for sig in (PREEMPT_SIGNAL, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     torchrun = subprocess.Popen(argv, env=env, preexec_fn=end_with_parent)
-    signal.signal(PREEMPT_SIGNAL, lambda signum, frame: _signal_children(torchrun.pid, signum))
+    signal.signal(PREEMPT_SIGNAL, lambda signum, frame: signal_children(torchrun.pid, signum))
     return torchrun.wait()
 
 
-def end_with_parent() -> None:
-    """Get SIGTERM when the parent process dies, however it dies (Linux; elsewhere a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before the line above
-        os._exit(1)
-
-
-def _signal_children(pid: int, signum: int) -> None:
-    """Send `signum` to the direct children of `pid` (torchrun's ranks)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                os.kill(int(stat.parent.name), signum)
-        except (OSError, ValueError, IndexError):
-            continue
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_split.runner.launcher")
+    parser = argparse.ArgumentParser(prog=f"python -m {LAUNCHER_MODULE}")
     parser.add_argument("mode", choices=["launch", "rank"])
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--nnodes", type=int, default=1)
@@ -138,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = _take_payload(runner_argv)
     if args.mode == "launch" and args.nproc * args.nnodes > 1:
         return _torchrun(args, runner_argv, payload)
-    from .cluster import run_here
+    from .cluster import run_here  # the runner's imports (IPython) only where a rank runs
 
     return run_here(runner_argv, payload, rank=int(os.environ.get("RANK", "0")))
 

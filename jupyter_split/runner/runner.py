@@ -16,21 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
 from collections import defaultdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from traitlets.config import Config as TraitletsConfig
 
 from .. import tracking, transfer
+from ..protocol import versions
 from .capture import CAPTURE, RunnerShell
 from .server import serve_socket
 from ..runs.events import EventLog, is_final, read_events
@@ -38,20 +36,6 @@ from ..runs.events import EventLog, is_final, read_events
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
 SESSION_CHECK_SECONDS = 30.0
 KEEP_OUTPUTS = 2
-
-
-def versions() -> dict[str, Any]:
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "python": platform.python_version(), "executable": sys.executable, "host": socket.gethostname(),
-        "platform": platform.platform(), "cloudpickle": version("cloudpickle"), "torch": version("torch"),
-        "jupyter_split": version("jupyter_split"),
-    }
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -210,7 +194,7 @@ class Runner:
             return "timeout", f"cell exceeded --timeout {timeout:g}s"
         error = None if result is None else (result.error_before_exec or result.error_in_exec)
         if result is None or isinstance(error, KeyboardInterrupt):
-            return "interrupted", "interrupted (KeyboardInterrupt)"
+            return "interrupted", "KeyboardInterrupt"
         if error is not None:
             return "failed", f"{type(error).__name__}: {error}"
         return self._ship_out(path, request.get("out") or [])

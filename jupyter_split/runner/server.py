@@ -1,16 +1,17 @@
 """The runner's side of the live channel: a unix socket server, mode 600 in a private folder.
 
-One JSON request a connection (see `runner.py` for the requests); a thread per connection,
+One JSON request a connection (`protocol`: the requests and their framing); a thread per connection,
 so a slow follower never holds back the cell.
 """
 from __future__ import annotations
 
-import json
 import os
 import socketserver
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .. import protocol
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -21,7 +22,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         try:
-            request = json.loads(self.rfile.readline() or b"{}")
+            request = protocol.decode(self.rfile.readline())
             op = request.get("op")
             if op == "hello":
                 self._send({"ok": True, "pid": os.getpid(), "versions": self.runner.info})
@@ -43,20 +44,20 @@ class _Handler(socketserver.StreamRequestHandler):
             elif op == "get":
                 data = self.runner.output(request["run_dir"])
                 self._send({"ok": True, "size": len(data)})
-                for chunk in data.chunks(1 << 22):
+                for chunk in data.chunks(protocol.CHUNK):
                     self.wfile.write(chunk)
                 self.wfile.flush()
             elif op == "follow":
                 self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
             else:
-                self._send({"ok": False, "error": f"unknown op {op!r}"})
+                self._send({"ok": False, "error": f"unknown op {op!r}: this runner answers {', '.join(protocol.OPS)}"})
         except FileNotFoundError as exc:
             self._send({"ok": False, "error": f"{exc.filename} not found"})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away; it resumes from its last seq when it reconnects
 
     def _send(self, message: dict[str, Any]) -> None:
-        self.wfile.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+        self.wfile.write(protocol.encode(message))
         self.wfile.flush()
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import SplitError
 from ..paths import index_path
 
 _SCHEMA = """
@@ -35,8 +36,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
-class UnknownRun(LookupError):
+class UnknownRun(SplitError, LookupError):
     """No run in the index matches; the message says how to list them."""
+
+    http_status, http_reason = 404, "unknown run"
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown run"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..errors import SplitError
 from ..names import NameRefused, check_name, check_site_path
 
 #: the largest body any handler takes; the sidebar sends a few hundred bytes
@@ -21,7 +22,7 @@ MAX_DEPTH = 32
 M = TypeVar("M", bound=BaseModel)
 
 
-class BodyError(ValueError):
+class BodyError(SplitError, ValueError):
     """A request body the handler cannot take; the message says which field and why."""
 
 

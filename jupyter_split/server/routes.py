@@ -1,4 +1,4 @@
-"""REST handlers for the sidebar under `/jupyter-split/`: sites, runs, run events, cancel, checkpoints, W&B.
+"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints, W&B.
 
 Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
 thread because the core blocks on its own event loop. Every method is
@@ -16,10 +16,10 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import core
-from ..config import ConfigError
-from ..executors import ExecutorError
+from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
+from ..runs.events import run_view, states_table
 from ..sync import SyncError
 from . import bodies, checkpoints, transfer, wandb_runs
 
@@ -34,12 +34,11 @@ class SplitHandler(APIHandler):
     async def call(self, func: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.to_thread(func, *args)
-        except ConfigError as exc:
-            raise tornado.web.HTTPError(400, str(exc), reason="invalid jupyter_split config") from None
-        except LookupError as exc:
-            raise tornado.web.HTTPError(404, str(exc), reason="unknown run") from None
-        except ExecutorError as exc:
-            raise tornado.web.HTTPError(502, str(exc), reason="site not reachable") from None
+        except SplitError as exc:
+            answer = http_answer(exc)
+            if answer is None:
+                raise
+            raise tornado.web.HTTPError(answer[0], str(exc), reason=answer[1]) from None
 
     def int_arg(self, name: str, default: int, low: int = 0) -> int:
         text = self.get_query_argument(name, str(default))
@@ -68,6 +67,14 @@ def _run_row(record: Any) -> dict[str, Any]:
     return row
 
 
+class StatesHandler(SplitHandler):
+    """Every run state, whether it is terminal and its badge style: the sidebar keeps no list of its own."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.send({"states": states_table()})
+
+
 class SitesHandler(SplitHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
@@ -94,8 +101,11 @@ class RunEventsHandler(SplitHandler):
         after = self.int_arg("after", 0)
         split = await self.call(core.get_split)
         record = await self.call(split.index.get, run_id)
-        events = await self.call(split.run_events, record.run_id, after)
-        self.send({"run": _run_row(record), "events": events})
+        events = await self.call(split.run_events, record.run_id)
+        # The run as its whole log says, so a panel knows when to stop asking; only the news travels.
+        view = run_view(events, record.state)
+        run = {**_run_row(record), "state": view.state, "last_seq": view.seq, "last_line": view.last_line}
+        self.send({"run": run, "events": [e for e in events if e["seq"] > after]})
 
 
 class CancelHandler(SplitHandler):
@@ -123,7 +133,8 @@ class TransferHandler(SplitHandler):
         split = await self.call(core.get_split)
         where = f"{body.site}:{body.name} to site {body.to_site!r}"
         try:
-            report = await self.call(transfer.copy_to_site, split.config, body.site, body.name, body.to_site)
+            # this copy's errors get their own answers below (a refusal is a JSON body, not an error page)
+            report = await asyncio.to_thread(transfer.copy_to_site, split.config, body.site, body.name, body.to_site)
         except ResidencyError as exc:
             self.set_status(403)
             self.send({"ok": False, "refused": str(exc), "message": str(exc)})
@@ -144,6 +155,7 @@ class WandbHandler(SplitHandler):
 
 
 HANDLERS: list[tuple[str, type[SplitHandler]]] = [
+    ("states", StatesHandler),
     ("sites", SitesHandler),
     ("runs", RunsHandler),
     (f"runs/{RUN_ID}/events", RunEventsHandler),

@@ -11,16 +11,18 @@ from typing import Any
 
 import asyncssh
 
+from ..errors import SplitError
 from . import hostkeys
 from ..config import Config, SiteConfig
-from ..executors.base import ExecutorError
 
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
            "aes128-ctr", "aes256-ctr"]
 
 
-class SshError(ExecutorError):
+class SshError(SplitError, RuntimeError):
     """An SSH site could not be reached or used; the message says which and what to do."""
+
+    http_status, http_reason = 502, "site not reachable"
 
 
 class HostKeyError(SshError):
@@ -49,10 +51,15 @@ class Endpoint:
 
     @property
     def address(self) -> str:
+        """`[user@]host:port`, for messages."""
         return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
 def endpoint_of(site: SiteConfig) -> Endpoint:
+    """How to reach `site`: its host, port, user, key and known_hosts file, with `~` expanded.
+
+    Raises SshError when the site has no `host`.
+    """
     if not site.host:
         raise SshError(f"site {site.name!r} has no `host`: set host (and user, identity_file) under [sites.{site.name}]")
     return Endpoint(

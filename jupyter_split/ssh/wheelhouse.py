@@ -24,18 +24,21 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..errors import SplitError
 from .._version import __version__
 
 PROJECT = PACKAGE = "jupyter_split"
 _SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
-class WheelError(RuntimeError):
+class WheelError(SplitError, RuntimeError):
     """A wheel a site needs cannot be made here; the message lists what and how to fix it."""
 
 
 @dataclass(frozen=True)
 class Wheel:
+    """A wheel file made or found here, ready to send to a site."""
+
     name: str          # canonical project name
     version: str
     path: Path
@@ -192,6 +195,7 @@ def closure(requirements: Iterable[str], site: dict[str, Any]) -> list[str]:
 
 
 def project_requirements() -> list[str]:
+    """jupyter_split's own dependencies: from the source tree's pyproject.toml, else the installed package's."""
     root = source_root()
     if root is not None:
         return list(tomllib.loads((root / "pyproject.toml").read_text())["project"].get("dependencies", []))

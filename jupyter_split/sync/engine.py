@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import SplitError
 from .. import policy, tracking
 from ..bounds import check_options
 from ..config import Config, load_config
@@ -30,7 +31,7 @@ CHUNK = 8 << 20
 CONCURRENCY = 8
 
 
-class SyncError(RuntimeError):
+class SyncError(SplitError, RuntimeError):
     """A copy that did not finish; `done` and `failed` say which files made it."""
 
     def __init__(self, message: str, done: list[str] | None = None, failed: dict[str, str] | None = None):
@@ -48,6 +49,11 @@ class SyncError(RuntimeError):
 
 @dataclass
 class SyncReport:
+    """What one `copy` did: files and bytes sent, skipped, kept and verified, and the manifest now published.
+
+    `str()` is the one-line summary users see (CLI, magics and sidebar).
+    """
+
     src: str
     dest: str
     files_sent: int = 0
@@ -63,6 +69,7 @@ class SyncReport:
 
     @property
     def mb_per_s(self) -> float:
+        """Bytes sent per second, in MB (10^6), over the whole copy; 0 when nothing took time."""
         return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable
 
+from ..errors import SplitError
 from ..names import check_name
 from . import s3parts, sftp
 
@@ -32,12 +33,14 @@ STAGING_NAME = ".split-staging"
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "oss", "az", "abfs", "abfss", "adl", "memory"})
 
 
-class ManifestError(ValueError):
+class ManifestError(SplitError, ValueError):
     """A manifest that exists but cannot be trusted (bad JSON, unknown version, bad entry)."""
 
 
 @dataclass
 class FileEntry:
+    """One file of a checkpoint: its posix path relative to the root, its size and its sha256."""
+
     path: str  # relative to the checkpoint root, posix separators
     size: int
     sha256: str
@@ -45,6 +48,12 @@ class FileEntry:
 
 @dataclass
 class Manifest:
+    """What a published checkpoint holds, and where it comes from.
+
+    `labels` are residency labels (jurisdictions the data must stay in); `parents` are the
+    checkpoints it was made from; `run_id` and `site` name the run that produced it.
+    """
+
     files: list[FileEntry]
     created: float = field(default_factory=time.time)
     run_id: str | None = None
@@ -56,9 +65,11 @@ class Manifest:
 
     @property
     def total_bytes(self) -> int:
+        """The sum of the files' sizes."""
         return sum(entry.size for entry in self.files)
 
     def by_path(self) -> dict[str, FileEntry]:
+        """The entries keyed by relative path."""
         return {entry.path: entry for entry in self.files}
 
     def to_json(self) -> str:
@@ -75,6 +86,11 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "manifest") -> "Manifest":
+        """Read a manifest from its JSON text; `where` names it in errors.
+
+        Raises ManifestError for bad JSON, another version, or a file entry that is missing a
+        field or whose path would leave the checkpoint's root (the text may come from any store).
+        """
         try:
             raw = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -113,10 +129,12 @@ def check_paths(paths: Iterable[str], where: str) -> None:
 
 
 def manifest_path(root: str) -> str:
+    """Where the manifest of the checkpoint at `root` lives."""
     return posixpath.join(root.rstrip("/"), MANIFEST_NAME)
 
 
 def is_object_store(fs: Any) -> bool:
+    """Whether one PUT of a whole object is atomic on `fs`, so files need no temp name and rename."""
     return any(p in _OBJECT_STORES for p in _protocols(fs))
 
 
@@ -182,6 +200,7 @@ def _put_if_absent(fs: Any, path: str, data: bytes) -> None:
 
 
 def is_temp_manifest(name: str) -> bool:
+    """Whether a file name (no folder) is a manifest temp file, as a killed publisher leaves behind."""
     return name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".tmp") and "/" not in name
 
 
@@ -229,6 +248,7 @@ class HashingWriter:
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
+        """Write `data` and hash it; returns its length. `data` may be reused once this returns."""
         if len(data) < self.OVERLAP_MIN:
             self._hash.update(data)
             self._target.write(data)
@@ -242,15 +262,19 @@ class HashingWriter:
         return len(data)
 
     def hexdigest(self) -> str:
+        """The sha256 of everything written so far."""
         return self._hash.hexdigest()
 
     def entry(self, path: str) -> FileEntry:
+        """A manifest entry for what was written, under the relative `path`."""
         return FileEntry(path=path, size=self.size, sha256=self.hexdigest())
 
     def flush(self) -> None:
+        """Flush the wrapped file."""
         self._target.flush()
 
     def close(self) -> None:
+        """Close the wrapped file and stop the hashing thread, if one was started."""
         if self._helper is not None:
             self._helper.shutdown()
         self._target.close()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..errors import SplitError
 from ..residency.border import Pin
 from .fsutil import Location, hash_many, list_tree
 from .manifest import Manifest, check_paths, read_manifest
@@ -23,6 +24,8 @@ RESUMABLE_MIN = 16 << 20
 
 
 class Action(str, Enum):
+    """What the copy does with one file; only SEND moves bytes."""
+
     SKIP = "skip"            # the published destination already holds these bytes
     KEEP_FINAL = "keep"      # an unpublished file in place hashed right: keep it
     KEEP_STAGED = "staged"   # a finished staged file hashed right: move it in at commit
@@ -31,6 +34,11 @@ class Action(str, Enum):
 
 @dataclass
 class Item:
+    """One file of the copy: where it comes from, what it should hash to, and what to do with it.
+
+    `pin` and `data` are filled by the residency guard: the send must read the same file it judged.
+    """
+
     rel: str
     size: int
     sha256: str | None       # None until hashed when the source has no manifest
@@ -44,6 +52,8 @@ class Item:
 
 @dataclass
 class Plan:
+    """Everything a copy decided before sending: both locations, every file and its action, both manifests."""
+
     src: Location
     dest: Location
     items: list[Item]
@@ -53,19 +63,27 @@ class Plan:
     removed: list[str] = field(default_factory=list)  # published before, gone from the source
 
     def of(self, *actions: Action) -> list[Item]:
+        """The items whose action is one of `actions`, in path order."""
         return [item for item in self.items if item.action in actions]
 
     @property
     def send_bytes(self) -> int:
+        """The bytes still to send: what SEND items hold, less what their `.part` files already have."""
         return sum(item.size - item.resume_from for item in self.of(Action.SEND))
 
     def staged_path(self, rel: str) -> str:
+        """Where `rel` is staged under the destination before the commit moves it in."""
         return posixpath.join(self.dest.staging, "files", rel)
 
     def write_path(self, rel: str) -> str:
+        """Where a send writes `rel`: its staged path when the destination is published, else its final path."""
         return self.staged_path(rel) if self.stage else self.dest.path(rel)
 
     def temp_path(self, item: Item) -> str | None:
+        """The `.part` name a big file is written under, so a killed copy can resume it.
+
+        None when the file is written whole: a small one, or any on an object store.
+        """
         # Object stores make a finished PUT visible at once and have no rename.
         if self.dest.object_store or item.size < RESUMABLE_MIN:
             return None
@@ -77,11 +95,17 @@ class Plan:
         return sorted({posixpath.dirname(path) for path in paths})
 
 
-class PlanError(ValueError):
+class PlanError(SplitError, ValueError):
     """The source cannot be copied as asked (missing, empty, unpublished when it must be)."""
 
 
 def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers: int, require_published: bool) -> Plan:
+    """Decide what a copy from `src` to `dest` sends, skips and keeps, before any byte moves.
+
+    Skips trust the destination's published manifest (with `deep`, its files are read back
+    too); leftovers of an interrupted copy are kept only when their bytes hash right. Raises
+    PlanError for a missing or empty source, or an unpublished one with `require_published`.
+    """
     # the four lookups at once: on a far site each costs round trips of its own
     with ThreadPoolExecutor(max_workers=4) as pool:
         source = pool.submit(_source, src, require_published)

@@ -11,13 +11,14 @@ from typing import Any, Callable, Iterator
 
 from fsspec.asyn import sync
 
+from ..errors import SplitError
 from . import s3parts, sftp
 from .fsutil import is_permanent, move_all, open_read
 from .manifest import is_local
 from .plan import Item, Plan
 
 
-class VerifyError(OSError):
+class VerifyError(SplitError, OSError):
     """The bytes stored at the destination (or read at the source) are not the expected ones."""
 
 
@@ -158,6 +159,11 @@ async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
 
 
 def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
+    """Stream one file from the source to the destination, hashed as it is read; resumes a `.part` left before.
+
+    Raises VerifyError when the bytes read are not the size or sha256 the plan expects (the
+    source changed), and whatever the destination raised; the caller retries.
+    """
     src, dest = plan.src, plan.dest
     final = plan.write_path(item.rel)
     temp = plan.temp_path(item)
@@ -218,6 +224,7 @@ class ReadAhead:
             yield data
 
     def close(self) -> None:
+        """Stop the reading thread and wait for it; call it even when the writer failed."""
         self._stop.set()
         self._thread.join()
 
@@ -253,6 +260,7 @@ class ReadInline:
             yield data
 
     def close(self) -> None:
+        """Nothing to stop; here so both readers are used the same way."""
         pass
 
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
+from ..errors import SplitError
+
 FILE_HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
 BLOCK = 32768
 CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-class WandbFileError(ValueError):
+class WandbFileError(SplitError, ValueError):
     """A file that is not a W&B transaction log, or one damaged before its end."""
 
 
@@ -85,6 +87,7 @@ def encode(payloads: Iterable[bytes]) -> bytes:
 
 
 def write_records(path: str | Path, records: Iterable[Any]) -> None:
+    """Write `records` as a new run file at `path`, replacing what was there."""
     Path(path).write_bytes(encode(r.SerializeToString() for r in records))
 
 
@@ -109,10 +112,12 @@ class WandbRun:
 
     @property
     def offline(self) -> bool:
+        """Whether the run was made offline (its folder is `offline-run-*`), so only `wandb sync` can send it."""
         return self.path.parent.name.startswith("offline-run-")
 
     @property
     def state(self) -> str:
+        """`finished` or `failed` once the file records an exit; until then `running` (as is a run cut off)."""
         if self.exit_code is None:
             return "running"
         return "finished" if self.exit_code == 0 else "failed"

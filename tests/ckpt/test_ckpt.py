@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from jupyter_split import ckpt, policy, verified
-from jupyter_split.ckpt import api as ckpt_api
+from jupyter_split.ckpt import store as ckpt_store
 from jupyter_split.ckpt import files as ckpt_files
 from jupyter_split.ckpt.format import FormatError, parse_size, read_shard, write_aligned
 from jupyter_split.config import ConfigError
@@ -27,7 +27,7 @@ from tests.fixtures.policy import policy_config  # two sites: home CN, sg SG
 @pytest.fixture(autouse=True)
 def _isolated(split_home, monkeypatch):
     """Own data dir and config (the audit log lands there); no lineage from other tests."""
-    monkeypatch.setattr(ckpt_api, "_LOADED", {})
+    monkeypatch.setattr(ckpt_store, "LOADED", {})
     return split_home
 
 

@@ -17,14 +17,14 @@ except ImportError:  # where newer torch keeps it
     from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
 
 from jupyter_split import ckpt
-from jupyter_split.ckpt import api as ckpt_api
+from jupyter_split.ckpt import store as ckpt_store
 
 WORLD = 2
 
 
 @pytest.fixture(autouse=True)
 def _isolated(split_home, monkeypatch):
-    monkeypatch.setattr(ckpt_api, "_LOADED", {})
+    monkeypatch.setattr(ckpt_store, "LOADED", {})
 
 
 def _full_state() -> dict:

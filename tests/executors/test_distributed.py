@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from jupyter_split.core.split import CellOptions, Split
-from jupyter_split.runner.launcher import DistributedError
+from jupyter_split.errors import DistributedError
 from tests.fixtures.core import text, write_config
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_the_multi_node_path_srun_and_c10d_rendezvous_on_one_node(slurm, split_h
     import json
     import time
 
-    from jupyter_split.runner.launcher import PAYLOAD_VAR
+    from jupyter_split.protocol import PAYLOAD_VAR
     from jupyter_split.runs.events import read_events
 
     use_slurm_site(slurm, split_home, monkeypatch)

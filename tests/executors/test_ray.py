@@ -109,7 +109,7 @@ def test_no_secret_goes_into_a_ray_jobs_visible_environment(split_home):
     import json
 
     from jupyter_split.config import load_config
-    from jupyter_split.runner.launcher import PAYLOAD_VAR
+    from jupyter_split.protocol import PAYLOAD_VAR
     from jupyter_split.executors.base import LaunchSpec
     from jupyter_split.executors.ray import RayExecutor
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from jupyter_split import ckpt, core, sync
-from jupyter_split.ckpt import api as ckpt_api
+from jupyter_split.ckpt import store as ckpt_store
 from jupyter_split.config import SiteConfig
 from jupyter_split.ssh.connection import HostKeyError, SiteConnection
 from tests.fixtures.policy import policy_config, sftp_options
@@ -32,7 +32,7 @@ from tests.services.sshd import fingerprint_of, keygen, running_sshd
 @pytest.fixture(autouse=True)
 def _isolated(split_home, monkeypatch):
     """Own data dir, config and HOME (so ~/.ssh/known_hosts is this test's); no lineage from other tests."""
-    monkeypatch.setattr(ckpt_api, "_LOADED", {})
+    monkeypatch.setattr(ckpt_store, "LOADED", {})
     return split_home
 
 

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from jupyter_split.config import ConfigError, Policy, load_config
-from jupyter_split.residency import scan as scan_module
-from jupyter_split.residency.scan import CHUNK, OVERLAP, Scanner
+from jupyter_split.residency import matcher as matcher_module
+from jupyter_split.residency.findings import CHUNK
+from jupyter_split.residency.scan import OVERLAP, Scanner
 from tests.fixtures.policy import policy_config
 
 SCANNER = Scanner()
@@ -386,6 +387,6 @@ def test_the_re_fallback_finds_the_same(monkeypatch):
     values = [prc_id(), card(), "+86 138 1234 5678", "li.wei@example.com", "0.13812345678", wrong_id()]
     data = ("\n".join(f"row {i}: {v}" for i, v in enumerate(values * 50))).encode() + random.Random(3).randbytes(1 << 16)
     fast = Scanner(patterns={"emp": "EMP-[0-9]{6}"}, max_findings=1000).scan_bytes(data + b" EMP-123456", "x").findings
-    monkeypatch.setattr(scan_module, "_re2", None)
+    monkeypatch.setattr(matcher_module, "_re2", None)
     slow = Scanner(patterns={"emp": "EMP-[0-9]{6}"}, max_findings=1000).scan_bytes(data + b" EMP-123456", "x").findings
     assert fast == slow and len(fast) == 4 * 50 + 1

@@ -1,0 +1,48 @@
+"""The root of jupyter_split's errors, and the one map from an error to what each face shows.
+
+Every error jupyter_split raises derives from `SplitError`. Its message says what went wrong and
+how to fix it, so the faces show it as is: the CLI prints it (exit 2), the magics raise it as a
+`UsageError` (no traceback), the server answers it with the class's HTTP status and reason. A
+class keeps its builtin base too (`ConfigError` is a `ValueError`), so callers that catch those
+still do.
+"""
+from __future__ import annotations
+
+
+class SplitError(Exception):
+    """Root of jupyter_split's errors; the message names the thing and the fix."""
+
+    #: the server's answer: HTTP status and reason phrase
+    http_status = 500
+    http_reason = "jupyter_split error"
+    #: False where the error shows itself (a cell's own traceback), not as a one-line message
+    as_message = True
+
+
+class ExecutorError(SplitError, RuntimeError):
+    """A site cannot run what was asked (not reachable, refused, misconfigured)."""
+
+    http_status = 502
+    http_reason = "site not reachable"
+
+
+def user_message(exc: BaseException) -> str | None:
+    """What a face shows for an error a user can fix (its message), or None for the others (a bug,
+    a cell's own failure), which keep their traceback. File-system errors count: they name the
+    file, and the fix is the user's (space, permissions)."""
+    if isinstance(exc, SplitError):
+        return str(exc) if exc.as_message else None
+    if isinstance(exc, OSError):
+        return str(exc)
+    return None
+
+
+def http_answer(exc: BaseException) -> tuple[int, str] | None:
+    """(status, reason) of the server's answer to an error a user can fix, or None."""
+    if isinstance(exc, SplitError) and exc.as_message:
+        return exc.http_status, exc.http_reason
+    return None
+
+
+class DistributedError(ExecutorError):
+    """A `--gpus`/`--nodes` request this site cannot serve; the message says what can."""
