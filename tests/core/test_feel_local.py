@@ -23,8 +23,9 @@ def page(reply: dict) -> str:
 
 
 def said(outputs: list[dict], reply: dict) -> str:
-    """Everything a failed cell showed: its streams and its error (ANSI colours removed)."""
-    return text(outputs) + tracebacks(outputs) + ANSI.sub("", "\n".join(reply.get("traceback", [])))
+    """Everything a failed cell showed: its streams and its error output (ANSI colours removed)."""
+    assert reply["status"] == "error", outputs
+    return text(outputs) + tracebacks(outputs)
 
 
 def flat(words: str) -> str:
@@ -75,3 +76,31 @@ def test_help_option_of_a_cell_magic_shows_the_options_and_runs_nothing(kernel):
     outputs = kernel.ok("%%on home --help\nprint('the body ran')")
     shown = text(outputs, "stdout")
     assert shown.startswith("%%on ") and "--timeout S" in shown and "the body ran" not in shown
+
+
+# ---- 2. each error once, with its fix
+
+def test_a_rejected_option_says_so_once_with_its_fix_and_no_usage(kernel):
+    outputs, reply = kernel.run("%%on home --gpus 0\nprint('the body ran')")
+    message = said(outputs, reply)
+    assert reply["status"] == "error" and "the body ran" not in message
+    assert message.count("out of range") == 1 and "give a whole number of 1 or more" in message, message
+    assert "usage:" not in message.lower()
+
+
+def test_an_unknown_verb_is_named_and_the_verbs_listed(kernel, split_home, capsys):
+    outputs, reply = kernel.run("%split bogusverb")
+    message = said(outputs, reply)
+    assert reply["status"] == "error" and "status 2" not in message
+    assert message.count("unknown verb 'bogusverb'") == 1, message
+    assert all(v in message for v in ("sites", "runs", "attach", "doctor", "run")), message
+    assert cli.main(["bogusverb"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("unknown verb 'bogusverb'") == 1 and "doctor" in err and "usage" not in err, err
+
+
+def test_a_missing_out_variable_is_named_once(kernel):
+    outputs, reply = kernel.run("%%on home --out nothere\nx = 1")
+    message = said(outputs, reply)
+    assert reply["status"] == "error"
+    assert message.count("'nothere' not defined") == 1, message
