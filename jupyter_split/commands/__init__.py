@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import pkgutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
-from ..bounds import out_of_range
+from .options import arg, explain, number  # noqa: F401  (arg and number: the verbs' modules use them from here)
 
 
 @dataclass
@@ -38,33 +37,6 @@ class Verb:
 
 
 VERBS: dict[str, Verb] = {}
-
-
-def arg(*flags: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return flags, options
-
-
-def number(kind: type = int, low: float = 0, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
-    """An argparse `type` for a finite number of `kind` from `low` (exclusive with `above`) to `high`.
-
-    Out of range is a usage error naming the option and the range (argparse prefixes the
-    option), never a traceback from deep inside a verb.
-    """
-    whole = kind is int
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            fix = out_of_range(math.nan, low, high, above=above, whole=whole)
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'}: {fix}") from None
-        fix = out_of_range(value, low, high, above=above, whole=whole)
-        if fix:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {fix}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def verb(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]):
@@ -91,7 +63,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        from .options import explain
 
         raise ParseExit(2, explain(self, message, f"`{self.prog} --help`"))
 

@@ -8,11 +8,40 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from ..bounds import out_of_range
 from ..core.split import CellOptions
-from . import arg, number
+
+
+def arg(*flags: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One argument of a verb, as `add_argument` takes it."""
+    return flags, options
+
+
+def number(kind: type = int, low: float = 0, high: float | None = None, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse `type` for a finite number of `kind` from `low` (exclusive with `above`) to `high`.
+
+    Out of range is a usage error naming the option and the range (argparse prefixes the
+    option), never a traceback from deep inside a verb.
+    """
+    whole = kind is int
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            fix = out_of_range(math.nan, low, high, above=above, whole=whole)
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if whole else 'a number'}: {fix}") from None
+        fix = out_of_range(value, low, high, above=above, whole=whole)
+        if fix:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {fix}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def variable_names(text: str) -> list[str]:
