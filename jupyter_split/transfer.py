@@ -1,7 +1,6 @@
 """Variables in and out of a runner (cloudpickle), and the version parity check before them."""
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -9,14 +8,13 @@ import pickle
 import struct
 import subprocess
 import sys
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import cloudpickle
 
 from .errors import SplitError
 from .protocol import PROBE
 
-PROGRESS_BYTES = 8 << 20
 MAGIC = b"JSV1"
 _HEADER = struct.Struct("<4sQQ")  # magic, number of out-of-band buffers, pickle length
 _LENGTH = struct.Struct("<Q")
@@ -193,18 +191,6 @@ def unpack(data: bytes | bytearray) -> dict[str, Any]:
         buffers.append(view[pos + 8:pos + 8 + length])
         pos += 8 + length
     return pickle.loads(body, buffers=buffers)
-
-
-@contextlib.contextmanager
-def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar for transfers big enough to wait for; a no-op below a few MB."""
-    if total < PROGRESS_BYTES:
-        yield lambda n: None
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
-        yield bar.update
 
 
 def read_payload(path: str) -> bytearray:

@@ -8,7 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import protocol, transfer
+from ..progress import Progress
 from ..executors.base import Executor, ExecutorError
+
+#: `--in`/`--out` payloads smaller than this show no progress bar: they take no time to wait for
+PROGRESS_BYTES = 8 << 20
 
 async def request(ex: Executor, sock: str, message: dict[str, Any]) -> dict[str, Any]:
     """One JSON request, one JSON reply."""
@@ -35,11 +39,11 @@ async def put(ex: Executor, sock: str, run_dir: str, data: transfer.Payload) -> 
     reader, writer = await ex.open_channel(sock)
     try:
         writer.write(protocol.encode({"op": "put", "run_dir": run_dir, "size": len(data)}))
-        with transfer.progress(len(data), f"--in to {ex.site.name}") as advance:
+        with Progress(len(data), f"--in to {ex.site.name}", min_total=PROGRESS_BYTES, leave=False) as bar:
             for chunk in data.chunks(protocol.CHUNK):
                 writer.write(chunk)
                 await writer.drain()
-                advance(chunk.nbytes)
+                bar.update(chunk.nbytes)
         reply = protocol.decode(await reader.readline())
     finally:
         writer.close()
@@ -56,7 +60,7 @@ async def get(ex: Executor, sock: str, run_dir: str) -> bytearray | None:
         if not reply.get("ok"):
             return None
         data = bytearray(reply["size"])
-        with transfer.progress(len(data), f"--out from {ex.site.name}") as advance:
+        with Progress(len(data), f"--out from {ex.site.name}", min_total=PROGRESS_BYTES, leave=False) as bar:
             pos = 0
             while pos < len(data):
                 chunk = await reader.read(min(protocol.CHUNK, len(data) - pos))
@@ -64,7 +68,7 @@ async def get(ex: Executor, sock: str, run_dir: str) -> bytearray | None:
                     raise ConnectionResetError(f"site {ex.site.name!r}: the channel closed mid-transfer")
                 data[pos:pos + len(chunk)] = chunk
                 pos += len(chunk)
-                advance(len(chunk))
+                bar.update(len(chunk))
         return data
     finally:
         writer.close()

@@ -111,7 +111,7 @@ async def _reconnect(ex: Executor) -> None:
 async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last: int,
                        state: str = "failed", how: str | None = None) -> dict[str, Any]:
     """Append the final record a runner could not write itself (SIGKILL, OOM, lost machine)."""
-    how = how or getattr(ex, "exit_reason", lambda h: None)(handle) or \
+    how = how or ex.exit_reason(handle) or \
         "ended without a final status (killed, e.g. by SIGKILL or the OOM killer, or its machine went down)"
     reason = f"the runner (pid {handle.get('pid', '?')}) on site {ex.site.name!r} {how}"
     final = {"seq": last + 1, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}

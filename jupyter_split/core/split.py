@@ -7,6 +7,7 @@ into a `deliver` callback and the run index.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import posixpath
 import re
@@ -43,6 +44,8 @@ class CellOptions:
     name: str | None = None
     timeout: float | None = None
     wandb: bool = False
+    #: how the notebook shows this cell (`render.cell_view`): the runner shows its traceback the same way
+    view: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # The name becomes an environment variable of the runner: a NUL there would kill the session.
@@ -65,19 +68,35 @@ class RunOutcome:
 
 
 class RemoteError(SplitError, RuntimeError):
-    """A cell that did not succeed; IPython shows the remote traceback through `_render_traceback_`."""
+    """A cell that did not succeed; IPython shows the remote traceback through `_render_traceback_`.
+
+    Where the cell raised, the error is of a subclass named as the cell's exception, with its
+    message: the notebook records `ename` ZeroDivisionError, not RemoteError, as if it ran here.
+    """
 
     as_message = False  # the cell's own traceback shows it
 
+    def __new__(cls, outcome: RunOutcome):
+        ename = (outcome.error or {}).get("ename") or ""
+        if cls is RemoteError and ename.isidentifier():
+            cls = _named_remote_error(ename)
+        return super().__new__(cls, outcome)
+
     def __init__(self, outcome: RunOutcome):
         self.outcome = outcome
-        super().__init__(f"run {outcome.run_id} on site {outcome.site!r} {outcome.state}: {outcome.reason}")
+        super().__init__(outcome.error.get("evalue", "") if outcome.error else
+                         f"run {outcome.run_id} on site {outcome.site!r} {outcome.state}: {outcome.reason}")
 
     def _render_traceback_(self) -> list[str]:
         lines = list(self.outcome.error["traceback"]) if self.outcome.error else []
         reason = reason_to_show(self.outcome.reason, self.outcome.error)
         return lines + [f"[jupyter_split] run {self.outcome.run_id} on site {self.outcome.site!r}: "
                         f"{self.outcome.state}" + (f" ({reason})" if reason else "")]
+
+
+@functools.lru_cache(maxsize=None)
+def _named_remote_error(ename: str) -> type[RemoteError]:
+    return type(ename, (RemoteError,), {"__module__": RemoteError.__module__, "__doc__": f"{ename}, raised by a remote cell."})
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -99,6 +118,7 @@ class Split:
         self._versions: dict[str, dict[str, Any]] = {}
         self._sessions: dict[str, dict[str, Any]] = {}
         self._local_versions: dict[str, Any] | None = None
+        self._parity_checked: dict[str, dict[str, Any]] = {}  # site -> the versions found compatible
 
     def executor(self, site: str | SiteConfig | None) -> Executor:
         site = site if isinstance(site, SiteConfig) else self.config.site(site)
@@ -133,7 +153,7 @@ class Split:
         handle = await self._session(ex) if session else None
         payload = None
         if opts.inputs or opts.outputs:
-            await self._check_parity(ex, handle)
+            await self._check_parity(ex)
         if opts.inputs:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
             policy.check_variables_content(  # the content scan, on the very bytes that would go
@@ -144,7 +164,7 @@ class Split:
             else:
                 await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
-                   "has_in": payload is not None, "site": site.name, "wandb": opts.wandb,
+                   "has_in": payload is not None, "site": site.name, "wandb": opts.wandb, "view": opts.view,
                    # the run holds the --in variables: their labels (and this kernel's taint) taint it
                    "labels": policy.carried_labels({n: (namespace or {})[n] for n in opts.inputs}, site.jurisdiction)
                    if payload else {},
@@ -174,7 +194,7 @@ class Split:
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
             data = await self._output(ex, record)
-            await self._check_parity(ex, record.handle if record.mode == "session" else None)
+            await self._check_parity(ex)  # a no-op where this process checked the site already
             values = transfer.unpack(data)
             policy.receive_outputs(values, await self._out_labels(ex, record.run_dir))
             namespace.update(values)
@@ -246,14 +266,18 @@ class Split:
         return {"JUPYTER_SPLIT_SITE": site.name, "JUPYTER_SPLIT_RUN_ID": run_id,
                 "JUPYTER_SPLIT_EXPERIMENT": self.config.experiment.name, "JUPYTER_SPLIT_JURISDICTION": site.jurisdiction}
 
-    async def _check_parity(self, ex: Executor, handle: dict[str, Any] | None) -> None:
+    async def _check_parity(self, ex: Executor) -> None:
+        """Refuse to ship pickles to or from a site whose python, cloudpickle or torch differ from
+        this process's: checked once per site and versions seen (a mismatch raises, so is never kept)."""
         name = ex.site.name
-        if name not in self._versions:
+        if name not in self._versions:  # a session's `hello` gives them too (the runner's own)
             self._versions[name] = await ex.probe()
         if self._local_versions is None:
             from ..protocol import versions
             self._local_versions = versions()
-        transfer.check_parity(self._local_versions, self._versions[name], name)
+        if self._parity_checked.get(name) is not self._versions[name]:
+            transfer.check_parity(self._local_versions, self._versions[name], name)
+            self._parity_checked[name] = self._versions[name]
 
     # ---- runs after the fact
     def attach(self, run_id: str, deliver: Deliver, namespace: dict[str, Any] | None, from_start: bool = True) -> RunOutcome:
@@ -348,7 +372,7 @@ class Split:
     def doctor(self, site: str | None) -> dict[str, Any]:
         ex = self.executor(site)
         # Executors that install jupyter_split on their site (ssh) first report what they found and did.
-        install = aio.run(ex.doctor()) if hasattr(ex, "doctor") else None
+        install = aio.run(ex.doctor())
         remote = aio.run(ex.probe())
         from ..protocol import versions
         report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices import VISIBLE_DEVICES_VAR
 from ..errors import DistributedError, ExecutorError
 from ..protocol import LAUNCHER_MODULE, RUNNER_MODULE
 from ..config import Config, SiteConfig
@@ -110,6 +111,15 @@ class Executor(ABC):
             return [self.python, *launch_args(spec.gpus, spec.nodes, self.multi_node), "--", *spec.argv]
         return [self.python, "-m", RUNNER_MODULE, *spec.argv]
 
+    def site_environment(self, spec: LaunchSpec) -> dict[str, str]:
+        """The variables a runner gets on top of the site's own: the site's `env`, the run's, and
+        the accelerator's visible-devices variable where the site sets `visible_devices`."""
+        env = {**self.site.env, **spec.env}
+        var = VISIBLE_DEVICES_VAR.get(self.site.accelerator)
+        if var and self.site.visible_devices is not None:
+            env[var] = self.site.visible_devices
+        return env
+
     def quoted(self, argv: list[str]) -> str:
         """A command line for a remote shell: every word quoted, never interpolated."""
         return shlex.join(argv)
@@ -125,6 +135,16 @@ class Executor(ABC):
     @abstractmethod
     async def alive(self, handle: dict[str, Any]) -> bool:
         """Whether the runner behind `handle` is still running (or queued)."""
+
+    def exit_reason(self, handle: dict[str, Any]) -> str | None:
+        """How the runner behind `handle` ended, where this executor saw it (exit status, the job's
+        state); None where it cannot tell."""
+        return None
+
+    async def doctor(self) -> dict[str, Any] | None:
+        """For `%split doctor`: what this executor found and did to make its site ready (the SSH
+        executor installs jupyter_split there); None where there is nothing to prepare."""
+        return None
 
     @abstractmethod
     async def signal(self, handle: dict[str, Any], sig: str) -> None:

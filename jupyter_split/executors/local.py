@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import local_python
-from ..devices import VISIBLE_DEVICES_VAR
 from ..paths import data_dir
 from ..transfer import probe_versions
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
@@ -32,11 +31,7 @@ class LocalExecutor(Executor):
         return local_python(self.site)
 
     def environment(self, spec: LaunchSpec) -> dict[str, str]:
-        env = {**os.environ, **self.site.env, **spec.env}
-        var = VISIBLE_DEVICES_VAR.get(self.site.accelerator)
-        if var and self.site.visible_devices is not None:
-            env[var] = self.site.visible_devices
-        return env
+        return {**os.environ, **self.site_environment(spec)}
 
     async def probe(self) -> dict[str, Any]:
         env = {**os.environ, **self.site.env}

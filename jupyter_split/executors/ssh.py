@@ -20,7 +20,6 @@ import asyncssh
 
 from ..ssh import bootstrap
 from ..config import Config, SiteConfig
-from ..devices import VISIBLE_DEVICES_VAR
 from ..ssh.connection import LinkError, SiteConnection, SshError, connection_for
 from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
@@ -133,13 +132,6 @@ class SshExecutor(Executor):
         done = await self.connection.check([python, "-c", PROBE], f"reading versions with {python}", timeout=120)
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
-    def _environment(self, spec: LaunchSpec) -> dict[str, str]:
-        env = {**self.site.env, **spec.env}
-        var = VISIBLE_DEVICES_VAR.get(self.site.accelerator)
-        if var and self.site.visible_devices is not None:
-            env[var] = self.site.visible_devices
-        return env
-
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
         python = await self.ready()
         if "--session" in spec.argv and not self.supports_sessions:
@@ -149,7 +141,7 @@ class SshExecutor(Executor):
                 "run as one-shot runners whose output is read from their event log: run the cell again. "
                 "For live sessions, ask the cluster's admins to allow stream-local forwarding."
             )
-        job = {"run_dir": spec.run_dir, "argv": self.runner_command(spec), "env": self._environment(spec),
+        job = {"run_dir": spec.run_dir, "argv": self.runner_command(spec), "env": self.site_environment(spec),
                "stdin": base64.b64encode(spec.stdin).decode()}
         done = await self.connection.check([python, "-c", _LAUNCH], f"starting the runner for {spec.run_id}",
                                            input=json.dumps(job).encode(), timeout=60)

@@ -24,7 +24,7 @@ from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read
 from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
                        manifest_path, publish)
 from .plan import Action, Plan, make_plan
-from .progress import Progress
+from ..progress import Progress
 from .rounds import send_all
 
 CHUNK = 8 << 20

@@ -190,7 +190,7 @@ def _put_if_absent(fs: Any, path: str, data: bytes) -> None:
         fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except FileExistsError:  # s3fs's name for 412 Precondition Failed
         raise PublishConflict(
-            errno.EEXIST, f"another writer published a checkpoint here while this one ran; its manifest was kept. "
+            errno.EEXIST, "another writer published a checkpoint here while this one ran; its manifest was kept. "
             "Run the same copy again to compare with it", path) from None
     except OSError as exc:
         if exc.errno != errno.ENOSYS:  # a store without conditional writes answers 501

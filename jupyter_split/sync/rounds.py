@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import s3parts
 from .fsutil import explain, hash_many, make_dirs
 from .plan import Item, Plan
-from .progress import Progress
+from ..progress import Progress
 from .stream import send_small, send_with_retries
 
 # On SFTP, start a verification batch once this many bytes or files have arrived.

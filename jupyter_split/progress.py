@@ -1,4 +1,5 @@
-"""A byte progress bar that is a widget in a notebook and a text bar in a terminal."""
+"""The one byte progress bar: a widget in a notebook, a text bar in a terminal, nothing for a
+script nobody watches. Used by sync (push, pull) and by the live channel (`--in`, `--out`)."""
 from __future__ import annotations
 
 import sys
@@ -16,15 +17,19 @@ def _interactive() -> bool:
 
 
 class Progress:
-    """Thread-safe byte counter feeding tqdm.auto; `enabled=None` shows it only when someone watches."""
+    """Thread-safe byte counter feeding tqdm.auto; `enabled=None` shows it only when someone watches.
 
-    def __init__(self, total: int, label: str, enabled: bool | None = None):
+    Below `min_total` bytes there is no bar (a transfer too short to wait for); `leave=False`
+    removes the bar when it is done."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None, *, min_total: int = 0,
+                 leave: bool = True):
         self._lock = threading.Lock()
         self._bar: Any = None
-        if enabled if enabled is not None else _interactive():
+        if total >= min_total and (enabled if enabled is not None else _interactive()):
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+            self._bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=leave)
 
     def update(self, nbytes: int) -> None:
         """Add `nbytes` (negative when bytes are to be sent again); safe from any thread."""
