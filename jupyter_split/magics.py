@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_
 from . import commands
 from .cli import user_errors
 from .commands.options import CELL_OPTIONS, cell_options, explain, site_argument
-from .commands.render import NotebookOutput
+from .commands.render import NotebookOutput, cell_view
 from .core.split import RemoteError, get_split
 
 
@@ -91,7 +91,7 @@ class SplitMagics(Magics):
             return None
         with user_errors(UsageError):
             output = NotebookOutput()
-            opts = cell_options(args)
+            opts = cell_options(args, view=cell_view(self.shell, f"%{func.parser.prog} {line}".rstrip()))
             outcome = get_split().execute(cell, opts, self.shell.user_ns, output)
         if outcome.state == "submitted":
             print(f"run {outcome.run_id} started on {outcome.site} (detached); `%split attach {outcome.run_id}` follows it")

@@ -25,7 +25,14 @@ class Context:
     notebook: bool = False
 
     def print(self, *parts: Any) -> None:
+        """Print to where this verb's output goes."""
         print(*parts, file=self.out)
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        """Print `rows` under `header`, each column as wide as its widest cell."""
+        widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+        for row in [header, *rows]:
+            self.print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 @dataclass

@@ -7,6 +7,18 @@ from typing import Any, TextIO
 from ..core.split import reason_to_show
 
 
+def cell_view(shell: Any, magic_line: str) -> dict[str, Any]:
+    """How the notebook shows a cell magic's cell, for the runner to show its traceback the same
+    way: the kernel's colours (`%colors`), the cell's number, and the magic's line above the body."""
+    # prompt_count: the running cell's number in every IPython (9 counts execution_count up first)
+    return {"colors": shell.colors, "count": shell.displayhook.prompt_count, "above": [magic_line]}
+
+
+def terminal_view(stream: TextIO) -> dict[str, Any]:
+    """A file run from a shell: its own line numbers, and colour only on a terminal."""
+    return {"colors": None if stream.isatty() else "nocolor"}
+
+
 class MimeBundle:
     """The remote cell's last value, shown with all the representations the site produced."""
 

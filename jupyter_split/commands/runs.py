@@ -3,22 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from ..core.split import RemoteError, get_split
 from .options import RUN_OPTIONS, cell_options, site_argument
-from .render import NotebookOutput, TerminalOutput
+from .render import NotebookOutput, TerminalOutput, terminal_view
 from . import Context, arg, number, verb
 
 
 RUN_ID = arg("run", help="the run id (`%%split runs` lists them)")
-
-
-def _table(ctx: Context, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    for row in [header, *rows]:
-        ctx.print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 @verb("sites", "list the configured sites and whether they are reachable")
@@ -32,7 +27,7 @@ def sites(ctx: Context, args: argparse.Namespace) -> int:
         rows.append([s["name"] + (" (home)" if s["home"] else ""), s["executor"], s["jurisdiction"], s["accelerator"],
                      s.get("storage") or "", reach])
     ctx.print(f"config: {split.config.source}")
-    _table(ctx, ["site", "executor", "jurisdiction", "accelerator", "storage", "reachable"], rows)
+    ctx.table(["site", "executor", "jurisdiction", "accelerator", "storage", "reachable"], rows)
     return 0
 
 
@@ -43,7 +38,7 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
     for r in get_split().list_runs(args.site, args.limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         rows.append([r.run_id, r.site, r.state, r.mode, started, r.last_line[:40]])
-    _table(ctx, ["run", "site", "state", "mode", "started", "last output"], rows)
+    ctx.table(["run", "site", "state", "mode", "started", "last output"], rows)
     return 0
 
 
@@ -92,7 +87,7 @@ def doctor(ctx: Context, args: argparse.Namespace) -> int:
       arg("file", help="the Python file to run"), *RUN_OPTIONS)
 def run(ctx: Context, args: argparse.Namespace) -> int:
     code = Path(args.file).read_text()
-    opts = cell_options(args, fresh=True)
+    opts = cell_options(args, fresh=True, view=terminal_view(sys.stderr))
     outcome = get_split().execute(code, opts, None, TerminalOutput(ctx.out))
     if outcome.state == "submitted":
         ctx.print(outcome.run_id)

@@ -8,13 +8,15 @@ value of the last expression `result`, and a traceback `error`.
 from __future__ import annotations
 
 import io
+import os
 import threading
+from types import TracebackType
 from typing import Any, Callable
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from traitlets import Type
+from traitlets import TraitError, Type
 
 FLUSH_SECONDS = 0.05
 FLUSH_BYTES = 64 * 1024
@@ -123,8 +125,44 @@ class RunnerShell(InteractiveShell):
     display_pub_class = Type(RunnerDisplayPublisher)
     displayhook_class = Type(RunnerDisplayHook)
 
+    def cell_as_shown(self, request: dict[str, Any]) -> str:
+        """Take on how the notebook shows the cell (`render.cell_view`): its colours and its number
+        (`Cell In[7]`); returns the code with the editor's lines above it (the magic's line) as
+        comments, so line N of a traceback is line N in the editor."""
+        view = request.get("view") or {}
+        if view.get("colors"):
+            try:
+                self.colors = view["colors"]
+            except TraitError:
+                pass  # a scheme this IPython lacks: keep its own
+        if view.get("count"):
+            self.execution_count = int(view["count"])
+        return "".join(f"# {line}\n" for line in view.get("above", [])) + request["code"]
+
+    def _get_exc_info(self, exc_tuple=None):
+        # An interrupt or a timeout is raised in the runner's signal handler: that frame is the
+        # runner's, not the cell's, and a notebook would not show it.
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        return etype, value, _without_runner_frames(tb)
+
     def _showtraceback(self, etype, evalue, stb) -> None:
         CAPTURE.record("error", ename=getattr(etype, "__name__", str(etype)), evalue=str(evalue), traceback=list(stb))
 
     def ask_yes_no(self, prompt, default=None, interrupt=None):  # noqa: ARG002 - IPython's signature
         raise RuntimeError("a remote cell cannot ask questions: nothing is attached to its input")
+
+
+_RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _without_runner_frames(tb: TracebackType | None) -> TracebackType | None:
+    """`tb` up to its trailing frames in the runner's own modules (its signal handlers)."""
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    while len(entries) > 1 and os.path.dirname(entries[-1].tb_frame.f_code.co_filename) == _RUNNER_DIR:
+        entries.pop()
+    if entries:
+        entries[-1].tb_next = None
+    return entries[0] if entries else None

@@ -52,6 +52,9 @@ class Runner:
         self.accelerator = accelerator
         cfg = TraitletsConfig()
         cfg.HistoryManager.hist_file = ":memory:"
+        # No history database: a cell takes the notebook's number (`Cell In[7]`), and numbers repeat
+        # (a restarted kernel, two notebooks on one session), which a database refuses loudly.
+        cfg.HistoryManager.enabled = False
         self.shell = RunnerShell.instance(config=cfg, user_ns=PredefinedNamespace(accelerator))
         self.jobs: queue.Queue[str] = queue.Queue()
         self.logs: dict[str, EventLog] = {}
@@ -180,7 +183,7 @@ class Runner:
             if timer:
                 timer.start()
             with tracking.cell_tracking(request, path, self.info, self._device_for_tracking(request)) as tracked:
-                result = self.shell.run_cell(request["code"], store_history=True)
+                result = self.shell.run_cell(self.shell.cell_as_shown(request), store_history=True)
                 tracked.exit_code = 0 if result.success else 1
         except KeyboardInterrupt:
             pass  # arrived between IPython's own handlers; the state below says what happened

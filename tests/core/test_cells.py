@@ -58,7 +58,7 @@ def test_remote_exception_shows_the_remote_traceback_with_cell_lines(kernel):
     assert len([o for o in outputs if o["type"] == "error"]) == 1
     tb = tracebacks(outputs)
     assert "ValueError" in tb and "bad value" in tb
-    assert "line 5" in tb and "line 4" in tb  # the call and the raise, counted in the cell body
+    assert "line 6" in tb and "line 5" in tb  # the call and the raise, counted as the editor does (magic line 1)
     assert "home" in tb and "failed" in tb
 
 

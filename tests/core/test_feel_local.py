@@ -104,3 +104,60 @@ def test_a_missing_out_variable_is_named_once(kernel):
     message = said(outputs, reply)
     assert reply["status"] == "error"
     assert message.count("'nothere' not defined") == 1, message
+
+
+# ---- 3. a remote traceback as the notebook's own
+
+CELL = "%%on home\nx = 1\n\ndef boom():\n    return x / 0\nboom()"  # editor lines: the raise is 5, the call 6
+
+
+def test_a_remote_traceback_has_the_notebooks_cell_number_lines_and_exception_name(kernel):
+    for _ in range(4):  # the notebook's counter runs ahead of the site session's
+        kernel.ok("pass")
+    outputs, reply = kernel.run(CELL)
+    assert reply["status"] == "error"
+    assert reply["ename"] == "ZeroDivisionError" and reply["evalue"] == "division by zero", reply
+    [error] = [o for o in outputs if o["type"] == "error"]
+    assert error["ename"] == "ZeroDivisionError"
+    tb = tracebacks(outputs)
+    count = reply["execution_count"]
+    assert f"In[{count}], line 6" in tb and f"In[{count}], line 5" in tb, tb
+    assert tb.count("division by zero") == 1, tb
+    # the session's next cell has the notebook's next number, not the session's
+    outputs, reply = kernel.run("%%on home\nraise KeyError('k')")
+    assert f"In[{reply['execution_count']}], line 2" in tracebacks(outputs) and reply["ename"] == "KeyError"
+
+
+def test_a_remote_traceback_takes_the_kernels_colours(kernel):
+    outputs, _ = kernel.run(CELL)
+    assert "\x1b[" in "".join(outputs[-1]["traceback"])  # the kernel colours its own tracebacks
+    kernel.ok("%colors nocolor")
+    outputs, _ = kernel.run(CELL)
+    shown = "".join(o for e in outputs if e["type"] == "error" for o in e["traceback"])
+    assert "ZeroDivisionError" in shown and "\x1b[" not in shown, shown
+
+
+def test_interrupt_and_timeout_show_no_runner_frames_and_no_doubled_words(kernel):
+    outputs, reply = kernel.run("%%on home --timeout 1\nimport time\ntime.sleep(60)")
+    tb = tracebacks(outputs)
+    assert "KeyboardInterrupt" in tb and "line 3" in tb and "--timeout 1s" in tb, tb
+    assert "runner.py" not in tb and "_on_interrupt" not in tb, tb
+    msg = kernel.submit("%%on home\nimport time\nprint('started', flush=True)\ntime.sleep(60)")
+    seen = ""
+    while "started" not in seen:
+        m = kernel.kc.get_iopub_msg(timeout=60)
+        if m["parent_header"].get("msg_id") == msg and m["msg_type"] == "stream":
+            seen += m["content"]["text"]
+    kernel.interrupt()
+    outputs, reply = kernel.collect(msg, timeout=60)
+    tb = tracebacks(outputs)
+    assert reply["ename"] == "KeyboardInterrupt" and "interrupted" in tb, tb
+    assert "_on_interrupt" not in tb and "runner.py" not in tb and "interrupted (interrupted" not in tb, tb
+
+
+def test_a_file_run_from_the_cli_shows_its_own_lines_without_colour_in_a_pipe(split_home, capsys):
+    (split_home / "work" / "bad.py").write_text("x = 1\nraise RuntimeError('nope')\n")
+    assert cli.main(["run", "home", "bad.py"]) == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err and "RuntimeError: nope" in err and "\x1b[" not in err, err
+    assert err.count("RuntimeError: nope") == 1, err
