@@ -30,7 +30,7 @@ def locate(spec: str, storage_options: dict[str, Any] | None = None, config: Con
     from ..names import check_location
     from ..residency.locations import site_for_url
     from ..sync.endpoints import endpoint
-    from ..sync.latest import resolve_latest
+    from ..sync.published import resolve_latest
 
     config = config or load_config()
     if "://" in spec:

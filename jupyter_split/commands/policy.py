@@ -22,12 +22,6 @@ from . import Context, arg, verb
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
-def _table(ctx: Context, header: list[str], rows: list[list[Any]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    for row in [header, *rows]:
-        ctx.print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
 def _fail(message: str) -> int:
     print(f"jupyter-split: {message}", file=sys.stderr)
     return 2
@@ -40,7 +34,7 @@ def show_policy(ctx: Context, args: argparse.Namespace) -> int:
     home = config.home
     ctx.print(f"config: {config.source}")
     ctx.print(f"home: site {home.name!r}, jurisdiction {home.jurisdiction}: data labelled {home.jurisdiction} stays there")
-    _table(ctx, ["site", "jurisdiction", "storage"],
+    ctx.table(["site", "jurisdiction", "storage"],
            [[s.name, s.jurisdiction, s.storage or ""] for s in config.sites.values()])
     ctx.print("resident (labelled " + home.jurisdiction + "): " + (", ".join(config.policy.resident) or "(none)"))
     ctx.print("allow_export: " + (", ".join(config.policy.allow_export) or "(none)"))
@@ -144,5 +138,5 @@ def show_audit(ctx: Context, args: argparse.Namespace) -> int:
              f"{r.get('to_site') or '?'}({r.get('to_jurisdiction') or '?'})" if r.get("kind") != "declassify" else "",
              "" if r.get("bytes") is None else r["bytes"], r.get("user", ""), str(r.get("reason", ""))[:80]]
             for r in records]
-    _table(ctx, ["time", "decision", "kind", "item", "from -> to", "bytes", "user", "reason"], rows)
+    ctx.table(["time", "decision", "kind", "item", "from -> to", "bytes", "user", "reason"], rows)
     return 0

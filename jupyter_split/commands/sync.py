@@ -1,11 +1,14 @@
-"""Verbs that move checkpoints: push, pull (`%split push SRC DEST`, `jupyter-split pull SRC [DEST]`)."""
+"""Verbs of checkpoints: list the published ones, push and pull them (`%split push SRC DEST`,
+`jupyter-split pull SRC [DEST]`, `jupyter-split checkpoints --site sg`)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any, Callable
 
 from .. import policy, sync
+from ..config import load_config
 from . import Context, arg, number, verb
 
 WHERE = ("SITE, SITE:path (below the site's storage), a URL, or a local path; "
@@ -45,3 +48,28 @@ def _copy(ctx: Context, func: Callable[..., sync.SyncReport], args: argparse.Nam
         return 1
     ctx.print(report)
     return 0
+
+
+@verb("checkpoints", "list the published checkpoints in the sites' storage, newest first",
+      arg("--site", help="only this site's storage"),
+      arg("--limit", type=number(int, 1), default=sync.published.LIMIT, metavar="N", help="show at most N"))
+def checkpoints(ctx: Context, args: argparse.Namespace) -> int:
+    rows, errors = sync.checkpoint_rows(load_config(), args.site, args.limit)
+    if rows:
+        ctx.table(["site", "checkpoint", "size", "files", "residency", "run", "published"],
+                  [[r["site"], r["name"], _size(r["bytes"]), r["files"], r["residency"] or "", r["run_id"] or "",
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_ts"]))] for r in rows])
+    elif not errors:
+        where = f"the storage of site {args.site!r}" if args.site else "any site's storage"
+        ctx.print(f"no published checkpoint in {where} yet")
+    for site, why in errors.items():
+        print(f"checkpoints: site {site!r}: {why}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"

@@ -20,8 +20,8 @@ from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
 from ..runs.events import run_view, states_table
-from ..sync import SyncError
-from . import bodies, checkpoints, transfer, wandb_runs
+from ..sync import SyncError, checkpoint_rows
+from . import bodies, transfer, wandb_runs
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -122,7 +122,7 @@ class CheckpointsHandler(SplitHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         split = await self.call(core.get_split)
-        rows, errors = await self.call(checkpoints.published, split.config)
+        rows, errors = await self.call(checkpoint_rows, split.config)
         self.send({"checkpoints": rows, "errors": errors})
 
 

@@ -5,13 +5,13 @@ config; `latest(prefix)` finds the newest published checkpoint.
 """
 from .endpoints import pull, push
 from .engine import SyncError, SyncReport, copy
-from .latest import latest
+from .published import checkpoint_rows, latest
 from .manifest import MANIFEST_NAME, FileEntry, HashingWriter, Manifest, ManifestError, publish, read_manifest
 from .plan import PlanError
 
 __all__ = [
     "MANIFEST_NAME", "FileEntry", "HashingWriter", "Manifest", "ManifestError", "PlanError", "SyncError",
-    "SyncReport", "copy", "latest", "publish", "pull", "push", "read_manifest",
+    "SyncReport", "checkpoint_rows", "copy", "latest", "publish", "pull", "push", "read_manifest",
 ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from ..config import Config, ConfigError, SiteConfig, load_config
 from ..names import check_location, check_site_path
 from .engine import SyncReport, copy
-from .latest import resolve_latest
+from .published import resolve_latest
 
 
 @dataclass

@@ -58,6 +58,26 @@ def test_cli_push_then_pull_latest_and_clear_errors(split_home):
     assert refused.returncode == 1 and "CN" in refused.stderr and not (split_home / "abroad/pii").exists()
 
 
+def test_cli_checkpoints_lists_what_is_published_newest_first(split_home):
+    write_config(split_home, CONFIG.format(root=split_home.as_uri()))
+    work = split_home / "work"
+    assert "no published checkpoint" in cli("checkpoints", cwd=work).stdout
+    for step in ("step-1", "step-2"):
+        make_tree(work / "out" / step, {"w.bin": 3000}, seed=len(step))
+        assert cli("push", f"out/{step}", "abroad:ckpts/", "--quiet", cwd=work).returncode == 0
+    (split_home / "abroad/ckpts/half").mkdir()  # being written: no manifest yet, so not listed
+    (split_home / "abroad/ckpts/half/w.bin").write_bytes(b"x")
+    listed = cli("checkpoints", cwd=work)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["site", "checkpoint", "size"]
+    assert [line.split()[:2] for line in lines[1:]] == [["abroad", "ckpts/step-2"], ["abroad", "ckpts/step-1"]]
+    assert "2.9 KiB" in lines[1] and "half" not in listed.stdout
+    assert cli("checkpoints", "--site", "home", cwd=work).stdout.strip() == "no published checkpoint in the storage of site 'home' yet"
+    unknown = cli("checkpoints", "--site", "mars", cwd=work)
+    assert unknown.returncode != 0 and "mars" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
 @pytest.mark.slow
 def test_split_push_in_a_notebook(kernel, split_home):
     write_config(split_home, CONFIG.format(root=split_home.as_uri()))
