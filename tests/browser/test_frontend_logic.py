@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_split.runs.events import RUN_STATES
+
 from .conftest import EXTENSION_SRC
 
-pytestmark = pytest.mark.slow
+
+def test_every_state_style_has_a_colour_rule() -> None:
+    css = (EXTENSION_SRC / "style" / "base.css").read_text()
+    rules = dict(re.findall(r"\.jp-split-state-([a-z]+) \{\s*--jp-split-tone: (var\(--jp-[a-z0-9-]+\));", css))
+    styles = {s.style for s in RUN_STATES}
+    assert styles <= set(rules), f"badge styles without a rule in base.css: {styles - set(rules)}"
+    assert len(set(rules[s] for s in styles)) == len(styles), "two styles share one colour"
 
 
+@pytest.mark.slow
 def test_jest_suite_passes() -> None:
     jlpm = shutil.which("jlpm", path=str(Path(sys.executable).parent)) or shutil.which("jlpm")
     assert jlpm and shutil.which("node"), "the frontend tests need node and jlpm (pip install jupyterlab)"

@@ -1,12 +1,16 @@
-"""The sidebar in a real JupyterLab and Chromium: sites, runs, a cancel, checkpoint buttons, the cell command."""
+"""The sidebar in a real JupyterLab and Chromium: sites, runs, run states, a cancel, checkpoint buttons, the cell command."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 
+from jupyter_split import core
 from jupyter_split.config import load_config
+from jupyter_split.core.split import CellOptions
+from jupyter_split.runs.events import RUN_STATES, is_final
 from jupyter_split.sync import copy
 
 from .conftest import ARTIFACTS, Lab
@@ -56,6 +60,19 @@ def _wait_done(cell, timeout: int = RUN_TIMEOUT) -> None:
     expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=timeout)
 
 
+def _insert_attach_and_run(page, run_row, run_id: str):
+    """The run row's insert button, then the inserted cell run with Shift+Enter; returns the cell."""
+    from playwright.sync_api import expect
+
+    run_row.locator("button[title^='Insert %split attach']").click()
+    cell = _last_cell(page)
+    expect(cell.locator(".cm-content")).to_contain_text(f"%split attach {run_id}")
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    _wait_done(cell)
+    return cell
+
+
 def test_sidebar_shows_sites_follows_runs_and_cancels(page, lab: Lab) -> None:
     from playwright.sync_api import expect
 
@@ -98,12 +115,7 @@ def test_sidebar_shows_sites_follows_runs_and_cancels(page, lab: Lab) -> None:
     expect(view.locator(".jp-split-runview-status")).to_have_attribute("data-state", "succeeded")
 
     # `%split attach RUN`, inserted from the sidebar, replays the run in the notebook.
-    run.locator("button[title^='Insert %split attach']").click()
-    attach_cell = _last_cell(page)
-    expect(attach_cell.locator(".cm-content")).to_have_text(f"%split attach {run_id}")
-    attach_cell.locator(".cm-content").click()
-    page.keyboard.press("Shift+Enter")
-    _wait_done(attach_cell)
+    attach_cell = _insert_attach_and_run(page, run, run_id)
     expect(attach_cell.locator(".jp-OutputArea")).to_contain_text("hello from home")
 
     # A long detached run, cancelled from the sidebar.
@@ -170,3 +182,98 @@ def test_checkpoint_buttons_and_run_cell_on_site(page, lab: Lab, tmp_path: Path)
     expect(cell.locator(".jp-OutputArea")).to_contain_text("via the toolbar")
     expect(sidebar.locator(".jp-split-run").first).to_have_attribute("data-state", "succeeded")
     page.screenshot(path=str(ARTIFACTS / "run-cell-on-site.png"))
+
+
+def _detached(code: str) -> str:
+    """A real run on the home site, started from here as `%%on home --detach` would."""
+    return core.get_split().execute(code, CellOptions(site="home", detach=True), None, lambda event: None).run_id
+
+
+def _wait_log(run_id: str, ended: bool, text: str = "", timeout: float = 90) -> None:
+    """Until the run's own log has ended (or, with ended=False, shows `text`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = core.get_split().run_events(run_id)
+        if any(is_final(e) for e in events) if ended else any(text in e.get("text", "") for e in events):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not {'end' if ended else f'print {text!r}'} in {timeout}s")
+
+
+#: in the page: the contrast ratio (WCAG) of an element's text on its background, and that background
+_CONTRAST = """el => {
+  const style = getComputedStyle(el);
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 1;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const paint = colors => {
+    for (const color of colors) { ctx.fillStyle = color; ctx.fillRect(0, 0, 1, 1); }
+    return Array.from(ctx.getImageData(0, 0, 1, 1).data).slice(0, 3);
+  };
+  const page = getComputedStyle(document.body).getPropertyValue('--jp-layout-color1').trim() || 'white';
+  const back = paint([page, style.backgroundColor]);
+  const text = paint([page, style.backgroundColor, style.color]);
+  const lum = rgb => rgb.map(v => v / 255).map(v => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const [hi, lo] = [lum(back), lum(text)].sort((a, b) => b - a);
+  return { ratio: (hi + 0.05) / (lo + 0.05), back: back.join(',') };
+}"""
+
+
+def test_run_states_come_from_the_server(page, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    # Real runs in every badge style: three that ended (one interrupted) and one that goes on.
+    runs = {
+        "interrupted": _detached("print('before the interrupt', flush=True)\nraise KeyboardInterrupt"),
+        "succeeded": _detached("print('all done', flush=True)"),
+        "failed": _detached("raise ValueError('boom')"),
+        "running": _detached("import time\nprint('still going', flush=True)\ntime.sleep(600)"),
+    }
+    for state, run_id in runs.items():
+        _wait_log(run_id, ended=state != "running", text="still going")
+
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+
+    def events_asked(run_id: str) -> int:
+        return sum(f"/jupyter-split/runs/{run_id}/events" in url for url in asked)
+
+    _open_lab(page, lab)
+    sidebar = _open_sidebar(page)
+    styles = {s.name: s.style for s in RUN_STATES}
+    backs = set()
+    for state, run_id in runs.items():
+        row = sidebar.locator(f".jp-split-run[data-run-id='{run_id}']")
+        expect(row).to_have_attribute("data-state", state, timeout=RUN_TIMEOUT)
+        badge = row.locator(".jp-split-state")
+        expect(badge).to_have_class(f"jp-split-state jp-split-state-{styles[state]}")
+        seen = badge.evaluate(_CONTRAST)
+        assert seen["ratio"] >= 4.5, f"the {state} badge reads at {seen['ratio']:.2f}:1"
+        backs.add(seen["back"])
+    assert len(backs) == len(set(styles[s] for s in runs)), "two badge styles look the same"
+    expect(sidebar.locator(f".jp-split-run[data-run-id='{runs['running']}'] .jp-split-lastline")).to_have_text("still going")
+    expect(page.locator(".jp-split-status")).to_have_text("split: 1 running")
+    page.screenshot(path=str(ARTIFACTS / "run-states.png"))
+
+    # One request a poll for the runs list: the sidebar reads no run's log itself, not even a running one's.
+    lists_before = sum("/jupyter-split/runs?" in url or url.endswith("/jupyter-split/runs") for url in asked)
+    page.wait_for_timeout(2000)  # four refresh intervals (0.5 s in these tests)
+    lists = sum("/jupyter-split/runs?" in url or url.endswith("/jupyter-split/runs") for url in asked)
+    assert lists >= lists_before + 2, asked
+    assert sum("/events" in url for url in asked) == 0, [url for url in asked if "/events" in url]
+
+    # A run panel stops asking once the server says its run ended; one on a running run goes on.
+    shown = {"interrupted": "before the interrupt", "succeeded": "all done", "running": "still going"}
+    for state, text in shown.items():
+        sidebar.locator(f".jp-split-run[data-run-id='{runs[state]}']").click()
+        view = page.locator(f"#jupyter-split-run-{runs[state]} .jp-split-runview")
+        expect(view).to_contain_text(text)
+        status = view.locator(".jp-split-runview-status")
+        expect(status).to_have_attribute("data-state", state)
+        expect(status.locator(".jp-split-state")).to_have_class(f"jp-split-state jp-split-state-{styles[state]}")
+    page.wait_for_timeout(3000)  # six refresh intervals
+    counts = {state: events_asked(runs[state]) for state in shown}
+    print("event requests per run panel:", counts)
+    assert counts["interrupted"] == 1 and counts["succeeded"] == 1, counts
+    assert counts["running"] >= 3, counts  # the count is of a panel that does poll: it sees its requests

@@ -14,6 +14,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split import core
 from jupyter_split.core.split import CellOptions
+from jupyter_split.runs.events import RUN_STATES, TERMINAL_STATES
 from jupyter_split.server.routes import HANDLERS
 from jupyter_split.sync import copy
 from tests.fixtures.core import write_config
@@ -92,6 +93,16 @@ class TestWithoutToken:
                 assert err.value.code == 403, f"{method.upper()} {pattern} answered {err.value.code} without a token"
 
 
+async def test_states_are_the_one_list_with_a_style_each(jp_fetch) -> None:
+    served = (await _json(jp_fetch, "states"))["states"]
+    assert [s["name"] for s in served] == [s.name for s in RUN_STATES]
+    assert {s["name"] for s in served if s["terminal"]} == TERMINAL_STATES
+    assert {"succeeded", "failed", "cancelled", "timeout", "interrupted"} == TERMINAL_STATES
+    styles = {s["name"]: s["style"] for s in served}
+    assert styles["interrupted"] == "warn" and styles["running"] == "active" and styles["succeeded"] == "ok"
+    assert all(s["meaning"] for s in served)
+
+
 async def test_sites_lists_both_default_sites(jp_fetch) -> None:
     body = await _json(jp_fetch, "sites")
     assert body["experiment"] == {"name": "split-demo", "home": "home", "default_remote": "abroad"}
@@ -128,6 +139,32 @@ async def test_a_run_appears_streams_and_finishes(jp_fetch) -> None:
     seqs = [e["seq"] for e in body["events"]]
     later = await _json(jp_fetch, "runs", run_id, "events", params={"after": seqs[1]})
     assert [e["seq"] for e in later["events"]] == seqs[2:]
+
+
+async def test_events_carry_the_runs_state_and_last_line_from_its_whole_log(jp_fetch) -> None:
+    run_id = await asyncio.to_thread(_start, "print('before the interrupt', flush=True)\nraise KeyboardInterrupt")
+
+    async def ended():
+        body = await _json(jp_fetch, "runs", run_id, "events", params={"after": 0})
+        return body if body["run"]["state"] in TERMINAL_STATES else None
+
+    # Nothing lists the runs meanwhile: the run's index row still says running; its log does not.
+    body = await _until(ended, "the run to end")
+    assert core.get_split().index.get(run_id).state == "running"
+    run = body["run"]
+    assert run["state"] == "interrupted" and run["last_line"] == "before the interrupt"
+    assert run["last_seq"] == body["events"][-1]["seq"]
+    assert body["events"][-1]["type"] == "status" and body["events"][-1]["state"] == "interrupted"
+
+    # Asked from its last seq, the run is still there with its state, and no record comes twice.
+    later = await _json(jp_fetch, "runs", run_id, "events", params={"after": run["last_seq"]})
+    assert later["events"] == [] and later["run"]["state"] == "interrupted"
+    assert later["run"]["last_line"] == "before the interrupt"
+
+    # The runs list says the same, from the same fold of the log, and the index keeps it.
+    [row] = [r for r in (await _json(jp_fetch, "runs"))["runs"] if r["run_id"] == run_id]
+    assert (row["state"], row["last_line"], row["last_seq"]) == ("interrupted", "before the interrupt", run["last_seq"])
+    assert core.get_split().index.get(run_id).state == "interrupted"
 
 
 async def test_cancel_a_long_run(jp_fetch) -> None:

@@ -2,6 +2,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { RunStateInfo } from './logic';
+
 export interface Site {
   name: string;
   executor: string;
@@ -34,6 +36,8 @@ export interface Run {
   name: string | null;
   created: number;
   updated: number;
+  /** The run's state and last output line as its event log says, up to record `last_seq`. */
+  last_seq: number;
   last_line: string;
 }
 
@@ -99,6 +103,7 @@ export async function requestAPI<T>(path: string, init: RequestInit = {}): Promi
 }
 
 export const api = {
+  states: () => requestAPI<{ states: RunStateInfo[] }>('states'),
   sites: () => requestAPI<{ experiment: Experiment; sites: Site[] }>('sites'),
   runs: () => requestAPI<{ runs: Run[] }>('runs'),
   events: (runId: string, after: number) =>

@@ -1,6 +1,8 @@
 // A tiny element builder: the sidebar is plain DOM, re-rendered on each model change.
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { RunStates } from './logic';
+
 type Child = Node | string | null | undefined | false;
 
 export function el(
@@ -30,6 +32,11 @@ export function button(content: string | LabIcon, title: string, onClick: () => 
     onClick();
   });
   return node;
+}
+
+/** A run state's badge, coloured by the style the server gives the state. */
+export function stateBadge(states: RunStates, state: string): HTMLElement {
+  return el('span', { class: states.badgeClass(state), title: states.meaning(state) }, state);
 }
 
 /**

@@ -128,7 +128,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(existing.id);
           return;
         }
-        app.shell.add(runPanel(runId, rendermime, current.refreshInterval * 1000), 'main', { mode: 'split-right' });
+        const panel = runPanel(runId, rendermime, () => model.states(), current.refreshInterval * 1000);
+        app.shell.add(panel, 'main', { mode: 'split-right' });
       }
     });
 

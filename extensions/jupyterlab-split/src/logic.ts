@@ -1,7 +1,43 @@
 // Pure helpers behind the widgets: no DOM, no JupyterLab imports, tested with jest.
 
-export const ACTIVE_STATES = new Set(['submitted', 'queued', 'starting', 'running']);
-export const TERMINAL_STATES = new Set(['succeeded', 'failed', 'cancelled', 'timeout']);
+/** A run state as the server defines it (RUN_STATES in jupyter_split/runs/events.py, GET states). */
+export interface RunStateInfo {
+  name: string;
+  terminal: boolean;
+  /** The badge's colour: active, ok, bad or warn (style/base.css). */
+  style: string;
+  meaning: string;
+}
+
+/**
+ * The server's run states. The sidebar keeps no list of its own: a state the server did not
+ * name counts as in progress (it is followed on, never given up early) and gets a plain badge.
+ */
+export class RunStates {
+  constructor(list: RunStateInfo[]) {
+    this._byName = new Map(list.map(state => [state.name, state]));
+  }
+
+  isTerminal(state: string): boolean {
+    return this._byName.get(state)?.terminal ?? false;
+  }
+
+  isActive(state: string): boolean {
+    return !this.isTerminal(state);
+  }
+
+  /** The classes of a state's badge: `jp-split-state` and one per style. */
+  badgeClass(state: string): string {
+    const style = this._byName.get(state)?.style;
+    return style ? `jp-split-state jp-split-state-${style}` : 'jp-split-state';
+  }
+
+  meaning(state: string): string {
+    return this._byName.get(state)?.meaning ?? state;
+  }
+
+  private _byName: Map<string, RunStateInfo>;
+}
 
 /** A cell magic line choosing the site: `%%on SITE ...` or `%%remote_gpu [SITE] ...`. */
 const SITE_LINE = /^%%(on|remote_gpu)\b(.*)$/;
@@ -49,8 +85,12 @@ export function formatElapsed(seconds: number): string {
 }
 
 /** Elapsed time of a run: to now while active, to its last update once it has ended. */
-export function runElapsed(run: { state: string; created: number; updated: number }, nowSeconds: number): string {
-  const end = ACTIVE_STATES.has(run.state) ? nowSeconds : run.updated;
+export function runElapsed(
+  run: { state: string; created: number; updated: number },
+  nowSeconds: number,
+  states: RunStates
+): string {
+  const end = states.isActive(run.state) ? nowSeconds : run.updated;
   return formatElapsed(end - run.created);
 }
 
@@ -65,8 +105,8 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-export function countActive(runs: { state: string }[]): number {
-  return runs.filter(r => ACTIVE_STATES.has(r.state)).length;
+export function countActive(runs: { state: string }[], states: RunStates): number {
+  return runs.filter(r => states.isActive(r.state)).length;
 }
 
 export function attachCode(runId: string): string {
@@ -99,43 +139,9 @@ export function eventToOutput(event: { type: string; [key: string]: unknown }): 
   }
 }
 
-/** The final state an event batch reports, if the run ended in it. */
-export function finalState(events: { type: string; state?: unknown }[]): string | null {
-  for (const event of events) {
-    if (event.type === 'status' && typeof event.state === 'string' && TERMINAL_STATES.has(event.state)) {
-      return event.state;
-    }
-  }
-  return null;
-}
-
 /** The site a checkpoint would go to from its own: home goes to the default remote and back. */
 export function transferTarget(from: string, experiment: { home: string; default_remote: string }): string {
   return from === experiment.home ? experiment.default_remote : experiment.home;
-}
-
-export interface RunView {
-  seq: number;
-  state: string;
-  last_line: string;
-}
-
-/**
- * Fold event-log records into what the sidebar shows of a run: its state and last output line.
- * The run index is fresh for runs a kernel follows; a detached run is only fresh in its own log.
- */
-export function foldEvents(view: RunView, events: { seq: number; type: string; [key: string]: unknown }[]): RunView {
-  let { seq, state, last_line } = view;
-  for (const event of events) {
-    seq = Math.max(seq, event.seq);
-    if (event.type === 'stream' && typeof event.text === 'string' && event.text.trim()) {
-      const lines = event.text.trim().split('\n');
-      last_line = lines[lines.length - 1].slice(0, 200);
-    } else if (event.type === 'status' && typeof event.state === 'string') {
-      state = event.state;
-    }
-  }
-  return { seq, state, last_line };
 }
 
 /** What an executor told about a site beyond reachability: host, Slurm queues, Ray, GPUs. */

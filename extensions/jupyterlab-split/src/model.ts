@@ -3,7 +3,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { api, Checkpoint, Experiment, Run, Site, WandbRun } from './api';
-import { ACTIVE_STATES, foldEvents, RunView } from './logic';
+import { RunStates } from './logic';
 
 /**
  * Sites are probed (an SSH round trip, an sinfo) and storage is listed far less often
@@ -15,6 +15,9 @@ const MAX_BACKOFF_MS = 60_000;
 export class SplitModel {
   experiment: Experiment | null = null;
   sites: Site[] = [];
+  /** The server's run states; none known until the first runs poll answers. */
+  runStates = new RunStates([]);
+  /** Each with its state and last line as the server read them from its event log. */
   runs: Run[] = [];
   checkpoints: Checkpoint[] = [];
   /** Sites whose storage could not be listed, and why. */
@@ -46,6 +49,16 @@ export class SplitModel {
     await Promise.all([this._runsPoll.tick, this._worldPoll.tick]);
   }
 
+  /** The server's run states, asked once (again only after a failed answer). */
+  states(): Promise<RunStates> {
+    if (!this._states) {
+      const asked = api.states().then(({ states }) => new RunStates(states));
+      asked.catch(() => (this._states = null));
+      this._states = asked;
+    }
+    return this._states;
+  }
+
   dispose(): void {
     this._runsPoll.dispose();
     this._worldPoll.dispose();
@@ -73,8 +86,9 @@ export class SplitModel {
   }
 
   private async _fetchRuns(): Promise<void> {
-    const { runs } = await api.runs();
-    this.runs = await this._freshen(runs);
+    const [states, { runs }] = await Promise.all([this.states(), api.runs()]);
+    this.runStates = states;
+    this.runs = runs;
   }
 
   private async _fetchWorld(): Promise<void> {
@@ -86,26 +100,7 @@ export class SplitModel {
     this.wandbRuns = wandb.runs;
   }
 
-  /** Runs the index still calls active, brought up to date from their own event logs. */
-  private async _freshen(runs: Run[]): Promise<Run[]> {
-    const views = new Map<string, RunView>();
-    await Promise.all(
-      runs
-        .filter(run => ACTIVE_STATES.has(run.state))
-        .map(async run => {
-          const known = this._views.get(run.run_id) ?? { seq: 0, state: run.state, last_line: run.last_line };
-          const { events } = await api.events(run.run_id, known.seq);
-          views.set(run.run_id, foldEvents(known, events));
-        })
-    );
-    this._views = views;
-    return runs.map(run => {
-      const view = views.get(run.run_id);
-      return view ? { ...run, state: view.state, last_line: view.last_line } : run;
-    });
-  }
-
-  private _views = new Map<string, RunView>();
+  private _states: Promise<RunStates> | null = null;
   private _errors: Record<'runs' | 'world', string | null> = { runs: null, world: null };
   private _runsPoll: Poll;
   private _worldPoll: Poll;

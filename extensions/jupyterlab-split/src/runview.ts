@@ -7,13 +7,14 @@ import { Poll } from '@lumino/polling';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { api } from './api';
-import { el } from './dom';
-import { eventToOutput, finalState } from './logic';
+import { el, stateBadge } from './dom';
+import { eventToOutput, RunStates } from './logic';
 
 export class RunView extends Panel {
   constructor(
     readonly runId: string,
     rendermime: IRenderMimeRegistry,
+    private readonly _states: () => Promise<RunStates>,
     intervalMs: number
   ) {
     super();
@@ -36,6 +37,7 @@ export class RunView extends Panel {
   }
 
   private async _fetch(): Promise<void> {
+    const states = await this._states();
     // The event log is the truth: asking from the last seq seen never loses or doubles a record.
     const { run, events } = await api.events(this.runId, this._seq);
     for (const event of events) {
@@ -45,10 +47,10 @@ export class RunView extends Panel {
       }
       this._seq = event.seq;
     }
-    const state = finalState(events) ?? run.state;
-    this._status.node.textContent = `${run.run_id} on ${run.site}: ${state}`;
-    this._status.node.dataset.state = state;
-    if (finalState(events)) {
+    // `run.state` is what the whole log says, read with these events: once it has ended, all is here.
+    this._status.node.replaceChildren(`${run.run_id} on ${run.site}: `, stateBadge(states, run.state));
+    this._status.node.dataset.state = run.state;
+    if (states.isTerminal(run.state)) {
       this._poll.dispose();
     }
   }
@@ -59,8 +61,13 @@ export class RunView extends Panel {
   private _poll: Poll;
 }
 
-export function runPanel(runId: string, rendermime: IRenderMimeRegistry, intervalMs: number): MainAreaWidget<RunView> {
-  const content = new RunView(runId, rendermime, intervalMs);
+export function runPanel(
+  runId: string,
+  rendermime: IRenderMimeRegistry,
+  states: () => Promise<RunStates>,
+  intervalMs: number
+): MainAreaWidget<RunView> {
+  const content = new RunView(runId, rendermime, states, intervalMs);
   const panel = new MainAreaWidget({ content });
   panel.id = `jupyter-split-run-${runId}`;
   panel.title.label = `Run ${runId}`;

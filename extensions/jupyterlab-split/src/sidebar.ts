@@ -5,8 +5,8 @@ import { Widget } from '@lumino/widgets';
 
 import { Checkpoint, Run, Site, WandbRun } from './api';
 import { CommandIDs } from './commandids';
-import { button, el, patchChildren } from './dom';
-import { ACTIVE_STATES, formatBytes, runElapsed, siteExtras, transferTarget } from './logic';
+import { button, el, patchChildren, stateBadge } from './dom';
+import { formatBytes, runElapsed, siteExtras, transferTarget } from './logic';
 import { SplitModel } from './model';
 
 export class SplitSidebar extends Widget {
@@ -89,7 +89,8 @@ export class SplitSidebar extends Widget {
   }
 
   private _run(run: Run): HTMLElement {
-    const active = ACTIVE_STATES.has(run.state);
+    const states = this._model.runStates;
+    const active = states.isActive(run.state);
     const commands = this._commands;
     const args = { runId: run.run_id };
     const row = el(
@@ -98,9 +99,9 @@ export class SplitSidebar extends Widget {
       el(
         'div',
         { class: 'jp-split-row' },
-        el('span', { class: `jp-split-state jp-split-state-${run.state}` }, run.state),
+        stateBadge(states, run.state),
         el('b', {}, run.site),
-        el('span', { class: 'jp-split-elapsed' }, runElapsed(run, Date.now() / 1000)),
+        el('span', { class: 'jp-split-elapsed' }, runElapsed(run, Date.now() / 1000, states)),
         el(
           'span',
           { class: 'jp-split-actions' },

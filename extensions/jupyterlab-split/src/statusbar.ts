@@ -24,7 +24,7 @@ export class RunsStatus extends Widget {
   }
 
   private _update(): void {
-    const active = countActive(this._model.runs);
+    const active = countActive(this._model.runs, this._model.runStates);
     this.node.textContent = `split: ${active} running`;
     this.node.dataset.active = String(active);
   }

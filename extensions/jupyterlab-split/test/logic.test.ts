@@ -5,15 +5,27 @@ import {
   cellSite,
   countActive,
   eventToOutput,
-  finalState,
-  foldEvents,
   formatBytes,
   formatElapsed,
+  RunStateInfo,
+  RunStates,
   runElapsed,
   setSiteLine,
   siteExtras,
   transferTarget
 } from '../src/logic';
+
+// As GET /jupyter-split/states serves them (jupyter_split/runs/events.py), in part.
+const SERVED: RunStateInfo[] = [
+  { name: 'queued', terminal: false, style: 'active', meaning: 'waiting' },
+  { name: 'running', terminal: false, style: 'active', meaning: 'executing' },
+  { name: 'preempted', terminal: false, style: 'warn', meaning: 'about to be preempted' },
+  { name: 'succeeded', terminal: true, style: 'ok', meaning: 'finished' },
+  { name: 'failed', terminal: true, style: 'bad', meaning: 'raised' },
+  { name: 'cancelled', terminal: true, style: 'warn', meaning: 'cancelled' },
+  { name: 'interrupted', terminal: true, style: 'warn', meaning: 'interrupted' }
+];
+const states = new RunStates(SERVED);
 
 describe('setSiteLine', () => {
   it('puts %%on SITE above plain code', () => {
@@ -73,8 +85,9 @@ describe('formatting', () => {
   });
 
   it('counts an active run to now and an ended one to its last update', () => {
-    expect(runElapsed({ state: 'running', created: 100, updated: 110 }, 190)).toBe('1m 30s');
-    expect(runElapsed({ state: 'succeeded', created: 100, updated: 110 }, 190)).toBe('10s');
+    expect(runElapsed({ state: 'running', created: 100, updated: 110 }, 190, states)).toBe('1m 30s');
+    expect(runElapsed({ state: 'succeeded', created: 100, updated: 110 }, 190, states)).toBe('10s');
+    expect(runElapsed({ state: 'interrupted', created: 100, updated: 110 }, 190, states)).toBe('10s');
   });
 
   it.each([
@@ -87,19 +100,40 @@ describe('formatting', () => {
   });
 });
 
-describe('runs', () => {
-  it('counts only runs in progress', () => {
-    const states = ['running', 'queued', 'succeeded', 'failed', 'submitted', 'cancelled', 'starting'];
-    expect(countActive(states.map(state => ({ state })))).toBe(4);
+describe('run states from the server', () => {
+  it('ends a run only in a state the server calls terminal, interrupted included', () => {
+    expect(SERVED.filter(s => states.isTerminal(s.name)).map(s => s.name)).toEqual([
+      'succeeded',
+      'failed',
+      'cancelled',
+      'interrupted'
+    ]);
+    expect(states.isActive('preempted')).toBe(true);
   });
 
+  it('follows a state it was not told of, and knows none before the server answers', () => {
+    expect(states.isTerminal('rebooting')).toBe(false);
+    expect(new RunStates([]).isTerminal('succeeded')).toBe(false);
+  });
+
+  it('gives each badge the style the server names', () => {
+    expect(states.badgeClass('interrupted')).toBe('jp-split-state jp-split-state-warn');
+    expect(states.badgeClass('succeeded')).toBe('jp-split-state jp-split-state-ok');
+    expect(states.badgeClass('queued')).toBe('jp-split-state jp-split-state-active');
+    expect(states.badgeClass('rebooting')).toBe('jp-split-state');
+    expect(states.meaning('failed')).toBe('raised');
+    expect(states.meaning('rebooting')).toBe('rebooting');
+  });
+
+  it('counts only runs in progress', () => {
+    const runs = ['running', 'queued', 'succeeded', 'failed', 'interrupted', 'cancelled', 'preempted'];
+    expect(countActive(runs.map(state => ({ state })), states)).toBe(3);
+  });
+});
+
+describe('attachCode', () => {
   it('builds the attach line', () => {
     expect(attachCode('demo-home-1')).toBe('%split attach demo-home-1');
-  });
-
-  it('finds the final state in a batch of events', () => {
-    expect(finalState([{ type: 'status', state: 'running' }, { type: 'stream' }])).toBeNull();
-    expect(finalState([{ type: 'stream' }, { type: 'status', state: 'cancelled' }])).toBe('cancelled');
   });
 });
 
@@ -139,26 +173,6 @@ describe('transferTarget', () => {
     expect(transferTarget('home', experiment)).toBe('abroad');
     expect(transferTarget('abroad', experiment)).toBe('home');
     expect(transferTarget('sg2', experiment)).toBe('home');
-  });
-});
-
-describe('foldEvents', () => {
-  const start = { seq: 0, state: 'running', last_line: '' };
-
-  it('keeps the last non-blank output line and the newest state', () => {
-    const view = foldEvents(start, [
-      { seq: 1, type: 'status', state: 'running' },
-      { seq: 2, type: 'stream', name: 'stdout', text: 'epoch 1\nepoch 2\n' },
-      { seq: 3, type: 'stream', name: 'stdout', text: '\n' },
-      { seq: 4, type: 'status', state: 'succeeded', final: true }
-    ]);
-    expect(view).toEqual({ seq: 4, state: 'succeeded', last_line: 'epoch 2' });
-  });
-
-  it('picks up from where it was', () => {
-    const first = foldEvents(start, [{ seq: 1, type: 'stream', text: 'a' }]);
-    expect(foldEvents(first, [])).toEqual(first);
-    expect(foldEvents(first, [{ seq: 2, type: 'result', data: {} }])).toEqual({ ...first, seq: 2 });
   });
 });
 
