@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .. import verified
+from ..sync.fsutil import read_hashed
 from ..sync.manifest import is_object_store
 
 _READ_CHUNK = 16 << 20
@@ -53,16 +54,9 @@ def read_remote(fs: Any, path: str, size: int) -> tuple[torch.Tensor | None, str
     """A remote file read into memory in chunks, hashed as it arrives."""
     buffer = torch.empty(size, dtype=torch.uint8)  # not zero-filled: every byte is read into it
     view = memoryview(buffer.numpy())
-    digest = hashlib.sha256()
-    got = 0
     # object stores: one ranged GET per chunk, no read-ahead cache, so every byte is fetched once
     options = {"block_size": _READ_CHUNK, "cache_type": "none"} if is_object_store(fs) else {}
     with fs.open(path, "rb", **options) as handle:
-        while got < size:
-            n = handle.readinto(view[got:got + _READ_CHUNK])
-            if not n:
-                break
-            digest.update(view[got:got + n])
-            got += n
+        got, digest = read_hashed(handle, _READ_CHUNK, into=view)
         trailing = handle.read(1)
-    return (buffer if got == size and not trailing else None), digest.hexdigest()
+    return (buffer if got == size and not trailing else None), digest

@@ -20,28 +20,18 @@ def _list(ctx: Context, args: argparse.Namespace) -> int:
     split = get_split()
     runs = wandb_sites.experiment_runs(split, args.site, args.limit, history=args.json)
     if args.json:
-        ctx.print(json.dumps([_as_dict(r) for r in runs], indent=1, default=str))
+        ctx.print(json.dumps([r.row(split.config, full=True) for r in runs], indent=1, default=str))
         return 0
     if not runs:
         ctx.print(f"no W&B runs of experiment {split.config.experiment.name!r} yet: run a cell with --wandb, "
                   "or call wandb.init() in one")
         return 0
-    header = ["site", "W&B run", "job type", "mode", "state", "artifacts", "metrics", "split run"]
-    rows = [[r.site, r.run.id, r.run.job_type, "offline" if r.run.offline else "online", r.run.state,
-             str(len(r.run.artifacts)), _short(r.run.metrics()), r.split_run] for r in runs]
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+    rows = [r.row(split.config) for r in runs]
     ctx.print(f"experiment {split.config.experiment.name} (W&B group), {len(runs)} run(s)")
-    for row in [header, *rows]:
-        ctx.print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    ctx.table(["site", "W&B run", "job type", "mode", "state", "artifacts", "metrics", "split run"],
+              [[r["site"], r["id"], r["job_type"], r["mode"], r["state"], len(r["artifacts"]), _short(r["metrics"]),
+                r["split_run"]] for r in rows])
     return 0
-
-
-def _as_dict(item: wandb_sites.SiteRun) -> dict:
-    run = item.run
-    return {"site": item.site, "split_run": item.split_run, "id": run.id, "project": run.project,
-            "group": run.group, "job_type": run.job_type, "name": run.name, "tags": run.tags,
-            "offline": run.offline, "state": run.state, "config": run.config, "summary": run.metrics(),
-            "history": run.history, "artifacts": run.artifacts, "file": str(run.path)}
 
 
 def _sync(ctx: Context, args: argparse.Namespace) -> int:

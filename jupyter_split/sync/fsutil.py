@@ -224,15 +224,33 @@ def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None) -> A
     return PinnedReader(path, pin) if pin is not None else open(path, "rb")
 
 
-def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
+def read_hashed(handle: Any, chunk: int, into: memoryview | None = None) -> tuple[int, str]:
+    """(bytes read, their sha256) of `handle` from here to its end, `chunk` bytes at a time.
+
+    With `into`, the bytes land there (`readinto`: no copy) and reading stops when it is full;
+    the caller checks the count and whether anything is left."""
     digest = hashlib.sha256()
+    got = 0
+    if into is None:
+        while data := handle.read(chunk):
+            digest.update(data)
+            got += len(data)
+        return got, digest.hexdigest()
+    while got < len(into):
+        n = handle.readinto(into[got:got + chunk])
+        if not n:
+            break
+        digest.update(into[got:got + n])
+        got += n
+    return got, digest.hexdigest()
+
+
+def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
     try:
         with open_read(loc, path, chunk) as handle:
-            while data := handle.read(chunk):
-                digest.update(data)
+            return read_hashed(handle, chunk)[1]
     except FileNotFoundError:
         return None
-    return digest.hexdigest()
 
 
 def _batches(paths: list[str], limit: int = 100_000) -> list[list[str]]:

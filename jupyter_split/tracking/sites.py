@@ -37,6 +37,31 @@ class SiteRun:
     run: WandbRun
     data: bytes = field(repr=False, default=b"")
 
+    def row(self, config: Config, *, full: bool = False) -> dict[str, Any]:
+        """The run as every face shows it (the sidebar, `wandb`, `wandb --json`); `full` adds its
+        config, history, tags and file."""
+        run = self.run
+        row = {"site": self.site, "split_run": self.split_run, "id": run.id, "name": run.name or run.id,
+               "job_type": run.job_type, "mode": "offline" if run.offline else "online", "state": run.state,
+               "url": None if run.offline else _run_url(config.sites.get(self.site), run),
+               "metrics": run.metrics(), "artifacts": run.artifacts}
+        if full:
+            row.update(project=run.project, group=run.group, tags=run.tags, offline=run.offline, config=run.config,
+                       history=run.history, file=str(run.path))
+        return row
+
+
+#: W&B's cloud answers its API at api.wandb.ai and shows runs at wandb.ai
+_CLOUD_APP = "https://wandb.ai"
+
+
+def _run_url(site: SiteConfig | None, run: WandbRun) -> str | None:
+    if site is None or not (run.entity and run.project):
+        return None
+    base = tracking.server_url(site)
+    app = _CLOUD_APP if base == tracking.CLOUD_URL else base
+    return f"{app}/{run.entity}/{run.project}/runs/{run.id}"
+
 
 async def _runs_of(split: Any, record: RunRecord, history: bool) -> list[SiteRun]:
     ex = split.executor(record.site)
