@@ -263,6 +263,13 @@ def test_run_states_come_from_the_server(page, lab: Lab) -> None:
     assert lists >= lists_before + 2, asked
     assert sum("/events" in url for url in asked) == 0, [url for url in asked if "/events" in url]
 
+    # `%split attach`, inserted from the sidebar, works in a kernel that never loaded the magics.
+    _new_notebook(page)
+    attach_cell = _insert_attach_and_run(page, sidebar.locator(f".jp-split-run[data-run-id='{runs['succeeded']}']"),
+                                         runs["succeeded"])
+    expect(attach_cell.locator(".jp-OutputArea")).to_contain_text("all done")
+    expect(attach_cell.locator(".jp-OutputArea")).not_to_contain_text("not found")
+
     # A run panel stops asking once the server says its run ended; one on a running run goes on.
     shown = {"interrupted": "before the interrupt", "succeeded": "all done", "running": "still going"}
     for state, text in shown.items():

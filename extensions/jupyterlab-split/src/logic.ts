@@ -109,8 +109,9 @@ export function countActive(runs: { state: string }[], states: RunStates): numbe
   return runs.filter(r => states.isActive(r.state)).length;
 }
 
+/** A cell that replays a run; it loads the magics itself, so it works in a fresh kernel too. */
 export function attachCode(runId: string): string {
-  return `%split attach ${runId}`;
+  return `%load_ext jupyter_split\n%split attach ${runId}`;
 }
 
 /** The nbformat output an event-log record becomes, or null for records that are not output. */

@@ -132,8 +132,8 @@ describe('run states from the server', () => {
 });
 
 describe('attachCode', () => {
-  it('builds the attach line', () => {
-    expect(attachCode('demo-home-1')).toBe('%split attach demo-home-1');
+  it('loads the magics before attaching, so a fresh kernel can run it', () => {
+    expect(attachCode('demo-home-1')).toBe('%load_ext jupyter_split\n%split attach demo-home-1');
   });
 });
 
