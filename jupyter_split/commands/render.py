@@ -69,6 +69,9 @@ class TerminalOutput:
         if kind == "stream":
             (self.err if event["name"] == "stderr" else self.out).write(event["text"])
             self.out.flush()
+        elif kind == "display" and event.get("live"):  # a progress bar: redrawn in place, as it was written
+            self.err.write("\r" + event["data"].get("text/plain", "") + ("\n" if event["live"] == "end" else ""))
+            self.err.flush()
         elif kind in ("display", "result"):
             text = event["data"].get("text/plain")
             if text:

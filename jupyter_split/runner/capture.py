@@ -3,7 +3,8 @@
 The runner's IPython shell uses these classes in place of a kernel's ZMQ ones:
 stdout and stderr are batched into `stream` records (a flush at most every 50 ms
 or every 64 KiB keeps 100,000 prints cheap), display() becomes `display`, the
-value of the last expression `result`, and a traceback `error`.
+value of the last expression `result`, and a traceback `error`. A line redrawn with
+"\r" (a progress bar) becomes one display updated in place (`live.py`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import TraitError, Type
+
+from .live import LiveLine
 
 FLUSH_SECONDS = 0.05
 FLUSH_BYTES = 64 * 1024
@@ -32,6 +35,17 @@ class Capture:
         self.streams = {name: EventStream(name, self) for name in ("stdout", "stderr")}
         self._stop = threading.Event()
         threading.Thread(target=self._flusher, name="split-flush", daemon=True).start()
+
+    def start(self, emit: Emit) -> None:
+        """Send what the next run writes to `emit`."""
+        for stream in self.streams.values():
+            stream.live.reset()
+        self.emit = emit
+
+    def stop(self) -> None:
+        """Flush what the run wrote; output goes nowhere until the next run starts."""
+        self.flush()
+        self.emit = None
 
     def record(self, type_: str, **fields: Any) -> None:
         """Emit a record after any pending stream text, so the order is the order of calls."""
@@ -55,6 +69,7 @@ class EventStream(io.TextIOBase):
         self._parts: list[str] = []
         self._size = 0
         self._lock = threading.RLock()
+        self.live = LiveLine()  # a line redrawn with "\r" (a progress bar) is shown as a display
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -85,8 +100,13 @@ class EventStream(io.TextIOBase):
             return
         text, self._parts, self._size = "".join(self._parts), [], 0
         emit = self._capture.emit
-        if emit is not None:
-            emit("stream", name=self.name, text=text)
+        if emit is None:
+            return
+        for kind, fields in self.live.split(text):
+            if kind == "stream":
+                emit("stream", name=self.name, **fields)
+            else:
+                emit(kind, **fields)
 
 
 CAPTURE = Capture()

@@ -136,13 +136,12 @@ class Runner:
         status = {"run_id": request["run_id"], "site": self.site, "host": self.info["host"], "pid": os.getpid(),
                   "started": started, "versions": self.info, "device": str(self.shell.user_ns.get("device", f"{self.accelerator} (not probed yet)"))}
         write_json_atomic(path / "status.json", {**status, "state": "running"})
-        CAPTURE.emit = log.append
+        CAPTURE.start(log.append)
         log.append("status", state="running", host=self.info["host"], pid=os.getpid())
         try:
             state, reason = self._execute(path, request)
         finally:
-            CAPTURE.flush()
-            CAPTURE.emit = None
+            CAPTURE.stop()
         # status.json first: a client that sees the final record may read it at once.
         status["device"] = str(self.shell.user_ns.get("device", f"{self.accelerator} (not used by the cell)"))
         write_json_atomic(path / "status.json", {**status, "state": state, "reason": reason, "ended": time.time(),

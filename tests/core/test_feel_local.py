@@ -161,3 +161,27 @@ def test_a_file_run_from_the_cli_shows_its_own_lines_without_colour_in_a_pipe(sp
     err = capsys.readouterr().err
     assert "line 2" in err and "RuntimeError: nope" in err and "\x1b[" not in err, err
     assert err.count("RuntimeError: nope") == 1, err
+
+
+# ---- 4. progress bars and distributed cells
+
+def test_tqdm_is_one_live_display_updated_in_place(kernel):
+    outputs = kernel.ok("%%on home\nimport time\nfrom tqdm.auto import tqdm\nprint('before')\n"
+                        "for _ in tqdm(range(6)):\n    time.sleep(0.25)\nprint('after')")
+    bars = [o for o in outputs if o["type"] in ("display_data", "update_display_data")]
+    assert bars and bars[0]["type"] == "display_data", outputs
+    assert {b["transient"]["display_id"] for b in bars} == {bars[0]["transient"]["display_id"]}
+    assert any(b["type"] == "update_display_data" for b in bars), outputs
+    assert "6/6" in bars[-1]["data"]["text/plain"] and "<progress value='100'" in bars[-1]["data"]["text/html"]
+    assert "it/s" not in text(outputs) and text(outputs, "stdout") == "before\nafter\n", outputs
+    kinds = [o["type"] for o in outputs]
+    assert kinds.index("display_data") > kinds.index("stream")  # in the order it was written
+
+
+def test_a_redrawn_line_on_the_cli_is_redrawn_in_place(split_home, capsys):
+    (split_home / "work" / "count.py").write_text(
+        "import time\nfor i in range(3):\n    print(f'step {i}', end='\\r', flush=True)\n    time.sleep(0.2)\nprint()\nprint('done')\n")
+    assert cli.main(["run", "home", "count.py"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "done\n" and captured.err.endswith("\rstep 2\n"), captured
+    assert "\rstep 0" in captured.err and "step 0\n" not in captured.err
