@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable
 
 from .. import protocol
 from ..executors.base import Executor
-from ..runs.events import EVENTS_FILE, is_final, parse_lines
+from ..runs.events import ENDED_FILE, EVENTS_FILE, is_final, parse_lines
 
 POLL_SECONDS = 0.2
 MAX_BACKOFF = 5.0
@@ -108,19 +108,37 @@ async def _reconnect(ex: Executor) -> None:
         pass  # still down: the next round backs off and tries again
 
 
+async def read_log(ex: Executor, run_dir: str) -> list[dict[str, Any]]:
+    """A run's records: its event log, and where the log has no final record, the one `record_death`
+    kept beside it."""
+    try:
+        events = parse_lines(await ex.read_file(posixpath.join(run_dir, EVENTS_FILE)))[0]
+    except FileNotFoundError:
+        events = []
+    if events and is_final(events[-1]):
+        return events
+    try:
+        ended = json.loads(await ex.read_file(posixpath.join(run_dir, ENDED_FILE)))
+    except (FileNotFoundError, ValueError):
+        return events
+    return events + [ended] if is_final(ended) and (not events or ended.get("seq", 0) > events[-1]["seq"]) else events
+
+
 async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last: int,
                        state: str = "failed", how: str | None = None) -> dict[str, Any]:
-    """Append the final record a runner could not write itself (SIGKILL, OOM, lost machine)."""
+    """The final record of a runner that could not write its own (SIGKILL, OOM, a lost machine).
+
+    Call it once the runner is known to be gone. The log is read again first: a final record
+    the runner wrote after the caller last looked is the answer, so a run that succeeded is
+    never reported as failed. Otherwise the record is kept in `ended.json` beside the log, never
+    in it: the event log has one writer, the runner. Asked again, it gives the same record."""
+    events = await read_log(ex, run_dir)
+    if events and is_final(events[-1]):
+        return events[-1]
     how = how or ex.exit_reason(handle) or \
         "ended without a final status (killed, e.g. by SIGKILL or the OOM killer, or its machine went down)"
     reason = f"the runner (pid {handle.get('pid', '?')}) on site {ex.site.name!r} {how}"
-    final = {"seq": last + 1, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}
-    path = posixpath.join(run_dir, EVENTS_FILE)
-    try:
-        existing = await ex.read_file(path)
-    except FileNotFoundError:
-        existing = b""
-    if existing and not existing.endswith(b"\n"):
-        existing = existing[: existing.rfind(b"\n") + 1]  # a torn last line is dropped, not kept
-    await ex.write_file(path, existing + json.dumps(final).encode() + b"\n")
+    seq = max(last, events[-1]["seq"] if events else 0) + 1
+    final = {"seq": seq, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}
+    await ex.write_file(posixpath.join(run_dir, ENDED_FILE), json.dumps(final).encode())
     return final

@@ -21,9 +21,9 @@ from .. import aio, policy, tracking, transfer
 from . import channel
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
-from .follow import follow, record_death
+from .follow import follow, read_log, record_death
 from ..names import check_name
-from ..runs.events import EVENTS_FILE, TERMINAL_STATES, RunView, is_final, parse_lines, run_view
+from ..runs.events import TERMINAL_STATES, RunView, is_final, run_view
 from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
 
@@ -294,11 +294,7 @@ class Split:
         return [e for e in events if e["seq"] > after]
 
     async def _read_log(self, ex: Executor, run_dir: str) -> list[dict[str, Any]]:
-        try:
-            data = await ex.read_file(posixpath.join(run_dir, EVENTS_FILE))
-        except FileNotFoundError:
-            return []
-        return parse_lines(data)[0]
+        return await read_log(ex, run_dir)
 
     def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Recent runs; those the index still calls active are brought up to date from their logs."""

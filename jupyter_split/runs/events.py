@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 EVENTS_FILE = "events.jsonl"
+#: beside the log, the final record of a runner that died before it wrote its own (`core.follow.record_death`):
+#: the runner is the log's one writer
+ENDED_FILE = "ended.json"
 LAST_LINE_CHARS = 200
 
 
