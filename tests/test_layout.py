@@ -119,3 +119,19 @@ def test_every_error_derives_from_the_one_root():
             if isinstance(node, ast.ClassDef) and node.name.endswith("Error") and node.name != "SplitError":
                 module = __import__(name, fromlist=["_"])
                 assert issubclass(getattr(module, node.name), SplitError), f"{name}.{node.name}"
+
+
+def test_the_public_import_paths_keep_working(tmp_path):
+    import subprocess
+    import sys
+
+    from jupyter_split import ckpt, core, policy, sync, tracking
+
+    assert callable(ckpt.save) and callable(ckpt.load) and callable(ckpt.consolidate)
+    assert callable(sync.copy) and callable(sync.push) and callable(sync.pull) and callable(sync.latest)
+    assert callable(policy.declassify) and callable(policy.check_objects)
+    assert callable(tracking.runner_env) and callable(core.get_split)
+    probe = subprocess.run([sys.executable, "-m", "jupyter_split.runner", "--probe"], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    assert '"jupyter_split"' in probe.stdout and '"python"' in probe.stdout
