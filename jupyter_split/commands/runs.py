@@ -1,8 +1,7 @@
-"""Verbs about sites and runs: sites, runs, attach, logs, cancel, doctor, run."""
+"""Verbs about sites and runs: sites, runs, attach, logs, cancel, run (doctor: doctor.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -73,14 +72,6 @@ def cancel(ctx: Context, args: argparse.Namespace) -> int:
     state = get_split().cancel(args.run)
     ctx.print(f"{args.run}: {state}")
     return 0
-
-
-@verb("doctor", "check a site: its python, versions, and jupyter_split there",
-      arg("site", nargs="?", help="the site to check (default: experiment.default_remote)"))
-def doctor(ctx: Context, args: argparse.Namespace) -> int:
-    report = get_split().doctor(args.site)
-    ctx.print(json.dumps(report, indent=2))
-    return 0 if report["parity"] == "ok" else 1
 
 
 @verb("run", "run a Python file on a site and stream its output", site_argument(required=True),

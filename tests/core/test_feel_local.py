@@ -4,6 +4,7 @@ Each test drives a real IPython kernel (or the real CLI) the way a notebook (or 
 """
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -185,3 +186,32 @@ def test_a_redrawn_line_on_the_cli_is_redrawn_in_place(split_home, capsys):
     captured = capsys.readouterr()
     assert captured.out == "done\n" and captured.err.endswith("\rstep 2\n"), captured
     assert "\rstep 0" in captured.err and "step 0\n" not in captured.err
+
+
+# ---- 5. doctor: a verdict, not JSON
+
+def test_doctor_is_a_short_verdict_table(kernel):
+    shown = text(kernel.ok("%split doctor home"))
+    lines = shown.splitlines()
+    assert lines[1].split() == ["check", "here", "home", "verdict"], shown
+    rows = {line.split()[0]: line.split() for line in lines[2:] if line.strip() and not line.startswith("all well")}
+    for check in ("python", "cloudpickle", "torch", "jupyter_split", "numpy", "accelerator"):
+        assert rows[check][-1] == "ok", shown
+    assert "cpu:" in rows["accelerator"] and "all well" in shown and "{" not in shown
+
+
+def test_doctor_names_what_is_wrong_and_what_to_do(split_home, capsys):
+    from tests.fixtures.core import write_config
+
+    fake = split_home / "oldlibs" / "cloudpickle-0.9.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: cloudpickle\nVersion: 0.9\n")
+    write_config(split_home, '[sites.home]\nexecutor = "local"\njurisdiction = "CN"\n'
+                             f'env = {{ PYTHONPATH = "{fake.parent}" }}\n[experiment]\ndefault_remote = "home"\n')
+    assert cli.main(["doctor", "home"]) == 1
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("cloudpickle")]
+    assert row.split()[2:] == ["0.9", "fix"], out
+    assert "what to do:" in out and "cloudpickle" in out.split("what to do:")[1] and "0.9 on home" in out, out
+    assert cli.main(["doctor", "home", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["remote"]["cloudpickle"] == "0.9"

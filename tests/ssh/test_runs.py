@@ -180,7 +180,7 @@ def test_cli_sites_and_doctor_report_the_ssh_site(sshd, split_home):
     rows = {line.split()[0]: line for line in sites.stdout.splitlines() if line.split()}
     assert " yes (" in rows["sg"], rows["sg"]
     assert "no: site 'down': cannot connect to" in rows["down"] and "Check host and port" in rows["down"]
-    doctor = subprocess.run([*cli, "doctor", "sg"], capture_output=True, text=True, env=env, timeout=300)
+    doctor = subprocess.run([*cli, "doctor", "sg", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     report = json.loads(doctor.stdout[doctor.stdout.index("{"):])
     assert report["parity"] == "ok" and report["python"].endswith("/env/venv/bin/python")
