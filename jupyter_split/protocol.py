@@ -4,6 +4,7 @@
   a batch job's payload, where each rank of a run keeps its event log, the preemption signal.
 - The version probe: `versions()` in the runner, and the same function as a script (`PROBE`)
   for a site's interpreter that may not have jupyter_split installed.
+- The run states the runner writes and everyone reads (served to the sidebar as they are here).
 - The live channel: one JSON line per request on the runner's unix socket (`OPS`), JSON lines
   back, raw bytes after the reply for `put` and `get` (the `--in` and `--out` payloads).
 
@@ -15,6 +16,7 @@ import inspect
 import json
 import posixpath
 import signal
+from dataclasses import asdict, dataclass
 from typing import Any
 
 #: `python -m RUNNER_MODULE ...` starts a runner; LAUNCHER_MODULE one across ranks (torchrun)
@@ -32,6 +34,39 @@ PREEMPT_SIGNAL = signal.SIGUSR2
 OPS = ("hello", "execute", "put", "get", "follow")
 #: payload bytes move in pieces of this size, both ways
 CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A state a run can be in: whether it has ended, and the badge style the sidebar gives it."""
+
+    name: str
+    terminal: bool
+    style: str  # active | ok | bad | warn: base.css of the sidebar has a colour for each
+    meaning: str
+
+
+#: Every state a run's index row or `status` record can hold: the one list the CLI, the server
+#: and the sidebar (GET /jupyter-split/states) go by.
+RUN_STATES: tuple[RunState, ...] = (
+    RunState("submitted", False, "active", "started; its runner has not written to the log yet"),
+    RunState("queued", False, "active", "waiting in its session for the cells before it"),
+    RunState("running", False, "active", "the cell is executing"),
+    RunState("preempted", False, "warn", "the job is about to be preempted; the checkpoint hooks run"),
+    RunState("requeued", False, "active", "the job was requeued; the cell starts again when it restarts"),
+    RunState("not_requeued", False, "warn", "the job could not be requeued; the cell goes on"),
+    RunState("succeeded", True, "ok", "the cell finished without an error"),
+    RunState("failed", True, "bad", "the cell raised an error, or its runner died"),
+    RunState("timeout", True, "bad", "the cell ran past its --timeout"),
+    RunState("cancelled", True, "warn", "the run was cancelled"),
+    RunState("interrupted", True, "warn", "the cell was interrupted (KeyboardInterrupt)"),
+)
+TERMINAL_STATES = frozenset(s.name for s in RUN_STATES if s.terminal)
+
+
+def states_table() -> list[dict[str, Any]]:
+    """RUN_STATES as JSON rows, in order."""
+    return [asdict(s) for s in RUN_STATES]
 
 
 def rank_dir(run_dir: str, rank: int) -> str:

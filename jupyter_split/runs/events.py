@@ -17,48 +17,17 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+
+from ..protocol import TERMINAL_STATES
 
 EVENTS_FILE = "events.jsonl"
 #: beside the log, the final record of a runner that died before it wrote its own (`core.follow.record_death`):
 #: the runner is the log's one writer
 ENDED_FILE = "ended.json"
 LAST_LINE_CHARS = 200
-
-
-@dataclass(frozen=True)
-class RunState:
-    """A state a run can be in: whether it has ended, and the badge style the sidebar gives it."""
-
-    name: str
-    terminal: bool
-    style: str  # active | ok | bad | warn: base.css of the sidebar has a colour for each
-    meaning: str
-
-
-#: Every state a run's index row or `status` record can hold: the one list the CLI, the server
-#: and the sidebar (GET /jupyter-split/states) go by.
-RUN_STATES: tuple[RunState, ...] = (
-    RunState("submitted", False, "active", "started; its runner has not written to the log yet"),
-    RunState("queued", False, "active", "waiting in its session for the cells before it"),
-    RunState("running", False, "active", "the cell is executing"),
-    RunState("preempted", False, "warn", "the job is about to be preempted; the checkpoint hooks run"),
-    RunState("requeued", False, "active", "the job was requeued; the cell starts again when it restarts"),
-    RunState("not_requeued", False, "warn", "the job could not be requeued; the cell goes on"),
-    RunState("succeeded", True, "ok", "the cell finished without an error"),
-    RunState("failed", True, "bad", "the cell raised an error, or its runner died"),
-    RunState("timeout", True, "bad", "the cell ran past its --timeout"),
-    RunState("cancelled", True, "warn", "the run was cancelled"),
-    RunState("interrupted", True, "warn", "the cell was interrupted (KeyboardInterrupt)"),
-)
-TERMINAL_STATES = frozenset(s.name for s in RUN_STATES if s.terminal)
-
-
-def states_table() -> list[dict[str, Any]]:
-    """RUN_STATES as JSON rows, in order."""
-    return [asdict(s) for s in RUN_STATES]
 
 
 @dataclass

@@ -19,7 +19,8 @@ from .. import core
 from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
-from ..runs.events import run_view, states_table
+from ..protocol import states_table
+from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
 from . import bodies, transfer, wandb_runs
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_split.runs.events import RUN_STATES
+from jupyter_split.protocol import RUN_STATES
 
 from .conftest import EXTENSION_SRC
 

@@ -10,7 +10,8 @@ import pytest
 from jupyter_split import core
 from jupyter_split.config import load_config
 from jupyter_split.core.split import CellOptions
-from jupyter_split.runs.events import RUN_STATES, is_final
+from jupyter_split.protocol import RUN_STATES
+from jupyter_split.runs.events import is_final
 from jupyter_split.sync import copy
 
 from .conftest import ARTIFACTS, Lab

@@ -14,7 +14,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split import core
 from jupyter_split.core.split import CellOptions
-from jupyter_split.runs.events import RUN_STATES, TERMINAL_STATES
+from jupyter_split.protocol import RUN_STATES, TERMINAL_STATES
 from jupyter_split.server.routes import HANDLERS
 from jupyter_split.sync import copy
 from tests.fixtures.core import write_config

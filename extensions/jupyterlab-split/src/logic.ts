@@ -1,6 +1,6 @@
 // Pure helpers behind the widgets: no DOM, no JupyterLab imports, tested with jest.
 
-/** A run state as the server defines it (RUN_STATES in jupyter_split/runs/events.py, GET states). */
+/** A run state as the server defines it (RUN_STATES in jupyter_split/protocol.py, GET states). */
 export interface RunStateInfo {
   name: string;
   terminal: boolean;
