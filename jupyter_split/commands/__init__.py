@@ -70,7 +70,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-
         raise ParseExit(2, explain(self, message, f"`{self.prog} --help`"))
 
     def exit(self, status: int = 0, message: str | None = None):  # noqa: A003 - argparse's name
