@@ -28,6 +28,8 @@ from ..errors import SplitError
 from .._version import __version__
 
 PROJECT = PACKAGE = "jupyter_split"
+#: the package's folder (this module is in its ssh/ folder)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _SKIP_IN_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
@@ -70,18 +72,17 @@ def _norm(name: str) -> str:
 
 def source_root() -> Path | None:
     """The source checkout this package runs from, if it runs from one."""
-    root = Path(__file__).resolve().parent.parent
+    root = PACKAGE_DIR.parent
     return root if (root / "pyproject.toml").is_file() and (root / PACKAGE / "__init__.py").is_file() else None
 
 
 @functools.cache
 def _package_files() -> dict[str, bytes]:
     """The package's files as this process first saw them: the fingerprint and the wheel agree."""
-    package = Path(__file__).resolve().parent
     files = {}
-    for path in sorted(package.rglob("*")):
+    for path in sorted(PACKAGE_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            files[path.relative_to(package.parent).as_posix()] = path.read_bytes()
+            files[path.relative_to(PACKAGE_DIR.parent).as_posix()] = path.read_bytes()
     return files
 
 

@@ -74,6 +74,19 @@ def test_bootstrap_into_an_empty_venv_without_index(sshd, split_home, capfd):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_the_project_wheel_holds_the_whole_package(tmp_path):
+    import zipfile
+
+    import jupyter_split
+
+    package = Path(jupyter_split.__file__).parent
+    wanted = {p.relative_to(package.parent).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    with zipfile.ZipFile(wheelhouse.project_wheel(tmp_path).path) as wheel:
+        names = set(wheel.namelist())
+    assert wanted <= names, sorted(wanted - names)[:5]
+    assert {"jupyter_split/runner/__main__.py", "jupyter_split/protocol.py", "jupyter_split/ssh/wheelhouse.py"} <= names
+
+
 def test_site_python_that_does_not_exist_is_named(sshd, split_home, tmp_path):
     split = split_for(sshd, python="/nowhere/bin/python3", workdir=str(tmp_path / "w"))
     report = aio.run(bootstrap.doctor(split.executor("sg")))
