@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from jupyter_split import aio
-from jupyter_split.cli import _names
+from jupyter_split.commands.options import variable_names as _names
 from jupyter_split.config import ConfigError, SiteConfig, parse_config
 from jupyter_split.executors.base import LaunchSpec
 from jupyter_split.executors.ssh import SshExecutor
