@@ -131,6 +131,8 @@ def _mb(n: int) -> str:
 
 
 def report(summary: dict[str, Any], notebook: Path, data: Path, seconds: float) -> str:
+    """The demo's closing text: where each phase ran, the losses, what was synced home, what the guard
+    refused and allowed, the W&B runs, and where the files are."""
     lines = [f"jupyter_split demo: experiment {summary['experiment']!r}, {seconds:.0f} s", "", "where each phase ran:"]
     for phase, where in summary["phases"].items():
         lines.append(f"  {phase:10} site {where['site']!r} ({where['jurisdiction']}), {where['state']}, run {where['run']}")
@@ -152,6 +154,7 @@ def report(summary: dict[str, Any], notebook: Path, data: Path, seconds: float) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The demo's command line; returns the exit status: 0 done, 1 the demo or a cell failed, 2 no notebook."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_split.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", type=Path, default=NOTEBOOK, help=f"the notebook to run (default: {NOTEBOOK})")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"where results go (default: {OUTPUT}/)")

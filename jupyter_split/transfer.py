@@ -71,11 +71,13 @@ class Payload:
         return sum(p.nbytes for p in self.parts)
 
     def chunks(self, size: int) -> Iterator[memoryview]:
+        """The bytes in order, as views of at most `size` bytes each; nothing is copied."""
         for part in self.parts:
             for start in range(0, part.nbytes, size):
                 yield part[start:start + size]
 
     def tobytes(self) -> bytes:
+        """The whole payload joined into one bytes object: a copy, for writing it as one file."""
         return b"".join(self.parts)
 
     def reader(self) -> "PayloadReader":
@@ -99,9 +101,11 @@ class PayloadReader(io.RawIOBase):
         self._parts, self._index, self._offset = parts, 0, 0
 
     def readable(self) -> bool:
+        """True: a payload can be read (io's check before reading)."""
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """Fill `buffer` from the current part, never past its end; 0 once the payload is read."""
         while self._index < len(self._parts):
             part = self._parts[self._index]
             if self._offset < part.nbytes:
@@ -178,6 +182,11 @@ def _name_unpicklable(values: dict[str, Any], where: str) -> None:
 
 
 def unpack(data: bytes | bytearray) -> dict[str, Any]:
+    """The variables in a payload `pack` made, by name.
+
+    Given a bytearray, tensors use its memory without a copy. Raises TransferError for bytes of another
+    format. Unpickling can run code: only give it payloads from this user's own runners and kernels.
+    """
     view = memoryview(data)
     magic, count, size = _HEADER.unpack_from(view, 0)
     if magic != MAGIC:

@@ -52,6 +52,10 @@ def save(
 
     Labels are the current run's residency labels plus `labels`; parents are the
     checkpoints this process loaded plus `parents`. Returns the published manifest.
+
+    Raises ResidencyError where the guard refuses the destination (before the first byte),
+    FormatError for a value that cannot be saved portably, CheckpointError where `url`
+    already holds a checkpoint and `overwrite` is False. A save that fails leaves nothing.
     """
     flat = fmt.flatten(state)
     limit = fmt.parse_size(max_shard_size)
@@ -104,6 +108,9 @@ def load(
     file this machine hashed before and that has not changed since (same inode, size,
     mtime and ctime: see `jupyter_split.verified`), from that record instead of reading
     the file again; `verify="always"` reads and hashes every byte on every load.
+
+    Raises CheckpointError for a checkpoint that is missing, unfinished or corrupt, and
+    ResidencyError where the guard refuses to copy it here.
     """
     checkpoint = LazyCheckpoint(url, device, dtype, verify=verify, storage_options=storage_options)
     return checkpoint if lazy else checkpoint.state()
@@ -114,6 +121,9 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
 
     Each shard is read whole and verified before any tensor of it is handed out; the
     last shard read is kept, so walking tensor names in order reads each shard once.
+
+    Opening one reads the manifest, asks the residency guard, and reads the JSON tree; it
+    raises as `load` does.
     """
 
     def __init__(self, url: str, device: Any = "auto", dtype: torch.dtype | None = None, *, verify: str = "auto",
@@ -148,6 +158,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
 
     @property
     def labels(self) -> list[str]:
+        """The residency labels in the checkpoint's manifest; opening it labelled this run with them."""
         return list(self.manifest.labels)
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -165,6 +176,7 @@ class LazyCheckpoint(Mapping[str, torch.Tensor]):
         return len(self.tensors)
 
     def shard_names(self) -> list[str]:
+        """The shard files that hold tensors, each once, in the order of the tensor table."""
         return list(dict.fromkeys(info["shard"] for info in self.tensors.values()))
 
     def iter_shards(self) -> Iterator[dict[str, torch.Tensor]]:

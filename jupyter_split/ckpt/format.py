@@ -178,6 +178,7 @@ def _where(path: list[str]) -> str:
 
 
 def nbytes(tensor: torch.Tensor) -> int:
+    """The size of the tensor's data (elements times element size): what it takes in a shard."""
     return tensor.numel() * tensor.element_size()
 
 
@@ -200,6 +201,8 @@ def _order(tensors: dict[str, torch.Tensor]) -> list[str]:
 
 
 def header(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A shard's safetensors header: its 8-byte length, then JSON padded so the data starts 8-byte
+    aligned. Tensors are laid out widest dtype first, so each offset is aligned to its item size."""
     body: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for name in _order(tensors):
@@ -294,6 +297,7 @@ def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def shard_name(index: int, total: int) -> str:
+    """The file name of shard `index` (from 0) of `total`, e.g. model-00001-of-00003.safetensors."""
     return f"model-{index + 1:05d}-of-{total:05d}.safetensors"
 
 

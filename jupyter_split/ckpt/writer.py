@@ -57,6 +57,10 @@ class ShardWriter:
                 _remove_quietly(self.fs, path)
 
     def write(self, name: str, tensors: dict[str, torch.Tensor]) -> FileEntry:
+        """Write one shard of `tensors` whole and return its manifest entry (size, sha256).
+
+        `save` calls it from several threads at once. Raises CheckpointWriteError naming the file and the fix.
+        """
         def fill(handle: Any) -> HashingWriter:
             with HashingWriter(handle) as out:
                 fmt.write_shard(out, tensors, self.metadata)
@@ -82,6 +86,10 @@ class ShardWriter:
 
     def finish(self, entries: list[FileEntry], document: dict[str, Any], *, labels: list[str], parents: list[str],
                extra_meta: dict[str, Any] | None = None) -> Manifest:
+        """Write the JSON tree, then publish the manifest (files, labels, parents, dtypes, source device).
+
+        The manifest goes last, so a reader sees the checkpoint only once every file is whole. Returns it.
+        """
         data = json.dumps(document, separators=(",", ":")).encode()
         self._write(fmt.TREE_NAME, lambda handle: handle.write(data))
         entries = [*entries, FileEntry(fmt.TREE_NAME, len(data), hashlib.sha256(data).hexdigest())]

@@ -29,6 +29,8 @@ async def request(ex: Executor, sock: str, message: dict[str, Any]) -> dict[str,
 
 
 async def enqueue(ex: Executor, sock: str, run_dir: str) -> None:
+    """Queue the cell whose request.json waits in `run_dir` on the session; its output then comes by `follow`.
+    Raises ExecutorError where the session refuses it."""
     reply = await request(ex, sock, {"op": "execute", "run_dir": run_dir})
     if not reply.get("ok"):
         raise ExecutorError(f"site {ex.site.name!r}: the session refused the cell: {reply.get('error')}")

@@ -2,7 +2,8 @@
 
 The reader remembers the last `seq` it delivered. After a dropped link it reconnects
 with backoff and asks for records after that `seq`; when the runner is gone it drains
-the log, and if the log has no final record it writes one saying the runner died.
+the log, and if the log has no final record it keeps one beside it saying the runner died
+(`record_death`).
 """
 from __future__ import annotations
 

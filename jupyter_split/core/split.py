@@ -34,6 +34,14 @@ CANCEL_GRACE = 10.0
 
 @dataclass
 class CellOptions:
+    """How to run one cell: the parsed options of `%%on`, `%%remote_gpu` or `jupyter-split run`.
+
+    `site` None means the config's default remote. A cell runs in the site's session runner unless it
+    is `detach`ed, `fresh`, or asks for more than one GPU or node: those get a one-shot runner of their own.
+    A `name` with a character a layer would misread raises NameRefused here: it becomes an environment
+    variable of the runner.
+    """
+
     site: str | None = None
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -55,6 +63,14 @@ class CellOptions:
 
 @dataclass
 class RunOutcome:
+    """How a run ended, as `Split.execute` and `Split.attach` return it.
+
+    `state` is one of `protocol.RUN_STATES` (`submitted` for a detached run). `reason` and `error`
+    (the cell's `error` record: ename, evalue, traceback) say why one did not succeed; `outputs` names the
+    --out variables put into the namespace. A cell that raised is an outcome, not an exception: the faces
+    raise `RemoteError(outcome)` themselves.
+    """
+
     run_id: str
     site: str
     state: str
@@ -64,6 +80,7 @@ class RunOutcome:
 
     @property
     def ok(self) -> bool:
+        """Whether nothing went wrong: the run succeeded, or was submitted detached and not waited for."""
         return self.state in ("succeeded", "submitted")
 
 
@@ -109,7 +126,11 @@ def reason_to_show(reason: str | None, error: dict[str, Any] | None) -> str | No
 
 
 class Split:
-    """Per process (a kernel, a CLI call, the server): the config, the run index, open executors."""
+    """Per process (a kernel, a CLI call, the server): the config, the run index, open executors.
+
+    Every face calls these methods. Each blocks until done, driving the executors on the process's
+    background loop (`jupyter_split.aio`); `get_split()` gives the process's shared one.
+    """
 
     def __init__(self, config: Config | None = None, index: RunIndex | None = None):
         self.config = config or load_config()
@@ -121,6 +142,8 @@ class Split:
         self._parity_checked: dict[str, dict[str, Any]] = {}  # site -> the versions found compatible
 
     def executor(self, site: str | SiteConfig | None) -> Executor:
+        """The open executor of a site (a name, a SiteConfig, or None for the default remote), made on first
+        use and kept for this process. Raises ConfigError for an unknown site name."""
         site = site if isinstance(site, SiteConfig) else self.config.site(site)
         if site.name not in self._executors:
             self._executors[site.name] = executor_for(site, self.config)
@@ -128,7 +151,14 @@ class Split:
 
     # ---- running cells
     def execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
-        """Run `code` on `opts.site`; the notebook's stop button interrupts the remote cell."""
+        """Run `code` on `opts.site`; the notebook's stop button interrupts the remote cell.
+
+        Each record of the run's event log goes to `deliver` as it comes. Before anything starts, the
+        residency guard checks the cell and its --in variables (ResidencyError), and variables travel only
+        between matching python, cloudpickle and torch (VersionMismatch). Returns the `RunOutcome`: a cell
+        that raised is an outcome, not an exception. --out variables land in `namespace` only when the cell
+        succeeded and `namespace` is given. With `opts.detach` it returns at once, state `submitted`.
+        """
         started: dict[str, Any] = {}
 
         def on_interrupt(count: int) -> bool:
@@ -281,6 +311,12 @@ class Split:
 
     # ---- runs after the fact
     def attach(self, run_id: str, deliver: Deliver, namespace: dict[str, Any] | None, from_start: bool = True) -> RunOutcome:
+        """Follow a run started earlier (by this or another process on this machine) until it ends.
+
+        `from_start` replays its log from the first record; False goes on after the last record the index
+        saw. --out variables land in `namespace` as for `execute`. The stop button stops the waiting, not the
+        run. Raises UnknownRun where no run, or more than one, has an id containing `run_id`.
+        """
         record = self.index.get(run_id)
         ex = self.executor(record.site)
         return aio.run(self._follow(ex, record, 0 if from_start else record.last_seq, namespace, deliver))
@@ -297,7 +333,10 @@ class Split:
         return await read_log(ex, run_dir)
 
     def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """Recent runs; those the index still calls active are brought up to date from their logs."""
+        """Recent runs, newest first; those the index still calls active are brought up to date from their logs.
+
+        A site that cannot be reached leaves its rows as they were, rather than failing the list.
+        """
         records = self.index.list(site, limit)
         stale = [r for r in records if r.state not in TERMINAL_STATES]
         if stale:
@@ -319,7 +358,10 @@ class Split:
         self.index.update(record.run_id, state=view.state, last_seq=view.seq, last_line=view.last_line)
 
     def cancel(self, run_id: str) -> str:
-        """End a run (and, for a session run, its session); returns the final state."""
+        """End a run (and, for a session run, its session); returns the final state.
+
+        SIGTERM first, SIGKILL after CANCEL_GRACE seconds. A run that has already ended is left alone.
+        """
         record = self.index.get(run_id)
         if record.state in TERMINAL_STATES:
             return record.state
@@ -344,6 +386,8 @@ class Split:
         return final["state"]
 
     def interrupt(self, run_id: str) -> None:
+        """Send SIGINT to a run's runner: the cell gets a KeyboardInterrupt and a session lives on.
+        On Ray this ends the whole job (its Jobs API can only stop jobs)."""
         aio.run(self._signal(self.index.get(run_id), "INT"))
 
     async def _signal(self, record: RunRecord, sig: str) -> None:
@@ -351,6 +395,12 @@ class Split:
 
     # ---- sites
     def sites(self) -> list[dict[str, Any]]:
+        """One row per configured site, for `%split sites` and the sidebar: its settings (executor,
+        jurisdiction, accelerator, storage, whether it is home) and what its executor's `describe` found.
+
+        All sites are asked at once. One that cannot be reached gets `reachable: False` and the `error`,
+        rather than raising, so one site that is down does not hide the others.
+        """
         return aio.run(self._sites())
 
     async def _sites(self) -> list[dict[str, Any]]:
@@ -366,6 +416,12 @@ class Split:
         return list(await asyncio.gather(*(one(s) for s in self.config.sites.values())))
 
     def doctor(self, site: str | None) -> dict[str, Any]:
+        """For `%split doctor`: the site's python, workdir and versions beside this process's, and `parity`
+        ("ok", or why --in/--out variables cannot travel between them).
+
+        Executors that install jupyter_split on their site (ssh) do that first and report it under `install`.
+        Raises where the site cannot be reached.
+        """
         ex = self.executor(site)
         # Executors that install jupyter_split on their site (ssh) first report what they found and did.
         install = aio.run(ex.doctor())

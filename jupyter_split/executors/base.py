@@ -92,6 +92,7 @@ class Executor(ABC):
         """The interpreter that runs the runner on the site."""
 
     def path(self, *parts: str) -> str:
+        """Where `parts` lie on the site: under the workdir, joined with `/` whatever this machine uses."""
         return posixpath.join(self.workdir, *parts)
 
     def socket_path(self, name: str) -> str:

@@ -13,6 +13,13 @@ from .base import Executor
 
 
 class ClusterExecutor(Executor):
+    """Base of the executors that submit each run as a scheduler job (Slurm, Ray).
+
+    No sessions: every cell is a one-shot runner under the launcher, followed through its event log.
+    Files and probes go through `host`: an SshExecutor for the login node where the site sets `host`,
+    else a LocalExecutor on this machine.
+    """
+
     supports_sessions = False  # every cell is a one-shot runner, followed through its event log
     always_launcher = True
 
@@ -27,23 +34,30 @@ class ClusterExecutor(Executor):
 
     @property
     def workdir(self) -> str:
+        """The host's workdir; the jobs run in folders under it, so their nodes must see it too."""
         return self.host.workdir
 
     @property
     def python(self) -> str:
+        """The host's python; the jobs run the same path on their nodes."""
         return self.host.python
 
     async def probe(self) -> dict[str, Any]:
+        """Versions of the host's python, taken as the jobs' own."""
         return await self.host.probe()
 
     async def read_file(self, path: str, offset: int = 0) -> bytes:
+        """A file on the host from `offset`; FileNotFoundError if it is absent."""
         return await self.host.read_file(path, offset)
 
     async def write_file(self, path: str, data: bytes) -> None:
+        """Write a file on the host, atomically."""
         await self.host.write_file(path, data)
 
     async def reconnect(self) -> None:
+        """Re-establish the host's connection (a no-op on this machine)."""
         await self.host.reconnect()
 
     async def close(self) -> None:
+        """Release the host's connection."""
         await self.host.close()

@@ -18,26 +18,37 @@ _SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL
 
 
 class LocalExecutor(Executor):
+    """Runs runners as processes on this machine, each in its own session, so they outlive the kernel."""
+
     kind = "local"
 
     @property
     def workdir(self) -> str:
+        """The site's `workdir` made absolute (`~` expanded), else a folder per site under the data directory."""
         if self.site.workdir:
             return str(Path(self.site.workdir).expanduser().absolute())
         return str(data_dir() / "sites" / self.site.name)
 
     @property
     def python(self) -> str:
+        """The site's `python`, else the interpreter running this process."""
         return local_python(self.site)
 
     def environment(self, spec: LaunchSpec) -> dict[str, str]:
+        """The runner's whole environment: this process's, with `site_environment` on top."""
         return {**os.environ, **self.site_environment(spec)}
 
     async def probe(self) -> dict[str, Any]:
+        """Versions of the site's python, read by running it here with the site's `env`."""
         env = {**os.environ, **self.site.env}
         return await asyncio.to_thread(probe_versions, self.python, env)
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Start the runner as a child in its own session (no terminal signal reaches it), its output in
+        `runner.log` of the run directory, secrets and config on its stdin.
+
+        Returns {pid, started}. Raises ExecutorError where the site's python cannot be started.
+        """
         run_dir = Path(spec.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         log = open(run_dir / "runner.log", "ab")
@@ -61,6 +72,8 @@ class LocalExecutor(Executor):
         return {"pid": process.pid, "started": time.time()}
 
     async def alive(self, handle: dict[str, Any]) -> bool:
+        """Whether the pid lives and is still a jupyter_split runner (a reused pid is not). A child of
+        this process is asked directly."""
         pid = handle.get("pid")
         if not pid:
             return False
@@ -76,6 +89,8 @@ class LocalExecutor(Executor):
         return _cmdline_is_runner(pid)
 
     def exit_reason(self, handle: dict[str, Any]) -> str | None:
+        """The exit status or killing signal of a runner this process started, once it has ended;
+        None for any other."""
         child = _CHILDREN.get(handle.get("pid", 0))
         if child is None or child.returncode is None:
             return None
@@ -83,6 +98,8 @@ class LocalExecutor(Executor):
         return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        """Send `sig` to the runner's process group, so the cell's own children get it too; nothing
+        where the runner is gone."""
         pid = handle.get("pid")
         if not pid or not await self.alive(handle):
             return
@@ -92,9 +109,14 @@ class LocalExecutor(Executor):
             pass
 
     async def open_channel(self, sock_path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to the runner's unix socket (a line may be up to 64 MiB)."""
         return await asyncio.open_unix_connection(sock_path, limit=64 << 20)
 
     async def read_file(self, path: str, offset: int = 0) -> bytes:
+        """The file's bytes from `offset`; FileNotFoundError if it is absent.
+
+        They come as a writable bytearray, so --out tensors unpickled from it use its memory without a copy.
+        """
         def read() -> bytes:
             with open(path, "rb") as f:
                 data = bytearray(max(0, os.fstat(f.fileno()).st_size - offset))
@@ -104,6 +126,7 @@ class LocalExecutor(Executor):
         return await asyncio.to_thread(read)
 
     async def write_file(self, path: str, data: bytes) -> None:
+        """Write the file whole: a hidden temp name beside it, then a rename; missing folders are made."""
         def write() -> None:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +137,7 @@ class LocalExecutor(Executor):
         await asyncio.to_thread(write)
 
     async def describe(self) -> dict[str, Any]:
+        """Always reachable: a latency of 0 and this machine's host name."""
         return {"reachable": True, "latency_ms": 0.0, "host": os.uname().nodename}
 
 

@@ -33,6 +33,12 @@ SUBMIT_RETRIES = (0.5, 1, 2, 4, 8)
 
 
 class RayExecutor(ClusterExecutor):
+    """Runs every cell as a Ray job through the Jobs API at the site's `ray.address`.
+
+    Output is read from the run's event log. Secrets are not sent with a job, since the Jobs API shows a
+    job's environment: the Ray cluster needs its own W&B key and storage credentials.
+    """
+
     kind = "ray"
 
     def __init__(self, site: SiteConfig, config: Config):
@@ -74,6 +80,12 @@ class RayExecutor(ClusterExecutor):
         return args
 
     def runtime_env(self, spec: LaunchSpec) -> dict[str, Any]:
+        """The job's runtime_env: the site's `ray.runtime_env` and `env`, the run's variables, and the
+        config as the runner's payload variable.
+
+        The secrets a runner gets on stdin elsewhere are dropped, with a RuntimeWarning. Credentials found in
+        the config's storage options still go, with a RuntimeWarning naming them.
+        """
         payload = json.loads(spec.stdin or b"{}")
         if payload.pop("env", None):
             warnings.warn(f"site {self.site.name!r} runs on Ray, whose Jobs API shows a job's environment: "
@@ -92,6 +104,11 @@ class RayExecutor(ClusterExecutor):
 
     # -- the executor contract
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Submit the runner as a Ray job whose submission id is the run id, started in the run directory.
+
+        A cluster that just started and says to try again later is asked again, a few times. Returns
+        {job_id, run_dir, started}; raises ExecutorError where Ray refuses the job.
+        """
         if self.site.host:
             await self.host.ready()  # type: ignore[attr-defined]
         client = await self.client()
@@ -112,6 +129,11 @@ class RayExecutor(ClusterExecutor):
         return {"job_id": job, "run_dir": spec.run_dir, "started": time.time()}
 
     async def alive(self, handle: dict[str, Any]) -> bool:
+        """Whether the job is PENDING or RUNNING.
+
+        For an ended job, its status, message and last lines of output are kept for `exit_reason`; a job the
+        cluster does not know (a restarted cluster) counts as ended.
+        """
         job = handle.get("job_id")
         if not job:
             return False
@@ -132,9 +154,11 @@ class RayExecutor(ClusterExecutor):
         return False
 
     def exit_reason(self, handle: dict[str, Any]) -> str | None:
+        """How the job ended (status, message, its last output), once `alive` saw it end; else None."""
         return self._ended.get(handle.get("job_id", ""))
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        """Stop the job, whichever of INT, TERM and KILL is asked; ValueError for any other signal."""
         # The Jobs API can only stop a job (SIGTERM, then SIGKILL): an interrupt ends the run too.
         if sig not in ("INT", "TERM", "KILL"):
             raise ValueError(f"signal {sig!r} is not one of INT, TERM, KILL")
@@ -144,12 +168,15 @@ class RayExecutor(ClusterExecutor):
             await asyncio.to_thread(client.stop_job, job)
 
     async def describe(self) -> dict[str, Any]:
+        """The host's row, plus the Ray version the dashboard reports. Raises ExecutorError, naming the
+        address and the fix, where the Jobs API does not answer."""
         row = await self.host.describe()
         await self.client()  # names the address and the fix when the Jobs API does not answer
         row["ray"] = (await asyncio.to_thread(_server_versions, self.site.ray.address)).get("ray_version")
         return row
 
     async def reconnect(self) -> None:
+        """Drop the Jobs API client (made again on next use) and reconnect the host."""
         self._client = None
         await super().reconnect()
 

@@ -46,6 +46,13 @@ sys.exit(done.returncode)
 
 
 class SlurmExecutor(ClusterExecutor):
+    """Runs every cell as a Slurm batch job, with Slurm's commands here or on the login node over SSH.
+
+    Output is read from the run's event log. Secrets and the config travel in the job's environment. The
+    job asks for a warning signal before preemption and is requeued under the same run id. A cell on
+    several nodes runs one torchrun per node, meeting at the first node.
+    """
+
     kind = "slurm"
     multi_node = "slurm"
 
@@ -104,6 +111,8 @@ class SlurmExecutor(ClusterExecutor):
         return argv
 
     def batch_script(self, spec: LaunchSpec) -> str:
+        """The job's script: exec the runner's command line; on several nodes, through one srun
+        step that starts one torchrun per node."""
         command = self.quoted(self.runner_command(spec))
         nodes = world(spec.gpus, spec.nodes)[1]
         if nodes > 1:
@@ -115,6 +124,8 @@ class SlurmExecutor(ClusterExecutor):
 
     # -- the executor contract
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """sbatch the run, its secrets and config in the job's environment (never a command line or a
+        file). Returns {job_id, run_dir, started}; raises ExecutorError with sbatch's error where it refuses."""
         if self.site.host:
             await self.host.ready()  # type: ignore[attr-defined]
         env = {**self.site.env, **spec.env, PAYLOAD_VAR: spec.stdin.decode().strip()}
@@ -146,12 +157,16 @@ class SlurmExecutor(ClusterExecutor):
         return fields
 
     async def alive(self, handle: dict[str, Any]) -> bool:
+        """Whether the job is in a state where its runner runs or will run again (pending, running,
+        requeued, suspended...). A state is reused for STATE_TTL seconds, to spare slurmctld."""
         job = handle.get("job_id")
         if not job:
             return False
         return (await self.job_state(job)).get("JobState") in ACTIVE
 
     def exit_reason(self, handle: dict[str, Any]) -> str | None:
+        """The job's last state seen, its exit code and reason, and where its runner.log is; None
+        where the job was never seen."""
         seen = self._seen.get(handle.get("job_id", ""))
         if not seen:
             return None
@@ -160,6 +175,8 @@ class SlurmExecutor(ClusterExecutor):
                 f"{handle.get('run_dir', 'the run directory')}/runner.log on the site")
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        """Signal the job through scancel: INT and KILL reach every process of the job, TERM cancels
+        the job. Nothing where the job has ended; ValueError for any other signal."""
         if sig not in _SCANCEL:
             raise ValueError(f"signal {sig!r} is not one of {', '.join(_SCANCEL)}")
         job = handle.get("job_id")
@@ -167,6 +184,7 @@ class SlurmExecutor(ClusterExecutor):
             await self.command(["scancel", *_SCANCEL[sig], job])
 
     async def describe(self) -> dict[str, Any]:
+        """The host's row, plus sinfo's partitions; not reachable where sinfo fails."""
         row = await self.host.describe()
         code, out, err = await self.command(["sinfo", "-h", "-o", "%P %a %D %T"])
         row["slurm"] = out.strip().splitlines() if code == 0 else f"sinfo failed: {err.strip()}"

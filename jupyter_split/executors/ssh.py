@@ -82,6 +82,13 @@ class _Channel:
 
 
 class SshExecutor(Executor):
+    """Runs runners on a remote machine over the site's one shared SSH connection.
+
+    The first use installs jupyter_split there if it is missing or differs (`ready`). Sessions work where
+    the site's sshd forwards unix sockets; elsewhere every cell is a one-shot runner followed through its
+    event log. Raises ExecutorError when made for a site whose `workdir` is not an absolute path.
+    """
+
     kind = "ssh"
 
     def __init__(self, site: SiteConfig, config: Config):
@@ -100,6 +107,7 @@ class SshExecutor(Executor):
 
     @property
     def workdir(self) -> str:
+        """The site's `workdir`, normalized; it is absolute (checked when the executor is made)."""
         return posixpath.normpath(self.site.workdir or "/")
 
     @property
@@ -109,6 +117,7 @@ class SshExecutor(Executor):
 
     @property
     def python(self) -> str:
+        """The runner's python: the one `ready` found or installed, else the site's own until then."""
         return self._python or self.base_python
 
     async def ready(self) -> str:
@@ -128,11 +137,18 @@ class SshExecutor(Executor):
         return report
 
     async def probe(self) -> dict[str, Any]:
+        """Versions of the runner's python on the site, after installing jupyter_split there if needed."""
         python = await self.ready()
         done = await self.connection.check([python, "-c", PROBE], f"reading versions with {python}", timeout=120)
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
     async def launch(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Start the runner detached on the site (its own session, output to `runner.log`), its secrets
+        and config passed through the SSH channel's stdin, never a command line or a file.
+
+        Returns {pid, host, started}. Raises SshError for a session runner where the site's sshd refuses
+        unix-socket forwarding: from then on this executor has no sessions, so the same cell run again works.
+        """
         python = await self.ready()
         if "--session" in spec.argv and not self.supports_sessions:
             raise SshError(
@@ -149,6 +165,8 @@ class SshExecutor(Executor):
         return {"pid": pid, "host": self.site.host, "started": time.time()}
 
     async def alive(self, handle: dict[str, Any]) -> bool:
+        """Whether the pid is still a jupyter_split runner, by its /proc cmdline read over SFTP (no
+        process is started on the site). Raises LinkError when the site does not answer in time."""
         pid = handle.get("pid")
         if not pid:
             return False
@@ -165,6 +183,8 @@ class SshExecutor(Executor):
         return any(marker in cmdline for marker in RUNNER_MARKERS)
 
     async def signal(self, handle: dict[str, Any], sig: str) -> None:
+        """Send INT, TERM or KILL to the runner's process group on the site; nothing where it is gone.
+        Raises ValueError for any other signal."""
         if sig not in _SIGNALS:
             raise ValueError(f"signal {sig!r} is not one of {', '.join(_SIGNALS)}")
         pid = handle.get("pid")
@@ -174,17 +194,22 @@ class SshExecutor(Executor):
         await self.connection.run(["kill", "-s", sig, "--", f"-{int(pid)}"], timeout=self.site.connect_timeout * 2)
 
     async def open_channel(self, sock_path: str) -> tuple[Any, Any]:
+        """A stream to the runner's unix socket, forwarded over the SSH connection; a dropped link
+        raises ConnectionResetError, as a socket would."""
         reader, writer = await self.connection.open_unix(sock_path)
         channel = _Channel(reader, writer)
         return channel, channel
 
     async def read_file(self, path: str, offset: int = 0) -> bytes:
+        """A file on the site from `offset`, over SFTP; FileNotFoundError if it is absent."""
         return await self.connection.read_file(path, offset)
 
     async def write_file(self, path: str, data: bytes) -> None:
+        """Write a file on the site whole (a temp name, then a rename), over SFTP; folders are made."""
         await self.connection.write_file(path, data)
 
     async def describe(self) -> dict[str, Any]:
+        """Reachability, the time one command (`uname -n`) takes, and the site's host name."""
         conn = self.connection
         started = time.perf_counter()
         done = await conn.run(["uname", "-n"], timeout=self.site.connect_timeout * 2)
@@ -192,10 +217,12 @@ class SshExecutor(Executor):
         return {"reachable": done.returncode == 0, "latency_ms": round(latency, 1), "host": done.text().strip()}
 
     async def reconnect(self) -> None:
+        """Drop the site's shared connection and connect it again."""
         # A few quick tries: the caller (following a run) keeps its own, longer backoff.
         await self.connection.reconnect(attempts=3)
 
     async def close(self) -> None:
+        """Close the site's shared connection for this event loop; the next call connects again."""
         await self.connection.close()
 
 

@@ -39,6 +39,7 @@ class RunView:
     last_line: str = ""
 
     def add(self, event: dict[str, Any]) -> None:
+        """Fold in one more record: its `seq`, a stream's last non-blank line, a status record's state."""
         self.seq = max(self.seq, event["seq"])
         if event["type"] == "stream" and event["text"].strip():
             self.last_line = event["text"].strip().splitlines()[-1][:LAST_LINE_CHARS]
@@ -55,11 +56,16 @@ def run_view(events: Iterable[dict[str, Any]], state: str = "running") -> RunVie
 
 
 def is_final(event: dict[str, Any]) -> bool:
+    """Whether `event` is a run's last record: a `status` record whose state is terminal."""
     return event.get("type") == "status" and event.get("state") in TERMINAL_STATES
 
 
 class EventLog:
-    """Appends records to a run's event log, flushed and fsync-free per record."""
+    """Appends records to a run's event log, flushed and fsync-free per record.
+
+    The runner is the log's one writer. Numbering goes on from the log's last `seq`, so a
+    requeued job appends after what it wrote before.
+    """
 
     def __init__(self, run_dir: str | os.PathLike[str], on_event: Callable[[dict[str, Any]], None] | None = None):
         self.path = Path(run_dir) / EVENTS_FILE
@@ -70,6 +76,8 @@ class EventLog:
         self._on_event = on_event
 
     def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Write one record (the next `seq`, a timestamp, its type and fields), flush it, hand it to
+        `on_event` under the lock, and return it."""
         with self._lock:
             self.seq += 1
             event = {"seq": self.seq, "t": round(time.time(), 6), "type": type_, **fields}
@@ -85,6 +93,7 @@ class EventLog:
         return self._lock
 
     def close(self) -> None:
+        """Close the log file; a later `append` raises ValueError."""
         with self._lock:
             self._file.close()
 
@@ -97,6 +106,8 @@ def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
 
 
 def read_events(run_dir: str | os.PathLike[str], after_seq: int = 0) -> list[dict[str, Any]]:
+    """The whole records of a run directory's log on this machine after `after_seq`; [] where there
+    is no log. A torn last line (still being written) is left out."""
     path = Path(run_dir) / EVENTS_FILE
     try:
         data = path.read_bytes()
@@ -107,6 +118,7 @@ def read_events(run_dir: str | os.PathLike[str], after_seq: int = 0) -> list[dic
 
 
 def last_seq(path: Path) -> int:
+    """The `seq` of the log's last whole record; 0 for a log that is missing or empty."""
     try:
         events, _ = parse_lines(path.read_bytes())
     except FileNotFoundError:
@@ -115,4 +127,5 @@ def last_seq(path: Path) -> int:
 
 
 def after(events: Iterable[dict[str, Any]], seq: int) -> Iterator[dict[str, Any]]:
+    """The records of `events` whose `seq` is above `seq`, lazily."""
     return (e for e in events if e["seq"] > seq)

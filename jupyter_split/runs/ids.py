@@ -6,5 +6,9 @@ import time
 
 
 def new_run_id(experiment: str, site: str) -> str:
+    """A new run id: `<experiment>-<site>-<UTC yyyymmdd-hhmmss>-<6 hex digits>`.
+
+    The runs of one experiment and site sort by creation time (to the second).
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{experiment}-{site}-{stamp}-{secrets.token_hex(3)}"

@@ -47,6 +47,14 @@ class UnknownRun(SplitError, LookupError):
 
 @dataclass
 class RunRecord:
+    """One row of the run index: where a run is (site, run_dir), how it runs (`mode` "session" or
+    "detached", the executor's `handle`), and what the index last saw of it.
+
+    The event log, not this row, is the truth: `state`, `last_seq` and `last_line` may lag behind it, and
+    `Split.list_runs` brings the rows of active runs up to date. `delivered`: its --out variables reached
+    a namespace.
+    """
+
     run_id: str
     site: str
     run_dir: str
@@ -62,10 +70,17 @@ class RunRecord:
     delivered: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain, JSON-able dict."""
         return asdict(self)
 
 
 class RunIndex:
+    """The run index of this machine: a sqlite file (`index.sqlite` in the data directory) of every
+    run started here, and of each site's session runner.
+
+    Usable from several threads (a connection each) and processes at once (WAL).
+    """
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else index_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +101,7 @@ class RunIndex:
         return db
 
     def add(self, record: RunRecord) -> None:
+        """Insert `record`, replacing any row with the same run id."""
         row = record.to_dict()
         row["handle"] = json.dumps(row["handle"])
         row["out_vars"] = json.dumps(row["out_vars"])
@@ -95,6 +111,7 @@ class RunIndex:
             db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
 
     def update(self, run_id: str, **fields: Any) -> None:
+        """Set `fields` of the run's row and its `updated` time; an unknown run id changes nothing."""
         if "handle" in fields:
             fields["handle"] = json.dumps(fields["handle"])
         fields["updated"] = time.time()
@@ -103,6 +120,10 @@ class RunIndex:
             db.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**fields, "run_id": run_id})
 
     def get(self, run_id: str) -> RunRecord:
+        """The run whose id is `run_id`, else the one run whose id contains it.
+
+        Raises UnknownRun (a LookupError, 404 in the server) where none matches or several do.
+        """
         with self._db() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
@@ -119,6 +140,8 @@ class RunIndex:
         raise UnknownRun(f"{run_id!r} matches {len(rows)} runs ({names}...); give more of the run id")
 
     def list(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Up to `limit` runs, newest first; `site` keeps that site's only. Rows as stored: `Split.list_runs`
+        refreshes the active ones first."""
         query, args = "SELECT * FROM runs", []
         if site:
             query, args = query + " WHERE site = ?", [site]
@@ -127,11 +150,14 @@ class RunIndex:
         return [_record(r) for r in rows]
 
     def session(self, site: str) -> dict[str, Any] | None:
+        """The handle of `site`'s session runner as last recorded, or None; it may have died since
+        (ask the executor's `alive`)."""
         with self._db() as db:
             row = db.execute("SELECT handle FROM sessions WHERE site = ?", (site,)).fetchone()
         return json.loads(row["handle"]) if row else None
 
     def set_session(self, site: str, handle: dict[str, Any] | None) -> None:
+        """Record `site`'s session runner, or forget it (`handle` None)."""
         with self._db() as db:
             if handle is None:
                 db.execute("DELETE FROM sessions WHERE site = ?", (site,))

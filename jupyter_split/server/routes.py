@@ -33,6 +33,8 @@ class SplitHandler(APIHandler):
     """Shared plumbing: blocking core calls off the server's loop, errors as JSON that say what to do."""
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a blocking core call in a worker thread. A SplitError a user can fix becomes an HTTP error
+        with its class's status and its message; any other error stays a 500."""
         try:
             return await asyncio.to_thread(func, *args)
         except SplitError as exc:
@@ -42,6 +44,8 @@ class SplitHandler(APIHandler):
             raise tornado.web.HTTPError(answer[0], str(exc), reason=answer[1]) from None
 
     def int_arg(self, name: str, default: int, low: int = 0) -> int:
+        """The query argument `name` as an int (`default` when absent); 400 where it is not a whole
+        number or is below `low`."""
         text = self.get_query_argument(name, str(default))
         try:
             value = int(text)
@@ -52,6 +56,7 @@ class SplitHandler(APIHandler):
         return value
 
     def send(self, body: dict[str, Any]) -> None:
+        """Finish the request with `body` as JSON; values JSON cannot hold are written as strings."""
         self.finish(json.dumps(body, default=str))
 
     def body(self, model: type[M]) -> M:
@@ -73,12 +78,16 @@ class StatesHandler(SplitHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answers {states}: the rows of `protocol.RUN_STATES`, in order."""
         self.send({"states": states_table()})
 
 
 class SitesHandler(SplitHandler):
+    """GET /jupyter-split/sites: the experiment, every site and whether it answers, and which config applies."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answers {experiment, sites, source}: the rows of `Split.sites`, passwords in storage URLs masked."""
         split = await self.call(core.get_split)
         sites = await self.call(split.sites)
         for row in sites:  # a password in a storage URL is for fsspec, not for the page
@@ -87,8 +96,11 @@ class SitesHandler(SplitHandler):
 
 
 class RunsHandler(SplitHandler):
+    """GET /jupyter-split/runs?site=&limit=: the recent runs, newest first, brought up to date."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answers {runs}: rows of `Split.list_runs` without the executor handles; 400 for a bad `limit`."""
         site = self.get_query_argument("site", None)
         limit = self.int_arg("limit", 50, low=1)
         split = await self.call(core.get_split)
@@ -97,8 +109,12 @@ class RunsHandler(SplitHandler):
 
 
 class RunEventsHandler(SplitHandler):
+    """GET /jupyter-split/runs/RUN/events?after=N: a run's state and its event records after N."""
+
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
+        """Answers {run, events}; `run` holds the state its whole log says, so a panel knows when to stop
+        asking. 404 where no run matches."""
         after = self.int_arg("after", 0)
         split = await self.call(core.get_split)
         record = await self.call(split.index.get, run_id)
@@ -110,8 +126,11 @@ class RunEventsHandler(SplitHandler):
 
 
 class CancelHandler(SplitHandler):
+    """POST /jupyter-split/runs/RUN/cancel: end a run and answer its final state."""
+
     @tornado.web.authenticated
     async def post(self, run_id: str) -> None:
+        """Answers {run_id, state} once `Split.cancel` returns; takes an empty body or {}; 404 where no run matches."""
         self.body(bodies.Empty)
         split = await self.call(core.get_split)
         record = await self.call(split.index.get, run_id)
@@ -120,16 +139,28 @@ class CancelHandler(SplitHandler):
 
 
 class CheckpointsHandler(SplitHandler):
+    """GET /jupyter-split/checkpoints: the published checkpoints on every site with storage."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answers {checkpoints, errors}: rows newest first, and for each site whose storage could not be
+        listed, why."""
         split = await self.call(core.get_split)
         rows, errors = await self.call(checkpoint_rows, split.config)
         self.send({"checkpoints": rows, "errors": errors})
 
 
 class TransferHandler(SplitHandler):
+    """POST /jupyter-split/checkpoints/transfer: copy a published checkpoint to another site, through
+    the residency guard."""
+
     @tornado.web.authenticated
     async def post(self) -> None:
+        """Takes {site, name, to_site}; answers {ok: true, message, files and bytes sent, published}.
+
+        A refusal by the guard is a 403 with {ok: false, refused}, a JSON answer the sidebar shows, not an
+        error page. An unknown site or a bad source is a 400, a copy that fails on the way a 502.
+        """
         body = self.body(bodies.Transfer)
         split = await self.call(core.get_split)
         where = f"{body.site}:{body.name} to site {body.to_site!r}"
@@ -149,8 +180,11 @@ class TransferHandler(SplitHandler):
 
 
 class WandbHandler(SplitHandler):
+    """GET /jupyter-split/wandb: the experiment's W&B runs on every site."""
+
     @tornado.web.authenticated
     async def get(self) -> None:
+        """Answers {runs}: one row per W&B run, as `SiteRun.row` makes it."""
         split = await self.call(core.get_split)
         self.send({"runs": await self.call(wandb_runs.rows, split)})
 
@@ -168,5 +202,6 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
 
 
 def setup_handlers(web_app: Any) -> None:
+    """Register the sidebar's handlers under `<base_url>/jupyter-split/` of the server's web app."""
     base = web_app.settings["base_url"]
     web_app.add_handlers(".*$", [(url_path_join(base, "jupyter-split", path), handler) for path, handler in HANDLERS])
