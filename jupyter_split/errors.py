@@ -8,6 +8,9 @@ still do.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class SplitError(Exception):
     """Root of jupyter_split's errors; the message names the thing and the fix."""
@@ -35,6 +38,19 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         return str(exc)
     return None
+
+
+@contextlib.contextmanager
+def user_errors(as_type: type[Exception]) -> Iterator[None]:
+    """Turn the errors a user can fix (`user_message`) into `as_type` with just their message:
+    shown as one clear line, never as a Python traceback."""
+    try:
+        yield
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        raise as_type(message) from None
 
 
 def http_answer(exc: BaseException) -> tuple[int, str] | None:

@@ -15,10 +15,10 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 
 from . import commands
-from .cli import user_errors
 from .commands.options import CELL_OPTIONS, cell_options, explain, site_argument
 from .commands.render import NotebookOutput, cell_view
 from .core.split import RemoteError, get_split
+from .errors import user_errors
 
 
 def declare(name: str, arguments: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Callable[[Callable], Callable]:

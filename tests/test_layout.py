@@ -135,3 +135,13 @@ def test_the_public_import_paths_keep_working(tmp_path):
                            cwd=tmp_path, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert '"jupyter_split"' in probe.stdout and '"python"' in probe.stdout
+
+
+def test_the_faces_do_not_import_each_other():
+    faces = {"jupyter_split.magics", "jupyter_split.cli", "jupyter_split.server"}
+    graph = import_graph()
+    for module, targets in graph.items():
+        face = next((f for f in faces if module == f or module.startswith(f + ".")), None)
+        if face:
+            others = {t for t in targets for f in faces - {face} if t == f or t.startswith(f + ".")}
+            assert not others, f"{module} imports {others}"
