@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SplitError
+from .executors.base import SOCKET_PATH_MAX
 
 NOTEBOOK = Path("notebooks") / "02-split-training.ipynb"
 OUTPUT = Path("demo-output")
 MARKER = ".jupyter-split-demo"  # a data directory the demo made, and so may delete
 SOCKET_ROOM = len("/sites/abroad/sock/0123abcd")  # where the default sites put their sessions' sockets
-SOCKET_PATH_MAX = 104
 
 
 class DemoError(SplitError, RuntimeError):

@@ -50,7 +50,11 @@ def parse_size(size: int | str) -> int:
         if not match:
             raise FormatError(f"max_shard_size={size!r} is not a size; write e.g. 512MB, 2GiB or a number of bytes")
         base = 1024 if match.group(3) else 1000
-        value = int(float(match.group(1)) * base ** " KMGT".index(match.group(2).upper() or " "))
+        try:
+            number = float(match.group(1))
+        except ValueError:  # e.g. 1..2MB: the pattern lets it through, float() does not
+            raise FormatError(f"max_shard_size={size!r} is not a size; write e.g. 512MB, 2GiB or a number of bytes") from None
+        value = int(number * base ** " KMGT".index(match.group(2).upper() or " "))
     if value <= 0:
         raise FormatError(f"max_shard_size must be positive, got {size!r}")
     return value

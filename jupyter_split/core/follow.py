@@ -138,7 +138,8 @@ async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last:
         return events[-1]
     how = how or ex.exit_reason(handle) or \
         "ended without a final status (killed, e.g. by SIGKILL or the OOM killer, or its machine went down)"
-    reason = f"the runner (pid {handle.get('pid', '?')}) on site {ex.site.name!r} {how}"
+    which = f"job {handle['job_id']}" if handle.get("job_id") else f"pid {handle.get('pid', '?')}"
+    reason = f"the runner ({which}) on site {ex.site.name!r} {how}"
     seq = max(last, events[-1]["seq"] if events else 0) + 1
     final = {"seq": seq, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}
     await ex.write_file(posixpath.join(run_dir, ENDED_FILE), json.dumps(final).encode())

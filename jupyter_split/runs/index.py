@@ -131,7 +131,8 @@ class RunIndex:
         return _record(row)
 
     def _by_prefix(self, db: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-        rows = db.execute("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created DESC", (f"%{run_id}%",)).fetchall()
+        # a plain substring (instr), not LIKE: `_` and `%` in a run id are characters, not wildcards
+        rows = db.execute("SELECT * FROM runs WHERE instr(run_id, ?) > 0 ORDER BY created DESC", (run_id,)).fetchall()
         if len(rows) == 1:
             return rows[0]
         if not rows:

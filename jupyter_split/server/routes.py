@@ -175,6 +175,11 @@ class TransferHandler(SplitHandler):
             raise tornado.web.HTTPError(400, f"copy of {where} not started: {exc}") from None
         except (SyncError, OSError) as exc:
             raise tornado.web.HTTPError(502, f"copy of {where} failed: {exc}") from None
+        except SplitError as exc:  # any other error a user can fix: its class's answer (e.g. a site not reachable)
+            answer = http_answer(exc)
+            if answer is None:
+                raise
+            raise tornado.web.HTTPError(answer[0], f"copy of {where} failed: {exc}", reason=answer[1]) from None
         self.send({"ok": True, "message": str(report), "files_sent": report.files_sent, "bytes_sent": report.bytes_sent,
                    "files_skipped": report.files_skipped, "published": report.published})
 

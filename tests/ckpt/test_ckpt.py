@@ -322,6 +322,8 @@ def test_unsavable_values_are_named_before_anything_is_written(tmp_path):
         ckpt.save({"w": torch.empty(3, device="meta")}, root.as_uri())
     with pytest.raises(FormatError, match="max_shard_size='lots' is not a size"):
         parse_size("lots")
+    with pytest.raises(FormatError, match="is not a size"):
+        parse_size("1..2MB")
     assert parse_size("1GiB") == 1 << 30 and parse_size("512MB") == 512_000_000
 
 
