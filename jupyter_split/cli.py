@@ -8,6 +8,8 @@ from .errors import user_errors
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `jupyter-split ARGV`; returns the exit status. A usage error, or an error the user
+    can fix, is one line on stderr and status 2, never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         with user_errors(SystemExit):

@@ -54,6 +54,8 @@ def verbs_help() -> str:
 
 @magics_class
 class SplitMagics(Magics):
+    """The `%%remote_gpu`, `%%on` and `%split` magics (`%load_ext jupyter_split` registers them)."""
+
     @declare("%remote_gpu", [site_argument(required=False), *CELL_OPTIONS])
     @cell_magic("remote_gpu")
     def remote_gpu(self, line: str, cell: str):

@@ -37,6 +37,8 @@ class Context:
 
 @dataclass
 class Verb:
+    """A registered verb: its name, one-line help, function and arguments (as `arg` makes them)."""
+
     name: str
     help: str
     func: Callable[[Context, argparse.Namespace], int | None]
@@ -47,6 +49,8 @@ VERBS: dict[str, Verb] = {}
 
 
 def verb(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]):
+    """Register the decorated function as verb `name`, with its help and arguments; both faces
+    find it in `VERBS`. The function returns the exit status (None means 0)."""
     def register(func: Callable[[Context, argparse.Namespace], int | None]):
         VERBS[name] = Verb(name, help, func, list(arguments))
         return func
@@ -84,6 +88,8 @@ def load_verbs() -> dict[str, Verb]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
+    """A parser of every verb (each a subcommand) for `prog` (`%split` or `jupyter-split`).
+    Its errors and --help raise `ParseExit`; it never exits or prints an error itself."""
     load_verbs()
     parser = _Parser(prog=prog, description="Run notebook cells on sites abroad and at home.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)

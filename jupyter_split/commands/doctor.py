@@ -33,6 +33,7 @@ VERSIONS = ("python", "cloudpickle", "torch", "jupyter_split", "numpy")
       arg("site", nargs="?", help="the site to check (default: experiment.default_remote)"),
       arg("--json", action="store_true", help="the full report as JSON"))
 def doctor(ctx: Context, args: argparse.Namespace) -> int:
+    """Check a site against here (versions, accelerator, install); returns 1 when something needs a fix."""
     split = get_split()
     report = split.doctor(args.site)
     site = split.config.site(report["site"])

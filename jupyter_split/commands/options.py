@@ -94,6 +94,7 @@ def cell_options(args: argparse.Namespace, **given: Any) -> CellOptions:
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string `parser` takes (`-h`, `--gpus`...), for suggesting the one meant."""
     return [s for action in parser._actions for s in action.option_strings]
 
 

@@ -30,6 +30,7 @@ def _fail(message: str) -> int:
 @verb("policy", "show the residency policy, what is labelled, and the labels of LOCATIONs",
       arg("locations", nargs="*", metavar="LOCATION", help="paths or URLs to check against policy.resident"))
 def show_policy(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the residency policy, what is labelled (checkpoints, variables, LOCATIONs) and the audit log's size."""
     config = load_config()
     home = config.home
     ctx.print(f"config: {config.source}")
@@ -97,6 +98,8 @@ def _labelled_here(value: Any) -> bool:
       arg("--reason", required=True, help="who approved the export, and the approval's reference"),
       arg("--user", help="who declassifies (default: the login name)"))
 def declassify(ctx: Context, args: argparse.Namespace) -> int:
+    """Declassify each ITEM, audited. A variable is marked by its object where it takes a mark,
+    else by its name. Returns 2 at the first item refused; the items before it stay declassified."""
     config = load_config()
     for item in args.items:
         variable = ctx.namespace is not None and item in ctx.namespace
@@ -125,6 +128,7 @@ def _takes_mark(value: Any) -> bool:
       arg("--since", metavar="DATE", help="UTC date or time, e.g. 2026-11-28 or 2026-11-28T09:00"),
       arg("--json", action="store_true", help="one JSON record a line"))
 def show_audit(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the audit log's records, filtered; returns 2 for a filter it cannot read (a bad --since)."""
     try:
         records = policy.audit_entries(args.decision, args.site, args.since)
     except ValueError as exc:

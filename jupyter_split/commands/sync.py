@@ -27,12 +27,14 @@ OPTIONS = (
 @verb("push", "copy a checkpoint to a site: incremental, verified, published atomically, resumable",
       arg("src", help=WHERE), arg("dest", help=WHERE + "; a bare SITE or a trailing / puts SRC under it by name"), *OPTIONS)
 def push(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy a checkpoint to a site; returns 1 (the reason on stderr) when it cannot."""
     return _copy(ctx, sync.push, args, args.dest)
 
 
 @verb("pull", "copy a published checkpoint from a site (to the same path at home unless DEST is given)",
       arg("src", help=WHERE), arg("dest", nargs="?", help=WHERE), *OPTIONS)
 def pull(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy a published checkpoint from a site; returns 1 (the reason on stderr) when it cannot."""
     return _copy(ctx, sync.pull, args, args.dest)
 
 
@@ -54,6 +56,7 @@ def _copy(ctx: Context, func: Callable[..., sync.SyncReport], args: argparse.Nam
       arg("--site", help="only this site's storage"),
       arg("--limit", type=number(int, 1), default=sync.published.LIMIT, metavar="N", help="show at most N"))
 def checkpoints(ctx: Context, args: argparse.Namespace) -> int:
+    """List the published checkpoints, newest first; returns 1 when a site's storage could not be listed."""
     rows, errors = sync.checkpoint_rows(load_config(), args.site, args.limit)
     if rows:
         ctx.table(["site", "checkpoint", "size", "files", "residency", "run", "published"],

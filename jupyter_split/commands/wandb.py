@@ -99,4 +99,5 @@ def _sync(ctx: Context, args: argparse.Namespace) -> int:
       arg("--dry-run", action="store_true", help="say what sync would send and keep back; send nothing"),
       arg("--again", action="store_true", help="sync runs that were synced before"))
 def wandb(ctx: Context, args: argparse.Namespace) -> int:
+    """List this experiment's W&B runs (`list`), or send home the ones still offline (`sync`)."""
     return _sync(ctx, args) if args.action == "sync" else _list(ctx, args)

@@ -65,6 +65,9 @@ def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The launcher's command line (`launch` or `rank`, the runner's arguments after `--`);
+    returns the exit status. More than one process in all starts torchrun; one process
+    runs the runner here."""
     parser = argparse.ArgumentParser(prog=f"python -m {LAUNCHER_MODULE}")
     parser.add_argument("mode", choices=["launch", "rank"])
     parser.add_argument("--nproc", type=int, default=1)

@@ -39,12 +39,21 @@ KEEP_OUTPUTS = 2
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` to `path` as JSON through a temporary file and a rename, so a reader
+    never sees half a file. Values JSON lacks are written as their str()."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str))
     os.replace(tmp, path)
 
 
 class Runner:
+    """Runs cells in one IPython namespace and writes each run's event log and status.json.
+
+    One per process: it installs the SIGINT/SIGTERM handlers and takes over stdin, stdout
+    and stderr. Cells run on the main thread only (`run`), where the signals land; the
+    socket's threads call `submit`, `follow` and `output`.
+    """
+
     session = False  # a long-lived session (set by main) or a one-shot runner
 
     def __init__(self, site: str, accelerator: str):
@@ -86,6 +95,11 @@ class Runner:
 
     # -- the event log and its live subscribers
     def submit(self, run_dir: str) -> EventLog:
+        """Queue the run in `run_dir` (its request.json already written); returns its event log.
+
+        Calling it again for a run still queued or running returns the same log, so the
+        socket's `execute` and `run` may both call it.
+        """
         with self.lock:
             log = self.logs.get(run_dir)
             if log is None:
@@ -127,6 +141,12 @@ class Runner:
 
     # -- executing cells (main thread only: signals land here)
     def run(self, run_dir: str) -> str:
+        """Run the cell in `run_dir` to its end (main thread only); returns the final state:
+        succeeded, failed, cancelled, timeout or interrupted.
+
+        Waits first until the previous cell's --out file is written. status.json is written
+        before the final log record, so a client that sees that record can read it at once.
+        """
         if self.writer is not None:
             self.writer.join()
         path = Path(run_dir)
@@ -249,6 +269,9 @@ class Runner:
         return "succeeded", None
 
     def output(self, run_dir: str) -> transfer.Payload:
+        """The --out payload of an ended run. The in-memory copy (kept for the last few runs)
+        is handed out once; after that it is read from the run's out.pkl.
+        Raises FileNotFoundError when neither exists."""
         with self.lock:
             data = self.outputs.pop(run_dir, None)
         if data is None:

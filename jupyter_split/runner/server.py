@@ -62,6 +62,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamServer:
+    """Answer the runner's socket at `path` on a daemon thread; returns the server, which the
+    caller closes (and removes `path`). Raises PermissionError when the socket's folder is
+    not private to this user."""
     folder = Path(path).parent
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = folder.stat()
