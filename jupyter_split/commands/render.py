@@ -14,9 +14,9 @@ def cell_view(shell: Any, magic_line: str) -> dict[str, Any]:
     return {"colors": shell.colors, "count": shell.displayhook.prompt_count, "above": [magic_line]}
 
 
-def terminal_view(stream: TextIO) -> dict[str, Any]:
-    """A file run from a shell: its own line numbers, and colour only on a terminal."""
-    return {"colors": None if stream.isatty() else "nocolor"}
+def terminal_view(stream: TextIO, file: str | None = None) -> dict[str, Any]:
+    """A file run from a shell: its own name and line numbers, and colour only on a terminal."""
+    return {"colors": None if stream.isatty() else "nocolor", "file": file}
 
 
 class MimeBundle:

@@ -17,6 +17,7 @@ RUN_ID = arg("run", help="the run id (`%%split runs` lists them)")
 
 @verb("sites", "list the configured sites and whether they are reachable")
 def sites(ctx: Context, args: argparse.Namespace) -> int:
+    """List the configured sites, whether each is reachable, and its latency."""
     split = get_split()
     rows = []
     for s in split.sites():
@@ -33,6 +34,7 @@ def sites(ctx: Context, args: argparse.Namespace) -> int:
 @verb("runs", "list recent runs from the local run index", arg("--site", help="only this site's runs"),
       arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"))
 def runs(ctx: Context, args: argparse.Namespace) -> int:
+    """List the most recent runs in the local run index."""
     rows = []
     for r in get_split().list_runs(args.site, args.limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
@@ -44,6 +46,8 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
 @verb("attach", "replay a run's output and follow it live; deliver its --out variables",
       RUN_ID, arg("--from-last", action="store_true", help="only what was not shown before"))
 def attach(ctx: Context, args: argparse.Namespace) -> int:
+    """Replay a run and follow it to its end, delivering its --out variables. In a notebook a
+    failed run raises RemoteError (its traceback shows); elsewhere it returns 1."""
     output = NotebookOutput() if ctx.notebook else TerminalOutput(ctx.out)
     outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last)
     if ctx.notebook and not outcome.ok:
@@ -61,6 +65,7 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
       arg("--after", type=number(int, 0), default=0, metavar="SEQ", help="only the events after this sequence number"),
       arg("--rank", type=number(int, 0), default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
+    """Print a run's (or one rank's) events so far, without following."""
     show = TerminalOutput(ctx.out, ctx.out, status=True)
     for event in get_split().run_events(args.run, args.after, args.rank):
         show(event)
@@ -69,6 +74,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
 
 @verb("cancel", "end a run (a session run ends its session too)", RUN_ID)
 def cancel(ctx: Context, args: argparse.Namespace) -> int:
+    """Cancel a run (a session run's session with it) and print its final state."""
     state = get_split().cancel(args.run)
     ctx.print(f"{args.run}: {state}")
     return 0
@@ -77,8 +83,10 @@ def cancel(ctx: Context, args: argparse.Namespace) -> int:
 @verb("run", "run a Python file on a site and stream its output", site_argument(required=True),
       arg("file", help="the Python file to run"), *RUN_OPTIONS)
 def run(ctx: Context, args: argparse.Namespace) -> int:
+    """Run a Python file on a site in a fresh runner; prints the run id when --detach.
+    Returns 1 unless it succeeded or was submitted."""
     code = Path(args.file).read_text()
-    opts = cell_options(args, fresh=True, view=terminal_view(sys.stderr))
+    opts = cell_options(args, fresh=True, view=terminal_view(sys.stderr, args.file))
     outcome = get_split().execute(code, opts, None, TerminalOutput(ctx.out))
     if outcome.state == "submitted":
         ctx.print(outcome.run_id)

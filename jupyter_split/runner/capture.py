@@ -14,6 +14,7 @@ import threading
 from types import TracebackType
 from typing import Any, Callable
 
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
@@ -54,6 +55,7 @@ class Capture:
             self.emit(type_, **fields)
 
     def flush(self) -> None:
+        """Send the text buffered in stdout and stderr to the run's log now."""
         for stream in self.streams.values():
             stream.flush()
 
@@ -63,6 +65,9 @@ class Capture:
 
 
 class EventStream(io.TextIOBase):
+    """The runner's sys.stdout or sys.stderr: batches text into `stream` records of the
+    current run; a line redrawn with "\\r" becomes one display updated in place."""
+
     def __init__(self, name: str, capture: Capture):
         self.name = name
         self._capture = capture
@@ -73,15 +78,20 @@ class EventStream(io.TextIOBase):
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
+        """Always utf-8: the text goes into JSON records."""
         return "utf-8"
 
     def writable(self) -> bool:
+        """Always True."""
         return True
 
     def isatty(self) -> bool:
+        """Always False: no terminal is attached."""
         return False
 
     def write(self, text: str) -> int:
+        """Buffer `text` (sent at the next flush, or at once past 64 KiB); returns its length.
+        Raises TypeError for anything but a str, as a text file does."""
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
@@ -92,6 +102,7 @@ class EventStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        """Send the buffered text to the run's log now; between runs it is dropped."""
         with self._lock:
             self._flush_locked()
 
@@ -113,7 +124,10 @@ CAPTURE = Capture()
 
 
 class RunnerDisplayPublisher(DisplayPublisher):
+    """Turns display() and its updates into `display` records, and clear_output() into `clear`."""
+
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs) -> None:
+        """Record one display; `update` marks one that replaces an earlier display by its id."""
         fields: dict[str, Any] = {"data": data, "metadata": metadata or {}}
         if transient:
             fields["transient"] = transient
@@ -122,21 +136,44 @@ class RunnerDisplayPublisher(DisplayPublisher):
         CAPTURE.record("display", **fields)
 
     def clear_output(self, wait: bool = False) -> None:
+        """Record a `clear`; with `wait`, the notebook clears at the next output, as in Jupyter."""
         CAPTURE.record("clear", wait=wait)
 
 
 class RunnerDisplayHook(DisplayHook):
+    """Turns the value of a cell's last expression into a `result` record; no prompt is printed."""
+
     def start_displayhook(self) -> None:
+        """Does nothing: there is no terminal prompt to write."""
         pass
 
     def write_output_prompt(self) -> None:
+        """Does nothing: the notebook shows its own Out[N]."""
         pass
 
     def write_format_data(self, format_dict, md_dict=None) -> None:
+        """Record the value's formats as the cell's `result`, with its execution count."""
         CAPTURE.record("result", data=format_dict, metadata=md_dict or {}, execution_count=self.prompt_count)
 
     def finish_displayhook(self) -> None:
+        """Send any text printed so far to the log."""
         CAPTURE.flush()
+
+
+class FileCompiler(CachingCompiler):
+    """Names the code of a file run (`jupyter-split run train.py`) after its file, so a traceback
+    says `File train.py:5`, as Python's own would, instead of `Cell In[1]`."""
+
+    file_name: str | None = None
+
+    def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        """The name compiled code goes by: the file's for a file run, else IPython's name for a cell."""
+        return self.file_name or super().get_code_name(raw_code, transformed_code, number)
+
+    def format_code_name(self, name: str) -> tuple[str, str] | None:
+        """None for the file run's name (a traceback shows it as a plain file), else IPython's
+        `Cell In[N]` label."""
+        return None if name == self.file_name else super().format_code_name(name)
 
 
 class RunnerShell(InteractiveShell):
@@ -144,6 +181,7 @@ class RunnerShell(InteractiveShell):
 
     display_pub_class = Type(RunnerDisplayPublisher)
     displayhook_class = Type(RunnerDisplayHook)
+    compiler_class = Type(FileCompiler)
 
     def cell_as_shown(self, request: dict[str, Any]) -> str:
         """Take on how the notebook shows the cell (`render.cell_view`): its colours and its number
@@ -157,6 +195,7 @@ class RunnerShell(InteractiveShell):
                 pass  # a scheme this IPython lacks: keep its own
         if view.get("count"):
             self.execution_count = int(view["count"])
+        self.compile.file_name = view.get("file")
         return "".join(f"# {line}\n" for line in view.get("above", [])) + request["code"]
 
     def _get_exc_info(self, exc_tuple=None):
@@ -169,6 +208,7 @@ class RunnerShell(InteractiveShell):
         CAPTURE.record("error", ename=getattr(etype, "__name__", str(etype)), evalue=str(evalue), traceback=list(stb))
 
     def ask_yes_no(self, prompt, default=None, interrupt=None):  # noqa: ARG002 - IPython's signature
+        """Raises RuntimeError: a remote cell has no input to answer a question from."""
         raise RuntimeError("a remote cell cannot ask questions: nothing is attached to its input")
 
 
