@@ -18,6 +18,7 @@ predefined, and the process group is initialised before the cell runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -59,7 +60,7 @@ def _torchrun(args: argparse.Namespace, runner_argv: list[str], payload: str) ->
     # INT and TERM reach torchrun itself (same process group, or the job step), which passes them on.
     for sig in (PREEMPT_SIGNAL, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    torchrun = subprocess.Popen(argv, env=env, preexec_fn=end_with_parent)
+    torchrun = subprocess.Popen(argv, env=env, preexec_fn=functools.partial(end_with_parent, os.getpid()))
     signal.signal(PREEMPT_SIGNAL, lambda signum, frame: signal_children(torchrun.pid, signum))
     return torchrun.wait()
 

@@ -270,11 +270,15 @@ class Runner:
 
     def output(self, run_dir: str) -> transfer.Payload:
         """The --out payload of an ended run. The in-memory copy (kept for the last few runs)
-        is handed out once; after that it is read from the run's out.pkl.
+        is handed out once; after that it is read from the run's out.pkl, once its writer is done
+        (a client that reconnects right after the first `get` must not find it half written or absent).
         Raises FileNotFoundError when neither exists."""
         with self.lock:
             data = self.outputs.pop(run_dir, None)
+            writer = self.writer
         if data is None:
+            if writer is not None:
+                writer.join()
             data = transfer.Payload([memoryview(transfer.read_payload(os.path.join(run_dir, "out.pkl")))])
         return data
 
