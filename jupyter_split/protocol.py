@@ -1,7 +1,8 @@
 """The contract between the client and the runner on a site, defined once for both sides.
 
 - How a runner starts: the modules run with `python -m`, the environment variable that carries
-  a batch job's payload, where each rank of a run keeps its event log, the preemption signal.
+  a batch job's payload, where each rank of a run keeps its event log, the preemption signal and
+  how a `slurm.signal` value reads.
 - The version probe: `versions()` in the runner, and the same function as a script (`PROBE`)
   for a site's interpreter that may not have jupyter_split installed.
 - The run states the runner writes and everyone reads (served to the sidebar as they are here).
@@ -29,6 +30,17 @@ RANKS_DIR = "ranks"
 RDZV_PORT_BASE = 20000
 #: the signal the launcher passes on to the ranks (Slurm's default warning, `slurm.signal`)
 PREEMPT_SIGNAL = signal.SIGUSR2
+
+def slurm_signal(value: str) -> str:
+    """`--signal` for sbatch (from `slurm.signal`): delivered to the batch shell (B:), where the runner is, by default."""
+    return value if ":" in value.split("@")[0] else f"B:{value}"
+
+
+def signal_name(value: str) -> str:
+    """The signal's name (`USR2`) from a `slurm.signal` value like `B:USR2@90`."""
+    name = value.split("@")[0].split(":")[-1].upper()
+    return name[3:] if name.startswith("SIG") else name
+
 
 #: the live channel's requests: what the runner's socket answers
 OPS = ("hello", "execute", "put", "get", "follow")

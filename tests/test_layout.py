@@ -145,3 +145,12 @@ def test_the_faces_do_not_import_each_other():
         if face:
             others = {t for t in targets for f in faces - {face} if t == f or t.startswith(f + ".")}
             assert not others, f"{module} imports {others}"
+
+
+def test_the_client_never_imports_the_site_side():
+    # the runner's modules run on the site; the client and the site share protocol.py instead
+    client = ("jupyter_split.core", "jupyter_split.executors", "jupyter_split.commands", "jupyter_split.server",
+              "jupyter_split.magics", "jupyter_split.cli", "jupyter_split.ssh")
+    for module, targets in import_graph().items():
+        if module.startswith(client):
+            assert not {t for t in targets if t.startswith("jupyter_split.runner")}, module

@@ -20,8 +20,7 @@ import time
 from typing import Any
 
 from ..config import Config, SiteConfig
-from ..protocol import PAYLOAD_VAR
-from ..runner.preempt import slurm_signal
+from ..protocol import PAYLOAD_VAR, slurm_signal
 from .base import ExecutorError, LaunchSpec, world
 from .cluster import ClusterExecutor
 

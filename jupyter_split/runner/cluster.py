@@ -19,7 +19,7 @@ from typing import Any
 
 from . import preempt
 from .capture import CAPTURE
-from ..protocol import rank_dir
+from ..protocol import rank_dir, signal_name
 from .process import end_with_parent
 from .runner import Runner, main as runner_main, write_json_atomic
 from ..runs.events import is_final, read_events
@@ -154,7 +154,7 @@ def _preempt_signal(site: str) -> str | None:
     from ..config import load_config
 
     try:
-        return preempt.signal_name(load_config().site(site).slurm.signal)
+        return signal_name(load_config().site(site).slurm.signal)
     except (KeyError, ValueError):
         return None
 

@@ -46,17 +46,6 @@ def run_hooks(report: Callable[[str], None]) -> int:
     return failures
 
 
-def slurm_signal(value: str) -> str:
-    """`--signal` for sbatch: delivered to the batch shell (B:), where the runner is, by default."""
-    return value if ":" in value.split("@")[0] else f"B:{value}"
-
-
-def signal_name(value: str) -> str:
-    """The signal's name (`USR2`) from a `slurm.signal` value like `B:USR2@90`."""
-    name = value.split("@")[0].split(":")[-1].upper()
-    return name[3:] if name.startswith("SIG") else name
-
-
 def requeue() -> str | None:
     """Ask Slurm to requeue this job; returns why it could not, or None when it was requeued."""
     job = os.environ.get("SLURM_JOB_ID")
