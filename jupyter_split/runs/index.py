@@ -11,8 +11,9 @@ from typing import Any
 
 from ..errors import SplitError
 from ..paths import index_path
+from ..protocol import TERMINAL_STATES
 
-_SCHEMA = """
+_TABLES = ("""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     site TEXT NOT NULL,
@@ -26,14 +27,26 @@ CREATE TABLE IF NOT EXISTS runs (
     updated REAL NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0,
     last_line TEXT NOT NULL DEFAULT '',
-    delivered INTEGER NOT NULL DEFAULT 0
-);
+    delivered INTEGER NOT NULL DEFAULT 0,
+    rev_id TEXT
+)""", """
 CREATE TABLE IF NOT EXISTS sessions (
     site TEXT PRIMARY KEY,
     handle TEXT NOT NULL,
     started REAL NOT NULL
-);
-"""
+)""")
+
+#: One index per question the faces ask, so that each costs the same at 100 runs and at 100,000: the
+#: newest runs (`list`), a site's newest, the rows in a state (`prune`, active runs), and the ids ending
+#: with a part (`rev_id`: the run id reversed; the primary key serves the ids starting with one).
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_site ON runs (site, created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, updated)",
+    "CREATE INDEX IF NOT EXISTS runs_by_rev_id ON runs (rev_id)",
+)
+#: `PRAGMA user_version` of an index file with every column and index above; 0 is the first layout.
+_VERSION = 1
 
 
 class UnknownRun(SplitError, LookupError):
@@ -85,8 +98,7 @@ class RunIndex:
         self.path = Path(path) if path else index_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._db() as db:
-            db.executescript(_SCHEMA)
+        _upgrade(self._db())
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection. WAL with synchronous=NORMAL: no fsync per write; the
@@ -97,6 +109,7 @@ class RunIndex:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.row_factory = sqlite3.Row
+            db.create_function("split_reversed", 1, _reversed, deterministic=True)
             self._local.db = db
         return db
 
@@ -105,6 +118,7 @@ class RunIndex:
         row = record.to_dict()
         row["handle"] = json.dumps(row["handle"])
         row["out_vars"] = json.dumps(row["out_vars"])
+        row["rev_id"] = _reversed(record.run_id)
         cols = ", ".join(row)
         marks = ", ".join(f":{k}" for k in row)
         with self._db() as db:
@@ -120,25 +134,40 @@ class RunIndex:
             db.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**fields, "run_id": run_id})
 
     def get(self, run_id: str) -> RunRecord:
-        """The run whose id is `run_id`, else the one run whose id contains it.
+        """The run whose id is `run_id`, else the one run whose id starts or ends with it (the start of
+        an id, or its random tail), else the one run whose id contains it. A run id that starts or ends
+        with `run_id` wins over those that merely contain it.
 
         Raises UnknownRun (a LookupError, 404 in the server) where none matches or several do.
         """
         with self._db() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
-                row = self._by_prefix(db, run_id)
+                row = self._by_part(db, run_id)
         return _record(row)
 
-    def _by_prefix(self, db: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-        # a plain substring (instr), not LIKE: `_` and `%` in a run id are characters, not wildcards
-        rows = db.execute("SELECT * FROM runs WHERE instr(run_id, ?) > 0 ORDER BY created DESC", (run_id,)).fetchall()
-        if len(rows) == 1:
-            return rows[0]
-        if not rows:
-            raise UnknownRun(f"no run {run_id!r} in the run index ({self.path}); `%split runs` lists the known runs")
-        names = ", ".join(r["run_id"] for r in rows[:5])
-        raise UnknownRun(f"{run_id!r} matches {len(rows)} runs ({names}...); give more of the run id")
+    def _by_part(self, db: sqlite3.Connection, part: str) -> sqlite3.Row:
+        # Starting or ending with `part`: a range of the primary key or of the reversed ids, so an index
+        # serves them. Only where neither finds one run, the substring scan (instr, not LIKE: `_` and
+        # `%` in a run id are characters, not wildcards) finds them all, for its count and names.
+        rows: dict[str, sqlite3.Row] = {}
+        start, tail = _range(part), _range(_reversed(part))
+        if start and tail:
+            _fill_reversed(db)
+            for column, (low, high) in (("run_id", start), ("rev_id", tail)):
+                query = f"SELECT * FROM runs WHERE {column} >= ? AND {column} < ? LIMIT 2"
+                rows.update((r["run_id"], r) for r in db.execute(query, (low, high)))
+            if len(rows) == 1:
+                return next(iter(rows.values()))
+        # the ids alone: sqlite reads them off the primary key's index, a fraction of the table
+        found = db.execute("SELECT count(*), max(run_id) FROM runs WHERE instr(run_id, ?) > 0", (part,)).fetchone()
+        if found[0] == 1:
+            return db.execute("SELECT * FROM runs WHERE run_id = ?", (found[1],)).fetchone()
+        if not found[0]:
+            raise UnknownRun(f"no run {part!r} in the run index ({self.path}); `%split runs` lists the known runs")
+        newest = db.execute("SELECT run_id FROM runs WHERE instr(run_id, ?) > 0 ORDER BY created DESC LIMIT 5", (part,))
+        names = ", ".join(r["run_id"] for r in newest)
+        raise UnknownRun(f"{part!r} matches {found[0]} runs ({names}...); give more of the run id")
 
     def list(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Up to `limit` runs, newest first; `site` keeps that site's only. Rows as stored: `Split.list_runs`
@@ -148,6 +177,22 @@ class RunIndex:
             query, args = query + " WHERE site = ?", [site]
         with self._db() as db:
             rows = db.execute(query + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def prune(self, before: float, site: str | None = None) -> list[RunRecord]:
+        """Remove the rows of the runs that ended before `before` (seconds since the epoch); `site` keeps
+        to that site's. Returns the rows removed. A run the index does not know to have ended (its state is
+        not terminal) is never removed. A row's `updated` time bounds its end from above (the index learns
+        of an end when or after it happens), so no run that ended after `before` goes; one whose end the
+        index learned late may stay until a later prune. Only the index changes: run directories stay.
+        """
+        states = sorted(TERMINAL_STATES)
+        where = f"state IN ({', '.join('?' * len(states))}) AND updated < ?" + (" AND site = ?" if site else "")
+        args = (*states, before, *([site] if site else []))
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute(f"SELECT * FROM runs WHERE {where} ORDER BY created", args).fetchall()
+            db.execute(f"DELETE FROM runs WHERE {where}", args)
         return [_record(r) for r in rows]
 
     def session(self, site: str) -> dict[str, Any] | None:
@@ -166,8 +211,49 @@ class RunIndex:
                 db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (site, json.dumps(handle), time.time()))
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring an index file to this version's layout: the tables, the `rev_id` column (an older file lacks
+    it) filled in, and every index. Once per file: its `user_version` says it is done."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= _VERSION:
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same file: one at a time
+        for table in _TABLES:
+            db.execute(table)
+        if "rev_id" not in {c["name"] for c in db.execute("PRAGMA table_info(runs)")}:
+            db.execute("ALTER TABLE runs ADD COLUMN rev_id TEXT")
+        db.execute("UPDATE runs SET rev_id = split_reversed(run_id) WHERE rev_id IS NULL")  # before its index: faster
+        for index in _INDEXES:
+            db.execute(index)
+        db.execute(f"PRAGMA user_version = {_VERSION}")
+
+
+def _fill_reversed(db: sqlite3.Connection) -> None:
+    """Fill `rev_id` where a row lacks it (written by an older version since the file was upgraded)."""
+    if db.execute("SELECT 1 FROM runs WHERE rev_id IS NULL LIMIT 1").fetchone():
+        db.execute("UPDATE runs SET rev_id = split_reversed(run_id) WHERE rev_id IS NULL")
+
+
+def _reversed(text: str | None) -> str | None:
+    return text[::-1] if text is not None else None
+
+
+def _range(part: str) -> tuple[str, str] | None:
+    """The bounds [low, high) of the strings that start with `part`, in sqlite's binary order of text (the
+    order of code points), or None where there are none to give (empty `part`, or it ends in the last one)."""
+    if not part:
+        return None
+    following = ord(part[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no text: the next character is U+E000
+        following = 0xE000
+    if following > 0x10FFFF:
+        return None
+    return part, part[:-1] + chr(following)
+
+
 def _record(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
+    data.pop("rev_id", None)
     data["handle"] = json.loads(data["handle"])
     data["out_vars"] = json.loads(data["out_vars"])
     data["delivered"] = bool(data["delivered"])

@@ -1,6 +1,8 @@
 """The run index: looking a run up by a part of its id."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from jupyter_split.runs.index import RunIndex, RunRecord, UnknownRun
@@ -17,3 +19,105 @@ def test_a_part_of_a_run_id_finds_it_and_wildcards_are_plain_characters(tmp_path
         index.get("-home-")
     with pytest.raises(UnknownRun, match="no run 'EXP_A'"):
         index.get("EXP_A")
+
+
+#: the layout of an index file written before the run index had its indexes (version 0)
+OLD_LAYOUT = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL, run_dir TEXT NOT NULL,
+    mode TEXT NOT NULL, name TEXT, handle TEXT NOT NULL DEFAULT '{}', out_vars TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL, updated REAL NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+    last_line TEXT NOT NULL DEFAULT '', delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE sessions (site TEXT PRIMARY KEY, handle TEXT NOT NULL, started REAL NOT NULL);
+"""
+
+
+def _old_index(path, run_ids):
+    db = sqlite3.connect(path)
+    db.executescript(OLD_LAYOUT)
+    db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated) VALUES (?, 'home', 'succeeded', ?, 'detached', ?, ?)",
+                   [(run_id, f"/runs/{run_id}", 1000.0 + i, 1000.0 + i) for i, run_id in enumerate(run_ids)])
+    db.commit()
+    db.close()
+
+
+def _plans(index, call):
+    """What `call` asks the index file, each statement beside its query plan."""
+    db = index._db()
+    statements = []
+    db.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        db.set_trace_callback(None)
+    return {sql: " / ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql))
+            for sql in statements if sql.lstrip().upper().startswith(("SELECT", "DELETE"))}
+
+
+def test_an_index_file_of_an_older_version_gets_the_indexes_when_opened(tmp_path):
+    path = tmp_path / "index.sqlite"
+    _old_index(path, ["exp-home-20260101-000000-a1b2c3", "exp-home-20260101-000001-d4e5f6"])
+    index = RunIndex(path)
+    db = sqlite3.connect(path)
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")}
+    assert {"runs_by_created", "runs_by_site", "runs_by_state", "runs_by_rev_id"} <= names
+    assert db.execute("SELECT count(*) FROM runs WHERE rev_id IS NULL").fetchone()[0] == 0
+    assert index.get("a1b2c3").run_id == "exp-home-20260101-000000-a1b2c3"
+    assert [r.run_id for r in index.list()] == ["exp-home-20260101-000001-d4e5f6", "exp-home-20260101-000000-a1b2c3"]
+    RunIndex(path)  # opening it again changes nothing
+    assert index.get("exp-home-20260101-000001").run_id == "exp-home-20260101-000001-d4e5f6"
+
+
+def test_a_row_an_older_version_writes_later_is_still_found_by_its_tail(tmp_path):
+    path = tmp_path / "index.sqlite"
+    index = RunIndex(path)
+    index.add(RunRecord(run_id="exp-home-20260101-000000-a1b2c3", site="home", run_dir="/r/1", mode="detached"))
+    db = sqlite3.connect(path)  # as an older version writes: no rev_id
+    db.execute("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated) "
+               "VALUES ('exp-home-20260101-000001-d4e5f6', 'home', 'running', '/r/2', 'detached', 1, 1)")
+    db.commit()
+    assert index.get("d4e5f6").run_id == "exp-home-20260101-000001-d4e5f6"
+    assert index.get("e5f6").run_id == "exp-home-20260101-000001-d4e5f6"
+
+
+def _many(index, count=300):
+    for i in range(count):
+        index.add(RunRecord(run_id=f"exp{i % 3}-{('home', 'sg')[i % 2]}-20260101-{i:06d}-{i * 7919 % 65536:04x}ff",
+                            site=("home", "sg")[i % 2], run_dir=f"/r/{i}", mode="detached",
+                            state=("succeeded", "running", "failed")[i % 3], created=1000.0 + i, updated=1000.0 + i))
+
+
+def test_the_listing_and_the_lookups_by_a_start_or_a_tail_use_an_index(tmp_path):
+    index = RunIndex(tmp_path / "index.sqlite")
+    _many(index)
+    target = index.list(limit=300)[150].run_id
+    for call in (lambda: index.list(limit=20), lambda: index.list("sg", limit=20),
+                 lambda: index.get(target[:-4]), lambda: index.get(target[-6:]), lambda: index.get(target),
+                 lambda: index.prune(1100.0), lambda: index.prune(1200.0, site="home")):
+        plans = _plans(index, call)
+        assert plans
+        for sql, plan in plans.items():
+            assert "INDEX" in plan, (sql, plan)  # a search of an index, or a walk of one in order
+            assert not plan.startswith("SCAN") or plan == "SCAN runs USING INDEX runs_by_created", (sql, plan)
+            if "LIMIT 20" in sql:  # the newest first, read off the index: no sorting of every row
+                assert "TEMP B-TREE" not in plan, (sql, plan)
+
+
+def test_a_start_or_a_tail_wins_over_a_part_inside_and_the_messages_stay(tmp_path):
+    index = RunIndex(tmp_path / "index.sqlite")
+    for run_id in ("abc-home-1-ffff", "xabcx-home-2-eeee", "zz-home-3-abc1", "q-sg-4-home"):
+        index.add(RunRecord(run_id=run_id, site="home", run_dir=f"/runs/{run_id}", mode="detached"))
+    assert index.get("abc-").run_id == "abc-home-1-ffff"  # also inside xabcx-...: the start wins
+    assert index.get("-ffff").run_id == "abc-home-1-ffff"
+    assert index.get("-home").run_id == "q-sg-4-home"  # its tail; inside three others
+    assert index.get("abc").run_id == "abc-home-1-ffff"  # inside two others
+    with pytest.raises(UnknownRun, match=r"'bc' matches 3 runs \(zz-home-3-abc1, xabcx-home-2-eeee, abc-home-1-ffff\.\.\.\)"):
+        index.get("bc")  # the start or the end of none: every id that holds it counts
+    index.add(RunRecord(run_id="ffff-sg-5-a", site="sg", run_dir="/runs/5", mode="detached"))
+    with pytest.raises(UnknownRun, match="'ffff' matches 2 runs"):  # the end of one, the start of another
+        index.get("ffff")
+    with pytest.raises(UnknownRun, match="no run 'nope' in the run index"):
+        index.get("nope")
+    with pytest.raises(UnknownRun, match="matches 5 runs"):
+        index.get("")
