@@ -34,10 +34,11 @@ CREATE TABLE sessions (site TEXT PRIMARY KEY, handle TEXT NOT NULL, started REAL
 
 
 def _old_index(path, run_ids):
+    """An index file in the layout of version 0, of ended runs `<experiment>-<site>-...`, oldest first."""
     db = sqlite3.connect(path)
     db.executescript(OLD_LAYOUT)
-    db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated) VALUES (?, 'home', 'succeeded', ?, 'detached', ?, ?)",
-                   [(run_id, f"/runs/{run_id}", 1000.0 + i, 1000.0 + i) for i, run_id in enumerate(run_ids)])
+    db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated) VALUES (?, ?, 'succeeded', ?, 'detached', ?, ?)",
+                   [(run_id, run_id.split("-")[1], f"/runs/{run_id}", 1000.0 + i, 1000.0 + i) for i, run_id in enumerate(run_ids)])
     db.commit()
     db.close()
 
