@@ -4,13 +4,18 @@ The runner's IPython shell uses these classes in place of a kernel's ZMQ ones:
 stdout and stderr are batched into `stream` records (a flush at most every 50 ms
 or every 64 KiB keeps 100,000 prints cheap), display() becomes `display`, the
 value of the last expression `result`, and a traceback `error`. A line redrawn with
-"\r" (a progress bar) becomes one display updated in place (`live.py`).
+"\r" (a progress bar) becomes one display updated in place, its states rate-limited (`live.py`).
+
+The first record a run's output makes, and then one a minute at most, carries `run` (the run's
+id, from its request): a notebook that folds a long output names the run whose log holds all of
+it, even when it attached in the middle (`%split attach --from-last`).
 """
 from __future__ import annotations
 
 import io
 import os
 import threading
+import time
 from types import TracebackType
 from typing import Any, Callable
 
@@ -24,6 +29,8 @@ from .live import LiveLine
 
 FLUSH_SECONDS = 0.05
 FLUSH_BYTES = 64 * 1024
+#: a record carries the run's id (`run`) at most this often, in seconds
+NAME_RUN_SECONDS = 60.0
 
 Emit = Callable[..., Any]
 
@@ -33,6 +40,8 @@ class Capture:
 
     def __init__(self) -> None:
         self.emit: Emit | None = None
+        self.run: str | None = None  # the run's id, which a record carries now and then (`send`)
+        self._named = float("-inf")  # when a record last carried it
         self.streams = {name: EventStream(name, self) for name in ("stdout", "stderr")}
         self._stop = threading.Event()
         threading.Thread(target=self._flusher, name="split-flush", daemon=True).start()
@@ -41,18 +50,35 @@ class Capture:
         """Send what the next run writes to `emit`."""
         for stream in self.streams.values():
             stream.live.reset()
+        self.name_run(None)
         self.emit = emit
 
     def stop(self) -> None:
-        """Flush what the run wrote; output goes nowhere until the next run starts."""
+        """Flush what the run wrote, a redrawn line's last state included; output goes nowhere
+        until the next run starts."""
         self.flush()
+        for stream in self.streams.values():
+            stream.finish()
         self.emit = None
+
+    def name_run(self, run_id: str | None) -> None:
+        """The run's id, which its next record carries (`send`)."""
+        self.run, self._named = run_id, float("-inf")
+
+    def send(self, type_: str, **fields: Any) -> None:
+        """Write one record to the run's log (nowhere between runs). The first after `name_run`
+        carries the run's id as `run`, and then one a minute at most."""
+        emit = self.emit
+        if emit is None:
+            return
+        if self.run is not None and time.monotonic() - self._named >= NAME_RUN_SECONDS:
+            fields["run"], self._named = self.run, time.monotonic()
+        emit(type_, **fields)
 
     def record(self, type_: str, **fields: Any) -> None:
         """Emit a record after any pending stream text, so the order is the order of calls."""
         self.flush()
-        if self.emit is not None:
-            self.emit(type_, **fields)
+        self.send(type_, **fields)
 
     def flush(self) -> None:
         """Send the text buffered in stdout and stderr to the run's log now."""
@@ -106,18 +132,26 @@ class EventStream(io.TextIOBase):
         with self._lock:
             self._flush_locked()
 
+    def finish(self) -> None:
+        """The run ends: send a redrawn line's last state if it was held back, and forget the line."""
+        with self._lock:
+            self._send(self.live.finish())
+
     def _flush_locked(self) -> None:
         if not self._parts:
+            self._send(self.live.due())  # a redrawn line's state held back: written when its time comes
             return
         text, self._parts, self._size = "".join(self._parts), [], 0
-        emit = self._capture.emit
-        if emit is None:
+        self._send(self.live.split(text))
+
+    def _send(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        if self._capture.emit is None:
             return
-        for kind, fields in self.live.split(text):
+        for kind, fields in records:
             if kind == "stream":
-                emit("stream", name=self.name, **fields)
+                self._capture.send("stream", name=self.name, **fields)
             else:
-                emit(kind, **fields)
+                self._capture.send(kind, **fields)
 
 
 CAPTURE = Capture()
@@ -196,6 +230,7 @@ class RunnerShell(InteractiveShell):
         if view.get("count"):
             self.execution_count = int(view["count"])
         self.compile.file_name = view.get("file")
+        CAPTURE.name_run(request.get("run_id"))
         return "".join(f"# {line}\n" for line in view.get("above", [])) + request["code"]
 
     def _get_exc_info(self, exc_tuple=None):
