@@ -207,6 +207,14 @@ class Experiment(_Strict):
         return value
 
 
+class Notebook(_Strict):
+    """`[notebook]`: what a cell keeps in the notebook. `scrollback`: the lines of a cell's text
+    output it shows, like a terminal's scrollback (the first half as printed, then the last lines
+    in one display headed by how many were left out); the run's log keeps them all."""
+
+    scrollback: int = Field(default=5000, ge=10, le=1_000_000)
+
+
 _SCAN_NAME = r"[a-z][a-z0-9_]*"
 
 
@@ -285,6 +293,7 @@ class Config(_Strict):
 
     experiment: Experiment = Field(default_factory=Experiment)
     sites: dict[str, SiteConfig]
+    notebook: Notebook = Field(default_factory=Notebook)
     policy: Policy = Field(default_factory=Policy)
     source: str = "built-in default"
 
