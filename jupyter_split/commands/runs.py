@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from ..core.split import RemoteError, get_split
@@ -31,10 +33,33 @@ def sites(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@verb("runs", "list recent runs from the local run index", arg("--site", help="only this site's runs"),
-      arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"))
+def iso_date(text: str) -> datetime:
+    """An argparse `type`: an ISO 8601 date, or date and time, in local time unless it has an offset."""
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: give YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (ISO 8601; local time unless "
+            "an offset such as +00:00 follows), e.g. 2026-11-01") from None
+
+
+@verb("runs", "list recent runs from the local run index, or prune the old ones",
+      arg("--site", help="only this site's runs"),
+      arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"),
+      arg("--prune-before", type=iso_date, metavar="DATE",
+          help="remove from the index the runs that ended before DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM); "
+               "active runs stay, and the run directories on the sites are kept"))
 def runs(ctx: Context, args: argparse.Namespace) -> int:
-    """List the most recent runs in the local run index."""
+    """List the most recent runs in the local run index; with --prune-before, remove the rows of the
+    runs that ended before that date instead, and say how many."""
+    if args.prune_before is not None:
+        index = get_split().index
+        removed = index.prune(args.prune_before.timestamp(), args.site)
+        where = f" on {args.site}" if args.site else ""
+        ctx.print(f"removed {len(removed)} run{'' if len(removed) == 1 else 's'}{where} that ended before "
+                  f"{args.prune_before.isoformat(' ')} from the run index ({index.path}); active runs stay, and "
+                  "the run directories on the sites are kept")
+        return 0
     rows = []
     for r in get_split().list_runs(args.site, args.limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
@@ -44,12 +69,13 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
 
 
 @verb("attach", "replay a run's output and follow it live; deliver its --out variables",
-      RUN_ID, arg("--from-last", action="store_true", help="only what was not shown before"))
+      RUN_ID, arg("--from-last", action="store_true", help="only what was not shown before"),
+      arg("--tail", type=number(int, 0), metavar="N", help="start N records before the end (read back from it)"))
 def attach(ctx: Context, args: argparse.Namespace) -> int:
     """Replay a run and follow it to its end, delivering its --out variables. In a notebook a
     failed run raises RemoteError (its traceback shows); elsewhere it returns 1."""
     output = NotebookOutput() if ctx.notebook else TerminalOutput(ctx.out)
-    outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last)
+    outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last, tail=args.tail)
     if ctx.notebook and not outcome.ok:
         raise RemoteError(outcome)
     if outcome.outputs:
@@ -63,12 +89,25 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
 
 @verb("logs", "print a run's output so far (no following)", RUN_ID,
       arg("--after", type=number(int, 0), default=0, metavar="SEQ", help="only the events after this sequence number"),
+      arg("--tail", type=number(int, 0), metavar="N", help="only the last N records (read back from the end)"),
       arg("--rank", type=number(int, 0), default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
-    """Print a run's (or one rank's) events so far, without following."""
+    """Print a run's (or one rank's) events so far, without following, a batch at a time: the
+    memory it takes does not grow with the log."""
     show = TerminalOutput(ctx.out, ctx.out, status=True)
-    for event in get_split().run_events(args.run, args.after, args.rank):
-        show(event)
+    split = get_split()
+    if args.tail is not None:
+        for event in split.run_tail(args.run, args.tail, args.rank):
+            if event["seq"] > args.after:
+                show(event)
+        return 0
+    for chunk in split.iter_run_events(args.run, args.after, args.rank):
+        # a chunk is shown into memory and written at once: not a write and a flush per record
+        show.out = show.err = io.StringIO()
+        for event in chunk:
+            show(event)
+        ctx.out.write(show.out.getvalue())
+        ctx.out.flush()
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator, Callable
 
 from .. import protocol
 from ..executors.base import Executor
-from ..runs.events import ENDED_FILE, EVENTS_FILE, is_final, parse_lines
+from ..runs.events import ENDED_FILE, is_final
+from .replay import LogReader, tail
 
 POLL_SECONDS = 0.2
 MAX_BACKOFF = 5.0
@@ -34,23 +35,19 @@ async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncItera
 
 
 async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
-    """Poll the event log (executors without a live channel: Slurm, Ray; or a runner already gone)."""
-    path, offset = posixpath.join(run_dir, EVENTS_FILE), 0
+    """Poll the event log (executors without a live channel: Slurm, Ray; or a runner already gone),
+    a chunk at a time from after `after`."""
+    reader = LogReader(ex, run_dir, after)
     while True:
-        try:
-            data = await ex.read_file(path, offset)
-        except FileNotFoundError:
-            data = b""
-        events, used = parse_lines(data)
-        offset += used
+        events, at_end = await reader.chunk()
         for event in events:
-            if event["seq"] > after:
-                yield event
+            yield event
             if is_final(event):
                 return
-        if not events and not await ex.alive(handle):
-            return
-        await asyncio.sleep(POLL_SECONDS)
+        if at_end:
+            if not events and not await ex.alive(handle):
+                return
+            await asyncio.sleep(POLL_SECONDS)
 
 
 async def follow(
@@ -109,22 +106,6 @@ async def _reconnect(ex: Executor) -> None:
         pass  # still down: the next round backs off and tries again
 
 
-async def read_log(ex: Executor, run_dir: str) -> list[dict[str, Any]]:
-    """A run's records: its event log, and where the log has no final record, the one `record_death`
-    kept beside it."""
-    try:
-        events = parse_lines(await ex.read_file(posixpath.join(run_dir, EVENTS_FILE)))[0]
-    except FileNotFoundError:
-        events = []
-    if events and is_final(events[-1]):
-        return events
-    try:
-        ended = json.loads(await ex.read_file(posixpath.join(run_dir, ENDED_FILE)))
-    except (FileNotFoundError, ValueError):
-        return events
-    return events + [ended] if is_final(ended) and (not events or ended.get("seq", 0) > events[-1]["seq"]) else events
-
-
 async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last: int,
                        state: str = "failed", how: str | None = None) -> dict[str, Any]:
     """The final record of a runner that could not write its own (SIGKILL, OOM, a lost machine).
@@ -133,7 +114,7 @@ async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last:
     the runner wrote after the caller last looked is the answer, so a run that succeeded is
     never reported as failed. Otherwise the record is kept in `ended.json` beside the log, never
     in it: the event log has one writer, the runner. Asked again, it gives the same record."""
-    events = await read_log(ex, run_dir)
+    events = await tail(ex, run_dir, 1)
     if events and is_final(events[-1]):
         return events[-1]
     how = how or ex.exit_reason(handle) or \

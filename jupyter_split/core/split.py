@@ -14,15 +14,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import SplitError
 from .. import aio, policy, tracking, transfer
 from . import channel
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
-from .follow import follow, read_log, record_death
+from . import replay
+from .follow import follow, record_death
 from ..names import check_name
+from ..protocol import rank_dir
 from ..runs.events import TERMINAL_STATES, RunView, is_final, run_view
 from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
@@ -30,6 +32,8 @@ from ..runs.index import RunIndex, RunRecord
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
 CANCEL_GRACE = 10.0
+#: how many of a log's last records `list_runs` reads to bring a run's row up to date
+VIEW_RECORDS = 200
 
 
 @dataclass
@@ -310,27 +314,62 @@ class Split:
             self._parity_checked[name] = self._versions[name]
 
     # ---- runs after the fact
-    def attach(self, run_id: str, deliver: Deliver, namespace: dict[str, Any] | None, from_start: bool = True) -> RunOutcome:
+    def attach(self, run_id: str, deliver: Deliver, namespace: dict[str, Any] | None, from_start: bool = True,
+               tail: int | None = None) -> RunOutcome:
         """Follow a run started earlier (by this or another process on this machine) until it ends.
 
         `from_start` replays its log from the first record; False goes on after the last record the index
-        saw. --out variables land in `namespace` as for `execute`. The stop button stops the waiting, not the
-        run. Raises UnknownRun where no run, or more than one, has an id containing `run_id`.
+        saw; `tail` N starts N records before the log's end, found by reading back from it. --out variables
+        land in `namespace` as for `execute`. The stop button stops the waiting, not the run. Raises
+        UnknownRun where no run, or more than one, has an id containing `run_id`.
         """
         record = self.index.get(run_id)
         ex = self.executor(record.site)
-        return aio.run(self._follow(ex, record, 0 if from_start else record.last_seq, namespace, deliver))
 
-    def run_events(self, run_id: str, after: int = 0, rank: int = 0) -> list[dict[str, Any]]:
-        """A run's events after `after`; `rank` K > 0: that rank's own log in a distributed run."""
-        from ..protocol import rank_dir
+        async def attach() -> RunOutcome:
+            after = 0 if from_start else record.last_seq
+            if tail is not None:
+                last = await replay.tail(ex, record.run_dir, tail + 1)
+                after = last[0]["seq"] if len(last) > tail else 0
+            return await self._follow(ex, record, after, namespace, deliver)
 
+        return aio.run(attach())
+
+    def run_events(self, run_id: str, after: int = 0, rank: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """A run's records after `after`, at most `limit` of them (None: to the end); `rank` K > 0: that
+        rank's own log in a distributed run. Read from near `after` (the log's index), so a caller that
+        asks again after the last `seq` it got walks a long log in bounded memory."""
         record = self.index.get(run_id)
-        events = aio.run(self._read_log(self.executor(record.site), rank_dir(record.run_dir, rank)))
-        return [e for e in events if e["seq"] > after]
+        ex = self.executor(record.site)
 
-    async def _read_log(self, ex: Executor, run_dir: str) -> list[dict[str, Any]]:
-        return await read_log(ex, run_dir)
+        async def collect() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            async for event in replay.stream(ex, rank_dir(record.run_dir, rank), after):
+                found.append(event)
+                if limit is not None and len(found) >= limit:
+                    break
+            return found
+
+        return aio.run(collect())
+
+    def iter_run_events(self, run_id: str, after: int = 0, rank: int = 0) -> Iterator[list[dict[str, Any]]]:
+        """A run's records after `after` to its log's end, a chunk at a time (then the record kept
+        beside a log with no final one): one pass over the log, in the memory of one chunk."""
+        record = self.index.get(run_id)
+        reader = replay.LogReader(self.executor(record.site), rank_dir(record.run_dir, rank), after)
+        while True:
+            events, at_end = aio.run(reader.chunk())
+            if events:
+                yield events
+            if at_end:
+                break
+        if (ended := aio.run(reader.ended())) is not None:
+            yield [ended]
+
+    def run_tail(self, run_id: str, count: int, rank: int = 0) -> list[dict[str, Any]]:
+        """A run's last `count` records, read back from its log's end (not from its start)."""
+        record = self.index.get(run_id)
+        return aio.run(replay.tail(self.executor(record.site), rank_dir(record.run_dir, rank), count))
 
     def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Recent runs, newest first; those the index still calls active are brought up to date from their logs.
@@ -351,8 +390,8 @@ class Split:
     async def _refresh(self, record: RunRecord) -> None:
         """Catch the index up with a run nobody is following (detached, or its kernel died)."""
         ex = self.executor(record.site)
-        events = await self._read_log(ex, record.run_dir)
-        view = run_view(events, record.state)
+        # the log's last records say its state and last line: a long log is not read from its start
+        view = run_view(await replay.tail(ex, record.run_dir, VIEW_RECORDS), record.state)
         if view.state not in TERMINAL_STATES and not await ex.alive(record.handle):
             view.add(await record_death(ex, record.handle, record.run_dir, view.seq))
         self.index.update(record.run_id, state=view.state, last_seq=view.seq, last_line=view.last_line)
@@ -377,8 +416,8 @@ class Split:
             await self._signal(record, "KILL")
         if record.mode == "session":
             self.index.set_session(record.site, None)
-        events = await self._read_log(ex, record.run_dir)
-        final = next((e for e in reversed(events) if is_final(e)), None)
+        events = await replay.tail(ex, record.run_dir, 1)
+        final = events[-1] if events and is_final(events[-1]) else None
         if final is None:
             final = await record_death(ex, record.handle, record.run_dir, events[-1]["seq"] if events else 0,
                                        state="cancelled", how="was cancelled, and killed after it ignored SIGTERM")

@@ -156,8 +156,9 @@ class Executor(ABC):
         raise ExecutorError(f"the {self.kind} executor has no live channel; the event log is read instead")
 
     @abstractmethod
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        """Bytes of a file on the site from `offset`; FileNotFoundError if it is absent."""
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """Bytes of a file on the site from `offset` (below 0: from its end, as `seek(offset, 2)`),
+        at most `size` of them (None: to the end); FileNotFoundError if it is absent."""
 
     @abstractmethod
     async def write_file(self, path: str, data: bytes) -> None:

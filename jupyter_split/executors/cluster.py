@@ -46,9 +46,10 @@ class ClusterExecutor(Executor):
         """Versions of the host's python, taken as the jobs' own."""
         return await self.host.probe()
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        """A file on the host from `offset`; FileNotFoundError if it is absent."""
-        return await self.host.read_file(path, offset)
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """A file on the host from `offset` (below 0: from its end), at most `size` bytes;
+        FileNotFoundError if it is absent."""
+        return await self.host.read_file(path, offset, size)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the host, atomically."""

@@ -112,15 +112,19 @@ class LocalExecutor(Executor):
         """A stream to the runner's unix socket (a line may be up to 64 MiB)."""
         return await asyncio.open_unix_connection(sock_path, limit=64 << 20)
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        """The file's bytes from `offset`; FileNotFoundError if it is absent.
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """The file's bytes from `offset` (below 0: from its end), at most `size`; FileNotFoundError if
+        it is absent.
 
         They come as a writable bytearray, so --out tensors unpickled from it use its memory without a copy.
         """
         def read() -> bytes:
             with open(path, "rb") as f:
-                data = bytearray(max(0, os.fstat(f.fileno()).st_size - offset))
-                f.seek(offset)
+                end = os.fstat(f.fileno()).st_size
+                start = max(0, end + offset) if offset < 0 else offset
+                left = max(0, end - start)
+                data = bytearray(left if size is None else min(size, left))
+                f.seek(start)
                 del data[f.readinto(data):]
                 return data
         return await asyncio.to_thread(read)

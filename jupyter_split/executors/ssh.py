@@ -200,9 +200,10 @@ class SshExecutor(Executor):
         channel = _Channel(reader, writer)
         return channel, channel
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        """A file on the site from `offset`, over SFTP; FileNotFoundError if it is absent."""
-        return await self.connection.read_file(path, offset)
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """A file on the site from `offset` (below 0: from its end), at most `size` bytes, over SFTP;
+        FileNotFoundError if it is absent."""
+        return await self.connection.read_file(path, offset, size)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site whole (a temp name, then a rename), over SFTP; folders are made."""

@@ -31,7 +31,7 @@ from .. import tracking, transfer
 from ..protocol import versions
 from .capture import CAPTURE, RunnerShell
 from .server import serve_socket
-from ..runs.events import EventLog, is_final, read_events
+from ..runs.events import EventLog, is_final, iter_events
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
 SESSION_CHECK_SECONDS = 30.0
@@ -114,20 +114,24 @@ class Runner:
             subscriber.put(event)
 
     def follow(self, run_dir: str, after: int, send) -> None:
-        """Replay the log after `after`, then stream live records until the final one."""
+        """Replay the log after `after` (a chunk at a time, from its index), then stream live records
+        until the final one. The writer is held only while the replay's end is fixed, not while it is sent."""
         with self.lock:
             log = self.logs.get(run_dir)
         if log is None:
-            for event in read_events(run_dir, after):
+            for event in iter_events(run_dir, after):
                 send(event)
             return
         live: queue.Queue[dict[str, Any]] = queue.Queue()
-        with log.lock:
-            replay = read_events(run_dir, after)
+        with log.lock:  # the log holds every record up to `upto`; each later one reaches `live`: no gap
+            upto = log.seq
             self.subscribers[run_dir].append(live)
         try:
-            for event in replay:
+            for event in iter_events(run_dir, after):
+                if event["seq"] > upto:
+                    break
                 send(event)
+                after = event["seq"]
                 if is_final(event):
                     return
             while True:

@@ -20,6 +20,7 @@ from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
 from ..protocol import states_table
+from ..core.split import VIEW_RECORDS
 from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
 from . import bodies, transfer, wandb_runs
@@ -28,6 +29,8 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
 
+#: the most records one events request answers (a panel asks again from the last one)
+EVENTS_LIMIT = 2000
 
 class SplitHandler(APIHandler):
     """Shared plumbing: blocking core calls off the server's loop, errors as JSON that say what to do."""
@@ -113,16 +116,18 @@ class RunEventsHandler(SplitHandler):
 
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
-        """Answers {run, events}; `run` holds the state its whole log says, so a panel knows when to stop
-        asking. 404 where no run matches."""
+        """Answers {run, events}; `run` holds the state the log's last records say, so a panel knows when
+        to stop asking; `events` are at most `limit` (default 2,000) records after `after`: a panel asks
+        again from the last one. 404 where no run matches."""
         after = self.int_arg("after", 0)
+        limit = self.int_arg("limit", EVENTS_LIMIT, low=1)
         split = await self.call(core.get_split)
         record = await self.call(split.index.get, run_id)
-        events = await self.call(split.run_events, record.run_id)
-        # The run as its whole log says, so a panel knows when to stop asking; only the news travels.
-        view = run_view(events, record.state)
+        events = await self.call(split.run_events, record.run_id, after, 0, limit)
+        # The run as its log's end says, so a panel knows when to stop asking; only the news travels.
+        view = run_view(await self.call(split.run_tail, record.run_id, VIEW_RECORDS), record.state)
         run = {**_run_row(record), "state": view.state, "last_seq": view.seq, "last_line": view.last_line}
-        self.send({"run": run, "events": [e for e in events if e["seq"] > after]})
+        self.send({"run": run, "events": events})
 
 
 class CancelHandler(SplitHandler):

@@ -147,16 +147,18 @@ class SiteConnection:
         self._sftp = None
         return LinkError(f"site {self.site.name!r}: the connection dropped while {what}: {exc}")
 
-    async def read_file(self, path: str, offset: int = 0) -> bytes:
-        """The file's bytes from `offset` to its end.
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """The file's bytes from `offset` (below 0: from its end), at most `size` (None: to the end).
 
         Raises FileNotFoundError for a missing file and LinkError when the connection drops.
         """
         sftp = await self.sftp()
         try:
             async with sftp.open(path, "rb") as f:
+                if offset < 0:
+                    offset = max(0, (await f.stat()).size + offset)
                 await f.seek(offset)
-                return await f.read()
+                return await f.read(-1 if size is None else size)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
         except _LOST as exc:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from jupyter_split import aio
 from jupyter_split.core import CellOptions, get_split
-from jupyter_split.core.follow import read_log, record_death
+from jupyter_split.core.follow import record_death
+from jupyter_split.core.replay import stream
 from jupyter_split.runs.events import ENDED_FILE, EVENTS_FILE
 
 
@@ -60,7 +61,10 @@ def test_a_killed_runner_is_failed_beside_the_log_and_the_log_is_the_runners_alo
     ex = split.executor(record.site)
     again = aio.run(record_death(ex, record.handle, str(run_dir), last=0))
     assert again == ended, "asked again, the same record"
-    events = aio.run(read_log(ex, str(run_dir)))
+    async def everything():
+        return [event async for event in stream(ex, str(run_dir))]
+
+    events = aio.run(everything())
     assert events[-1] == ended and [e["seq"] for e in events] == sorted({e["seq"] for e in events})
     assert split.run_events(run_id)[-1] == ended  # what the sidebar and `logs` read
 

@@ -6,7 +6,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Poll } from '@lumino/polling';
 import { Panel, Widget } from '@lumino/widgets';
 
-import { api } from './api';
+import { api, Run, RunEvent } from './api';
 import { el, stateBadge } from './dom';
 import { eventToOutput, RunStates } from './logic';
 
@@ -39,18 +39,23 @@ export class RunView extends Panel {
   private async _fetch(): Promise<void> {
     const states = await this._states();
     // The event log is the truth: asking from the last seq seen never loses or doubles a record.
-    const { run, events } = await api.events(this.runId, this._seq);
-    for (const event of events) {
-      const output = eventToOutput(event);
-      if (output) {
-        this._outputs.model.add(output as unknown as nbformat.IOutput);
+    // One answer holds a bounded batch: ask again at once while the log has more than was sent.
+    let run: Run;
+    let events: RunEvent[];
+    do {
+      ({ run, events } = await api.events(this.runId, this._seq));
+      for (const event of events) {
+        const output = eventToOutput(event);
+        if (output) {
+          this._outputs.model.add(output as unknown as nbformat.IOutput);
+        }
+        this._seq = event.seq;
       }
-      this._seq = event.seq;
-    }
-    // `run.state` is what the whole log says, read with these events: once it has ended, all is here.
+    } while (events.length > 0 && this._seq < run.last_seq);
+    // `run.state` is what the log's end says: once it has ended and every record is here, stop asking.
     this._status.node.replaceChildren(`${run.run_id} on ${run.site}: `, stateBadge(states, run.state));
     this._status.node.dataset.state = run.state;
-    if (states.isTerminal(run.state)) {
+    if (states.isTerminal(run.state) && this._seq >= run.last_seq) {
       this._poll.dispose();
     }
   }
