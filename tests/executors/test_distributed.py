@@ -108,7 +108,7 @@ def test_two_rank_all_reduce_under_slurm(slurm, split_home, monkeypatch):
 
 
 def test_two_rank_all_reduce_under_ray(ray_cluster, split_home):
-    from tests.test_ray import ray_site
+    from tests.executors.test_ray import ray_site
 
     write_config(split_home, config(split_home, ray_site(split_home, ray_cluster.address)))
     check_all_reduce(Split(), "ray")

@@ -135,7 +135,13 @@ def test_finished_files_and_parts_are_not_sent_again(tmp_path):
     part = 0
     # Kill once a file is finished in place (a fresh destination is written in place; it shows
     # no checkpoint until its manifest lands) while a big one is still a part in staging.
+    # The copy runs in short steps and is stopped while it is looked at: on a busy machine a look
+    # that took long could otherwise miss the moment (the copy finishing in between).
+    proc.send_signal(signal.SIGSTOP)
     while time.monotonic() < deadline and not (finished and part):
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.002)
+        proc.send_signal(signal.SIGSTOP)
         sizes = {str(p.relative_to(dest)): _size(p) for p in _listing(dest, "*.bin")
                  if STAGING_NAME not in p.relative_to(dest).parts}
         finished = {rel: size for rel, size in sizes.items() if size == FILES[rel]}  # whole, not mid-write
