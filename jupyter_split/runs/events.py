@@ -48,15 +48,25 @@ class RunView:
 
     seq: int = 0
     state: str = "running"
-    last_line: str = ""
+    _text: str = ""  # the last stream text with a non-blank line: its last line is found when asked for
 
     def add(self, event: dict[str, Any]) -> None:
-        """Fold in one more record: its `seq`, a stream's last non-blank line, a status record's state."""
-        self.seq = max(self.seq, event["seq"])
-        if event["type"] == "stream" and event["text"].strip():
-            self.last_line = event["text"].strip().splitlines()[-1][:LAST_LINE_CHARS]
-        elif event["type"] == "status":
+        """Fold in one more record: its `seq`, a stream's text, a status record's state."""
+        if event["seq"] > self.seq:
+            self.seq = event["seq"]
+        kind = event["type"]
+        if kind == "stream":
+            text = event["text"]
+            if text and not text.isspace():
+                self._text = text
+        elif kind == "status":
             self.state = event["state"]
+
+    @property
+    def last_line(self) -> str:
+        """The last non-blank line of output, cut to LAST_LINE_CHARS."""
+        text = self._text.strip()
+        return text.splitlines()[-1][:LAST_LINE_CHARS] if text else ""
 
 
 def run_view(events: Iterable[dict[str, Any]], state: str = "running") -> RunView:
