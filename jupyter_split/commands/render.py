@@ -231,11 +231,15 @@ class TerminalOutput:
         self.out, self.err, self.status = out or sys.stdout, err or sys.stderr, status
         self.error: dict[str, Any] | None = None  # the run's traceback, once shown
 
+    def flush(self) -> None:
+        """Write out what the streams hold (the follower calls it after each batch of records)."""
+        self.out.flush()
+        self.err.flush()
+
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == "stream":
+        if kind == "stream":  # flushed after each batch of records (`flush`), not after each record
             (self.err if event["name"] == "stderr" else self.out).write(event["text"])
-            self.out.flush()
         elif kind == "display" and event.get("live"):  # a progress bar: redrawn in place, as it was written
             self.err.write("\r" + event["data"].get("text/plain", "") + ("\n" if event["live"] == "end" else ""))
             self.err.flush()

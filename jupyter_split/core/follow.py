@@ -23,26 +23,26 @@ MAX_BACKOFF = 5.0
 STARTING_POLL = 0.02
 
 
-async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
+async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncIterator[list[dict[str, Any]]]:
     reader, writer = await ex.open_channel(sock)
     try:
         writer.write(protocol.encode({"op": "follow", "run_dir": run_dir, "after": after}))
         await writer.drain()
         while line := await reader.readline():
-            yield protocol.decode(line)
+            yield [protocol.decode(line)]
     finally:
         writer.close()
 
 
-async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) -> AsyncIterator[dict[str, Any]]:
+async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) -> AsyncIterator[list[dict[str, Any]]]:
     """Poll the event log (executors without a live channel: Slurm, Ray; or a runner already gone),
-    a chunk at a time from after `after`."""
+    a chunk of records at a time from after `after`."""
     reader = LogReader(ex, run_dir, after)
     while True:
         events, at_end = await reader.chunk()
-        for event in events:
-            yield event
-            if is_final(event):
+        if events:
+            yield events
+            if is_final(events[-1]):  # a final record is the log's last
                 return
         if at_end:
             if not events and not await ex.alive(handle):
@@ -51,22 +51,22 @@ async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) 
 
 
 async def follow(
-    ex: Executor, handle: dict[str, Any], run_dir: str, after: int, deliver: Callable[[dict[str, Any]], None]
+    ex: Executor, handle: dict[str, Any], run_dir: str, after: int, deliver: Callable[[dict[str, Any]], None],
+    flush: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Deliver every record after `after`, exactly once, until the final one; return it."""
+    """Deliver every record after `after`, exactly once, until the final one; return it. `flush`
+    is called after each batch delivered (a record at a time live, a chunk at a time from the log)."""
     last, backoff = after, POLL_SECONDS
     while True:
         source = _live(ex, handle["sock"], run_dir, last) if handle.get("sock") and ex.supports_sessions \
             else _tail(ex, handle, run_dir, last)
         try:
-            async for event in source:
-                if event.get("seq", 0) <= last:
-                    continue
-                deliver(event)
-                last = event["seq"]
+            async for batch in source:
+                last = _deliver(batch, last, deliver)
+                flush()
                 backoff = POLL_SECONDS
-                if is_final(event):
-                    return event
+                if is_final(batch[-1]):
+                    return batch[-1]
         except (OSError, EOFError, asyncio.IncompleteReadError, ConnectionError) as exc:
             lost = exc
         else:
@@ -81,14 +81,25 @@ async def follow(
                 await _reconnect(ex)
             continue
         # The runner is gone: whatever it wrote is in the log; a missing final record means it died.
-        async for event in _tail(ex, {}, run_dir, last):
-            deliver(event)
-            last = event["seq"]
-            if is_final(event):
-                return event
+        async for batch in _tail(ex, {}, run_dir, last):
+            last = _deliver(batch, last, deliver)
+            flush()
+            if is_final(batch[-1]):
+                return batch[-1]
         final = await record_death(ex, handle, run_dir, last)
         deliver(final)
+        flush()
         return final
+
+
+def _deliver(batch: list[dict[str, Any]], last: int, deliver: Callable[[dict[str, Any]], None]) -> int:
+    """Deliver the records of `batch` after `last`; returns the new last `seq`."""
+    for event in batch:
+        seq = event.get("seq", 0)
+        if seq > last:
+            deliver(event)
+            last = seq
+    return last
 
 
 async def _alive(ex: Executor, handle: dict[str, Any]) -> bool:

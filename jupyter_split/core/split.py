@@ -223,7 +223,7 @@ class Split:
     async def _follow(self, ex: Executor, record: RunRecord, after: int,
                       namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
         tracker = _Tracker(self.index, record, deliver)
-        final = await follow(ex, record.handle, record.run_dir, after, tracker)
+        final = await follow(ex, record.handle, record.run_dir, after, tracker, tracker.flush)
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
@@ -485,6 +485,7 @@ class _Tracker:
         self.index, self.record, self.deliver = index, record, deliver
         self.error: dict[str, Any] | None = None
         self.view, self._saved = RunView(state=record.state), 0.0
+        self._flush = getattr(deliver, "flush", None)  # outputs that buffer (TerminalOutput) have one
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.deliver(event)
@@ -493,6 +494,11 @@ class _Tracker:
             self.error = event
         if time.monotonic() - self._saved > 1.0:
             self.save()
+
+    def flush(self) -> None:
+        """Let the output show what it holds (a terminal's stream); called after each batch of records."""
+        if self._flush is not None:
+            self._flush()
 
     def save(self, **fields: Any) -> None:
         self._saved = time.monotonic()

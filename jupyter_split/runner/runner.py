@@ -105,7 +105,9 @@ class Runner:
             if log is None:
                 log = EventLog(run_dir, on_event=lambda event, key=run_dir: self._broadcast(key, event))
                 self.logs[run_dir] = log
-                log.append("status", state="queued", host=self.info["host"], pid=os.getpid())
+                # the run's first record names it: a follower (the notebook's window) knows it from the start
+                log.append("status", state="queued", host=self.info["host"], pid=os.getpid(),
+                           run=os.path.basename(os.path.normpath(run_dir)))
                 self.jobs.put(run_dir)
         return log
 

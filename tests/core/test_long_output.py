@@ -31,14 +31,19 @@ def notebook_view(outputs: list[dict]) -> list[dict]:
 
 
 def text_lines(shown: list[dict]) -> list[str]:
-    """Every line of text the cell shows: its streams, and the text of its displays that are text only."""
-    lines: list[str] = []
+    """Every line of text the cell shows: its streams, and the text of its displays that are text only.
+    Consecutive stream messages of one stream are one text, as a notebook joins them (a message may
+    end inside a line)."""
+    texts: list[tuple[str | None, str]] = []
     for o in shown:
         if o["type"] == "stream":
-            lines += o["text"].splitlines()
+            if texts and texts[-1][0] == o["name"]:
+                texts[-1] = (o["name"], texts[-1][1] + o["text"])
+            else:
+                texts.append((o["name"], o["text"]))
         elif o["type"] == "display_data" and set(o["data"]) == {"text/plain"}:
-            lines += o["data"]["text/plain"].splitlines()
-    return lines
+            texts.append((None, o["data"]["text/plain"]))
+    return [line for _, text in texts for line in text.splitlines()]
 
 
 def events_of(root: Path) -> list[dict]:
