@@ -21,7 +21,8 @@ from pathlib import Path
 
 from benchmarks.common import best_of, report, scratch_data_dir
 from jupyter_split.config import parse_config
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.split import Split
 
 POLL = 0.05
 

@@ -13,7 +13,8 @@ import sys
 import psutil
 
 from benchmarks.common import best_of, report, scratch_data_dir
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.split import Split
 
 MB = 1 << 20
 

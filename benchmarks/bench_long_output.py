@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import scratch_data_dir
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.split import Split
 
 MB = 1 << 20
 UPDATES = 100_000

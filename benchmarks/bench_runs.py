@@ -69,7 +69,7 @@ def piped(first: list[str], second: list[str], cwd: Path, env: dict[str, str]) -
 
 
 def make_run(split, lines: int) -> tuple[str, Path]:
-    from jupyter_split.core.split import CellOptions
+    from jupyter_split.core.outcome import CellOptions
 
     cell = f"for i in range({lines}):\n    print(f'step-{{i}}-end', flush=True)"
     outcome = split.execute(cell, CellOptions(site="home", detach=True), {}, lambda event: None)

@@ -18,7 +18,8 @@ from pathlib import Path
 from benchmarks.common import best_of, report, scratch_data_dir
 from jupyter_split import aio
 from jupyter_split.config import parse_config
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.split import Split
 
 MB = 1 << 20
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from benchmarks.common import best_of, report, scratch_data_dir
 from jupyter_split.tracking import offline as wandb_offline, sites as wandb_sites
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.split import Split
 
 STEPS = "for step in range(200):\n    wandb.log({'loss': 1 / (step + 1), 'lr': 1e-4})\n"
 

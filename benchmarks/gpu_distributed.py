@@ -62,7 +62,8 @@ def main() -> int:
     config.write_text('[experiment]\nhome = "home"\ndefault_remote = "home"\n'
                       '[sites.home]\nexecutor = "local"\njurisdiction = "CN"\naccelerator = "cuda"\n')
     os.environ["JUPYTER_SPLIT_CONFIG"] = str(config)
-    from jupyter_split.core.split import CellOptions, Split
+    from jupyter_split.core.outcome import CellOptions
+    from jupyter_split.core.split import Split
 
     started = time.perf_counter()
     if count >= 2:

@@ -17,7 +17,8 @@ from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_
 from . import commands
 from .commands.options import CELL_OPTIONS, cell_options, explain, site_argument
 from .commands.render import NotebookOutput, cell_view
-from .core.split import RemoteError, get_split
+from .core.outcome import RemoteError
+from .core.split import get_split
 from .errors import user_errors
 
 

@@ -154,7 +154,8 @@ def test_runner_globals_never_warns_on_a_plain_cpu_machine():
 @pytest.mark.slow
 def test_the_same_cell_gets_each_sites_device(split_home):
     """A real runner per site: abroad on this CPU, home on the STAND-IN Ascend plugin (two pretend cards)."""
-    from jupyter_split.core.split import CellOptions, Split
+    from jupyter_split.core.outcome import CellOptions
+    from jupyter_split.core.split import Split
     from tests.fixtures.core import write_config
 
     repo = Path(__file__).parents[1]

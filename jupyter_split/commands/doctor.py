@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from .. import transfer
-from ..core.split import CellOptions, get_split
+from ..core.outcome import CellOptions
+from ..core.split import get_split
 from ..errors import user_message
 from . import Context, arg, verb
 

@@ -13,7 +13,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from ..bounds import out_of_range
-from ..core.split import CellOptions
+from ..core.outcome import CellOptions
 
 
 def arg(*flags: Any, **options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

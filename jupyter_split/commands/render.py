@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import Any, Callable, TextIO
 
-from ..core.split import reason_to_show
+from ..core.outcome import reason_to_show
 
 
 def cell_view(shell: Any, magic_line: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ..core.split import RemoteError, get_split
+from ..core.outcome import RemoteError
+
+from ..core.split import get_split
 from .options import RUN_OPTIONS, cell_options, site_argument
 from .render import NotebookOutput, TerminalOutput, terminal_view
 from . import Context, arg, number, verb

@@ -15,7 +15,8 @@ from typing import Any, AsyncIterator, Callable
 
 from .. import protocol
 from ..executors.base import Executor
-from ..runs.events import ENDED_FILE, is_final
+from ..runs.events import ENDED_FILE, RunView, is_final
+from ..runs.index import RunIndex, RunRecord
 from .replay import LogReader, tail
 
 POLL_SECONDS = 0.2
@@ -136,3 +137,30 @@ async def record_death(ex: Executor, handle: dict[str, Any], run_dir: str, last:
     final = {"seq": seq, "t": round(time.time(), 6), "type": "status", "state": state, "reason": reason, "final": True}
     await ex.write_file(posixpath.join(run_dir, ENDED_FILE), json.dumps(final).encode())
     return final
+
+
+class Tracker:
+    """Delivers events and keeps the run index's view (last seq, last line) fresh, cheaply."""
+
+    def __init__(self, index: RunIndex, record: RunRecord, deliver: Callable[[dict[str, Any]], None]):
+        self.index, self.record, self.deliver = index, record, deliver
+        self.error: dict[str, Any] | None = None
+        self.view, self._saved = RunView(state=record.state), 0.0
+        self._flush = getattr(deliver, "flush", None)  # outputs that buffer (TerminalOutput) have one
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.deliver(event)
+        self.view.add(event)
+        if event["type"] == "error":
+            self.error = event
+        if time.monotonic() - self._saved > 1.0:
+            self.save()
+
+    def flush(self) -> None:
+        """Let the output show what it holds (a terminal's stream); called after each batch of records."""
+        if self._flush is not None:
+            self._flush()
+
+    def save(self, **fields: Any) -> None:
+        self._saved = time.monotonic()
+        self.index.update(self.record.run_id, last_seq=self.view.seq, last_line=self.view.last_line, **fields)

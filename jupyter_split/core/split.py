@@ -7,13 +7,10 @@ into a `deliver` callback and the run index.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import posixpath
-import re
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ..errors import SplitError
@@ -22,10 +19,10 @@ from . import channel
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
 from . import replay
-from .follow import follow, record_death
-from ..names import check_name
+from .follow import Tracker, follow, record_death
+from .outcome import CellOptions, RunOutcome
 from ..protocol import rank_dir
-from ..runs.events import TERMINAL_STATES, RunView, is_final, run_view
+from ..runs.events import TERMINAL_STATES, is_final, run_view
 from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
 
@@ -34,99 +31,6 @@ SESSION_START_TIMEOUT = 120.0
 CANCEL_GRACE = 10.0
 #: how many of a log's last records `list_runs` reads to bring a run's row up to date
 VIEW_RECORDS = 200
-
-
-@dataclass
-class CellOptions:
-    """How to run one cell: the parsed options of `%%on`, `%%remote_gpu` or `jupyter-split run`.
-
-    `site` None means the config's default remote. A cell runs in the site's session runner unless it
-    is `detach`ed, `fresh`, or asks for more than one GPU or node: those get a one-shot runner of their own.
-    A `name` with a character a layer would misread raises NameRefused here: it becomes an environment
-    variable of the runner.
-    """
-
-    site: str | None = None
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    gpus: int | None = None
-    nodes: int | None = None
-    detach: bool = False
-    fresh: bool = False
-    name: str | None = None
-    timeout: float | None = None
-    wandb: bool = False
-    #: how the notebook shows this cell (`render.cell_view`): the runner shows its traceback the same way
-    view: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        # The name becomes an environment variable of the runner: a NUL there would kill the session.
-        if self.name is not None:
-            check_name("--name", self.name)
-
-
-@dataclass
-class RunOutcome:
-    """How a run ended, as `Split.execute` and `Split.attach` return it.
-
-    `state` is one of `protocol.RUN_STATES` (`submitted` for a detached run). `reason` and `error`
-    (the cell's `error` record: ename, evalue, traceback) say why one did not succeed; `outputs` names the
-    --out variables put into the namespace. A cell that raised is an outcome, not an exception: the faces
-    raise `RemoteError(outcome)` themselves.
-    """
-
-    run_id: str
-    site: str
-    state: str
-    reason: str | None = None
-    error: dict[str, Any] | None = None
-    outputs: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing went wrong: the run succeeded, or was submitted detached and not waited for."""
-        return self.state in ("succeeded", "submitted")
-
-
-class RemoteError(SplitError, RuntimeError):
-    """A cell that did not succeed; IPython shows the remote traceback through `_render_traceback_`.
-
-    Where the cell raised, the error is of a subclass named as the cell's exception, with its
-    message: the notebook records `ename` ZeroDivisionError, not RemoteError, as if it ran here.
-    """
-
-    as_message = False  # the cell's own traceback shows it
-
-    def __new__(cls, outcome: RunOutcome):
-        ename = (outcome.error or {}).get("ename") or ""
-        if cls is RemoteError and ename.isidentifier():
-            cls = _named_remote_error(ename)
-        return super().__new__(cls, outcome)
-
-    def __init__(self, outcome: RunOutcome):
-        self.outcome = outcome
-        super().__init__(outcome.error.get("evalue", "") if outcome.error else
-                         f"run {outcome.run_id} on site {outcome.site!r} {outcome.state}: {outcome.reason}")
-
-    def _render_traceback_(self) -> list[str]:
-        lines = list(self.outcome.error["traceback"]) if self.outcome.error else []
-        reason = reason_to_show(self.outcome.reason, self.outcome.error)
-        return lines + [f"[jupyter_split] run {self.outcome.run_id} on site {self.outcome.site!r}: "
-                        f"{self.outcome.state}" + (f" ({reason})" if reason else "")]
-
-
-@functools.lru_cache(maxsize=None)
-def _named_remote_error(ename: str) -> type[RemoteError]:
-    return type(ename, (RemoteError,), {"__module__": RemoteError.__module__, "__doc__": f"{ename}, raised by a remote cell."})
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def reason_to_show(reason: str | None, error: dict[str, Any] | None) -> str | None:
-    """A run's reason, or None where the cell's traceback (shown above it) already says it."""
-    shown = _ANSI.sub("", "\n".join(error["traceback"])) if error else ""
-    return reason if reason and reason not in shown else None
 
 
 class Split:
@@ -222,7 +126,7 @@ class Split:
 
     async def _follow(self, ex: Executor, record: RunRecord, after: int,
                       namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
-        tracker = _Tracker(self.index, record, deliver)
+        tracker = Tracker(self.index, record, deliver)
         final = await follow(ex, record.handle, record.run_dir, after, tracker, tracker.flush)
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
@@ -476,33 +380,6 @@ class Split:
         except transfer.VersionMismatch as exc:
             report["parity"] = str(exc)
         return report
-
-
-class _Tracker:
-    """Delivers events and keeps the run index's view (last seq, last line) fresh, cheaply."""
-
-    def __init__(self, index: RunIndex, record: RunRecord, deliver: Deliver):
-        self.index, self.record, self.deliver = index, record, deliver
-        self.error: dict[str, Any] | None = None
-        self.view, self._saved = RunView(state=record.state), 0.0
-        self._flush = getattr(deliver, "flush", None)  # outputs that buffer (TerminalOutput) have one
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        self.deliver(event)
-        self.view.add(event)
-        if event["type"] == "error":
-            self.error = event
-        if time.monotonic() - self._saved > 1.0:
-            self.save()
-
-    def flush(self) -> None:
-        """Let the output show what it holds (a terminal's stream); called after each batch of records."""
-        if self._flush is not None:
-            self._flush()
-
-    def save(self, **fields: Any) -> None:
-        self._saved = time.monotonic()
-        self.index.update(self.record.run_id, last_seq=self.view.seq, last_line=self.view.last_line, **fields)
 
 
 _default: Split | None = None

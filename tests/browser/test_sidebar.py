@@ -9,7 +9,7 @@ import pytest
 
 from jupyter_split import core
 from jupyter_split.config import load_config
-from jupyter_split.core.split import CellOptions
+from jupyter_split.core.outcome import CellOptions
 from jupyter_split.protocol import RUN_STATES
 from jupyter_split.runs.events import is_final
 from jupyter_split.sync import copy

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+
+from jupyter_split.core.split import Split
 from jupyter_split.errors import DistributedError
 from tests.fixtures.core import text, write_config
 

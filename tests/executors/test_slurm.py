@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from jupyter_split.core.split import CellOptions, Split
+from jupyter_split.core.outcome import CellOptions
+
+from jupyter_split.core.split import Split
 from jupyter_split.executors import ExecutorError
 from jupyter_split.runs.events import read_events
 from tests.fixtures.core import write_config

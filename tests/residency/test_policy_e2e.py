@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from jupyter_split import ckpt, core, policy, sync
-from jupyter_split.core.split import CellOptions
+from jupyter_split.core.outcome import CellOptions
 from jupyter_split.sync.manifest import read_manifest
 from tests.fixtures.core import text, tracebacks
 from tests.fixtures.policy import policy_config, sftp_options, toml_table

@@ -13,7 +13,7 @@ import tornado.web
 from tornado.httpclient import HTTPClientError
 
 from jupyter_split import core
-from jupyter_split.core.split import CellOptions
+from jupyter_split.core.outcome import CellOptions
 from jupyter_split.protocol import RUN_STATES, TERMINAL_STATES
 from jupyter_split.server.routes import HANDLERS
 from jupyter_split.sync import copy

@@ -18,7 +18,7 @@ import pytest
 
 from jupyter_split import core, tracking
 from jupyter_split.tracking import offline as wandb_offline, sites as wandb_sites
-from jupyter_split.core.split import CellOptions
+from jupyter_split.core.outcome import CellOptions
 from jupyter_split.policy import audit_entries
 from jupyter_split.sync.manifest import Manifest
 from tests.fixtures.core import text, write_config

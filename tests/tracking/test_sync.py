@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from jupyter_split import core
-from jupyter_split.core.split import CellOptions
+from jupyter_split.core.outcome import CellOptions
 from jupyter_split.policy import audit_entries
 from tests.fixtures.core import write_config
 
