@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SplitError
 from .paths import data_dir
+from .runs.segments import SEGMENT_BYTES
 
 FILE_NAME = "jupyter_split.toml"
 ACCELERATORS = ("auto", "cpu", "cuda", "npu", "mlu", "musa", "dcu", "xpu", "mps")
@@ -215,6 +216,14 @@ class Notebook(_Strict):
     scrollback: int = Field(default=5000, ge=10, le=1_000_000)
 
 
+class Runs(_Strict):
+    """`[runs]`: what a run keeps on its site. `log_segment_bytes`: the event log goes on in a new
+    file (a segment) once the one being written holds this many bytes, so no file of a run grows
+    without bound; readers cross segments as if they were one log."""
+
+    log_segment_bytes: int = Field(default=SEGMENT_BYTES, ge=4096, le=64 << 30)
+
+
 _SCAN_NAME = r"[a-z][a-z0-9_]*"
 
 
@@ -294,6 +303,7 @@ class Config(_Strict):
     experiment: Experiment = Field(default_factory=Experiment)
     sites: dict[str, SiteConfig]
     notebook: Notebook = Field(default_factory=Notebook)
+    runs: Runs = Field(default_factory=Runs)
     policy: Policy = Field(default_factory=Policy)
     source: str = "built-in default"
 

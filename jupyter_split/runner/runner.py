@@ -46,6 +46,14 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _segment_bytes() -> int:
+    """The size at which a run's event log rolls to a new segment: `[runs] log_segment_bytes` of the
+    config the client sent (a runner started without one reads the site's, else the default)."""
+    from ..config import load_config
+
+    return load_config().runs.log_segment_bytes
+
+
 class Runner:
     """Runs cells in one IPython namespace and writes each run's event log and status.json.
 
@@ -103,7 +111,8 @@ class Runner:
         with self.lock:
             log = self.logs.get(run_dir)
             if log is None:
-                log = EventLog(run_dir, on_event=lambda event, key=run_dir: self._broadcast(key, event))
+                log = EventLog(run_dir, on_event=lambda event, key=run_dir: self._broadcast(key, event),
+                               segment_bytes=_segment_bytes())
                 self.logs[run_dir] = log
                 # the run's first record names it: a follower (the notebook's window) knows it from the start
                 log.append("status", state="queued", host=self.info["host"], pid=os.getpid(),
