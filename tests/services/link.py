@@ -1,114 +1,412 @@
-"""A site's network link: a TCP relay on 127.0.0.1, N MB/s each way, with latency.
+"""A link between two sites, modelled in user space: a TCP relay on 127.0.0.1 to one server.
 
-On this machine every server is on loopback, where the CPU, not the wire, is the limit.
-Between two sites the links are the limit, and each site has its own. A relay per
-server gives each its own cap, shared by every connection through it, the way a
-site's uplink is shared; it changes no byte. The benchmarks put sites behind them;
-tests use one to slow a transfer down enough to interrupt it mid-way.
+On this machine every server is on loopback, where the CPU, not the wire, is the limit, and the
+kernel has no netem. The link is built here instead, per connection and per direction, the way
+a long-distance TCP path behaves:
 
-    python tests/services/link.py --to PORT --mb-per-s N [--rtt-ms MS]   # prints the port it listens on
+- a delay line: bytes arrive the one-way delay (plus jitter) after they leave, in order;
+- a window: at most `window` bytes in flight, from when the relay reads them until their ack
+  would be back (delivered, plus the return delay), so one flow's rate is at most window / RTT;
+- a per-connection rate cap: the share of the path one flow's losses leave it;
+- the aggregate cap of its direction, one queue shared by every connection (up: toward the
+  server, down: back; they may differ);
+
+and the link as a whole stalls (no byte moves for S seconds) and cuts (every connection reset)
+on a schedule drawn from a seed. The relay buffers at most the window; it changes no byte.
+
+    python tests/services/link.py --to PORT --profile border [--scale 0.1] [--flow-rate MB/S] ...
+
+prints the port it listens on, on the first line of stdout; then `cut` or `stall SECONDS` on its
+stdin act at once. From Python: `start_link(PORT, profile="border", scale=0.1)` (a process), or
+`LinkModel` in an event loop of one's own.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
+import itertools
+import json
 import os
+import random
 import socket
+import struct
 import subprocess
 import sys
-from dataclasses import dataclass
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator
 
-CHUNK = 64 << 10
-
-
-class Pace:
-    """Admits bytes at `rate` per second: each chunk waits for its slot on a shared clock.
-
-    Time a late wake-up loses is made up later, up to BURST seconds' worth of bytes.
-    """
-
-    BURST = 0.05
-
-    def __init__(self, rate: float):
-        self.rate = rate
-        self.free_at = 0.0
-
-    async def take(self, n: int) -> None:
-        now = asyncio.get_running_loop().time()
-        self.free_at = max(self.free_at, now - self.BURST) + n / self.rate
-        if self.free_at - now > 0.001:
-            await asyncio.sleep(self.free_at - now)
+MB = 1e6
+MIB = 1 << 20
+MIN_CHUNK, MAX_CHUNK = 4 << 10, 256 << 10
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pace: Pace, delay: float) -> None:
-    # Paced chunks wait `delay` in a queue before they go on: the link's one-way latency.
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+@dataclass(frozen=True)
+class Profile:
+    """A link, in seconds, bytes and bytes per second; None is no cap."""
 
-    async def deliver() -> None:
+    delay: float = 0.0  # one way
+    jitter: float = 0.0  # each way's delay varies uniformly by up to this much either side
+    window: int = 4 * MIB  # bytes in flight per connection per direction (Linux's tcp_rmem ceiling is 6 MiB)
+    flow_rate: float | None = None  # per connection per direction
+    rate_up: float | None = None  # all connections toward the server together
+    rate_down: float | None = None  # all connections back
+    stall_every: float | None = None  # mean seconds between stalls (each gap drawn from 0.5x to 1.5x)
+    stall_for: float = 0.0
+    cut_every: float | None = None  # mean seconds between cuts
+    seed: int = 0
+
+    @property
+    def rtt(self) -> float:
+        return 2 * self.delay
+
+    def scaled(self, k: float) -> Profile:
+        """The same link k times as fast: rates and window times k, delays and schedule unchanged."""
+        def times(rate: float | None) -> float | None:
+            return None if rate is None else rate * k
+        return replace(self, window=max(1, round(self.window * k)), flow_rate=times(self.flow_rate),
+                       rate_up=times(self.rate_up), rate_down=times(self.rate_down))
+
+
+PROFILES = {
+    "loopback": Profile(),
+    "regional": Profile(delay=0.015, jitter=0.0005, rate_up=100 * MB, rate_down=100 * MB, flow_rate=50 * MB),
+    "border": Profile(delay=0.075, jitter=0.002, rate_up=50 * MB, rate_down=50 * MB, flow_rate=4 * MB),
+}
+PROFILES["border-flaky"] = replace(PROFILES["border"], stall_every=40.0, stall_for=5.0, cut_every=60.0)
+
+
+def link_profile(name: str | Profile = "loopback", scale: float = 1.0, **overrides) -> Profile:
+    """A named profile (or one given), scaled by `scale`, then with `overrides` (Profile's fields;
+    `rate` sets both directions' aggregate cap)."""
+    base = PROFILES[name] if isinstance(name, str) else name
+    if "rate" in overrides:
+        rate = overrides.pop("rate")
+        overrides = {"rate_up": rate, "rate_down": rate, **overrides}
+    return replace(base.scaled(scale) if scale != 1.0 else base, **overrides)
+
+
+@dataclass(frozen=True, order=True)
+class Event:
+    at: float  # seconds after the link started
+    kind: str  # "stall" or "cut"
+    seconds: float = 0.0  # a stall's length
+
+
+def events(p: Profile) -> Iterator[Event]:
+    """The link's stalls and cuts, in time order, forever; the same seed gives the same ones."""
+    def kind(name: str, every: float | None, seconds: float) -> Iterator[Event]:
+        if not every:
+            return
+        rng, at = random.Random(f"{p.seed}:{name}"), 0.0
         while True:
-            due, data = await queue.get()
+            at += every * rng.uniform(0.5, 1.5)
+            yield Event(at, name, seconds)
+    return heapq.merge(kind("stall", p.stall_every, p.stall_for), kind("cut", p.cut_every, 0.0))
+
+
+def schedule(p: Profile, horizon: float) -> list[Event]:
+    """The events of the link's first `horizon` seconds."""
+    return list(itertools.takewhile(lambda e: e.at < horizon, events(p)))
+
+
+class _Queue:
+    """A serialising queue at `rate` bytes/s: reserve(n) says when n more bytes are through it.
+
+    Idle time earns at most `burst` seconds of credit, which a pacer that wakes late spends."""
+
+    def __init__(self, rate: float, burst: float = 0.0):
+        self.rate, self.burst, self.free_at = rate, burst, 0.0
+
+    def reserve(self, n: int, now: float) -> float:
+        self.free_at = max(self.free_at, now - self.burst) + n / self.rate
+        return self.free_at
+
+
+class _Pipe:
+    """One direction of one connection: window, the flow's pace, the shared queue, the delay line."""
+
+    def __init__(self, link: LinkModel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 shared: _Queue | None):
+        p = link.profile
+        self.link, self.reader, self.writer, self.shared = link, reader, writer, shared
+        self.flow = _Queue(p.flow_rate, burst=0.05) if p.flow_rate else None
+        rates = [q.rate for q in (self.flow, shared) if q]
+        self.chunk = int(min([MAX_CHUNK, max(MIN_CHUNK, p.window // 4)] + [max(MIN_CHUNK, r / 100) for r in rates]))
+        self.in_flight, self.room = 0, asyncio.Event()
+        self.line: deque[tuple[float, bytes]] = deque()  # (due, bytes); b"" is the end of the stream
+        self.queued, self.last_due = asyncio.Event(), 0.0
+
+    async def read(self) -> None:
+        loop, window = asyncio.get_running_loop(), self.link.profile.window
+        while True:
+            if self.in_flight >= window:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            data = await self.reader.read(min(self.chunk, window - self.in_flight))
+            now = loop.time()
             if not data:
-                break
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            writer.write(data)
-            await writer.drain()
+                self._push(now + self.link.profile.delay, b"")
+                return
+            self.in_flight += len(data)
+            if self.flow:
+                paced = self.flow.reserve(len(data), now)
+                if paced > now + 0.001:
+                    await asyncio.sleep(paced - now)
+                    now = loop.time()
+            leaves = self.shared.reserve(len(data), now) if self.shared else now
+            self._push(leaves + self.link.one_way(), data)
 
-    delivering = asyncio.ensure_future(deliver())
-    try:
-        while data := await reader.read(CHUNK):
-            await pace.take(len(data))
-            queue.put_nowait((loop.time() + delay, data))
-        queue.put_nowait((0.0, b""))
-        await delivering
-    except ConnectionError:
-        pass
-    finally:
-        delivering.cancel()
-        writer.close()
+    def _push(self, due: float, data: bytes) -> None:
+        self.last_due = max(due, self.last_due)  # jitter never reorders a connection's bytes
+        self.line.append((self.last_due, data))
+        self.queued.set()
+
+    async def deliver(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.line:
+                self.queued.clear()
+                await self.queued.wait()
+                continue
+            now = loop.time()
+            wait = max(self.line[0][0], self.link.stalled_until) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            batch: list[bytes] = []
+            while self.line and self.line[0][0] <= now and self.line[0][1]:
+                batch.append(self.line.popleft()[1])
+            if batch:
+                self.writer.writelines(batch)
+                await self.writer.drain()
+                sent = sum(map(len, batch))
+                loop.call_at(loop.time() + self.link.profile.delay, self._acked, sent)
+            elif self.line[0][0] <= now:  # the end of the stream: half-close, as TCP's FIN
+                if self.writer.can_write_eof():
+                    self.writer.write_eof()
+                return
+
+    def _acked(self, n: int) -> None:
+        self.in_flight -= n
+        self.room.set()
 
 
-async def _serve(target: int, rate: float, delay: float, ready: socket.socket) -> None:
-    up, down = Pace(rate), Pace(rate)
+@dataclass(eq=False)
+class _Connection:
+    writers: list[asyncio.StreamWriter]
+    tasks: list[asyncio.Task] = field(default_factory=list)
 
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        t_reader, t_writer = await asyncio.open_connection("127.0.0.1", target)
-        await asyncio.gather(_pump(reader, t_writer, up, delay), _pump(t_reader, writer, down, delay))
+    def reset(self) -> None:
+        """Both ends get a reset (RST), not a close."""
+        for task in self.tasks:
+            task.cancel()
+        for writer in self.writers:
+            sock = writer.get_extra_info("socket")
+            if sock is not None and sock.fileno() >= 0:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
 
-    server = await asyncio.start_server(relay, sock=ready)
-    parent = os.getppid()
-    async with server:
-        while os.getppid() == parent:  # a benchmark that dies leaves no relay behind
-            await asyncio.sleep(0.5)
+
+class LinkModel:
+    """The link in this event loop: `await start()` gives the port; `cut()`, `stall(s)`, `await close()`."""
+
+    def __init__(self, target_port: int, link: Profile, target_host: str = "127.0.0.1"):
+        self.target, self.profile = (target_host, target_port), link
+        self.connections: set[_Connection] = set()
+        self.stalled_until, self.started = 0.0, 0.0
+        self._jitter = random.Random(f"{link.seed}:jitter")
+        self.up = _Queue(link.rate_up) if link.rate_up else None
+        self.down = _Queue(link.rate_down) if link.rate_down else None
+
+    async def start(self, sock: socket.socket | None = None, started: float | None = None) -> int:
+        """Listens on `sock` (or a new port on 127.0.0.1); the schedule counts from `started`
+        (time.monotonic(), the loop's clock), or now."""
+        loop = asyncio.get_running_loop()
+        self.started = loop.time() if started is None else started
+        if sock is None:
+            self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=MAX_CHUNK)
+        else:
+            self.server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_CHUNK)
+        self._schedule = asyncio.ensure_future(self._run_schedule())
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._schedule.cancel()
+        self.server.close()
+        self.cut()
+        await self.server.wait_closed()
+
+    def one_way(self) -> float:
+        p = self.profile
+        return max(0.0, p.delay + self._jitter.uniform(-p.jitter, p.jitter)) if p.jitter else p.delay
+
+    def stall(self, seconds: float) -> None:
+        """No byte moves on any connection for `seconds`; what was queued goes on after."""
+        self.stalled_until = max(self.stalled_until, asyncio.get_running_loop().time() + seconds)
+        for queue in (self.up, self.down):
+            if queue:
+                queue.free_at = max(queue.free_at, self.stalled_until)
+
+    def cut(self) -> None:
+        """Every connection open now is reset at both ends; new ones work."""
+        for connection in list(self.connections):
+            connection.reset()
+        self.connections.clear()
+
+    async def _run_schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        for event in events(self.profile):
+            await asyncio.sleep(max(0.0, self.started + event.at - loop.time()))
+            if event.kind == "stall":
+                self.stall(event.seconds)
+            else:
+                self.cut()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = _Connection([writer])
+        self.connections.add(connection)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target, limit=MAX_CHUNK)
+        except OSError:
+            connection.reset()
+            self.connections.discard(connection)
+            return
+        connection.writers.append(up_writer)
+        if connection not in self.connections:  # cut while connecting
+            connection.reset()
+            return
+        up, down = _Pipe(self, reader, up_writer, self.up), _Pipe(self, up_reader, writer, self.down)
+        connection.tasks = [asyncio.ensure_future(c) for c in (up.read(), up.deliver(), down.read(), down.deliver())]
+        try:
+            await asyncio.gather(*connection.tasks)
+        except (OSError, asyncio.IncompleteReadError):
+            connection.reset()  # one end reset: so is the other
+        except asyncio.CancelledError:
+            pass  # cut
+        finally:
+            self.connections.discard(connection)
+            for task in connection.tasks:
+                task.cancel()
+            for w in connection.writers:
+                w.close()
 
 
 @dataclass
 class Link:
     port: int
     process: subprocess.Popen
+    profile: Profile
+    started: float  # time.monotonic() when it listened; its schedule counts from here
+
+    def schedule(self, horizon: float) -> list[Event]:
+        return schedule(self.profile, horizon)
+
+    def cut(self) -> None:
+        self._say("cut")
+
+    def stall(self, seconds: float) -> None:
+        self._say(f"stall {seconds}")
+
+    def _say(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+        self.process.stdin.close()
+        self.process.stdout.close()
 
 
-def start_link(target_port: int, mb_per_s: float, rtt_ms: float = 0.0) -> Link:
-    """A relay process to `target_port`, capped at `mb_per_s` (1e6 bytes) each way, adding `rtt_ms`."""
-    process = subprocess.Popen([sys.executable, __file__, "--to", str(target_port), "--mb-per-s", str(mb_per_s),
-                                "--rtt-ms", str(rtt_ms)], stdout=subprocess.PIPE, text=True)
-    return Link(port=int(process.stdout.readline()), process=process)
+def start_link(target_port: int, mb_per_s: float | None = None, rtt_ms: float | None = None, *,
+               profile: str | Profile = "loopback", scale: float = 1.0, **overrides) -> Link:
+    """A relay process to `target_port` on 127.0.0.1 with `profile` scaled by `scale`, then `overrides`
+    (Profile's fields, or `rate` for both aggregate caps). `mb_per_s` (1e6 bytes, each way) and
+    `rtt_ms` set the aggregate caps and the delay."""
+    if mb_per_s is not None:
+        overrides["rate"] = mb_per_s * MB
+    if rtt_ms is not None:
+        overrides["delay"] = rtt_ms / 2000
+    link = link_profile(profile, scale, **overrides)
+    process = subprocess.Popen([sys.executable, __file__, "--to", str(target_port), "--spec", json.dumps(asdict(link))],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    port = int(process.stdout.readline())
+    return Link(port=port, process=process, profile=link, started=time.monotonic())
+
+
+def _size(text: str) -> int:
+    units = {"k": 1e3, "m": 1e6, "ki": 1 << 10, "mi": 1 << 20}
+    digits = text.rstrip("kKmMiIbB")
+    unit = text[len(digits):].lower().removesuffix("b")
+    return round(float(digits) * units.get(unit, 1))
+
+
+def _profile_from(args: argparse.Namespace) -> Profile:
+    if args.spec:
+        return Profile(**json.loads(args.spec))
+    overrides: dict = {}
+    for name, key, unit in (("rate", "rate", MB), ("mb_per_s", "rate", MB), ("rate_up", "rate_up", MB),
+                            ("rate_down", "rate_down", MB), ("flow_rate", "flow_rate", MB),
+                            ("delay", "delay", 1e-3), ("rtt_ms", "delay", 0.5e-3), ("jitter", "jitter", 1e-3),
+                            ("stall_every", "stall_every", 1), ("stall_for", "stall_for", 1),
+                            ("cut_every", "cut_every", 1), ("seed", "seed", 1)):
+        if getattr(args, name) is not None:
+            overrides[key] = getattr(args, name) * unit
+    if args.window is not None:
+        overrides["window"] = _size(args.window)
+    return link_profile(args.profile, args.scale, **overrides)
+
+
+def _listen_to_stdin(loop: asyncio.AbstractEventLoop, link: LinkModel) -> None:
+    def listen() -> None:
+        for line in sys.stdin:
+            words = line.split()
+            if words[:1] == ["cut"]:
+                loop.call_soon_threadsafe(link.cut)
+            elif words[:1] == ["stall"] and len(words) == 2:
+                loop.call_soon_threadsafe(link.stall, float(words[1]))
+    threading.Thread(target=listen, daemon=True).start()
+
+
+async def _serve(target: int, link: Profile, sock: socket.socket, started: float) -> None:
+    model = LinkModel(target, link)
+    await model.start(sock, started)
+    _listen_to_stdin(asyncio.get_running_loop(), model)
+    parent = os.getppid()
+    while os.getppid() == parent:  # a benchmark that dies leaves no relay behind
+        await asyncio.sleep(0.5)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="link.py")
+    parser = argparse.ArgumentParser(prog="link.py", description=__doc__.splitlines()[0])
     parser.add_argument("--to", type=int, required=True, help="the server's port on 127.0.0.1")
-    parser.add_argument("--mb-per-s", type=float, required=True)
-    parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip time the link adds (half each way)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="loopback")
+    parser.add_argument("--scale", type=float, default=1.0, help="rates and window times this, before the flags below")
+    parser.add_argument("--rate", type=float, help="aggregate cap each way, MB/s (1e6 bytes)")
+    parser.add_argument("--mb-per-s", type=float, help=argparse.SUPPRESS)  # the old name of --rate
+    parser.add_argument("--rate-up", type=float, help="aggregate cap toward the server, MB/s")
+    parser.add_argument("--rate-down", type=float, help="aggregate cap back from the server, MB/s")
+    parser.add_argument("--flow-rate", type=float, help="cap of each connection each way, MB/s")
+    parser.add_argument("--delay", type=float, help="one-way delay, ms")
+    parser.add_argument("--rtt-ms", type=float, help="round trip, ms (half each way)")
+    parser.add_argument("--jitter", type=float, help="each way's delay varies by up to this either side, ms")
+    parser.add_argument("--window", help="bytes in flight per connection each way: 4MiB, 256k, 65536")
+    parser.add_argument("--stall-every", type=float, help="mean seconds between stalls")
+    parser.add_argument("--stall-for", type=float, help="seconds each stall lasts")
+    parser.add_argument("--cut-every", type=float, help="mean seconds between cuts")
+    parser.add_argument("--seed", type=int, help="the seed of the stalls, cuts and jitter")
+    parser.add_argument("--spec", help=argparse.SUPPRESS)  # a whole Profile as JSON, from start_link
     args = parser.parse_args(argv)
+    link = _profile_from(args)
     sock = socket.create_server(("127.0.0.1", 0))
+    started = time.monotonic()
     print(sock.getsockname()[1], flush=True)
-    asyncio.run(_serve(args.to, args.mb_per_s * 1e6, args.rtt_ms / 2000, sock))
+    asyncio.run(_serve(args.to, link, sock, started))
     return 0
 
 
