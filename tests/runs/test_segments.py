@@ -98,9 +98,10 @@ def test_a_requeued_writer_goes_on_in_the_newest_segment_even_one_just_started(t
     (tmp_path / segment_name(nxt)).touch()
     with open(tmp_path / INDEX_FILE, "ab") as index:
         index.write(struct.pack("<QQ", 502, nxt << 40))
-        index.write(b"\x01\x02\x03")  # and a torn entry after it
     assert _seqs(tail_events(tmp_path / EVENTS_FILE, 2)) == [500, 501]
     assert _seqs(iter_events(tmp_path, 499)) == [500, 501]
+    with open(tmp_path / INDEX_FILE, "ab") as index:  # and a torn entry (a write cut short): cut off on reopening
+        index.write(b"\x01\x02\x03")
     third = EventLog(tmp_path, segment_bytes=SEGMENT)
     assert (third.seq, third.segment) == (501, nxt) and (tmp_path / INDEX_FILE).stat().st_size % ENTRY.size == 0
     third.append("status", state="succeeded", final=True)
