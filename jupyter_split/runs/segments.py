@@ -128,7 +128,9 @@ class Cursor:
         self.last_segment = 0  # the newest segment the index named when last read
         self.last: dict[str, Any] | None = None  # the last whole record read, even one not after `after`
         self._span = INDEX_SPAN
-        self._asking = "start"  # start: where `after` is; segment: records; index: has the writer rolled?
+        # start: where `after` is; segment: records; index: has the writer rolled? From the log's start
+        # the index is not needed: the first segment's end asks it which segments there are
+        self._asking = "start" if after > 0 else "segment"
 
     def request(self) -> Read:
         """The read to do next."""
