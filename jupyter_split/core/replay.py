@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections import OrderedDict
 from typing import Any, AsyncIterator, Generator, TypeVar
 
 from ..executors.base import Executor
 from ..runs.events import ENDED_FILE, is_final
-from ..runs.segments import CHUNK, TAIL_SPAN, Cursor, Read, tail_plan
+from ..runs.segments import CHUNK, TAIL_SPAN, Cursor, Place, Read, tail_plan
 
 Result = TypeVar("Result")
+#: how many logs `_places` remembers
+PLACES = 256
+#: where the last chunk of a log read in this process began and ended, by (site, run directory): a
+#: reader asked for what follows a seq in that chunk starts there, not at the index entry before it,
+#: so one that asks again from the last seq it got (the sidebar's panel polling through the server)
+#: reads only what came since
+_places: OrderedDict[tuple[str, str], tuple[Place, Place]] = OrderedDict()
 
 
 class LogReader:
@@ -24,12 +32,19 @@ class LogReader:
 
     def __init__(self, ex: Executor, run_dir: str, after: int = 0):
         self.ex, self.run_dir = ex, run_dir
-        self.cursor = Cursor(after, CHUNK)
+        self.key = (ex.site.name, run_dir)
+        self.cursor = Cursor(after, CHUNK, _place(self.key, after))
 
     async def chunk(self) -> tuple[list[dict[str, Any]], bool]:
         """(the next records after the last one given, whether this read reached the log's end)."""
         while True:
+            begun = self.cursor.place()
             events, at_end = self.cursor.receive(await _read(self.ex, self.run_dir, self.cursor.request()))
+            if self.cursor.last is not None:
+                _places[self.key] = (begun, self.cursor.place())
+                _places.move_to_end(self.key)
+                if len(_places) > PLACES:
+                    _places.popitem(last=False)
             if events or at_end:
                 return events, at_end
 
@@ -40,6 +55,15 @@ class LogReader:
             return None
         found = await ended_record(self.ex, self.run_dir)
         return found if found and found["seq"] > max(self.cursor.after, last["seq"] if last else 0) else None
+
+
+def _place(key: tuple[str, str], after: int) -> Place | None:
+    """A remembered place to read the records after `after` from: where the last chunk read ended
+    when it ended at `after`, else where it began when `after` is in it. Neither: None (the index)."""
+    if (found := _places.get(key)) is None:
+        return None
+    begun, ended = found
+    return ended if ended[0] == after else begun if begun[0] <= after < ended[0] else None
 
 
 async def stream(ex: Executor, run_dir: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:

@@ -30,8 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..protocol import TERMINAL_STATES
 from .segments import (CHUNK, ENTRY, EVENTS_FILE, INDEX_FILE, SEGMENT_BYTES, Cursor, index_entry, index_entries,
-                       is_final, last_records, next_chunk, parse_lines, read_index, read_local, run_local,
-                       segment_name, tail_plan)
+                       is_final, read_index, read_local, run_local, segment_name, tail_plan)
 
 #: beside the log, the final record of a runner that died before it wrote its own (`core.follow.record_death`):
 #: the runner is the log's one writer
@@ -40,9 +39,9 @@ LAST_LINE_CHARS = 200
 #: an index entry (seq, where its record starts) at least every this many bytes of a segment
 INDEX_EVERY = 1 << 20
 
+# what importers of this module used before the log's files moved to `runs.segments`
 __all__ = ["CHUNK", "ENDED_FILE", "EVENTS_FILE", "INDEX_EVERY", "INDEX_FILE", "TERMINAL_STATES", "EventLog", "RunView",
-           "after", "is_final", "iter_events", "last_records", "last_seq", "next_chunk", "parse_lines", "read_events",
-           "read_index", "run_view", "tail_events"]
+           "after", "is_final", "iter_events", "last_seq", "read_events", "read_index", "run_view", "tail_events"]
 
 
 @dataclass

@@ -48,6 +48,9 @@ INDEX_SPAN = 256 * 16
 OFFSET_BITS = 40
 ENTRY = struct.Struct("<QQ")
 
+#: a place in a log: (the highest `seq` certainly written before it, segment, byte offset in that
+#: segment, the newest segment known there); a reader may start at it for any `after` at or above that seq
+Place = Tuple[int, int, int, int]
 #: a read a plan asks for: (a file of the run directory, the byte to start at (below 0: that many
 #: bytes before its end), how many bytes (None: to its end))
 Read = Tuple[str, int, Optional[int]]
@@ -76,15 +79,15 @@ def index_entries(data: bytes) -> list[tuple[int, int, int]]:
     return [(seq, where >> OFFSET_BITS, where & low) for seq, where in read_index(data)]
 
 
-def locate(entries: list[tuple[int, int, int]], after: int) -> tuple[int, int]:
-    """(segment, offset) to start reading at for the records after `after`: the last indexed record
-    at or before `after + 1` (the reader skips what is not after `after`), else the log's start."""
-    place = (0, 0)
+def locate(entries: list[tuple[int, int, int]], after: int) -> Place:
+    """Where to start reading for the records after `after`: the last indexed record at or before
+    `after + 1` (the reader skips what is not after `after`), else the log's start."""
+    place = (0, 0, 0)
     for seq, segment, offset in entries:
         if seq > after + 1:
             break
-        place = (segment, offset)
-    return place
+        place = (seq - 1, segment, offset)
+    return (*place, entries[-1][1] if entries else 0)
 
 
 def is_final(event: dict[str, Any]) -> bool:
@@ -119,18 +122,23 @@ def last_records(data: bytes, whole: bool) -> list[dict[str, Any]]:
 class Cursor:
     """A forward reader's place in a log: the records after `after`, in order and each once, across
     segments. `request` names the read it needs next; the caller reads it (b"" for a missing file)
-    and hands the bytes to `receive`. It holds one chunk at a time and a few numbers."""
+    and hands the bytes to `receive`. It holds one chunk at a time and a few numbers. Given a
+    `place` (another cursor's, at or before `after`), it starts there without asking the index."""
 
-    def __init__(self, after: int = 0, chunk: int = CHUNK):
+    def __init__(self, after: int = 0, chunk: int = CHUNK, place: Place | None = None):
         self.after, self.chunk = after, chunk
-        self.segment = self.offset = 0
         self.size = chunk
-        self.last_segment = 0  # the newest segment the index named when last read
+        # behind: the highest seq before (segment, offset); last_segment: the newest the index named when last read
+        self.behind, self.segment, self.offset, self.last_segment = place or (0, 0, 0, 0)
         self.last: dict[str, Any] | None = None  # the last whole record read, even one not after `after`
         self._span = INDEX_SPAN
         # start: where `after` is; segment: records; index: has the writer rolled? From the log's start
         # the index is not needed: the first segment's end asks it which segments there are
-        self._asking = "start" if after > 0 else "segment"
+        self._asking = "start" if after > 0 and place is None else "segment"
+
+    def place(self) -> Place:
+        """Where the next segment read starts, for a later cursor (`place=`) to start at."""
+        return self.behind, self.segment, self.offset, self.last_segment
 
     def request(self) -> Read:
         """The read to do next."""
@@ -146,8 +154,7 @@ class Cursor:
         if self._asking == "start":
             entries = index_entries(data)
             if len(data) < self._span or (entries and entries[0][0] <= self.after + 1):
-                self.segment, self.offset = locate(entries, self.after)
-                self.last_segment = entries[-1][1] if entries else 0
+                self.behind, self.segment, self.offset, self.last_segment = locate(entries, self.after)
                 self._asking = "segment"
             else:
                 self._span *= 4
@@ -163,6 +170,7 @@ class Cursor:
         self.offset += used
         if events:
             self.last = events[-1]
+            self.behind = self.last["seq"]
         new = [e for e in events if e["seq"] > self.after]
         if new:
             self.after = new[-1]["seq"]

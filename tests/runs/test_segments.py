@@ -253,3 +253,45 @@ def test_the_clients_reader_follows_a_rolling_log_through_the_local_executor(tmp
 
     streamed, tailed = aio.run(read(3333, 250))
     assert streamed == list(range(3334, total + 2)) and tailed == list(range(total + 2 - 250, total + 2))
+
+
+def test_a_reader_asking_again_from_its_last_seq_reads_only_what_came_since(tmp_path):
+    """The sidebar's panel polls through the server from the last seq it has: each poll reads the
+    news, not the index entry's MiB before it nor the index, however long the log."""
+    config = parse_config({"sites": {"home": {"jurisdiction": "CN"}, "abroad": {"jurisdiction": "SG"}}}, "test")
+    ex = executor_for(config.sites["home"], config)
+    log = _write(tmp_path, 60_000, final=False, segment=1 << 20)
+    assert len(_segments(tmp_path)) > 3
+    read: list[int] = []
+    real = ex.read_file
+
+    async def counted(path: str, offset: int = 0, size: int | None = None) -> bytes:
+        data = await real(path, offset, size)
+        read.append(len(data))
+        return data
+
+    ex.read_file = counted
+
+    async def poll(after: int, limit: int) -> list[dict]:
+        got = []
+        async for event in replay.stream(ex, str(tmp_path), after):
+            got.append(event)
+            if len(got) == limit:
+                break
+        return got
+
+    first = aio.run(poll(59_000, 2000))  # the panel's first look, from near the end: through the index
+    assert _seqs(first) == list(range(59_001, 60_001))
+    for i in range(3):
+        news = [log.append("stream", name="stdout", text=f"news {i}.{k}\n") for k in range(5)]
+        read.clear()
+        assert aio.run(poll(_seqs(first)[-1], 2000)) == news
+        assert sum(read) < 1000, read  # the five records and an index entry
+        first = news
+    big = [log.append("stream", name="stdout", text=_line(k)) for k in range(3000)]  # a page cut by the limit
+    page = aio.run(poll(first[-1]["seq"], 2000))
+    assert page == big[:2000]
+    read.clear()
+    assert aio.run(poll(page[-1]["seq"], 2000)) == big[2000:]
+    assert sum(read) < 300_000, "at most the chunk the last page was cut from"
+    log.close()
