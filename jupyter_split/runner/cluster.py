@@ -22,7 +22,7 @@ from .capture import CAPTURE
 from ..protocol import rank_dir, signal_name
 from .process import end_with_parent
 from .runner import Runner, main as runner_main, write_json_atomic
-from ..runs.events import is_final, read_events
+from ..runs.events import is_final, iter_events
 
 #: a signal that reaches a rank twice within this window (from the scheduler and from
 #: torchrun, which forwards what it gets) is one signal
@@ -76,7 +76,7 @@ class ClusterRunner(Runner):
             return  # rank 0 requeues the whole job; this rank ends with it
         why = preempt.requeue()
         if why is not None:
-            # Not `running`: that record starts an attempt (see _attempts).
+            # Not `running`: that record starts an attempt (see _starts_attempt).
             CAPTURE.record("status", state="not_requeued", reason=f"could not requeue: {why}; the cell goes on")
             self._preempting = False
             return
@@ -159,32 +159,36 @@ def _preempt_signal(site: str) -> str | None:
         return None
 
 
-def _attempts(events: list[dict[str, Any]]) -> list[int]:
-    """Where each attempt starts in a rank's log: one `running` record a runner process."""
-    return [i for i, e in enumerate(events) if e.get("type") == "status" and e.get("state") == "running"]
+def _starts_attempt(event: dict[str, Any]) -> bool:
+    """Whether `event` starts an attempt in a rank's log: one `running` record a runner process."""
+    return event.get("type") == "status" and event.get("state") == "running"
 
 
 def _outcome(run_dir: str, attempt: int | None = None) -> dict[str, Any]:
     """Final state and error of attempt `attempt` (1, 2, ... across requeues; None: the latest).
 
-    An attempt the rank has not begun yet has state None, like one still running.
+    An attempt the rank has not begun yet has state None, like one still running. The log is read
+    once, a chunk at a time, across its segments: a rank that printed for weeks is not held whole.
     """
-    events = read_events(run_dir)
-    starts = _attempts(events)
-    number = len(starts) if attempt is None else attempt
-    if number > len(starts) or number == 0:
+    number, final, error = 0, None, None
+    for event in iter_events(run_dir):
+        if _starts_attempt(event):
+            if attempt is not None and number == attempt:
+                break  # the next attempt: the one asked for is whole
+            number, final, error = number + 1, None, None
+        elif is_final(event):
+            final = event
+        elif event.get("type") == "error":
+            error = event
+    if number == 0 or (attempt is not None and number < attempt):
         return {"state": None, "reason": None, "error": None, "error_t": float("inf")}
-    end = starts[number] if number < len(starts) else len(events)
-    current = events[starts[number - 1]:end]
-    final = next((e for e in reversed(current) if is_final(e)), None)
-    error = next((e for e in reversed(current) if e.get("type") == "error"), None)
     return {"state": final["state"] if final else None, "reason": final.get("reason") if final else None,
             "error": error, "error_t": (error or final or {"t": float("inf")})["t"]}
 
 
 def _peer_outcomes(run_dir: str, world_size: int, grace: float | None) -> dict[int, dict[str, Any]]:
     """Each other rank's outcome in rank 0's attempt, waiting for all to end (or `grace` seconds)."""
-    attempt = len(_attempts(read_events(run_dir)))
+    attempt = sum(1 for event in iter_events(run_dir) if _starts_attempt(event))
     deadline = None if grace is None else time.monotonic() + grace
     while True:
         outcomes = {rank: _outcome(rank_dir(run_dir, rank), attempt) for rank in range(1, world_size)}
