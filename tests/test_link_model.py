@@ -18,6 +18,22 @@ import pytest
 from tests.services.link import MB, PROFILES, Event, Profile, link_profile, schedule, start_link
 
 BLOCK = bytes(range(256)) * 256  # 64 KiB
+# Every probe socket holds 4 MiB each way in the kernel, as iperf's do: a probe that this busy
+# machine leaves unscheduled for a moment neither starves the link nor backs it up.
+BUFFER = 4 << 20
+
+
+def buffered(sock: socket.socket) -> socket.socket:
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
+    return sock
+
+
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = buffered(socket.socket())
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
 
 
 class Probe:
@@ -34,7 +50,8 @@ class Probe:
 
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._handle, sock=buffered(socket.create_server(("127.0.0.1", 0)))))
         self.port = server.sockets[0].getsockname()[1]
         started.set()
         self.loop.run_forever()
@@ -100,7 +117,7 @@ async def flows(probe: Probe, port: int, up: int = 0, down: int = 0, warm: float
     ids, downs, tasks = [next(_ids) for _ in range(up)], [[] for _ in range(down)], []
 
     async def send(flow: int) -> None:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await connect(port)
         try:
             writer.write(b"s" + struct.pack("!q", flow))
             while True:
@@ -110,7 +127,7 @@ async def flows(probe: Probe, port: int, up: int = 0, down: int = 0, warm: float
             reset(writer)
 
     async def receive(record: list) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await connect(port)
         try:
             writer.write(b"f")
             while data := await reader.read(1 << 16):
@@ -129,7 +146,7 @@ async def flows(probe: Probe, port: int, up: int = 0, down: int = 0, warm: float
 
 
 async def pings(port: int, count: int) -> list[float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await connect(port)
     writer.write(b"e")
     times = []
     for _ in range(count + 1):
@@ -158,27 +175,27 @@ def test_round_trip_and_jitter(probe, linked):
     rtt = statistics.median(asyncio.run(pings(link.port, 12)))
     assert near(rtt, 0.08), rtt
 
-    jittery = linked(Profile(delay=0.04, jitter=0.02, seed=3))
+    jittery = linked(Profile(delay=0.1, jitter=0.04, seed=3))
 
     async def stamps(flow: int) -> None:
-        _, writer = await asyncio.open_connection("127.0.0.1", jittery.port)
+        _, writer = await connect(jittery.port)
         writer.write(b"t" + struct.pack("!q", flow))
-        for _ in range(25):
+        for _ in range(16):
             writer.write(struct.pack("!d", time.monotonic()))
-            await asyncio.sleep(0.05)  # wider than the jitter: no stamp waits behind the one before
+            await asyncio.sleep(0.1)  # wider than the jitter's range: no stamp waits behind the one before
         writer.close()
 
     async def many() -> list[int]:
-        ids = [next(_ids) for _ in range(30)]
+        ids = [next(_ids) for _ in range(40)]
         await asyncio.gather(*(stamps(i) for i in ids))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)
         return ids
     ages = [age for i in asyncio.run(many()) for age in probe.ages[i][1:]]
-    # one way: 40 ms on average, spread uniformly over 20 to 60 ms (a standard deviation of 20/sqrt(3) ms)
-    assert len(ages) > 600
-    assert near(statistics.mean(ages), 0.04), statistics.mean(ages)
-    assert near(statistics.stdev(ages), 0.02 / 3 ** 0.5), statistics.stdev(ages)
-    assert 0.019 < min(ages) and max(ages) < 0.07, (min(ages), max(ages))
+    # one way: 100 ms on average, spread uniformly over 60 to 140 ms (a standard deviation of 40/sqrt(3) ms)
+    assert len(ages) > 500
+    assert near(statistics.mean(ages), 0.1), statistics.mean(ages)
+    assert near(statistics.stdev(ages), 0.04 / 3 ** 0.5), statistics.stdev(ages)
+    assert 0.059 < min(ages) and max(ages) < 0.15, (min(ages), max(ages))
 
 
 def test_regional_one_flow_takes_half_the_link_and_three_share_it(probe, linked):
@@ -219,7 +236,7 @@ def test_stalls_and_cuts_come_on_the_seeded_schedule(probe, linked):
 
     async def follow() -> None:
         while time.monotonic() < link.started + horizon:
-            reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+            reader, writer = await connect(link.port)
             writer.write(b"f")
             try:
                 while data := await reader.read(1 << 16):
@@ -256,7 +273,7 @@ def test_border_flaky_schedule_and_manual_cut(probe, linked):
     link = linked(Profile(delay=0.005))
 
     async def cut_then_again() -> tuple[str, list[float]]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        reader, writer = await connect(link.port)
         writer.write(b"e")
         writer.write(b"y")
         await reader.readexactly(1)

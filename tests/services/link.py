@@ -8,8 +8,8 @@ a long-distance TCP path behaves:
 - a window: at most `window` bytes in flight, from when the relay reads them until their ack
   would be back (delivered, plus the return delay), so one flow's rate is at most window / RTT;
 - a per-connection rate cap: the share of the path one flow's losses leave it;
-- the aggregate cap of its direction, one queue shared by every connection (up: toward the
-  server, down: back; they may differ);
+- the aggregate cap of its direction, one queue shared by every connection, 50 ms deep, which
+  the flows waiting for room take in turns (up: toward the server, down: back; they may differ);
 
 and the link as a whole stalls (no byte moves for S seconds) and cuts (every connection reset)
 on a schedule drawn from a seed. The relay buffers at most the window; it changes no byte.
@@ -42,6 +42,8 @@ from typing import Iterator
 MB = 1e6
 MIB = 1 << 20
 MIN_CHUNK, MAX_CHUNK = 4 << 10, 256 << 10
+LATE = 0.01  # the relay's own lateness (a busy CPU's) up to this is not charged to the link
+QUEUE = 0.05  # seconds of bytes the shared queue of a direction holds: its depth, and the flows' turns in it
 
 
 @dataclass(frozen=True)
@@ -126,29 +128,47 @@ class _Queue:
         return self.free_at
 
 
+def _chunk(p: Profile, shared: _Queue | None) -> int:
+    """The most a pipe reads at once: 10 ms at its slowest cap, a quarter of the window."""
+    rates = [rate for rate in (p.flow_rate, shared and shared.rate) if rate]
+    return int(min([MAX_CHUNK, max(MIN_CHUNK, p.window // 4)] + [max(MIN_CHUNK, rate / 100) for rate in rates]))
+
+
 class _Pipe:
     """One direction of one connection: window, the flow's pace, the shared queue, the delay line."""
 
-    def __init__(self, link: LinkModel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 shared: _Queue | None):
+    def __init__(self, link: LinkModel, reader: asyncio.StreamReader, source: socket.socket,
+                 writer: asyncio.StreamWriter, shared: _Queue | None):
         p = link.profile
         self.link, self.reader, self.writer, self.shared = link, reader, writer, shared
+        self.source: socket.socket = source
         self.flow = _Queue(p.flow_rate, burst=0.05) if p.flow_rate else None
-        rates = [q.rate for q in (self.flow, shared) if q]
-        self.chunk = int(min([MAX_CHUNK, max(MIN_CHUNK, p.window // 4)] + [max(MIN_CHUNK, r / 100) for r in rates]))
-        self.in_flight, self.room = 0, asyncio.Event()
+        self.chunk = _chunk(p, shared)
+        self.in_flight, self.room, self.opened_at = 0, asyncio.Event(), 0.0
         self.line: deque[tuple[float, bytes]] = deque()  # (due, bytes); b"" is the end of the stream
         self.queued, self.last_due = asyncio.Event(), 0.0
 
     async def read(self) -> None:
         loop, window = asyncio.get_running_loop(), self.link.profile.window
+        opened = None  # when the window last opened on bytes already waiting for it
         while True:
             if self.in_flight >= window:
                 self.room.clear()
                 await self.room.wait()
+                opened = self.opened_at
                 continue
+            if error := self.source.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                # The sender reset the connection. Its reader may not see it for a while (a full
+                # one stops reading its socket) and Linux hands a reader what came before the
+                # reset first: megabytes on loopback, sent on long after the sender had gone.
+                raise ConnectionResetError(error, os.strerror(error))
+            asked = loop.time()
             data = await self.reader.read(min(self.chunk, window - self.in_flight))
             now = loop.time()
+            if opened is not None and now - asked < 0.001 and now - opened <= LATE:
+                now = opened  # they left when it opened, not when this task woke: no lateness adds up per round trip
+            else:
+                opened = None
             if not data:
                 self._push(now + self.link.profile.delay, b"")
                 return
@@ -158,6 +178,9 @@ class _Pipe:
                 if paced > now + 0.001:
                     await asyncio.sleep(paced - now)
                     now = loop.time()
+            while self.shared and (ahead := self.shared.free_at - now) > QUEUE:
+                await asyncio.sleep(ahead - QUEUE)  # the bottleneck's buffer is full: wait, as TCP would after a loss
+                now = loop.time()
             leaves = self.shared.reserve(len(data), now) if self.shared else now
             self._push(leaves + self.link.one_way(), data)
 
@@ -180,19 +203,22 @@ class _Pipe:
                 continue
             batch: list[bytes] = []
             while self.line and self.line[0][0] <= now and self.line[0][1]:
-                batch.append(self.line.popleft()[1])
+                due, data = self.line.popleft()
+                batch.append(data)
             if batch:
                 self.writer.writelines(batch)
                 await self.writer.drain()
-                sent = sum(map(len, batch))
-                loop.call_at(loop.time() + self.link.profile.delay, self._acked, sent)
+                # delivered when due, unless the receiver held it up (a late wake-up is not the link's)
+                acked = max(due, loop.time() - LATE) + self.link.profile.delay
+                loop.call_at(acked, self._acked, sum(map(len, batch)), acked)
             elif self.line[0][0] <= now:  # the end of the stream: half-close, as TCP's FIN
                 if self.writer.can_write_eof():
                     self.writer.write_eof()
                 return
 
-    def _acked(self, n: int) -> None:
+    def _acked(self, n: int, at: float) -> None:
         self.in_flight -= n
+        self.opened_at = at
         self.room.set()
 
 
@@ -280,7 +306,8 @@ class LinkModel:
         if connection not in self.connections:  # cut while connecting
             connection.reset()
             return
-        up, down = _Pipe(self, reader, up_writer, self.up), _Pipe(self, up_reader, writer, self.down)
+        up = _Pipe(self, reader, writer.get_extra_info("socket"), up_writer, self.up)
+        down = _Pipe(self, up_reader, up_writer.get_extra_info("socket"), writer, self.down)
         connection.tasks = [asyncio.ensure_future(c) for c in (up.read(), up.deliver(), down.read(), down.deliver())]
         try:
             await asyncio.gather(*connection.tasks)
