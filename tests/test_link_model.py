@@ -10,11 +10,15 @@ import asyncio
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
+from tests.services import link as link_py
 from tests.services.link import MB, PROFILES, Event, Profile, link_profile, schedule, start_link
 
 BLOCK = bytes(range(256)) * 256  # 64 KiB
@@ -214,14 +218,34 @@ def test_each_direction_has_its_own_cap(probe, linked):
     assert near(sum(ups), 4.0) and near(sum(downs), 2.0), (ups, downs)
 
 
-def test_border_round_trip_and_one_flow(probe, linked):
+def test_border_from_the_command_line_round_trip_and_one_flow(probe):
     border = link_profile("border", scale=0.5)  # one flow at most 2 MB/s; its window allows 14
-    link = linked(border)
     assert border.rtt == 0.15 and border.flow_rate == 2 * MB and border.window / border.rtt > 6 * border.flow_rate
-    rtt = statistics.median(asyncio.run(pings(link.port, 6)))
-    assert near(rtt, 0.15), rtt
-    (one,), (back,) = asyncio.run(flows(probe, link.port, up=1, down=1))
-    assert near(one, 2.0) and near(back, 2.0), (one, back)
+    process = subprocess.Popen([sys.executable, link_py.__file__, "--to", str(probe.port), "--profile", "border",
+                                "--scale", "0.5"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline())
+        rtt = statistics.median(asyncio.run(pings(port, 6)))
+        assert near(rtt, 0.15), rtt
+        (one,), (back,) = asyncio.run(flows(probe, port, up=1, down=1))
+        assert near(one, 2.0) and near(back, 2.0), (one, back)
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
+
+
+def test_command_line_flags_override_the_scaled_profile():
+    argv = ("--to 5 --profile border --scale 0.1 --flow-rate 1 --window 256KiB --rtt-ms 40 --jitter 1 "
+            "--stall-every 3 --stall-for 0.5 --cut-every 7 --seed 5 --rate-down 2").split()
+    assert link_py.parse(argv) == (5, Profile(delay=0.02, jitter=0.001, window=256 << 10, flow_rate=1 * MB,
+                                           rate_up=5 * MB, rate_down=2 * MB, stall_every=3.0, stall_for=0.5,
+                                           cut_every=7.0, seed=5))
+    # the first callers' form: a cap each way and a round trip
+    assert link_py.parse("--to 5 --mb-per-s 20 --rtt-ms 60".split())[1] == Profile(delay=0.03, rate_up=20 * MB,
+                                                                               rate_down=20 * MB)
+    assert link_py.parse("--to 5 --profile regional --window 64k --delay 5".split())[1] == replace(
+        PROFILES["regional"], window=64000, delay=0.005)
 
 
 def test_stalls_and_cuts_come_on_the_seeded_schedule(probe, linked):

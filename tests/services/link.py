@@ -65,6 +65,18 @@ class Profile:
     def rtt(self) -> float:
         return 2 * self.delay
 
+    def describe(self) -> str:
+        def rate(r: float | None) -> str:
+            return "no cap" if r is None else f"{r / MB:g} MB/s"
+        parts = [f"RTT {self.rtt * 1000:g} ms" + (f" (+-{self.jitter * 2000:g})" if self.jitter else ""),
+                 f"up {rate(self.rate_up)}", f"down {rate(self.rate_down)}", f"one flow {rate(self.flow_rate)}",
+                 f"window {self.window / MIB:g} MiB"]
+        if self.stall_every:
+            parts.append(f"a {self.stall_for:g} s stall every {self.stall_every:g} s")
+        if self.cut_every:
+            parts.append(f"a cut every {self.cut_every:g} s")
+        return ", ".join(parts)
+
     def scaled(self, k: float) -> Profile:
         """The same link k times as fast: rates and window times k, delays and schedule unchanged."""
         def times(rate: float | None) -> float | None:
@@ -409,31 +421,38 @@ async def _serve(target: int, link: Profile, sock: socket.socket, started: float
         await asyncio.sleep(0.5)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="link.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--to", type=int, required=True, help="the server's port on 127.0.0.1")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="loopback")
-    parser.add_argument("--scale", type=float, default=1.0, help="rates and window times this, before the flags below")
-    parser.add_argument("--rate", type=float, help="aggregate cap each way, MB/s (1e6 bytes)")
+def parse(argv: list[str]) -> tuple[int, Profile]:
+    """The command line's server port and link."""
+    parser = argparse.ArgumentParser(prog="link.py", description=__doc__.splitlines()[0], epilog="profiles: " + "; ".join(
+        f"{name}: {link.describe()}" for name, link in PROFILES.items()))
+    parser.add_argument("--to", type=int, required=True, metavar="PORT", help="the server's port on 127.0.0.1")
+    parser.add_argument("--profile", choices=list(PROFILES), default="loopback")
+    parser.add_argument("--scale", type=float, default=1.0, metavar="K",
+                        help="rates and window times K, before the flags below")
+    parser.add_argument("--rate", type=float, metavar="MB/S", help="aggregate cap each way (1e6 bytes a second)")
     parser.add_argument("--mb-per-s", type=float, help=argparse.SUPPRESS)  # the old name of --rate
-    parser.add_argument("--rate-up", type=float, help="aggregate cap toward the server, MB/s")
-    parser.add_argument("--rate-down", type=float, help="aggregate cap back from the server, MB/s")
-    parser.add_argument("--flow-rate", type=float, help="cap of each connection each way, MB/s")
-    parser.add_argument("--delay", type=float, help="one-way delay, ms")
-    parser.add_argument("--rtt-ms", type=float, help="round trip, ms (half each way)")
-    parser.add_argument("--jitter", type=float, help="each way's delay varies by up to this either side, ms")
-    parser.add_argument("--window", help="bytes in flight per connection each way: 4MiB, 256k, 65536")
-    parser.add_argument("--stall-every", type=float, help="mean seconds between stalls")
-    parser.add_argument("--stall-for", type=float, help="seconds each stall lasts")
-    parser.add_argument("--cut-every", type=float, help="mean seconds between cuts")
+    parser.add_argument("--rate-up", type=float, metavar="MB/S", help="aggregate cap toward the server")
+    parser.add_argument("--rate-down", type=float, metavar="MB/S", help="aggregate cap back from the server")
+    parser.add_argument("--flow-rate", type=float, metavar="MB/S", help="cap of each connection each way")
+    parser.add_argument("--delay", type=float, metavar="MS", help="one-way delay")
+    parser.add_argument("--rtt-ms", type=float, metavar="MS", help="round trip (half each way)")
+    parser.add_argument("--jitter", type=float, metavar="MS", help="each way's delay varies by up to this either side")
+    parser.add_argument("--window", metavar="BYTES", help="bytes in flight per connection each way: 4MiB, 256k, 65536")
+    parser.add_argument("--stall-every", type=float, metavar="S", help="mean seconds between stalls")
+    parser.add_argument("--stall-for", type=float, metavar="S", help="seconds each stall lasts")
+    parser.add_argument("--cut-every", type=float, metavar="S", help="mean seconds between cuts")
     parser.add_argument("--seed", type=int, help="the seed of the stalls, cuts and jitter")
     parser.add_argument("--spec", help=argparse.SUPPRESS)  # a whole Profile as JSON, from start_link
     args = parser.parse_args(argv)
-    link = _profile_from(args)
+    return args.to, _profile_from(args)
+
+
+def main(argv: list[str]) -> int:
+    target, link = parse(argv)
     sock = socket.create_server(("127.0.0.1", 0))
     started = time.monotonic()
     print(sock.getsockname()[1], flush=True)
-    asyncio.run(_serve(args.to, link, sock, started))
+    asyncio.run(_serve(target, link, sock, started))
     return 0
 
 
