@@ -263,7 +263,7 @@ def test_stalls_and_cuts_come_on_the_seeded_schedule(probe, linked):
             reader, writer = await connect(link.port)
             writer.write(b"f")
             try:
-                while data := await reader.read(1 << 16):
+                while await reader.read(1 << 16):
                     arrivals.append(time.monotonic() - link.started)
             except ConnectionResetError:
                 resets.append(time.monotonic() - link.started)
