@@ -136,6 +136,10 @@ class Source:
         return scheme == "sftp" and is_this_machine(host_of(rest.partition("/")[0]))
 
 
+# The order a refusal gives its reasons in, whatever order they were found in.
+_KIND_ORDER = {"path": 0, "same file": 1, "same content": 2, "scan": 3}
+
+
 @dataclass
 class Verdict:
     """What the files of a copy carry: label origins (for the guard), findings (for the audit log)."""
@@ -150,7 +154,7 @@ class Verdict:
 
     def close(self) -> "Verdict":
         """Fold the reasons into `origins`, at most NAMED_FILES per label and kind, then a count; returns self."""
-        for (code, _), reasons in self._reasons.items():
+        for (code, _), reasons in sorted(self._reasons.items(), key=lambda kv: _KIND_ORDER.get(kv[0][1], len(_KIND_ORDER))):
             shown = "; ".join(reasons[:NAMED_FILES])
             more = len(reasons) - NAMED_FILES
             text = shown + (f"; and {more} more file{'s' if more > 1 else ''}" if more > 0 else "")
@@ -159,24 +163,27 @@ class Verdict:
         return self
 
 
-def judge(source: Source, files: Sequence[SourceFile], config: Config, index: ResidentIndex,
+def judge(source: Source, files: Sequence[SourceFile], config: Config,
+          index: ResidentIndex | Callable[[], ResidentIndex],
           path_origins: Callable[..., Mapping[str, str]], scanner: Any | None = None) -> Verdict:
     """Label origins of `files` by path, identity, content and (with `scanner`) a content scan.
 
-    `path_origins(url, contains=False)` gives a location's labels by path (the guard's own
-    lookup; `contains`: also if it may hold a resident location). Local
-    files get `pin` set. Raises nothing for a resident file: the verdict says why it is.
+    `index` is the resident index, or a call that waits for it (`fingerprints.IndexWalk`):
+    it is asked for only after each file is pinned and scanned, so its walk of the resident
+    folders and this work overlap. `path_origins(url, contains=False)` gives a location's
+    labels by path (the guard's own lookup; `contains`: also if it may hold a resident
+    location). Local files get `pin` set. Raises nothing for a resident file: the verdict
+    says why it is.
     """
+    the_index = index if callable(index) else (lambda: index)
     verdict = Verdict()
     home = config.home.jurisdiction
     here = source.here
     base = source.url.rstrip("/")
-    collided: list[SourceFile] = []
-    local_collided: list[tuple[SourceFile, os.stat_result, str]] = []
-    sizes = index.sizes()
     # Under a folder whose real path may hold no resident location, only a file reached
     # through a symlink can have a resident path (a bind mount or hard link is found by inode).
     may_hold = not (source.local and source.root) or bool(path_origins(source.root, contains=True))
+    judged: list[tuple[SourceFile, os.stat_result | None, str]] = []  # files no path labels as home's
     for item in files:
         shown = f"{item.rel}" if item.rel else redact(source.url)
         url = item.path if here else f"{base}/{item.rel}" if item.rel else source.url
@@ -186,12 +193,33 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
             shown += f" (which resolves to {real})" if real != os.path.normpath(item.path) else ""
         for code, why in by_path.items():
             verdict.add(code, f"{shown}: {why}", "path")
-        if here:
-            st = _pin(item)
+        st = _pin(item) if here else None
+        if home not in by_path:  # one reason a file is enough
+            judged.append((item, st, shown))
+    prints = None
+    if scanner is not None:
+        prints = MemberPrints(scanner, lambda: the_index().sizes())
+        _scan(source, files, prints, verdict, home)
+    _fingerprints(source, judged, the_index(), verdict, home)
+    for where, size, digest in prints.members if prints else ():
+        match = the_index().same_content(size, digest)
+        if match is not None:
+            verdict.add(home, match.describe(where), match.how)
+    return verdict.close()
+
+
+def _fingerprints(source: Source, judged: Sequence[tuple[SourceFile, os.stat_result | None, str]],
+                  index: ResidentIndex, verdict: Verdict, home: str) -> None:
+    """Find the files that are a resident file (same device and inode) or hold its bytes (same sha256)."""
+    sizes = index.sizes()
+    collided: list[SourceFile] = []
+    local_collided: list[tuple[SourceFile, os.stat_result, str]] = []
+    for item, st, shown in judged:
+        if source.here:
             match = index.same_file(st) if st is not None else None
-            if match is not None and home not in by_path:  # one reason a file is enough
+            if match is not None:
                 verdict.add(home, match.describe(shown), match.how)
-            elif st is not None and match is None and home not in by_path and st.st_size in sizes:
+            elif st is not None and st.st_size in sizes:
                 local_collided.append((item, st, shown))
         elif item.size in sizes:
             collided.append(item)
@@ -209,14 +237,6 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
             match = index.same_content(item.size, digests.get(item.path))
             if match is not None:
                 verdict.add(home, match.describe(item.rel or redact(source.url)), match.how)
-    if scanner is not None:
-        prints = MemberPrints(scanner, sizes)
-        _scan(source, files, prints, verdict, home)
-        for where, size, digest in prints.members:
-            match = index.same_content(size, digest)
-            if match is not None:
-                verdict.add(home, match.describe(where), match.how)
-    return verdict.close()
 
 
 def _pin(item: SourceFile) -> os.stat_result | None:
@@ -263,8 +283,8 @@ class MemberPrints:
     """The scanner, hashing each archive member it reads whole (`outer.zip!people.csv`), so a
     resident file inside a zip, tar or gz is found by its fingerprint as a plain copy is."""
 
-    def __init__(self, scanner: Any, sizes: frozenset[int]):
-        self._scanner, self._sizes = scanner, sizes
+    def __init__(self, scanner: Any, sizes: Callable[[], frozenset[int]]):
+        self._scanner, self._sizes = scanner, sizes  # asked for only when an archive member is met
         self.members: list[tuple[str, int, str]] = []  # (where, size, sha256) of members of a resident size
         self._lock = threading.Lock()
 
@@ -293,7 +313,7 @@ class MemberPrints:
             return self._scanner.scan_text(reader, where, result, base)
         counted = _Hashing(reader)
         self._scanner.scan_text(counted, where, result, base)
-        if counted.ended and counted.count in self._sizes:
+        if counted.ended and counted.count in self._sizes():
             with self._lock:
                 self.members.append((where, counted.count, counted.digest.hexdigest()))
 
@@ -358,7 +378,7 @@ _SEPARATOR = b"\n\0\n"
 
 def _scan_joined(joined: list[tuple[int, SourceFile, bytes]], results: list[Any], source: Source, scanner: Any) -> None:
     """One search over many small files' bytes: the matcher's fixed cost is paid once, not per file."""
-    from .findings import Finding, ScanResult
+    from .findings import ScanResult
 
     starts, parts, offset = [], [], 0
     for _, _, data in joined:
@@ -373,7 +393,7 @@ def _scan_joined(joined: list[tuple[int, SourceFile, bytes]], results: list[Any]
         k = bisect.bisect_right(starts, finding.offset) - 1
         slot, item, _ = joined[k]
         where = item.rel or redact(source.url)
-        results[slot].add(Finding(finding.kind, where, finding.offset - starts[k], finding.masked, finding.digest))
+        results[slot].add(finding.moved(where, finding.offset - starts[k]))
 
 
 def read_pinned(item: SourceFile) -> bytes:

@@ -2,23 +2,58 @@
 and one scan's result."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from .scan_kinds import LABELS
+from .scan_kinds import LABELS, mask
 
 #: the scanner reads files and archive members this much at a time
 CHUNK = 4 << 20
 
 
-class Finding(NamedTuple):
-    """Personal information found: its kind, where, and forms safe to log (never the value)."""
+class Finding:
+    """Personal information found: its kind, where, and forms safe to log (never the value).
 
-    kind: str
-    where: str
-    offset: int
-    masked: str
-    digest: str
+    The masked form and the hash are made when first asked for: a scan stops at its 20th
+    finding, but a benchmark or an audit of recall keeps them all. The value itself is kept
+    only to make them, and shows in no repr, record or message.
+    """
+
+    __slots__ = ("kind", "where", "offset", "_value", "_masked", "_digest")
+
+    def __init__(self, kind: str, where: str, offset: int, value: str):
+        self.kind, self.where, self.offset, self._value = kind, where, offset, value
+        self._masked: str | None = None
+        self._digest: str | None = None
+
+    @property
+    def masked(self) -> str:
+        """The value with its identifying middle hidden (safe for logs)."""
+        if self._masked is None:
+            self._masked = mask(self.kind, self._value)
+        return self._masked
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the value's canonical form: the same number written two ways has one digest."""
+        if self._digest is None:
+            self._digest = hashlib.sha256(self._value.encode()).hexdigest()
+        return self._digest
+
+    def moved(self, where: str, offset: int) -> "Finding":
+        """The same finding, placed in another file at another offset."""
+        return Finding(self.kind, where, offset, self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Finding) and (self.kind, self.where, self.offset, self._value) == (
+            other.kind, other.where, other.offset, other._value)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.where, self.offset, self.digest))
+
+    def __repr__(self) -> str:
+        return f"Finding(kind={self.kind!r}, where={self.where!r}, offset={self.offset}, masked={self.masked!r})"
 
     def describe(self) -> str:
         """e.g. "a PRC resident ID number (110105********0012) at byte 1234 of inner/a.csv"."""

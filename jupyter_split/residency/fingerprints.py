@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import stat as stat_mod
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,23 @@ from .busy import untracked
 CHUNK = 1 << 20
 
 
-class Resident:
-    """One resident file as the walk found it (a plain class: ten thousand are made per check)."""
+class Resident(tuple):
+    """One resident file as the walk found it: (folder, name, glob, stat). A tuple, not an
+    object with attributes: ten thousand are made per check, and a tuple costs least."""
 
-    __slots__ = ("path", "glob", "st")
+    __slots__ = ()
 
-    def __init__(self, path: str, glob: str, st: os.stat_result):
-        self.path, self.glob, self.st = path, glob, st
+    @property
+    def path(self) -> str:
+        return f"{self[0]}/{self[1]}" if self[1] else self[0]
+
+    @property
+    def glob(self) -> str:
+        return self[2]
+
+    @property
+    def st(self) -> os.stat_result:
+        return self[3]
 
 
 @dataclass(frozen=True)
@@ -64,16 +75,23 @@ class Match:
 class ResidentIndex:
     """Every local resident file, by (device, inode) and by size, with content hashes on demand."""
 
-    def __init__(self, files: Iterable[Resident]):
+    def __init__(self, batches: Iterable[tuple[str, str, list[tuple[str, os.stat_result]]]]):
+        """`batches`: (folder, glob, [(name, stat)]) as `walk_resident` gives them."""
         by_inode: dict[tuple[int, int], Resident] = {}
         by_size: dict[int, list[Resident]] = {}
-        for resident in files:
-            st = resident.st
-            key = (st.st_dev, st.st_ino)
-            if key not in by_inode:  # a second path to the same file: one entry
-                by_inode[key] = resident
-                if st.st_size:  # an empty file holds no one's data, and every empty file is equal
-                    by_size.setdefault(st.st_size, []).append(resident)
+        for folder, glob, found in batches:
+            for name, st in found:  # the one loop over every resident file: kept lean
+                key = (st.st_dev, st.st_ino)
+                if key in by_inode:
+                    continue  # a second path to the same file: one entry
+                resident = by_inode[key] = Resident((folder, name, glob, st))
+                size = st.st_size
+                if size:  # an empty file holds no one's data, and every empty file is equal
+                    same = by_size.get(size)
+                    if same is None:
+                        by_size[size] = [resident]
+                    else:
+                        same.append(resident)
         self.by_inode, self.by_size = by_inode, by_size
         self._hashes: dict[int, dict[str, Resident]] = {}
 
@@ -121,6 +139,33 @@ def resident_index(config: Config) -> ResidentIndex:
         return ResidentIndex(walk_resident(compile_globs(config.policy.resident)))
 
 
+class IndexWalk:
+    """`resident_index(config)`, walked in a background thread from the moment this is made:
+    a copy starts it before it plans, so the walk overlaps the listing, planning, pinning and
+    scanning that a guarded copy does anyway. Calling it waits for the index (and raises what
+    the walk raised)."""
+
+    def __init__(self, config: Config):
+        self._index: ResidentIndex | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(config,), daemon=True,
+                                        name="jupyter_split resident walk")
+        self._thread.start()
+
+    def _run(self, config: Config) -> None:
+        try:
+            self._index = resident_index(config)
+        except BaseException as exc:  # handed to the caller, who decides
+            self._error = exc
+
+    def __call__(self) -> ResidentIndex:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._index is not None
+        return self._index
+
+
 @contextlib.contextmanager
 def without_gc() -> Iterator[None]:
     """No cyclic garbage collection while tens of thousands of small objects are made, none
@@ -134,17 +179,20 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def walk_resident(globs: Iterable[Glob]) -> Iterator[Resident]:
-    """Every local file a glob matches: the walk starts at the glob's literal head, as written."""
+def walk_resident(globs: Iterable[Glob]) -> Iterator[tuple[str, str, list[tuple[str, os.stat_result]]]]:
+    """Every local file a glob matches, a folder's at a time as (folder, glob, [(name, stat)]):
+    the walk starts at the glob's literal head, as written."""
     for glob in globs:
         head, everything = _local_head(glob.text)
         if head is None:
             continue  # an object store's glob: labelled by its path only
         seen_dirs: set[tuple[int, int]] = set()
         for top in _case_variants(head):
-            for found in _walk(top, seen_dirs):
-                yield from (Resident(path, glob.text, st) for path, st in found
-                            if everything or glob.matches(("file", components(path)), contains=False))
+            for folder, found in _walk(top, seen_dirs):
+                if not everything:
+                    found = [(name, st) for name, st in found
+                             if glob.matches(("file", components(f"{folder}/{name}" if name else folder)), contains=False)]
+                yield folder, glob.text, found
 
 
 def _local_head(text: str) -> tuple[str | None, bool]:
@@ -185,40 +233,54 @@ def _case_variants(path: str) -> list[str]:
     return found
 
 
-def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[list[tuple[str, os.stat_result]]]:
-    """The files at or under `top`, a folder's at a time, symlinks followed (each folder once,
-    so a loop ends)."""
+def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, list[tuple[str, os.stat_result]]]]:
+    """The files at or under `top`, a folder's at a time as (folder, [(name, stat)]), symlinks
+    followed (each folder once, so a loop ends). A file given as `top` comes as (top, [("", stat)]).
+
+    Each name is stat'ed relative to its open folder: the kernel resolves one name, not the
+    whole path, and a folder renamed during the walk is still the one listed.
+    """
     try:
         st = os.stat(top)
     except (OSError, ValueError):
         return
     if not stat_mod.S_ISDIR(st.st_mode):
         if stat_mod.S_ISREG(st.st_mode):
-            yield [(top, st)]
+            yield top, [("", st)]
         return
-    is_dir, is_reg = stat_mod.S_ISDIR, stat_mod.S_ISREG
-    pending = [top]
+    is_dir, is_reg, stat = stat_mod.S_ISDIR, stat_mod.S_ISREG, os.stat
+    pending = [top.rstrip("/") or "/"]
     while pending:
         folder = pending.pop()
         try:
-            fst = os.stat(folder)
+            fd = os.open(folder, _FOLDER_FLAGS)
+        except OSError:
+            continue
+        try:
+            fst = os.fstat(fd)
             if (fst.st_dev, fst.st_ino) in seen_dirs:
                 continue
             seen_dirs.add((fst.st_dev, fst.st_ino))
-            entries = list(os.scandir(folder))
+            names = os.listdir(fd)
+            files = []
+            prefix = folder if folder != "/" else ""
+            for name in names:
+                try:
+                    est = stat(name, dir_fd=fd)  # follows symlinks: a link in a resident folder points at resident data
+                except OSError:
+                    continue
+                if is_dir(est.st_mode):
+                    pending.append(f"{prefix}/{name}")
+                elif is_reg(est.st_mode):
+                    files.append((name, est))
         except OSError:
             continue
-        files = []
-        for entry in entries:
-            try:
-                est = entry.stat()  # follows symlinks: a link in a resident folder points at resident data
-            except OSError:
-                continue
-            if is_dir(est.st_mode):
-                pending.append(entry.path)
-            elif is_reg(est.st_mode):
-                files.append((entry.path, est))
-        yield files
+        finally:
+            os.close(fd)
+        yield prefix, files  # "" for the root folder: its files' paths are "/name"
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 # (device, inode) -> (size, mtime, ctime, sha256) of files this process hashed or looked up: a

@@ -2,6 +2,7 @@
 same patterns and the same results, only slower; and the check `[policy.scan]` patterns get."""
 from __future__ import annotations
 
+import functools
 import re as _re
 from typing import Any
 
@@ -41,6 +42,8 @@ class Matcher:
             raise PatternError(f"{detail} (the scanner uses RE2 syntax: no look-around, no backreferences)") from None
         # the binding's own call where it is there: the `search` wrapper costs more per match than the match
         self._raw = getattr(self._re, "_regexp", None) if _ANCHOR is not None else None
+        if self._raw is not None:  # (a C-level partial: no Python frame per candidate)
+            self.first = functools.partial(self._raw.Match, _ANCHOR)  # type: ignore[method-assign]
 
     def search(self, buf: bytes | memoryview, pos: int) -> list[tuple[int, int]] | None:
         """The spans of the first match at or after `pos` (a group that took no part: (-1, -1))."""

@@ -45,7 +45,7 @@ class Scanner:
         if EMAIL in self.kinds:
             passes.append((compile_pattern(ADDRESSES), address_values))
         if self.kinds:  # (numbers, and wide text of every kind)
-            passes.append((compile_pattern(NUMBERS), functools.partial(number_values, narrow=self._narrow)))
+            passes.append((compile_pattern(NUMBERS), functools.partial(number_values, self._narrow)))
         self._narrow_passes = list(passes)
         for name, pattern in self.patterns.items():
             passes.append((compile_pattern(pattern.encode()), functools.partial(_custom_values, name)))
@@ -159,7 +159,7 @@ class Scanner:
                 return start + spans[0][0]
             for value in values:
                 if value.kind in wanted:
-                    add(Finding(value.kind, where, offset + value.start, value.masked(), value.digest()))
+                    add(Finding(value.kind, where, offset + value.start, value.canonical))
             resume = start + pos
         return resume
 

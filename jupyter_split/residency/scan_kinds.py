@@ -10,7 +10,6 @@ timestamps and floats give no findings.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import re
 import time
 from typing import Callable, NamedTuple
@@ -89,15 +88,7 @@ class Value(NamedTuple):
     kind: str
     start: int
     end: int
-    canonical: str
-
-    def masked(self) -> str:
-        """The value with its identifying middle hidden (safe for logs)."""
-        return mask(self.kind, self.canonical)
-
-    def digest(self) -> str:
-        """sha256 of the canonical value: the same number written two ways has one digest."""
-        return hashlib.sha256(self.canonical.encode()).hexdigest()
+    canonical: str  # (`findings.Finding` makes its masked form and hash; it never shows this)
 
 
 def id_check_char(first17: str) -> str:
@@ -171,8 +162,8 @@ def mask(kind: str, canonical: str) -> str:
     return canonical[:keep] + "*" * (len(canonical) - 2 * keep) + (canonical[-keep:] if keep else "")
 
 
-def number_values(buf: bytes, spans: list[tuple[int, int]], floor: int, limit: int,
-                  narrow: Callable[[bytes], list[Value]]) -> tuple[int, int, list[Value]]:
+def number_values(narrow: Callable[[bytes], list[Value]], buf: bytes, spans: list[tuple[int, int]], floor: int,
+                  limit: int) -> tuple[int, int, list[Value]]:
     """For a NUMBERS match: where its value begins, where to search on from, the values it really is.
 
     `floor`: where this search started (a wide run is not read again before it); `limit`: the

@@ -89,7 +89,11 @@ DISGUISES = ("symlink", "relative-symlink", "hard-link", "copy", "folder-symlink
 def _plant(root: Path, src: Path, parts: list[str], how: str, which: str) -> None:
     original = root / "pii" / which
     target = src.joinpath(*parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a generated clean file stands where a folder is needed
+        target = src.joinpath(uuid.uuid4().hex[:8], *parts)
+        target.parent.mkdir(parents=True)
     if target.exists() or target.is_symlink():
         target = target.with_name(target.name + "-x")
     if how == "symlink":
