@@ -58,13 +58,9 @@ def make_small_tree(folder: Path, count: int = SMALL_FILES) -> None:
 
 def guard_off() -> Callable[[], None]:
     """Take the guard out of the copy (the peer): returns the undo."""
-    real, walk = engine.check_residency, engine.IndexWalk
-    engine.check_residency = lambda plan, src, dest, labels, config, resident=None: set(labels)
-    engine.IndexWalk = lambda config: None  # nor does it walk the resident folders
-
-    def undo() -> None:
-        engine.check_residency, engine.IndexWalk = real, walk
-    return undo
+    real = engine.check_residency
+    engine.check_residency = lambda plan, src, dest, labels, config: set(labels)
+    return lambda: setattr(engine, "check_residency", real)
 
 
 def paired(ours: Callable[[], object], peer: Callable[[], object], repeat: int) -> tuple[float, float, float, float]:

@@ -163,19 +163,14 @@ class Verdict:
         return self
 
 
-def judge(source: Source, files: Sequence[SourceFile], config: Config,
-          index: ResidentIndex | Callable[[], ResidentIndex],
+def judge(source: Source, files: Sequence[SourceFile], config: Config, index: ResidentIndex,
           path_origins: Callable[..., Mapping[str, str]], scanner: Any | None = None) -> Verdict:
     """Label origins of `files` by path, identity, content and (with `scanner`) a content scan.
 
-    `index` is the resident index, or a call that waits for it (`fingerprints.IndexWalk`):
-    it is asked for only after each file is pinned and scanned, so its walk of the resident
-    folders and this work overlap. `path_origins(url, contains=False)` gives a location's
-    labels by path (the guard's own lookup; `contains`: also if it may hold a resident
-    location). Local files get `pin` set. Raises nothing for a resident file: the verdict
-    says why it is.
+    `path_origins(url, contains=False)` gives a location's labels by path (the guard's own
+    lookup; `contains`: also if it may hold a resident location). Local files get `pin` set.
+    Raises nothing for a resident file: the verdict says why it is.
     """
-    the_index = index if callable(index) else (lambda: index)
     verdict = Verdict()
     home = config.home.jurisdiction
     here = source.here
@@ -198,11 +193,11 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config,
             judged.append((item, st, shown))
     prints = None
     if scanner is not None:
-        prints = MemberPrints(scanner, lambda: the_index().sizes())
+        prints = MemberPrints(scanner, index.sizes())
         _scan(source, files, prints, verdict, home)
-    _fingerprints(source, judged, the_index(), verdict, home)
+    _fingerprints(source, judged, index, verdict, home)
     for where, size, digest in prints.members if prints else ():
-        match = the_index().same_content(size, digest)
+        match = index.same_content(size, digest)
         if match is not None:
             verdict.add(home, match.describe(where), match.how)
     return verdict.close()
@@ -283,8 +278,8 @@ class MemberPrints:
     """The scanner, hashing each archive member it reads whole (`outer.zip!people.csv`), so a
     resident file inside a zip, tar or gz is found by its fingerprint as a plain copy is."""
 
-    def __init__(self, scanner: Any, sizes: Callable[[], frozenset[int]]):
-        self._scanner, self._sizes = scanner, sizes  # asked for only when an archive member is met
+    def __init__(self, scanner: Any, sizes: frozenset[int]):
+        self._scanner, self._sizes = scanner, sizes
         self.members: list[tuple[str, int, str]] = []  # (where, size, sha256) of members of a resident size
         self._lock = threading.Lock()
 
@@ -313,7 +308,7 @@ class MemberPrints:
             return self._scanner.scan_text(reader, where, result, base)
         counted = _Hashing(reader)
         self._scanner.scan_text(counted, where, result, base)
-        if counted.ended and counted.count in self._sizes():
+        if counted.ended and counted.count in self._sizes:
             with self._lock:
                 self.members.append((where, counted.count, counted.digest.hexdigest()))
 

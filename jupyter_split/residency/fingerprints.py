@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import stat as stat_mod
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,33 +136,6 @@ def resident_index(config: Config) -> ResidentIndex:
     """The index of the local files the config's `policy.resident` globs name, walked now."""
     with untracked(), without_gc():  # the guard listing resident folders is not this process reading them
         return ResidentIndex(walk_resident(compile_globs(config.policy.resident)))
-
-
-class IndexWalk:
-    """`resident_index(config)`, walked in a background thread from the moment this is made:
-    a copy starts it before it plans, so the walk overlaps the listing, planning, pinning and
-    scanning that a guarded copy does anyway. Calling it waits for the index (and raises what
-    the walk raised)."""
-
-    def __init__(self, config: Config):
-        self._index: ResidentIndex | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(config,), daemon=True,
-                                        name="jupyter_split resident walk")
-        self._thread.start()
-
-    def _run(self, config: Config) -> None:
-        try:
-            self._index = resident_index(config)
-        except BaseException as exc:  # handed to the caller, who decides
-            self._error = exc
-
-    def __call__(self) -> ResidentIndex:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._index is not None
-        return self._index
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from .labels import (
 from .locations import (compile_glob, compile_globs, covers, first_match, is_local, matching_glob, os_path_readings,
                         readings, redact, site_for_url)
 from .border import Source, judge
-from .fingerprints import IndexWalk, ResidentIndex
+from .fingerprints import resident_index
 from .produced import produced_index
 from .taint import describe_state, local_site, run_label_origins, taint_run
 
@@ -213,7 +213,7 @@ def labels_for_url(url: str, config: Config | None = None) -> set[str]:
 def check_copy(
     src_url: str, dest_url: str, labels: Mapping[str, str] | Iterable[str] | None, nbytes: int | None,
     item: str, *, files: Iterable[str] | None = None, source: Source | None = None,
-    config: Config | None = None, resident: Callable[[], ResidentIndex] | None = None,
+    config: Config | None = None,
 ) -> set[str]:
     """Refuse (raise ResidencyError) a copy of labelled data to a site of another jurisdiction.
 
@@ -223,7 +223,6 @@ def check_copy(
     it is (`border.judge`: symlinks resolved, hard links, bind mounts and copies of resident
     files found, and bound abroad, its content scanned), and local ones are pinned for the
     copy's reader. Without `files` a folder that may hold a resident location counts as resident.
-    `resident`: the resident index as the caller started walking it (`IndexWalk`), else walked here.
     Returns every label the copy carries: the destination's manifest should list them.
     """
     config = config or load_config()
@@ -235,7 +234,7 @@ def check_copy(
     to_j = to_site.jurisdiction if to_site else None
     findings: list[dict[str, Any]] = []
     if source is not None and file_list is not None:
-        verdict = judge(source, file_list, config, resident or IndexWalk(config),
+        verdict = judge(source, file_list, config, resident_index(config),
                         path_labeller(config, os_paths=source.here), scanner_for(config, from_site, to_site))
         _add(origins, verdict.origins)
         findings = verdict.findings

@@ -20,7 +20,6 @@ from ..config import Config, load_config
 from ..names import check_location
 from . import s3parts, sftp
 from ..residency.border import Source, SourceFile
-from ..residency.fingerprints import IndexWalk
 from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
 from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
                        manifest_path, publish)
@@ -99,13 +98,12 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     # retries=-1 ran no send round at all and published a manifest of files never sent
     check_options("sync.copy", concurrency=(concurrency, 1), chunk_size=(chunk_size, 1), retries=(retries, 0),
                   backoff=(backoff, 0))
-    config = config or load_config()
-    resident = IndexWalk(config)  # the guard's walk of the resident folders, while the copy plans
     source, target = resolve(src, src_options), resolve(dest, dest_options)
+    source.max_connections = target.max_connections = (config or load_config()).sync.max_connections
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
         given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-        carried = check_residency(plan, src, dest, given, config, resident)
+        carried = check_residency(plan, src, dest, given, config)
 
         report = SyncReport(src=src, dest=dest)
         _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
@@ -129,8 +127,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     return report
 
 
-def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None,
-                    resident: IndexWalk | None = None) -> set[str]:
+def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None) -> set[str]:
     """The one place a copy asks the residency guard: after planning, before any byte moves.
 
     Every file the copy delivers is judged by what it is (its path, the file it resolves
@@ -148,7 +145,7 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK),
                     sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), root=src.root)
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
-                                    source=source, config=config, resident=resident))
+                                    source=source, config=config))
     for item, judged in zip(plan.items, files):
         item.pin, item.data = judged.pin, judged.data
     return carried
