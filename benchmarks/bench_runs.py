@@ -27,16 +27,26 @@ import time
 from pathlib import Path
 
 from benchmarks.common import scratch_data_dir
+from jupyter_split.runs.segments import segment_name
 
 FLOOR = r"""
 import json, sys
-source = open(sys.argv[1], "rb") if len(sys.argv) > 1 else sys.stdin.buffer
 out = sys.stdout
-for line in source:
-    event = json.loads(line)
-    if event["type"] == "stream":
-        out.write(event["text"])
+for source in [open(path, "rb") for path in sys.argv[1:]] or [sys.stdin.buffer]:  # each segment, in order
+    for line in source:
+        event = json.loads(line)
+        if event["type"] == "stream":
+            out.write(event["text"])
 """
+
+
+def log_segments(run_dir: Path) -> list[Path]:
+    """A run's event log files in order: events.jsonl, then events.000001.jsonl, ... (a long log rolls)."""
+    found, segment = [], 0
+    while (path := run_dir / segment_name(segment)).exists():
+        found.append(path)
+        segment += 1
+    return found
 
 
 #: GNU time reports a child's own peak RSS; a child's ru_maxrss as this process reads it would
@@ -110,8 +120,10 @@ def main(argv: list[str]) -> int:
             started = time.perf_counter()
             long_id, long_dir = make_run(split, long_lines)
             short_id, _ = make_run(split, 10_000)
+            segments = log_segments(long_dir)
             print(f"the runs: {time.perf_counter() - started:.0f} s; the long log "
-                  f"{(long_dir / 'events.jsonl').stat().st_size / 1e6:.0f} MB", file=sys.stderr)
+                  f"{sum(path.stat().st_size for path in segments) / 1e6:.0f} MB in {len(segments)} segments",
+                  file=sys.stderr)
             # the same log on the SSH site: its directory copied there, and a row for it in the index
             remote_dir = Path(server.workdir) / "runs" / (long_id + "-sg")
             shutil.copytree(long_dir, remote_dir)
@@ -121,13 +133,13 @@ def main(argv: list[str]) -> int:
             floor = [sys.executable, "-c", FLOOR]
             ssh = ["ssh", "-p", str(server.port), "-i", server.identity_file, "-o", f"UserKnownHostsFile={server.known_hosts}",
                    "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"{server.user}@{server.host}",
-                   "cat", str(remote_dir / "events.jsonl")]
+                   "cat", *(str(remote_dir / path.name) for path in segments)]
             got: dict[str, list[tuple[float, int]]] = {}
             for _ in range(rounds):
                 for name, args in [("logs", [*cli, "logs", long_id]), ("logs short", [*cli, "logs", short_id]),
                                    ("attach", [*cli, "attach", long_id]), ("attach short", [*cli, "attach", short_id]),
                                    ("tail", [*cli, "logs", long_id, "--tail", "100"]),
-                                   ("floor", [*floor, str(long_dir / "events.jsonl")]),
+                                   ("floor", [*floor, *map(str, segments)]),
                                    ("logs ssh", [*cli, "logs", long_id + "-sg"])]:
                     got.setdefault(name, []).append(timed(args, work, env))
                 got.setdefault("ssh cat", []).append((piped(ssh, floor, work, env), 0))
