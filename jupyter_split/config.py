@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .accelerators.settings import Accelerators, Lease
 from .errors import SplitError
 from .paths import data_dir
 from .runs.segments import SEGMENT_BYTES
@@ -109,6 +110,7 @@ class SiteConfig(_Strict):
     wandb: WandbSite = Field(default_factory=WandbSite)
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
     ray: RayOptions = Field(default_factory=RayOptions)
+    lease: Lease = Field(default_factory=Lease)
 
     @field_validator("jurisdiction")
     @classmethod
@@ -304,6 +306,7 @@ class Config(_Strict):
     sites: dict[str, SiteConfig]
     notebook: Notebook = Field(default_factory=Notebook)
     runs: Runs = Field(default_factory=Runs)
+    accelerators: Accelerators = Field(default_factory=Accelerators)
     policy: Policy = Field(default_factory=Policy)
     source: str = "built-in default"
 

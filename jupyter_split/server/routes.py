@@ -1,4 +1,5 @@
-"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints, W&B.
+"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints, W&B,
+accelerators and leases.
 
 Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
 thread because the core blocks on its own event loop. Every method is
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, Callable, TypeVar
 
 import tornado.web
@@ -16,6 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import core
+from ..accelerators import poll, usage
 from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
@@ -57,6 +60,14 @@ class SplitHandler(APIHandler):
         if value < low:
             raise tornado.web.HTTPError(400, f"query argument {name}={value} is below {low}; give {low} or more")
         return value
+
+    def site_arg(self) -> str | None:
+        """The query argument `site`, or None; 400 where it cannot be a site's name (the config's rule)."""
+        site = self.get_query_argument("site", None)
+        if site is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}", site):
+            raise tornado.web.HTTPError(400, f"query argument site={site[:200]!r} is not a site name: "
+                                             "letters, digits, '_' or '-'")
+        return site
 
     def send(self, body: dict[str, Any]) -> None:
         """Finish the request with `body` as JSON; values JSON cannot hold are written as strings."""
@@ -199,6 +210,29 @@ class WandbHandler(SplitHandler):
         self.send({"runs": await self.call(wandb_runs.rows, split)})
 
 
+class AcceleratorsHandler(SplitHandler):
+    """GET /jupyter-split/accelerators?site=: every site's cards and hosts, read no more than once an interval."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answers {interval, sites}: each site's reading (`accelerators.poll`), no older than `[accelerators]
+        interval`; a site is probed only when a request finds its reading older. 400 for an unknown site."""
+        site = self.site_arg()
+        split = await self.call(core.get_split)
+        self.send(await self.call(poll.poller(split).readings, site))
+
+
+class LeaseHandler(SplitHandler):
+    """GET /jupyter-split/lease?site=: each site's lease as configured beside the accelerator-hours used."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """Answers {sites, experiment}: `accelerators.usage.leases` from the run index; 400 for an unknown site."""
+        site = self.site_arg()
+        split = await self.call(core.get_split)
+        self.send(await self.call(usage.leases, split, site))
+
+
 HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     ("states", StatesHandler),
     ("sites", SitesHandler),
@@ -208,6 +242,8 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     ("checkpoints", CheckpointsHandler),
     ("checkpoints/transfer", TransferHandler),
     ("wandb", WandbHandler),
+    ("accelerators", AcceleratorsHandler),
+    ("lease", LeaseHandler),
 ]
 
 
