@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any, Callable, Iterator
 
+from ..accelerators.usage import cards_held
 from ..errors import SplitError
 from .. import aio, policy, tracking, transfer
 from . import channel
@@ -117,7 +118,8 @@ class Split:
                               stdin=self._stdin(site), gpus=opts.gpus, nodes=opts.nodes, name=opts.name)
             handle = {**await ex.launch(spec), "sock": sock}
         record = RunRecord(run_id, site.name, run_dir, "session" if session else "detached", state="running",
-                           name=opts.name, handle=handle, out_vars=opts.outputs)
+                           name=opts.name, out_vars=opts.outputs,  # the cards held: for the lease's hours
+                           handle={**handle, "cards": cards_held(site, opts.gpus, opts.nodes)})
         self.index.add(record)
         started["record"] = record
         if opts.detach:
