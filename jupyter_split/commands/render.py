@@ -236,6 +236,26 @@ class TerminalOutput:
         self.out.flush()
         self.err.flush()
 
+    def many(self, events: list[dict[str, Any]]) -> None:
+        """Show a batch of records in order: each run of stream records on one stream in one write."""
+        texts: list[str] = []
+        stream = None
+        for event in events:
+            if event["type"] == "stream":
+                target = self.err if event["name"] == "stderr" else self.out
+                if target is not stream and texts:
+                    stream.write("".join(texts))  # type: ignore[union-attr]
+                    texts = []
+                stream = target
+                texts.append(event["text"])
+            else:
+                if texts:
+                    stream.write("".join(texts))  # type: ignore[union-attr]
+                    texts = []
+                self(event)
+        if texts:
+            stream.write("".join(texts))  # type: ignore[union-attr]
+
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "stream":  # flushed after each batch of records (`flush`), not after each record

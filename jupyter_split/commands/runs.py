@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from datetime import datetime
@@ -104,11 +103,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
                 show(event)
         return 0
     for chunk in split.iter_run_events(args.run, args.after, args.rank):
-        # a chunk is shown into memory and written at once: not a write and a flush per record
-        show.out = show.err = io.StringIO()
-        for event in chunk:
-            show(event)
-        ctx.out.write(show.out.getvalue())
+        show.many(chunk)  # a chunk's stream text in one write, one flush per chunk
         ctx.out.flush()
     return 0
 
