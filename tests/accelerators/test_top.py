@@ -120,3 +120,24 @@ def test_ssh_probe_runs_on_the_sites_connection_with_the_stand_ins(sshd, split_h
     assert sorted(sshd.connection_pids()) == connected, "a new SSH connection per probe"
     assert time.monotonic() - started < 60
     aio.run(split.executor("sg").close())
+
+
+def test_a_site_that_cannot_be_reached_is_a_row_and_an_error_not_a_traceback(split_home: Path, stand_ins: Path) -> None:
+    from tests.services._proc import free_port
+
+    write_config(split_home, CONFIG.format(interval=5) + f"""
+[sites.down]
+executor = "ssh"
+host = "127.0.0.1"
+port = {free_port()}
+workdir = "/tmp/js-down"
+connect_timeout = 2.0
+jurisdiction = "SG"
+""")
+    done = subprocess.run([sys.executable, "-m", "jupyter_split.cli", "top"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert ["down", "-", "-", "not", "read"] == rows[[r[0] if r else "" for r in rows].index("down")][:5]
+    assert any(line.startswith("down: site 'down'") for line in done.stdout.splitlines()), done.stdout
+    assert any(r[:1] == ["home"] and "910B3" in r for r in rows)  # the other sites are read all the same
