@@ -226,6 +226,13 @@ class Runs(_Strict):
     log_segment_bytes: int = Field(default=SEGMENT_BYTES, ge=4096, le=64 << 30)
 
 
+class SyncOptions(_Strict):
+    """`[sync]`: how checkpoints cross a link. `max_connections`: the most SSH connections a copy
+    opens to an SFTP server; it starts at 2 and adds one while throughput grows, up to this."""
+
+    max_connections: int = Field(default=8, ge=1, le=64)
+
+
 _SCAN_NAME = r"[a-z][a-z0-9_]*"
 
 
@@ -306,6 +313,7 @@ class Config(_Strict):
     sites: dict[str, SiteConfig]
     notebook: Notebook = Field(default_factory=Notebook)
     runs: Runs = Field(default_factory=Runs)
+    sync: SyncOptions = Field(default_factory=SyncOptions)
     accelerators: Accelerators = Field(default_factory=Accelerators)
     policy: Policy = Field(default_factory=Policy)
     source: str = "built-in default"

@@ -6,6 +6,7 @@ import hashlib
 import os
 import posixpath
 import stat
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from ..residency.border import Pin, PinError, PinnedReader
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
-from .sftp import SftpStreams
+from .width import MAX_CONNECTIONS, Connections, Width
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
@@ -35,7 +36,11 @@ class Location:
     fs: Any
     root: str
     _worker: RemoteWorker | None = field(default=None, repr=False, compare=False)
-    _streams: SftpStreams | None = field(default=None, repr=False, compare=False)
+    _streams: Connections | None = field(default=None, repr=False, compare=False)
+    # the options the filesystem was made with: extra connections and reconnections reuse them
+    options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    max_connections: int = MAX_CONNECTIONS  # the cap on SSH connections to an SFTP server (`[sync] max_connections`)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # manifest temp files of killed publishers, seen by the last `list_tree` of the root
     stale_manifests: list[str] = field(default_factory=list, repr=False, compare=False)
     # the files (relative paths) the last local `list_tree` reached through a symlink; None: not known
@@ -68,11 +73,34 @@ class Location:
         return self._worker
 
     @property
-    def streams(self) -> SftpStreams | None:
-        """The SFTP sessions big files are written on, for an SFTP location; None elsewhere."""
+    def streams(self) -> Connections | None:
+        """The SSH connections (each with its SFTP sessions) big files are written on, for an SFTP location; None elsewhere."""
         if self._streams is None and self.sftp:
-            self._streams = SftpStreams(self.fs)
+            self._streams = Connections(self.fs, self._connect, Width(self.max_connections))
         return self._streams
+
+    def revive(self) -> bool:
+        """After a dropped link, a new connection to an SFTP server (and a new kept process);
+        True when one was made. The engine calls it before it retries."""
+        with self._lock:
+            if not self.sftp or not _dead_ssh(self.fs):
+                return False
+            type(self.fs)._cache.pop(self.fs._fs_token, None)  # fsspec would hand back the dead instance
+            self.fs = fsspec.core.url_to_fs(self.url, **self.options)[0]
+            worker, self._worker = self._worker, None
+            if self._streams is not None:
+                self._streams.revive(self.fs)
+        if worker is not None:
+            try:
+                worker.close()
+            except Exception:
+                pass  # it died with the link
+        return True
+
+    def _connect(self) -> Any:
+        # another SSH connection, with the very options (host keys checked the same way); not
+        # fsspec's cached instance, which is the connection there is already
+        return fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **self.options)[0]
 
     def close(self) -> None:
         """Stop what this location started on its server (the connection stays cached)."""
@@ -97,7 +125,7 @@ def resolve(url: str, options: dict[str, Any] | None) -> Location:
             fs, root = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:
         raise ValueError(f"cannot open {url!r}: {exc}. Install the backend's extra (e.g. jupyter_split[s3]) or fix the URL.") from None
-    return Location(url=url, fs=fs, root=root.rstrip("/") or "/")
+    return Location(url=url, fs=fs, root=root.rstrip("/") or "/", options=options)
 
 
 def _dead_ssh(fs: Any) -> bool:

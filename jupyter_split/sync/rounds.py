@@ -11,6 +11,7 @@ then fails naming it.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -136,7 +137,7 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
                 batch_bytes += item.size
             if batch and (not left or not plan.dest.sftp or batch_bytes >= VERIFY_BATCH
                           or len(batch) >= VERIFY_BATCH_FILES):
-                checks.append(checkers.submit(_verify, plan, batch, chunk))
+                checks.append(checkers.submit(_verify, plan, batch, chunk, retries, backoff))
                 batch, batch_bytes = [], 0
         for check in checks:
             for item, why in check.result():
@@ -176,10 +177,18 @@ def _split(plan: Plan, items: list[Item]) -> tuple[list[list[Item]], list[Item]]
     return groups, [item for item in items if item.size >= limit]
 
 
-def _verify(plan: Plan, items: list[Item], chunk: int) -> list[tuple[Item, str | None]]:
+def _verify(plan: Plan, items: list[Item], chunk: int, retries: int, backoff: float) -> list[tuple[Item, str | None]]:
     """(item, None) when the destination holds the item's bytes, else (item, why) after deleting them."""
     paths = {plan.write_path(item.rel): item for item in items}
-    stored = hash_many(plan.dest, {path: item.size for path, item in paths.items()}, chunk, None)
+    for attempt in range(retries + 1):
+        try:
+            stored = hash_many(plan.dest, {path: item.size for path, item in paths.items()}, chunk, None)
+            break
+        except OSError:
+            if attempt == retries:
+                raise
+            time.sleep(backoff * 2 ** attempt)
+            plan.dest.revive()  # a dropped link: hash on a new connection
     results: list[tuple[Item, str | None]] = []
     for path, item in paths.items():
         if stored[path] == item.sha256:

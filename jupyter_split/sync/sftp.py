@@ -38,6 +38,7 @@ class SftpStreams:
         self._starting: list[concurrent.futures.Future] = []
         self._refused = False
         self._lock = threading.Lock()
+        self.in_flight = 0  # chunks on their way on this connection (`width.Connections.turns` guards it)
 
     def open(self, path: str, offset: int = 0) -> "SftpWriter | None":
         """A writer for `path` from `offset` (0: a new file) on the least busy session, a new
@@ -104,6 +105,18 @@ class SftpStreams:
             except asyncssh.ChannelOpenError:
                 self._refused = True
 
+    @property
+    def busy(self) -> int:
+        """Files open on this connection's sessions now."""
+        with self._lock:
+            return sum(self._users.values())
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (a dropped link): its sessions are dead."""
+        is_closed = getattr(getattr(self._fs, "client", None), "is_closed", None)
+        return bool(is_closed and is_closed())
+
     def _release(self, session: Any) -> None:
         with self._lock:
             if session in self._users:
@@ -111,52 +124,32 @@ class SftpStreams:
 
 
 class SftpWriter:
-    """A file being written on one session, sequentially.
-
-    `write` hands the chunk over and returns while up to PENDING earlier ones are still
-    on their way, so the session's window never drains between chunks; an error comes
-    back from a later `write` or from `close`, which waits for every byte.
-    """
-
-    PENDING = 2
+    """A file open on one session, written a chunk at a time at any offset (`width.RangedWriter`
+    deals a file's chunks over the writers of several connections)."""
 
     def __init__(self, streams: SftpStreams, session: Any, handle: Any, offset: int, path: str):
-        self._streams, self._session, self._handle, self._path = streams, session, handle, path
+        self.streams, self._session, self._handle, self._path = streams, session, handle, path
         self._fs = streams._fs
-        self._loop = self._fs.loop
-        self._offset = offset
-        self._pending: list[concurrent.futures.Future] = []
         self._closed = False
 
-    def write(self, data: bytes) -> None:
-        """Hand `data` to the session and return while up to PENDING writes are on their way.
+    def write_at(self, data: bytes, offset: int) -> concurrent.futures.Future:
+        """Send `data` to `offset` of the file; the future ends when the server confirmed it.
 
-        Do not change `data` afterwards. An error of an earlier write may be raised here.
-        """
-        while len(self._pending) >= self.PENDING:
-            self._pending.pop(0).result()
-        call = _call(self._fs, "write", self._path, self._handle.write, data, self._offset, writes=True)
-        self._pending.append(asyncio.run_coroutine_threadsafe(call, self._loop))
-        self._offset += len(data)
+        Do not change `data` meanwhile."""
+        call = _call(self._fs, "write", self._path, self._handle.write, data, offset, writes=True)
+        return asyncio.run_coroutine_threadsafe(call, self._fs.loop)
 
     def close(self) -> None:
-        """Wait for every write, then close the file.
-
-        Raises the first write error, or one the server reports only at the close (a full disk).
-        """
+        """Close the file once its writes ended; raises a failure the server reports only at
+        the close (a full disk)."""
         if self._closed:
             return
         self._closed = True
         try:
-            for pending in self._pending:
-                pending.result()
+            # the server may report a write's failure as late as the close (a full disk)
+            sync(self._fs.loop, _call, self._fs, "write (close)", self._path, self._handle.close, writes=True)
         finally:
-            self._pending = []
-            try:
-                # the server may report a write's failure as late as the close (a full disk)
-                sync(self._loop, _call, self._fs, "write (close)", self._path, self._handle.close, writes=True)
-            finally:
-                self._streams._release(self._session)
+            self.streams._release(self._session)
 
 
 def is_sshfs(fs: Any) -> bool:

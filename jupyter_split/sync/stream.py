@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from fsspec.asyn import sync
 
 from ..errors import SplitError
-from . import s3parts, sftp
+from . import s3parts, sftp, width
 from .fsutil import is_permanent, move_all, open_read
 from .manifest import is_local
 from .plan import Item, Plan
@@ -28,6 +28,7 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
     attempt = 0
     while True:
         sent = 0
+        start = item.resume_from
 
         def count(n: int) -> None:
             nonlocal sent
@@ -38,14 +39,19 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
             send_file(plan, item, chunk=chunk, on_bytes=count)
             return
         except Exception as exc:
-            on_bytes(-sent)  # the bar shows bytes that made it, not bytes tried
-            item.resume_from = 0
+            if isinstance(exc, VerifyError):
+                item.resume_from = 0  # the source changed under the copy: its part is stale
+            # the bar shows bytes that made it, not bytes tried: a `.part`'s confirmed bytes stay
+            on_bytes(-(sent - max(0, item.resume_from - start)))
             if is_permanent(exc) or attempt >= retries:
                 # a `.part` stays for the next run to resume, unless the disk is full or read-only
                 _drop_torn(plan, item, keep_part=not is_permanent(exc))
                 raise
             attempt += 1
             time.sleep(backoff * 2 ** (attempt - 1))
+            # a dropped link killed every connection: reconnect, then resume where the server confirmed
+            for side in (plan.src, plan.dest):
+                side.revive()
 
 
 def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backoff: float,
@@ -177,17 +183,23 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
         offset = _resume(reader, item, digest, chunk)
         writer = _open_writer(dest, target, offset, chunk)
         ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else ReadInline(reader, chunk, digest)
+        measure = dest.streams.width.sent if dest.streams is not None else None
         try:
-            for data in ahead:
-                writer.write(data)
-                offset += len(data)
-                on_bytes(len(data))
+            try:
+                for data in ahead:
+                    writer.write(data)
+                    offset += len(data)
+                    on_bytes(len(data))
+                    if measure is not None:
+                        measure(len(data))
+            finally:
+                ahead.close()
+            writer.close()
         except BaseException:
             _discard(writer, dest.object_store)
+            # a `.part` keeps what the server confirmed: the retry resumes there, not from 0
+            item.resume_from = getattr(writer, "acked", 0) if temp is not None else 0
             raise
-        finally:
-            ahead.close()
-        writer.close()
     _check(item.src_path, item, offset, digest.hexdigest())
     if temp is not None:
         move_all(dest, [(temp, final)])
@@ -195,6 +207,8 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
 
 def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:
     writer = dest.streams.open(target, offset) if dest.streams is not None else None
+    if writer is not None:
+        writer = width.RangedWriter(dest.streams, target, offset, writer, chunk)  # over several connections
     if writer is None:
         mode = "ab" if offset else "wb"
         writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)

@@ -1,0 +1,268 @@
+"""A copy to an SFTP server at the link's width: several SSH connections, big files in ranges.
+
+A long, lossy link gives each TCP flow only a share (losses halve a flow's window; a
+border link may hold one flow to a few MB/s however wide it is), and every SFTP session
+of one SSH connection rides that one flow. So big files are written over several SSH
+connections (each with its own sessions): files spread over them, and a file of
+RANGED_MIN_CHUNKS chunks or more is written in chunks dealt across connections, each to
+its offset, while the source is still read once, in order, and hashed on the way.
+
+The width adapts: it starts at START connections and grows by one while the last step
+raised the throughput by more than GROWTH, up to the cap (`[sync] max_connections`); a
+stalled step or a failure halves it. A dropped link kills every connection: the pool
+drops the dead ones and the next opens reconnect (the engine retries with backoff).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any, Callable
+
+from .sftp import SftpStreams, SftpWriter
+
+START = 2
+MAX_CONNECTIONS = 8   # the default cap; `[sync] max_connections` sets it
+STEP = 1.0            # seconds of sending between two decisions on the width
+GROWTH = 1.10         # a step must beat the last by this factor for the width to grow
+STALL = 0.5           # a step under this share of the last is a stall: back off
+# Chunks in flight for one file over all its connections (at most RANGED_IN_FLIGHT_BYTES):
+# a killed copy's `.part` may have holes in its last in-flight chunks only. A file of
+# RANGED_MIN_CHUNKS chunks or more resumes that far back (plan.py); a smaller part is
+# trusted by its size, and a hole there fails the file's sha256, which sends it again.
+RANGED_MIN_CHUNKS = 8
+RANGED_IN_FLIGHT = 8
+RANGED_IN_FLIGHT_BYTES = 64 << 20
+# Chunks in flight on one connection, over every file: two keep its sessions' windows full
+# between chunks; more would queue bytes on one flow while others idle or open
+CONNECTION_PENDING = 2
+
+
+def in_flight(chunk: int) -> int:
+    """Chunks one file may have in flight: RANGED_IN_FLIGHT, fewer for big chunks, at least 2."""
+    return max(2, min(RANGED_IN_FLIGHT, RANGED_IN_FLIGHT_BYTES // max(1, chunk)))
+
+
+class Width:
+    """How many connections a copy should use now: measured, grown while it pays, cut on stalls."""
+
+    def __init__(self, cap: int = MAX_CONNECTIONS, start: int = START, step: float = STEP):
+        self.cap = max(1, cap)
+        self.target = min(start, self.cap)
+        self.history: list[tuple[int, float]] = []  # (width, MB/s) of every step, for reports and tests
+        self._step, self._bytes, self._since, self._last = step, 0, time.monotonic(), None
+        self._lock = threading.Lock()
+
+    def sent(self, n: int) -> None:
+        """Count `n` bytes handed to the connections; every STEP seconds, decide the width."""
+        with self._lock:
+            self._bytes += n
+            now = time.monotonic()
+            if now - self._since < self._step:
+                return
+            rate = self._bytes / (now - self._since)
+            self._bytes, self._since = 0, now
+            self.history.append((self.target, rate / 1e6))
+            if self._last is None:
+                # the first step fills the sockets' buffers, faster than the link: grow, measure from the next
+                self._last = 0.0 if len(self.history) == 1 else rate
+                if len(self.history) == 1 and self.target < self.cap:
+                    self.target += 1
+                return
+            if rate < self._last * STALL:
+                self.target = max(1, self.target // 2)
+            elif rate > self._last * GROWTH and self.target < self.cap:
+                self.target += 1
+            self._last = rate
+
+    def back_off(self) -> None:
+        """A failure (a dropped link, a stall that broke a connection): halve the width."""
+        with self._lock:
+            self.target = max(1, self.target // 2)
+            self._last, self._bytes, self._since = None, 0, time.monotonic()
+
+
+class Connections:
+    """The SSH connections a copy writes big files on, each an SftpStreams (its own sessions).
+
+    The first is the location's own filesystem; `connect()` makes another one with the same
+    storage options (host keys checked the same way) and no fsspec instance cache.
+    """
+
+    def __init__(self, fs: Any, connect: Callable[[], Any], width: Width):
+        self.width = width
+        self._connect = connect
+        self._streams: list[SftpStreams] = [SftpStreams(fs)]
+        self._opening: list[concurrent.futures.Future] = []
+        self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        self._lock = threading.Lock()
+        self.turns = threading.Condition()  # a chunk ended: a writer waiting for room may go
+        self.opened = 1  # connections made over the copy, reconnections included
+
+    def open(self, path: str, offset: int = 0, avoid: tuple[SftpStreams, ...] = ()) -> SftpWriter | None:
+        """A writer for `path` from `offset` on the least busy connection not in `avoid`;
+        None when no session is to be had (the caller writes through sshfs)."""
+        streams = self._least_busy(avoid)
+        return streams.open(path, offset) if streams is not None else None
+
+    def ended(self, streams: SftpStreams) -> None:
+        """A chunk on `streams` ended (written or failed): its room goes to a waiting writer."""
+        with self.turns:
+            streams.in_flight -= 1
+            self.turns.notify_all()
+
+    def start_soon(self) -> None:
+        """Open the sessions of the first connection and the connections the width wants, without waiting."""
+        self._streams[0].start_soon()
+        with self._lock:
+            self._grow()
+
+    def ready(self, avoid: tuple[SftpStreams, ...]) -> bool:
+        """Whether a live connection outside `avoid` is open now (growing toward the width if not)."""
+        with self._lock:
+            self._harvest()
+            self._grow()
+            return any(s not in avoid and not s.closed for s in self._streams)
+
+    def revive(self, fs: Any) -> None:
+        """After a dropped link: forget the dead connections, the location's new one first."""
+        with self._lock:
+            self._harvest()
+            dead = [s for s in self._streams if s.closed]
+            self._streams = [SftpStreams(fs)] + [s for s in self._streams if not s.closed and s._fs is not fs]
+            self.opened += 1
+        for streams in dead:
+            streams.close()
+        self.width.back_off()
+
+    def close(self) -> None:
+        """Close every connection this pool made, and the sessions on the location's own."""
+        with self._lock:
+            for opening in self._opening:
+                concurrent.futures.wait([opening])
+            self._harvest()
+            streams, self._streams = self._streams, []
+        self._opener.shutdown(wait=True)
+        for i, s in enumerate(streams):
+            s.close()
+            if i and not s.closed:
+                s._fs.client.close()  # our own connections; the location's stays in fsspec's cache
+
+    @property
+    def live(self) -> int:
+        """Connections open now."""
+        with self._lock:
+            return sum(1 for s in self._streams if not s.closed)
+
+    def _least_busy(self, avoid: tuple[SftpStreams, ...]) -> SftpStreams | None:
+        with self._lock:
+            self._harvest()
+            self._grow()
+            choices = [s for s in self._streams if s not in avoid and not s.closed]
+            return min(choices, key=lambda s: s.busy) if choices else None
+
+    def _grow(self) -> None:
+        # open connections in the background up to the width: a copy never waits on a handshake
+        while len(self._streams) + len(self._opening) < self.width.target:
+            self._opening.append(self._opener.submit(self._connect))
+
+    def _harvest(self) -> None:
+        for opening in [f for f in self._opening if f.done()]:
+            self._opening.remove(opening)
+            try:
+                streams = SftpStreams(opening.result())
+            except Exception:
+                self.width.back_off()  # the server or the link refuses more: stay narrower
+                continue
+            streams.start_soon()
+            self._streams.append(streams)
+            self.opened += 1
+
+
+class RangedWriter:
+    """A file written in chunks dealt across connections, each chunk to its offset.
+
+    The chunks come in file order (the source is read once, in order, and hashed); each goes
+    to the lane (a writer on its own connection) with the fewest in flight, at most
+    `in_flight(chunk)` for the file in all, and a lane joins whenever another connection is
+    open, up to the width: a file does not stay on the connection it was opened on while
+    others open. `acked`: the end of the bytes the server confirmed, every byte
+    before it included, so a resend after a dropped link starts there.
+    """
+
+    def __init__(self, pool: Connections, path: str, offset: int, first: SftpWriter, chunk: int):
+        self._pool, self._path, self._most = pool, path, in_flight(chunk)
+        self._lanes: list[SftpWriter] = [first]
+        self._flight: list[tuple[concurrent.futures.Future, int, int, SftpWriter]] = []  # (write, start, end, lane)
+        self._offset = self._acked = offset
+        self._closed = False
+
+    @property
+    def acked(self) -> int:
+        """The end of the bytes the server confirmed, every one before it included."""
+        acked = self._acked
+        for future, _, end, _ in self._flight:  # in file order
+            if not future.done() or future.exception() is not None:
+                break
+            acked = end
+        return acked
+
+    def write(self, data: bytes) -> None:
+        """Send `data` to the next offset on the lane whose connection has the fewest chunks in
+        flight; waits while every lane's connection has CONNECTION_PENDING, or the file
+        `in_flight(chunk)`. A failure of an earlier chunk is raised here."""
+        pool = self._pool
+        while True:
+            self._add_lane()
+            with pool.turns:
+                self._reap()
+                lane = min(self._lanes, key=lambda w: w.streams.in_flight)
+                if lane.streams.in_flight < CONNECTION_PENDING and len(self._flight) < self._most:
+                    lane.streams.in_flight += 1
+                    break
+                pool.turns.wait(0.25)  # a chunk ends, or another connection may have opened
+        future = lane.write_at(data, self._offset)
+        future.add_done_callback(lambda _: pool.ended(lane.streams))
+        self._flight.append((future, self._offset, self._offset + len(data), lane))
+        self._offset += len(data)
+
+    def _reap(self) -> None:
+        # the chunks done from the front on; the first failure is raised
+        while self._flight and self._flight[0][0].done():
+            self._flight[0][0].result()
+            self._acked = self._flight.pop(0)[2]
+        for future, _, _, _ in self._flight:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def close(self) -> None:
+        """Wait for every chunk, then close the file on every lane; raises the first failure."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._settle(0)
+        finally:
+            self._flight = []
+            errors = []
+            for lane in self._lanes:
+                try:
+                    lane.close()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+
+    def _settle(self, most: int) -> None:
+        # wait for the oldest chunks until at most `most` are in flight; a failure is raised
+        while len(self._flight) > most:
+            self._flight[0][0].result()
+            self._acked = self._flight.pop(0)[2]
+
+    def _add_lane(self) -> None:
+        used = tuple(lane.streams for lane in self._lanes)
+        if len(self._lanes) >= self._pool.width.target or not self._pool.ready(used):
+            return
+        lane = self._pool.open(self._path, max(1, self._offset), avoid=used)  # an offset: opened "r+b", not truncated
+        if lane is not None:
+            self._lanes.append(lane)
