@@ -46,6 +46,12 @@ async def slurm(ex: "Executor", records: list["RunRecord"]) -> dict[str, Any]:
     return answer
 
 
+def _card_or_cpu(name: str) -> bool:
+    """Whether a Ray resource is one a person counts (CPU, GPU, NPU, custom ones), not a node's own
+    marker or a memory pool in bytes."""
+    return not name.startswith("node:") and "memory" not in name.lower()
+
+
 def _get(url: str, timeout: float) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - the site's own dashboard URL
         return json.loads(response.read())
@@ -63,12 +69,12 @@ async def ray(ex: "Executor", timeout: float = 10.0) -> dict[str, Any]:
         status = await asyncio.to_thread(_get, f"{address}/api/cluster_status", timeout)
         usage = (((status.get("data") or {}).get("clusterStatus") or {}).get("loadMetricsReport") or {}).get("usage") or {}
         answer["resources"] = {name: {"used": pair[0], "total": pair[1]} for name, pair in usage.items()
-                               if isinstance(pair, list) and len(pair) == 2 and not name.startswith("node:")}
+                               if isinstance(pair, list) and len(pair) == 2 and _card_or_cpu(name)}
     except (OSError, ValueError) as exc:
         answer["errors"].append(f"Ray's dashboard at {address} did not answer: {exc}")
     if not answer["resources"]:  # no autoscaler report: the nodes' totals, use unknown
         for node in answer["nodes"]:
             for name, total in node["resources_total"].items():
-                if not name.startswith("node:") and "memory" not in name:
+                if _card_or_cpu(name):
                     answer["resources"].setdefault(name, {"used": None, "total": 0})["total"] += total
     return answer
