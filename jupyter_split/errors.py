@@ -29,6 +29,13 @@ class ExecutorError(SplitError, RuntimeError):
     http_reason = "site not reachable"
 
 
+class OptionError(SplitError, ValueError):
+    """Options that do not go together: the message names them and what to give instead."""
+
+    http_status = 400
+    http_reason = "invalid options"
+
+
 def user_message(exc: BaseException) -> str | None:
     """What a face shows for an error a user can fix (its message), or None for the others (a bug,
     a cell's own failure), which keep their traceback. File-system errors count: they name the

@@ -8,7 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ..core.outcome import RemoteError
+from ..errors import OptionError
 
+from ..core.prune import prune_runs
 from ..core.split import get_split
 from .options import RUN_OPTIONS, cell_options, site_argument
 from .render import NotebookOutput, TerminalOutput, terminal_view
@@ -49,18 +51,29 @@ def iso_date(text: str) -> datetime:
       arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"),
       arg("--prune-before", type=iso_date, metavar="DATE",
           help="remove from the index the runs that ended before DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM); "
-               "active runs stay, and the run directories on the sites are kept"))
+               "active runs stay, and the run directories on the sites are kept"),
+      arg("--delete-run-dirs", action="store_true",
+          help="with --prune-before: also delete those runs' directories on their sites (their logs and "
+               "outputs); a run whose directory cannot be deleted keeps its row"))
 def runs(ctx: Context, args: argparse.Namespace) -> int:
     """List the most recent runs in the local run index; with --prune-before, remove the rows of the
     runs that ended before that date instead, and say how many."""
+    if args.delete_run_dirs and args.prune_before is None:
+        raise OptionError("--delete-run-dirs deletes the directories of the runs --prune-before removes: "
+                          "give --prune-before DATE too")
     if args.prune_before is not None:
-        index = get_split().index
-        removed = index.prune(args.prune_before.timestamp(), args.site)
+        split = get_split()
+        done = prune_runs(split, args.prune_before.timestamp(), args.site, delete_dirs=args.delete_run_dirs)
         where = f" on {args.site}" if args.site else ""
-        ctx.print(f"removed {len(removed)} run{'' if len(removed) == 1 else 's'}{where} that ended before "
-                  f"{args.prune_before.isoformat(' ')} from the run index ({index.path}); active runs stay, and "
-                  "the run directories on the sites are kept")
-        return 0
+        dirs = "and deleted their run directories on the sites" if args.delete_run_dirs else \
+            "the run directories on the sites are kept"
+        ctx.print(f"removed {len(done.removed)} run{'' if len(done.removed) == 1 else 's'}{where} that ended before "
+                  f"{args.prune_before.isoformat(' ')} from the run index ({split.index.path}); active runs stay, "
+                  f"{dirs}")
+        for run_id, why in done.kept.items():
+            ctx.print(f"kept {run_id}: its run directory could not be deleted ({why}); run the prune again "
+                      "once its site answers")
+        return 1 if done.kept else 0
     rows = []
     for r in get_split().list_runs(args.site, args.limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))

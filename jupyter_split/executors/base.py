@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import posixpath
+import re
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from ..devices import VISIBLE_DEVICES_VAR
 from ..errors import DistributedError, ExecutorError
 from ..protocol import LAUNCHER_MODULE, RUNNER_MODULE
 from ..config import Config, SiteConfig
+
+# a run id as `runs.ids.new_run_id` makes it (the experiment's and the site's names, a time, hex digits)
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,250}")
 
 
 #: what a runner's command line holds (a cell on several ranks runs under torchrun through
@@ -163,6 +167,21 @@ class Executor(ABC):
     @abstractmethod
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site atomically (temp file, then rename), creating folders."""
+
+    def run_dir_to_remove(self, run_dir: str, run_id: str) -> str:
+        """`run_dir` if it is run `run_id`'s own folder on this site (`<workdir>/runs/<run_id>`);
+        ExecutorError otherwise: a run index row edited by hand, or from another config, never
+        makes a prune delete anything but a run directory."""
+        expected = self.path("runs", run_id)
+        if not _RUN_ID.fullmatch(run_id) or posixpath.normpath(run_dir) != expected:
+            raise ExecutorError(f"not removing {run_dir!r}: run {run_id!r} of site {self.site.name!r} would live in "
+                                f"{expected!r}, and only a run's own folder there is removed. Remove it by hand "
+                                "if it is no longer needed.")
+        return expected
+
+    async def remove_run_dir(self, run_dir: str, run_id: str) -> None:
+        """Delete run `run_id`'s folder on the site (checked by `run_dir_to_remove`); nothing if it is gone."""
+        raise ExecutorError(f"the {self.kind} executor cannot remove run directories")
 
     async def describe(self) -> dict[str, Any]:
         """Reachability and what the site offers, for `%split sites` and the sidebar."""

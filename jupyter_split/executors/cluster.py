@@ -55,6 +55,10 @@ class ClusterExecutor(Executor):
         """Write a file on the host, atomically."""
         await self.host.write_file(path, data)
 
+    async def remove_run_dir(self, run_dir: str, run_id: str) -> None:
+        """Delete the run's folder on the host (only its own: `run_dir_to_remove`)."""
+        await self.host.remove_run_dir(run_dir, run_id)
+
     async def reconnect(self) -> None:
         """Re-establish the host's connection (a no-op on this machine)."""
         await self.host.reconnect()

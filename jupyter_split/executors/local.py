@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -139,6 +140,17 @@ class LocalExecutor(Executor):
                 f.write(data)
             os.replace(tmp, target)
         await asyncio.to_thread(write)
+
+    async def remove_run_dir(self, run_dir: str, run_id: str) -> None:
+        """Delete the run's folder (only its own: `run_dir_to_remove`); nothing if it is gone."""
+        path = self.run_dir_to_remove(run_dir, run_id)
+
+        def remove() -> None:
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass  # removed already: what was asked for
+        await asyncio.to_thread(remove)
 
     async def describe(self) -> dict[str, Any]:
         """Always reachable: a latency of 0 and this machine's host name."""

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import SplitError
 from ..paths import index_path
@@ -179,21 +179,27 @@ class RunIndex:
             rows = db.execute(query + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
         return [_record(r) for r in rows]
 
-    def prune(self, before: float, site: str | None = None) -> list[RunRecord]:
+    def prune(self, before: float, site: str | None = None,
+              keep: Callable[[list[RunRecord]], set[str]] | None = None) -> list[RunRecord]:
         """Remove the rows of the runs that ended before `before` (seconds since the epoch); `site` keeps
         to that site's. Returns the rows removed. A run the index does not know to have ended (its state is
         not terminal) is never removed. A row's `updated` time bounds its end from above (the index learns
         of an end when or after it happens), so no run that ended after `before` goes; one whose end the
-        index learned late may stay until a later prune. Only the index changes: run directories stay.
+        index learned late may stay until a later prune. Only the index changes: run directories stay,
+        unless `keep` (given the rows about to go, e.g. to delete their run directories) names the run
+        ids whose rows must stay (their directories could not be deleted).
         """
         states = sorted(TERMINAL_STATES)
         where = f"state IN ({', '.join('?' * len(states))}) AND updated < ?" + (" AND site = ?" if site else "")
         args = (*states, before, *([site] if site else []))
         with self._db() as db:
+            rows = [_record(r) for r in db.execute(f"SELECT * FROM runs WHERE {where} ORDER BY created", args)]
+        kept = keep(rows) if keep is not None else set()
+        gone = [r for r in rows if r.run_id not in kept]
+        with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            rows = db.execute(f"SELECT * FROM runs WHERE {where} ORDER BY created", args).fetchall()
-            db.execute(f"DELETE FROM runs WHERE {where}", args)
-        return [_record(r) for r in rows]
+            db.executemany(f"DELETE FROM runs WHERE run_id = ? AND {where}", [(r.run_id, *args) for r in gone])
+        return gone
 
     def session(self, site: str) -> dict[str, Any] | None:
         """The handle of `site`'s session runner as last recorded, or None; it may have died since

@@ -4,9 +4,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
+from jupyter_split import core
+from jupyter_split.core import CellOptions, get_split
+from jupyter_split.protocol import TERMINAL_STATES
 from jupyter_split.runs.index import RunIndex, RunRecord
 
 DATE = datetime(2026, 6, 1).timestamp()  # local midnight, as the CLI reads "2026-06-01"
@@ -75,4 +79,58 @@ def test_a_date_prune_cannot_read_is_a_usage_error_naming_the_option_and_the_for
         assert done.returncode == 2
         assert "--prune-before" in done.stderr and "YYYY-MM-DD" in done.stderr and repr(text) in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+    assert len(_left(index)) == 7
+
+
+# -- --delete-run-dirs: the runs' directories go too, and only theirs --------------------------------
+
+TOMORROW = datetime.fromtimestamp(time.time() + 24 * HOUR).strftime("%Y-%m-%d")
+
+
+def _finished(split, site: str, code: str = "print('done')") -> tuple[str, Path]:
+    outcome = split.execute(code, CellOptions(site=site, detach=True), {}, lambda event: None)
+    deadline = time.monotonic() + 60
+    while next(r.state for r in split.list_runs() if r.run_id == outcome.run_id) not in TERMINAL_STATES:
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.1)
+    return outcome.run_id, Path(split.index.get(outcome.run_id).run_dir)
+
+
+def test_delete_run_dirs_removes_each_runs_own_folder_and_nothing_else(split_home):
+    split = get_split()
+    ran = [_finished(split, "home") for _ in range(2)]
+    precious = split_home / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("not a run")
+    # a row edited by hand (or from another config) that points outside the site's runs folder
+    split.index.add(RunRecord(run_id="forged-run", site="home", run_dir=str(precious), mode="detached",
+                              state="succeeded"))
+    done = _cli("runs", "--prune-before", TOMORROW, "--delete-run-dirs")
+    assert done.returncode == 1, done.stderr
+    assert "removed 2 runs that ended before" in done.stdout and "deleted their run directories" in done.stdout
+    assert "kept forged-run: its run directory could not be deleted" in done.stdout and "only a run's own folder" in done.stdout
+    assert all(not run_dir.exists() for _, run_dir in ran)
+    assert (precious / "keep.txt").read_text() == "not a run"
+    assert _left(split.index) == {"forged-run"}
+
+
+def test_delete_run_dirs_on_an_ssh_site_removes_the_folder_there(sshd, split_home):
+    from tests.ssh.test_runs import ssh_config
+    from tests.fixtures.core import write_config
+
+    write_config(split_home, ssh_config(sshd))
+    core.reset()
+    split = get_split()
+    run_id, run_dir = _finished(split, "sg")
+    assert run_dir.exists()  # the test sshd's files are this machine's
+    done = _cli("runs", "--site", "sg", "--prune-before", TOMORROW, "--delete-run-dirs")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "removed 1 run on sg" in done.stdout
+    assert not run_dir.exists() and run_id not in _left(split.index)
+
+
+def test_delete_run_dirs_without_a_date_is_a_usage_error(split_home):
+    index = _index(split_home)
+    done = _cli("runs", "--delete-run-dirs")
+    assert done.returncode == 2 and "--prune-before" in done.stderr and "Traceback" not in done.stderr
     assert len(_left(index)) == 7
