@@ -1,10 +1,12 @@
-"""The ssh executor: runners on a remote machine, over one shared asyncssh connection.
+"""The ssh executor: runners on a remote machine, over the site's asyncssh connections.
 
 The runner starts detached (its own session, output to a file in its run directory),
 so it outlives the connection and the notebook. Secrets and the config reach it on the
 SSH channel's stdin, through a small launcher that hands them to the runner's stdin:
 never a command line, never a file. The live channel is the runner's unix socket,
-reached by direct-streamlocal over the same connection.
+reached by direct-streamlocal over the site's interactive connection; --in and --out payloads
+and files above `BULK_BYTES` go on its bulk connection, so live output and interrupts never
+queue behind them (`ssh/connection.py`).
 """
 from __future__ import annotations
 
@@ -20,11 +22,15 @@ import asyncssh
 
 from ..ssh import bootstrap
 from ..config import Config, SiteConfig
-from ..ssh.connection import LinkError, SiteConnection, SshError, connection_for
+from ..ssh.connection import BULK_BYTES, LinkError, SiteConnection, SshError, connection_for
+from .. import protocol
 from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")
+# What the site may send of a `get`'s answer before its size is read on the interactive connection:
+# an --out payload of up to BULK_BYTES arrives in one window, a larger one costs live output at most this.
+_GET_WINDOW = BULK_BYTES + (4 << 10)
 # Runs under the site's python: reads everything from stdin first (so no input is lost when
 # the SSH session closes), then starts the runner in its own session and prints its pid.
 _LAUNCH = r"""
@@ -49,40 +55,91 @@ def _link() -> Iterator[None]:
 
 
 class _Channel:
-    """asyncssh's stream pair with link failures raised as ConnectionError, as callers expect of sockets."""
+    """A stream to the runner's socket, opened on first use on the connection its request suits, with
+    link failures raised as ConnectionError, as callers expect of sockets.
 
-    def __init__(self, reader: asyncssh.SSHReader[bytes], writer: asyncssh.SSHWriter[bytes]):
-        self._reader, self._writer = reader, writer
+    An --in payload (`put`) above BULK_BYTES goes on the bulk connection; a `get` starts on the
+    interactive one, where the site may send at most _GET_WINDOW before the answer's size is read,
+    and an answer larger than BULK_BYTES is asked for again on the bulk connection (the runner
+    hands out an --out payload again from its run directory). Everything else is interactive.
+    """
+
+    def __init__(self, conn: SiteConnection, path: str):
+        self._conn, self._path = conn, path
+        self._reader: asyncssh.SSHReader[bytes] | None = None
+        self._writer: asyncssh.SSHWriter[bytes] | None = None
+        self._pending: list[bytes | memoryview] = []
+        self._get: bytes | None = None  # a `get` request whose answer's size is still to be read
+
+    async def _open(self) -> None:
+        if self._writer is not None:
+            return
+        first = self._pending[0] if self._pending else b""
+        request = protocol.decode(bytes(first)) if bytes(first[-1:]) == b"\n" else {}
+        bulk = request.get("op") == "put" and int(request.get("size", 0)) > BULK_BYTES
+        if request.get("op") == "get":
+            self._get = bytes(first)
+        window = _GET_WINDOW if self._get else None
+        self._reader, self._writer = await self._conn.open_unix(self._path, bulk=bulk, window=window)
+        with _link():
+            self._writer.writelines(self._pending)
+        self._pending = []
+
+    async def _answer(self) -> bytes:
+        """The first line of the answer; a `get` larger than BULK_BYTES is asked again on the bulk connection."""
+        assert self._reader is not None and self._writer is not None and self._get is not None
+        request, self._get = self._get, None
+        line = await self._reader.readline()
+        answer = protocol.decode(line)
+        if not answer.get("ok") or int(answer.get("size", 0)) <= BULK_BYTES:
+            return line
+        self._writer.close()
+        self._reader, self._writer = await self._conn.open_unix(self._path, bulk=True)
+        self._writer.write(request)
+        return await self._reader.readline()
 
     async def readline(self) -> bytes:
+        await self._open()
+        assert self._reader is not None
         with _link():
-            return await self._reader.readline()
+            return await (self._answer() if self._get else self._reader.readline())
 
     async def readexactly(self, n: int) -> bytes:
+        await self._open()
+        assert self._reader is not None
         with _link():
             return await self._reader.readexactly(n)
 
     async def read(self, n: int = -1) -> bytes:
+        await self._open()
+        assert self._reader is not None
         with _link():
             return await self._reader.read(n)
 
     def write(self, data: bytes) -> None:
+        if self._writer is None:
+            self._pending.append(data)  # sent once the first drain or read has chosen the connection
+            return
         with _link():
             self._writer.write(data)
 
     async def drain(self) -> None:
+        await self._open()
+        assert self._writer is not None
         with _link():
             await self._writer.drain()
 
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
     async def wait_closed(self) -> None:
-        await self._writer.wait_closed()
+        if self._writer is not None:
+            await self._writer.wait_closed()
 
 
 class SshExecutor(Executor):
-    """Runs runners on a remote machine over the site's one shared SSH connection.
+    """Runs runners on a remote machine over the site's shared SSH connections (interactive and bulk).
 
     The first use installs jupyter_split there if it is missing or differs (`ready`). Sessions work where
     the site's sshd forwards unix sockets; elsewhere every cell is a one-shot runner followed through its
@@ -193,11 +250,17 @@ class SshExecutor(Executor):
         # The runner leads its own session, so its pid is its process group: cells' children get it too.
         await self.connection.run(["kill", "-s", sig, "--", f"-{int(pid)}"], timeout=self.site.connect_timeout * 2)
 
+    async def remove_run_dir(self, run_dir: str, run_id: str) -> None:
+        """Delete the run's folder on the site (only its own: `run_dir_to_remove`); nothing if it is gone."""
+        path = self.run_dir_to_remove(run_dir, run_id)
+        await self.connection.check(["rm", "-rf", "--", path], f"remove run directory {path}",
+                                    timeout=self.site.connect_timeout * 4)
+
     async def open_channel(self, sock_path: str) -> tuple[Any, Any]:
-        """A stream to the runner's unix socket, forwarded over the SSH connection; a dropped link
+        """A stream to the runner's unix socket, forwarded over the site's interactive SSH connection (a
+        large --in or --out payload: the bulk one), opened by the first drain or read; a dropped link
         raises ConnectionResetError, as a socket would."""
-        reader, writer = await self.connection.open_unix(sock_path)
-        channel = _Channel(reader, writer)
+        channel = _Channel(self.connection, sock_path)
         return channel, channel
 
     async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
@@ -218,12 +281,14 @@ class SshExecutor(Executor):
         return {"reachable": done.returncode == 0, "latency_ms": round(latency, 1), "host": done.text().strip()}
 
     async def reconnect(self) -> None:
-        """Drop the site's shared connection and connect it again."""
-        # A few quick tries: the caller (following a run) keeps its own, longer backoff.
-        await self.connection.reconnect(attempts=3)
+        """Drop the site's shared connections and connect the interactive one again."""
+        # A few quick tries: the caller (following a run) keeps its own, longer backoff. After a cut,
+        # the check that the runner lives has already connected again: a second login would only
+        # keep the output waiting longer (several round trips on a far link).
+        await self.connection.reconnect(attempts=3, unless_newer=self.site.keepalive_interval)
 
     async def close(self) -> None:
-        """Close the site's shared connection for this event loop; the next call connects again."""
+        """Close the site's shared connections for this event loop; the next call connects again."""
         await self.connection.close()
 
 

@@ -1,10 +1,14 @@
-"""One multiplexed SSH connection per site (asyncssh), shared by every run and transfer.
+"""Two SSH connections per site (asyncssh): an interactive one and, opened on first use, a bulk one.
 
-Host keys are always checked (see `login`). Remote
-commands are argv lists joined with `shlex.join`, never strings built by hand. The
-connection carries keepalives and a connect timeout, reconnects with backoff, and
-offers SFTP helpers (atomic writes, reads from an offset, put and get); SFTP requests are
-sized from the server's own limits and pipelined, which keeps a long link full.
+Live output, cell requests, interrupts and small reads share one TCP flow with whatever else
+the connection carries: behind a megabyte of checkpoint or variable on a long link (one flow
+moves a few MB/s), an interrupt waits seconds. So transfers larger than `BULK_BYTES` (and
+every whole-file upload or download) go on a second connection, a flow of its own, that the
+interactive traffic never queues behind. Both are logged in by `login` (host keys always
+checked), each through its own hop to the jump host, and each reconnects on its next use
+after a drop. Remote commands are argv lists joined with `shlex.join`, never strings built by
+hand. SFTP requests are sized from the server's own limits and pipelined, which keeps a long
+link full; writes are atomic.
 """
 from __future__ import annotations
 
@@ -22,6 +26,12 @@ import asyncssh
 from ..config import Config, SiteConfig
 from .login import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jump_endpoint, open_connection
 
+#: Transfers above this go on the bulk connection. A MiB is a quarter of a second on one border
+#: flow (4 MB/s): anything longer holds live output and interrupts back where a person notices,
+#: while smaller transfers (event-log chunks, request files) are not worth a second login.
+BULK_BYTES = 1 << 20
+
+
 @dataclass
 class Completed:
     """What a command run on the site returned: its exit status and raw output."""
@@ -35,46 +45,112 @@ class Completed:
         return self.stdout.decode(errors="replace")
 
 
+class Link:
+    """One SSH connection to the site (through its own connection to the jump host, if any),
+    opened on first use and again after it dropped; `role` names it in messages."""
+
+    def __init__(self, endpoint: Endpoint, jump: Endpoint | None, role: str):
+        self.endpoint, self.jump, self.role = endpoint, jump, role
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.bastion: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._sftp_conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self.opened = 0.0  # the loop's clock when the current connection was made
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open now (no reconnect is tried)."""
+        return self.conn is not None and not self.conn.is_closed()
+
+    def fresh(self, seconds: float) -> bool:
+        """Whether the connection is open and was made less than `seconds` ago."""
+        return self.connected and asyncio.get_running_loop().time() - self.opened < seconds
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """The open connection; connects (host key checked) if there is none."""
+        async with self._lock:
+            if not self.connected:
+                self.drop()
+                if self.jump is not None:
+                    self.bastion = await open_connection(self.jump)
+                self.conn = await open_connection(self.endpoint, self.bastion)
+                self.opened = asyncio.get_running_loop().time()
+            assert self.conn is not None
+            return self.conn
+
+    async def sftp(self) -> asyncssh.SFTPClient:
+        """The SFTP client of the current connection, started again after a reconnect."""
+        conn = await self.connection()
+        if self._sftp is None or self._sftp_conn is not conn:
+            self._sftp = await conn.start_sftp_client()
+            self._sftp_conn = conn
+        return self._sftp
+
+    def lost(self) -> None:
+        """The SFTP session failed: the next use starts another (on a new connection if this one died)."""
+        self._sftp = None
+
+    def drop(self) -> None:
+        """Abort the connection at once; the next use connects again."""
+        for conn in (self.conn, self.bastion):
+            if conn is not None:
+                conn.abort()
+        self.conn = self.bastion = None
+        self._sftp = None
+
+    async def close(self) -> None:
+        """Close the connection and its jump host cleanly."""
+        async with self._lock:
+            for conn in (self.conn, self.bastion):
+                if conn is not None:
+                    conn.close()
+                    await conn.wait_closed()
+            self.conn = self.bastion = None
+            self._sftp = None
+
+
 class SiteConnection:
-    """The shared connection to one site; reconnects on demand, with backoff."""
+    """The site's connections: `interactive` (commands, the live channel, small reads and writes) and
+    `bulk` (transfers above BULK_BYTES, uploads, downloads), each reconnecting on demand."""
 
     def __init__(self, site: SiteConfig, config: Config | None = None):
         self.site = site
         self.endpoint = endpoint_of(site)
         self.jump = jump_endpoint(site, config)
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._bastion: asyncssh.SSHClientConnection | None = None
-        self._sftp: asyncssh.SFTPClient | None = None
-        self._sftp_conn: asyncssh.SSHClientConnection | None = None
-        self._lock = asyncio.Lock()
+        self.interactive = Link(self.endpoint, self.jump, "interactive")
+        self.bulk = Link(self.endpoint, self.jump, "bulk")
+
+    def _link(self, bulk: bool) -> Link:
+        return self.bulk if bulk else self.interactive
 
     @property
     def connected(self) -> bool:
-        """Whether the SSH connection is open now (no reconnect is tried)."""
-        return self._conn is not None and not self._conn.is_closed()
+        """Whether the interactive connection is open now (no reconnect is tried)."""
+        return self.interactive.connected
 
-    async def connection(self) -> asyncssh.SSHClientConnection:
-        """The open SSH connection, through the jump host when there is one; connects once if needed.
+    async def connection(self, bulk: bool = False) -> asyncssh.SSHClientConnection:
+        """The open interactive (or bulk) connection, through the jump host when there is one; connects
+        once if needed.
 
         Raises HostKeyError for a key not on record, SshError for a refused login, LinkError
         when the network fails (worth a retry).
         """
-        async with self._lock:
-            if not self.connected:
-                await self._drop()
-                if self.jump is not None:
-                    self._bastion = await open_connection(self.jump)
-                self._conn = await open_connection(self.endpoint, self._bastion)
-            assert self._conn is not None
-            return self._conn
+        return await self._link(bulk).connection()
 
-    async def reconnect(self, attempts: int = 8, first_delay: float = 0.25, max_delay: float = 10.0) -> None:
-        """Drop the current connection and connect again, doubling the wait after each failure."""
-        delay = first_delay
-        await self._drop()
+    async def reconnect(self, attempts: int = 8, first_delay: float = 0.25, max_delay: float = 10.0,
+                        bulk: bool = False, unless_newer: float = 0.0) -> None:
+        """Drop the interactive (or bulk) connection and connect again, doubling the wait after each
+        failure; one made less than `unless_newer` seconds ago is kept (it is what a reconnect gives).
+        The other connection is left alone: a transfer on it goes on if it still can, and one that
+        dropped connects again on its next use."""
+        link, delay = self._link(bulk), first_delay
+        if link.fresh(unless_newer):
+            return
+        link.drop()
         for attempt in range(attempts):
             try:
-                await self.connection()
+                await link.connection()
                 return
             except HostKeyError:
                 raise
@@ -84,22 +160,10 @@ class SiteConnection:
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
 
-    async def _drop(self) -> None:
-        for conn in (self._conn, self._bastion):
-            if conn is not None:
-                conn.abort()
-        self._conn = self._bastion = None
-        self._sftp = None
-
     async def close(self) -> None:
-        """Close the connection and its jump host cleanly; the next call connects again."""
-        async with self._lock:
-            for conn in (self._conn, self._bastion):
-                if conn is not None:
-                    conn.close()
-                    await conn.wait_closed()
-            self._conn = self._bastion = None
-            self._sftp = None
+        """Close both connections and their jump hosts cleanly; the next call connects again."""
+        await self.interactive.close()
+        await self.bulk.close()
 
     async def run(self, argv: list[str], input: bytes | None = None, timeout: float | None = None,
                   env: dict[str, str] | None = None, cwd: str | None = None) -> Completed:
@@ -135,34 +199,38 @@ class SiteConnection:
             raise SshError(f"site {self.site.name!r}: {what} failed (exit {done.returncode}): {err}")
         return done
 
-    async def sftp(self) -> asyncssh.SFTPClient:
-        """The SFTP client of the current connection, started again after a reconnect."""
-        conn = await self.connection()
-        if self._sftp is None or self._sftp_conn is not conn:
-            self._sftp = await conn.start_sftp_client()
-            self._sftp_conn = conn
-        return self._sftp
+    async def sftp(self, bulk: bool = False) -> asyncssh.SFTPClient:
+        """The SFTP client of the interactive (or bulk) connection, started again after a reconnect."""
+        return await self._link(bulk).sftp()
 
-    def _lost(self, exc: BaseException, what: str) -> LinkError:
-        self._sftp = None
-        return LinkError(f"site {self.site.name!r}: the connection dropped while {what}: {exc}")
+    def _lost(self, link: Link, exc: BaseException, what: str) -> LinkError:
+        link.lost()
+        return LinkError(f"site {self.site.name!r}: the {link.role} connection dropped while {what}: {exc}")
 
     async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
         """The file's bytes from `offset` (below 0: from its end), at most `size` (None: to the end).
+        More than BULK_BYTES come over the bulk connection.
 
         Raises FileNotFoundError for a missing file and LinkError when the connection drops.
         """
-        sftp = await self.sftp()
+        link = self._link(size is not None and size > BULK_BYTES)
+        sftp = await link.sftp()
         try:
             async with sftp.open(path, "rb") as f:
-                if offset < 0:
-                    offset = max(0, (await f.stat()).size + offset)
-                await f.seek(offset)
-                return await f.read(-1 if size is None else size)
+                if offset < 0 or size is None:
+                    # asyncssh asks for the size of a read to the end anyway: asked here, it also picks the path
+                    end = (await f.stat()).size or 0
+                    offset = max(0, end + offset) if offset < 0 else offset
+                    size = max(0, end - offset) if size is None else size
+                if size <= BULK_BYTES or link is self.bulk:
+                    return await f.read(size, offset)
+            link = self.bulk
+            async with (await link.sftp()).open(path, "rb") as f:
+                return await f.read(size, offset)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
         except _LOST as exc:
-            raise self._lost(exc, f"reading {path}") from None
+            raise self._lost(link, exc, f"reading {path}") from None
 
     async def read_pseudo(self, path: str, limit: int = 1 << 16) -> bytes:
         """Read a file that reports size 0 (/proc): one request of `limit` bytes, no extra process."""
@@ -173,21 +241,23 @@ class SiteConnection:
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
         except _LOST as exc:
-            raise self._lost(exc, f"reading {path}") from None
+            raise self._lost(self.interactive, exc, f"reading {path}") from None
 
     async def write_file(self, path: str, data: bytes) -> None:
-        """Write atomically: a temporary name in the same folder, then an OpenSSH posix-rename."""
-        sftp = await self.sftp()
+        """Write atomically: a temporary name in the same folder, then an OpenSSH posix-rename.
+        More than BULK_BYTES go over the bulk connection."""
+        link = self._link(len(data) > BULK_BYTES)
+        sftp = await link.sftp()
         folder = posixpath.dirname(path)
-        if folder:
-            await sftp.makedirs(folder, exist_ok=True)
         temp = f"{path}.part-{secrets.token_hex(4)}"
         try:
+            if folder:
+                await sftp.makedirs(folder, exist_ok=True)
             async with sftp.open(temp, "wb") as f:
                 await f.write(data)
             await sftp.posix_rename(temp, path)
         except _LOST as exc:
-            raise self._lost(exc, f"writing {path}") from None
+            raise self._lost(link, exc, f"writing {path}") from None
         except BaseException:
             try:
                 await sftp.remove(temp)
@@ -196,13 +266,14 @@ class SiteConnection:
             raise
 
     async def put(self, local: str | Path, remote: str) -> None:
-        """Upload a local file to `remote` over SFTP, as is: not atomic, and asyncssh's errors pass through."""
-        sftp = await self.sftp()
+        """Upload a local file to `remote` over SFTP on the bulk connection, as is: not atomic, and
+        asyncssh's errors pass through."""
+        sftp = await self.sftp(bulk=True)
         await sftp.put(str(local), remote)
 
     async def get(self, remote: str, local: str | Path) -> None:
-        """Download `remote` to a local file over SFTP; asyncssh's errors pass through."""
-        sftp = await self.sftp()
+        """Download `remote` to a local file over SFTP on the bulk connection; asyncssh's errors pass through."""
+        sftp = await self.sftp(bulk=True)
         await sftp.get(remote, str(local))
 
     async def can_forward_unix(self, python: str, folder: str) -> bool:
@@ -229,11 +300,13 @@ class SiteConnection:
             process.stdin.write_eof()
             process.close()
 
-    async def open_unix(self, path: str) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
-        """A byte stream to a unix socket on the site (direct-streamlocal over this connection)."""
-        conn = await self.connection()
+    async def open_unix(self, path: str, bulk: bool = False, window: int | None = None,
+                        ) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+        """A byte stream to a unix socket on the site (direct-streamlocal over the interactive
+        connection, or the bulk one); `window` caps the bytes the site may send ahead of our reads."""
+        conn = await self.connection(bulk)
         try:
-            return await conn.open_unix_connection(path, encoding=None)
+            return await conn.open_unix_connection(path, encoding=None, **({"window": window} if window else {}))
         except asyncssh.ChannelOpenError as exc:
             # Refused, not fatal: a runner that is still starting has no socket yet.
             raise ConnectionRefusedError(

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from jupyter_split.config import SiteConfig, parse_config
-from jupyter_split.ssh.connection import HostKeyError, SiteConnection, SshError, connection_for
+from jupyter_split.ssh.connection import BULK_BYTES, HostKeyError, SiteConnection, SshError, connection_for
 
 
 def site_of(sshd, **overrides) -> SiteConfig:
@@ -58,6 +58,8 @@ def test_unknown_host_key_is_refused_with_fingerprint_and_fix(sshd, tmp_path):
         run(SiteConnection(site_of(sshd, known_hosts=str(empty))).connection())
     message = str(err.value)
     assert "unknown" in message and sshd.fingerprint in message and "ssh-keyscan" in message
+    with pytest.raises(HostKeyError, match="unknown"):  # the bulk connection logs in the same way
+        run(SiteConnection(site_of(sshd, known_hosts=str(empty))).write_file(str(tmp_path / "x"), bytes(2 * BULK_BYTES)))
 
 
 def test_changed_host_key_is_refused_showing_both_keys(sshd, tmp_path):
@@ -121,7 +123,7 @@ def test_proxy_jump_through_a_bastion_site(sshd):
         conn = connection_for(config.sites["inner"], config)
         done = await conn.run(["sh", "-c", 'echo "$SSH_CONNECTION"'])
         assert done.returncode == 0 and done.text().startswith("127.0.0.1")
-        assert conn._bastion is not None and not conn._bastion.is_closed()
+        assert conn.interactive.bastion is not None and not conn.interactive.bastion.is_closed()
         await conn.close()
     run(go())
 
@@ -143,4 +145,36 @@ def test_reconnect_after_the_server_drops_the_link(sshd):
         await conn.reconnect(first_delay=0.05)
         assert (await conn.run(["echo", "back"])).text() == "back\n"
         await conn.close()
+    run(go())
+
+
+def test_transfers_above_the_threshold_take_a_second_connection(sshd, tmp_path):
+    big = bytes(range(256)) * (2 * BULK_BYTES // 256 + 1)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "local").write_bytes(big)
+
+    async def go():
+        conn = SiteConnection(site_of(sshd))
+        await conn.write_file(str(tmp_path / "small"), b"s" * 1000)
+        assert await conn.read_file(str(tmp_path / "small")) == b"s" * 1000
+        assert await conn.read_file(str(tmp_path / "big"), 7, BULK_BYTES) == big[7:BULK_BYTES + 7]
+        assert await conn.read_file(str(tmp_path / "big"), -10) == big[-10:]
+        assert not conn.bulk.connected, "small transfers opened the bulk connection"
+        assert await conn.read_file(str(tmp_path / "big")) == big  # its size is found first, then it is read on bulk
+        interactive, bulk = conn.interactive.conn, conn.bulk.conn
+        assert bulk is not None and bulk is not interactive
+        assert bulk.get_extra_info("sockname") != interactive.get_extra_info("sockname")
+        assert await conn.read_file(str(tmp_path / "big"), BULK_BYTES, BULK_BYTES + 1) == big[BULK_BYTES:2 * BULK_BYTES + 1]
+        await conn.write_file(str(tmp_path / "copy"), big)
+        assert (tmp_path / "copy").read_bytes() == big and conn.bulk.conn is bulk
+        # a bulk connection that dropped comes back on its next use; the interactive one is left alone
+        bulk.abort()
+        await asyncio.sleep(0.1)
+        await conn.put(tmp_path / "local", str(tmp_path / "put"))
+        assert (tmp_path / "put").read_bytes() == big
+        assert conn.bulk.conn is not bulk and conn.interactive.conn is interactive
+        await conn.reconnect(first_delay=0.05)
+        assert conn.interactive.conn is not interactive and conn.bulk.connected, "a reconnect ended a healthy transfer path"
+        await conn.close()
+        assert not conn.connected and not conn.bulk.connected
     run(go())

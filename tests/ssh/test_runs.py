@@ -101,7 +101,7 @@ def test_link_drops_mid_cell_and_every_line_arrives_once(sshd, split_home, how):
                 dropped.append(sshd.drop_connections())
             else:
                 conn = split.executor("sg").connection
-                conn._conn.abort()  # the transport dies under the live channel, as on a lost link
+                conn.interactive.conn.abort()  # the transport dies under the live channel, as on a lost link
                 dropped.append(1)
 
     outcome = split.execute(cell, core.CellOptions(site="sg", fresh=True), {}, deliver)
