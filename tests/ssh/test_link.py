@@ -125,10 +125,16 @@ def test_large_in_and_out_variables_take_the_bulk_connection(sshd, split_home, t
         outcome = split.execute("echo = small * 2", opts, namespace, lambda e: None)
         assert outcome.state == "succeeded" and namespace["echo"] == b"s" * 2000
         assert len(aio.run(_flows(ex))) == 1, "small variables opened the bulk connection"
-        opts = core.CellOptions(site="sg", inputs=["big"], outputs=["back"])
-        outcome = split.execute("back = big[::-1]", opts, namespace, lambda e: None)
-        assert outcome.state == "succeeded" and namespace["back"] == namespace["big"][::-1]
-        assert len({here for here, _ in aio.run(_flows(ex))}) == 2, "large variables did not take the bulk connection"
+        # each way on its own: the --out answer's size moves it; then the --in payload's
+        opts = core.CellOptions(site="sg", outputs=["back"])
+        outcome = split.execute("back = bytes(range(256)) * (3 << 12)", opts, namespace, lambda e: None)
+        assert outcome.state == "succeeded" and namespace["back"] == namespace["big"]
+        assert len({here for here, _ in aio.run(_flows(ex))}) == 2, "a large --out did not take the bulk connection"
+        aio.run(_close_bulk(ex))
+        opts = core.CellOptions(site="sg", inputs=["big"], outputs=["size"])
+        outcome = split.execute("size = len(big)", opts, namespace, lambda e: None)
+        assert outcome.state == "succeeded" and namespace["size"] == len(namespace["big"])
+        assert len({here for here, _ in aio.run(_flows(ex))}) == 2, "a large --in did not take the bulk connection"
     finally:
         aio.run(ex.close())
 
@@ -183,6 +189,10 @@ async def _bulk_flow(ex) -> Any:
 
 async def _flows(ex) -> list[tuple[Any, Any]]:
     return flows(ex)  # the site's connections belong to the loop they were made on
+
+
+async def _close_bulk(ex) -> None:
+    await ex.connection.bulk.close()
 
 
 async def _finished(transfers: asyncio.Future) -> Any:
