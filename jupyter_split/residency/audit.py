@@ -14,6 +14,8 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +25,23 @@ from ..config import Config, load_config
 
 DECISIONS = ("allowed", "refused", "declassified")
 DECLASSIFIED_FILE = "declassified.jsonl"
+_DRY_RUN: ContextVar[bool] = ContextVar("jupyter_split_audit_dry_run", default=False)
+
+
+@contextmanager
+def dry_run() -> Iterator[None]:
+    """Within it (this thread or task) the guard decides as ever but `audit` writes nothing and no run is
+    tainted: to ask whether a transfer would be refused without one happening (the sidebar's buttons)."""
+    token = _DRY_RUN.set(True)
+    try:
+        yield
+    finally:
+        _DRY_RUN.reset(token)
+
+
+def dry_running() -> bool:
+    """Whether this is a `dry_run`."""
+    return _DRY_RUN.get()
 
 
 def append_record(path: Path, record: dict[str, Any], sync: bool = True) -> None:
@@ -83,6 +102,8 @@ def audit(config: Config, **fields: Any) -> dict[str, Any]:
     record = who()
     user = fields.pop("user", None)
     record.update(fields, user=user or record["user"])
+    if _DRY_RUN.get():
+        return record  # a question is no attempt: only what happens is audited
     path = config.audit_log_path()
     try:
         append_record(path, record)

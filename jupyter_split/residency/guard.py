@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import SplitError
 from ..config import Config, ConfigError, SiteConfig, load_config
-from .audit import append_record, audit, declassified_path, read_records, who
+from .audit import append_record, audit, declassified_path, dry_running, read_records, who
 from .labels import (
     collect, declassified, jurisdiction_code, label_origins, mark_declassified, nbytes as size_of, variable_origins,
 )
@@ -254,7 +254,8 @@ def check_copy(
     )
     if refusal:
         raise ResidencyError([refusal])
-    taint_run(origins)  # a run that pulls labelled data holds it now
+    if not dry_running():  # a question taints nothing
+        taint_run(origins)  # a run that pulls labelled data holds it now
     return set(origins)
 
 

@@ -45,8 +45,16 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, updated)",
     "CREATE INDEX IF NOT EXISTS runs_by_rev_id ON runs (rev_id)",
 )
-#: `PRAGMA user_version` of an index file with every column and index above; 0 is the first layout.
-_VERSION = 1
+#: A counter every write to `runs` bumps (triggers, so writers of any version count): `RunIndex.version`, which
+#: lets the sidebar's poll tell "nothing changed" with one row read, at any number of runs.
+_COUNTER = (
+    "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY CHECK (id = 0), count INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO changes VALUES (0, 0)",
+    *(f"CREATE TRIGGER IF NOT EXISTS runs_{op.lower()}_counted AFTER {op} ON runs "
+      "BEGIN UPDATE changes SET count = count + 1 WHERE id = 0; END" for op in ("INSERT", "UPDATE", "DELETE")),
+)
+#: `PRAGMA user_version` of an index file with every column, index and trigger above; 0 is the first layout.
+_VERSION = 2
 
 
 class UnknownRun(SplitError, LookupError):
@@ -125,13 +133,21 @@ class RunIndex:
             db.execute(f"INSERT OR REPLACE INTO runs ({cols}) VALUES ({marks})", row)
 
     def update(self, run_id: str, **fields: Any) -> None:
-        """Set `fields` of the run's row and its `updated` time; an unknown run id changes nothing."""
+        """Set `fields` of the run's row and its `updated` time; an unknown run id changes nothing, and
+        neither do `fields` the row already holds (a refresh that found a run as it was is no change)."""
         if "handle" in fields:
             fields["handle"] = json.dumps(fields["handle"])
+        same = " AND ".join(f"{k} IS :{k}" for k in fields)
         fields["updated"] = time.time()
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         with self._db() as db:
-            db.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**fields, "run_id": run_id})
+            db.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id" + (f" AND NOT ({same})" if same else ""),
+                       {**fields, "run_id": run_id})
+
+    def version(self) -> int:
+        """A number that changes whenever a run's row is added, changed or removed, by any process."""
+        with self._db() as db:
+            return db.execute("SELECT count FROM changes WHERE id = 0").fetchone()[0]
 
     def get(self, run_id: str) -> RunRecord:
         """The run whose id is `run_id`, else the one run whose id starts or ends with it (the start of
@@ -229,8 +245,8 @@ def _upgrade(db: sqlite3.Connection) -> None:
         if "rev_id" not in {c["name"] for c in db.execute("PRAGMA table_info(runs)")}:
             db.execute("ALTER TABLE runs ADD COLUMN rev_id TEXT")
         db.execute("UPDATE runs SET rev_id = split_reversed(run_id) WHERE rev_id IS NULL")  # before its index: faster
-        for index in _INDEXES:
-            db.execute(index)
+        for statement in (*_INDEXES, *_COUNTER):
+            db.execute(statement)
         db.execute(f"PRAGMA user_version = {_VERSION}")
 
 

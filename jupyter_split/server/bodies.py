@@ -52,6 +52,32 @@ class Transfer(_Body):
         return check_site_path("the checkpoint path", value)
 
 
+class Declassify(_Body):
+    """Approve the export of `item` (what a refusal names: a location or an item name), with the reason
+    (who approved it, and the approval's reference) and `confirm: true`, which the sidebar sends only
+    after asking."""
+
+    item: str = Field(min_length=1, max_length=4096)
+    reason: str = Field(min_length=1, max_length=2000)
+    confirm: bool
+
+    @field_validator("item", "reason")
+    @classmethod
+    def _one_printable_line(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank: say what, and who approved it with which reference")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("holds a control character (a newline, tab or NUL): write it on one line")
+        return value.strip()
+
+    @field_validator("confirm")
+    @classmethod
+    def _confirmed(cls, value: bool) -> bool:
+        if value is not True:
+            raise ValueError("must be true: a declassification is made only once the user confirmed it")
+        return value
+
+
 def parse(raw: bytes, model: type[M]) -> M:
     """`raw` as `model`, or BodyError naming the field and the problem."""
     if len(raw) > MAX_BODY:

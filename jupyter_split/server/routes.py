@@ -1,20 +1,17 @@
-"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints, W&B,
-accelerators and leases.
+"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints
+(with the guard's dry run), W&B, accelerators and leases; the border's are in `border.py`.
 
 Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
-thread because the core blocks on its own event loop. Every method is
+thread because the core blocks on its own event loop (`base.SplitHandler`). Every method is
 `@tornado.web.authenticated`; `tests/server/test_routes.py` fails if one is not.
 """
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from typing import Any, Callable, TypeVar
+import time
+from typing import Any
 
 import tornado.web
-from pydantic import BaseModel
-from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import core
@@ -22,64 +19,22 @@ from ..accelerators import poll, usage
 from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
-from ..protocol import states_table
+from ..protocol import TERMINAL_STATES, states_table
 from ..core.split import VIEW_RECORDS
 from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
-from . import bodies, transfer, wandb_runs
+from . import bodies, border, transfer, wandb_runs
+from .base import Answers, SplitHandler
 
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
 
 #: the most records one events request answers (a panel asks again from the last one)
 EVENTS_LIMIT = 2000
+#: seconds a probe of the sites answers polls: a poll within them reaches no site
+SITES_FRESH = 10.0
 
-class SplitHandler(APIHandler):
-    """Shared plumbing: blocking core calls off the server's loop, errors as JSON that say what to do."""
-
-    async def call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a blocking core call in a worker thread. A SplitError a user can fix becomes an HTTP error
-        with its class's status and its message; any other error stays a 500."""
-        try:
-            return await asyncio.to_thread(func, *args)
-        except SplitError as exc:
-            answer = http_answer(exc)
-            if answer is None:
-                raise
-            raise tornado.web.HTTPError(answer[0], str(exc), reason=answer[1]) from None
-
-    def int_arg(self, name: str, default: int, low: int = 0) -> int:
-        """The query argument `name` as an int (`default` when absent); 400 where it is not a whole
-        number or is below `low`."""
-        text = self.get_query_argument(name, str(default))
-        try:
-            value = int(text)
-        except ValueError:
-            raise tornado.web.HTTPError(400, f"query argument {name}={text!r} is not a whole number") from None
-        if value < low:
-            raise tornado.web.HTTPError(400, f"query argument {name}={value} is below {low}; give {low} or more")
-        return value
-
-    def site_arg(self) -> str | None:
-        """The query argument `site`, or None; 400 where it cannot be a site's name (the config's rule)."""
-        site = self.get_query_argument("site", None)
-        if site is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}", site):
-            raise tornado.web.HTTPError(400, f"query argument site={site[:200]!r} is not a site name: "
-                                             "letters, digits, '_' or '-'")
-        return site
-
-    def send(self, body: dict[str, Any]) -> None:
-        """Finish the request with `body` as JSON; values JSON cannot hold are written as strings."""
-        self.finish(json.dumps(body, default=str))
-
-    def body(self, model: type[M]) -> M:
-        """The request body as `model`; anything else is a 400 that names the field and why."""
-        try:
-            return bodies.parse(self.request.body or b"", model)
-        except bodies.BodyError as exc:
-            raise tornado.web.HTTPError(400, str(exc), reason="invalid request body") from None
-
+_RUN_PAGES = Answers()  # by (index, site, limit): the last runs answer and the index version it was built at
+_SITES = Answers(size=8)  # by core: the last sites answer and when its probe began
 
 def _run_row(record: Any) -> dict[str, Any]:
     row = record.to_dict()
@@ -101,12 +56,11 @@ class SitesHandler(SplitHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        """Answers {experiment, sites, source}: the rows of `Split.sites`, passwords in storage URLs masked."""
+        """Answers {experiment, sites, source}: the rows of `Split.sites`, passwords in storage URLs masked.
+        The sites are probed at most once every `SITES_FRESH` seconds; a poll in between gets that probe's
+        answer (a 304 where its ETag matches)."""
         split = await self.call(core.get_split)
-        sites = await self.call(split.sites)
-        for row in sites:  # a password in a storage URL is for fsspec, not for the page
-            row["storage"] = row["storage"] and redact(row["storage"])
-        self.send({"experiment": split.config.experiment.model_dump(), "sites": sites, "source": split.config.source})
+        self.send_answer(await self.call(_sites_answer, split))
 
 
 class RunsHandler(SplitHandler):
@@ -118,8 +72,34 @@ class RunsHandler(SplitHandler):
         site = self.get_query_argument("site", None)
         limit = self.int_arg("limit", 50, low=1)
         split = await self.call(core.get_split)
-        records = await self.call(split.list_runs, site, limit)
-        self.send({"runs": [_run_row(r) for r in records]})
+        self.send_answer(await self.call(_runs_answer, split, site, limit))
+
+
+def _runs_answer(split: Any, site: str | None, limit: int) -> Any:
+    """The runs page, from `_RUN_PAGES` while the index's version is the one it was built at and it
+    held no active run (an active run's log may have grown: `list_runs` reads its tail every time)."""
+    key = (str(split.index.path), site, limit)
+    version = split.index.version()  # read before the rows: a write meanwhile makes the next poll build again
+    kept = _RUN_PAGES.get(key, version)
+    if kept is not None:
+        return kept
+    records = split.list_runs(site, limit)
+    live = any(r.state not in TERMINAL_STATES for r in records)
+    return _RUN_PAGES.put(key, version, {"runs": [_run_row(r) for r in records]}, live=live)
+
+
+def _sites_answer(split: Any) -> Any:
+    """The sites answer, probed again only once the last probe is `SITES_FRESH` seconds old."""
+    key = id(split)  # a new core (the config changed) probes afresh
+    kept = _SITES.latest(key)
+    if kept is not None and time.monotonic() - kept.token < SITES_FRESH:
+        return kept
+    began = time.monotonic()
+    sites = split.sites()
+    for row in sites:  # a password in a storage URL is for fsspec, not for the page
+        row["storage"] = row["storage"] and redact(row["storage"])
+    body = {"experiment": split.config.experiment.model_dump(), "sites": sites, "source": split.config.source}
+    return _SITES.put(key, began, body)
 
 
 class RunEventsHandler(SplitHandler):
@@ -179,25 +159,47 @@ class TransferHandler(SplitHandler):
         """
         body = self.body(bodies.Transfer)
         split = await self.call(core.get_split)
-        where = f"{body.site}:{body.name} to site {body.to_site!r}"
         try:
-            # this copy's errors get their own answers below (a refusal is a JSON body, not an error page)
-            report = await asyncio.to_thread(transfer.copy_to_site, split.config, body.site, body.name, body.to_site)
+            report = await _copy_call(transfer.copy_to_site, split.config, body, "copy")
         except ResidencyError as exc:
             self.set_status(403)
             self.send({"ok": False, "refused": str(exc), "message": str(exc)})
             return
-        except ValueError as exc:  # a bad manifest or plan: the source is at fault, not the server
-            raise tornado.web.HTTPError(400, f"copy of {where} not started: {exc}") from None
-        except (SyncError, OSError) as exc:
-            raise tornado.web.HTTPError(502, f"copy of {where} failed: {exc}") from None
-        except SplitError as exc:  # any other error a user can fix: its class's answer (e.g. a site not reachable)
-            answer = http_answer(exc)
-            if answer is None:
-                raise
-            raise tornado.web.HTTPError(answer[0], f"copy of {where} failed: {exc}", reason=answer[1]) from None
         self.send({"ok": True, "message": str(report), "files_sent": report.files_sent, "bytes_sent": report.bytes_sent,
                    "files_skipped": report.files_skipped, "published": report.published})
+
+
+class TransferCheckHandler(SplitHandler):
+    """POST /jupyter-split/checkpoints/check: would the guard let this transfer go? A dry run: nothing
+    moves and nothing is audited."""
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Takes {site, name, to_site} as the transfer does; answers {allowed, reasons, labels}: the guard's
+        decision on the very files the copy would send (`transfer.check_to_site`), each refusal in words.
+        The same 400s as the transfer for an unknown site or a bad source."""
+        body = self.body(bodies.Transfer)
+        split = await self.call(core.get_split)
+        self.send(await _copy_call(transfer.check_to_site, split.config, body, "check of the copy"))
+
+
+async def _copy_call(func: Any, config: Any, body: bodies.Transfer, what: str) -> Any:
+    """`func(config, site, name, to_site)` in a worker thread, its errors as the answers a copy gives: a bad
+    source a 400, a copy that fails on the way a 502 (a refusal is left to the caller: it is JSON, not an error)."""
+    where = f"{what} of {body.site}:{body.name} to site {body.to_site!r}"
+    try:
+        return await asyncio.to_thread(func, config, body.site, body.name, body.to_site)
+    except ResidencyError:
+        raise
+    except ValueError as exc:  # a bad manifest or plan: the source is at fault, not the server
+        raise tornado.web.HTTPError(400, f"{where} not started: {exc}") from None
+    except (SyncError, OSError) as exc:
+        raise tornado.web.HTTPError(502, f"{where} failed: {exc}") from None
+    except SplitError as exc:  # any other error a user can fix: its class's answer (e.g. a site not reachable)
+        answer = http_answer(exc)
+        if answer is None:
+            raise
+        raise tornado.web.HTTPError(answer[0], f"{where} failed: {exc}", reason=answer[1]) from None
 
 
 class WandbHandler(SplitHandler):
@@ -241,9 +243,11 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     (f"runs/{RUN_ID}/cancel", CancelHandler),
     ("checkpoints", CheckpointsHandler),
     ("checkpoints/transfer", TransferHandler),
+    ("checkpoints/check", TransferCheckHandler),
     ("wandb", WandbHandler),
     ("accelerators", AcceleratorsHandler),
     ("lease", LeaseHandler),
+    *border.HANDLERS,
 ]
 
 
