@@ -50,9 +50,8 @@ class BorderHandler(SplitHandler):
         if since is not None and len(since) > 40:
             raise tornado.web.HTTPError(400, "query argument since is too long for a date: write e.g. 2026-11-28")
         filters = (decision, kind, self.site_arg(), since, self.int_arg("limit", 50, low=1, high=ENTRIES_MAX))
-        split = await self.call(core.get_split)
         try:
-            answer = await self.call(border_answer, split.config, *filters)
+            answer = await self.call(border_answer, None, *filters)
         except ValueError as exc:  # a `since` that is no date; the message shows how to write one
             raise tornado.web.HTTPError(400, f"query argument {exc}") from None
         self.send_answer(answer)
@@ -79,9 +78,11 @@ def _declassify(item: str, reason: str, config: Config) -> dict[str, Any]:
     return policy.declassify(item, reason, config=config)
 
 
-def border_answer(config: Config, decision: str | None, kind: str | None, site: str | None, since: str | None,
+def border_answer(config: Config | None, decision: str | None, kind: str | None, site: str | None, since: str | None,
                   limit: int) -> Any:
-    """The border answer for these filters, read again only where the audit log changed."""
+    """The border answer for these filters (`config`: the core's, by default), read again only where the
+    audit log changed."""
+    config = config or core.get_split().config
     path = config.audit_log_path()
     try:
         st = path.stat()

@@ -59,8 +59,7 @@ class SitesHandler(SplitHandler):
         """Answers {experiment, sites, source}: the rows of `Split.sites`, passwords in storage URLs masked.
         The sites are probed at most once every `SITES_FRESH` seconds; a poll in between gets that probe's
         answer (a 304 where its ETag matches)."""
-        split = await self.call(core.get_split)
-        self.send_answer(await self.call(_sites_answer, split))
+        self.send_answer(await self.call(_sites_answer))
 
 
 class RunsHandler(SplitHandler):
@@ -71,13 +70,13 @@ class RunsHandler(SplitHandler):
         """Answers {runs}: rows of `Split.list_runs` without the executor handles; 400 for a bad `limit`."""
         site = self.get_query_argument("site", None)
         limit = self.int_arg("limit", 50, low=1)
-        split = await self.call(core.get_split)
-        self.send_answer(await self.call(_runs_answer, split, site, limit))
+        self.send_answer(await self.call(_runs_answer, site, limit))
 
 
-def _runs_answer(split: Any, site: str | None, limit: int) -> Any:
+def _runs_answer(site: str | None, limit: int) -> Any:
     """The runs page, from `_RUN_PAGES` while the index's version is the one it was built at and it
     held no active run (an active run's log may have grown: `list_runs` reads its tail every time)."""
+    split = core.get_split()  # in the same worker thread: an unchanged poll is one hop off the loop
     key = (str(split.index.path), site, limit)
     version = split.index.version()  # read before the rows: a write meanwhile makes the next poll build again
     kept = _RUN_PAGES.get(key, version)
@@ -88,8 +87,9 @@ def _runs_answer(split: Any, site: str | None, limit: int) -> Any:
     return _RUN_PAGES.put(key, version, {"runs": [_run_row(r) for r in records]}, live=live)
 
 
-def _sites_answer(split: Any) -> Any:
+def _sites_answer() -> Any:
     """The sites answer, probed again only once the last probe is `SITES_FRESH` seconds old."""
+    split = core.get_split()
     key = id(split)  # a new core (the config changed) probes afresh
     kept = _SITES.latest(key)
     if kept is not None and time.monotonic() - kept.token < SITES_FRESH:
