@@ -9,6 +9,7 @@ gives the number back to whoever tries them all), and URLs with their passwords 
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
 import tornado.web
@@ -27,7 +28,7 @@ ENTRY_FIELDS = ("time", "ts", "user", "kind", "item", "src", "dest", "bytes", "f
                 "to_site", "to_jurisdiction", "labels", "decision", "reason", "run_id")
 FINDING_FIELDS = ("file", "kind", "where", "offset", "masked")
 
-_ANSWERS = Answers()  # by (config, filters): the last answer and the audit log's stat it was built at
+_ANSWERS = Answers()  # by filters: the last answer, its config and the audit log's stat it was built at
 
 
 class BorderHandler(SplitHandler):
@@ -89,7 +90,8 @@ def border_answer(config: Config | None, decision: str | None, kind: str | None,
         token: tuple[Any, ...] = (st.st_ino, st.st_size, st.st_mtime_ns)
     except FileNotFoundError:
         token = ()
-    key = (id(config), decision, kind, site, since, limit)
+    key = (decision, kind, site, since, limit)
+    token = (weakref.ref(config), *token)  # equal while a config of the same fields is alive
     kept = _ANSWERS.get(key, token)
     if kept is not None:
         return kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
 
 import tornado.web
@@ -34,7 +35,7 @@ EVENTS_LIMIT = 2000
 SITES_FRESH = 10.0
 
 _RUN_PAGES = Answers()  # by (index, site, limit): the last runs answer and the index version it was built at
-_SITES = Answers(size=8)  # by core: the last sites answer and when its probe began
+_SITES = Answers(size=1)  # the last sites answer, the core it was probed by and when
 
 def _run_row(record: Any) -> dict[str, Any]:
     row = record.to_dict()
@@ -90,16 +91,16 @@ def _runs_answer(site: str | None, limit: int) -> Any:
 def _sites_answer() -> Any:
     """The sites answer, probed again only once the last probe is `SITES_FRESH` seconds old."""
     split = core.get_split()
-    key = id(split)  # a new core (the config changed) probes afresh
-    kept = _SITES.latest(key)
-    if kept is not None and time.monotonic() - kept.token < SITES_FRESH:
+    kept = _SITES.latest("sites")
+    # a new core (the config changed) probes afresh; a weak reference, as an id may be reused
+    if kept is not None and kept.token[0]() is split and time.monotonic() - kept.token[1] < SITES_FRESH:
         return kept
     began = time.monotonic()
     sites = split.sites()
     for row in sites:  # a password in a storage URL is for fsspec, not for the page
         row["storage"] = row["storage"] and redact(row["storage"])
     body = {"experiment": split.config.experiment.model_dump(), "sites": sites, "source": split.config.source}
-    return _SITES.put(key, began, body)
+    return _SITES.put("sites", (weakref.ref(split), began), body)
 
 
 class RunEventsHandler(SplitHandler):

@@ -15,6 +15,7 @@ from jupyter_split import core, policy
 from jupyter_split.core.outcome import CellOptions
 from jupyter_split.runs.index import RunIndex, RunRecord
 from jupyter_split.server import routes
+from tests.fixtures.core import write_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -128,3 +129,13 @@ def test_the_index_version_moves_with_every_write_and_only_then(tmp_path: Path) 
     other.prune(time.time() + 1)
     seen.append(index.version())
     assert len(set(seen)) == 4 and index.list() == []
+
+
+async def test_a_new_config_is_probed_at_once(jp_fetch, split_home: Path) -> None:
+    first, before = await _poll(jp_fetch, "sites"), await _poll(jp_fetch, "border")
+    write_config(split_home, '[experiment]\nname = "renamed"\nhome = "home"\ndefault_remote = "home"\n'
+                             '[sites.home]\njurisdiction = "CN"\n')
+    changed = await _poll(jp_fetch, "sites", first.headers["Etag"])
+    assert changed.code == 200 and json.loads(changed.body)["experiment"]["name"] == "renamed"
+    border = await _poll(jp_fetch, "border", before.headers["Etag"])
+    assert border.code == 200 and [s["name"] for s in json.loads(border.body)["policy"]["sites"]] == ["home"]
