@@ -13,7 +13,7 @@ from typing import Any
 
 import fsspec
 
-from ..residency.border import Pin, PinError, PinnedReader
+from ..residency.pins import Pin, PinError, PinnedReader
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
@@ -83,6 +83,8 @@ class Location:
         """After a dropped link, a new connection to an SFTP server (and a new kept process);
         True when one was made. The engine calls it before it retries."""
         with self._lock:
+            if self._streams is not None:
+                self._streams.prune()  # connections of our own that died, even with this one alive
             if not self.sftp or not _dead_ssh(self.fs):
                 return False
             type(self.fs)._cache.pop(self.fs._fs_token, None)  # fsspec would hand back the dead instance

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..errors import SplitError
-from ..residency.border import Pin
+from ..residency.pins import Pin
 from .fsutil import Location, hash_many, list_tree
 from .manifest import Manifest, check_paths, read_manifest
-from .width import RANGED_MIN_CHUNKS, in_flight
+from .width import RANGED_MIN, RANGED_SLACK
 
 PART_SUFFIX = ".part"
 # Files this big are written as `<name>.part` and renamed when whole, so a killed copy
@@ -139,10 +139,10 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
             dest_hash.append((item, dest.path(rel)))
         elif not dest.object_store and size >= RESUMABLE_MIN:
             part = staged.get(rel + PART_SUFFIX, 0)
-            if dest.sftp and size >= RANGED_MIN_CHUNKS * chunk:
-                # written in ranges over several connections: a killed copy's part may have holes
-                # in its last chunks (those still in flight), never before them
-                part = max(0, part - in_flight(chunk) * chunk)
+            if dest.sftp and size >= RANGED_MIN:
+                # written in pieces over several connections: a killed copy's part may have holes
+                # in its last pieces (those in flight), never before them
+                part = max(0, part - RANGED_SLACK)
             item.resume_from = part if 0 < part < size else 0
         if item.action is not Action.SEND and item.sha256 is None:
             src_hash.append(item)

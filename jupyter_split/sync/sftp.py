@@ -38,7 +38,8 @@ class SftpStreams:
         self._starting: list[concurrent.futures.Future] = []
         self._refused = False
         self._lock = threading.Lock()
-        self.in_flight = 0  # chunks on their way on this connection (`width.Connections.turns` guards it)
+        self.broken = False  # a write or a session start found the connection gone
+        self.in_flight = 0  # pieces on their way on this connection (`width.Connections.turns` guards it)
 
     def open(self, path: str, offset: int = 0) -> "SftpWriter | None":
         """A writer for `path` from `offset` (0: a new file) on the least busy session, a new
@@ -49,8 +50,10 @@ class SftpStreams:
             return None
         try:
             handle = sync(self._fs.loop, _open, self._fs, session, path, "r+b" if offset else "wb")
-        except BaseException:
+        except BaseException as exc:
             self._release(session)
+            if isinstance(exc, ConnectionError):
+                self.broken = True
             raise
         return SftpWriter(self, session, handle, offset, path)
 
@@ -103,7 +106,12 @@ class SftpStreams:
             try:
                 self._users[starting.result()] = 0
             except asyncssh.ChannelOpenError:
-                self._refused = True
+                if self.closed:  # not the server's limit: the link dropped
+                    self.broken = True
+                else:
+                    self._refused = True
+            except (OSError, asyncssh.Error):
+                self.broken = True  # the connection is unusable: the pool opens another
 
     @property
     def busy(self) -> int:
@@ -115,7 +123,7 @@ class SftpStreams:
     def closed(self) -> bool:
         """Whether the connection is gone (a dropped link): its sessions are dead."""
         is_closed = getattr(getattr(self._fs, "client", None), "is_closed", None)
-        return bool(is_closed and is_closed())
+        return self.broken or bool(is_closed and is_closed())
 
     def _release(self, session: Any) -> None:
         with self._lock:

@@ -208,7 +208,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
 def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:
     writer = dest.streams.open(target, offset) if dest.streams is not None else None
     if writer is not None:
-        writer = width.RangedWriter(dest.streams, target, offset, writer, chunk)  # over several connections
+        writer = width.RangedWriter(dest.streams, target, offset, writer)  # over several connections
     if writer is None:
         mode = "ab" if offset else "wb"
         writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)

@@ -3,9 +3,8 @@
 A long, lossy link gives each TCP flow only a share (losses halve a flow's window; a
 border link may hold one flow to a few MB/s however wide it is), and every SFTP session
 of one SSH connection rides that one flow. So big files are written over several SSH
-connections (each with its own sessions): files spread over them, and a file of
-RANGED_MIN_CHUNKS chunks or more is written in chunks dealt across connections, each to
-its offset, while the source is still read once, in order, and hashed on the way.
+connections (each with its own sessions), every file in pieces dealt across them, each
+to its offset, while the source is still read once, in order, and hashed on the way.
 
 The width adapts: it starts at START connections and grows by one while the last step
 raised the throughput by more than GROWTH, up to the cap (`[sync] max_connections`); a
@@ -26,21 +25,18 @@ MAX_CONNECTIONS = 8   # the default cap; `[sync] max_connections` sets it
 STEP = 1.0            # seconds of sending between two decisions on the width
 GROWTH = 1.10         # a step must beat the last by this factor for the width to grow
 STALL = 0.5           # a step under this share of the last is a stall: back off
-# Chunks in flight for one file over all its connections (at most RANGED_IN_FLIGHT_BYTES):
-# a killed copy's `.part` may have holes in its last in-flight chunks only. A file of
-# RANGED_MIN_CHUNKS chunks or more resumes that far back (plan.py); a smaller part is
-# trusted by its size, and a hole there fails the file's sha256, which sends it again.
-RANGED_MIN_CHUNKS = 8
-RANGED_IN_FLIGHT = 8
-RANGED_IN_FLIGHT_BYTES = 64 << 20
-# Chunks in flight on one connection, over every file: two keep its sessions' windows full
-# between chunks; more would queue bytes on one flow while others idle or open
-CONNECTION_PENDING = 2
-
-
-def in_flight(chunk: int) -> int:
-    """Chunks one file may have in flight: RANGED_IN_FLIGHT, fewer for big chunks, at least 2."""
-    return max(2, min(RANGED_IN_FLIGHT, RANGED_IN_FLIGHT_BYTES // max(1, chunk)))
+# A chunk goes out in pieces of PIECE bytes, each to the lane (connection) with the fewest in
+# flight: pieces, not whole chunks, so a few big files still spread over every flow, and a
+# connection never queues more than CONNECTION_PENDING pieces (more would sit on one flow
+# while others idle or open). A file has at most FILE_PENDING pieces in flight, so a killed
+# copy's `.part` may have holes in its last RANGED_SLACK bytes only: a part of a file of
+# RANGED_MIN bytes or more resumes that far back (plan.py); a smaller part is trusted by its
+# size, and a hole there fails the file's sha256, which sends it again whole.
+PIECE = 1 << 20
+CONNECTION_PENDING = 4
+FILE_PENDING = 32
+RANGED_SLACK = FILE_PENDING * PIECE
+RANGED_MIN = 4 * RANGED_SLACK
 
 
 class Width:
@@ -105,8 +101,10 @@ class Connections:
         streams = self._least_busy(avoid)
         return streams.open(path, offset) if streams is not None else None
 
-    def ended(self, streams: SftpStreams) -> None:
-        """A chunk on `streams` ended (written or failed): its room goes to a waiting writer."""
+    def ended(self, streams: SftpStreams, done: concurrent.futures.Future) -> None:
+        """A piece on `streams` ended (written or failed): its room goes to a waiting writer."""
+        if isinstance(done.exception(), ConnectionError):
+            streams.broken = True  # the link dropped: no new file or piece goes there
         with self.turns:
             streams.in_flight -= 1
             self.turns.notify_all()
@@ -134,6 +132,19 @@ class Connections:
         for streams in dead:
             streams.close()
         self.width.back_off()
+
+    def prune(self) -> None:
+        """Forget the connections of our own found dead, and the sessions of the location's own
+        if they are (it is replaced by `revive` when the connection itself is)."""
+        with self._lock:
+            self._harvest()
+            dead = [s for s in self._streams[1:] if s.closed]
+            self._streams = [s for s in self._streams if s not in dead]
+            if self._streams and self._streams[0].broken:
+                dead.append(self._streams[0])
+                self._streams[0] = SftpStreams(self._streams[0]._fs)
+        for streams in dead:
+            streams.close()
 
     def close(self) -> None:
         """Close every connection this pool made, and the sessions on the location's own."""
@@ -182,16 +193,15 @@ class Connections:
 class RangedWriter:
     """A file written in chunks dealt across connections, each chunk to its offset.
 
-    The chunks come in file order (the source is read once, in order, and hashed); each goes
-    to the lane (a writer on its own connection) with the fewest in flight, at most
-    `in_flight(chunk)` for the file in all, and a lane joins whenever another connection is
-    open, up to the width: a file does not stay on the connection it was opened on while
-    others open. `acked`: the end of the bytes the server confirmed, every byte
+    The chunks come in file order (the source is read once, in order, and hashed); each piece
+    goes to the lane (a writer on its own connection) whose connection has the fewest in
+    flight, and a lane joins whenever another connection is open, up to the width: a file
+    does not stay on the connection it was opened on while others open. `acked`: the end of the bytes the server confirmed, every byte
     before it included, so a resend after a dropped link starts there.
     """
 
-    def __init__(self, pool: Connections, path: str, offset: int, first: SftpWriter, chunk: int):
-        self._pool, self._path, self._most = pool, path, in_flight(chunk)
+    def __init__(self, pool: Connections, path: str, offset: int, first: SftpWriter):
+        self._pool, self._path = pool, path
         self._lanes: list[SftpWriter] = [first]
         self._flight: list[tuple[concurrent.futures.Future, int, int, SftpWriter]] = []  # (write, start, end, lane)
         self._offset = self._acked = offset
@@ -208,23 +218,31 @@ class RangedWriter:
         return acked
 
     def write(self, data: bytes) -> None:
-        """Send `data` to the next offset on the lane whose connection has the fewest chunks in
-        flight; waits while every lane's connection has CONNECTION_PENDING, or the file
-        `in_flight(chunk)`. A failure of an earlier chunk is raised here."""
+        """Send `data` from the next offset, a PIECE at a time, each on the lane whose connection
+        has the fewest in flight; waits while every lane's connection has CONNECTION_PENDING, or
+        the file FILE_PENDING. Do not change `data` meanwhile. An earlier failure is raised here."""
+        if len(data) <= PIECE:
+            self._send(data)
+            return
+        view = memoryview(data)  # pieces without copies
+        for start in range(0, len(view), PIECE):
+            self._send(view[start:start + PIECE])
+
+    def _send(self, piece: bytes | memoryview) -> None:
         pool = self._pool
         while True:
             self._add_lane()
             with pool.turns:
                 self._reap()
                 lane = min(self._lanes, key=lambda w: w.streams.in_flight)
-                if lane.streams.in_flight < CONNECTION_PENDING and len(self._flight) < self._most:
+                if lane.streams.in_flight < CONNECTION_PENDING and len(self._flight) < FILE_PENDING:
                     lane.streams.in_flight += 1
                     break
-                pool.turns.wait(0.25)  # a chunk ends, or another connection may have opened
-        future = lane.write_at(data, self._offset)
-        future.add_done_callback(lambda _: pool.ended(lane.streams))
-        self._flight.append((future, self._offset, self._offset + len(data), lane))
-        self._offset += len(data)
+                pool.turns.wait(0.25)  # a piece ends, or another connection may have opened
+        future = lane.write_at(piece, self._offset)
+        future.add_done_callback(lambda done: pool.ended(lane.streams, done))
+        self._flight.append((future, self._offset, self._offset + len(piece), lane))
+        self._offset += len(piece)
 
     def _reap(self) -> None:
         # the chunks done from the front on; the first failure is raised

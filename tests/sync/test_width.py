@@ -138,7 +138,7 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, linked, monke
     assert part.exists(), "the big file never started"
     linked.link.cut()
     copy.join(40)
-    assert not copy.is_alive() and "report" in done, done
+    assert not copy.is_alive() and "report" in done, str(done.get("error"))
     _published(dest, hashes)
     resumed = [at for rel, at in starts if rel == "model.bin"]
-    assert len(resumed) >= 2 and resumed[-1] >= 4 << 20  # not sent again from its start
+    assert len(resumed) >= 2 and resumed[-1] >= 2 << 20  # resumed where the server confirmed it, not from 0
