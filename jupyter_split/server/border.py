@@ -54,7 +54,7 @@ class BorderHandler(SplitHandler):
         try:
             answer = await self.call(border_answer, None, *filters)
         except ValueError as exc:  # a `since` that is no date; the message shows how to write one
-            raise tornado.web.HTTPError(400, f"query argument {exc}") from None
+            raise tornado.web.HTTPError(400, f"query argument {str(exc).removeprefix('--')}") from None
         self.send_answer(answer)
 
 
