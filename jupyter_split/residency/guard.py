@@ -22,7 +22,8 @@ from .labels import (
 )
 from .locations import (compile_glob, compile_globs, covers, first_match, is_local, matching_glob, os_path_readings,
                         readings, redact, site_for_url)
-from .border import Source, judge
+from .border import judge
+from .pins import Source
 from .fingerprints import resident_index
 from .produced import produced_index
 from .taint import describe_state, local_site, run_label_origins, taint_run

@@ -19,7 +19,7 @@ from ..bounds import check_options
 from ..config import Config, load_config
 from ..names import check_location
 from . import s3parts, sftp
-from ..residency.border import Source, SourceFile
+from ..residency.pins import Source, SourceFile
 from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
 from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
                        manifest_path, publish)
