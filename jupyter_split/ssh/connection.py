@@ -13,13 +13,14 @@ link full; writes are atomic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import posixpath
 import secrets
 import shlex
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncssh
 
@@ -216,7 +217,7 @@ class SiteConnection:
         link = self._link(size is not None and size > BULK_BYTES)
         sftp = await link.sftp()
         try:
-            async with sftp.open(path, "rb") as f:
+            async with _reading(sftp, path) as f:
                 if offset < 0 or size is None:
                     # asyncssh asks for the size of a read to the end anyway: asked here, it also picks the path
                     end = (await f.stat()).size or 0
@@ -225,7 +226,7 @@ class SiteConnection:
                 if size <= BULK_BYTES or link is self.bulk:
                     return await f.read(size, offset)
             link = self.bulk
-            async with (await link.sftp()).open(path, "rb") as f:
+            async with _reading(await link.sftp(), path) as f:
                 return await f.read(size, offset)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
@@ -236,7 +237,7 @@ class SiteConnection:
         """Read a file that reports size 0 (/proc): one request of `limit` bytes, no extra process."""
         sftp = await self.sftp()
         try:
-            async with sftp.open(path, "rb") as f:
+            async with _reading(sftp, path) as f:
                 return await f.read(limit)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
@@ -331,6 +332,29 @@ try:
 finally:
     os.unlink(path)
 """
+
+@contextlib.asynccontextmanager
+async def _reading(sftp: asyncssh.SFTPClient, path: str) -> AsyncIterator[asyncssh.SFTPClientFile]:
+    """`path` open for reading. It is closed in the background: the reader has its bytes, and waiting
+    for the server's word on closing a handle only read from costs a round trip (150 ms on a far
+    link) on every poll of a log and every check that a runner lives."""
+    f = await sftp.open(path, "rb")
+    try:
+        yield f
+    finally:
+        task = asyncio.ensure_future(f.close())
+        _CLOSING.add(task)
+        task.add_done_callback(_closed)
+
+
+_CLOSING: set[asyncio.Future] = set()  # closes under way: the loop keeps only a weak reference to a task
+
+
+def _closed(task: asyncio.Future) -> None:
+    _CLOSING.discard(task)
+    if not task.cancelled():
+        task.exception()  # a close on a connection that dropped meanwhile fails, and that is fine
+
 
 _LOST = (asyncssh.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
 
