@@ -133,7 +133,7 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, linked, monke
     copy.start()
     part = dest / STAGING_NAME / "files" / "model.bin.part"
     deadline = time.monotonic() + 20
-    while not (part.exists() and part.stat().st_size > 6 << 20) and time.monotonic() < deadline:
+    while not (part.exists() and part.stat().st_size > 12 << 20) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert part.exists(), "the big file never started"
     linked.link.cut()
@@ -141,4 +141,4 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, linked, monke
     assert not copy.is_alive() and "report" in done, str(done.get("error"))
     _published(dest, hashes)
     resumed = [at for rel, at in starts if rel == "model.bin"]
-    assert len(resumed) >= 2 and resumed[-1] >= 2 << 20  # resumed where the server confirmed it, not from 0
+    assert len(resumed) >= 2 and resumed[-1] >= 1 << 20  # resumed where the server confirmed it, not from 0
