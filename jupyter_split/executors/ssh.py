@@ -22,7 +22,7 @@ import asyncssh
 
 from ..ssh import bootstrap
 from ..config import Config, SiteConfig
-from ..ssh.connection import BULK_BYTES, LinkError, SiteConnection, SshError, connection_for
+from ..ssh.connection import BULK_BYTES, Link, LinkError, SiteConnection, SshError, connection_for
 from .. import protocol
 from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
@@ -47,10 +47,13 @@ child.stdin.close()
 
 
 @contextmanager
-def _link() -> Iterator[None]:
+def _link(link: Link) -> Iterator[None]:
     try:
         yield
-    except (asyncssh.Error, BrokenPipeError) as exc:
+    except (asyncssh.Error, OSError) as exc:
+        link.failing()  # a reconnect asked for after this must not keep the connection
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            raise
         raise ConnectionResetError(f"the SSH link dropped: {exc}") from None
 
 
@@ -65,7 +68,7 @@ class _Channel:
     """
 
     def __init__(self, conn: SiteConnection, path: str):
-        self._conn, self._path = conn, path
+        self._conn, self._path, self._on = conn, path, conn.interactive
         self._reader: asyncssh.SSHReader[bytes] | None = None
         self._writer: asyncssh.SSHWriter[bytes] | None = None
         self._pending: list[bytes | memoryview] = []
@@ -81,7 +84,8 @@ class _Channel:
             self._get = bytes(first)
         window = _GET_WINDOW if self._get else None
         self._reader, self._writer = await self._conn.open_unix(self._path, bulk=bulk, window=window)
-        with _link():
+        self._on = self._conn.bulk if bulk else self._conn.interactive
+        with _link(self._on):
             self._writer.writelines(self._pending)
         self._pending = []
 
@@ -95,38 +99,39 @@ class _Channel:
             return line
         self._writer.close()
         self._reader, self._writer = await self._conn.open_unix(self._path, bulk=True)
+        self._on = self._conn.bulk
         self._writer.write(request)
         return await self._reader.readline()
 
     async def readline(self) -> bytes:
         await self._open()
         assert self._reader is not None
-        with _link():
+        with _link(self._on):
             return await (self._answer() if self._get else self._reader.readline())
 
     async def readexactly(self, n: int) -> bytes:
         await self._open()
         assert self._reader is not None
-        with _link():
+        with _link(self._on):
             return await self._reader.readexactly(n)
 
     async def read(self, n: int = -1) -> bytes:
         await self._open()
         assert self._reader is not None
-        with _link():
+        with _link(self._on):
             return await self._reader.read(n)
 
     def write(self, data: bytes) -> None:
         if self._writer is None:
             self._pending.append(data)  # sent once the first drain or read has chosen the connection
             return
-        with _link():
+        with _link(self._on):
             self._writer.write(data)
 
     async def drain(self) -> None:
         await self._open()
         assert self._writer is not None
-        with _link():
+        with _link(self._on):
             await self._writer.drain()
 
     def close(self) -> None:
@@ -236,6 +241,7 @@ class SshExecutor(Executor):
         except FileNotFoundError:
             return False
         except asyncio.TimeoutError:
+            self.connection.interactive.failing()  # silent: a reconnect must not keep this connection
             raise LinkError(f"site {self.site.name!r}: no answer within {self.site.connect_timeout * 2:g} s") from None
         return any(marker in cmdline for marker in RUNNER_MARKERS)
 
@@ -285,7 +291,7 @@ class SshExecutor(Executor):
         # A few quick tries: the caller (following a run) keeps its own, longer backoff. After a cut,
         # the check that the runner lives has already connected again: a second login would only
         # keep the output waiting longer (several round trips on a far link).
-        await self.connection.reconnect(attempts=3, unless_newer=self.site.keepalive_interval)
+        await self.connection.reconnect(attempts=3, keep_fresh=True)
 
     async def close(self) -> None:
         """Close the site's shared connections for this event loop; the next call connects again."""

@@ -57,16 +57,21 @@ class Link:
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
-        self.opened = 0.0  # the loop's clock when the current connection was made
+        self.opened = self.failed = 0.0  # the loop's clock when the connection was made; when one last failed
 
     @property
     def connected(self) -> bool:
         """Whether the connection is open now (no reconnect is tried)."""
         return self.conn is not None and not self.conn.is_closed()
 
-    def fresh(self, seconds: float) -> bool:
-        """Whether the connection is open and was made less than `seconds` ago."""
-        return self.connected and asyncio.get_running_loop().time() - self.opened < seconds
+    @property
+    def fresh(self) -> bool:
+        """Whether the connection is open and was made since the last failure seen on this link."""
+        return self.connected and self.opened > self.failed
+
+    def failing(self) -> None:
+        """A use of the connection failed (dropped, or no answer): it is not to be trusted any more."""
+        self.failed = asyncio.get_running_loop().time()
 
     async def connection(self) -> asyncssh.SSHClientConnection:
         """The open connection; connects (host key checked) if there is none."""
@@ -91,6 +96,7 @@ class Link:
     def lost(self) -> None:
         """The SFTP session failed: the next use starts another (on a new connection if this one died)."""
         self._sftp = None
+        self.failing()
 
     def drop(self) -> None:
         """Abort the connection at once; the next use connects again."""
@@ -140,13 +146,14 @@ class SiteConnection:
         return await self._link(bulk).connection()
 
     async def reconnect(self, attempts: int = 8, first_delay: float = 0.25, max_delay: float = 10.0,
-                        bulk: bool = False, unless_newer: float = 0.0) -> None:
+                        bulk: bool = False, keep_fresh: bool = False) -> None:
         """Drop the interactive (or bulk) connection and connect again, doubling the wait after each
-        failure; one made less than `unless_newer` seconds ago is kept (it is what a reconnect gives).
+        failure; with `keep_fresh`, one made since the last failure seen on it is kept (it is what a
+        reconnect would give).
         The other connection is left alone: a transfer on it goes on if it still can, and one that
         dropped connects again on its next use."""
         link, delay = self._link(bulk), first_delay
-        if link.fresh(unless_newer):
+        if keep_fresh and link.fresh:
             return
         link.drop()
         for attempt in range(attempts):
@@ -188,6 +195,7 @@ class SiteConnection:
         except asyncssh.TimeoutError:
             raise SshError(f"site {self.site.name!r}: `{shlex.join(argv[:3])} ...` took over {timeout:g} s") from None
         except (asyncssh.ChannelOpenError, asyncssh.DisconnectError, OSError) as exc:
+            self.interactive.failing()
             raise LinkError(f"site {self.site.name!r}: the connection failed while running {argv[0]!r}: {exc}") from None
         return Completed(done.exit_status if done.exit_status is not None else -1,
                          done.stdout or b"", done.stderr or b"")
@@ -314,6 +322,7 @@ class SiteConnection:
                 f"site {self.site.name!r}: cannot reach the runner socket {path}: {exc.reason}. The runner may "
                 "have exited (see its events), or the site's sshd forbids AllowStreamLocalForwarding.") from None
         except (asyncssh.DisconnectError, OSError) as exc:
+            self._link(bulk).failing()
             raise LinkError(f"site {self.site.name!r}: the connection failed opening {path}: {exc}") from None
 
 

@@ -175,6 +175,13 @@ def test_transfers_above_the_threshold_take_a_second_connection(sshd, tmp_path):
         assert conn.bulk.conn is not bulk and conn.interactive.conn is interactive
         await conn.reconnect(first_delay=0.05)
         assert conn.interactive.conn is not interactive and conn.bulk.connected, "a reconnect ended a healthy transfer path"
+        # after a failure, a connection made since is what a reconnect would give; one made before is not kept
+        conn.interactive.failing()
+        await conn.reconnect(first_delay=0.05, keep_fresh=True)
+        made_after = conn.interactive.conn
+        assert made_after is not None and made_after is not interactive
+        await conn.reconnect(first_delay=0.05, keep_fresh=True)
+        assert conn.interactive.conn is made_after
         await conn.close()
         assert not conn.connected and not conn.bulk.connected
     run(go())
