@@ -47,6 +47,7 @@ class Width:
         self.target = min(start, self.cap)
         self.history: list[tuple[int, float]] = []  # (width, MB/s) of every step, for reports and tests
         self._step, self._bytes, self._since, self._last = step, 0, time.monotonic(), None
+        self.live: Callable[[], int] = lambda: self.target  # connections open now (the pool sets it)
         self._lock = threading.Lock()
 
     def sent(self, n: int) -> None:
@@ -58,6 +59,8 @@ class Width:
                 return
             rate = self._bytes / (now - self._since)
             self._bytes, self._since = 0, now
+            if self.live() < self.target:
+                return  # the last growth is still connecting: judge it once it carries bytes
             self.history.append((self.target, rate / 1e6))
             if self._last is None:
                 # the first step fills the sockets' buffers, faster than the link: grow, measure from the next
@@ -92,7 +95,9 @@ class Connections:
         self._opening: list[concurrent.futures.Future] = []
         self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=2)
         self._lock = threading.Lock()
-        self.turns = threading.Condition()  # a chunk ended: a writer waiting for room may go
+        self.turns = threading.Condition()  # a piece ended: a writer waiting for room may go
+        # no lock: the width asks while it holds its own, and a harvest calls the width under ours
+        width.live = lambda: sum(1 for s in list(self._streams) if not s.closed)
         self.opened = 1  # connections made over the copy, reconnections included
 
     def open(self, path: str, offset: int = 0, avoid: tuple[SftpStreams, ...] = ()) -> SftpWriter | None:
