@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from jupyter_split import sync
-from jupyter_split.config import SyncOptions, load_config
+from jupyter_split.config import ConfigError, SyncOptions, load_config, parse_config
 from jupyter_split.sync import stream, width
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 from jupyter_split.sync.fsutil import resolve
@@ -142,3 +142,11 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, linked, monke
     _published(dest, hashes)
     resumed = [at for rel, at in starts if rel == "model.bin"]
     assert len(resumed) >= 2 and resumed[-1] >= 1 << 20  # resumed where the server confirmed it, not from 0
+
+
+def test_max_connections_out_of_range_is_a_clear_config_error():
+    home = {"home": {"jurisdiction": "DE"}, "abroad": {"jurisdiction": "SG"}}
+    for bad in (0, 65, "many"):
+        with pytest.raises(ConfigError, match=r"sync\.max_connections"):
+            parse_config({"sites": home, "sync": {"max_connections": bad}}, "test")
+    assert parse_config({"sites": home, "sync": {"max_connections": 3}}, "test").sync.max_connections == 3
