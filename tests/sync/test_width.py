@@ -150,3 +150,25 @@ def test_max_connections_out_of_range_is_a_clear_config_error():
         with pytest.raises(ConfigError, match=r"sync\.max_connections"):
             parse_config({"sites": home, "sync": {"max_connections": bad}}, "test")
     assert parse_config({"sites": home, "sync": {"max_connections": 3}}, "test").sync.max_connections == 3
+
+
+def test_the_width_grows_while_throughput_grows_and_halves_on_a_stall(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(width.time, "monotonic", lambda: now[0])
+    w = width.Width(cap=5)
+    live = [2]
+    w.live = lambda: live[0]
+
+    def second(mb: float) -> int:
+        now[0] += 1.0
+        w.sent(int(mb * 1e6))
+        live[0] = w.target  # the connections asked for open before the next second
+        return w.target
+
+    assert w.target == 2
+    assert [second(mb) for mb in (3, 3, 4.5, 6, 6.2)] == [3, 4, 5, 5, 5]  # +1 while it pays, then the cap
+    assert second(2) == 2  # a second under half the one before: a stall
+    live[0] = 1
+    assert second(9) == 2  # not judged while the connections asked for are still opening
+    w.back_off()
+    assert w.target == 1
