@@ -155,9 +155,8 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
     results: list[Any] = []
     batches = _batches(list(enumerate(files)), SCAN_THREADS * 4)
     if len(batches) > 1:
-        with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
-            for done in pool.map(batch, batches):
-                results += done
+        for done in _scan_pool().map(batch, batches):
+            results += done
     else:
         results = batch(list(enumerate(files)))
     for item, result in zip(files, results):
@@ -170,6 +169,18 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
             verdict.findings.append(finding.record(shown))
         for unscannable in result.unscannable:
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
+
+
+_pool: list[ThreadPoolExecutor] = []  # the scan's threads, made once: starting four per copy cost ms
+
+
+def _scan_pool() -> ThreadPoolExecutor:
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="jupyter_split scan"))
+    return _pool[0]
+
+
+os.register_at_fork(after_in_child=_pool.clear)  # a child has none of its parent's threads
 
 
 class MemberPrints:
