@@ -109,9 +109,30 @@ class Manifest:
             raise ManifestError(f"{where}: a file entry lacks path, size or sha256 ({exc!r}).") from None
         for entry in files:
             _check_relative(entry.path, where)
+            if entry.size < 0:
+                raise ManifestError(f"{where}: file {entry.path!r} has a negative size ({entry.size}).")
         known = {"created", "run_id", "site", "labels", "parents", "meta"}
         rest = {key: raw[key] for key in known if key in raw}
+        _check_fields(rest, where)
         return cls(files=files, version=version, **rest)
+
+
+# What each field must be. A field of another type is refused, never read as it comes: labels of
+# "CN" read as a list would be the labels C and N, and the checkpoint would lose its residency.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {"created": (int, float), "run_id": (str, type(None)),
+                                             "site": (str, type(None)), "labels": (list,), "parents": (list,),
+                                             "meta": (dict,)}
+
+
+def _check_fields(fields: dict[str, Any], where: str) -> None:
+    for key, value in fields.items():
+        if not isinstance(value, _FIELD_TYPES[key]) or isinstance(value, bool):
+            raise ManifestError(f"{where}: `{key}` is {type(value).__name__} {value!r:.80}, not "
+                                f"{' or '.join(t.__name__ for t in _FIELD_TYPES[key] if t is not type(None))}. "
+                                "Re-publish the checkpoint from its source.")
+        if key in ("labels", "parents") and not all(isinstance(item, str) and item for item in value):
+            raise ManifestError(f"{where}: `{key}` must list non-empty strings, not {value!r:.80}. "
+                                "Re-publish the checkpoint from its source.")
 
 
 def _check_relative(path: str, where: str) -> None:

@@ -187,3 +187,20 @@ def test_a_manifest_temp_left_by_a_killed_publish_is_cleaned_up(tmp_path, change
         flip_byte(src / next(iter(FILES)), offset=0)
     sync.copy(str(src), str(dest), progress=False)
     assert not stale.exists() and tree_hashes(dest) == tree_hashes(src)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("labels", "CN"), ("labels", None), ("labels", [1]), ("labels", [""]), ("parents", "a"), ("meta", []),
+    ("run_id", 5), ("site", ["sg"]), ("created", "yesterday"), ("created", True),
+])
+def test_a_manifest_field_of_the_wrong_type_is_refused_not_read_as_it_comes(field, value):
+    # labels of "CN" read as a list would be the labels C and N: the checkpoint's residency lost
+    text = json.dumps({"files": [], "version": 1, field: value})
+    with pytest.raises(ManifestError, match=f"`{field}`"):
+        Manifest.from_json(text, "the manifest")
+
+
+def test_a_manifest_file_of_negative_size_is_refused():
+    text = json.dumps({"files": [{"path": "a", "size": -5, "sha256": "0" * 64}], "version": 1})
+    with pytest.raises(ManifestError, match="negative size"):
+        Manifest.from_json(text, "the manifest")
