@@ -51,7 +51,7 @@ def fill(path: Path, count: int, rng: random.Random) -> list[str]:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(created))
         run_id = f"{EXPERIMENTS[i % len(EXPERIMENTS)]}-{site}-{stamp}-{rng.getrandbits(24):06x}"
         state = "running" if i < count - 1000 and i % 20 == 0 else ("succeeded", "failed", "cancelled")[i % 3]
-        rows.append((run_id, site, state, f"/work/runs/{run_id}", "detached", created, created + 60, i % 97,
+        rows.append((run_id, site, state, f"/srv/experiment/runs/{run_id}", "detached", created, created + 60, i % 97,
                      f"epoch {i % 50}: loss {1 / (i + 1):.4f}"))
         ids.append(run_id)
     RunIndex(path)  # the current layout, taken back below

@@ -48,7 +48,7 @@ def fill(path: Path, count: int, rng: random.Random) -> None:
         created = now - (count - i) * 30 * 86400 / count
         site = SITES[i % 2]
         run_id = f"demo-{site}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(created))}-{rng.getrandbits(24):06x}"
-        rows.append((run_id, site, ("succeeded", "failed", "cancelled")[i % 3], f"/work/runs/{run_id}", "detached",
+        rows.append((run_id, site, ("succeeded", "failed", "cancelled")[i % 3], f"/srv/experiment/runs/{run_id}", "detached",
                      created, created + 60, i % 97, f"epoch {i % 50}: loss {1 / (i + 1):.4f}", run_id[::-1]))
     db = sqlite3.connect(path)
     db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated, last_seq, last_line, rev_id) "
