@@ -1,6 +1,7 @@
 """Showing a run's events: in a notebook cell (rich) or on a terminal (text)."""
 from __future__ import annotations
 
+import itertools
 import secrets
 import sys
 import threading
@@ -238,23 +239,17 @@ class TerminalOutput:
 
     def many(self, events: list[dict[str, Any]]) -> None:
         """Show a batch of records in order: each run of stream records on one stream in one write."""
-        texts: list[str] = []
-        stream = None
-        for event in events:
-            if event["type"] == "stream":
-                target = self.err if event["name"] == "stderr" else self.out
-                if target is not stream and texts:
-                    stream.write("".join(texts))  # type: ignore[union-attr]
-                    texts = []
-                stream = target
-                texts.append(event["text"])
+        for stream, run in itertools.groupby(events, key=self._stream_of):
+            if stream is None:
+                for event in run:
+                    self(event)
             else:
-                if texts:
-                    stream.write("".join(texts))  # type: ignore[union-attr]
-                    texts = []
-                self(event)
-        if texts:
-            stream.write("".join(texts))  # type: ignore[union-attr]
+                stream.write("".join(event["text"] for event in run))
+
+    def _stream_of(self, event: dict[str, Any]) -> TextIO | None:
+        if event["type"] != "stream":
+            return None
+        return self.err if event["name"] == "stderr" else self.out
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]

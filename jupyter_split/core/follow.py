@@ -162,17 +162,17 @@ class Tracker:
 
     def many(self, events: list[dict[str, Any]]) -> None:
         """Deliver a batch of records in order (a chunk of a log): what `__call__` does for each,
-        with the run's view folded and the clock read once per batch, not per record."""
+        with the output given the whole batch and the clock read once per batch, not per record."""
         deliver = getattr(self.deliver, "many", None)
         if deliver is not None:
             deliver(events)
         else:
             for event in events:
                 self.deliver(event)
-        errors = [event for event in events if event["type"] == "error"]
-        if errors:
-            self.error = errors[-1]
-        self.view.add_many(events)
+        for event in events:
+            self.view.add(event)
+            if event["type"] == "error":
+                self.error = event
         if time.monotonic() - self._saved > 1.0:
             self.save()
 

@@ -64,26 +64,6 @@ class RunView:
         elif kind == "status":
             self.state = event["state"]
 
-    def add_many(self, events: list[dict[str, Any]]) -> None:
-        """`add` each of `events`, in order: only the last stream text and status count, so
-        they are looked for from the end."""
-        for event in events:
-            if event["seq"] > self.seq:
-                self.seq = event["seq"]
-        text = status = None
-        for event in reversed(events):
-            kind = event["type"]
-            if text is None and kind == "stream" and event["text"] and not event["text"].isspace():
-                text = event["text"]
-            elif status is None and kind == "status":
-                status = event["state"]
-            if text is not None and status is not None:
-                break
-        if text is not None:
-            self._text = text
-        if status is not None:
-            self.state = status
-
     @property
     def last_line(self) -> str:
         """The last non-blank line of output, cut to LAST_LINE_CHARS."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 from jupyter_split.commands.render import TerminalOutput
-from jupyter_split.runs.events import RunView
+from jupyter_split.core.follow import Tracker
+from jupyter_split.runs.index import RunIndex, RunRecord
 
 BATCH = [
     {"seq": 1, "type": "stream", "name": "stdout", "text": "step 1\n"},
@@ -43,12 +44,18 @@ def test_a_batch_in_one_stream_keeps_the_order_of_stdout_and_stderr():
     assert both.getvalue() == "step 1\nstep 2\nwarning: slow\nstep 3\n<Figure>\nstep 4\n  \n[succeeded]\n"
 
 
-def test_a_batch_folds_into_the_view_its_records_fold_into():
-    one, many = RunView(), RunView()
-    for event in BATCH:
-        one.add(event)
-    many.add_many(BATCH)
-    assert (many.seq, many.state, many.last_line) == (one.seq, one.state, one.last_line) == (8, "succeeded", "step 4")
-    tail = RunView()
-    tail.add_many(BATCH[:3])
+def test_a_batch_folds_into_the_view_its_records_fold_into(tmp_path):
+    def tracked(batches: list[list[dict]]) -> Tracker:
+        index = RunIndex(tmp_path / f"index-{len(batches)}.sqlite")
+        record = RunRecord(run_id="r", site="home", run_dir=str(tmp_path), mode="detached", state="running")
+        index.add(record)
+        tracker = Tracker(index, record, lambda event: None)
+        for batch in batches:
+            tracker.many(batch)
+        return tracker
+
+    one, many = tracked([[event] for event in BATCH]), tracked([BATCH])
+    assert (many.view.seq, many.view.state, many.view.last_line) == (one.view.seq, one.view.state, one.view.last_line) \
+        == (8, "succeeded", "step 4")
+    tail = tracked([BATCH[:3]]).view
     assert (tail.seq, tail.state, tail.last_line) == (3, "running", "warning: slow")

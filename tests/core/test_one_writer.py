@@ -14,6 +14,7 @@ from jupyter_split.core import CellOptions, get_split
 from jupyter_split.core.follow import record_death
 from jupyter_split.core.replay import stream
 from jupyter_split.runs.events import ENDED_FILE, EVENTS_FILE
+from tests.fixtures.core import wait_runner_gone
 
 
 def _detached(code: str) -> tuple[str, Path]:
@@ -23,19 +24,9 @@ def _detached(code: str) -> tuple[str, Path]:
     return outcome.run_id, Path(record.run_dir)
 
 
-def _wait_gone(run_id: str) -> None:
-    split = get_split()
-    record = split.index.get(run_id)
-    ex = split.executor(record.site)
-    deadline = time.monotonic() + 60
-    while aio.run(ex.alive(record.handle)):
-        assert time.monotonic() < deadline, "the runner did not end"
-        time.sleep(0.05)
-
-
 def test_a_death_recorded_after_the_runner_finished_is_the_runners_own_final(split_home):
     run_id, run_dir = _detached("print('step-1-end')")
-    _wait_gone(run_id)
+    wait_runner_gone(get_split(), run_id)
     log = (run_dir / EVENTS_FILE).read_bytes()
     split = get_split()
     record = split.index.get(run_id)
@@ -50,7 +41,7 @@ def test_a_death_recorded_after_the_runner_finished_is_the_runners_own_final(spl
 
 def test_a_killed_runner_is_failed_beside_the_log_and_the_log_is_the_runners_alone(split_home):
     run_id, run_dir = _detached("import os, signal\nprint('before', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)")
-    _wait_gone(run_id)
+    wait_runner_gone(get_split(), run_id)
     split = get_split()
     assert [r.state for r in split.list_runs() if r.run_id == run_id] == ["failed"]
     written = [json.loads(line) for line in (run_dir / EVENTS_FILE).read_text().splitlines()]

@@ -12,18 +12,10 @@ import pytest
 from jupyter_split import aio, core
 from jupyter_split.core.follow import record_death
 from jupyter_split.runs.events import ENDED_FILE, EVENTS_FILE
+from tests.fixtures.core import wait_runner_gone
 from tests.ssh.test_runs import split_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_gone(split: core.Split, run_id: str) -> None:
-    record = split.index.get(run_id)
-    ex = split.executor(record.site)
-    deadline = time.monotonic() + 60
-    while aio.run(ex.alive(record.handle)):
-        assert time.monotonic() < deadline, "the runner did not end"
-        time.sleep(0.05)
 
 
 def test_a_long_run_on_an_ssh_site_polled_while_it_ends_is_listed_succeeded(sshd, split_home):
@@ -45,7 +37,7 @@ def test_a_long_run_on_an_ssh_site_polled_while_it_ends_is_listed_succeeded(sshd
 def test_a_death_recorded_over_ssh_after_the_runner_finished_is_the_runners_own_final(sshd, split_home):
     split = split_for(sshd)
     outcome = split.execute("print('step-1-end')", core.CellOptions(site="sg", detach=True), {}, lambda event: None)
-    _wait_gone(split, outcome.run_id)
+    wait_runner_gone(split, outcome.run_id)
     record = split.index.get(outcome.run_id)
     run_dir = Path(record.run_dir)
     log = (run_dir / EVENTS_FILE).read_bytes()
