@@ -22,6 +22,7 @@ from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
 from . import replay
 from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, RunOutcome
+from .sessions import CANCEL_GRACE, end_runner
 from ..protocol import rank_dir
 from ..runs.events import TERMINAL_STATES, is_final, run_view
 from ..runs.ids import new_run_id
@@ -29,7 +30,6 @@ from ..runs.index import RunIndex, RunRecord
 
 Deliver = Callable[[dict[str, Any]], None]
 SESSION_START_TIMEOUT = 120.0
-CANCEL_GRACE = 10.0
 #: how many of a log's last records `list_runs` reads to bring a run's row up to date
 VIEW_RECORDS = 200
 
@@ -314,12 +314,7 @@ class Split:
 
     async def _cancel(self, record: RunRecord) -> str:
         ex = self.executor(record.site)
-        await self._signal(record, "TERM")
-        deadline = time.monotonic() + CANCEL_GRACE
-        while await ex.alive(record.handle) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        if await ex.alive(record.handle):
-            await self._signal(record, "KILL")
+        await end_runner(ex, record.handle, CANCEL_GRACE)
         if record.mode == "session":
             self.index.set_session(record.site, None)
         events = await replay.tail(ex, record.run_dir, 1)

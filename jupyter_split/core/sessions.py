@@ -1,0 +1,213 @@
+"""Each site's session as the faces show it, and the two things a user does to one: stop and restart.
+
+The one definition under `%split session`, `jupyter-split session` and the sidebar's
+`/jupyter-split/sessions`. A session's state comes from its runner (alive, answering `hello`),
+the run it executes and the cells queued on it from the run index (every notebook on this
+machine shares it) and each run's event log, its memory from `ps` run through the site's
+executor (on an ssh site over its existing connection: no new login).
+
+Stopping a session cancels the run it executes and every cell queued on it, as restarting a
+Jupyter kernel drops the cells waiting for it: a queued cell was written for the namespace the
+stop throws away. Each of those runs ends `cancelled`, never `failed`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import aio
+from ..accelerators.poll import active_runs
+from ..accelerators.probe import run_script
+from ..errors import SplitError
+from ..executors.base import Executor
+from . import channel, replay
+from .follow import record_death
+
+if TYPE_CHECKING:
+    from ..config import SiteConfig
+    from ..runs.index import RunRecord
+    from .split import Split
+
+#: what a site's session can be: idle with its namespace (warm), executing a cell (busy), started but
+#: not answering yet (starting), or not running (gone). The sidebar takes them from the answer.
+SESSION_STATES = ("warm", "busy", "starting", "gone")
+#: seconds a runner has to end after SIGTERM before it gets SIGKILL
+CANCEL_GRACE = 10.0
+#: seconds one site's report may take before it says so (a site that does not answer)
+REPORT_TIMEOUT = 30.0
+#: a queued cell is shown by the first line of its code, cut to this many characters
+CELL_CHARS = 80
+
+# sites whose session this process is starting (a restart): asked meanwhile, they are `starting`
+_starting: dict[str, float] = {}
+_starting_lock = threading.Lock()
+
+
+class SessionError(SplitError, ValueError):
+    """A session action a site cannot take (its executor has no sessions); the message says what it can."""
+
+    http_status, http_reason = 400, "no session on this site"
+
+
+def sessions(split: "Split", site: str | None = None) -> dict[str, Any]:
+    """{states, sites}: `SESSION_STATES`, and a report (`report`) of the session of `site`, or of every
+    site where None. Raises ConfigError for an unknown site; a site that cannot be reached is a report
+    with `errors`, not an exception."""
+    chosen = [split.config.site(site)] if site else list(split.config.sites.values())
+
+    async def every() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(_report_or_error(split, s) for s in chosen)))
+
+    return {"states": list(SESSION_STATES), "sites": aio.run(every())}
+
+
+def stop(split: "Split", site: str) -> dict[str, Any]:
+    """Stop `site`'s session: SIGTERM (SIGKILL after `CANCEL_GRACE` s), the run it executes and the cells
+    queued on it cancelled. Returns {site, stopped, cancelled: [{run_id, state}], message}; a site with no
+    session running is `stopped: False`, not an error. Raises ConfigError for an unknown site and
+    SessionError for a site whose executor has no sessions."""
+    return aio.run(_stop(split, split.config.site(site)))
+
+
+def restart(split: "Split", site: str) -> dict[str, Any]:
+    """Stop `site`'s session (as `stop`), then start a fresh one and wait until it answers. Returns
+    `stop`'s answer with `session`: the new session's report. Raises as `stop` does, and ExecutorError
+    where the new session does not start (the message holds its runner's output)."""
+    return aio.run(_restart(split, split.config.site(site)))
+
+
+async def _restart(split: "Split", site: "SiteConfig") -> dict[str, Any]:
+    answer = await _stop(split, site)
+    with _starting_lock:
+        _starting[site.name] = time.time()
+    try:
+        # `Split._session` is the one place a session starts: the same one the next cell would get
+        await split._session(split.executor(site))
+    finally:
+        with _starting_lock:
+            _starting.pop(site.name, None)
+    answer["session"] = await _report(split, site)
+    if not answer["stopped"]:
+        answer["message"] = f"site {site.name!r} had no session running"
+    answer["message"] += f"; started a new session ({answer['session']['state']})"
+    return answer
+
+
+async def _stop(split: "Split", site: "SiteConfig") -> dict[str, Any]:
+    ex = split.executor(site)
+    if not ex.supports_sessions:
+        raise SessionError(f"site {site.name!r} ({ex.kind}) runs each cell as a runner of its own, with no session to "
+                           "stop or restart; `%split cancel RUN` ends one of its runs")
+    handle = split.index.session(site.name)
+    if not handle or not await ex.alive(handle):
+        split.index.set_session(site.name, None)
+        return {"site": site.name, "stopped": False, "cancelled": [],
+                "message": f"site {site.name!r} has no session running"}
+    runs = session_runs(split, site.name, handle)
+    await end_runner(ex, handle)
+    split.index.set_session(site.name, None)
+    cancelled = []
+    for record in runs:
+        # The runner wrote `cancelled` into each log it held; one killed before it could gets the same here.
+        final = await record_death(ex, handle, record.run_dir, record.last_seq, state="cancelled",
+                                   how="was stopped with its session")
+        split.index.update(record.run_id, state=final["state"])
+        cancelled.append({"run_id": record.run_id, "state": final["state"]})
+    return {"site": site.name, "stopped": True, "cancelled": cancelled,
+            "message": f"stopped the session on site {site.name!r}" +
+                       (f", cancelling {len(cancelled)} run(s)" if cancelled else "")}
+
+
+async def end_runner(ex: Executor, handle: dict[str, Any], grace: float = CANCEL_GRACE) -> None:
+    """SIGTERM to a runner's process group, then SIGKILL if it still lives `grace` seconds later."""
+    await ex.signal(handle, "TERM")
+    deadline = time.monotonic() + grace
+    while await ex.alive(handle) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if await ex.alive(handle):
+        await ex.signal(handle, "KILL")
+
+
+def session_runs(split: "Split", site: str, handle: dict[str, Any]) -> list["RunRecord"]:
+    """The runs the index does not know to have ended that were given to the session behind `handle`,
+    oldest first (the order the session takes them in)."""
+    mine = [r for r in active_runs(split, site) if r.mode == "session"
+            and r.handle.get("session") == handle.get("session") and r.handle.get("pid") == handle.get("pid")]
+    return sorted(mine, key=lambda r: r.created)
+
+
+async def _report_or_error(split: "Split", site: "SiteConfig") -> dict[str, Any]:
+    try:
+        return await asyncio.wait_for(_report(split, site), REPORT_TIMEOUT + site.connect_timeout)
+    except (OSError, SplitError, asyncio.TimeoutError) as exc:
+        row = _empty(site.name, site.executor)
+        row["errors"].append(f"site {site.name!r}: {exc or type(exc).__name__}")
+        return row
+
+
+def _empty(site: str, executor: str) -> dict[str, Any]:
+    return {"site": site, "executor": executor, "supported": True, "state": "gone", "session": None, "pid": None,
+            "started": None, "memory": None, "running": None, "queue": [], "errors": []}
+
+
+async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
+    """The report of one site's session: {site, executor, supported, state, session, pid, started, memory,
+    running, queue, errors}. `started` is when the session began (seconds since the epoch, as this
+    machine's clock read it: uptime is now less that), `memory` its runner's resident bytes, `running`
+    the run it executes and `queue` the runs waiting for it (each {run_id, name, state, created, count,
+    cell})."""
+    ex = split.executor(site)
+    row = _empty(site.name, ex.kind)
+    row["supported"] = ex.supports_sessions
+    handle = split.index.session(site.name)
+    if site.name in _starting:
+        row["state"] = "starting"
+    if not handle or not await ex.alive(handle):
+        return row
+    row.update(session=handle.get("session"), pid=handle.get("pid"), started=handle.get("started"))
+    try:
+        await channel.request(ex, handle["sock"], {"op": "hello"})
+    except (OSError, ValueError):
+        row["state"] = "starting"  # alive, not listening yet (or a stopping one that no longer listens)
+    row["memory"], uptime = await _process(ex, int(handle["pid"]))
+    if row["started"] is None and uptime is not None:  # a handle recorded without its start time
+        row["started"] = round(time.time() - uptime)
+    runs = await asyncio.gather(*(_run_row(ex, r) for r in session_runs(split, site.name, handle)))
+    row["running"] = next((r for r in runs if r["state"] == "running"), None)
+    row["queue"] = [r for r in runs if r["state"] in ("queued", "submitted")]
+    if row["state"] != "starting":
+        row["state"] = "busy" if row["running"] else "warm"
+    return row
+
+
+async def _process(ex: Executor, pid: int) -> tuple[int | None, int | None]:
+    """(resident bytes, seconds since it started) of process `pid` on the site; None where `ps` cannot tell."""
+    code, out, _ = await run_script(ex, f"ps -o rss=,etimes= -p {int(pid)}")
+    fields = out.split()
+    if code != 0 or len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None, None
+    return int(fields[0]) * 1024, int(fields[1])
+
+
+async def _run_row(ex: Executor, record: "RunRecord") -> dict[str, Any]:
+    """A run given to a session as the report shows it; its state from its log's last record."""
+    last = await replay.tail(ex, record.run_dir, 1)
+    if not last:
+        state = "submitted"  # its request is written, the session has not taken it yet
+    elif last[-1]["type"] == "status" and last[-1]["state"] == "queued" or last[-1].get("final"):
+        state = last[-1]["state"]
+    else:
+        state = "running"  # any record after `queued` is the cell's: it has begun
+    count, cell = None, ""
+    try:
+        request = json.loads(await ex.read_file(posixpath.join(record.run_dir, "request.json")))
+        count = (request.get("view") or {}).get("count")
+        cell = next((line.strip() for line in request.get("code", "").splitlines() if line.strip()), "")[:CELL_CHARS]
+    except (FileNotFoundError, ValueError):
+        pass
+    return {"run_id": record.run_id, "name": record.name, "state": state, "created": record.created,
+            "count": count, "cell": cell}
