@@ -16,6 +16,7 @@ from jupyter_split import core
 from jupyter_split.core.outcome import CellOptions
 from jupyter_split.protocol import RUN_STATES, TERMINAL_STATES
 from jupyter_split.server.routes import HANDLERS
+from jupyter_split.server.sessions import SITE
 from jupyter_split.sync import copy
 from tests.fixtures.core import write_config
 
@@ -32,7 +33,7 @@ def jp_server_config(split_home: Path) -> dict[str, Any]:
 
 
 def _route_url(pattern: str) -> str:
-    return pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN)
+    return pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN).replace(SITE, "home")
 
 
 def _methods(handler: type) -> list[str]:

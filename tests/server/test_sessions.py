@@ -1,0 +1,136 @@
+"""GET /jupyter-split/sessions and POST .../sessions/SITE/stop|restart through a real jupyter_server, against
+real session runners on the local sites: the states, a queued cell from a second client, stop and restart,
+the ETag, and the 400s."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_split import core
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.sessions import SESSION_STATES
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+@pytest.fixture
+def jp_server_config(split_home: Path) -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
+
+
+async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
+    return json.loads((await jp_fetch("jupyter-split", *parts, **kwargs)).body)
+
+
+async def _post(jp_fetch, site: str, action: str, body: bytes = b"{}") -> dict[str, Any]:
+    return await _json(jp_fetch, "sessions", site, action, method="POST", body=body)
+
+
+async def _session(jp_fetch, site: str = "home") -> dict[str, Any]:
+    body = await _json(jp_fetch, "sessions", params={"site": site})
+    assert [s["site"] for s in body["sites"]] == [site]
+    return body["sites"][0]
+
+
+async def _until(jp_fetch, check, what: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await _session(jp_fetch)
+        if check(row):
+            return row
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {row}")
+
+
+class Cell(threading.Thread):
+    """A cell run on `home`'s session by a client of its own (a `Split` of its own, as another notebook's
+    kernel has), to its end."""
+
+    def __init__(self, code: str):
+        super().__init__(daemon=True)
+        self.code, self.outcome, self.text = code, None, ""
+
+    def run(self) -> None:
+        self.outcome = core.Split().execute(self.code, CellOptions(site="home"), {}, self.deliver)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        if event["type"] == "stream":
+            self.text += event["text"]
+
+
+async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) -> None:
+    body = await _json(jp_fetch, "sessions")
+    assert body["states"] == list(SESSION_STATES)
+    assert {s["site"]: s["state"] for s in body["sites"]} == {"home": "gone", "abroad": "gone"}
+
+    first = Cell("kept = 'before'")
+    first.start()
+    await asyncio.to_thread(first.join)
+    assert first.outcome.state == "succeeded"
+    warm = await _session(jp_fetch)
+    assert warm["state"] == "warm" and warm["pid"] and warm["memory"] > 1 << 20 and warm["started"] <= time.time()
+    assert warm["running"] is None and warm["queue"] == []
+
+    busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
+    busy.start()
+    row = await _until(jp_fetch, lambda r: r["state"] == "busy", "the session to be busy")
+    waiting = Cell("print(kept)")  # another notebook's cell: it waits behind the busy one
+    waiting.start()
+    row = await _until(jp_fetch, lambda r: r["queue"], "the second cell to queue")
+    assert row["state"] == "busy" and row["running"]["cell"] == "import time"
+    assert [q["cell"] for q in row["queue"]] == ["print(kept)"] and row["queue"][0]["state"] == "queued"
+    running_id, queued_id = row["running"]["run_id"], row["queue"][0]["run_id"]
+
+    stopped = await _post(jp_fetch, "home", "stop")
+    assert stopped["stopped"] is True
+    assert stopped["cancelled"] == [{"run_id": running_id, "state": "cancelled"},
+                                    {"run_id": queued_id, "state": "cancelled"}]
+    await asyncio.to_thread(busy.join, 60)
+    await asyncio.to_thread(waiting.join, 60)
+    assert busy.outcome.state == waiting.outcome.state == "cancelled"  # cancelled, not failed
+    runs = {r["run_id"]: r["state"] for r in (await _json(jp_fetch, "runs"))["runs"]}
+    assert runs[running_id] == runs[queued_id] == "cancelled"
+    assert (await _session(jp_fetch))["state"] == "gone"
+    assert (await _post(jp_fetch, "home", "stop"))["stopped"] is False  # nothing to stop: said, not an error
+
+    restarted = await _post(jp_fetch, "home", "restart")
+    assert restarted["session"]["state"] == "warm" and restarted["session"]["pid"] != warm["pid"]
+    after = Cell("print('fresh', 'kept' in dir())")
+    after.start()
+    await asyncio.to_thread(after.join)
+    assert after.outcome.state == "succeeded" and after.text == "fresh False\n"  # a fresh namespace
+    assert (await _session(jp_fetch))["pid"] == restarted["session"]["pid"]
+    await _post(jp_fetch, "home", "stop")
+
+
+async def test_an_unchanged_poll_is_a_304(jp_fetch) -> None:
+    first = await jp_fetch("jupyter-split", "sessions", raise_error=False)
+    assert first.code == 200 and first.headers["Cache-Control"] == "no-cache"
+    again = await jp_fetch("jupyter-split", "sessions", headers={"If-None-Match": first.headers["Etag"]},
+                           raise_error=False)
+    assert again.code == 304 and again.body == b""
+
+
+@pytest.mark.parametrize(("site", "says"), [("nowhere", "unknown site 'nowhere'"), ("x" * 300, "at most 200"),
+                                            ("a\tb", "control character")])
+async def test_an_unknown_or_bad_site_is_a_400_that_says_why(jp_fetch, site: str, says: str) -> None:
+    for action in ("stop", "restart"):
+        with pytest.raises(HTTPClientError) as err:
+            await _post(jp_fetch, site, action)
+        assert err.value.code == 400 and says in err.value.response.body.decode(), err.value.response.body
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("jupyter-split", "sessions", params={"site": "nowhere"})
+    assert err.value.code == 400 and "Known sites: abroad, home" in err.value.response.body.decode()
+
+
+async def test_a_body_with_fields_is_a_400(jp_fetch) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await _post(jp_fetch, "home", "stop", body=b'{"force": true}')
+    assert err.value.code == 400 and "`force` is not a field" in err.value.response.body.decode()
