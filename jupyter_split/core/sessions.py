@@ -17,7 +17,7 @@ import json
 import posixpath
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import aio
 from ..accelerators.poll import active_runs
@@ -108,13 +108,18 @@ async def _stop(split: "Split", site: "SiteConfig") -> dict[str, Any]:
         return {"site": site.name, "stopped": False, "cancelled": [],
                 "message": f"site {site.name!r} has no session running"}
     runs = session_runs(split, site.name, handle)
-    await end_runner(ex, handle)
+
+    async def end_each() -> list[dict[str, Any]]:
+        # The runner writes `cancelled` into each log it holds on SIGTERM. One that ignored it gets that
+        # record here before SIGKILL (and again after, should its log have grown meanwhile): a notebook
+        # following the run finds `cancelled` when the runner dies, never a `failed` of its own making.
+        return [await record_death(ex, handle, r.run_dir, r.last_seq, state="cancelled",
+                                   how="was stopped with its session") for r in runs]
+
+    await end_runner(ex, handle, before_kill=end_each)
     split.index.set_session(site.name, None)
     cancelled = []
-    for record in runs:
-        # The runner wrote `cancelled` into each log it held; one killed before it could gets the same here.
-        final = await record_death(ex, handle, record.run_dir, record.last_seq, state="cancelled",
-                                   how="was stopped with its session")
+    for record, final in zip(runs, await end_each()):
         split.index.update(record.run_id, state=final["state"])
         cancelled.append({"run_id": record.run_id, "state": final["state"]})
     return {"site": site.name, "stopped": True, "cancelled": cancelled,
@@ -122,14 +127,20 @@ async def _stop(split: "Split", site: "SiteConfig") -> dict[str, Any]:
                        (f", cancelling {len(cancelled)} run(s)" if cancelled else "")}
 
 
-async def end_runner(ex: Executor, handle: dict[str, Any], grace: float = CANCEL_GRACE) -> None:
-    """SIGTERM to a runner's process group, then SIGKILL if it still lives `grace` seconds later."""
+async def end_runner(ex: Executor, handle: dict[str, Any], grace: float | None = None,
+                     before_kill: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """SIGTERM to a runner's process group, then SIGKILL if it still lives `grace` seconds later
+    (default `CANCEL_GRACE`), after awaiting `before_kill()`; returns once the runner is gone."""
     await ex.signal(handle, "TERM")
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + (CANCEL_GRACE if grace is None else grace)
     while await ex.alive(handle) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     if await ex.alive(handle):
+        if before_kill is not None:
+            await before_kill()
         await ex.signal(handle, "KILL")
+        while await ex.alive(handle):  # SIGKILL cannot be caught: this wait is short
+            await asyncio.sleep(0.05)
 
 
 def session_runs(split: "Split", site: str, handle: dict[str, Any]) -> list["RunRecord"]:

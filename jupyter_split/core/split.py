@@ -19,10 +19,10 @@ from .. import aio, policy, tracking, transfer
 from . import channel
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
-from . import replay
+from . import logs, replay
 from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, RunOutcome
-from .sessions import CANCEL_GRACE, end_runner
+from .sessions import end_runner
 from ..protocol import rank_dir
 from ..runs.events import TERMINAL_STATES, is_final, run_view
 from ..runs.ids import new_run_id
@@ -261,21 +261,11 @@ class Split:
     def iter_run_events(self, run_id: str, after: int = 0, rank: int = 0) -> Iterator[list[dict[str, Any]]]:
         """A run's records after `after` to its log's end, a chunk at a time (then the record kept
         beside a log with no final one): one pass over the log, in the memory of one chunk."""
-        record = self.index.get(run_id)
-        reader = replay.LogReader(self.executor(record.site), rank_dir(record.run_dir, rank), after)
-        while True:
-            events, at_end = aio.run(reader.chunk())
-            if events:
-                yield events
-            if at_end:
-                break
-        if (ended := aio.run(reader.ended())) is not None:
-            yield [ended]
+        return logs.chunks(*logs.open_log(run_id, self.executor, self.index), after, rank)
 
     def run_tail(self, run_id: str, count: int, rank: int = 0) -> list[dict[str, Any]]:
         """A run's last `count` records, read back from its log's end (not from its start)."""
-        record = self.index.get(run_id)
-        return aio.run(replay.tail(self.executor(record.site), rank_dir(record.run_dir, rank), count))
+        return logs.tail(*logs.open_log(run_id, self.executor, self.index), count, rank)
 
     def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
         """Recent runs, newest first; those the index still calls active are brought up to date from their logs.
@@ -305,7 +295,7 @@ class Split:
     def cancel(self, run_id: str) -> str:
         """End a run (and, for a session run, its session); returns the final state.
 
-        SIGTERM first, SIGKILL after CANCEL_GRACE seconds. A run that has already ended is left alone.
+        SIGTERM first, SIGKILL after `sessions.CANCEL_GRACE` seconds. A run that has already ended is left alone.
         """
         record = self.index.get(run_id)
         if record.state in TERMINAL_STATES:
@@ -314,7 +304,7 @@ class Split:
 
     async def _cancel(self, record: RunRecord) -> str:
         ex = self.executor(record.site)
-        await end_runner(ex, record.handle, CANCEL_GRACE)
+        await end_runner(ex, record.handle)
         if record.mode == "session":
             self.index.set_session(record.site, None)
         events = await replay.tail(ex, record.run_dir, 1)

@@ -1,0 +1,216 @@
+"""Sessions on the local sites, against real session runners: the report's states, a cell queued by a
+second client, stop (a runner that ignores SIGTERM included) and restart; the `session` verb from the
+command line (its confirmation on a real terminal) and from `%split session` in a real kernel."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_split import core
+from jupyter_split.core import sessions
+from jupyter_split.core.outcome import CellOptions
+from jupyter_split.core.sessions import SessionError
+from tests.fixtures.core import text, write_config
+
+SLURM_SITE = """\
+[experiment]
+name = "t"
+home = "home"
+default_remote = "abroad"
+
+[sites.home]
+jurisdiction = "CN"
+
+[sites.abroad]
+jurisdiction = "SG"
+
+[sites.cluster]
+executor = "slurm"
+jurisdiction = "SG"
+workdir = "/tmp/js-cluster"
+"""
+
+
+class Cell(threading.Thread):
+    """A cell run on a site's session by a client of its own (a `Split` of its own, as another notebook's
+    kernel has), to its end."""
+
+    def __init__(self, code: str, site: str = "home"):
+        super().__init__(daemon=True)
+        self.code, self.site, self.outcome, self.text = code, site, None, ""
+        self.start()
+
+    def run(self) -> None:
+        self.outcome = core.Split().execute(self.code, CellOptions(site=self.site), {}, self.deliver)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        if event["type"] == "stream":
+            self.text += event["text"]
+
+    def result(self) -> Any:
+        self.join(120)
+        assert not self.is_alive(), f"the cell {self.code!r} did not end"
+        return self.outcome
+
+
+def until(site: str, check, what: str, timeout: float = 60) -> dict[str, Any]:
+    """The site's session report once `check` holds for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = sessions.sessions(core.get_split(), site)["sites"][0]
+        if check(row):
+            return row
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; last: {row}"
+        time.sleep(0.1)
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jupyter_split.cli", "session", *args], capture_output=True,
+                          text=True, input=stdin, timeout=180)
+
+
+def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(split_home: Path) -> None:
+    assert sessions.sessions(core.get_split())["sites"] == [
+        {"site": s, "executor": "local", "supported": True, "state": "gone", "session": None, "pid": None,
+         "started": None, "memory": None, "running": None, "queue": [], "errors": []} for s in ("abroad", "home")]
+    assert Cell("kept = 1").result().state == "succeeded"
+    warm = until("home", lambda r: r["state"] == "warm", "a warm session")
+    assert warm["pid"] and warm["memory"] > 1 << 20 and time.time() - 120 < warm["started"] <= time.time()
+    busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
+    until("home", lambda r: r["state"] == "busy", "a busy session")
+    queued = [Cell("print('second')"), Cell("print('third')")]  # two more clients, in this order
+    row = until("home", lambda r: len(r["queue"]) == 2, "two queued cells")
+    assert row["running"]["cell"] == "import time" and row["running"]["state"] == "running"
+    assert [(q["cell"], q["state"]) for q in row["queue"]] == [("print('second')", "queued"), ("print('third')", "queued")]
+    assert row["pid"] == warm["pid"] and row["session"] == warm["session"]
+    assert sessions.sessions(core.get_split(), "abroad")["sites"][0]["state"] == "gone"  # a site of its own
+
+    stopped = sessions.stop(core.get_split(), "home")
+    ids = [row["running"]["run_id"], *(q["run_id"] for q in row["queue"])]
+    assert stopped["stopped"] and [c["run_id"] for c in stopped["cancelled"]] == ids
+    assert {c["state"] for c in stopped["cancelled"]} == {"cancelled"}
+    assert [c.result().state for c in (busy, *queued)] == ["cancelled"] * 3  # cancelled, never failed
+    assert {core.get_split().index.get(i).state for i in ids} == {"cancelled"}
+    assert sessions.sessions(core.get_split(), "home")["sites"][0]["state"] == "gone"
+
+
+def test_restart_gives_a_fresh_session_the_next_cell_runs_in(split_home: Path) -> None:
+    assert Cell("kept = 1").result().state == "succeeded"
+    old = until("home", lambda r: r["state"] == "warm", "a warm session")
+    answer = sessions.restart(core.get_split(), "home")
+    assert answer["stopped"] and answer["session"]["state"] == "warm" and answer["session"]["pid"] != old["pid"]
+    assert "started a new session (warm)" in answer["message"]
+    after = Cell("print('kept' in dir())")
+    assert after.result().state == "succeeded" and after.text == "False\n"
+    assert until("home", lambda r: r["state"] == "warm", "the new session")["pid"] == answer["session"]["pid"]
+    fresh = sessions.restart(core.get_split(), "abroad")  # a site with no session: restart starts one
+    assert not fresh["stopped"] and fresh["session"]["state"] == "warm"
+    assert fresh["message"].startswith("site 'abroad' had no session running")
+
+
+def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(split_home: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sessions, "CANCEL_GRACE", 1.0)
+    stubborn = Cell("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf', flush=True)\n"
+                    "time.sleep(300)")
+    row = until("home", lambda r: r["state"] == "busy", "a busy session")
+    waiting = Cell("print('never')")
+    until("home", lambda r: r["queue"], "a queued cell")
+    stopped = sessions.stop(core.get_split(), "home")
+    assert [c["state"] for c in stopped["cancelled"]] == ["cancelled", "cancelled"]
+    assert stubborn.result().state == waiting.result().state == "cancelled"
+    assert "was stopped with its session" in (stubborn.outcome.reason or "")
+    assert not sessions.sessions(core.get_split(), "home")["sites"][0]["pid"] == row["pid"]
+
+
+def test_a_site_without_sessions_says_so_and_unknown_sites_list_the_known(split_home: Path) -> None:
+    write_config(split_home, SLURM_SITE)
+    split = core.get_split()
+    row = sessions.sessions(split, "cluster")["sites"][0]
+    assert row["supported"] is False and row["state"] == "gone"
+    for act in (sessions.stop, sessions.restart):
+        with pytest.raises(SessionError, match="site 'cluster' \\(slurm\\) runs each cell as a runner of its own"):
+            act(split, "cluster")
+    done = cli("nowhere", "--stop", "--yes")
+    assert done.returncode == 2 and "unknown site 'nowhere'" in done.stderr and "abroad, cluster, home" in done.stderr
+    shown = cli("cluster")
+    assert shown.returncode == 0 and "none (one runner per cell)" in shown.stdout
+
+
+def test_cli_prints_the_table_and_refuses_options_that_do_not_go_together(split_home: Path) -> None:
+    assert Cell("kept = 1").result().state == "succeeded"
+    done = cli()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["site", "state", "session", "pid", "uptime", "memory", "running", "queued"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["home"][1] == "warm" and rows["home"][-1] == "0" and rows["home"][7] == "MiB"
+    assert rows["abroad"][1:3] == ["gone", "-"]
+    as_json = json.loads(cli("home", "--json").stdout)
+    assert as_json["states"] == list(sessions.SESSION_STATES) and as_json["sites"][0]["state"] == "warm"
+    both = cli("home", "--stop", "--restart")
+    assert both.returncode == 2 and "--stop and --restart do not go together" in both.stderr
+    no_site = cli("--restart")
+    assert no_site.returncode == 2 and "--restart needs the site" in no_site.stderr
+    # not on a terminal (a script): the command itself is the decision
+    quiet = cli("home", "--stop")
+    assert quiet.returncode == 0 and "stopped the session on site 'home'" in quiet.stdout
+
+
+def _on_a_terminal(answer: str, *args: str) -> tuple[int, str]:
+    """Run `jupyter-split session ARGS` with a real pseudo-terminal as its stdin and stdout, answering `answer`."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_split.cli", "session", *args], stdin=child,
+                            stdout=child, stderr=subprocess.PIPE)
+    os.close(child)
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = os.read(main, 4096)
+        assert chunk, f"no question asked; output: {seen!r}"
+        seen += chunk
+    os.write(main, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal's other end closed: the command is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    return proc.wait(timeout=120), seen.decode(errors="replace")
+
+
+def test_stop_asks_on_a_terminal_and_no_leaves_the_session(split_home: Path) -> None:
+    assert Cell("kept = 1").result().state == "succeeded"
+    pid = until("home", lambda r: r["state"] == "warm", "a warm session")["pid"]
+    code, shown = _on_a_terminal("n", "home", "--stop")
+    assert code == 1 and "stop the session on site 'home'?" in shown and "left as it was" in shown
+    assert until("home", lambda r: True, "the report")["pid"] == pid
+    code, shown = _on_a_terminal("y", "home", "--restart")
+    assert code == 0 and "started a new session (warm)" in shown, shown
+    assert until("home", lambda r: r["state"] == "warm", "the new session")["pid"] != pid
+
+
+@pytest.mark.slow
+def test_magic_session_shows_stops_and_the_next_cell_starts_a_new_one(kernel) -> None:
+    kernel.ok("%%on home\nkept = 'here'")
+    shown = text(kernel.ok("%split session home"))
+    assert shown.splitlines()[0].split()[:2] == ["site", "state"] and shown.splitlines()[1].split()[:2] == ["home", "warm"]
+    stopped = text(kernel.ok("%split session home --stop"))  # a notebook's magic line asks nothing
+    assert stopped.splitlines()[0] == "stopped the session on site 'home'"
+    assert stopped.splitlines()[2].split()[:3] == ["home", "gone", "-"]
+    assert text(kernel.ok("%%on home\nprint('kept' in dir())")) == "False\n"
+    restarted = text(kernel.ok("%split session home --restart --yes"))
+    assert "started a new session (warm)" in restarted
+    assert text(kernel.ok("%%on home\nprint('again')")) == "again\n"
+    outputs, reply = kernel.run("%split session nowhere")
+    assert reply["status"] == "error" and "unknown site 'nowhere'" in str(outputs)
