@@ -187,9 +187,11 @@ async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     row["memory"], uptime = await _process(ex, int(handle["pid"]))
     if row["started"] is None and uptime is not None:  # a handle recorded without its start time
         row["started"] = round(time.time() - uptime)
-    runs = await asyncio.gather(*(_run_row(ex, r) for r in session_runs(split, site.name, handle)))
-    row["running"] = next((r for r in runs if r["state"] == "running"), None)
-    row["queue"] = [r for r in runs if r["state"] in ("queued", "submitted")]
+    found = await asyncio.gather(*(_run_row(ex, r) for r in session_runs(split, site.name, handle)))
+    row["running"] = next((run for run, _ in found if run["state"] == "running"), None)
+    waiting = [(run, taken) for run, taken in found if run["state"] in ("queued", "submitted")]
+    # in the order the session took them (its clock, under its lock), then those it has not taken yet
+    row["queue"] = [run for run, _ in sorted(waiting, key=lambda p: (p[1] is None, p[1] or p[0]["created"]))]
     if row["state"] != "starting":
         row["state"] = "busy" if row["running"] else "warm"
     return row
@@ -204,8 +206,9 @@ async def _process(ex: Executor, pid: int) -> tuple[int | None, int | None]:
     return int(fields[0]) * 1024, int(fields[1])
 
 
-async def _run_row(ex: Executor, record: "RunRecord") -> dict[str, Any]:
-    """A run given to a session as the report shows it; its state from its log's last record."""
+async def _run_row(ex: Executor, record: "RunRecord") -> tuple[dict[str, Any], float | None]:
+    """A run given to a session as the report shows it (its state from its log's last record), and when
+    the session took it (None: not yet, or no longer queued)."""
     last = await replay.tail(ex, record.run_dir, 1)
     if not last:
         state = "submitted"  # its request is written, the session has not taken it yet
@@ -221,4 +224,4 @@ async def _run_row(ex: Executor, record: "RunRecord") -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         pass
     return {"run_id": record.run_id, "name": record.name, "state": state, "created": record.created,
-            "count": count, "cell": cell}
+            "count": count, "cell": cell}, last[-1]["t"] if state == "queued" else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_split import core
-from jupyter_split.core.outcome import CellOptions
 from jupyter_split.core.sessions import SESSION_STATES
+from tests.sessions.cells import Cell
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -49,40 +48,19 @@ async def _until(jp_fetch, check, what: str, timeout: float = 60) -> dict[str, A
     raise AssertionError(f"timed out waiting for {what}; last: {row}")
 
 
-class Cell(threading.Thread):
-    """A cell run on `home`'s session by a client of its own (a `Split` of its own, as another notebook's
-    kernel has), to its end."""
-
-    def __init__(self, code: str):
-        super().__init__(daemon=True)
-        self.code, self.outcome, self.text = code, None, ""
-
-    def run(self) -> None:
-        self.outcome = core.Split().execute(self.code, CellOptions(site="home"), {}, self.deliver)
-
-    def deliver(self, event: dict[str, Any]) -> None:
-        if event["type"] == "stream":
-            self.text += event["text"]
-
-
 async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) -> None:
     body = await _json(jp_fetch, "sessions")
     assert body["states"] == list(SESSION_STATES)
     assert {s["site"]: s["state"] for s in body["sites"]} == {"home": "gone", "abroad": "gone"}
 
-    first = Cell("kept = 'before'")
-    first.start()
-    await asyncio.to_thread(first.join)
-    assert first.outcome.state == "succeeded"
+    assert (await asyncio.to_thread(Cell("kept = 'before'").result)).state == "succeeded"
     warm = await _session(jp_fetch)
     assert warm["state"] == "warm" and warm["pid"] and warm["memory"] > 1 << 20 and warm["started"] <= time.time()
     assert warm["running"] is None and warm["queue"] == []
 
     busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
-    busy.start()
     row = await _until(jp_fetch, lambda r: r["state"] == "busy", "the session to be busy")
     waiting = Cell("print(kept)")  # another notebook's cell: it waits behind the busy one
-    waiting.start()
     row = await _until(jp_fetch, lambda r: r["queue"], "the second cell to queue")
     assert row["state"] == "busy" and row["running"]["cell"] == "import time"
     assert [q["cell"] for q in row["queue"]] == ["print(kept)"] and row["queue"][0]["state"] == "queued"
@@ -92,9 +70,7 @@ async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) 
     assert stopped["stopped"] is True
     assert stopped["cancelled"] == [{"run_id": running_id, "state": "cancelled"},
                                     {"run_id": queued_id, "state": "cancelled"}]
-    await asyncio.to_thread(busy.join, 60)
-    await asyncio.to_thread(waiting.join, 60)
-    assert busy.outcome.state == waiting.outcome.state == "cancelled"  # cancelled, not failed
+    assert (await asyncio.to_thread(busy.result)).state == (await asyncio.to_thread(waiting.result)).state == "cancelled"  # cancelled, not failed
     runs = {r["run_id"]: r["state"] for r in (await _json(jp_fetch, "runs"))["runs"]}
     assert runs[running_id] == runs[queued_id] == "cancelled"
     assert (await _session(jp_fetch))["state"] == "gone"
@@ -103,9 +79,7 @@ async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) 
     restarted = await _post(jp_fetch, "home", "restart")
     assert restarted["session"]["state"] == "warm" and restarted["session"]["pid"] != warm["pid"]
     after = Cell("print('fresh', 'kept' in dir())")
-    after.start()
-    await asyncio.to_thread(after.join)
-    assert after.outcome.state == "succeeded" and after.text == "fresh False\n"  # a fresh namespace
+    assert (await asyncio.to_thread(after.result)).state == "succeeded" and after.text == "fresh False\n"  # a fresh namespace
     assert (await _session(jp_fetch))["pid"] == restarted["session"]["pid"]
     await _post(jp_fetch, "home", "stop")
 

@@ -8,18 +8,16 @@ import os
 import pty
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from jupyter_split import core
 from jupyter_split.core import sessions
-from jupyter_split.core.outcome import CellOptions
 from jupyter_split.core.sessions import SessionError
 from tests.fixtures.core import text, write_config
+from tests.sessions.cells import Cell, until
 
 SLURM_SITE = """\
 [experiment]
@@ -36,46 +34,13 @@ jurisdiction = "SG"
 [sites.cluster]
 executor = "slurm"
 jurisdiction = "SG"
-workdir = "/tmp/js-cluster"
+workdir = "/scratch/split"
 """
 
 
-class Cell(threading.Thread):
-    """A cell run on a site's session by a client of its own (a `Split` of its own, as another notebook's
-    kernel has), to its end."""
-
-    def __init__(self, code: str, site: str = "home"):
-        super().__init__(daemon=True)
-        self.code, self.site, self.outcome, self.text = code, site, None, ""
-        self.start()
-
-    def run(self) -> None:
-        self.outcome = core.Split().execute(self.code, CellOptions(site=self.site), {}, self.deliver)
-
-    def deliver(self, event: dict[str, Any]) -> None:
-        if event["type"] == "stream":
-            self.text += event["text"]
-
-    def result(self) -> Any:
-        self.join(120)
-        assert not self.is_alive(), f"the cell {self.code!r} did not end"
-        return self.outcome
-
-
-def until(site: str, check, what: str, timeout: float = 60) -> dict[str, Any]:
-    """The site's session report once `check` holds for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        row = sessions.sessions(core.get_split(), site)["sites"][0]
-        if check(row):
-            return row
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; last: {row}"
-        time.sleep(0.1)
-
-
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "jupyter_split.cli", "session", *args], capture_output=True,
-                          text=True, input=stdin, timeout=180)
+                          text=True, timeout=180)
 
 
 def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(split_home: Path) -> None:
@@ -83,12 +48,14 @@ def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(
         {"site": s, "executor": "local", "supported": True, "state": "gone", "session": None, "pid": None,
          "started": None, "memory": None, "running": None, "queue": [], "errors": []} for s in ("abroad", "home")]
     assert Cell("kept = 1").result().state == "succeeded"
-    warm = until("home", lambda r: r["state"] == "warm", "a warm session")
+    warm = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")
     assert warm["pid"] and warm["memory"] > 1 << 20 and time.time() - 120 < warm["started"] <= time.time()
     busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
-    until("home", lambda r: r["state"] == "busy", "a busy session")
-    queued = [Cell("print('second')"), Cell("print('third')")]  # two more clients, in this order
-    row = until("home", lambda r: len(r["queue"]) == 2, "two queued cells")
+    until(core.get_split(), "home", lambda r: r["state"] == "busy", "a busy session")
+    queued = [Cell("print('second')")]  # two more clients, one after the other
+    until(core.get_split(), "home", lambda r: len(r["queue"]) == 1, "one queued cell")
+    queued.append(Cell("print('third')"))
+    row = until(core.get_split(), "home", lambda r: len(r["queue"]) == 2, "two queued cells")
     assert row["running"]["cell"] == "import time" and row["running"]["state"] == "running"
     assert [(q["cell"], q["state"]) for q in row["queue"]] == [("print('second')", "queued"), ("print('third')", "queued")]
     assert row["pid"] == warm["pid"] and row["session"] == warm["session"]
@@ -105,13 +72,13 @@ def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(
 
 def test_restart_gives_a_fresh_session_the_next_cell_runs_in(split_home: Path) -> None:
     assert Cell("kept = 1").result().state == "succeeded"
-    old = until("home", lambda r: r["state"] == "warm", "a warm session")
+    old = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")
     answer = sessions.restart(core.get_split(), "home")
     assert answer["stopped"] and answer["session"]["state"] == "warm" and answer["session"]["pid"] != old["pid"]
     assert "started a new session (warm)" in answer["message"]
     after = Cell("print('kept' in dir())")
     assert after.result().state == "succeeded" and after.text == "False\n"
-    assert until("home", lambda r: r["state"] == "warm", "the new session")["pid"] == answer["session"]["pid"]
+    assert until(core.get_split(), "home", lambda r: r["state"] == "warm", "the new session")["pid"] == answer["session"]["pid"]
     fresh = sessions.restart(core.get_split(), "abroad")  # a site with no session: restart starts one
     assert not fresh["stopped"] and fresh["session"]["state"] == "warm"
     assert fresh["message"].startswith("site 'abroad' had no session running")
@@ -121,9 +88,9 @@ def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(spl
     monkeypatch.setattr(sessions, "CANCEL_GRACE", 1.0)
     stubborn = Cell("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf', flush=True)\n"
                     "time.sleep(300)")
-    row = until("home", lambda r: r["state"] == "busy", "a busy session")
+    row = until(core.get_split(), "home", lambda r: r["state"] == "busy", "a busy session")
     waiting = Cell("print('never')")
-    until("home", lambda r: r["queue"], "a queued cell")
+    until(core.get_split(), "home", lambda r: r["queue"], "a queued cell")
     stopped = sessions.stop(core.get_split(), "home")
     assert [c["state"] for c in stopped["cancelled"]] == ["cancelled", "cancelled"]
     assert stubborn.result().state == waiting.result().state == "cancelled"
@@ -191,13 +158,13 @@ def _on_a_terminal(answer: str, *args: str) -> tuple[int, str]:
 
 def test_stop_asks_on_a_terminal_and_no_leaves_the_session(split_home: Path) -> None:
     assert Cell("kept = 1").result().state == "succeeded"
-    pid = until("home", lambda r: r["state"] == "warm", "a warm session")["pid"]
+    pid = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")["pid"]
     code, shown = _on_a_terminal("n", "home", "--stop")
     assert code == 1 and "stop the session on site 'home'?" in shown and "left as it was" in shown
-    assert until("home", lambda r: True, "the report")["pid"] == pid
+    assert until(core.get_split(), "home", lambda r: True, "the report")["pid"] == pid
     code, shown = _on_a_terminal("y", "home", "--restart")
     assert code == 0 and "started a new session (warm)" in shown, shown
-    assert until("home", lambda r: r["state"] == "warm", "the new session")["pid"] != pid
+    assert until(core.get_split(), "home", lambda r: r["state"] == "warm", "the new session")["pid"] != pid
 
 
 @pytest.mark.slow
