@@ -1,8 +1,9 @@
 """The verbs shared by `%split VERB ...` and `jupyter-split VERB ...`.
 
-Each verb is registered once, with its arguments, in a module of this package;
-every module of this package is imported to build the parser, and the magic and the
-CLI use that same parser, so the two faces cannot drift apart.
+Each verb is registered once, with its arguments, in a module of this package, and the
+magic and the CLI use the same parser, so the two faces cannot drift apart. The parser of
+every verb imports every module; a command that names its verb imports that verb's module
+alone (`VERB_MODULES`), since imports are most of a short command's time.
 """
 from __future__ import annotations
 
@@ -47,6 +48,16 @@ class Verb:
 
 VERBS: dict[str, Verb] = {}
 
+#: The module of this package that registers each verb, so that `jupyter-split logs RUN` imports
+#: `runs` and not the sync engine, fsspec or the accelerator pollers. A verb missing here still
+#: works (its command loads every module); a test checks this map against the modules.
+VERB_MODULES = {
+    "doctor": "doctor", "lease": "lease", "top": "top", "wandb": "wandb",
+    "policy": "policy", "declassify": "policy", "audit": "policy",
+    "sites": "runs", "runs": "runs", "attach": "runs", "logs": "runs", "cancel": "runs", "run": "runs",
+    "push": "sync", "pull": "sync", "checkpoints": "sync", "session": "session",
+}
+
 
 def verb(name: str, help: str, *arguments: tuple[tuple[Any, ...], dict[str, Any]]):
     """Register the decorated function as verb `name`, with its help and arguments; both faces
@@ -87,14 +98,19 @@ def load_verbs() -> dict[str, Verb]:
     return VERBS
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    """A parser of every verb (each a subcommand) for `prog` (`%split` or `jupyter-split`).
-    Its errors and --help raise `ParseExit`; it never exits or prints an error itself."""
-    load_verbs()
+def build_parser(prog: str, only: str | None = None) -> argparse.ArgumentParser:
+    """A parser of every verb (each a subcommand) for `prog` (`%split` or `jupyter-split`), or of verb
+    `only` where `VERB_MODULES` knows its module. Its errors and --help raise `ParseExit`; it never
+    exits or prints an error itself."""
+    if only in VERB_MODULES:
+        importlib.import_module(f".{VERB_MODULES[only]}", __name__)
+        verbs = [VERBS[only]]
+    else:
+        verbs = list(load_verbs().values())
     parser = _Parser(prog=prog, description="Run notebook cells on sites abroad and at home.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
-    for v in VERBS.values():
+    for v in verbs:
         p = sub.add_parser(v.name, help=v.help, description=v.help)
         for flags, options in v.arguments:
             p.add_argument(*flags, **options)
@@ -108,7 +124,7 @@ def verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def parse(argv: list[str], prog: str) -> argparse.Namespace:
     """The verb and its arguments; `ParseExit` for help (status 0) or a usage error (2, with its fix)."""
-    parser = build_parser(prog)
+    parser = build_parser(prog, argv[0] if argv else None)
     args, extra = parser.parse_known_args(argv)
     if extra:  # the verb's own parser knows its options: it names the one meant
         verb_parsers(parser)[args.verb].error(f"unrecognized arguments: {' '.join(extra)}")

@@ -7,11 +7,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .. import core
+from ..core import logs as run_logs
 from ..core.outcome import RemoteError
 from ..errors import OptionError
 
-from ..core.prune import prune_runs
-from ..core.split import get_split
 from .options import RUN_OPTIONS, cell_options, site_argument
 from .render import NotebookOutput, TerminalOutput, terminal_view
 from . import Context, arg, number, verb
@@ -23,7 +23,7 @@ RUN_ID = arg("run", help="the run id (`%%split runs` lists them)")
 @verb("sites", "list the configured sites and whether they are reachable")
 def sites(ctx: Context, args: argparse.Namespace) -> int:
     """List the configured sites, whether each is reachable, and its latency."""
-    split = get_split()
+    split = core.get_split()
     rows = []
     for s in split.sites():
         reach = "yes" if s.get("reachable") else f"no: {s.get('error', '')}"
@@ -62,7 +62,9 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
         raise OptionError("--delete-run-dirs deletes the directories of the runs --prune-before removes: "
                           "give --prune-before DATE too")
     if args.prune_before is not None:
-        split = get_split()
+        split = core.get_split()
+        from ..core.prune import prune_runs
+
         done = prune_runs(split, args.prune_before.timestamp(), args.site, delete_dirs=args.delete_run_dirs)
         where = f" on {args.site}" if args.site else ""
         dirs = "and deleted their run directories on the sites" if args.delete_run_dirs else \
@@ -75,7 +77,7 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
                       "once its site answers")
         return 1 if done.kept else 0
     rows = []
-    for r in get_split().list_runs(args.site, args.limit):
+    for r in core.get_split().list_runs(args.site, args.limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         rows.append([r.run_id, r.site, r.state, r.mode, started, r.last_line[:40]])
     ctx.table(["run", "site", "state", "mode", "started", "last output"], rows)
@@ -89,7 +91,7 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     """Replay a run and follow it to its end, delivering its --out variables. In a notebook a
     failed run raises RemoteError (its traceback shows); elsewhere it returns 1."""
     output = NotebookOutput() if ctx.notebook else TerminalOutput(ctx.out)
-    outcome = get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last, tail=args.tail)
+    outcome = core.get_split().attach(args.run, output, ctx.namespace, from_start=not args.from_last, tail=args.tail)
     if ctx.notebook and not outcome.ok:
         raise RemoteError(outcome)
     if outcome.outputs:
@@ -109,13 +111,14 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     """Print a run's (or one rank's) events so far, without following, a batch at a time: the
     memory it takes does not grow with the log."""
     show = TerminalOutput(ctx.out, ctx.out, status=True)
-    split = get_split()
+    # a local run's log is read with no config loaded: the Split (and the config) only for another site's
+    found = run_logs.open_log(args.run, lambda site: core.get_split().executor(site))
     if args.tail is not None:
-        for event in split.run_tail(args.run, args.tail, args.rank):
+        for event in run_logs.tail(*found, args.tail, args.rank):
             if event["seq"] > args.after:
                 show(event)
         return 0
-    for chunk in split.iter_run_events(args.run, args.after, args.rank):
+    for chunk in run_logs.chunks(*found, args.after, args.rank):
         show.many(chunk)  # a chunk's stream text in one write, one flush per chunk
         ctx.out.flush()
     return 0
@@ -124,7 +127,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
 @verb("cancel", "end a run (a session run ends its session too)", RUN_ID)
 def cancel(ctx: Context, args: argparse.Namespace) -> int:
     """Cancel a run (a session run's session with it) and print its final state."""
-    state = get_split().cancel(args.run)
+    state = core.get_split().cancel(args.run)
     ctx.print(f"{args.run}: {state}")
     return 0
 
@@ -136,7 +139,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     Returns 1 unless it succeeded or was submitted."""
     code = Path(args.file).read_text()
     opts = cell_options(args, fresh=True, view=terminal_view(sys.stderr, args.file))
-    outcome = get_split().execute(code, opts, None, TerminalOutput(ctx.out))
+    outcome = core.get_split().execute(code, opts, None, TerminalOutput(ctx.out))
     if outcome.state == "submitted":
         ctx.print(outcome.run_id)
     return 0 if outcome.ok else 1

@@ -11,7 +11,7 @@ import posixpath
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Generator, TypeVar
 
-from ..executors.base import Executor
+from ..executors.files import LogFiles
 from ..runs.events import ENDED_FILE, is_final
 from ..runs.segments import CHUNK, TAIL_SPAN, Cursor, Place, Read, tail_plan
 
@@ -30,9 +30,9 @@ class LogReader:
     a follower polling a growing log reads each byte once, and crosses to the next segment when
     the writer rolls."""
 
-    def __init__(self, ex: Executor, run_dir: str, after: int = 0):
+    def __init__(self, ex: LogFiles, run_dir: str, after: int = 0):
         self.ex, self.run_dir = ex, run_dir
-        self.key = (ex.site.name, run_dir)
+        self.key = (ex.site_name, run_dir)
         self.cursor = Cursor(after, CHUNK, _place(self.key, after))
 
     async def chunk(self) -> tuple[list[dict[str, Any]], bool]:
@@ -66,7 +66,7 @@ def _place(key: tuple[str, str], after: int) -> Place | None:
     return ended if ended[0] == after else begun if begun[0] <= after < ended[0] else None
 
 
-async def stream(ex: Executor, run_dir: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def stream(ex: LogFiles, run_dir: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
     """The records after `after` to the log's end, then the ended one if the log has no final record."""
     reader = LogReader(ex, run_dir, after)
     while True:
@@ -79,7 +79,7 @@ async def stream(ex: Executor, run_dir: str, after: int = 0) -> AsyncIterator[di
         yield ended
 
 
-async def tail(ex: Executor, run_dir: str, count: int) -> list[dict[str, Any]]:
+async def tail(ex: LogFiles, run_dir: str, count: int) -> list[dict[str, Any]]:
     """The last `count` records (the ended one among them where the log has no final record),
     reading back from the log's end only as far as they go."""
     events = await _run(tail_plan(count, TAIL_SPAN), ex, run_dir) if count > 0 else []
@@ -90,7 +90,7 @@ async def tail(ex: Executor, run_dir: str, count: int) -> list[dict[str, Any]]:
     return events[-count:] if count > 0 else []
 
 
-async def ended_record(ex: Executor, run_dir: str) -> dict[str, Any] | None:
+async def ended_record(ex: LogFiles, run_dir: str) -> dict[str, Any] | None:
     """The final record `record_death` kept beside the log, if there is one."""
     try:
         found = json.loads(await ex.read_file(posixpath.join(run_dir, ENDED_FILE)))
@@ -99,7 +99,7 @@ async def ended_record(ex: Executor, run_dir: str) -> dict[str, Any] | None:
     return found if is_final(found) else None
 
 
-async def _run(plan: Generator[Read, bytes, Result], ex: Executor, run_dir: str) -> Result:
+async def _run(plan: Generator[Read, bytes, Result], ex: LogFiles, run_dir: str) -> Result:
     """Drive a plan of `runs.segments` with the executor's reads (`run_local`, on the site)."""
     try:
         request = next(plan)
@@ -109,7 +109,7 @@ async def _run(plan: Generator[Read, bytes, Result], ex: Executor, run_dir: str)
         return done.value
 
 
-async def _read(ex: Executor, run_dir: str, request: Read) -> bytes:
+async def _read(ex: LogFiles, run_dir: str, request: Read) -> bytes:
     name, offset, size = request
     try:
         return await ex.read_file(posixpath.join(run_dir, name), offset, size)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from ..config import Config, SiteConfig
 from .base import Executor, ExecutorError, LaunchSpec
+
+if TYPE_CHECKING:  # the config's models take most of a short command's start-up: not imported to read a log
+    from ..config import Config, SiteConfig
 
 _MODULES = {"local": "local", "ssh": "ssh", "slurm": "slurm", "ray": "ray"}
 

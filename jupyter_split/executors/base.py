@@ -13,12 +13,13 @@ import re
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..devices import VISIBLE_DEVICES_VAR
 from ..errors import DistributedError, ExecutorError
 from ..protocol import LAUNCHER_MODULE, RUNNER_MODULE
-from ..config import Config, SiteConfig
+if TYPE_CHECKING:  # the config's models take most of a short command's start-up: not imported to read a log
+    from ..config import Config, SiteConfig
 
 # a run id as `runs.ids.new_run_id` makes it (the experiment's and the site's names, a time, hex digits)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,250}")
@@ -84,6 +85,11 @@ class Executor(ABC):
     def __init__(self, site: SiteConfig, config: Config):
         self.site = site
         self.config = config
+
+    @property
+    def site_name(self) -> str:
+        """The site's name (what `core.replay` keys the places it read to)."""
+        return self.site.name
 
     @property
     @abstractmethod

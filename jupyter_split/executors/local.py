@@ -13,6 +13,7 @@ from typing import Any
 from ..config import local_python
 from ..paths import data_dir
 from ..transfer import probe_versions
+from . import files
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL}
@@ -48,7 +49,8 @@ class LocalExecutor(Executor):
         """Start the runner as a child in its own session (no terminal signal reaches it), its output in
         `runner.log` of the run directory, secrets and config on its stdin.
 
-        Returns {pid, started}. Raises ExecutorError where the site's python cannot be started.
+        Returns {pid, started, local: true} (`files.ON_THIS_MACHINE`: the run's log can be read here
+        without the config). Raises ExecutorError where the site's python cannot be started.
         """
         run_dir = Path(spec.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +72,7 @@ class LocalExecutor(Executor):
         process.stdin.write(spec.stdin)
         process.stdin.close()
         _CHILDREN[process.pid] = process
-        return {"pid": process.pid, "started": time.time()}
+        return {"pid": process.pid, "started": time.time(), files.ON_THIS_MACHINE: True}
 
     async def alive(self, handle: dict[str, Any]) -> bool:
         """Whether the pid lives and is still a jupyter_split runner (a reused pid is not). A child of
@@ -114,21 +116,8 @@ class LocalExecutor(Executor):
         return await asyncio.open_unix_connection(sock_path, limit=64 << 20)
 
     async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
-        """The file's bytes from `offset` (below 0: from its end), at most `size`; FileNotFoundError if
-        it is absent.
-
-        They come as a writable bytearray, so --out tensors unpickled from it use its memory without a copy.
-        """
-        def read() -> bytes:
-            with open(path, "rb") as f:
-                end = os.fstat(f.fileno()).st_size
-                start = max(0, end + offset) if offset < 0 else offset
-                left = max(0, end - start)
-                data = bytearray(left if size is None else min(size, left))
-                f.seek(start)
-                del data[f.readinto(data):]
-                return data
-        return await asyncio.to_thread(read)
+        """The file's bytes from `offset` (below 0: from its end), at most `size` (`files.read_file`)."""
+        return await files.read_file(path, offset, size)
 
     async def write_file(self, path: str, data: bytes) -> None:
         """Write the file whole: a hidden temp name beside it, then a rename; missing folders are made."""
