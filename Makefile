@@ -10,7 +10,7 @@ demo: setup-demo
 	$(PY) -m jupyter_split.demo
 
 test: setup-test
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=30
 
 setup-demo:
 	bash .ci/setup demo
