@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_split import core
 from jupyter_split.core.sessions import SESSION_STATES
 from tests.sessions.cells import Cell
 
