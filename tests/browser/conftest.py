@@ -22,6 +22,8 @@ EXTENSION_SRC = REPO / "extensions" / "jupyterlab-split"
 BUILT = REPO / "jupyter_split" / "labextension"
 SERVER_CONFIG = REPO / "jupyter-config" / "jupyter_server_config.d" / "jupyter_split.json"
 ARTIFACTS = REPO / "test-artifacts"
+#: the README's pictures of the sidebar, each taken by a browser test from the real UI
+SCREENSHOTS = REPO / "docs" / "sidebar"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
@@ -90,7 +92,9 @@ def lab(split_home: Path, labextension: Path) -> Iterator[Lab]:
     log = state / "lab.log"
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={split_home / 'work'}",
-            "--ServerApp.log_level=INFO"]
+            "--ServerApp.log_level=INFO",
+            # window.jupyterapp: the tests switch the theme with its own command, as the Settings menu does
+            "--LabApp.expose_app_in_browser=True"]
     # The token goes in the environment, not on the command line that `ps` shows.
     env["JUPYTER_TOKEN"] = token
     with open(log, "wb") as out:
@@ -149,3 +153,24 @@ def page(lab: Lab, request: pytest.FixtureRequest):
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-last.png"))
         finally:
             browser.close()
+
+
+def shot(target, name: str) -> Path:
+    """Save a picture of `target` (a Playwright locator: a pane, the sidebar) as docs/sidebar/NAME.png,
+    the README's own, after the page has settled (no poll's change half drawn)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    target.page.wait_for_timeout(300)
+    target.screenshot(path=str(path), animations="disabled")
+    return path
+
+
+def widen_sidebar(page, width: int = 440) -> None:
+    """Drag the left area's edge to `width` pixels, as a user widens the sidebar to read it."""
+    box = page.locator("#jp-left-stack").bounding_box()
+    assert box, "the left area is not shown"
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] + 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + width, y, steps=5)
+    page.mouse.up()

@@ -153,15 +153,15 @@ def test_checkpoint_buttons_and_run_cell_on_site(page, lab: Lab, tmp_path: Path)
     expect(tuned).to_contain_text("CN")
     expect(tuned).to_contain_text("2.0 KB")
 
-    # Pushing resident data abroad: the guard refuses, and the dialog says why and what to do.
-    tuned.locator(".jp-split-transfer").click()
-    dialog = page.locator(".jp-Dialog")
-    expect(dialog).to_contain_text("Not copied to abroad")
-    expect(dialog).to_contain_text("residency label CN")
-    expect(dialog).to_contain_text("Nothing was sent")
+    # Pushing resident data abroad: the guard's dry run refuses first, so the button is off and says why.
+    push = tuned.locator(".jp-split-transfer")
+    expect(push).to_have_attribute("data-check", "refused")
+    expect(push).to_be_disabled()
+    expect(push).to_have_attribute("title", re.compile(r"The guard would refuse: .*residency label CN", re.S))
+    expect(tuned.locator(".jp-split-refusal")).to_have_text("not to abroad: residency label CN must stay")
     page.screenshot(path=str(ARTIFACTS / "push-refused.png"))
-    dialog.locator(".jp-mod-accept").click()
     assert not Path(abroad.removeprefix("file://"), "ckpts", "tuned").exists()
+    dialog = page.locator(".jp-Dialog")
 
     # Pulling weights home is allowed, and the copy shows up under home.
     sidebar.locator(f".jp-split-checkpoint[data-url='{abroad}/ckpts/pretrain'] .jp-split-transfer").click()

@@ -3,82 +3,9 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { RunStateInfo } from './logic';
+import { AuditEntry, Run, RunEvent, TransferCheck, TransferReport } from './types';
 
-export interface Site {
-  name: string;
-  executor: string;
-  jurisdiction: string;
-  accelerator: string;
-  storage: string | null;
-  home: boolean;
-  reachable: boolean;
-  latency_ms: number | null;
-  error?: string;
-  host?: string;
-  /** Slurm sites: `sinfo` lines (partition, availability, nodes, state), or why sinfo failed. */
-  slurm?: string[] | string;
-  /** Ray sites: the cluster's Ray version. */
-  ray?: string;
-  gpus?: string | number;
-}
-
-export interface Experiment {
-  name: string;
-  home: string;
-  default_remote: string;
-}
-
-export interface Run {
-  run_id: string;
-  site: string;
-  state: string;
-  mode: string;
-  name: string | null;
-  created: number;
-  updated: number;
-  /** The run's state and last output line as its event log says, up to record `last_seq`. */
-  last_seq: number;
-  last_line: string;
-}
-
-export interface RunEvent {
-  seq: number;
-  type: string;
-  [key: string]: unknown;
-}
-
-export interface Checkpoint {
-  site: string;
-  url: string;
-  name: string;
-  bytes: number;
-  files: number;
-  residency: string | null;
-  lineage: string[];
-  run_id: string | null;
-  created_ts: number;
-}
-
-export interface WandbRun {
-  site: string;
-  id: string;
-  name: string;
-  job_type: string;
-  mode: string;
-  url: string | null;
-  state: string;
-  split_run: string;
-  metrics: Record<string, unknown>;
-}
-
-export interface TransferReport {
-  ok: boolean;
-  message: string;
-  files_sent: number;
-  bytes_sent: number;
-  files_skipped: number;
-  published: boolean;
-}
+export * from './types';
 
 /** Thrown for any non-2xx answer; `message` is the server's own explanation. */
 export class SplitAPIError extends Error {
@@ -91,21 +18,67 @@ export class SplitAPIError extends Error {
 }
 
 export async function requestAPI<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const response = await send(path, init);
+  return (await readBody(response)) as T;
+}
+
+async function send(path: string, init: RequestInit): Promise<Response> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'jupyter-split', path);
-  const response = await ServerConnection.makeRequest(url, init, settings);
+  return ServerConnection.makeRequest(url, init, settings);
+}
+
+async function readBody(response: Response): Promise<unknown> {
   const text = await response.text();
   const body = text ? JSON.parse(text) : {};
   if (!response.ok) {
     throw new SplitAPIError(body.message || response.statusText, response.status);
   }
-  return body as T;
+  return body;
+}
+
+/**
+ * The polled GETs: each sends the ETag of its last answer as If-None-Match, and a 304 (nothing
+ * changed) gives back that answer with `changed: false`, so the caller keeps its state untouched.
+ */
+export class Revalidator {
+  async get<T>(path: string): Promise<{ body: T; changed: boolean }> {
+    const kept = this._kept.get(path);
+    const headers: Record<string, string> = kept ? { 'If-None-Match': kept.etag } : {};
+    const response = await send(path, { headers });
+    if (response.status === 304 && kept) {
+      return { body: kept.body as T, changed: false };
+    }
+    const body = (await readBody(response)) as T;
+    const etag = response.headers.get('ETag');
+    if (etag) {
+      this._kept.set(path, { etag, body });
+    } else {
+      this._kept.delete(path);
+    }
+    return { body, changed: true };
+  }
+
+  /** Forget every kept answer: the next poll of each path gets a full one. */
+  clear(): void {
+    this._kept.clear();
+  }
+
+  private _kept = new Map<string, { etag: string; body: unknown }>();
 }
 
 export const api = {
+  check: (site: string, name: string, toSite: string) =>
+    requestAPI<TransferCheck>('checkpoints/check', {
+      method: 'POST',
+      body: JSON.stringify({ site, name, to_site: toSite })
+    }),
+  declassify: (item: string, reason: string) =>
+    requestAPI<{ ok: boolean; entry: AuditEntry }>('border/declassify', {
+      method: 'POST',
+      body: JSON.stringify({ item, reason, confirm: true })
+    }),
   states: () => requestAPI<{ states: RunStateInfo[] }>('states'),
-  sites: () => requestAPI<{ experiment: Experiment; sites: Site[] }>('sites'),
-  runs: () => requestAPI<{ runs: Run[] }>('runs'),
   events: (runId: string, after: number) =>
     requestAPI<{ run: Run; events: RunEvent[] }>(
       `runs/${encodeURIComponent(runId)}/events?after=${after}`
@@ -114,11 +87,9 @@ export const api = {
     requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
       method: 'POST'
     }),
-  checkpoints: () => requestAPI<{ checkpoints: Checkpoint[]; errors: Record<string, string> }>('checkpoints'),
   transfer: (site: string, name: string, toSite: string) =>
     requestAPI<TransferReport>('checkpoints/transfer', {
       method: 'POST',
       body: JSON.stringify({ site, name, to_site: toSite })
-    }),
-  wandb: () => requestAPI<{ runs: WandbRun[] }>('wandb')
+    })
 };

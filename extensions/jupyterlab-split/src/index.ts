@@ -50,13 +50,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const settings = registry ? await registry.load(PLUGIN_ID).catch(() => null) : null;
     let current = readSettings(settings);
-    const model = new SplitModel(current.refreshInterval * 1000);
+    // The sidebar's own feeds (sites, accelerators, storage, the border) are asked for only while it shows.
+    let sidebar: SplitSidebar | null = null;
+    const model = new SplitModel(current.refreshInterval * 1000, () => sidebar?.isVisible ?? false);
     settings?.changed.connect(() => {
       current = readSettings(settings);
       model.intervalMs = current.refreshInterval * 1000;
     });
 
-    const sidebar = new SplitSidebar(model, app.commands);
+    sidebar = new SplitSidebar(model, app.commands);
     sidebar.title.icon = splitIcon;
     app.shell.add(sidebar, 'left', { rank: 900 });
     restorer?.add(sidebar, sidebar.id);

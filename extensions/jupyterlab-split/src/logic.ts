@@ -173,3 +173,8 @@ export function siteExtras(site: {
   }
   return extras;
 }
+
+/** What a guard's dry run depends on: the checkpoint (as published), where it goes, and the audit log's state. */
+export function checkKey(ckpt: { site: string; name: string; created_ts: number }, toSite: string, borderTag: string): string {
+  return JSON.stringify([ckpt.site, ckpt.name, ckpt.created_ts, toSite, borderTag]);
+}

@@ -2,8 +2,22 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { api, Checkpoint, Experiment, Run, Site, WandbRun } from './api';
-import { RunStates } from './logic';
+import {
+  Accelerators,
+  api,
+  Border,
+  Checkpoint,
+  Experiment,
+  Leases,
+  Revalidator,
+  Run,
+  Site,
+  SiteLease,
+  SiteReading,
+  TransferCheck,
+  WandbRun
+} from './api';
+import { checkKey, RunStates } from './logic';
 
 /**
  * Sites are probed (an SSH round trip, an sinfo) and storage is listed far less often
@@ -11,6 +25,11 @@ import { RunStates } from './logic';
  */
 const WORLD_EVERY = 10;
 const MAX_BACKOFF_MS = 60_000;
+
+type Feed = 'runs' | 'world' | 'accelerators' | 'border';
+
+/** The decisions the border pane filters on (the server's DECISIONS); null shows them all. */
+export type Decision = 'allowed' | 'refused' | 'declassified' | null;
 
 export class SplitModel {
   experiment: Experiment | null = null;
@@ -23,10 +42,29 @@ export class SplitModel {
   /** Sites whose storage could not be listed, and why. */
   checkpointErrors: Record<string, string> = {};
   wandbRuns: WandbRun[] = [];
+  /** Each site's accelerators as last read, by site name. */
+  readings = new Map<string, SiteReading>();
+  /** Each site's lease beside its use, by site name. */
+  leases = new Map<string, SiteLease>();
+  border: Border | null = null;
+  /** What the border pane shows: the entries of one decision, or all. */
+  decision: Decision = null;
 
-  constructor(intervalMs: number) {
-    this._runsPoll = this._poll('runs', intervalMs, () => this._fetchRuns());
-    this._worldPoll = this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld());
+  /**
+   * `shown` says whether anyone looks at the sidebar: the sites, accelerators, storage and border
+   * are asked for only then (the run count in the status bar is polled while the page is visible).
+   */
+  constructor(
+    intervalMs: number,
+    private readonly _shown: () => boolean = () => true
+  ) {
+    this._intervalMs = intervalMs;
+    this._polls = {
+      runs: this._poll('runs', intervalMs, () => this._fetchRuns(), false),
+      world: this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld(), true),
+      accelerators: this._poll('accelerators', intervalMs, () => this._fetchAccelerators(), true),
+      border: this._poll('border', intervalMs, () => this._fetchBorder(), true)
+    };
   }
 
   get changed(): ISignal<this, void> {
@@ -35,18 +73,51 @@ export class SplitModel {
 
   /** What the last failed request said, if the server is not answering as it should. */
   get error(): string | null {
-    return this._errors.runs ?? this._errors.world ?? null;
+    return Object.values(this._errors).find(Boolean) ?? null;
   }
 
   set intervalMs(value: number) {
-    this._runsPoll.frequency = { ...this._runsPoll.frequency, interval: value };
-    this._worldPoll.frequency = { ...this._worldPoll.frequency, interval: value * WORLD_EVERY };
+    this._intervalMs = value;
+    this._setInterval('runs', value);
+    this._setInterval('world', value * WORLD_EVERY);
+    this._setInterval('border', value);
+    this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
   }
 
   /** Fetch everything now. */
   async refresh(): Promise<void> {
-    await Promise.all([this._runsPoll.refresh(), this._worldPoll.refresh()]);
-    await Promise.all([this._runsPoll.tick, this._worldPoll.tick]);
+    const polls = Object.values(this._polls);
+    await Promise.all(polls.map(p => p.refresh()));
+    await Promise.all(polls.map(p => p.tick));
+  }
+
+  /** Show the border entries of `decision` (null: all), asked of the server at once. */
+  async setDecision(decision: Decision): Promise<void> {
+    this.decision = decision;
+    this._changed.emit();
+    await this._polls.border.refresh();
+  }
+
+  /**
+   * The guard's dry run for copying `ckpt` to `toSite`: undefined until it answered. Asked once per
+   * checkpoint, destination and state of the audit log (a declassification may change the answer).
+   */
+  check(ckpt: Checkpoint, toSite: string): TransferCheck | undefined {
+    const key = checkKey(ckpt, toSite, this._borderTag);
+    const known = this._checks.get(key);
+    if (known !== undefined || this._asking.has(key)) {
+      return known ?? undefined;
+    }
+    this._asking.add(key);
+    api
+      .check(ckpt.site, ckpt.name, toSite)
+      .catch(reason => ({ allowed: false, reasons: [String((reason as Error).message ?? reason)], message: '', labels: [] }))
+      .then(answer => {
+        this._checks.set(key, answer);
+        this._asking.delete(key);
+        this._changed.emit();
+      });
+    return undefined;
   }
 
   /** The server's run states, asked once (again only after a failed answer). */
@@ -60,49 +131,99 @@ export class SplitModel {
   }
 
   dispose(): void {
-    this._runsPoll.dispose();
-    this._worldPoll.dispose();
+    Object.values(this._polls).forEach(p => p.dispose());
     Signal.clearData(this);
   }
 
-  private _poll(name: 'runs' | 'world', intervalMs: number, fetch: () => Promise<void>): Poll {
+  private _setInterval(name: Feed, interval: number): void {
+    const poll = this._polls[name];
+    if (poll.frequency.interval !== interval) {
+      poll.frequency = { ...poll.frequency, interval };
+    }
+  }
+
+  private _poll(name: Feed, intervalMs: number, fetch: () => Promise<boolean>, whenShown: boolean): Poll {
     return new Poll({
       factory: async () => {
+        let changed = false;
         try {
-          await fetch();
+          changed = await fetch();
+          changed = changed || this._errors[name] !== null;
           this._errors[name] = null;
         } catch (reason) {
           this._errors[name] = reason instanceof Error ? reason.message : String(reason);
+          changed = true;
           // Rejecting makes the Poll back off until the server answers again.
           throw reason;
         } finally {
-          this._changed.emit();
+          if (changed) {
+            this._changed.emit();
+          }
         }
       },
       frequency: { interval: intervalMs, backoff: true, max: MAX_BACKOFF_MS },
       name: `jupyter-split:${name}`,
-      standby: 'when-hidden'
+      // Standby while the page is hidden; the sidebar's own feeds also while the sidebar is.
+      standby: whenShown ? () => (this._shown() ? 'when-hidden' : true) : 'when-hidden'
     });
   }
 
-  private async _fetchRuns(): Promise<void> {
-    const [states, { runs }] = await Promise.all([this.states(), api.runs()]);
+  private async _fetchRuns(): Promise<boolean> {
+    const [states, runs] = await Promise.all([this.states(), this._api.get<{ runs: Run[] }>('runs')]);
+    const changed = runs.changed || states !== this.runStates;
     this.runStates = states;
-    this.runs = runs;
+    this.runs = runs.body.runs;
+    return changed;
   }
 
-  private async _fetchWorld(): Promise<void> {
-    const [sites, checkpoints, wandb] = await Promise.all([api.sites(), api.checkpoints(), api.wandb()]);
-    this.experiment = sites.experiment;
-    this.sites = sites.sites;
-    this.checkpoints = checkpoints.checkpoints;
-    this.checkpointErrors = checkpoints.errors;
-    this.wandbRuns = wandb.runs;
+  private async _fetchWorld(): Promise<boolean> {
+    const [sites, checkpoints, wandb, leases] = await Promise.all([
+      this._api.get<{ experiment: Experiment; sites: Site[] }>('sites'),
+      this._api.get<{ checkpoints: Checkpoint[]; errors: Record<string, string> }>('checkpoints'),
+      this._api.get<{ runs: WandbRun[] }>('wandb'),
+      this._api.get<Leases>('lease')
+    ]);
+    this.experiment = sites.body.experiment;
+    this.sites = sites.body.sites;
+    this.checkpoints = checkpoints.body.checkpoints;
+    this.checkpointErrors = checkpoints.body.errors;
+    this.wandbRuns = wandb.body.runs;
+    this.leases = new Map(leases.body.sites.map(s => [s.site, s]));
+    return [sites, checkpoints, wandb, leases].some(a => a.changed);
   }
 
+  private async _fetchAccelerators(): Promise<boolean> {
+    const { body, changed } = await this._api.get<Accelerators>('accelerators');
+    this.readings = new Map(body.sites.map(s => [s.site, s]));
+    // The server reads a site no more than once its interval: asking faster only gets the same reading.
+    this._readingEveryMs = body.interval * 1000;
+    this._setInterval('accelerators', Math.max(this._intervalMs, this._readingEveryMs));
+    return changed;
+  }
+
+  private async _fetchBorder(): Promise<boolean> {
+    const query = this.decision ? `?decision=${this.decision}` : '';
+    const { body, changed } = await this._api.get<Border>(`border${query}`);
+    const asked = this.decision ? `?decision=${this.decision}` : '';
+    if (asked !== query) {
+      return false; // the filter changed meanwhile: its own request brings its answer
+    }
+    this.border = body;
+    if (changed) {
+      // the audit log moved on: a declassification may change what the guard says of a transfer
+      this._borderTag = `${body.total}:${Object.values(body.counts).join(',')}`;
+    }
+    return changed;
+  }
+
+  private _api = new Revalidator();
+  private _intervalMs: number;
+  private _readingEveryMs = 0;
+  private _borderTag = '';
+  private _checks = new Map<string, TransferCheck>();
+  private _asking = new Set<string>();
   private _states: Promise<RunStates> | null = null;
-  private _errors: Record<'runs' | 'world', string | null> = { runs: null, world: null };
-  private _runsPoll: Poll;
-  private _worldPoll: Poll;
+  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null };
+  private _polls: Record<Feed, Poll>;
   private _changed = new Signal<this, void>(this);
 }

@@ -1,0 +1,61 @@
+// Pure helpers of the runs and border panes: filters and the words of an audit record. No DOM.
+import { AuditEntry } from './types';
+
+/** What the runs pane shows: runs of one site and one state (empty: any) whose name or id holds `text`. */
+export interface RunFilter {
+  text: string;
+  site: string;
+  state: string;
+}
+
+export function filterRuns<R extends { run_id: string; site: string; state: string; name: string | null }>(
+  runs: R[],
+  filter: RunFilter
+): R[] {
+  const text = filter.text.trim().toLowerCase();
+  return runs.filter(
+    run =>
+      (!filter.site || run.site === filter.site) &&
+      (!filter.state || run.state === filter.state) &&
+      (!text || run.run_id.toLowerCase().includes(text) || (run.name ?? '').toLowerCase().includes(text))
+  );
+}
+
+/** The distinct values of `pick` over `rows`, sorted: the options of a filter. */
+export function choices<R>(rows: R[], pick: (row: R) => string): string[] {
+  return Array.from(new Set(rows.map(pick))).sort();
+}
+
+/** An audit record's labels, as a list or a map of label to origin, in words. */
+export function labelText(labels: AuditEntry['labels']): string {
+  if (!labels) {
+    return '';
+  }
+  return Array.isArray(labels) ? labels.join(', ') : Object.keys(labels).join(', ');
+}
+
+/** An audit record in words: what went (or would have gone) where, and when. */
+export function entryText(entry: AuditEntry): { what: string; where: string; when: string } {
+  const what = entry.item ?? entry.src ?? '(unnamed)';
+  const to = entry.to_site ?? entry.to_jurisdiction ?? entry.dest;
+  const from = entry.from_site;
+  const where = [from && to ? `${from} → ${to}` : to ? `→ ${to}` : '', entry.kind ?? '', labelText(entry.labels)]
+    .filter(Boolean)
+    .join(' · ');
+  const when = entry.time ? entry.time.replace('T', ' ').replace(/\+00:00$/, ' UTC') : '';
+  return { what, where, when };
+}
+
+/** Whether the border pane offers to declassify this record: a refusal that names what to approve. */
+export function canDeclassify(entry: AuditEntry): boolean {
+  return entry.decision === 'refused' && Boolean(entry.item);
+}
+
+/** The guard's refusal of a transfer in one line: the labels that keep it home, else the first line of its reason. */
+export function refusalSummary(check: { reasons: string[]; message: string; labels: string[] }, target: string): string {
+  if (check.labels.length) {
+    return `not to ${target}: residency label${check.labels.length > 1 ? 's' : ''} ${check.labels.join(', ')} must stay`;
+  }
+  const first = (check.reasons[0] ?? check.message).trim().split('\n', 1)[0];
+  return `not to ${target}: ${first || 'the guard refuses'}`;
+}

@@ -1,0 +1,200 @@
+// The shapes of the server's answers (jupyter_split/server/*.py): no JupyterLab imports, so jest can use them.
+
+export interface Site {
+  name: string;
+  executor: string;
+  jurisdiction: string;
+  accelerator: string;
+  storage: string | null;
+  home: boolean;
+  reachable: boolean;
+  latency_ms: number | null;
+  error?: string;
+  host?: string;
+  /** Slurm sites: `sinfo` lines (partition, availability, nodes, state), or why sinfo failed. */
+  slurm?: string[] | string;
+  /** Ray sites: the cluster's Ray version. */
+  ray?: string;
+  gpus?: string | number;
+}
+
+export interface Experiment {
+  name: string;
+  home: string;
+  default_remote: string;
+}
+
+export interface Run {
+  run_id: string;
+  site: string;
+  state: string;
+  mode: string;
+  name: string | null;
+  created: number;
+  updated: number;
+  /** The run's state and last output line as its event log says, up to record `last_seq`. */
+  last_seq: number;
+  last_line: string;
+}
+
+export interface RunEvent {
+  seq: number;
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface Checkpoint {
+  site: string;
+  url: string;
+  name: string;
+  bytes: number;
+  files: number;
+  residency: string | null;
+  lineage: string[];
+  run_id: string | null;
+  created_ts: number;
+}
+
+export interface WandbRun {
+  site: string;
+  id: string;
+  name: string;
+  job_type: string;
+  mode: string;
+  url: string | null;
+  state: string;
+  split_run: string;
+  metrics: Record<string, unknown>;
+}
+
+export interface TransferReport {
+  ok: boolean;
+  message: string;
+  files_sent: number;
+  bytes_sent: number;
+  files_skipped: number;
+  published: boolean;
+}
+
+/** One card as its vendor's tool reports it (jupyter_split/accelerators/base.py Card); null: not given. */
+export interface Card {
+  vendor: string;
+  model: string;
+  index: number;
+  utilisation: number | null;
+  /** MiB */
+  memory_used: number | null;
+  memory_total: number | null;
+  memory_percent: number | null;
+  temperature: number | null;
+  power: number | null;
+  uuid: string | null;
+  run: string | null;
+  tool: string;
+}
+
+/** One machine of a site: its host's CPU and memory (MiB) and its cards. */
+export interface Node {
+  node: string | null;
+  cpu: { percent?: number | null; count?: number | null };
+  memory: { total?: number; used?: number };
+  cards: Card[];
+  tools: string[];
+  errors: string[];
+}
+
+/** A site's accelerators as last read (GET accelerators), with Slurm's nodes and jobs or Ray's resources. */
+export interface SiteReading {
+  site: string;
+  executor: string;
+  accelerator: string;
+  time: number;
+  age: number;
+  nodes: Node[];
+  errors: string[];
+  slurm?: {
+    nodes: { node: string; state: string; cpus: string; gres: string; cpus_allocated: string; cpus_total: string }[];
+    jobs: { job_id: string; state: string; nodes: string; cards: string; elapsed: string; run: string | null }[];
+    errors: string[];
+  };
+  ray?: Record<string, unknown>;
+}
+
+export interface Accelerators {
+  /** seconds: a reading younger than this is answered from the server's memory */
+  interval: number;
+  sites: SiteReading[];
+}
+
+/** A site's lease as configured beside the accelerator-hours its runs used (GET lease). */
+export interface SiteLease {
+  site: string;
+  lease: {
+    gpu_hours: number | null;
+    monthly: boolean;
+    price_per_gpu_hour: number | null;
+    currency: string | null;
+    ends: string | null;
+  };
+  configured: boolean;
+  hours: number;
+  month_hours: number;
+  left: number | null;
+  cost: number | null;
+  month_cost: number | null;
+  currency: string | null;
+  days_left: number | null;
+  runs_counted: number;
+}
+
+export interface Leases {
+  sites: SiteLease[];
+  experiment: { name: string; hours: number; cost: Record<string, number> };
+}
+
+/** An audit record as the border pane shows it (jupyter_split/server/border.py ENTRY_FIELDS). */
+export interface AuditEntry {
+  time: string | null;
+  ts: number | null;
+  user: string | null;
+  kind: string | null;
+  item: string | null;
+  src: string | null;
+  dest: string | null;
+  bytes: number | null;
+  from_site: string | null;
+  to_site: string | null;
+  to_jurisdiction: string | null;
+  labels: string[] | Record<string, string> | null;
+  decision: string | null;
+  reason: string | null;
+  run_id: string | null;
+  findings?: { file: string | null; kind: string | null; where: string | null; masked: string | null }[];
+}
+
+/** The residency policy in force, as GET border shows it. */
+export interface PolicyView {
+  home: { site: string; jurisdiction: string };
+  sites: { name: string; jurisdiction: string }[];
+  resident: string[];
+  allow_export: string[];
+  metrics_abroad: string[] | null;
+  scan: { enabled: boolean; depth: number; max_findings: number; disable: string[]; patterns: string[] };
+  audit_log: string;
+  source: string;
+}
+
+export interface Border {
+  policy: PolicyView;
+  entries: AuditEntry[];
+  total: number;
+  counts: Record<string, number>;
+}
+
+/** The guard's dry run for one transfer (POST checkpoints/check). */
+export interface TransferCheck {
+  allowed: boolean;
+  reasons: string[];
+  message: string;
+  labels: string[];
+}

@@ -1,0 +1,134 @@
+"""The sites pane in a real JupyterLab and Chromium: each site's accelerators (the local site and an SSH
+site, both with the vendor tool stand-ins), the run holding a card, the lease, the `%%remote_gpu` site;
+polls revalidated with If-None-Match, and the sidebar's feeds asked for only while it shows."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from jupyter_split import core
+from jupyter_split.core.outcome import CellOptions
+from tests.accelerators.conftest import stand_in_path
+from tests.fixtures.core import write_config
+
+from .conftest import Lab, shot, widen_sidebar
+from .test_sidebar import _open_lab, _open_sidebar, _wait_log
+
+pytestmark = pytest.mark.slow
+
+
+def _toml(table: dict[str, Any]) -> str:
+    """One inline TOML table of strings, numbers and tables (what a site's table holds)."""
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+    return "\n".join(f"{k} = {value(v)}" for k, v in table.items())
+
+
+@pytest.fixture
+def sites_with_cards(split_home: Path, sshd, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """home (local, CN) and abroad (the test sshd, SG, with a lease), the vendor tools' STAND-INS on both
+    (tests/stand_ins/bin: no such card exists here), and a real run on home that holds card 0 of each tool
+    that lists processes. Set up before the lab starts: its server probes with this environment."""
+    abroad = sshd.site(env={"PATH": stand_in_path(), "STANDIN_SMI_CARDS": "2"}, accelerator="cuda",
+                       lease={"gpu_hours": 100, "price_per_gpu_hour": 2.5, "currency": "USD", "ends": "2099-12-31"})
+    write_config(split_home, f"""\
+[experiment]
+name = "panes"
+home = "home"
+default_remote = "abroad"
+
+[accelerators]
+interval = 1
+
+[sites.home]
+executor = "local"
+jurisdiction = "CN"
+visible_devices = "1"
+
+[sites.abroad]
+{_toml(abroad)}
+""")
+    monkeypatch.setenv("PATH", stand_in_path())
+    split = core.get_split()
+    run = split.execute("import time\nprint('holding a card', flush=True)\ntime.sleep(600)",
+                        CellOptions(site="home", detach=True), None, lambda event: None).run_id
+    _wait_log(run, ended=False, text="holding a card")
+    monkeypatch.setenv("STANDIN_SMI_PIDS", f"0:{split.index.get(run).handle['pid']}")
+    yield {"run": run}
+    split.cancel(run)
+
+
+def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_cards, page, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    asked: list[tuple[str, str | None]] = []
+    answered: list[tuple[str, int]] = []
+    page.on("request", lambda r: asked.append((r.url, r.headers.get("if-none-match"))))
+    page.on("response", lambda r: answered.append((r.url, r.status)))
+    run = sites_with_cards["run"]
+
+    _open_lab(page, lab)
+    sidebar = _open_sidebar(page)
+    pane = sidebar.locator(".jp-split-section[data-section='sites']")
+    home = pane.locator(".jp-split-site[data-site='home']")
+    abroad = pane.locator(".jp-split-site[data-site='abroad']")
+
+    # The home row says its name once: "home CN", not "home home CN"; %%remote_gpu goes abroad.
+    expect(home.locator(".jp-split-site-head")).to_have_text("homeCN")
+    expect(home).to_have_attribute("data-home", "true")
+    expect(abroad).to_have_attribute("data-remote", "true")
+    expect(abroad.locator(".jp-split-badge-remote")).to_have_text("%%remote_gpu")
+    expect(home.locator(".jp-split-badge-remote")).to_have_count(0)
+
+    # Every vendor's cards on home, read with the tools' stand-ins; the run holds card 0 of those that list processes.
+    for vendor in ("nvidia", "huawei", "cambricon", "mthreads", "hygon"):
+        expect(home.locator(f".jp-split-card[data-vendor='{vendor}']")).to_have_count(2)
+    for vendor in ("nvidia", "huawei", "mthreads"):
+        expect(home.locator(f".jp-split-card[data-vendor='{vendor}'][data-index='0']")).to_have_attribute("data-run", run)
+    # hy-smi lists no processes: the site's visible_devices (1) say which card the running run holds
+    expect(home.locator(".jp-split-card[data-vendor='hygon'][data-index='1']")).to_have_attribute("data-run", run)
+    expect(home.locator(".jp-split-card[data-vendor='nvidia'][data-index='1']")).to_have_attribute("data-run", "")
+    h100 = home.locator(".jp-split-card[data-vendor='nvidia'][data-index='0']")
+    expect(h100).to_contain_text("NVIDIA H100 80GB HBM3")
+    expect(h100).to_contain_text(re.compile(r"\d+% · [\d.]+/79\.6 GiB · \d+°C · \d+ W"))
+    expect(h100).to_contain_text(f"run {run}")
+    expect(home.locator(".jp-split-detail").first).to_contain_text("auto: nvidia, huawei, cambricon, mthreads, hygon")
+    expect(home.locator(".jp-split-node .jp-split-detail").first).to_contain_text(re.compile(r"CPU \d+% of \d+ · memory"))
+
+    # The SSH site: its cards read over its own connection, its lease as configured beside its use.
+    expect(abroad.locator(".jp-split-card[data-vendor='nvidia']")).to_have_count(2)
+    expect(abroad).to_contain_text("cuda · reachable")
+    expect(abroad.locator(".jp-split-lease")).to_contain_text(re.compile(r"lease: 100 GPU-h left of 100 GPU-h · 0 GPU-h used"))
+    expect(abroad.locator(".jp-split-lease")).to_contain_text("0.00 USD")
+    expect(abroad.locator(".jp-split-lease")).to_have_attribute("data-lease", "ok")
+    widen_sidebar(page)
+    shot(pane, "sites")
+
+    # Polls revalidate: the second ask of a feed sends the first answer's ETag, and nothing changed is a 304.
+    page.wait_for_timeout(2500)  # five refresh intervals (0.5 s in these tests)
+    for feed in ("runs", "border", "accelerators"):
+        tags = [tag for url, tag in asked if re.search(rf"/jupyter-split/{feed}(\?|$)", url)]
+        assert len(tags) >= 2 and tags[0] is None and all(tags[1:]), (feed, tags)
+    assert any(status == 304 and "/jupyter-split/runs" in url for url, status in answered), answered[-20:]
+    assert any(status == 304 and "/jupyter-split/border" in url for url, status in answered), answered[-20:]
+
+    # While the sidebar is hidden its feeds stand by (the run count in the status bar still polls).
+    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-split-sidebar']").click()
+    expect(sidebar).to_be_hidden()
+    page.wait_for_timeout(600)  # a poll under way when it closed may still land
+    before = len(asked)
+    page.wait_for_timeout(2500)
+    later = [url for url, _ in asked[before:]]
+    assert not [u for u in later if re.search(r"/jupyter-split/(accelerators|border|sites|lease|checkpoints)", u)], later
+    assert any("/jupyter-split/runs" in u for u in later), later
+    # Shown again, it asks at once.
+    _open_sidebar(page)
+    expect(pane.locator(".jp-split-site")).to_have_count(2)
+    page.wait_for_timeout(1000)
+    assert any("/jupyter-split/accelerators" in url for url, _ in asked[before:]), asked[before:]
