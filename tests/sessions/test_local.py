@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,8 +42,9 @@ workdir = "/scratch/split"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    # no terminal on stdin, whoever runs the tests: the command does not ask
     return subprocess.run([sys.executable, "-m", "jupyter_split.cli", "session", *args], capture_output=True,
-                          text=True, timeout=180)
+                          stdin=subprocess.DEVNULL, text=True, timeout=180)
 
 
 def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(split_home: Path) -> None:
@@ -82,6 +86,23 @@ def test_restart_gives_a_fresh_session_the_next_cell_runs_in(split_home: Path) -
     fresh = sessions.restart(core.get_split(), "abroad")  # a site with no session: restart starts one
     assert not fresh["stopped"] and fresh["session"]["state"] == "warm"
     assert fresh["message"].startswith("site 'abroad' had no session running")
+
+
+def test_a_session_this_process_is_starting_is_starting(split_home: Path) -> None:
+    # The site's python takes two seconds to begin (a wrapper that sleeps, then runs this interpreter),
+    # so the start is seen whatever the machine's speed.
+    slow = split_home / "slow-python"
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    slow.chmod(0o755)
+    write_config(split_home, SLURM_SITE.replace('[sites.home]\n', f'[sites.home]\npython = "{slow}"\n'))
+    split = core.get_split()
+    done: list[dict[str, Any]] = []
+    restarting = threading.Thread(target=lambda: done.append(sessions.restart(split, "home")), daemon=True)
+    restarting.start()
+    until(split, "home", lambda r: r["state"] == "starting", "the session to be starting")
+    restarting.join(120)
+    assert done and done[0]["session"]["state"] == "warm"
+    assert until(split, "home", lambda r: True, "the report")["state"] == "warm"
 
 
 def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(split_home: Path, monkeypatch) -> None:
