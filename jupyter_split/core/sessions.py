@@ -121,7 +121,8 @@ async def _stop(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     cancelled = []
     for record, final in zip(runs, await end_each()):
         split.index.update(record.run_id, state=final["state"])
-        cancelled.append({"run_id": record.run_id, "state": final["state"]})
+        if final["state"] == "cancelled":  # not one that had ended before (the index had not seen it yet)
+            cancelled.append({"run_id": record.run_id, "state": final["state"]})
     return {"site": site.name, "stopped": True, "cancelled": cancelled,
             "message": f"stopped the session on site {site.name!r}" +
                        (f", cancelling {len(cancelled)} run(s)" if cancelled else "")}

@@ -119,6 +119,17 @@ def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(spl
     assert not sessions.sessions(core.get_split(), "home")["sites"][0]["pid"] == row["pid"]
 
 
+def test_stop_names_only_the_runs_it_cancelled(split_home: Path) -> None:
+    done = Cell("print('finished')")
+    assert done.result().state == "succeeded"
+    split = core.get_split()
+    # as a kernel that died before it saw its run end leaves the index: the row still says running
+    split.index.update(done.outcome.run_id, state="running")
+    stopped = sessions.stop(split, "home")
+    assert stopped["stopped"] and stopped["cancelled"] == []
+    assert split.index.get(done.outcome.run_id).state == "succeeded"  # brought up to date from its log
+
+
 def test_a_site_without_sessions_says_so_and_unknown_sites_list_the_known(split_home: Path) -> None:
     write_config(split_home, SLURM_SITE)
     split = core.get_split()
