@@ -3,8 +3,8 @@
 The one definition under `%split session`, `jupyter-split session` and the sidebar's
 `/jupyter-split/sessions`. A session's state comes from its runner (alive, answering `hello`),
 the run it executes and the cells queued on it from the run index (every notebook on this
-machine shares it) and each run's event log, its memory from `ps` run through the site's
-executor (on an ssh site over its existing connection: no new login).
+machine shares it) and each run's event log, its memory from the runner's /proc status on the
+site (over an ssh site's existing connection: no new login, no process started there).
 
 Stopping a session cancels the run it executes and every cell queued on it, as restarting a
 Jupyter kernel drops the cells waiting for it: a queued cell was written for the namespace the
@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+import re
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import aio
@@ -185,9 +187,7 @@ async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
         await channel.request(ex, handle["sock"], {"op": "hello"})
     except (OSError, ValueError):
         row["state"] = "starting"  # alive, not listening yet (or a stopping one that no longer listens)
-    row["memory"], uptime = await _process(ex, int(handle["pid"]))
-    if row["started"] is None and uptime is not None:  # a handle recorded without its start time
-        row["started"] = round(time.time() - uptime)
+    row["memory"] = await _memory(ex, int(handle["pid"]))
     found = await asyncio.gather(*(_run_row(ex, r) for r in session_runs(split, site.name, handle)))
     row["running"] = next((run for run, _ in found if run["state"] == "running"), None)
     waiting = [(run, taken) for run, taken in found if run["state"] in ("queued", "submitted")]
@@ -198,13 +198,20 @@ async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     return row
 
 
-async def _process(ex: Executor, pid: int) -> tuple[int | None, int | None]:
-    """(resident bytes, seconds since it started) of process `pid` on the site; None where `ps` cannot tell."""
-    code, out, _ = await run_script(ex, f"ps -o rss=,etimes= -p {int(pid)}")
-    fields = out.split()
-    if code != 0 or len(fields) != 2 or not all(f.isdigit() for f in fields):
-        return None, None
-    return int(fields[0]) * 1024, int(fields[1])
+async def _memory(ex: Executor, pid: int) -> int | None:
+    """The resident bytes of process `pid` on the site: `VmRSS` of its /proc status, read over an ssh site's
+    SFTP (no process started there: a fork and a shell cost a busy login node more than the read) or here
+    for a local site; `ps` where there is no /proc (macOS). None where the process is gone."""
+    path = f"/proc/{int(pid)}/status"
+    try:
+        status = await (ex.connection.read_pseudo(path) if ex.kind == "ssh" else asyncio.to_thread(Path(path).read_bytes))
+    except OSError:
+        status = b""
+    found = re.search(rb"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    if found:
+        return int(found.group(1)) * 1024
+    code, out, _ = await run_script(ex, f"ps -o rss= -p {int(pid)}")
+    return int(out.strip()) * 1024 if code == 0 and out.strip().isdigit() else None
 
 
 async def _run_row(ex: Executor, record: "RunRecord") -> tuple[dict[str, Any], float | None]:
