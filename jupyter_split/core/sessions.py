@@ -184,9 +184,9 @@ async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
         return row
     row.update(session=handle.get("session"), pid=handle.get("pid"), started=handle.get("started"))
     try:
-        await channel.request(ex, handle["sock"], {"op": "hello"})
-    except (OSError, ValueError):
-        row["state"] = "starting"  # alive, not listening yet (or a stopping one that no longer listens)
+        await asyncio.wait_for(channel.request(ex, handle["sock"], {"op": "hello"}), site.connect_timeout)
+    except (OSError, ValueError, asyncio.TimeoutError):
+        row["state"] = "starting"  # alive, not answering yet (or a stopping one that no longer listens)
     row["memory"] = await _memory(ex, int(handle["pid"]))
     found = await asyncio.gather(*(_run_row(ex, r) for r in session_runs(split, site.name, handle)))
     row["running"] = next((run for run, _ in found if run["state"] == "running"), None)
