@@ -12,7 +12,6 @@ from ..core import sessions
 from ..core.split import get_split
 from ..errors import OptionError
 from . import Context, arg, verb
-from .sync import _size
 
 
 @verb("session", "a site's session: state, the run it executes, the cells queued on it, uptime and memory; "
@@ -70,7 +69,7 @@ def show(ctx: Context, rows: list[dict[str, Any]]) -> None:
     ctx.table(["site", "state", "session", "pid", "uptime", "memory", "running", "queued"],
               [[r["site"], r["state"] if r["supported"] else "none (one runner per cell)", r["session"] or "-",
                 r["pid"] or "-", _uptime(now - r["started"]) if r["started"] else "-",
-                _size(r["memory"]) if r["memory"] is not None else "-", _run(r["running"]), len(r["queue"])]
+                _memory(r["memory"]), _run(r["running"]), len(r["queue"])]
                for r in rows])
     for r in rows:
         if r["queue"]:
@@ -86,6 +85,12 @@ def _run(run: dict[str, Any] | None) -> str:
         return "-"
     cell = f"In [{run['count']}]: {run['cell']}" if run["count"] else run["cell"]
     return f"{run['run_id']} ({cell})" if cell else run["run_id"]
+
+
+def _memory(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "-"
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _uptime(seconds: float) -> str:
