@@ -24,7 +24,7 @@ from ..protocol import TERMINAL_STATES, states_table
 from ..core.split import VIEW_RECORDS
 from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
-from . import bodies, border, sessions, transfer, wandb_runs
+from . import bodies, border, sessions, transfer, transfers, wandb_runs
 from .base import Answers, SplitHandler
 
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
@@ -250,6 +250,7 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     ("lease", LeaseHandler),
     *border.HANDLERS,
     *sessions.HANDLERS,
+    *transfers.HANDLERS,
 ]
 
 

@@ -16,7 +16,7 @@ from ..sync.plan import make_plan
 
 def copy_to_site(config: Config, site: str, name: str, to_site: str) -> SyncReport:
     """Copy `site:name` to the same path on `to_site`; the residency guard refuses before any byte moves."""
-    _check_sites(config, site, to_site, name)
+    check_sites(config, site, to_site, name)
     return pull(f"{site}:{name}", f"{to_site}:{name}", config)
 
 
@@ -24,7 +24,7 @@ def check_to_site(config: Config, site: str, name: str, to_site: str) -> dict[st
     """Whether `copy_to_site` would be refused, asked of the guard as the copy asks it (the same plan,
     the same files judged, their content scanned where bound abroad), but in its dry run: no byte moves,
     nothing is written at the destination, nothing is audited. Answers {allowed, reasons, labels}."""
-    _check_sites(config, site, to_site, name)
+    check_sites(config, site, to_site, name)
     source, target = endpoint(f"{site}:{name}", config), endpoint(f"{to_site}:{name}", config)
     src, dest = resolve(source.url, source.options), resolve(target.url, target.options)
     try:
@@ -42,7 +42,8 @@ def check_to_site(config: Config, site: str, name: str, to_site: str) -> dict[st
     return {"allowed": True, "reasons": [], "message": "", "labels": sorted(labels)}
 
 
-def _check_sites(config: Config, site: str, to_site: str, name: str) -> None:
+def check_sites(config: Config, site: str, to_site: str, name: str) -> None:
+    """ConfigError for an unknown site (naming the known ones), ValueError for a copy to the site it is on."""
     config.site(site), config.site(to_site)  # unknown names: a ConfigError that lists the known ones
     if site == to_site:
         raise ValueError(f"checkpoint {name!r} is already on site {site!r}; pick another site to copy it to")

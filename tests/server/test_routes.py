@@ -17,6 +17,7 @@ from jupyter_split.core.outcome import CellOptions
 from jupyter_split.protocol import RUN_STATES, TERMINAL_STATES
 from jupyter_split.server.routes import HANDLERS
 from jupyter_split.server.sessions import SITE
+from jupyter_split.server.transfers import TRANSFER_ID
 from jupyter_split.sync import copy
 from tests.fixtures.core import write_config
 
@@ -33,7 +34,8 @@ def jp_server_config(split_home: Path) -> dict[str, Any]:
 
 
 def _route_url(pattern: str) -> str:
-    return pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN).replace(SITE, "home")
+    return (pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN).replace(SITE, "home")
+            .replace(TRANSFER_ID, "0123456789abcdef"))
 
 
 def _methods(handler: type) -> list[str]:
