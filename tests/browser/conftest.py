@@ -174,3 +174,32 @@ def widen_sidebar(page, width: int = 440) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + width, y, steps=5)
     page.mouse.up()
+
+
+def two_sites(split_home: Path, name: str, home: str = "", abroad: str = "", more: str = "") -> None:
+    """Write the config of the pictures' experiment `name`: `home` (local, CN) and `abroad` (local, SG), each
+    storing under the test's data directory, a policy whose resident data lies elsewhere (so no path of the
+    machine shows in a picture), and `home`/`abroad`/`more`: TOML lines added to each site's table and after."""
+    from tests.fixtures.core import write_config
+
+    storage = split_home / "data" / "storage"
+    write_config(split_home, f"""\
+[experiment]
+name = "{name}"
+home = "home"
+default_remote = "abroad"
+
+[sites.home]
+jurisdiction = "CN"
+storage = "{(storage / 'home').as_uri()}"
+{home}
+
+[sites.abroad]
+jurisdiction = "SG"
+storage = "{(storage / 'abroad').as_uri()}"
+{abroad}
+
+[policy]
+resident = ["file:///data/pii/**"]
+{more}
+""")

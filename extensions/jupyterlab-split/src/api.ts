@@ -68,6 +68,11 @@ export class Revalidator {
 }
 
 export const api = {
+  session: (site: string, action: 'stop' | 'restart') =>
+    requestAPI<{ site: string; stopped: boolean; cancelled: { run_id: string; state: string }[]; message: string }>(
+      `sessions/${encodeURIComponent(site)}/${action}`,
+      { method: 'POST' }
+    ),
   check: (site: string, name: string, toSite: string) =>
     requestAPI<TransferCheck>('checkpoints/check', {
       method: 'POST',

@@ -5,7 +5,7 @@ import { Widget } from '@lumino/widgets';
 import { api, AuditEntry, PolicyView } from './api';
 import { showMessage } from './dialogs';
 import { button, el } from './dom';
-import { canDeclassify, entryText, labelText } from './listlogic';
+import { baseName, canDeclassify, entryText, labelText, siteUrls } from './listlogic';
 import { Decision, SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
 
@@ -65,7 +65,9 @@ export class BorderPane extends Pane {
   }
 
   private _entry(entry: AuditEntry, stop: boolean): HTMLElement {
-    const { what, where, when } = entryText(entry);
+    const short = (text: string) => siteUrls(text, this._model.sites);
+    const { where, when } = entryText(entry);
+    const what = short(entryText(entry).what);
     const decision = entry.decision ?? 'unknown';
     return listRow(
       entryKey(entry),
@@ -76,18 +78,18 @@ export class BorderPane extends Pane {
         'div',
         { class: 'jp-split-row' },
         el('span', { class: `jp-split-state jp-split-state-${DECISION_STYLE[decision] ?? 'warn'}` }, decision),
-        el('b', { class: 'jp-split-what', title: what }, what),
+        el('b', { class: 'jp-split-what', title: entry.item ?? what }, what),
         el(
           'span',
           { class: 'jp-split-actions' },
           canDeclassify(entry)
-            ? button('declassify...', `Declassify ${what}: approve its export, with a reason`, () => void declassify(entry, this._model), 'jp-split-declassify')
+            ? button('declassify...', `Declassify ${what}: approve its export, with a reason`, () => void declassify(entry, what, this._model), 'jp-split-declassify')
             : null
         )
       ),
       el('div', { class: 'jp-split-detail' }, [where, when, entry.user].filter(Boolean).join(' · ')),
-      entry.reason ? el('div', { class: 'jp-split-reason', title: entry.reason }, entry.reason) : null,
-      ...(entry.findings ?? []).slice(0, 3).map(f => el('div', { class: 'jp-split-detail' }, `found ${f.kind}: ${f.masked} in ${f.file}`))
+      entry.reason ? el('div', { class: 'jp-split-reason', title: entry.reason }, short(entry.reason)) : null,
+      ...(entry.findings ?? []).slice(0, 3).map(f => el('div', { class: 'jp-split-detail' }, short(`found ${f.kind}: ${f.masked} in ${f.file}`)))
     );
   }
 
@@ -111,12 +113,12 @@ function policyView(policy: PolicyView): HTMLElement {
     line('allowed to leave', policy.allow_export.join(', ') || 'nothing beyond unlabelled data'),
     line('metrics abroad', abroad),
     line('content scan', policy.scan.enabled ? `on, depth ${policy.scan.depth}` : 'off'),
-    el('div', { class: 'jp-split-detail', title: policy.audit_log }, `from ${policy.source}`)
+    el('div', { class: 'jp-split-detail', title: `${policy.source}; audit log ${policy.audit_log}` }, `from ${baseName(policy.source)}`)
   );
 }
 
 /** Ask for the reason and a confirmation, then declassify `entry.item`: the server writes the audit line. */
-async function declassify(entry: AuditEntry, model: SplitModel): Promise<void> {
+async function declassify(entry: AuditEntry, shown: string, model: SplitModel): Promise<void> {
   const item = entry.item ?? '';
   const reason = el('input', {
     class: 'jp-split-reason-input',
@@ -130,7 +132,7 @@ async function declassify(entry: AuditEntry, model: SplitModel): Promise<void> {
     node: el(
       'div',
       { class: 'jp-split-declassify-body' },
-      el('p', {}, `Declassify ${item}? It may then leave ${labelText(entry.labels) || 'its jurisdiction'}; the approval is written to the audit log.`),
+      el('p', { title: item }, `Declassify ${shown}? It may then leave ${labelText(entry.labels) || 'its jurisdiction'}; the approval is written to the audit log.`),
       el('label', {}, 'Reason (required)', reason)
     )
   });

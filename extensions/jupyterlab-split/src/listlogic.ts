@@ -59,3 +59,22 @@ export function refusalSummary(check: { reasons: string[]; message: string; labe
   const first = (check.reasons[0] ?? check.message).trim().split('\n', 1)[0];
   return `not to ${target}: ${first || 'the guard refuses'}`;
 }
+
+/**
+ * `text` with each site's storage URL written `SITE:path`, as the verbs take it (`%split push home:ckpts/x
+ * abroad:ckpts/x`): a path under a site's storage reads by its site, however long the URL.
+ */
+export function siteUrls(text: string, sites: { name: string; storage: string | null }[]): string {
+  let out = text;
+  for (const site of sites) {
+    if (site.storage) {
+      out = out.split(`${site.storage.replace(/\/+$/, '')}/`).join(`${site.name}:`);
+    }
+  }
+  return out;
+}
+
+/** The last part of a path: a config file by its name (the whole path is the tooltip's). */
+export function baseName(path: string): string {
+  return path.split('/').filter(Boolean).pop() ?? path;
+}

@@ -11,6 +11,8 @@ import {
   Leases,
   Revalidator,
   Run,
+  Session,
+  Sessions,
   Site,
   SiteLease,
   SiteReading,
@@ -26,7 +28,10 @@ import { checkKey, RunStates } from './logic';
 const WORLD_EVERY = 10;
 const MAX_BACKOFF_MS = 60_000;
 
-type Feed = 'runs' | 'world' | 'accelerators' | 'border';
+type Feed = 'runs' | 'world' | 'accelerators' | 'border' | 'sessions';
+
+/** Sessions are asked of their runners (a `ps`, a look at each queued run's log): half as often as runs. */
+const SESSIONS_EVERY = 2;
 
 /** The decisions the border pane filters on (the server's DECISIONS); null shows them all. */
 export type Decision = 'allowed' | 'refused' | 'declassified' | null;
@@ -47,6 +52,8 @@ export class SplitModel {
   /** Each site's lease beside its use, by site name. */
   leases = new Map<string, SiteLease>();
   border: Border | null = null;
+  /** Each site's session, by site name (none until the first answer). */
+  sessions = new Map<string, Session>();
   /** What the border pane shows: the entries of one decision, or all. */
   decision: Decision = null;
 
@@ -63,7 +70,8 @@ export class SplitModel {
       runs: this._poll('runs', intervalMs, () => this._fetchRuns(), false),
       world: this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld(), true),
       accelerators: this._poll('accelerators', intervalMs, () => this._fetchAccelerators(), true),
-      border: this._poll('border', intervalMs, () => this._fetchBorder(), true)
+      border: this._poll('border', intervalMs, () => this._fetchBorder(), true),
+      sessions: this._poll('sessions', intervalMs * SESSIONS_EVERY, () => this._fetchSessions(), true)
     };
   }
 
@@ -81,6 +89,7 @@ export class SplitModel {
     this._setInterval('runs', value);
     this._setInterval('world', value * WORLD_EVERY);
     this._setInterval('border', value);
+    this._setInterval('sessions', value * SESSIONS_EVERY);
     this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
   }
 
@@ -201,6 +210,12 @@ export class SplitModel {
     return changed;
   }
 
+  private async _fetchSessions(): Promise<boolean> {
+    const { body, changed } = await this._api.get<Sessions>('sessions');
+    this.sessions = new Map(body.sites.map(s => [s.site, s]));
+    return changed;
+  }
+
   private async _fetchBorder(): Promise<boolean> {
     const query = this.decision ? `?decision=${this.decision}` : '';
     const { body, changed } = await this._api.get<Border>(`border${query}`);
@@ -223,7 +238,7 @@ export class SplitModel {
   private _checks = new Map<string, TransferCheck>();
   private _asking = new Set<string>();
   private _states: Promise<RunStates> | null = null;
-  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null };
+  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null, sessions: null };
   private _polls: Record<Feed, Poll>;
   private _changed = new Signal<this, void>(this);
 }

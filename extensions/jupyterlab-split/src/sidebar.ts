@@ -1,4 +1,4 @@
-// The left sidebar: one pane per concern (sites, runs, checkpoints, border, W&B), from the shared model.
+// The left sidebar: one pane per concern (sites, sessions, runs, checkpoints, border, W&B), from the shared model.
 import { refreshIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
@@ -11,6 +11,7 @@ import { button, el } from './dom';
 import { SplitModel } from './model';
 import { Pane } from './pane';
 import { RunsPane } from './runs';
+import { SessionsPane } from './sessions';
 import { SitesPane } from './sites';
 import { WandbPane } from './wandb';
 
@@ -29,6 +30,7 @@ export class SplitSidebar extends Widget {
     this._error = el('div', { class: 'jp-split-error', role: 'alert', hidden: '' });
     this._panes = [
       new SitesPane(_model),
+      new SessionsPane(_model),
       new RunsPane(_model, commands),
       new CheckpointsPane(_model, commands),
       new BorderPane(_model),

@@ -1,5 +1,6 @@
 // Pure helpers of the sites pane: a site's roles, its accelerators and its lease in words. No DOM.
-import { Card, Experiment, Node, SiteLease, SiteReading } from './types';
+import { formatBytes, formatElapsed } from './logic';
+import { Card, Experiment, Node, Session, SessionRun, SiteLease, SiteReading } from './types';
 
 /** A badge of a site's row: its text, what it means (the tooltip and the accessible name) and its kind. */
 export interface Badge {
@@ -147,4 +148,25 @@ export function leaseTone(lease: SiteLease | undefined): 'ok' | 'warn' | 'bad' |
     return 'bad';
   }
   return lease.left < lease.lease.gpu_hours / 10 ? 'warn' : 'ok';
+}
+
+/** A session's process in words: pid, uptime (to `now`, seconds) and memory, each where known. */
+export function sessionText(session: Session, now: number): string {
+  const parts: string[] = [];
+  if (session.pid !== null) {
+    parts.push(`pid ${session.pid}`);
+  }
+  if (session.started !== null) {
+    parts.push(`up ${formatElapsed(now - session.started)}`);
+  }
+  if (session.memory !== null) {
+    parts.push(formatBytes(session.memory));
+  }
+  return parts.join(' · ');
+}
+
+/** A cell given to a session in one line: its run (name or id), its execution count and first line. */
+export function sessionRunText(run: SessionRun): string {
+  const count = run.count !== null ? ` [${run.count}]` : '';
+  return `${run.name ?? run.run_id}${count}${run.cell ? `: ${run.cell}` : ''}`;
 }

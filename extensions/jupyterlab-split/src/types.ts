@@ -198,3 +198,37 @@ export interface TransferCheck {
   message: string;
   labels: string[];
 }
+
+/** A cell given to a session: the run it became, and the first line of its code. */
+export interface SessionRun {
+  run_id: string;
+  name: string | null;
+  state: string;
+  created: number;
+  count: number | null;
+  cell: string;
+}
+
+/** A site's session as GET sessions reports it (jupyter_split/core/sessions.py). */
+export interface Session {
+  site: string;
+  executor: string;
+  /** false: the executor runs each cell as a runner of its own (Slurm, Ray) */
+  supported: boolean;
+  state: string;
+  session: string | null;
+  pid: number | null;
+  /** seconds since the epoch */
+  started: number | null;
+  /** bytes */
+  memory: number | null;
+  running: SessionRun | null;
+  queue: SessionRun[];
+  errors: string[];
+}
+
+export interface Sessions {
+  /** the session states, in order: the sidebar keeps no list of its own */
+  states: string[];
+  sites: Session[];
+}

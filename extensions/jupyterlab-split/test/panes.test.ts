@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 
-import { canDeclassify, choices, entryText, filterRuns, labelText, refusalSummary } from '../src/listlogic';
+import { canDeclassify, choices, entryText, filterRuns, labelText, refusalSummary, siteUrls, baseName } from '../src/listlogic';
 import { checkKey } from '../src/logic';
 import { acceleratorText, cardFigures, cardGroups, leaseText, leaseTone, nodeText, siteBadges, vendorsFound } from '../src/sitelogic';
 import { AuditEntry, Card, Node, SiteLease, SiteReading } from '../src/types';
@@ -152,5 +152,16 @@ describe('refusalSummary', () => {
     expect(refusalSummary({ reasons: ['long\nstory'], message: '', labels: ['CN'] }, 'sg')).toBe('not to sg: residency label CN must stay');
     expect(refusalSummary({ reasons: ['a phone number found\nin x.csv'], message: '', labels: [] }, 'sg')).toBe('not to sg: a phone number found');
     expect(refusalSummary({ reasons: [], message: '', labels: [] }, 'sg')).toBe('not to sg: the guard refuses');
+  });
+});
+
+describe('siteUrls', () => {
+  const sites = [{ name: 'home', storage: 'file:///data/ckpt/' }, { name: 'sg', storage: 's3://sg-bucket/ckpt' }, { name: 'x', storage: null }];
+
+  it('writes a path under a site\'s storage as SITE:path, anywhere in a text', () => {
+    expect(siteUrls('refused to copy file:///data/ckpt/tuned to s3://sg-bucket/ckpt/tuned', sites)).toBe('refused to copy home:tuned to sg:tuned');
+    expect(siteUrls('file:///data/other/x', sites)).toBe('file:///data/other/x');
+    expect(baseName('/etc/split/jupyter_split.toml')).toBe('jupyter_split.toml');
+    expect(baseName('built-in default')).toBe('built-in default');
   });
 });
