@@ -37,7 +37,7 @@ async def _session(jp_fetch, site: str = "home") -> dict[str, Any]:
     return body["sites"][0]
 
 
-async def _until(jp_fetch, check, what: str, timeout: float = 60) -> dict[str, Any]:
+async def _until(jp_fetch, check, what: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = await _session(jp_fetch)
