@@ -10,14 +10,12 @@ local disk and SFTP both ways, S3 to SFTP over two capped links) vs fsspec's gen
 rsync; bytes sent for a re-sync with one shard changed; and a no-op re-sync of the
 small tree vs rsync's. Servers: a real sshd and a moto_server on 127.0.0.1.
 
-`--link PROFILE` measures only a push of the checkpoint (4 shards) to SFTP through the link
-model's PROFILE (scaled by --scale to what this machine carries), against `rsync -a` over
-one ssh connection through the same link, with one flow's cap for scale.
+`--link PROFILE` measures only the rows through the link model's PROFILE (scaled by --scale to
+what this machine carries), against rclone and `rsync -a`: see `benchmarks/sync_link.py`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import random
 import shlex
@@ -31,6 +29,7 @@ import fsspec
 from fsspec.generic import rsync as fsspec_rsync
 
 from benchmarks.common import scratch_data_dir
+from benchmarks.sync_link import linked_rows
 from jupyter_split import sync
 from jupyter_split.sync.fsutil import SFTP_CIPHERS
 from tests.services.link import start_link
@@ -92,11 +91,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks sync")
     parser.add_argument("--total-mb", type=int, default=400, help="checkpoint size (the issue's figure is 2048)")
     parser.add_argument("--small-files", type=int, default=10_000)
-    parser.add_argument("--link", metavar="PROFILE", help="only a push through this link profile (e.g. border)")
+    parser.add_argument("--link", metavar="PROFILE", help="only the rows through this link profile (e.g. border)")
     parser.add_argument("--scale", type=float, default=0.25, help="with --link: rates and window times this")
+    parser.add_argument("--rounds", type=int, default=3, help="with --link: rounds of each row")
+    parser.add_argument("--flaky", type=float, metavar="K", help="with --link: also through PROFILE-flaky, "
+                        "its stalls and cuts K times as often and as short")
     args = parser.parse_args(argv)
     if args.link:
-        return linked_push(args.link, args.scale, args.total_mb)
+        return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky)
     with tempfile.TemporaryDirectory(prefix="jsb-sync-", dir="/tmp") as tmp, scratch_data_dir():
         root = Path(tmp)
         server = start_sshd(root / "sshd")
@@ -281,32 +283,3 @@ def generic_rsync(src: str, dest: str, s3) -> None:
 
     fs = GenericFileSystem(default_method="options", storage_options={"s3": s3.storage_options})
     fsspec_rsync(src, dest, fs=fs, on_error="raise")
-
-
-def linked_push(profile: str, scale: float, total_mb: int) -> int:
-    """A push of the checkpoint to SFTP through the link model, ours against rsync -a (one flow)."""
-    with tempfile.TemporaryDirectory(prefix="jsb-link-", dir="/tmp") as tmp, scratch_data_dir():
-        root = Path(tmp)
-        server = start_sshd(root / "sshd")
-        link = start_link(server.port, profile=profile, scale=scale)
-        try:
-            shards = root / "shards"
-            write_shards(shards, total_mb, shards=4)
-            known = root / "known_hosts_link"
-            known.write_text(f"[127.0.0.1]:{link.port} {server.host_public_key}\n")
-            sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": str(known)}
-            through = dataclasses.replace(server, port=link.port, known_hosts=str(known))
-            ours, peer = alternate(
-                lambda: sync.copy(str(shards), f"ssh://127.0.0.1:{link.port}{root / 'ours'}", dest_options=sftp,
-                                  progress=False),
-                lambda: rsync(through, shards, root / "rsync"), fresh=(root / "ours", root / "rsync"), repeat=1)
-            assert sha_tree(root / "ours") == sha_tree(root / "rsync") == sha_tree(shards)
-        finally:
-            link.stop()
-            stop_sshd(server)
-    mb = total_mb * MB / 1e6
-    flow = (link.profile.flow_rate or 0) / 1e6
-    print(f"\n{profile} x {scale}: {link.profile.describe()}; {total_mb} MiB in 4 shards, local disk to SFTP\n")
-    print("| measure | jupyter_split | rsync -a | ratio | one flow's cap |\n|---|---|---|---|---|")
-    print(f"| push through {profile} x {scale}, MB/s | {mb / ours:.1f} | {mb / peer:.1f} | {peer / ours:.2f}x | {flow:.1f} |")
-    return 0

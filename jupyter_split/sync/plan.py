@@ -143,7 +143,8 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
                 # written in pieces over several connections: a killed copy's part may have holes
                 # in its last pieces (those in flight), never before them
                 part = max(0, part - RANGED_SLACK)
-            item.resume_from = part if 0 < part < size else 0
+            # a whole part (killed before its rename) is kept too: the sends check it like any other
+            item.resume_from = part if 0 < part <= size else 0
         if item.action is not Action.SEND and item.sha256 is None:
             src_hash.append(item)
 

@@ -81,8 +81,9 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
     pending = list(items)
     if plan.dest.sftp:  # their start-up overlaps the first sends
         plan.dest.worker.start_soon()
-        if any(item.size > SMALL_MAX for item in items):
-            plan.dest.streams.start_soon()
+    for side in (plan.src, plan.dest):  # big files go to or come from an SFTP server over several connections
+        if side.sftp and any(item.size > SMALL_MAX for item in items):
+            side.streams.start_soon()
     try:
         make_dirs(plan.dest, plan.parents(items))
     except OSError as exc:

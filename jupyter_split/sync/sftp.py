@@ -41,21 +41,22 @@ class SftpStreams:
         self.broken = False  # a write or a session start found the connection gone
         self.in_flight = 0  # pieces on their way on this connection (`width.Connections.turns` guards it)
 
-    def open(self, path: str, offset: int = 0) -> "SftpWriter | None":
-        """A writer for `path` from `offset` (0: a new file) on the least busy session, a new
-        one while any is shared; None when the server allows no session of our own (sshd's
-        MaxSessions): the caller writes through sshfs instead."""
+    def open(self, path: str, offset: int = 0, *, read: bool = False) -> "SftpFile | None":
+        """`path` open on the least busy session, a new one while any is shared: to read with
+        `read`, else to write from `offset` (0: a new file); None when the server allows no
+        session of our own (sshd's MaxSessions): the caller goes through sshfs instead."""
         session = self._take()
         if session is None:
             return None
+        mode = "rb" if read else "r+b" if offset else "wb"
         try:
-            handle = sync(self._fs.loop, _open, self._fs, session, path, "r+b" if offset else "wb")
+            handle = sync(self._fs.loop, _open, self._fs, session, path, mode)
         except BaseException as exc:
             self._release(session)
             if isinstance(exc, ConnectionError):
                 self.broken = True
             raise
-        return SftpWriter(self, session, handle, offset, path)
+        return SftpFile(self, session, handle, path, writes=not read)
 
     def start_soon(self) -> None:
         """Open the sessions now, without waiting: a copy does it as its big files begin."""
@@ -131,13 +132,13 @@ class SftpStreams:
                 self._users[session] -= 1
 
 
-class SftpWriter:
-    """A file open on one session, written a chunk at a time at any offset (`width.RangedWriter`
-    deals a file's chunks over the writers of several connections)."""
+class SftpFile:
+    """A file open on one session, read or written a piece at a time at any offset
+    (`ranges.Ranged` deals a file's pieces over the files of several connections)."""
 
-    def __init__(self, streams: SftpStreams, session: Any, handle: Any, offset: int, path: str):
+    def __init__(self, streams: SftpStreams, session: Any, handle: Any, path: str, writes: bool):
         self.streams, self._session, self._handle, self._path = streams, session, handle, path
-        self._fs = streams._fs
+        self._fs, self._writes = streams._fs, writes
         self._closed = False
 
     def write_at(self, data: bytes, offset: int) -> concurrent.futures.Future:
@@ -147,17 +148,34 @@ class SftpWriter:
         call = _call(self._fs, "write", self._path, self._handle.write, data, offset, writes=True)
         return asyncio.run_coroutine_threadsafe(call, self._fs.loop)
 
-    def close(self) -> None:
-        """Close the file once its writes ended; raises a failure the server reports only at
-        the close (a full disk)."""
+    def read_at(self, size: int, offset: int) -> concurrent.futures.Future:
+        """The future of up to `size` bytes from `offset` (fewer at the end of the file)."""
+        call = _call(self._fs, "read", self._path, self._handle.read, size, offset)
+        return asyncio.run_coroutine_threadsafe(call, self._fs.loop)
+
+    def close_soon(self) -> concurrent.futures.Future:
+        """Close the file once its pieces ended; the future fails with a failure the server
+        reports only at the close (a full disk)."""
         if self._closed:
-            return
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            done.set_result(None)
+            return done
         self._closed = True
+        op = "write (close)" if self._writes else "read (close)"
         try:
-            # the server may report a write's failure as late as the close (a full disk)
-            sync(self._fs.loop, _call, self._fs, "write (close)", self._path, self._handle.close, writes=True)
-        finally:
+            closing = asyncio.run_coroutine_threadsafe(
+                _call(self._fs, op, self._path, self._handle.close, writes=self._writes), self._fs.loop)
+        except RuntimeError as exc:  # the loop is gone, and the session with it
             self.streams._release(self._session)
+            closing = concurrent.futures.Future()
+            closing.set_exception(ConnectionError(f"{self._path}: the connection is gone ({exc})"))
+            return closing
+        closing.add_done_callback(lambda _: self.streams._release(self._session))
+        return closing
+
+    def close(self) -> None:
+        """`close_soon`, waited for; its failure raised."""
+        self.close_soon().result()
 
 
 def is_sshfs(fs: Any) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from fsspec.asyn import sync
 
 from ..errors import SplitError
-from . import s3parts, sftp, width
+from . import ranges, s3parts, sftp, width
 from .fsutil import is_permanent, move_all, open_read
 from .manifest import is_local
 from .plan import Item, Plan
@@ -175,41 +175,69 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     temp = plan.temp_path(item)
     target = temp or final
     digest = hashlib.sha256()
-    with open_read(src, item.src_path, chunk, item.pin) as reader:
+    # a pull's `.part` is on this machine: with the sha256 known (the final check then covers
+    # the join) its hash is rebuilt from there, not from its bytes again over the link
+    local_part = bool(item.resume_from and temp and is_local(dest.fs) and item.sha256 and _wide(src, item, chunk))
+    with _open_source(src, item, chunk, item.resume_from if local_part else 0) as reader:
         if dest.object_store and item.size >= s3parts.MULTIPART_MIN and s3parts.supports(dest.fs):
             offset, item.resume_from, item.checked = s3parts.send(dest.fs, final, reader, digest, on_bytes)
             _check(item.src_path, item, offset, digest.hexdigest())
             return
-        offset = _resume(reader, item, digest, chunk)
+        if local_part:
+            with open(target, "rb") as part:
+                offset = _resume(part, item, digest, chunk)
+        else:
+            offset = _resume(reader, item, digest, chunk)
         writer = _open_writer(dest, target, offset, chunk)
         ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else ReadInline(reader, chunk, digest)
-        measure = dest.streams.width.sent if dest.streams is not None else None
+        measures = [side.streams.width.sent for side in (src, dest) if side.streams is not None]
         try:
             try:
                 for data in ahead:
                     writer.write(data)
                     offset += len(data)
                     on_bytes(len(data))
-                    if measure is not None:
+                    for measure in measures:
                         measure(len(data))
             finally:
                 ahead.close()
             writer.close()
         except BaseException:
             _discard(writer, dest.object_store)
-            # a `.part` keeps what the server confirmed: the retry resumes there, not from 0
-            item.resume_from = getattr(writer, "acked", 0) if temp is not None else 0
+            # a `.part` keeps what the server confirmed (on this machine: what was written, now
+            # flushed): the retry resumes there, not from 0
+            item.resume_from = (offset if is_local(dest.fs) else getattr(writer, "acked", 0)) if temp is not None else 0
             raise
     _check(item.src_path, item, offset, digest.hexdigest())
     if temp is not None:
         move_all(dest, [(temp, final)])
 
 
+def _wide(src, item: Item, chunk: int) -> bool:
+    """Whether `item` is read from an SFTP server in ranges over the copy's connections."""
+    return src.streams is not None and item.size > min(chunk, width.PIECE)
+
+
+def _open_source(src, item: Item, chunk: int, offset: int) -> Any:
+    """The reader of `item` from `offset`: in ranges over several connections from an SFTP server
+    (a big file must not ride one flow), else `open_read`'s (`offset` is then 0)."""
+    if _wide(src, item, chunk):
+        first = src.streams.open(item.src_path, read=True)
+        if first is not None:
+            return ranges.RangedReader(src.streams, item.src_path, offset, item.size, first)
+    return open_read(src, item.src_path, chunk, item.pin)
+
+
 def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:
     writer = dest.streams.open(target, offset) if dest.streams is not None else None
     if writer is not None:
-        writer = width.RangedWriter(dest.streams, target, offset, writer)  # over several connections
-    if writer is None:
+        writer = ranges.RangedWriter(dest.streams, target, offset, writer)  # over several connections
+    elif is_local(dest.fs):
+        # the part from `offset` on: whatever a killed copy wrote past it is replaced
+        writer = open(target, "r+b" if offset else "wb")
+        writer.seek(offset)
+        writer.truncate()
+    else:
         mode = "ab" if offset else "wb"
         writer = dest.fs.open(target, mode, block_size=chunk) if dest.object_store else dest.fs.open(target, mode)
     return writer

@@ -1,10 +1,10 @@
-"""A copy to an SFTP server at the link's width: several SSH connections, big files in ranges.
+"""A copy to or from an SFTP server at the link's width: several SSH connections, big files in ranges.
 
 A long, lossy link gives each TCP flow only a share (losses halve a flow's window; a
 border link may hold one flow to a few MB/s however wide it is), and every SFTP session
-of one SSH connection rides that one flow. So big files are written over several SSH
-connections (each with its own sessions), every file in pieces dealt across them, each
-to its offset, while the source is still read once, in order, and hashed on the way.
+of one SSH connection rides that one flow. So big files are written and read over several
+SSH connections (each with its own sessions), every file in pieces dealt across them, each
+at its offset (`ranges.py`), while the bytes are still hashed once, in order, on the way.
 
 The width adapts: it starts at START connections and grows by one while the last step
 raised the throughput by more than GROWTH, up to the cap (`[sync] max_connections`); a
@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .sftp import SftpStreams, SftpWriter
+from .sftp import SftpFile, SftpStreams
 
 START = 2
 MAX_CONNECTIONS = 8   # the default cap; `[sync] max_connections` sets it
@@ -100,11 +100,12 @@ class Connections:
         width.live = lambda: sum(1 for s in list(self._streams) if not s.closed)
         self.opened = 1  # connections made over the copy, reconnections included
 
-    def open(self, path: str, offset: int = 0, avoid: tuple[SftpStreams, ...] = ()) -> SftpWriter | None:
-        """A writer for `path` from `offset` on the least busy connection not in `avoid`;
-        None when no session is to be had (the caller writes through sshfs)."""
+    def open(self, path: str, offset: int = 0, avoid: tuple[SftpStreams, ...] = (), *,
+             read: bool = False) -> SftpFile | None:
+        """`path` open (to read with `read`, else to write from `offset`) on the least busy
+        connection not in `avoid`; None when no session is to be had (the caller goes through sshfs)."""
         streams = self._least_busy(avoid)
-        return streams.open(path, offset) if streams is not None else None
+        return streams.open(path, offset, read=read) if streams is not None else None
 
     def ended(self, streams: SftpStreams, done: concurrent.futures.Future) -> None:
         """A piece on `streams` ended (written or failed): its room goes to a waiting writer."""
@@ -193,99 +194,3 @@ class Connections:
             streams.start_soon()
             self._streams.append(streams)
             self.opened += 1
-
-
-class RangedWriter:
-    """A file written in chunks dealt across connections, each chunk to its offset.
-
-    The chunks come in file order (the source is read once, in order, and hashed); each piece
-    goes to the lane (a writer on its own connection) whose connection has the fewest in
-    flight, and a lane joins whenever another connection is open, up to the width: a file
-    does not stay on the connection it was opened on while others open. `acked`: the end of the bytes the server confirmed, every byte
-    before it included, so a resend after a dropped link starts there.
-    """
-
-    def __init__(self, pool: Connections, path: str, offset: int, first: SftpWriter):
-        self._pool, self._path = pool, path
-        self._lanes: list[SftpWriter] = [first]
-        self._flight: list[tuple[concurrent.futures.Future, int, int, SftpWriter]] = []  # (write, start, end, lane)
-        self._offset = self._acked = offset
-        self._closed = False
-
-    @property
-    def acked(self) -> int:
-        """The end of the bytes the server confirmed, every one before it included."""
-        acked = self._acked
-        for future, _, end, _ in self._flight:  # in file order
-            if not future.done() or future.exception() is not None:
-                break
-            acked = end
-        return acked
-
-    def write(self, data: bytes) -> None:
-        """Send `data` from the next offset, a PIECE at a time, each on the lane whose connection
-        has the fewest in flight; waits while every lane's connection has CONNECTION_PENDING, or
-        the file FILE_PENDING. Do not change `data` meanwhile. An earlier failure is raised here."""
-        if len(data) <= PIECE:
-            self._send(data)
-            return
-        view = memoryview(data)  # pieces without copies
-        for start in range(0, len(view), PIECE):
-            self._send(view[start:start + PIECE])
-
-    def _send(self, piece: bytes | memoryview) -> None:
-        pool = self._pool
-        while True:
-            self._add_lane()
-            with pool.turns:
-                self._reap()
-                lane = min(self._lanes, key=lambda w: w.streams.in_flight)
-                if lane.streams.in_flight < CONNECTION_PENDING and len(self._flight) < FILE_PENDING:
-                    lane.streams.in_flight += 1
-                    break
-                pool.turns.wait(0.25)  # a piece ends, or another connection may have opened
-        future = lane.write_at(piece, self._offset)
-        future.add_done_callback(lambda done: pool.ended(lane.streams, done))
-        self._flight.append((future, self._offset, self._offset + len(piece), lane))
-        self._offset += len(piece)
-
-    def _reap(self) -> None:
-        # the chunks done from the front on; the first failure is raised
-        while self._flight and self._flight[0][0].done():
-            self._flight[0][0].result()
-            self._acked = self._flight.pop(0)[2]
-        for future, _, _, _ in self._flight:
-            if future.done() and future.exception() is not None:
-                raise future.exception()
-
-    def close(self) -> None:
-        """Wait for every chunk, then close the file on every lane; raises the first failure."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._settle(0)
-        finally:
-            self._flight = []
-            errors = []
-            for lane in self._lanes:
-                try:
-                    lane.close()
-                except Exception as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-
-    def _settle(self, most: int) -> None:
-        # wait for the oldest chunks until at most `most` are in flight; a failure is raised
-        while len(self._flight) > most:
-            self._flight[0][0].result()
-            self._acked = self._flight.pop(0)[2]
-
-    def _add_lane(self) -> None:
-        used = tuple(lane.streams for lane in self._lanes)
-        if len(self._lanes) >= self._pool.width.target or not self._pool.ready(used):
-            return
-        lane = self._pool.open(self._path, max(1, self._offset), avoid=used)  # an offset: opened "r+b", not truncated
-        if lane is not None:
-            self._lanes.append(lane)

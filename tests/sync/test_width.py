@@ -7,13 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import psutil
 import pytest
 
 from jupyter_split import sync
 from jupyter_split.config import ConfigError, SyncOptions, load_config, parse_config
-from jupyter_split.sync import stream, width
+from jupyter_split.sync import ranges, stream, width
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 from jupyter_split.sync.fsutil import resolve
 
@@ -68,6 +69,43 @@ def linked(sshd, tmp_path):
     link.stop()
 
 
+def count_lanes(monkeypatch) -> list[int]:
+    """How many lanes (connections) each ranged file had, every time one might have joined."""
+    lanes: list[int] = []
+    opened = ranges.Ranged._add_lane
+
+    def add_lane(self):
+        opened(self)
+        lanes.append(len(self._lanes))
+
+    monkeypatch.setattr(ranges.Ranged, "_add_lane", add_lane)
+    return lanes
+
+
+def cut_mid_copy(linked: Linked, part: Path, after: int, copy: Callable[[], Any]) -> tuple[Any, int]:
+    """Run `copy` and cut the link once `part` holds more than `after` bytes; the copy's report
+    (it must finish by itself) and the part's size at the cut."""
+    done: dict = {}
+
+    def run() -> None:
+        try:
+            done["report"] = copy()
+        except Exception as exc:
+            done["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not (part.exists() and part.stat().st_size > after) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert part.exists(), "the big file never started"
+    arrived = part.stat().st_size
+    linked.link.cut()
+    thread.join(40)
+    assert not thread.is_alive() and "report" in done, str(done.get("error"))
+    return done["report"], arrived
+
+
 def _published(dest: Path, hashes: dict[str, str]) -> None:
     assert tree_hashes(dest) == hashes
     manifest = read_manifest(resolve(str(dest), None).fs, str(dest))
@@ -86,14 +124,7 @@ def test_a_push_of_big_files_goes_at_several_flows_width(tmp_path, linked):
 def test_one_big_file_is_written_in_ranges_across_connections(tmp_path, linked, monkeypatch):
     src, dest = tmp_path / "src", tmp_path / "dest"
     hashes = make_tree(src, {"model.bin": 48 << 20})
-    lanes = []
-    opened = width.RangedWriter._add_lane
-
-    def add_lane(self):
-        opened(self)
-        lanes.append(len(self._lanes))
-
-    monkeypatch.setattr(width.RangedWriter, "_add_lane", add_lane)
+    lanes = count_lanes(monkeypatch)
     report = sync.copy(str(src), linked.url(dest), dest_options=linked.options, chunk_size=CHUNK, progress=False)
     _published(dest, hashes)
     assert max(lanes) >= 3 and linked.most >= 3
@@ -120,25 +151,9 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, linked, monke
         return send(plan, item, **kwargs)
 
     monkeypatch.setattr(stream, "send_file", recorded)
-    done: dict = {}
-
-    def run() -> None:
-        try:
-            done["report"] = sync.copy(str(src), linked.url(dest), dest_options=linked.options, chunk_size=CHUNK,
-                                       progress=False)
-        except Exception as exc:
-            done["error"] = exc
-
-    copy = threading.Thread(target=run)
-    copy.start()
-    part = dest / STAGING_NAME / "files" / "model.bin.part"
-    deadline = time.monotonic() + 20
-    while not (part.exists() and part.stat().st_size > 12 << 20) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert part.exists(), "the big file never started"
-    linked.link.cut()
-    copy.join(40)
-    assert not copy.is_alive() and "report" in done, str(done.get("error"))
+    cut_mid_copy(linked, dest / STAGING_NAME / "files" / "model.bin.part", 12 << 20,
+                 lambda: sync.copy(str(src), linked.url(dest), dest_options=linked.options, chunk_size=CHUNK,
+                                   progress=False))
     _published(dest, hashes)
     resumed = [at for rel, at in starts if rel == "model.bin"]
     assert len(resumed) >= 2 and resumed[-1] >= 1 << 20  # resumed where the server confirmed it, not from 0
@@ -172,3 +187,44 @@ def test_the_width_grows_while_throughput_grows_and_halves_on_a_stall(monkeypatc
     assert second(9) == 2  # not judged while the connections asked for are still opening
     w.back_off()
     assert w.target == 1
+
+
+def _published_there(tmp_path: Path, files: dict[str, int]) -> tuple[Path, dict[str, str]]:
+    """A checkpoint published in the server's folder straight on its disk (not through the link)."""
+    src, there = tmp_path / "src", tmp_path / "there"
+    hashes = make_tree(src, files)
+    sync.copy(str(src), str(there), progress=False)
+    return there, hashes
+
+
+def test_a_pull_reads_one_big_file_in_ranges_across_connections(tmp_path, linked, monkeypatch):
+    there, hashes = _published_there(tmp_path, {"model.bin": 48 << 20})
+    lanes = count_lanes(monkeypatch)
+    dest = tmp_path / "dest"
+    report = sync.copy(linked.url(there), str(dest), linked.options, chunk_size=CHUNK, require_published=True,
+                       progress=False)
+    _published(dest, hashes)
+    assert report.files_verified == 1 and report.bytes_sent == 48 << 20
+    assert max(lanes) >= 3 and linked.most >= 3
+    assert report.mb_per_s * 1e6 > 2 * FLOW, report
+
+
+def test_a_cut_mid_pull_reconnects_and_resumes_from_what_arrived(tmp_path, linked, monkeypatch):
+    there, hashes = _published_there(tmp_path, {"model.bin": 20 << 20, "shards/a.bin": 6 << 20, "c.json": 300})
+    readers: list[tuple[str, int]] = []
+    reader = ranges.RangedReader.__init__
+
+    def recorded(self, pool, path, offset, size, first):
+        readers.append((Path(path).name, offset))
+        reader(self, pool, path, offset, size, first)
+
+    monkeypatch.setattr(ranges.RangedReader, "__init__", recorded)
+    dest = tmp_path / "dest"
+    report, arrived = cut_mid_copy(linked, dest / STAGING_NAME / "files" / "model.bin.part", 8 << 20,
+                                   lambda: sync.copy(linked.url(there), str(dest), linked.options, chunk_size=CHUNK,
+                                                     require_published=True, progress=False))
+    _published(dest, hashes)
+    assert report.files_verified == 3
+    resumed = [at for name, at in readers if name == "model.bin"]
+    # read again over the link only from what had arrived: the part's hash came from this disk
+    assert len(resumed) >= 2 and resumed[0] == 0 and resumed[-1] >= arrived, readers

@@ -1,0 +1,174 @@
+"""`python -m benchmarks sync --link PROFILE`: copies through the link model, side by side with rclone and rsync.
+
+Every row crosses the same link (`tests/services/link.py`, PROFILE scaled by --scale to what
+this machine carries) to the same test sshd, in rounds that alternate the tools, each into
+an empty destination:
+- the checkpoint (N MB in 20 shards), local disk to SFTP and SFTP to local disk: jupyter_split
+  against `rclone copy --transfers 8 --multi-thread-streams 8` (Debian's package, its hash
+  check on) and `rsync -a` over one ssh connection;
+- a tree of small files, local disk to SFTP, against rclone;
+- with --flaky K, the checkpoint pushed through PROFILE-flaky's stalls and cuts (K times as
+  often and as short): goodput over the whole copy, unattended.
+Rates are MB/s (1e6 bytes) over each tool's whole run, process start included for the peers;
+a row gives the median and, in brackets, the lowest and highest round.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from benchmarks.common import scratch_data_dir
+from jupyter_split import sync
+from tests.services.link import start_link
+from tests.services.sshd import start_sshd, stop_sshd
+
+MB = 1 << 20
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+
+
+def rclone_config(path: Path, server, port: int, known_hosts: str) -> Path:
+    """An rclone config with one `sftp` remote, `link`, to the sshd through the link (keys checked)."""
+    path.write_text("[link]\ntype = sftp\nhost = 127.0.0.1\n"
+                    f"port = {port}\nuser = {server.user}\nkey_file = {server.identity_file}\n"
+                    f"known_hosts_file = {known_hosts}\n")
+    return path
+
+
+def rclone(config: Path, src: str, dest: str) -> None:
+    subprocess.run(["rclone", "copy", src, dest, "--config", str(config), "--transfers", "8",
+                    "--multi-thread-streams", "8"], check=True, capture_output=True, text=True)
+
+
+def rsync_ssh(server, port: int, known_hosts: str) -> str:
+    return shlex.join(["ssh", "-p", str(port), "-i", server.identity_file, "-o", f"UserKnownHostsFile={known_hosts}",
+                       "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+
+
+def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: int) -> dict[str, list[float]]:
+    """Seconds of each tool's run, `count` rounds, alternating, each into an emptied destination."""
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    for _ in range(count):
+        for name, run in tools.items():
+            shutil.rmtree(fresh[name], ignore_errors=True)
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+            print(f"  {name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
+    return times
+
+
+def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None) -> int:
+    """Print the link's rows: the checkpoint both ways and the small tree, each against its peers."""
+    from benchmarks.bench_sync import sha_tree, write_shards, write_small_tree
+
+    if shutil.which("rclone") is None:
+        print("rclone is not installed, and the link's rows compare with it: run `bash .ci/setup bench` "
+              "(as root, or `apt-get install rclone`)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="jsb-link-", dir="/tmp") as tmp, scratch_data_dir():
+        root = Path(tmp)
+        server = start_sshd(root / "sshd")
+        link = start_link(server.port, profile=profile, scale=scale)
+        cap = link.profile.rate_up / 1e6
+        lines = [f"\n{profile} x {scale}: {link.profile.describe()}; checkpoint {total_mb} MiB in 20 shards, "
+                 f"{small_files} small files; {count} rounds\n",
+                 "| measure | jupyter_split | rclone | rsync -a | vs rclone | vs rsync | share of the cap |",
+                 "|---|---|---|---|---|---|---|"]
+        try:
+            shards, small, there = root / "shards", root / "small", root / "there"
+            write_shards(shards, total_mb)
+            write_small_tree(small, small_files)
+            sync.copy(str(shards), str(there), progress=False)  # published on the server's disk for the pulls
+            known = root / "known_hosts_link"
+            known.write_text(f"[127.0.0.1]:{link.port} {server.host_public_key}\n")
+            sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": str(known)}
+            conf = rclone_config(root / "rclone.conf", server, link.port, str(known))
+            ssh = rsync_ssh(server, link.port, str(known))
+            url = lambda path: f"ssh://127.0.0.1:{link.port}{path}"  # noqa: E731
+            far = f"{server.user}@127.0.0.1:"
+            mb = total_mb * MB / 1e6
+            up = {"ours": root / "up-ours", "rclone": root / "up-rclone", "rsync": root / "up-rsync"}
+            times = rounds({
+                "ours": lambda: sync.copy(str(shards), url(up["ours"]), dest_options=sftp, progress=False),
+                "rclone": lambda: rclone(conf, str(shards), f"link:{up['rclone']}"),
+                "rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{shards}/", f"{far}{up['rsync']}/"], check=True),
+            }, up, count)
+            assert sha_tree(up["ours"]) == sha_tree(up["rclone"]) == sha_tree(up["rsync"]) == sha_tree(shards)
+            lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap))
+            down = {"ours": root / "down-ours", "rclone": root / "down-rclone", "rsync": root / "down-rsync"}
+            times = rounds({
+                "ours": lambda: sync.copy(url(there), str(down["ours"]), sftp, require_published=True, progress=False),
+                "rclone": lambda: rclone(conf, f"link:{there}", str(down["rclone"])),
+                "rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{far}{there}/", f"{down['rsync']}/"], check=True),
+            }, down, count)
+            assert sha_tree(down["ours"]) == sha_tree(down["rclone"]) == sha_tree(down["rsync"]) == sha_tree(shards)
+            lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap))
+            tree = {"ours": root / "small-ours", "rclone": root / "small-rclone"}
+            times = rounds({
+                "ours": lambda: sync.copy(str(small), url(tree["ours"]), dest_options=sftp, progress=False),
+                "rclone": lambda: rclone(conf, str(small), f"link:{tree['rclone']}"),
+            }, tree, count)
+            assert sha_tree(tree["ours"]) == sha_tree(tree["rclone"]) == sha_tree(small)
+            ours, peer = times["ours"], times["rclone"]
+            lines.append(f"| {small_files} small files, local disk to SFTP, s | {_spread(ours, 2)} | {_spread(peer, 2)} | "
+                         f"| {_spread([o / p for o, p in zip(ours, peer)], 2)} of its time | | |")
+        finally:
+            link.stop()
+        if flaky:
+            lines.append(flaky_row(root, server, shards, f"{profile}-flaky", scale, total_mb, count, flaky))
+        stop_sshd(server)
+    print("\n".join(lines))
+    return 0
+
+
+def _row(what: str, mb: float, times: dict[str, list[float]], cap: float) -> str:
+    rate = {name: [mb / t for t in ts] for name, ts in times.items()}
+    ours = rate["ours"]
+    ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2) + "x" for name in ("rclone", "rsync")]
+    return (f"| {what} | {_spread(ours)} | {_spread(rate['rclone'])} | {_spread(rate['rsync'])} | {ratios[0]} | "
+            f"{ratios[1]} | {_spread([o / cap for o in ours], 2)} of {cap:g} |")
+
+
+def flaky_row(root: Path, server, shards: Path, profile: str, scale: float, total_mb: int, count: int,
+              faster: float) -> str:
+    """The checkpoint pushed through `profile` (its stalls and cuts on their seeded schedule, `faster`
+    times as often and as short, so a copy this size meets them), each round on a fresh link,
+    unattended: goodput over the whole copy, and what the link did meanwhile."""
+    from benchmarks.bench_sync import sha_tree
+    from tests.services.link import PROFILES
+
+    base = PROFILES[profile]
+    when = {"stall_every": base.stall_every / faster, "stall_for": base.stall_for / faster,
+            "cut_every": base.cut_every / faster}
+    goodput, events = [], []
+    for i in range(count):
+        link = start_link(server.port, profile=profile, scale=scale, seed=i, **when)
+        try:
+            known = root / "known_hosts_flaky"
+            known.write_text(f"[127.0.0.1]:{link.port} {server.host_public_key}\n")
+            sftp = {"username": server.user, "client_keys": [server.identity_file], "known_hosts": str(known)}
+            dest = root / f"flaky-{i}"
+            start = time.perf_counter()
+            sync.copy(str(shards), f"ssh://127.0.0.1:{link.port}{dest}", dest_options=sftp, progress=False, retries=8)
+            seconds = time.perf_counter() - start
+            hit = [e for e in link.schedule(time.monotonic() - link.started) if e.at >= start - link.started]
+            assert sha_tree(dest) == sha_tree(shards)
+            goodput.append(total_mb * MB / 1e6 / seconds)
+            events.append(f"{sum(e.kind == 'stall' for e in hit)} stalls, {sum(e.kind == 'cut' for e in hit)} cuts")
+        finally:
+            link.stop()
+        shutil.rmtree(dest, ignore_errors=True)
+    cap = link.profile.rate_up / 1e6
+    return (f"| checkpoint through {profile} x {scale} (its schedule {faster:g}x as often), local disk to SFTP, "
+            f"goodput MB/s (unattended; "
+            f"{'; '.join(events)}) | {_spread(goodput)} | | | | | {_spread([g / cap for g in goodput], 2)} of {cap:g} |")

@@ -1,0 +1,195 @@
+"""One file moved to or from an SFTP server in PIECE ranges dealt across the copy's connections.
+
+The one wide copy, both ways: `Ranged` deals a file's pieces, in file order, each to the lane
+(the file open on one connection) whose connection has the fewest pieces in flight; a lane
+joins whenever another connection of the pool is open, up to the width, so a big file never
+rides one flow. `RangedWriter` sends the pieces of a source read once, in order, and hashed;
+`RangedReader` asks for them ahead and hands them back in order, for the same hashing.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+from collections import deque
+from typing import Any
+
+from .sftp import SftpFile
+from .width import CONNECTION_PENDING, FILE_PENDING, PIECE, Connections
+
+
+class Ranged:
+    """The pieces of one file in flight over several lanes; `_landed` takes each finished one in order."""
+
+    def __init__(self, pool: Connections, path: str, offset: int, first: SftpFile):
+        self._pool, self._path = pool, path
+        self._lanes: list[SftpFile] = [first]
+        self._flight: deque[tuple[concurrent.futures.Future, int, int, SftpFile]] = deque()  # (piece, start, end, lane)
+        self._offset = self._acked = offset
+        self._closed = False
+
+    def _open_lane(self, avoid: tuple[Any, ...]) -> SftpFile | None:
+        raise NotImplementedError
+
+    def _landed(self, result: Any) -> None:
+        """The oldest piece in flight finished with `result`."""
+
+    def _lane(self, wait: bool) -> SftpFile | None:
+        """The lane for the next piece, its connection's room taken: the one whose connection has
+        the fewest in flight. Waits while every lane's connection has CONNECTION_PENDING, or the
+        file FILE_PENDING; without `wait`, None then. An earlier failure is raised here."""
+        pool = self._pool
+        while True:
+            self._add_lane()
+            with pool.turns:
+                self._reap()
+                lane = min(self._lanes, key=lambda f: f.streams.in_flight)
+                if lane.streams.in_flight < CONNECTION_PENDING and len(self._flight) < FILE_PENDING:
+                    lane.streams.in_flight += 1
+                    return lane
+                if not wait:
+                    return None
+                pool.turns.wait(0.25)  # a piece ends, or another connection may have opened
+
+    def _issue(self, lane: SftpFile, piece: concurrent.futures.Future, size: int) -> None:
+        piece.add_done_callback(lambda done: self._pool.ended(lane.streams, done))
+        self._flight.append((piece, self._offset, self._offset + size, lane))
+        self._offset += size
+
+    def _reap(self) -> None:
+        # the pieces done from the front on; the first failure is raised
+        while self._flight and self._flight[0][0].done():
+            piece, _, end, _ = self._flight[0]
+            self._landed(piece.result())
+            self._flight.popleft()
+            self._acked = end
+        for piece, _, _, _ in self._flight:
+            if piece.done() and piece.exception() is not None:
+                raise piece.exception()
+
+    def _add_lane(self) -> None:
+        used = tuple(lane.streams for lane in self._lanes)
+        if len(self._lanes) >= self._pool.width.target or not self._pool.ready(used):
+            return
+        lane = self._open_lane(used)
+        if lane is not None:
+            self._lanes.append(lane)
+
+    def _close_lanes(self, wait: bool) -> None:
+        # every lane's close at once (one round trip, not one per lane); with `wait` the first failure is raised
+        closes = [lane.close_soon() for lane in self._lanes]
+        if not wait:
+            return
+        errors = [exc for exc in (c.exception() for c in closes) if exc is not None]
+        if errors:
+            raise errors[0]
+
+
+class RangedWriter(Ranged):
+    """A file written in pieces dealt across connections, each to its offset.
+
+    The data comes in file order (the source is read once, in order, and hashed). `acked`: the
+    end of the bytes the server confirmed, every byte before it included, so a resend after a
+    dropped link starts there.
+    """
+
+    @property
+    def acked(self) -> int:
+        """The end of the bytes the server confirmed, every one before it included."""
+        acked = self._acked
+        for piece, _, end, _ in self._flight:  # in file order
+            if not piece.done() or piece.exception() is not None:
+                break
+            acked = end
+        return acked
+
+    def write(self, data: bytes) -> None:
+        """Send `data` from the next offset, a PIECE at a time; waits for room (see `_lane`).
+        Do not change `data` meanwhile. An earlier failure is raised here."""
+        view = memoryview(data) if len(data) > PIECE else None  # pieces without copies
+        for start in range(0, len(data), PIECE):
+            piece = data if view is None else view[start:start + PIECE]
+            lane = self._lane(wait=True)
+            self._issue(lane, lane.write_at(piece, self._offset), len(piece))
+
+    def close(self) -> None:
+        """Wait for every piece, then close the file on every lane; raises the first failure."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            while self._flight:
+                self._flight[0][0].result()
+                self._acked = self._flight.popleft()[2]
+        finally:
+            self._flight.clear()
+            self._close_lanes(wait=True)
+
+    def _open_lane(self, avoid: tuple[Any, ...]) -> SftpFile | None:
+        # at an offset: opened "r+b", not truncated
+        return self._pool.open(self._path, max(1, self._offset), avoid=avoid)
+
+
+class RangedReader(Ranged):
+    """A file read in pieces asked for ahead across connections, handed back in order by `read`.
+
+    It reads `size` bytes from `offset`, and one past them: a file grown since it was listed
+    then reads longer than its size, which the copy's size check refuses.
+    """
+
+    def __init__(self, pool: Connections, path: str, offset: int, size: int, first: SftpFile):
+        super().__init__(pool, path, offset, first)
+        self._end = size + 1
+        self._ready: deque[bytes] = deque()
+        self._ready_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """The next `n` bytes (all that is left with n < 0); fewer only at the end of the file."""
+        want = self._end if n < 0 else n
+        while self._ready_bytes < want and (self._flight or self._offset < self._end):
+            self._ask(wait=not self._flight)
+            if self._flight and self._ready_bytes < want:
+                concurrent.futures.wait([self._flight[0][0]])
+                with self._pool.turns:
+                    self._reap()
+        return self._take(want)
+
+    def _ask(self, wait: bool) -> None:
+        # as many pieces as there is room for; with `wait`, at least one
+        while self._offset < self._end:
+            lane = self._lane(wait)
+            if lane is None:
+                return
+            size = min(PIECE, self._end - self._offset)
+            self._issue(lane, lane.read_at(size, self._offset), size)
+            wait = False
+
+    def _landed(self, result: Any) -> None:
+        if result:
+            self._ready.append(result)
+            self._ready_bytes += len(result)
+
+    def _take(self, n: int) -> bytes:
+        out, got = [], 0
+        while self._ready and got < n:
+            piece = self._ready.popleft()
+            if got + len(piece) > n:
+                self._ready.appendleft(piece[n - got:])
+                piece = piece[:n - got]
+            out.append(piece)
+            got += len(piece)
+        self._ready_bytes -= got
+        return b"".join(out)
+
+    def close(self) -> None:
+        """Close the file on every lane, without waiting: the reader has its bytes."""
+        if not self._closed:
+            self._closed = True
+            self._close_lanes(wait=False)
+
+    def __enter__(self) -> RangedReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _open_lane(self, avoid: tuple[Any, ...]) -> SftpFile | None:
+        return self._pool.open(self._path, avoid=avoid, read=True)
