@@ -39,9 +39,14 @@ async def read_site(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     records = active_runs(split, site.name)
     try:
         ex = split.executor(site)
-        reading["nodes"].append(await asyncio.wait_for(read_host(ex, records), PROBE_TIMEOUT + site.connect_timeout))
+        host = await asyncio.wait_for(read_host(ex, records), PROBE_TIMEOUT + site.connect_timeout)
+        reading["nodes"].append({**host, "role": "login" if ex.kind == "slurm" else "host"})
         if ex.kind == "slurm":
             reading["slurm"] = await cluster.slurm(ex, records)
+            # the cards are on the compute nodes: each running job of this experiment is read inside it
+            nodes, errors = await cluster.job_nodes(ex, reading["slurm"]["jobs"], PROBE_TIMEOUT + site.connect_timeout)
+            reading["nodes"].extend(nodes)
+            reading["slurm"]["errors"].extend(errors)
         elif ex.kind == "ray":
             reading["ray"] = await cluster.ray(ex)
     except (OSError, SplitError, asyncio.TimeoutError) as exc:

@@ -102,6 +102,8 @@ def parse(text: str) -> dict[str, Any]:
                 node["errors"].append(f"{tool_name} failed ({marker[5:]}): {last[0][:300]}")
             node["cards"].extend(cards)
             tool_name = None
+        elif marker in ("visible", "slurm_node"):  # a Slurm job step's cards and node (cluster.job_nodes)
+            node[marker] = body.strip()
         elif marker == "sessions":
             for line in body.splitlines():
                 parts = line.split()

@@ -33,15 +33,16 @@ def rows(readings: dict[str, Any]) -> list[list[str]]:
             table.append([site["site"], "-", "-", "not read", "-", "-", "-", "-", "-"])
         for node in site["nodes"]:
             cpu, mem = node.get("cpu") or {}, node.get("memory") or {}
-            table.append([site["site"], node.get("node") or "?", "-", f"cpu ({cpu.get('count') or '?'} cores)",
+            name = _node(node)
+            table.append([site["site"], name, "-", f"cpu ({cpu.get('count') or '?'} cores)",
                           _pct(cpu.get("percent")), _mem(mem.get("used"), mem.get("total"), None), "-", "-", "-"])
             for card in node["cards"]:
-                table.append([site["site"], node.get("node") or "?", str(card["index"]), card["model"],
+                table.append([site["site"], name, str(card["index"]), card["model"],
                               _pct(card["utilisation"]),
                               _mem(card["memory_used"], card["memory_total"], card["memory_percent"]),
                               _unit(card["temperature"], "C"), _unit(card["power"], " W"), card["run"] or "-"])
             if not node["cards"]:
-                table.append([site["site"], node.get("node") or "?", "-", "no accelerator tool found", "-", "-", "-", "-", "-"])
+                table.append([site["site"], name, "-", "no accelerator tool found", "-", "-", "-", "-", "-"])
     return table
 
 
@@ -71,6 +72,14 @@ def notes(readings: dict[str, Any]) -> list[str]:
     if lines:
         lines.insert(0, "")
     return lines
+
+
+def _node(node: dict[str, Any]) -> str:
+    """A node's name, and on a Slurm site its part: the login node, or the compute node of a job."""
+    name = node.get("node") or "?"
+    if node.get("role") == "login":
+        return f"{name} (login)"
+    return f"{name} (job {node['job']})" if node.get("role") == "compute" else name
 
 
 def _pct(value: float | None) -> str:
