@@ -304,14 +304,17 @@ class Split:
 
     async def _cancel(self, record: RunRecord) -> str:
         ex = self.executor(record.site)
-        await end_runner(ex, record.handle)
+
+        async def cancelled() -> dict[str, Any]:
+            # before a SIGKILL too: a notebook following the run then finds `cancelled` when the runner
+            # dies, not a death (`failed`) it records itself first; a final status the runner wrote wins
+            return await record_death(ex, record.handle, record.run_dir, record.last_seq, state="cancelled",
+                                      how="was cancelled, and killed after it ignored SIGTERM")
+
+        await end_runner(ex, record.handle, before_kill=cancelled)
         if record.mode == "session":
             self.index.set_session(record.site, None)
-        events = await replay.tail(ex, record.run_dir, 1)
-        final = events[-1] if events and is_final(events[-1]) else None
-        if final is None:
-            final = await record_death(ex, record.handle, record.run_dir, events[-1]["seq"] if events else 0,
-                                       state="cancelled", how="was cancelled, and killed after it ignored SIGTERM")
+        final = await cancelled()
         self.index.update(record.run_id, state=final["state"])
         return final["state"]
 

@@ -119,6 +119,18 @@ def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(spl
     assert not sessions.sessions(core.get_split(), "home")["sites"][0]["pid"] == row["pid"]
 
 
+def test_cancel_of_a_run_whose_runner_ignores_sigterm_is_cancelled_for_its_follower_too(split_home: Path,
+                                                                                       monkeypatch) -> None:
+    """`%split cancel RUN` SIGKILLs a runner deaf to SIGTERM; the notebook following the run must find it
+    `cancelled` then, not record a death (`failed`) of its own before the cancel says so."""
+    monkeypatch.setattr(sessions, "CANCEL_GRACE", 1.0)
+    stubborn = Cell("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf', flush=True)\n"
+                    "time.sleep(300)")
+    row = until(core.get_split(), "home", lambda r: r["state"] == "busy", "a busy session")
+    assert core.get_split().cancel(row["running"]["run_id"]) == "cancelled"
+    assert stubborn.result().state == "cancelled", stubborn.outcome.reason
+
+
 def test_stop_names_only_the_runs_it_cancelled(split_home: Path) -> None:
     done = Cell("print('finished')")
     assert done.result().state == "succeeded"
