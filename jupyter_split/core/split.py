@@ -24,7 +24,7 @@ from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, RunOutcome
 from .sessions import end_runner
 from ..protocol import rank_dir
-from ..runs.events import TERMINAL_STATES, is_final, run_view
+from ..runs.events import TERMINAL_STATES, run_view
 from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
 
