@@ -51,6 +51,7 @@ class RunView:
     seq: int = 0
     state: str = "running"
     _text: str = ""  # the last stream text with a non-blank line: its last line is found when asked for
+    _error: str = ""  # the last error record's "Name: value": a failed run's last line (the sidebar, `runs`)
 
     def add(self, event: dict[str, Any]) -> None:
         """Fold in one more record: its `seq`, a stream's text, a status record's state."""
@@ -63,10 +64,14 @@ class RunView:
                 self._text = text
         elif kind == "status":
             self.state = event["state"]
+        elif kind == "error":
+            self._error = f"{event.get('ename', 'Error')}: {event.get('evalue', '')}".strip()
 
     @property
     def last_line(self) -> str:
-        """The last non-blank line of output, cut to LAST_LINE_CHARS."""
+        """The last non-blank line of output, cut to LAST_LINE_CHARS; for a failed run, its error's first line."""
+        if self.state == "failed" and self._error:
+            return self._error.splitlines()[0][:LAST_LINE_CHARS]
         text = self._text.strip()
         return text.splitlines()[-1][:LAST_LINE_CHARS] if text else ""
 

@@ -97,6 +97,10 @@ def test_every_text_and_badge_reads_at_aa_in_both_themes(busy_sites, page, lab: 
     expect(sidebar.locator(".jp-split-lease[data-lease='bad']")).to_have_count(1)
     expect(sidebar.locator(".jp-split-transfer[data-check='refused']")).to_have_count(1)
     expect(sidebar.locator(".jp-split-entry")).to_have_count(3)
+    # a failed run's row shows its error, marked as one
+    failed = sidebar.locator(f".jp-split-run[data-run-id='{busy_sites['failed']}'] .jp-split-lastline")
+    expect(failed).to_have_text("ValueError: boom")
+    expect(failed).to_have_class("jp-split-lastline jp-mod-error")
     kinds = {"jp-split-state", "jp-split-badge", "jp-split-detail", "jp-split-lastline", "jp-split-refusal",
              "jp-split-lease", "jp-split-reason", "jp-split-card-figures", "jp-split-decision"}
     for theme, name in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
@@ -171,6 +175,19 @@ def test_keyboard_alone_reaches_every_pane_in_order(busy_sites, page, lab: Lab) 
     run_id = runs.nth(2).get_attribute("data-run-id")
     page.keyboard.press("Enter")
     expect(page.locator(f"#jupyter-split-run-{run_id} .jp-split-runview")).to_be_visible()
+    expect(page.locator(f"#jupyter-split-run-{run_id} .jp-split-cancel")).to_have_count(0)  # it ended
+
+    # The running run's panel has its own cancel button, reached and pressed by keyboard.
+    running = busy_sites["running"]
+    sidebar.locator(f".jp-split-run[data-run-id='{running}']").focus()
+    page.keyboard.press("Enter")
+    cancel = page.locator(f"#jupyter-split-run-{running} .jp-split-cancel")
+    cancel.focus()
+    page.keyboard.press("Enter")
+    page.locator(".jp-Dialog .jp-mod-warn").click()  # "Cancel run" in the confirmation
+    status = page.locator(f"#jupyter-split-run-{running} .jp-split-runview-status")
+    expect(status).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(cancel).to_have_count(0)
 
     toggle = sidebar.locator(".jp-split-section[data-section='sites'] .jp-split-toggle")
     toggle.focus()

@@ -103,8 +103,7 @@ def test_border_pane_declassifies_a_refusal_and_the_push_button_follows_the_guar
     expect(tuned.locator(".jp-split-refusal")).to_have_count(0)
     shot(checkpoints, "checkpoints")
     push.click()
-    expect(dialog).to_contain_text("Copied to abroad")
-    dialog.locator(".jp-mod-accept").click()
+    expect(tuned.locator(".jp-split-transfer-state")).to_have_attribute("data-state", "succeeded")
     expect(checkpoints.locator(f".jp-split-checkpoint[data-url='{config.sites['abroad'].storage}/ckpts/tuned']")).to_have_count(1)
 
 

@@ -164,9 +164,10 @@ def test_checkpoint_buttons_and_run_cell_on_site(page, lab: Lab, tmp_path: Path)
     dialog = page.locator(".jp-Dialog")
 
     # Pulling weights home is allowed, and the copy shows up under home.
-    sidebar.locator(f".jp-split-checkpoint[data-url='{abroad}/ckpts/pretrain'] .jp-split-transfer").click()
-    expect(dialog).to_contain_text("Copied to home")
-    dialog.locator(".jp-mod-accept").click()
+    pretrain = sidebar.locator(f".jp-split-checkpoint[data-url='{abroad}/ckpts/pretrain']")
+    pretrain.locator(".jp-split-transfer").click()
+    expect(pretrain.locator(".jp-split-transfer-state")).to_have_attribute("data-state", "succeeded")
+    expect(pretrain.locator(".jp-split-transfer-state")).to_contain_text("copied to home · 2.0 KB of 2.0 KB")
     expect(sidebar.locator(f".jp-split-checkpoint[data-url='{home}/ckpts/pretrain']")).to_have_count(1)
 
     _new_notebook(page)

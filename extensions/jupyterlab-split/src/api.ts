@@ -3,7 +3,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { RunStateInfo } from './logic';
-import { AuditEntry, Run, RunEvent, TransferCheck, TransferReport } from './types';
+import { AuditEntry, Run, RunEvent, TransferCheck, TransferView } from './types';
 
 export * from './types';
 
@@ -92,9 +92,10 @@ export const api = {
     requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
       method: 'POST'
     }),
-  transfer: (site: string, name: string, toSite: string) =>
-    requestAPI<TransferReport>('checkpoints/transfer', {
+  startTransfer: (site: string, name: string, toSite: string) =>
+    requestAPI<TransferView>('transfers', {
       method: 'POST',
       body: JSON.stringify({ site, name, to_site: toSite })
-    })
+    }),
+  cancelTransfer: (id: string) => requestAPI<TransferView>(`transfers/${encodeURIComponent(id)}/cancel`, { method: 'POST' })
 };

@@ -1,10 +1,12 @@
 // The checkpoints pane: published checkpoints per site; a transfer button the guard's dry run enables or refuses.
+import { stopIcon } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 
-import { Checkpoint } from './api';
+import { showMessage } from './dialogs';
+import { api, Checkpoint, TransferView } from './api';
 import { CommandIDs } from './commandids';
 import { button, el } from './dom';
-import { refusalSummary } from './listlogic';
+import { latestTransfer, refusalSummary, transferText } from './listlogic';
 import { formatBytes, transferTarget } from './logic';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
@@ -37,6 +39,8 @@ export class CheckpointsPane extends Pane {
     const check = target ? this._model.check(ckpt, target) : undefined;
     let action: HTMLElement | null = null;
     let refusal: HTMLElement | null = null;
+    const copy = latestTransfer(this._model.transfers, ckpt.site, ckpt.name);
+    const moving = copy?.state === 'running';
     if (target) {
       const verb = `${target === experiment?.home ? 'pull' : 'push'} → ${target}`;
       const title = !check
@@ -52,8 +56,8 @@ export class CheckpointsPane extends Pane {
         'jp-split-transfer'
       );
       action.dataset.check = !check ? 'asking' : check.allowed ? 'allowed' : 'refused';
-      if (!check?.allowed) {
-        action.setAttribute('disabled', '');
+      if (!check?.allowed || moving) {
+        action.setAttribute('disabled', ''); // one copy of a checkpoint at a time
       }
       if (check && !check.allowed) {
         refusal = el(
@@ -80,7 +84,38 @@ export class CheckpointsPane extends Pane {
       ),
       el('div', { class: 'jp-split-detail' }, `${ckpt.site} · ${formatBytes(ckpt.bytes)} · ${ckpt.files} file${ckpt.files === 1 ? '' : 's'}`),
       ckpt.lineage.length ? el('div', { class: 'jp-split-detail' }, `from ${ckpt.lineage.join(', ')}`) : null,
-      refusal
+      refusal,
+      copy ? transferView(copy, this._model) : null
     );
   }
+}
+
+/** A copy of the checkpoint: while it runs, a progress bar, its bytes, rate and time left, and a cancel button; then how it ended. */
+function transferView(t: TransferView, model: SplitModel): HTMLElement {
+  const what = `Copy of ${t.name} to ${t.to_site}`;
+  if (t.state !== 'running') {
+    const first = t.message.split('\n', 1)[0];
+    return el(
+      'div',
+      { class: `jp-split-transfer-state${t.state === 'succeeded' ? '' : ' jp-mod-error'}`, 'data-transfer': t.id, 'data-state': t.state, role: 'status', title: t.message },
+      t.state === 'succeeded' ? `copied to ${t.to_site} · ${transferText(t)}` : `${t.state}: ${first}`
+    );
+  }
+  const text = transferText(t);
+  return el(
+    'div',
+    { class: 'jp-split-row jp-split-progress', 'data-transfer': t.id, 'data-state': t.state },
+    el('progress', { max: String(Math.max(t.bytes_total, 1)), value: String(t.bytes_done), 'aria-label': what, 'aria-valuetext': text }),
+    el('span', { class: 'jp-split-detail', 'aria-live': 'polite' }, text),
+    t.cancelling ? null : button(stopIcon, `Cancel the ${what.toLowerCase()}`, () => void cancel(t, model), 'jp-split-cancel-transfer')
+  );
+}
+
+async function cancel(t: TransferView, model: SplitModel): Promise<void> {
+  try {
+    await api.cancelTransfer(t.id);
+  } catch (reason) {
+    await showMessage(`Could not cancel the copy of ${t.name}`, String((reason as Error).message ?? reason), 'error');
+  }
+  await model.refresh();
 }

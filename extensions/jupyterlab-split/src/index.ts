@@ -130,7 +130,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(existing.id);
           return;
         }
-        const panel = runPanel(runId, rendermime, () => model.states(), current.refreshInterval * 1000);
+        const cancel = () => void commands.execute(CommandIDs.cancelRun, { runId });
+        const panel = runPanel(runId, rendermime, () => model.states(), current.refreshInterval * 1000, cancel);
         app.shell.add(panel, 'main', { mode: 'split-right' });
       }
     });
@@ -176,8 +177,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const toSite = args.toSite as string;
         try {
-          const report = await api.transfer(args.site as string, args.name as string, toSite);
-          await showMessage(`Copied to ${toSite}`, report.message, 'info');
+          // The copy runs on the server; its row in the checkpoints pane shows its progress and a cancel button.
+          await api.startTransfer(args.site as string, args.name as string, toSite);
         } catch (reason) {
           await showMessage(`Not copied to ${toSite}`, String((reason as Error).message ?? reason), 'error');
         }

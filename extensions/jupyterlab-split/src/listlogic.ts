@@ -1,5 +1,6 @@
 // Pure helpers of the runs and border panes: filters and the words of an audit record. No DOM.
-import { AuditEntry } from './types';
+import { formatBytes, formatElapsed } from './logic';
+import { AuditEntry, TransferView } from './types';
 
 /** What the runs pane shows: runs of one site and one state (empty: any) whose name or id holds `text`. */
 export interface RunFilter {
@@ -77,4 +78,26 @@ export function siteUrls(text: string, sites: { name: string; storage: string | 
 /** The last part of a path: a config file by its name (the whole path is the tooltip's). */
 export function baseName(path: string): string {
   return path.split('/').filter(Boolean).pop() ?? path;
+}
+
+/** The newest transfer of checkpoint `name` from `site`, if this server ran one. */
+export function latestTransfer(transfers: TransferView[], site: string, name: string): TransferView | undefined {
+  return transfers.find(t => t.site === site && t.name === name);
+}
+
+/** A transfer's progress in words: bytes done of all, rate and time left while it runs. */
+export function transferText(t: TransferView): string {
+  if (t.state !== 'running' && !t.bytes_total) {
+    return 'nothing left to send'; // every file was there already (staged by an earlier copy, or the same)
+  }
+  const parts = [`${formatBytes(t.bytes_done)} of ${formatBytes(t.bytes_total)}`];
+  if (t.state === 'running') {
+    parts.push(`${formatBytes(Math.round(t.rate))}/s`);
+    if (t.cancelling) {
+      parts.push('cancelling...');
+    } else if (t.eta_s !== null) {
+      parts.push(`${formatElapsed(Math.ceil(t.eta_s))} left`);
+    }
+  }
+  return parts.join(' · ');
 }

@@ -17,6 +17,7 @@ import {
   SiteLease,
   SiteReading,
   TransferCheck,
+  TransferView,
   WandbRun
 } from './api';
 import { checkKey, RunStates } from './logic';
@@ -28,7 +29,7 @@ import { checkKey, RunStates } from './logic';
 const WORLD_EVERY = 10;
 const MAX_BACKOFF_MS = 60_000;
 
-type Feed = 'runs' | 'world' | 'accelerators' | 'border' | 'sessions';
+type Feed = 'runs' | 'world' | 'accelerators' | 'border' | 'sessions' | 'transfers';
 
 /** Sessions are asked of their runners (a `ps`, a look at each queued run's log): half as often as runs. */
 const SESSIONS_EVERY = 2;
@@ -52,6 +53,8 @@ export class SplitModel {
   /** Each site's lease beside its use, by site name. */
   leases = new Map<string, SiteLease>();
   border: Border | null = null;
+  /** The copies this server runs or ran, the newest first. */
+  transfers: TransferView[] = [];
   /** Each site's session, by site name (none until the first answer). */
   sessions = new Map<string, Session>();
   /** What the border pane shows: the entries of one decision, or all. */
@@ -71,7 +74,8 @@ export class SplitModel {
       world: this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld(), true),
       accelerators: this._poll('accelerators', intervalMs, () => this._fetchAccelerators(), true),
       border: this._poll('border', intervalMs, () => this._fetchBorder(), true),
-      sessions: this._poll('sessions', intervalMs * SESSIONS_EVERY, () => this._fetchSessions(), true)
+      sessions: this._poll('sessions', intervalMs * SESSIONS_EVERY, () => this._fetchSessions(), true),
+      transfers: this._poll('transfers', intervalMs, () => this._fetchTransfers(), true)
     };
   }
 
@@ -90,6 +94,7 @@ export class SplitModel {
     this._setInterval('world', value * WORLD_EVERY);
     this._setInterval('border', value);
     this._setInterval('sessions', value * SESSIONS_EVERY);
+    this._setInterval('transfers', value);
     this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
   }
 
@@ -210,6 +215,18 @@ export class SplitModel {
     return changed;
   }
 
+  private async _fetchTransfers(): Promise<boolean> {
+    const { body, changed } = await this._api.get<{ transfers: TransferView[] }>('transfers');
+    const before = new Map(this.transfers.map(t => [t.id, t.state]));
+    // one that ended since the last answer (or before it was ever seen running: a small copy is quick)
+    const ended = body.transfers.some(t => t.state !== 'running' && before.get(t.id) !== t.state);
+    this.transfers = body.transfers;
+    if (ended) {
+      void this._polls.world.refresh(); // a copy ended: the checkpoints it published show at once
+    }
+    return changed;
+  }
+
   private async _fetchSessions(): Promise<boolean> {
     const { body, changed } = await this._api.get<Sessions>('sessions');
     this.sessions = new Map(body.sites.map(s => [s.site, s]));
@@ -238,7 +255,7 @@ export class SplitModel {
   private _checks = new Map<string, TransferCheck>();
   private _asking = new Set<string>();
   private _states: Promise<RunStates> | null = null;
-  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null, sessions: null };
+  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null, sessions: null, transfers: null };
   private _polls: Record<Feed, Poll>;
   private _changed = new Signal<this, void>(this);
 }

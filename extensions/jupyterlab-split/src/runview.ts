@@ -4,10 +4,11 @@ import * as nbformat from '@jupyterlab/nbformat';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Poll } from '@lumino/polling';
+import { stopIcon } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { api, Run, RunEvent } from './api';
-import { el, stateBadge } from './dom';
+import { button, el, stateBadge } from './dom';
 import { eventToOutput, RunStates } from './logic';
 
 export class RunView extends Panel {
@@ -15,7 +16,8 @@ export class RunView extends Panel {
     readonly runId: string,
     rendermime: IRenderMimeRegistry,
     private readonly _states: () => Promise<RunStates>,
-    intervalMs: number
+    intervalMs: number,
+    private readonly _cancel: () => void
   ) {
     super();
     this.addClass('jp-split-runview');
@@ -53,8 +55,14 @@ export class RunView extends Panel {
       }
     } while (events.length > 0 && this._seq < run.last_seq);
     // `run.state` is what the log's end says: once it has ended and every record is here, stop asking.
-    this._status.node.replaceChildren(`${run.run_id} on ${run.site}: `, stateBadge(states, run.state));
-    this._status.node.dataset.state = run.state;
+    // Drawn again only when the state changes, so the cancel button keeps its focus across polls.
+    if (this._status.node.dataset.state !== run.state) {
+      const cancel = states.isActive(run.state)
+        ? button(stopIcon, `Cancel run ${run.run_id}`, this._cancel, 'jp-split-cancel')
+        : null;
+      this._status.node.replaceChildren(`${run.run_id} on ${run.site}: `, stateBadge(states, run.state), cancel ?? '');
+      this._status.node.dataset.state = run.state;
+    }
     if (states.isTerminal(run.state) && this._seq >= run.last_seq) {
       this._poll.dispose();
     }
@@ -70,9 +78,10 @@ export function runPanel(
   runId: string,
   rendermime: IRenderMimeRegistry,
   states: () => Promise<RunStates>,
-  intervalMs: number
+  intervalMs: number,
+  cancel: () => void
 ): MainAreaWidget<RunView> {
-  const content = new RunView(runId, rendermime, states, intervalMs);
+  const content = new RunView(runId, rendermime, states, intervalMs, cancel);
   const panel = new MainAreaWidget({ content });
   panel.id = `jupyter-split-run-${runId}`;
   panel.title.label = `Run ${runId}`;

@@ -13,7 +13,16 @@ export class RunsStatus extends Widget {
     this.addClass('jp-split-status');
     this.addClass('jp-StatusBar-TextItem');
     this.node.title = 'jupyter_split runs in progress (click for the sidebar)';
+    // A button to the keyboard and to a screen reader too: Tab reaches it, Enter or Space opens the sidebar.
+    this.node.setAttribute('role', 'button');
+    this.node.tabIndex = 0;
     this.node.addEventListener('click', onClick);
+    this.node.addEventListener('keydown', event => {
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        onClick();
+      }
+    });
     _model.changed.connect(this._update, this);
     this._update();
   }
@@ -26,6 +35,7 @@ export class RunsStatus extends Widget {
   private _update(): void {
     const active = countActive(this._model.runs, this._model.runStates);
     this.node.textContent = `split: ${active} running`;
+    this.node.setAttribute('aria-label', `jupyter_split: ${active} run${active === 1 ? '' : 's'} in progress; open the sidebar`);
     this.node.dataset.active = String(active);
   }
 }

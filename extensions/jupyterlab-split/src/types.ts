@@ -67,13 +67,25 @@ export interface WandbRun {
   metrics: Record<string, unknown>;
 }
 
-export interface TransferReport {
-  ok: boolean;
+/** A copy the server runs in the background (GET transfers): its state, bytes, rate and time left. */
+export interface TransferView {
+  id: string;
+  site: string;
+  name: string;
+  to_site: string;
+  /** the server's (`states` of GET transfers): running, then how it ended */
+  state: string;
   message: string;
-  files_sent: number;
-  bytes_sent: number;
-  files_skipped: number;
-  published: boolean;
+  started: number;
+  ended: number | null;
+  /** asked to stop; it stops at its next bytes sent */
+  cancelling: boolean;
+  bytes_total: number;
+  bytes_done: number;
+  /** bytes a second since it began */
+  rate: number;
+  /** seconds left; null: not known, or ended */
+  eta_s: number | null;
 }
 
 /** One card as its vendor's tool reports it (jupyter_split/accelerators/base.py Card); null: not given. */

@@ -1,9 +1,20 @@
 import { describe, expect, it } from '@jest/globals';
 
-import { canDeclassify, choices, entryText, filterRuns, labelText, refusalSummary, siteUrls, baseName } from '../src/listlogic';
+import { canDeclassify, choices, entryText, filterRuns, labelText, latestTransfer, refusalSummary, siteUrls, baseName, transferText } from '../src/listlogic';
 import { checkKey } from '../src/logic';
-import { acceleratorText, cardFigures, cardGroups, leaseText, leaseTone, nodeText, siteBadges, vendorsFound } from '../src/sitelogic';
-import { AuditEntry, Card, Node, SiteLease, SiteReading } from '../src/types';
+import {
+  acceleratorText,
+  cardFigures,
+  cardGroups,
+  leaseText,
+  leaseTone,
+  nodeText,
+  sessionRunText,
+  sessionText,
+  siteBadges,
+  vendorsFound
+} from '../src/sitelogic';
+import { AuditEntry, Card, Node, Session, SiteLease, SiteReading, TransferView } from '../src/types';
 
 // As GET /jupyter-split/accelerators answers them (jupyter_split/accelerators/base.py Card), in part.
 function card(over: Partial<Card>): Card {
@@ -163,5 +174,44 @@ describe('siteUrls', () => {
     expect(siteUrls('file:///data/other/x', sites)).toBe('file:///data/other/x');
     expect(baseName('/etc/split/jupyter_split.toml')).toBe('jupyter_split.toml');
     expect(baseName('built-in default')).toBe('built-in default');
+  });
+});
+
+describe('transfers', () => {
+  const base: TransferView = {
+    id: 'a', site: 'sg', name: 'ckpts/big', to_site: 'home', state: 'running', message: '', started: 0, ended: null,
+    cancelling: false, bytes_total: 6_000_000, bytes_done: 1_500_000, rate: 2_000_000, eta_s: 2.25
+  };
+
+  it('says bytes, rate and time left while it runs, bytes once it ended', () => {
+    expect(transferText(base)).toBe('1.5 MB of 6.0 MB · 2.0 MB/s · 3s left');
+    expect(transferText({ ...base, cancelling: true })).toBe('1.5 MB of 6.0 MB · 2.0 MB/s · cancelling...');
+    expect(transferText({ ...base, eta_s: null })).toBe('1.5 MB of 6.0 MB · 2.0 MB/s');
+    expect(transferText({ ...base, state: 'succeeded', bytes_done: 6_000_000 })).toBe('6.0 MB of 6.0 MB');
+    expect(transferText({ ...base, state: 'succeeded', bytes_done: 0, bytes_total: 0 })).toBe('nothing left to send');
+  });
+
+  it('finds the newest copy of a checkpoint from its site', () => {
+    const list = [{ ...base, id: 'new' }, { ...base, id: 'old' }, { ...base, id: 'other', site: 'home' }];
+    expect(latestTransfer(list, 'sg', 'ckpts/big')?.id).toBe('new');
+    expect(latestTransfer(list, 'home', 'ckpts/x')).toBeUndefined();
+  });
+});
+
+describe('sessions', () => {
+  const session: Session = {
+    site: 'home', executor: 'local', supported: true, state: 'busy', session: 's1', pid: 42, started: 1000,
+    memory: 52_000_000, running: null, queue: [], errors: []
+  };
+
+  it('says pid, uptime and memory where known', () => {
+    expect(sessionText(session, 1062)).toBe('pid 42 · up 1m 02s · 52 MB');
+    expect(sessionText({ ...session, pid: null, started: null, memory: null }, 0)).toBe('');
+  });
+
+  it('names a cell by its run, its count and its first line', () => {
+    const run = { run_id: 'r-1', name: null, state: 'queued', created: 0, count: 3, cell: "print('x')" };
+    expect(sessionRunText(run)).toBe("r-1 [3]: print('x')");
+    expect(sessionRunText({ ...run, name: 'tune', count: null, cell: '' })).toBe('tune');
   });
 });
