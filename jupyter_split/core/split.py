@@ -155,30 +155,36 @@ class Split:
         if handle and handle == self.index.session(ex.site.name) and await ex.alive(handle):
             return handle  # known good in this process: no round trip
         handle = self.index.session(ex.site.name)
-        if handle and await ex.alive(handle):
-            try:
-                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
-                self._sessions[ex.site.name] = handle
-                return handle
-            except OSError:
-                pass  # alive but not answering: start a new one
+        # one another client started (it is in the index from its launch on) is waited for while it starts,
+        # not doubled by a second runner; one alive but silent past its start-up time is replaced
+        if handle and await self._hello(ex, handle, handle.get("started", 0) + SESSION_START_TIMEOUT):
+            self._sessions[ex.site.name] = handle
+            return handle
         sid = secrets.token_hex(4)
         sock = ex.socket_path(sid)
         spec = LaunchSpec(f"session-{sid}", ex.path("sessions", sid),
                           ["--session", ex.path("sessions", sid), "--socket", sock, "--stdin-json"], stdin=self._stdin(ex.site))
         handle = {**await ex.launch(spec), "sock": sock, "session": sid}
-        deadline = time.monotonic() + SESSION_START_TIMEOUT
-        while True:
-            try:
-                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
-                break
-            except OSError:
-                if not await ex.alive(handle) or time.monotonic() > deadline:
-                    raise ExecutorError(await self._startup_failure(ex, spec.run_dir)) from None
-                await asyncio.sleep(0.05)
-        self.index.set_session(ex.site.name, handle)
+        self.index.set_session(ex.site.name, handle)  # every client sees it `starting` from here on
+        if not await self._hello(ex, handle, time.time() + SESSION_START_TIMEOUT):
+            if self.index.session(ex.site.name) == handle:
+                self.index.set_session(ex.site.name, None)
+            raise ExecutorError(await self._startup_failure(ex, spec.run_dir))
         self._sessions[ex.site.name] = handle
         return handle
+
+    async def _hello(self, ex: Executor, handle: dict[str, Any], until: float) -> bool:
+        """Whether the session behind `handle` answers `hello` (its versions kept), asking again while it is
+        alive and the clock is before `until` (seconds since the epoch)."""
+        while await ex.alive(handle):
+            try:
+                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
+                return True
+            except OSError:
+                if time.time() > until:
+                    return False
+                await asyncio.sleep(0.05)
+        return False
 
     async def _startup_failure(self, ex: Executor, session_dir: str) -> str:
         try:

@@ -105,6 +105,23 @@ def test_a_session_this_process_is_starting_is_starting(split_home: Path) -> Non
     assert until(split, "home", lambda r: True, "the report")["state"] == "warm"
 
 
+def test_a_session_another_client_starts_is_starting_for_all_and_not_started_twice(split_home: Path) -> None:
+    """A notebook's first cell starts the site's session: every other client sees it `starting` (it is in
+    the run index from its launch), and a second notebook's cell waits for it rather than start a second
+    runner beside it (which the index would forget, left running)."""
+    slow = split_home / "slow-python"  # two seconds to begin, so the start is seen whatever the machine's speed
+    slow.write_text(f"#!/bin/sh\nsleep 2\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    slow.chmod(0o755)
+    write_config(split_home, SLURM_SITE.replace('[sites.home]\n', f'[sites.home]\npython = "{slow}"\n'))
+    first = Cell("import os\nprint(os.getpid())")
+    until(core.Split(), "home", lambda r: r["state"] == "starting", "another client's session to be starting")
+    second = Cell("import os\nprint(os.getpid())")
+    assert first.result().state == second.result().state == "succeeded"
+    assert first.text == second.text, "both cells ran in the one session"
+    row = until(core.Split(), "home", lambda r: True, "the report")
+    assert row["state"] == "warm" and str(row["pid"]) == first.text.strip()
+
+
 def test_a_runner_that_ignores_sigterm_is_killed_and_its_run_still_cancelled(split_home: Path, monkeypatch) -> None:
     monkeypatch.setattr(sessions, "CANCEL_GRACE", 1.0)
     stubborn = Cell("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf', flush=True)\n"
