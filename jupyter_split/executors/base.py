@@ -170,6 +170,11 @@ class Executor(ABC):
         """Bytes of a file on the site from `offset` (below 0: from its end, as `seek(offset, 2)`),
         at most `size` of them (None: to the end); FileNotFoundError if it is absent."""
 
+    async def file_info(self, path: str) -> tuple[int, float] | None:
+        """A file's (size, modification time) on the site, a token of whether it changed; None where it is
+        absent or the executor cannot tell (the caller then reads it)."""
+        return None
+
     @abstractmethod
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site atomically (temp file, then rename), creating folders."""

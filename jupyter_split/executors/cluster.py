@@ -51,6 +51,10 @@ class ClusterExecutor(Executor):
         FileNotFoundError if it is absent."""
         return await self.host.read_file(path, offset, size)
 
+    async def file_info(self, path: str) -> tuple[int, float] | None:
+        """The file's (size, modification time) on the host."""
+        return await self.host.file_info(path)
+
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the host, atomically."""
         await self.host.write_file(path, data)

@@ -36,6 +36,15 @@ async def read_file(path: str, offset: int = 0, size: int | None = None) -> byte
     return await asyncio.to_thread(read)
 
 
+async def file_info(path: str) -> tuple[int, float] | None:
+    """A file's (size, modification time in ns), or None where it is absent."""
+    try:
+        found = await asyncio.to_thread(os.stat, path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
 class LocalFiles:
     """The files of a run that site `site_name`'s local executor started on this machine."""
 

@@ -119,6 +119,10 @@ class LocalExecutor(Executor):
         """The file's bytes from `offset` (below 0: from its end), at most `size` (`files.read_file`)."""
         return await files.read_file(path, offset, size)
 
+    async def file_info(self, path: str) -> tuple[int, float] | None:
+        """The file's (size, modification time), None where it is absent (`files.file_info`)."""
+        return await files.file_info(path)
+
     async def write_file(self, path: str, data: bytes) -> None:
         """Write the file whole: a hidden temp name beside it, then a rename; missing folders are made."""
         def write() -> None:

@@ -274,6 +274,15 @@ class SshExecutor(Executor):
         FileNotFoundError if it is absent."""
         return await self.connection.read_file(path, offset, size)
 
+    async def file_info(self, path: str) -> tuple[int, float] | None:
+        """The file's (size, modification time) from one SFTP stat on the interactive connection; None
+        where it is absent, or the link cannot answer now (the caller's read then says why)."""
+        try:
+            attrs = await (await self.connection.sftp()).stat(path)
+        except (asyncssh.Error, OSError):
+            return None
+        return attrs.size or 0, attrs.mtime or 0
+
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site whole (a temp name, then a rename), over SFTP; folders are made."""
         await self.connection.write_file(path, data)

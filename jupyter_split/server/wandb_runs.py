@@ -7,5 +7,6 @@ from ..tracking import sites as wandb_sites
 
 
 def rows(split: Any) -> list[dict[str, Any]]:
-    """Every W&B run of this experiment, on every site, as the sidebar shows it."""
-    return [item.row(split.config) for item in wandb_sites.experiment_runs(split)]
+    """Every W&B run of this experiment, on every site, as the sidebar shows it (a W&B file read again only
+    when it changed: `tracking.sites.experiment_rows`)."""
+    return wandb_sites.experiment_rows(split)

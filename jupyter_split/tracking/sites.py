@@ -15,6 +15,8 @@ import os
 import posixpath
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from . import context as tracking
 from ..config import Config, SiteConfig
 from ..paths import data_dir
 from ..policy import ResidencyError
+from ..protocol import TERMINAL_STATES
 from ..runs.index import RunRecord
 from .offline import WandbFileError, WandbRun, filter_records, load_run, read_records, write_records
 
@@ -65,12 +68,8 @@ def _run_url(site: SiteConfig | None, run: WandbRun) -> str | None:
 
 async def _runs_of(split: Any, record: RunRecord, history: bool) -> list[SiteRun]:
     ex = split.executor(record.site)
-    try:
-        status = json.loads(await ex.read_file(posixpath.join(record.run_dir, "status.json")))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
     found = []
-    for rel in status.get("wandb", []):
+    for rel in await _wandb_files(ex, record):
         path = posixpath.join(record.run_dir, rel)
         try:
             data = await ex.read_file(path)
@@ -82,14 +81,86 @@ async def _runs_of(split: Any, record: RunRecord, history: bool) -> list[SiteRun
 
 def experiment_runs(split: Any, site: str | None = None, limit: int = 200, history: bool = True) -> list[SiteRun]:
     """W&B runs of this experiment (its group) made by the last `limit` runs in the index."""
-    prefix = split.config.experiment.name + "-"
-    records = [r for r in split.index.list(site, limit) if r.run_id.startswith(prefix)]
+    records = _experiment_records(split, site, limit)
 
     async def gather() -> list[list[SiteRun]]:
         return await asyncio.gather(*(_runs_of(split, r, history) for r in records))
 
     runs = [run for batch in aio.run(gather()) for run in batch]
     return [r for r in runs if r.run.group == split.config.experiment.name]
+
+
+#: the sidebar's rows of each W&B run file, by (site, path): the file's (size, time) and the config they
+#: were made at, and the rows; a file is read again only when its size or time changed
+_ROWS: OrderedDict[tuple[str, str], tuple[tuple[int, float], Any, list[dict[str, Any]]]] = OrderedDict()
+#: the W&B files of each ended run, by (site, run directory): its runner wrote status.json for the last time
+#: before the final record the index saw
+_ENDED: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+#: how many of each the process keeps (the least recently used go first)
+KEPT = 4000
+_kept_lock = threading.Lock()
+
+
+def experiment_rows(split: Any, limit: int = 200) -> list[dict[str, Any]]:
+    """`experiment_runs(split)` as the sidebar's rows (`SiteRun.row`), for a poll every few seconds: an
+    ended run's status.json is read once, and a W&B file again only when its size or time changed (one
+    stat, over an ssh site's open connection), so an unchanged poll reads no run file whole."""
+    records = _experiment_records(split, None, limit)
+
+    async def gather() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(_rows_of(split, r) for r in records))
+
+    return [row for rows in aio.run(gather()) for row in rows]
+
+
+def _experiment_records(split: Any, site: str | None, limit: int) -> list[RunRecord]:
+    prefix = split.config.experiment.name + "-"
+    return [r for r in split.index.list(site, limit) if r.run_id.startswith(prefix)]
+
+
+def _keep(table: OrderedDict, key: Any, value: Any) -> None:
+    with _kept_lock:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > KEPT:
+            table.popitem(last=False)
+
+
+async def _wandb_files(ex: Any, record: RunRecord) -> list[str]:
+    """The W&B run files the run's cells wrote (paths under its run directory, from its status.json)."""
+    try:
+        status = json.loads(await ex.read_file(posixpath.join(record.run_dir, "status.json")))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return [rel for rel in status.get("wandb", []) if isinstance(rel, str)]
+
+
+async def _rows_of(split: Any, record: RunRecord) -> list[dict[str, Any]]:
+    ex = split.executor(record.site)
+    ended = (record.site, record.run_dir)
+    files = _ENDED.get(ended)
+    if files is None:
+        files = await _wandb_files(ex, record)
+        if record.state in TERMINAL_STATES:
+            _keep(_ENDED, ended, files)
+    rows: list[dict[str, Any]] = []
+    for rel in files:
+        path = posixpath.join(record.run_dir, rel)
+        info = await ex.file_info(path)
+        kept = _ROWS.get((record.site, path))
+        if info is not None and kept is not None and kept[0] == info and kept[1] is split.config:
+            rows.extend(kept[2])
+            continue
+        try:
+            run = load_run(path, await ex.read_file(path), True)
+        except (FileNotFoundError, WandbFileError):
+            continue  # deleted, or torn beyond its header: nothing to show
+        made = [SiteRun(record.site, record.run_id, run).row(split.config)] \
+            if run.group == split.config.experiment.name else []
+        if info is not None:
+            _keep(_ROWS, (record.site, path), (info, split.config, made))
+        rows.extend(made)
+    return rows
 
 
 # -- sync -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from jupyter_split import core, tracking
 from jupyter_split.tracking import offline as wandb_offline, sites as wandb_sites
 from jupyter_split.core.outcome import CellOptions
+from jupyter_split.executors.local import LocalExecutor
 from jupyter_split.policy import audit_entries
 from jupyter_split.sync.manifest import Manifest
 from tests.fixtures.core import text, write_config
@@ -157,9 +159,34 @@ def test_one_experiment_across_two_sites(experiment, kernel, split_home):
     assert only["job_type"] == "pretrain" and [row["loss"] for row in only["history"]][:2] == [1.0, 0.5]
     assert only["config"]["split"]["site"] == "sg" and only["artifacts"][0]["name"] == "ckpt-pretrain-1"
 
+    _the_sidebars_rows_read_a_wandb_file_again_only_when_it_changed(runs)
     _sync_abroad_keeps_back_what_the_policy_says(runs)
     _sync_to_the_home_server_keeps_everything(runs)
     _no_key_in_any_file(split_home)
+
+
+def _the_sidebars_rows_read_a_wandb_file_again_only_when_it_changed(runs: dict) -> None:
+    """The sidebar polls GET /wandb every few seconds: an unchanged poll stats each W&B file and reads none."""
+    split = core.get_split()
+    config = split.config
+    expected = sorted((item.row(config) for item in runs.values()), key=lambda row: row["id"])
+    read: list[str] = []
+    original = LocalExecutor.read_file
+
+    async def counted(self, path, offset=0, size=None):
+        read.append(path)
+        return await original(self, path, offset, size)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalExecutor, "read_file", counted)
+        assert sorted(wandb_sites.experiment_rows(split), key=lambda row: row["id"]) == expected
+        first = len(read)
+        assert sorted(wandb_sites.experiment_rows(split), key=lambda row: row["id"]) == expected
+        assert read[first:] == [], "an unchanged poll read a file"
+        changed = runs["plain"].run.path
+        os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert sorted(wandb_sites.experiment_rows(split), key=lambda row: row["id"]) == expected
+        assert read[first:] == [str(changed)], "only the file that changed is read again"
 
 
 def _manifest(url: str) -> Manifest:
