@@ -28,6 +28,8 @@ from .base import SplitHandler
 
 #: the ended transfers kept for the list (the oldest go first); running ones are always kept
 KEEP_ENDED = 50
+#: copies running at once on this server; one more waits for one to end (a 429 says so)
+MAX_RUNNING = 8
 TRANSFER_ID = r"(?P<transfer_id>[0-9a-f]{16})"
 STATES = ("running", "succeeded", "failed", "refused", "cancelled")
 
@@ -56,6 +58,14 @@ class Transfer:
                 "cancelling": self.state == "running" and self.watch.cancelled.is_set(), **progress}
 
 
+class Busy(ValueError):
+    """A transfer that cannot start now: the same copy is under way, or `MAX_RUNNING` copies are."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 class Transfers:
     """This server's transfers: each copy in a thread of its own, the running ones and the last ended."""
 
@@ -64,10 +74,19 @@ class Transfers:
         self._all: OrderedDict[str, Transfer] = OrderedDict()
 
     def start(self, config: Config, site: str, name: str, to_site: str) -> Transfer:
-        """Begin the copy in the background; ConfigError or ValueError at once for sites it cannot go between."""
+        """Begin the copy in the background; ConfigError or ValueError at once for sites it cannot go between,
+        Busy where the same copy is under way (two would stage the same files) or too many are."""
         copies.check_sites(config, site, to_site, name)
         job = Transfer(site, name, to_site)
         with self._lock:
+            running = [t for t in self._all.values() if t.state == "running"]
+            same = next((t for t in running if (t.site, t.name, t.to_site) == (site, name, to_site)), None)
+            if same is not None:
+                raise Busy(f"{site}:{name} is already being copied to site {to_site!r} (transfer {same.id}); "
+                           "wait for it, or cancel it first", 409)
+            if len(running) >= MAX_RUNNING:
+                raise Busy(f"{len(running)} copies are running on this server, the most at once; wait for one "
+                           "to end, or cancel one", 429)
             self._all[job.id] = job
             ended = [key for key, t in self._all.items() if t.state != "running"]
             for key in ended[:max(0, len(ended) - KEEP_ENDED)]:
@@ -120,12 +139,15 @@ class TransfersHandler(SplitHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         """Takes {site, name, to_site} as POST /checkpoints/transfer does; answers 202 with the new transfer.
-        An unknown site, or a copy to the site it is on, is a 400 at once; anything found later (a missing
-        checkpoint, the guard's refusal, a failure on the way) is the transfer's state and message."""
+        An unknown site, or a copy to the site it is on, is a 400 at once; the same copy under way a 409, and
+        `MAX_RUNNING` copies under way a 429; anything found later (a missing checkpoint, the guard's refusal,
+        a failure on the way) is the transfer's state and message."""
         body = self.body(bodies.Transfer)
         split = await self.call(core.get_split)
         try:
             job = TRANSFERS.start(split.config, body.site, body.name, body.to_site)
+        except Busy as exc:
+            raise tornado.web.HTTPError(exc.status, str(exc)) from None
         except (SplitError, ValueError) as exc:
             raise tornado.web.HTTPError(400, f"copy of {body.site}:{body.name} to site {body.to_site!r} not started: "
                                              f"{exc}") from None
