@@ -94,17 +94,16 @@ async def test_a_pull_shows_its_bytes_rate_and_time_left_as_it_moves(jp_fetch, a
 
 
 async def test_a_cancelled_pull_leaves_home_as_it_was_and_a_new_one_completes(jp_fetch, abroad_store: Path,
-                                                                             tmp_path: Path, monkeypatch) -> None:
+                                                                             tmp_path: Path) -> None:
     await asyncio.to_thread(_publish, tmp_path / "big", (abroad_store / "ckpts" / "big").as_uri(), site="sg")
     started = await _start(jp_fetch, "sg", "ckpts/big", "home")
     with pytest.raises(HTTPClientError) as err:  # the same copy twice would stage the same files
         await _start(jp_fetch, "sg", "ckpts/big", "home")
     assert err.value.code == 409 and started["id"].encode() in err.value.response.body
-    monkeypatch.setattr(transfers, "MAX_RUNNING", 1)  # the server runs in this process
-    with pytest.raises(HTTPClientError) as err:
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(HTTPClientError) as err:
+        patch.setattr(transfers, "MAX_RUNNING", 1)  # the server runs in this process
         await _start(jp_fetch, "sg", "ckpts/other", "home")
     assert err.value.code == 429 and b"the most at once" in err.value.response.body
-    monkeypatch.undo()
     await _views(jp_fetch, started["id"], lambda view: view["bytes_done"] > 0)
     asked = await _json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
     assert asked["id"] == started["id"] and (asked["cancelling"] or asked["state"] == "cancelled")
