@@ -132,3 +132,16 @@ def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_ca
     expect(pane.locator(".jp-split-site")).to_have_count(2)
     page.wait_for_timeout(1000)
     assert any("/jupyter-split/accelerators" in url for url, _ in asked[before:]), asked[before:]
+
+    # A folded pane's feed stands by too: no card is asked for while the sites pane is folded.
+    pane.locator(".jp-split-toggle").click()
+    expect(pane.locator(".jp-split-toggle")).to_have_attribute("aria-expanded", "false")
+    page.wait_for_timeout(600)
+    folded = len(asked)
+    page.wait_for_timeout(2500)
+    later = [url for url, _ in asked[folded:]]
+    assert not [u for u in later if "/jupyter-split/accelerators" in u], later
+    assert any("/jupyter-split/border" in u for u in later), later  # the open panes' feeds go on
+    pane.locator(".jp-split-toggle").click()
+    page.wait_for_timeout(1000)
+    assert any("/jupyter-split/accelerators" in url for url, _ in asked[folded:]), "an opened pane did not ask"

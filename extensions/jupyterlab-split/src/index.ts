@@ -52,7 +52,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     let current = readSettings(settings);
     // The sidebar's own feeds (sites, accelerators, storage, the border) are asked for only while it shows.
     let sidebar: SplitSidebar | null = null;
-    const model = new SplitModel(current.refreshInterval * 1000, () => sidebar?.isVisible ?? false);
+    const model = new SplitModel(current.refreshInterval * 1000, feed => sidebar?.wants(feed) ?? false);
     settings?.changed.connect(() => {
       current = readSettings(settings);
       model.intervalMs = current.refreshInterval * 1000;

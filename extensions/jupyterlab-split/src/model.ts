@@ -23,16 +23,24 @@ import {
 import { checkKey, RunStates } from './logic';
 
 /**
- * Sites are probed (an SSH round trip, an sinfo) and storage is listed far less often
- * than runs; on their own poll, so a slow site never holds the run list back.
+ * Each feed of the model, and how many refresh intervals apart it is asked for. Sites are probed
+ * (an SSH round trip, an sinfo) far less often than runs, on a poll of their own, so a slow site
+ * never holds the rest back; a session is asked of its runner (a look at each queued run's log):
+ * half as often as runs. `sidebar`: asked for only while the sidebar shows (and the pane that
+ * shows it is open); the runs also feed the status bar.
  */
-const WORLD_EVERY = 10;
+const FEEDS = {
+  runs: { every: 1, sidebar: false },
+  sites: { every: 10, sidebar: true },
+  storage: { every: 1, sidebar: true },
+  accelerators: { every: 1, sidebar: true },
+  border: { every: 1, sidebar: true },
+  sessions: { every: 2, sidebar: true },
+  transfers: { every: 1, sidebar: true }
+};
 const MAX_BACKOFF_MS = 60_000;
 
-type Feed = 'runs' | 'world' | 'accelerators' | 'border' | 'sessions' | 'transfers';
-
-/** Sessions are asked of their runners (a `ps`, a look at each queued run's log): half as often as runs. */
-const SESSIONS_EVERY = 2;
+export type Feed = keyof typeof FEEDS;
 
 /** The decisions the border pane filters on (the server's DECISIONS); null shows them all. */
 export type Decision = 'allowed' | 'refused' | 'declassified' | null;
@@ -61,22 +69,26 @@ export class SplitModel {
   decision: Decision = null;
 
   /**
-   * `shown` says whether anyone looks at the sidebar: the sites, accelerators, storage and border
-   * are asked for only then (the run count in the status bar is polled while the page is visible).
+   * `wanted(feed)` says whether anyone looks at what `feed` brings: the sidebar's feeds are asked for
+   * only then (the run count in the status bar is polled while the page is visible).
    */
   constructor(
     intervalMs: number,
-    private readonly _shown: () => boolean = () => true
+    private readonly _wanted: (feed: Feed) => boolean = () => true
   ) {
     this._intervalMs = intervalMs;
-    this._polls = {
-      runs: this._poll('runs', intervalMs, () => this._fetchRuns(), false),
-      world: this._poll('world', intervalMs * WORLD_EVERY, () => this._fetchWorld(), true),
-      accelerators: this._poll('accelerators', intervalMs, () => this._fetchAccelerators(), true),
-      border: this._poll('border', intervalMs, () => this._fetchBorder(), true),
-      sessions: this._poll('sessions', intervalMs * SESSIONS_EVERY, () => this._fetchSessions(), true),
-      transfers: this._poll('transfers', intervalMs, () => this._fetchTransfers(), true)
+    const fetch: Record<Feed, () => Promise<boolean>> = {
+      runs: () => this._fetchRuns(),
+      sites: () => this._fetchSites(),
+      storage: () => this._fetchStorage(),
+      accelerators: () => this._fetchAccelerators(),
+      border: () => this._fetchBorder(),
+      sessions: () => this._fetchSessions(),
+      transfers: () => this._fetchTransfers()
     };
+    this._polls = Object.fromEntries(
+      (Object.keys(FEEDS) as Feed[]).map(feed => [feed, this._poll(feed, intervalMs * FEEDS[feed].every, fetch[feed])])
+    ) as Record<Feed, Poll>;
   }
 
   get changed(): ISignal<this, void> {
@@ -90,11 +102,9 @@ export class SplitModel {
 
   set intervalMs(value: number) {
     this._intervalMs = value;
-    this._setInterval('runs', value);
-    this._setInterval('world', value * WORLD_EVERY);
-    this._setInterval('border', value);
-    this._setInterval('sessions', value * SESSIONS_EVERY);
-    this._setInterval('transfers', value);
+    for (const feed of Object.keys(FEEDS) as Feed[]) {
+      this._setInterval(feed, value * FEEDS[feed].every);
+    }
     this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
   }
 
@@ -156,7 +166,7 @@ export class SplitModel {
     }
   }
 
-  private _poll(name: Feed, intervalMs: number, fetch: () => Promise<boolean>, whenShown: boolean): Poll {
+  private _poll(name: Feed, intervalMs: number, fetch: () => Promise<boolean>): Poll {
     return new Poll({
       factory: async () => {
         let changed = false;
@@ -177,8 +187,8 @@ export class SplitModel {
       },
       frequency: { interval: intervalMs, backoff: true, max: MAX_BACKOFF_MS },
       name: `jupyter-split:${name}`,
-      // Standby while the page is hidden; the sidebar's own feeds also while the sidebar is.
-      standby: whenShown ? () => (this._shown() ? 'when-hidden' : true) : 'when-hidden'
+      // Standby while the page is hidden; the sidebar's own feeds also while nobody looks at them.
+      standby: FEEDS[name].sidebar ? () => (this._wanted(name) ? 'when-hidden' : true) : 'when-hidden'
     });
   }
 
@@ -190,20 +200,26 @@ export class SplitModel {
     return changed;
   }
 
-  private async _fetchWorld(): Promise<boolean> {
-    const [sites, checkpoints, wandb, leases] = await Promise.all([
+  private async _fetchSites(): Promise<boolean> {
+    const [sites, leases] = await Promise.all([
       this._api.get<{ experiment: Experiment; sites: Site[] }>('sites'),
-      this._api.get<{ checkpoints: Checkpoint[]; errors: Record<string, string> }>('checkpoints'),
-      this._api.get<{ runs: WandbRun[] }>('wandb'),
       this._api.get<Leases>('lease')
     ]);
     this.experiment = sites.body.experiment;
     this.sites = sites.body.sites;
+    this.leases = new Map(leases.body.sites.map(s => [s.site, s]));
+    return sites.changed || leases.changed;
+  }
+
+  private async _fetchStorage(): Promise<boolean> {
+    const [checkpoints, wandb] = await Promise.all([
+      this._api.get<{ checkpoints: Checkpoint[]; errors: Record<string, string> }>('checkpoints'),
+      this._api.get<{ runs: WandbRun[] }>('wandb')
+    ]);
     this.checkpoints = checkpoints.body.checkpoints;
     this.checkpointErrors = checkpoints.body.errors;
     this.wandbRuns = wandb.body.runs;
-    this.leases = new Map(leases.body.sites.map(s => [s.site, s]));
-    return [sites, checkpoints, wandb, leases].some(a => a.changed);
+    return checkpoints.changed || wandb.changed;
   }
 
   private async _fetchAccelerators(): Promise<boolean> {
@@ -222,7 +238,7 @@ export class SplitModel {
     const ended = body.transfers.some(t => t.state !== 'running' && before.get(t.id) !== t.state);
     this.transfers = body.transfers;
     if (ended) {
-      void this._polls.world.refresh(); // a copy ended: the checkpoints it published show at once
+      void this._polls.storage.refresh(); // a copy ended: the checkpoints it published show at once
     }
     return changed;
   }
@@ -255,7 +271,7 @@ export class SplitModel {
   private _checks = new Map<string, TransferCheck>();
   private _asking = new Set<string>();
   private _states: Promise<RunStates> | null = null;
-  private _errors: Record<Feed, string | null> = { runs: null, world: null, accelerators: null, border: null, sessions: null, transfers: null };
+  private _errors: Partial<Record<Feed, string | null>> = {};
   private _polls: Record<Feed, Poll>;
   private _changed = new Signal<this, void>(this);
 }

@@ -1,4 +1,6 @@
 // One collapsible section of the sidebar: a heading button, optional controls, and a body patched on each change.
+import { ISignal, Signal } from '@lumino/signaling';
+
 import { el, patchChildren } from './dom';
 
 type Child = Node | string | null | undefined | false;
@@ -58,6 +60,12 @@ export abstract class Pane {
     if (!collapsed) {
       this.update();
     }
+    this._toggled.emit(collapsed);
+  }
+
+  /** Emits when the pane is folded (true) or opened (false). */
+  get toggled(): ISignal<this, boolean> {
+    return this._toggled;
   }
 
   /** Patch the body from `render()`, giving the focus back to the same row or button where a change replaced it. */
@@ -120,6 +128,7 @@ export abstract class Pane {
   private _controls: HTMLElement | null;
   private _collapsed = false;
   private _active: string | null = null;
+  private _toggled = new Signal<this, boolean>(this);
 }
 
 /** A row's tab stop and its buttons': in the tab order (0) or reached by the arrows only (-1). */

@@ -8,12 +8,21 @@ import { BorderPane } from './border';
 import { CheckpointsPane } from './checkpoints';
 import { CommandIDs } from './commandids';
 import { button, el } from './dom';
-import { SplitModel } from './model';
+import { Feed, SplitModel } from './model';
 import { Pane } from './pane';
 import { RunsPane } from './runs';
 import { SessionsPane } from './sessions';
 import { SitesPane } from './sites';
 import { WandbPane } from './wandb';
+
+/** The panes that show each feed (a feed not named here is every pane's: the sites, the experiment). */
+const FEED_PANES: Partial<Record<Feed, string[]>> = {
+  accelerators: ['sites'],
+  sessions: ['sessions'],
+  storage: ['checkpoints', 'wandb'],
+  transfers: ['checkpoints'],
+  border: ['border', 'checkpoints'] // a declassification changes what the guard says of a transfer
+};
 
 export class SplitSidebar extends Widget {
   constructor(
@@ -43,6 +52,10 @@ export class SplitSidebar extends Widget {
       ...this._panes.map(p => p.node)
     );
     _model.changed.connect(this._render, this);
+    // A pane opened asks at once for what it shows (its feed stood by while it was folded).
+    for (const pane of this._panes) {
+      pane.toggled.connect((_, collapsed) => collapsed || void _model.refresh());
+    }
     // Elapsed times of active runs move even when no poll brings news.
     this._clock = window.setInterval(() => this.isVisible && this._render(), 1000);
     this._render();
@@ -50,6 +63,15 @@ export class SplitSidebar extends Widget {
 
   pane(key: string): Pane | undefined {
     return this._panes.find(p => p.key === key);
+  }
+
+  /** Whether anyone looks at what `feed` brings: the sidebar shows, and a pane that shows it is open. */
+  wants(feed: Feed): boolean {
+    if (!this.isVisible) {
+      return false;
+    }
+    const panes = FEED_PANES[feed];
+    return !panes || panes.some(key => this.pane(key)?.collapsed === false);
   }
 
   dispose(): void {
