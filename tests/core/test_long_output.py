@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from jupyter_split import cli
+from jupyter_split.runs.index import RunIndex
 from tests.fixtures.core import text, tracebacks, write_config
+from tests.ssh.test_runs import ssh_kernel  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +129,18 @@ print("after")
 
 def test_a_bar_redrawn_100000_times_is_few_records_and_ends_exact(kernel, split_home):
     outputs = kernel.ok(TQDM_CELL, timeout=300)
-    events = events_of(split_home)
+    _few_records_and_exact(events_of(split_home), outputs)
+
+
+def test_a_bar_redrawn_100000_times_on_an_ssh_site_is_few_records_and_ends_exact(ssh_kernel, split_home):
+    outputs = ssh_kernel.ok(TQDM_CELL.replace("%%on home", "%%on sg"), timeout=300)
+    [record] = RunIndex().list(None, 1)  # the cell's run; its log is in the test sshd's folder, on this machine
+    assert record.site == "sg"
+    log = Path(record.run_dir, "events.jsonl")
+    _few_records_and_exact([json.loads(line) for line in log.read_text().splitlines()], outputs)
+
+
+def _few_records_and_exact(events: list[dict], outputs: list) -> None:
     assert len(events) <= 2000, len(events)
     bars = [e for e in events if e["type"] == "display" and e.get("live")]
     assert bars and bars[-1]["live"] == "end" and "100000/100000" in bars[-1]["data"]["text/plain"]
