@@ -60,6 +60,11 @@ def test_quickstart(split_home):
     attached = cell_text(nb, "%split attach")
     assert "3\n2\n1\n" in attached and "--out variables delivered: answer" in attached and "answer: 42" in attached
     assert "3\n2\n1\n" in cell_text(nb, "%split logs")
+    sessions = cell_text(nb, "%split session").splitlines()
+    assert sessions[0].split()[:2] == ["site", "state"]
+    assert {line.split()[0]: line.split()[1] for line in sessions[1:]} == {"abroad": "warm", "home": "warm"}
+    top = cell_text(nb, "%split top")
+    assert "abroad" in top and "home" in top and "cpu (" in top
     run = core.get_split().index.list(limit=1)[0]
     assert (run.site, run.name, run.state) == ("abroad", "countdown", "succeeded")
 
