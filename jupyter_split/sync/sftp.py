@@ -156,22 +156,22 @@ class SftpFile:
     def close_soon(self) -> concurrent.futures.Future:
         """Close the file once its pieces ended; the future fails with a failure the server
         reports only at the close (a full disk)."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
         if self._closed:
-            done: concurrent.futures.Future = concurrent.futures.Future()
             done.set_result(None)
             return done
         self._closed = True
+        # the session is free for other files now, not when the close is answered: that answer
+        # comes on the event loop's thread, which must never wait for the pool's lock (a thread
+        # holding it may be waiting on the loop for a session to open)
+        self.streams._release(self._session)
         op = "write (close)" if self._writes else "read (close)"
         try:
-            closing = asyncio.run_coroutine_threadsafe(
+            return asyncio.run_coroutine_threadsafe(
                 _call(self._fs, op, self._path, self._handle.close, writes=self._writes), self._fs.loop)
         except RuntimeError as exc:  # the loop is gone, and the session with it
-            self.streams._release(self._session)
-            closing = concurrent.futures.Future()
-            closing.set_exception(ConnectionError(f"{self._path}: the connection is gone ({exc})"))
-            return closing
-        closing.add_done_callback(lambda _: self.streams._release(self._session))
-        return closing
+            done.set_exception(ConnectionError(f"{self._path}: the connection is gone ({exc})"))
+            return done
 
     def close(self) -> None:
         """`close_soon`, waited for; its failure raised."""

@@ -42,11 +42,12 @@ RANGED_MIN = 4 * RANGED_SLACK
 class Width:
     """How many connections a copy should use now: measured, grown while it pays, cut on stalls."""
 
-    def __init__(self, cap: int = MAX_CONNECTIONS, start: int = START, step: float = STEP):
+    def __init__(self, cap: int = MAX_CONNECTIONS, start: int = START, step: float | None = None):
         self.cap = max(1, cap)
         self.target = min(start, self.cap)
         self.history: list[tuple[int, float]] = []  # (width, MB/s) of every step, for reports and tests
-        self._step, self._bytes, self._since, self._last = step, 0, time.monotonic(), None
+        # STEP read now, not when the module loaded: a test scales the clock with the link
+        self._step, self._bytes, self._since, self._last = step or STEP, 0, time.monotonic(), None
         self.live: Callable[[], int] = lambda: self.target  # connections open now (the pool sets it)
         self._lock = threading.Lock()
 
