@@ -1,6 +1,7 @@
-"""The sites pane in a real JupyterLab and Chromium: each site's accelerators (the local site and an SSH
-site, both with the vendor tool stand-ins), the run holding a card, the lease, the `%%remote_gpu` site;
-polls revalidated with If-None-Match, and the sidebar's feeds asked for only while it shows."""
+"""The sites pane in a real JupyterLab and Chromium: each site's accelerators (the local site, an SSH
+site and a Slurm site's job, with the vendor tool stand-ins), the run holding a card, the lease, the
+`%%remote_gpu` site; polls revalidated with If-None-Match, and the sidebar's feeds asked for only
+while it (and the pane that shows them) is open."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import pytest
 from jupyter_split import core
 from jupyter_split.core.outcome import CellOptions
 from tests.accelerators.conftest import stand_in_path
+from tests.executors.test_slurm import slurm_config
 from tests.fixtures.core import write_config
 
 from .conftest import Lab, shot, widen_sidebar
@@ -145,3 +147,42 @@ def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_ca
     pane.locator(".jp-split-toggle").click()
     page.wait_for_timeout(1000)
     assert any("/jupyter-split/accelerators" in url for url, _ in asked[folded:]), "an opened pane did not ask"
+
+
+@pytest.fixture
+def slurm_site(slurm, split_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A Slurm site (the tests' one-node Slurm) with the vendor tools' STAND-INS on PATH, and a job of a
+    real run on it. Set before the lab starts: its server reads the site with this environment."""
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", stand_in_path())  # the STAND-IN nvidia-smi: the job's step inherits it
+    # no GPU here, so no GRES: what Slurm sets in a step bound to card 1 is set by hand (a stand-in)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    write_config(split_home, slurm_config(split_home) + "\n[accelerators]\ninterval = 1\n")
+    split = core.get_split()
+    run = split.execute("import time\ntime.sleep(300)", CellOptions(site="cluster", detach=True), None,
+                        lambda event: None).run_id
+    yield {"run": run, "job": split.index.get(run).handle["job_id"]}
+    split.cancel(run)
+
+
+def test_a_slurm_sites_nodes_jobs_and_the_cards_of_its_running_job(slurm_site, page, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    run, job = slurm_site["run"], slurm_site["job"]
+    _open_lab(page, lab)
+    sidebar = _open_sidebar(page)
+    cluster = sidebar.locator(".jp-split-site[data-site='cluster']")
+    expect(cluster).to_have_attribute("data-remote", "true")
+    # The login node, then the node of the running job with its cards: card 1 is bound to the job's run.
+    expect(cluster.locator(".jp-split-node[data-role='login']")).to_contain_text("(login node)")
+    compute = cluster.locator(f".jp-split-node[data-role='compute'][data-job='{job}']")
+    expect(compute).to_contain_text(f"localhost (job {job}, run {run})", timeout=90_000)
+    expect(compute.locator(".jp-split-card[data-vendor='nvidia'][data-index='1']")).to_have_attribute("data-run", run)
+    expect(compute.locator(".jp-split-card[data-vendor='nvidia'][data-index='0']")).to_have_attribute("data-run", "")
+    # Slurm's own view: its nodes, and this experiment's job with its run.
+    slurm = cluster.locator(".jp-split-slurm")
+    expect(slurm).to_contain_text("Slurm nodes: localhost")
+    expect(slurm).to_contain_text(f"job {job} RUNNING ({run})")
+    widen_sidebar(page)
+    shot(cluster, "slurm-site")

@@ -95,7 +95,10 @@ export function cardFigures(card: Card): { label: string; figures: string[] } {
 
 /** A node's host in words: name, CPU use and count, memory used/total. */
 export function nodeText(node: Node): string {
-  const parts = [node.node ?? 'unknown host'];
+  const name = node.node ?? 'unknown host';
+  const role =
+    node.role === 'login' ? ' (login node)' : node.role === 'compute' ? ` (job ${node.job}${node.run ? `, run ${node.run}` : ''})` : '';
+  const parts = [name + role];
   const { percent, count } = node.cpu;
   if (percent !== undefined && percent !== null) {
     parts.push(`CPU ${Math.round(percent)}%${count ? ` of ${count}` : ''}`);

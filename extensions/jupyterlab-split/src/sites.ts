@@ -78,7 +78,7 @@ function nodeView(node: Node): HTMLElement {
   const groups = cardGroups(node);
   return el(
     'div',
-    { class: 'jp-split-node', 'data-node': node.node ?? '' },
+    { class: 'jp-split-node', 'data-node': node.node ?? '', 'data-role': node.role ?? 'host', 'data-job': node.job },
     el('div', { class: 'jp-split-detail' }, nodeText(node)),
     node.cards.length
       ? el('div', { class: 'jp-split-detail jp-split-groups' }, groups.map(g => g.text).join('; '))

@@ -108,6 +108,11 @@ export interface Card {
 /** One machine of a site: its host's CPU and memory (MiB) and its cards. */
 export interface Node {
   node: string | null;
+  /** host (the site's machine), login (a Slurm site's login node) or compute (a node of a running job) */
+  role?: string;
+  /** a compute node's job and the run it is */
+  job?: string;
+  run?: string | null;
   cpu: { percent?: number | null; count?: number | null };
   memory: { total?: number; used?: number };
   cards: Card[];

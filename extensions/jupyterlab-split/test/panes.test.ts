@@ -79,6 +79,8 @@ describe('accelerators in words', () => {
   it('describes the host', () => {
     expect(nodeText(node)).toBe('gpu01 · CPU 51% of 2 · memory 0.8/23.5 GiB');
     expect(nodeText({ ...node, node: null, cpu: {}, memory: {} })).toBe('unknown host');
+    expect(nodeText({ ...node, role: 'login', cpu: {}, memory: {} })).toBe('gpu01 (login node)');
+    expect(nodeText({ ...node, role: 'compute', job: '42', run: 'r-1', cpu: {}, memory: {} })).toBe('gpu01 (job 42, run r-1)');
   });
 });
 
