@@ -22,9 +22,11 @@ from tests.services.link import start_link
 
 pytestmark = pytest.mark.slow
 
-BULK = 16_000_000  # each way: 8 s at the link's 2 MB/s per flow
-FLOW = 2e6
-RTT = 0.1
+# A border link scaled in time: a flow's cap and its window (4 MiB: a second of that flow, what one
+# connection's live output would queue behind) as border's, the round trip a third of it.
+BULK = 16_000_000  # each way: 4 s at the link's 4 MB/s per flow
+FLOW = 4e6
+RTT = 0.05
 
 
 def split_over(sshd, link, tmp_path: Path, **overrides: Any) -> core.Split:
@@ -53,9 +55,9 @@ def flows(ex) -> list[tuple[Any, Any]]:
 
 @pytest.fixture
 def bordered(sshd):
-    """The test sshd behind a scaled border link: RTT 100 ms, 2 MB/s for one flow, 25 MB/s for all."""
+    """The test sshd behind a border link scaled in time: RTT 50 ms, 4 MB/s for one flow, 50 MB/s for all."""
     installed(sshd)
-    link = start_link(sshd.port, profile="border", scale=0.5, flow_rate=FLOW, delay=RTT / 2, jitter=0.0)
+    link = start_link(sshd.port, profile="border", flow_rate=FLOW, delay=RTT / 2, jitter=0.0)
     yield link
     link.stop()
 
@@ -86,7 +88,7 @@ def test_live_output_and_interrupts_do_not_queue_behind_bulk_transfers(sshd, spl
         elif text.startswith("stamp") and transfers is not None and not transfers[1].done():
             seen["delays"].append(time.time() - float(text.split()[1]))
             seen["flows"] = flows(ex)
-            if seen["interrupt"] is None and now - transfers[0] > 2.0:
+            if seen["interrupt"] is None and now - transfers[0] > 1.0:  # a quarter of the way
                 asyncio.ensure_future(interrupt())
         elif event["type"] == "error":
             seen["error"] = (now, event["ename"], transfers is not None and transfers[1].done())
@@ -107,7 +109,7 @@ def test_live_output_and_interrupts_do_not_queue_behind_bulk_transfers(sshd, spl
     assert not transfers_done, "the interrupt was not measured while the transfers ran"
     assert elapsed > 0.7 * BULK / FLOW, f"the transfers took {elapsed:.1f} s: the link did not hold them back"
     # On one connection, live output waits behind the megabytes in flight (the link's window and the
-    # sockets' buffers: 2 s at 2 MB/s) and each step of an interrupt behind as much going up.
+    # sockets' buffers: 1.5 s at 4 MB/s) and each step of an interrupt behind as much going up.
     assert len(delays) >= 20 and max(delays) < 1.0, f"live output was held back: {sorted(delays)[-5:]}"
     assert interrupt < 3.0, f"the interrupt took {interrupt:.1f} s"
     (here_a, far_a), (here_b, far_b) = seen["flows"]
