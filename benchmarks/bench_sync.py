@@ -96,9 +96,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --link: rounds of each row")
     parser.add_argument("--flaky", type=float, metavar="K", help="with --link: also through PROFILE-flaky, "
                         "its stalls and cuts K times as often and as short")
+    parser.add_argument("--shards", type=int, default=20, help="with --link: the checkpoint's files (1: one big file)")
+    parser.add_argument("--no-rsync", action="store_true", help="with --link: leave rsync -a out (one flow: slow)")
     args = parser.parse_args(argv)
     if args.link:
-        return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky)
+        return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky,
+                           args.shards, not args.no_rsync)
     with tempfile.TemporaryDirectory(prefix="jsb-sync-", dir="/tmp") as tmp, scratch_data_dir():
         root = Path(tmp)
         server = start_sshd(root / "sshd")

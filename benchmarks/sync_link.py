@@ -67,8 +67,10 @@ def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: 
     return times
 
 
-def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None) -> int:
-    """Print the link's rows: the checkpoint both ways and the small tree, each against its peers."""
+def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None,
+                shards_count: int = 20, rsync: bool = True) -> int:
+    """Print the link's rows: the checkpoint both ways and the small tree (none with `small_files` 0),
+    each against its peers (rsync left out without `rsync`)."""
     from benchmarks.bench_sync import sha_tree, write_shards, write_small_tree
 
     if shutil.which("rclone") is None:
@@ -80,13 +82,13 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
         server = start_sshd(root / "sshd")
         link = start_link(server.port, profile=profile, scale=scale)
         cap = link.profile.rate_up / 1e6
-        lines = [f"\n{profile} x {scale}: {link.profile.describe()}; checkpoint {total_mb} MiB in 20 shards, "
+        lines = [f"\n{profile} x {scale}: {link.profile.describe()}; checkpoint {total_mb} MiB in {shards_count} shards, "
                  f"{small_files} small files; {count} rounds\n",
                  "| measure | jupyter_split | rclone | rsync -a | vs rclone | vs rsync | share of the cap |",
                  "|---|---|---|---|---|---|---|"]
         try:
             shards, small, there = root / "shards", root / "small", root / "there"
-            write_shards(shards, total_mb)
+            write_shards(shards, total_mb, shards_count)
             write_small_tree(small, small_files)
             sync.copy(str(shards), str(there), progress=False)  # published on the server's disk for the pulls
             known = root / "known_hosts_link"
@@ -101,27 +103,22 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
             times = rounds({
                 "ours": lambda: sync.copy(str(shards), url(up["ours"]), dest_options=sftp, progress=False),
                 "rclone": lambda: rclone(conf, str(shards), f"link:{up['rclone']}"),
-                "rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{shards}/", f"{far}{up['rsync']}/"], check=True),
+                **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{shards}/", f"{far}{up['rsync']}/"],
+                                                    check=True)} if rsync else {}),
             }, up, count)
-            assert sha_tree(up["ours"]) == sha_tree(up["rclone"]) == sha_tree(up["rsync"]) == sha_tree(shards)
+            assert all(sha_tree(up[name]) == sha_tree(shards) for name in times)
             lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap))
             down = {"ours": root / "down-ours", "rclone": root / "down-rclone", "rsync": root / "down-rsync"}
             times = rounds({
                 "ours": lambda: sync.copy(url(there), str(down["ours"]), sftp, require_published=True, progress=False),
                 "rclone": lambda: rclone(conf, f"link:{there}", str(down["rclone"])),
-                "rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{far}{there}/", f"{down['rsync']}/"], check=True),
+                **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{far}{there}/", f"{down['rsync']}/"],
+                                                    check=True)} if rsync else {}),
             }, down, count)
-            assert sha_tree(down["ours"]) == sha_tree(down["rclone"]) == sha_tree(down["rsync"]) == sha_tree(shards)
+            assert all(sha_tree(down[name]) == sha_tree(shards) for name in times)
             lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap))
-            tree = {"ours": root / "small-ours", "rclone": root / "small-rclone"}
-            times = rounds({
-                "ours": lambda: sync.copy(str(small), url(tree["ours"]), dest_options=sftp, progress=False),
-                "rclone": lambda: rclone(conf, str(small), f"link:{tree['rclone']}"),
-            }, tree, count)
-            assert sha_tree(tree["ours"]) == sha_tree(tree["rclone"]) == sha_tree(small)
-            ours, peer = times["ours"], times["rclone"]
-            lines.append(f"| {small_files} small files, local disk to SFTP, s | {_spread(ours, 2)} | {_spread(peer, 2)} | "
-                         f"| {_spread([o / p for o, p in zip(ours, peer)], 2)} of its time | | |")
+            if small_files:
+                lines.append(_small_row(root, small, small_files, conf, url, sftp, count))
         finally:
             link.stop()
         if flaky:
@@ -131,11 +128,26 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
     return 0
 
 
+def _small_row(root: Path, small: Path, small_files: int, conf: Path, url, sftp: dict, count: int) -> str:
+    from benchmarks.bench_sync import sha_tree
+
+    tree = {"ours": root / "small-ours", "rclone": root / "small-rclone"}
+    times = rounds({
+        "ours": lambda: sync.copy(str(small), url(tree["ours"]), dest_options=sftp, progress=False),
+        "rclone": lambda: rclone(conf, str(small), f"link:{tree['rclone']}"),
+    }, tree, count)
+    assert sha_tree(tree["ours"]) == sha_tree(tree["rclone"]) == sha_tree(small)
+    ours, peer = times["ours"], times["rclone"]
+    return (f"| {small_files} small files, local disk to SFTP, s | {_spread(ours, 2)} | {_spread(peer, 2)} | "
+            f"| {_spread([o / p for o, p in zip(ours, peer)], 2)} of its time | | |")
+
+
 def _row(what: str, mb: float, times: dict[str, list[float]], cap: float) -> str:
     rate = {name: [mb / t for t in ts] for name, ts in times.items()}
     ours = rate["ours"]
-    ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2) + "x" for name in ("rclone", "rsync")]
-    return (f"| {what} | {_spread(ours)} | {_spread(rate['rclone'])} | {_spread(rate['rsync'])} | {ratios[0]} | "
+    ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2) + "x" if name in rate else "" for name in ("rclone", "rsync")]
+    peers = [_spread(rate[name]) if name in rate else "" for name in ("rclone", "rsync")]
+    return (f"| {what} | {_spread(ours)} | {peers[0]} | {peers[1]} | {ratios[0]} | "
             f"{ratios[1]} | {_spread([o / cap for o in ours], 2)} of {cap:g} |")
 
 
