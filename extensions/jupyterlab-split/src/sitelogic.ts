@@ -173,3 +173,12 @@ export function sessionRunText(run: SessionRun): string {
   const count = run.count !== null ? ` [${run.count}]` : '';
   return `${run.name ?? run.run_id}${count}${run.cell ? `: ${run.cell}` : ''}`;
 }
+
+/** A Ray cluster's resources in one line: "CPU 1/2 · GPU 0/4 · 1 node alive" (used where reported). */
+export function rayText(ray: NonNullable<SiteReading['ray']>): string {
+  const resources = Object.entries(ray.resources)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, r]) => `${name} ${r.used === null ? '' : `${Number(r.used.toFixed(2))}/`}${Number(r.total.toFixed(2))}`);
+  const alive = ray.nodes.filter(n => n.state === 'ALIVE').length;
+  return [...resources, `${alive} of ${ray.nodes.length} node${ray.nodes.length === 1 ? '' : 's'} alive`].join(' · ');
+}

@@ -4,7 +4,7 @@ import { el } from './dom';
 import { SplitModel } from './model';
 import { siteExtras } from './logic';
 import { list, listRow, Pane } from './pane';
-import { acceleratorText, Badge, cardFigures, cardGroups, leaseText, leaseTone, nodeText, siteBadges } from './sitelogic';
+import { acceleratorText, Badge, cardFigures, cardGroups, leaseText, leaseTone, nodeText, rayText, siteBadges } from './sitelogic';
 
 export class SitesPane extends Pane {
   constructor(private readonly _model: SplitModel) {
@@ -64,12 +64,13 @@ function badge(b: Badge): HTMLElement {
 }
 
 function readingView(reading: SiteReading): HTMLElement {
-  const errors = [...reading.errors, ...reading.nodes.flatMap(n => n.errors), ...(reading.slurm?.errors ?? [])];
+  const errors = [...reading.errors, ...reading.nodes.flatMap(n => n.errors), ...(reading.slurm?.errors ?? []), ...(reading.ray?.errors ?? [])];
   return el(
     'div',
     { class: 'jp-split-reading' },
     ...reading.nodes.map(nodeView),
     reading.slurm ? slurmView(reading.slurm) : null,
+    reading.ray ? el('div', { class: 'jp-split-detail jp-split-ray' }, `Ray: ${rayText(reading.ray)}`) : null,
     ...errors.map(text => el('div', { class: 'jp-split-error', role: 'status' }, text))
   );
 }

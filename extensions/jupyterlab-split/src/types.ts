@@ -134,7 +134,12 @@ export interface SiteReading {
     jobs: { job_id: string; state: string; nodes: string; cards: string; elapsed: string; run: string | null }[];
     errors: string[];
   };
-  ray?: Record<string, unknown>;
+  ray?: {
+    nodes: { node: string | null; state: string | null }[];
+    /** per resource (CPU, GPU, NPU, custom ones): used (null: not reported) and total */
+    resources: Record<string, { used: number | null; total: number }>;
+    errors: string[];
+  };
 }
 
 export interface Accelerators {

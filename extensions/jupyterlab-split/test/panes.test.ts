@@ -9,6 +9,7 @@ import {
   leaseText,
   leaseTone,
   nodeText,
+  rayText,
   sessionRunText,
   sessionText,
   siteBadges,
@@ -215,5 +216,17 @@ describe('sessions', () => {
     const run = { run_id: 'r-1', name: null, state: 'queued', created: 0, count: 3, cell: "print('x')" };
     expect(sessionRunText(run)).toBe("r-1 [3]: print('x')");
     expect(sessionRunText({ ...run, name: 'tune', count: null, cell: '' })).toBe('tune');
+  });
+});
+
+describe('rayText', () => {
+  it('says each resource used of total, sorted, and how many nodes are alive', () => {
+    const ray = {
+      nodes: [{ node: 'a', state: 'ALIVE' }, { node: 'b', state: 'DEAD' }],
+      resources: { GPU: { used: 1, total: 4 }, CPU: { used: 0.5, total: 2 } },
+      errors: []
+    };
+    expect(rayText(ray)).toBe('CPU 0.5/2 · GPU 1/4 · 1 of 2 nodes alive');
+    expect(rayText({ ...ray, nodes: [ray.nodes[0]], resources: { CPU: { used: null, total: 2 } } })).toBe('CPU 2 · 1 of 1 node alive');
   });
 });
