@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_runs_index import TOKEN, Server
+from benchmarks.common import markdown_table
 from jupyter_split.runs.index import RunIndex
 
 #: the commit before the sidebar's ETags: the peer's code
@@ -177,10 +178,8 @@ def main(argv: list[str]) -> int:
     print(f"# sidebar: {args.rounds} rounds x {args.calls} GETs over a kept-alive connection, median of the round medians; bytes on the wire per poll "
           f"(status); peer: the code at {args.peer_rev}; load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")
-    print("| poll | " + " | ".join(f"{s:,} runs" for s in sizes) + " |")
-    print("|---|" + "---|" * len(sizes))
-    for name in dict.fromkeys(name for name, _ in rows):
-        print(f"| {name} | " + " | ".join(rows.get((name, s), "") for s in sizes) + " |")
+    print(markdown_table(["poll", *(f"{s:,} runs" for s in sizes)],
+                         [[name, *(rows.get((name, s), "") for s in sizes)] for name in dict.fromkeys(n for n, _ in rows)]))
     return 0
 
 

@@ -41,3 +41,9 @@ def report(rows: list[tuple[str, float, float, str]]) -> str:
     for what, ours, peer, goal in rows:
         lines.append(f"| {what} | {ours:.4g} | {peer:.4g} | {ours / peer:.2f}x | {goal} |")
     return "\n".join(lines)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """`rows` under `header` as a Markdown table."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
