@@ -1,5 +1,5 @@
 """The sites pane in a real JupyterLab and Chromium: each site's accelerators (the local site, an SSH
-site and a Slurm site's job, with the vendor tool stand-ins), the run holding a card, the lease, the
+site and a Slurm site's job, with the vendor tool stand-ins; a Ray site's resources), the run holding a card, the lease, the
 `%%remote_gpu` site; polls revalidated with If-None-Match, and the sidebar's feeds asked for only
 while it (and the pane that shows them) is open."""
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from jupyter_split import core
 from jupyter_split.core.outcome import CellOptions
 from tests.accelerators.conftest import stand_in_path
+from tests.executors.test_ray import config as ray_config
 from tests.executors.test_slurm import slurm_config
 from tests.fixtures.core import write_config
 
@@ -186,3 +187,18 @@ def test_a_slurm_sites_nodes_jobs_and_the_cards_of_its_running_job(slurm_site, p
     expect(slurm).to_contain_text(f"job {job} RUNNING ({run})")
     widen_sidebar(page)
     shot(cluster, "slurm-site")
+
+
+@pytest.fixture
+def ray_site(ray_cluster, split_home: Path) -> None:
+    write_config(split_home, ray_config(split_home, ray_cluster.address))
+
+
+def test_a_ray_sites_resources(ray_site, page, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    _open_lab(page, lab)
+    sidebar = _open_sidebar(page)
+    ray = sidebar.locator(".jp-split-site[data-site='ray'] .jp-split-ray")
+    # the tests' Ray head: its CPUs, from its dashboard, and its one node
+    expect(ray).to_have_text(re.compile(r"^Ray: (.* · )?CPU ([\d.]+/)?\d+ · (.* · )?1 of 1 node alive$"), timeout=60_000)
