@@ -53,6 +53,7 @@ interval = 1
 executor = "local"
 jurisdiction = "CN"
 visible_devices = "1"
+lease = {{ price_per_gpu_hour = 3, currency = "EUR" }}
 
 [sites.abroad]
 {_toml(abroad)}
@@ -112,6 +113,10 @@ def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_ca
     expect(abroad.locator(".jp-split-lease")).to_have_attribute("data-lease", "ok")
     widen_sidebar(page)
     shot(pane, "sites")
+
+    # What the run holding the card costs so far, from home's lease: its one card's hours at its price.
+    expect(sidebar.locator(f".jp-split-run[data-run-id='{run}'] .jp-split-cost")).to_have_text(
+        re.compile(r"^1 card · [\d.]+ GPU-h · [\d.]+ EUR$"))
 
     # Polls revalidate: the second ask of a feed sends the first answer's ETag, and nothing changed is a 304.
     page.wait_for_timeout(2500)  # five refresh intervals (0.5 s in these tests)

@@ -21,6 +21,7 @@ import {
   WandbRun
 } from './api';
 import { checkKey, RunStates } from './logic';
+import { runCostText } from './sitelogic';
 
 /**
  * Each feed of the model, and how many refresh intervals apart it is asked for. Sites are probed
@@ -106,6 +107,13 @@ export class SplitModel {
       this._setInterval(feed, value * FEEDS[feed].every);
     }
     this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
+  }
+
+  /** What run `runId` used of its site's lease, in words; '' where the lease answer does not list it. */
+  runCost(run: { run_id: string; site: string }): string {
+    const lease = this.leases.get(run.site);
+    const row = lease?.runs.find(r => r.run_id === run.run_id);
+    return row && lease && row.cards > 0 ? runCostText(row, lease.currency) : '';
   }
 
   /** Fetch everything now. */

@@ -64,6 +64,7 @@ export class RunsPane extends Pane {
     const commands = this._commands;
     const args = { runId: run.run_id };
     const failed = states.badgeClass(run.state).endsWith('-bad');
+    const cost = this._model.runCost(run);
     const row = listRow(
       run.run_id,
       stop,
@@ -88,6 +89,7 @@ export class RunsPane extends Pane {
         )
       ),
       el('div', { class: 'jp-split-detail jp-split-id', title: run.run_id }, run.name ? `${run.name} · ${run.run_id}` : run.run_id),
+      cost ? el('div', { class: 'jp-split-detail jp-split-cost' }, cost) : null,
       run.last_line
         ? el('div', { class: `jp-split-lastline${failed ? ' jp-mod-error' : ''}`, title: run.last_line }, run.last_line)
         : null

@@ -182,3 +182,12 @@ export function rayText(ray: NonNullable<SiteReading['ray']>): string {
   const alive = ray.nodes.filter(n => n.state === 'ALIVE').length;
   return [...resources, `${alive} of ${ray.nodes.length} node${ray.nodes.length === 1 ? '' : 's'} alive`].join(' · ');
 }
+
+/** What a run used of its site's lease: "2 cards · 0.5 GPU-h · 1.25 USD" (a cost where a price is set). */
+export function runCostText(row: { cards: number; hours: number; cost: number | null }, currency: string | null): string {
+  const parts = [`${row.cards} card${row.cards === 1 ? '' : 's'}`, hours(row.hours)];
+  if (row.cost !== null) {
+    parts.push(money(row.cost, currency));
+  }
+  return parts.join(' · ');
+}

@@ -167,6 +167,8 @@ export interface SiteLease {
   currency: string | null;
   days_left: number | null;
   runs_counted: number;
+  /** the newest runs' accelerator-hours and cost (the sums count every run) */
+  runs: { run_id: string; state: string; cards: number; hours: number; cost: number | null; source: string }[];
 }
 
 export interface Leases {

@@ -10,6 +10,7 @@ import {
   leaseTone,
   nodeText,
   rayText,
+  runCostText,
   sessionRunText,
   sessionText,
   siteBadges,
@@ -38,7 +39,7 @@ const reading: SiteReading = { site: 'sg', executor: 'ssh', accelerator: 'auto',
 function lease(over: Partial<SiteLease>, terms: Partial<SiteLease['lease']> = {}): SiteLease {
   return {
     site: 'sg', configured: true, hours: 12.5, month_hours: 2, left: 87.5, cost: 31.25, month_cost: 5, currency: 'USD',
-    days_left: 20, runs_counted: 3, ...over,
+    days_left: 20, runs_counted: 3, runs: [], ...over,
     lease: { gpu_hours: 100, monthly: false, price_per_gpu_hour: 2.5, currency: 'USD', ends: '2026-12-26', ...terms }
   };
 }
@@ -228,5 +229,12 @@ describe('rayText', () => {
     };
     expect(rayText(ray)).toBe('CPU 0.5/2 · GPU 1/4 · 1 of 2 nodes alive');
     expect(rayText({ ...ray, nodes: [ray.nodes[0]], resources: { CPU: { used: null, total: 2 } } })).toBe('CPU 2 · 1 of 1 node alive');
+  });
+});
+
+describe('runCostText', () => {
+  it('says the cards a run held, its accelerator-hours and its cost where a price is set', () => {
+    expect(runCostText({ cards: 2, hours: 0.5, cost: 1.25 }, 'USD')).toBe('2 cards · 0.5 GPU-h · 1.25 USD');
+    expect(runCostText({ cards: 1, hours: 12.345, cost: null }, null)).toBe('1 card · 12.3 GPU-h');
   });
 });
