@@ -114,6 +114,10 @@ def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_ca
     widen_sidebar(page)
     shot(pane, "sites")
 
+    # The experiment's use of every lease, under its name; the host's name is said once, by its node.
+    expect(sidebar.locator(".jp-split-use")).to_have_text(re.compile(r"^used: [\d.]+ GPU-h · [\d.]+ EUR · 0\.00 USD$"))
+    expect(home).not_to_contain_text("host ")
+
     # What the run holding the card costs so far, from home's lease: its one card's hours at its price.
     expect(sidebar.locator(f".jp-split-run[data-run-id='{run}'] .jp-split-cost")).to_have_text(
         re.compile(r"^1 card · [\d.]+ GPU-h · [\d.]+ EUR$"))

@@ -61,6 +61,8 @@ export class SplitModel {
   readings = new Map<string, SiteReading>();
   /** Each site's lease beside its use, by site name. */
   leases = new Map<string, SiteLease>();
+  /** The experiment's accelerator-hours on every site, and its cost per currency. */
+  experimentUse: Leases['experiment'] | null = null;
   border: Border | null = null;
   /** The copies this server runs or ran, the newest first. */
   transfers: TransferView[] = [];
@@ -216,6 +218,7 @@ export class SplitModel {
     this.experiment = sites.body.experiment;
     this.sites = sites.body.sites;
     this.leases = new Map(leases.body.sites.map(s => [s.site, s]));
+    this.experimentUse = leases.body.experiment;
     return sites.changed || leases.changed;
   }
 

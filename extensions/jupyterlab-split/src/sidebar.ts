@@ -12,6 +12,7 @@ import { Feed, SplitModel } from './model';
 import { Pane } from './pane';
 import { RunsPane } from './runs';
 import { SessionsPane } from './sessions';
+import { experimentUseText } from './sitelogic';
 import { SitesPane } from './sites';
 import { WandbPane } from './wandb';
 
@@ -36,6 +37,7 @@ export class SplitSidebar extends Widget {
     this.node.setAttribute('role', 'complementary');
     this.node.setAttribute('aria-label', 'jupyter_split');
     this._title = el('h2', { class: 'jp-split-title' }, 'jupyter_split');
+    this._use = el('div', { class: 'jp-split-detail jp-split-use', title: 'accelerator-hours and cost of the experiment on every site' });
     this._error = el('div', { class: 'jp-split-error', role: 'alert', hidden: '' });
     this._panes = [
       new SitesPane(_model),
@@ -48,6 +50,7 @@ export class SplitSidebar extends Widget {
     // Top to bottom is the focus order: the header's refresh, then each pane's heading, filters and list.
     this.node.append(
       el('div', { class: 'jp-split-header' }, this._title, button(refreshIcon, 'Refresh now', () => void commands.execute(CommandIDs.refresh))),
+      this._use,
       this._error,
       ...this._panes.map(p => p.node)
     );
@@ -92,6 +95,10 @@ export class SplitSidebar extends Widget {
     if (this._title.textContent !== title) {
       this._title.textContent = title;
     }
+    const use = m.experimentUse ? `used: ${experimentUseText(m.experimentUse)}` : '';
+    if (this._use.textContent !== use) {
+      this._use.textContent = use;
+    }
     const error = m.error ?? '';
     if (this._error.textContent !== error) {
       this._error.textContent = error;
@@ -103,6 +110,7 @@ export class SplitSidebar extends Widget {
   }
 
   private _title: HTMLElement;
+  private _use: HTMLElement;
   private _error: HTMLElement;
   private _panes: Pane[];
   private _clock: number;

@@ -191,3 +191,9 @@ export function runCostText(row: { cards: number; hours: number; cost: number | 
   }
   return parts.join(' · ');
 }
+
+/** The experiment's use of every lease in one line: accelerator-hours, and the cost per currency. */
+export function experimentUseText(use: { hours: number; cost: Record<string, number> }): string {
+  const costs = Object.entries(use.cost).map(([currency, value]) => money(value, currency === '?' ? null : currency));
+  return [hours(use.hours), ...costs].join(' · ');
+}

@@ -50,7 +50,10 @@ export class SitesPane extends Pane {
         ...badges.map(badge)
       ),
       el('div', { class: 'jp-split-detail' }, `${site.executor} · ${acceleratorText(site.accelerator, reading)} · ${status}`),
-      ...siteExtras(site).map(line => el('div', { class: 'jp-split-detail' }, line)),
+      // the host's name is the first node's own line once the cards were read
+      ...siteExtras(site)
+        .filter(line => !reading?.nodes.some(n => line === `host ${n.node}`))
+        .map(line => el('div', { class: 'jp-split-detail' }, line)),
       lease && (lease.configured || lease.hours > 0)
         ? el('div', { class: `jp-split-lease${tone ? ` jp-split-tone-${tone}` : ''}`, 'data-lease': tone ?? 'none' }, leaseText(lease))
         : null,

@@ -6,6 +6,7 @@ import {
   acceleratorText,
   cardFigures,
   cardGroups,
+  experimentUseText,
   leaseText,
   leaseTone,
   nodeText,
@@ -236,5 +237,12 @@ describe('runCostText', () => {
   it('says the cards a run held, its accelerator-hours and its cost where a price is set', () => {
     expect(runCostText({ cards: 2, hours: 0.5, cost: 1.25 }, 'USD')).toBe('2 cards · 0.5 GPU-h · 1.25 USD');
     expect(runCostText({ cards: 1, hours: 12.345, cost: null }, null)).toBe('1 card · 12.3 GPU-h');
+  });
+});
+
+describe('experimentUseText', () => {
+  it('says the hours and each currency\'s cost', () => {
+    expect(experimentUseText({ hours: 12.345, cost: { USD: 31.25, EUR: 2 } })).toBe('12.3 GPU-h · 31.25 USD · 2.00 EUR');
+    expect(experimentUseText({ hours: 0, cost: {} })).toBe('0 GPU-h');
   });
 });
