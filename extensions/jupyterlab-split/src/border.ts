@@ -20,6 +20,7 @@ const FILTERS: { decision: Decision; label: string }[] = [
 /** A decision's badge takes a run state's style (style/base.css): refused reads as failed, declassified as a warning. */
 const DECISION_STYLE: Record<string, string> = { refused: 'bad', declassified: 'warn', allowed: 'ok' };
 
+/** The border pane: the policy in force, the audit log's newest decisions with a filter and counts, declassify. */
 export class BorderPane extends Pane {
   constructor(private readonly _model: SplitModel) {
     const group = el('div', { class: 'jp-split-filters', role: 'group', 'aria-label': 'Show border decisions' });

@@ -11,6 +11,7 @@ import { formatBytes, transferTarget } from './logic';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
 
+/** The checkpoints pane: each published checkpoint, its guarded transfer button and its copies' progress. */
 export class CheckpointsPane extends Pane {
   constructor(
     private readonly _model: SplitModel,

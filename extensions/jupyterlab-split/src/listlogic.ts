@@ -9,6 +9,7 @@ export interface RunFilter {
   state: string;
 }
 
+/** The runs that pass `filter`, in their order. */
 export function filterRuns<R extends { run_id: string; site: string; state: string; name: string | null }>(
   runs: R[],
   filter: RunFilter

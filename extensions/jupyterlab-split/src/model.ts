@@ -41,11 +41,13 @@ const FEEDS = {
 };
 const MAX_BACKOFF_MS = 60_000;
 
+/** One of the model's polls (`FEEDS`). */
 export type Feed = keyof typeof FEEDS;
 
 /** The decisions the border pane filters on (the server's DECISIONS); null shows them all. */
 export type Decision = 'allowed' | 'refused' | 'declassified' | null;
 
+/** What the sidebar and the status bar show, one poll per feed, each revalidated with its ETag. */
 export class SplitModel {
   experiment: Experiment | null = null;
   sites: Site[] = [];

@@ -11,6 +11,7 @@ import { runElapsed } from './logic';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
 
+/** The runs pane: filters (name or id, site, state) over the newest runs, a focusable row per run. */
 export class RunsPane extends Pane {
   constructor(
     private readonly _model: SplitModel,

@@ -13,6 +13,7 @@ import { sessionRunText, sessionText } from './sitelogic';
 /** A session's badge takes a run state's style (style/base.css): busy reads as running, warm as done; gone is plain. */
 const SESSION_STYLE: Record<string, string> = { busy: 'active', warm: 'ok', starting: 'warn' };
 
+/** The sessions pane: a row per site's session, with restart and stop. */
 export class SessionsPane extends Pane {
   constructor(private readonly _model: SplitModel) {
     super('sessions', 'Sessions');

@@ -25,6 +25,7 @@ const FEED_PANES: Partial<Record<Feed, string[]>> = {
   border: ['border', 'checkpoints'] // a declassification changes what the guard says of a transfer
 };
 
+/** The sidebar: its header (the experiment, its use, refresh), an error line, and the panes in focus order. */
 export class SplitSidebar extends Widget {
   constructor(
     private readonly _model: SplitModel,

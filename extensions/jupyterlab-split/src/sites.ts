@@ -6,6 +6,7 @@ import { siteExtras } from './logic';
 import { list, listRow, Pane } from './pane';
 import { acceleratorText, Badge, cardFigures, cardGroups, leaseText, leaseTone, nodeText, rayText, siteBadges } from './sitelogic';
 
+/** The sites pane: a row per site with its roles, reach, lease and each node's cards. */
 export class SitesPane extends Pane {
   constructor(private readonly _model: SplitModel) {
     super('sites', 'Sites');

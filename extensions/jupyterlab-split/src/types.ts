@@ -142,6 +142,7 @@ export interface SiteReading {
   };
 }
 
+/** GET accelerators: every site's reading. */
 export interface Accelerators {
   /** seconds: a reading younger than this is answered from the server's memory */
   interval: number;
@@ -171,6 +172,7 @@ export interface SiteLease {
   runs: { run_id: string; state: string; cards: number; hours: number; cost: number | null; source: string }[];
 }
 
+/** GET lease: every site's lease, and the experiment's use of them all. */
 export interface Leases {
   sites: SiteLease[];
   experiment: { name: string; hours: number; cost: Record<string, number> };
@@ -208,6 +210,7 @@ export interface PolicyView {
   source: string;
 }
 
+/** GET border: the policy, the newest audit records that pass the filters, how many did, and per decision how many. */
 export interface Border {
   policy: PolicyView;
   entries: AuditEntry[];
@@ -251,6 +254,7 @@ export interface Session {
   errors: string[];
 }
 
+/** GET sessions. */
 export interface Sessions {
   /** the session states, in order: the sidebar keeps no list of its own */
   states: string[];

@@ -4,6 +4,7 @@ import { el } from './dom';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
 
+/** The W&B pane: the experiment's W&B runs on every site. */
 export class WandbPane extends Pane {
   constructor(private readonly _model: SplitModel) {
     super('wandb', 'W&B');
