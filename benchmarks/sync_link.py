@@ -68,9 +68,9 @@ def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: 
 
 
 def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None,
-                shards_count: int = 20, rsync: bool = True) -> int:
-    """Print the link's rows: the checkpoint both ways and the small tree (none with `small_files` 0),
-    each against its peers (rsync left out without `rsync`)."""
+                shards_count: int = 20, rsync: bool = True, checkpoint: bool = True) -> int:
+    """Print the link's rows: the checkpoint both ways (without `checkpoint`, not) and the small tree
+    (none with `small_files` 0), each against its peers (rsync left out without `rsync`)."""
     from benchmarks.bench_sync import sha_tree, write_shards, write_small_tree
 
     if shutil.which("rclone") is None:
@@ -99,24 +99,25 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
             url = lambda path: f"ssh://127.0.0.1:{link.port}{path}"  # noqa: E731
             far = f"{server.user}@127.0.0.1:"
             mb = total_mb * MB / 1e6
+            count_checkpoint = count if checkpoint else 0
             up = {"ours": root / "up-ours", "rclone": root / "up-rclone", "rsync": root / "up-rsync"}
             times = rounds({
                 "ours": lambda: sync.copy(str(shards), url(up["ours"]), dest_options=sftp, progress=False),
                 "rclone": lambda: rclone(conf, str(shards), f"link:{up['rclone']}"),
                 **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{shards}/", f"{far}{up['rsync']}/"],
                                                     check=True)} if rsync else {}),
-            }, up, count)
-            assert all(sha_tree(up[name]) == sha_tree(shards) for name in times)
-            lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap))
+            }, up, count_checkpoint)
+            assert all(sha_tree(up[name]) == sha_tree(shards) for name in times if checkpoint)
+            checkpoint and lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap))
             down = {"ours": root / "down-ours", "rclone": root / "down-rclone", "rsync": root / "down-rsync"}
             times = rounds({
                 "ours": lambda: sync.copy(url(there), str(down["ours"]), sftp, require_published=True, progress=False),
                 "rclone": lambda: rclone(conf, f"link:{there}", str(down["rclone"])),
                 **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{far}{there}/", f"{down['rsync']}/"],
                                                     check=True)} if rsync else {}),
-            }, down, count)
-            assert all(sha_tree(down[name]) == sha_tree(shards) for name in times)
-            lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap))
+            }, down, count_checkpoint)
+            assert all(sha_tree(down[name]) == sha_tree(shards) for name in times if checkpoint)
+            checkpoint and lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap))
             if small_files:
                 lines.append(_small_row(root, small, small_files, conf, url, sftp, count))
         finally:

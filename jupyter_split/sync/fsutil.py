@@ -23,6 +23,7 @@ from .width import MAX_CONNECTIONS, Connections, Width
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
 SFTP_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                 "aes128-ctr", "aes192-ctr", "aes256-ctr"]
+KEEPALIVE = 10.0
 # botocore keeps 10 connections per client; small files from a store abroad wait on
 # round trips, not bytes, so they want more requests in flight.
 S3_CONNECTIONS = 64
@@ -116,6 +117,9 @@ def resolve(url: str, options: dict[str, Any] | None) -> Location:
     options = dict(options or {})
     if fsspec.core.split_protocol(url)[0] in ("ssh", "sftp"):
         options.setdefault("encryption_algs", SFTP_CIPHERS)
+        # a connection a link dropped without a reset (a middlebox's silence) ends after 3 unanswered
+        # keepalives: its transfers fail and are resumed on a new one, instead of waiting for ever
+        options.setdefault("keepalive_interval", KEEPALIVE)
     if fsspec.core.split_protocol(url)[0] in ("s3", "s3a"):
         options["config_kwargs"] = {"max_pool_connections": S3_CONNECTIONS, **options.get("config_kwargs", {})}
     try:

@@ -27,6 +27,8 @@ from fsspec.asyn import sync
 from . import sftp_errors
 
 SESSIONS = 4
+# A session that takes longer than this to open (a border-flaky stall is 5 s) is on a dead connection.
+SESSION_OPEN = 30.0
 
 
 class SftpStreams:
@@ -67,8 +69,9 @@ class SftpStreams:
     def close(self) -> None:
         """Close the copy's sessions, after waiting for the ones still opening; the connection stays."""
         with self._lock:
-            for starting in self._starting:
-                concurrent.futures.wait([starting])
+            opening = list(self._starting)
+        concurrent.futures.wait(opening, timeout=SESSION_OPEN)  # without the lock, as in `_take`
+        with self._lock:
             self._harvest()
             sessions, self._users = list(self._users), {}
         for session in sessions:
@@ -78,24 +81,30 @@ class SftpStreams:
                 pass  # the loop is gone already, and the sessions with it
 
     def _take(self) -> Any:
-        """The least busy session, opening one while all are in use; None when there is none to be had."""
+        """The least busy session, opening one while all are in use; None when there is none to
+        be had. Raises ConnectionError when a session does not open within SESSION_OPEN seconds."""
         with self._lock:
             self._harvest()
             shared = not self._users or min(self._users.values()) > 0
+            opening: list[concurrent.futures.Future] = []
             if shared and len(self._users) < SESSIONS and not self._refused:
-                self._open_one()
+                if not self._starting:
+                    self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
+                opening = list(self._starting)
+        if opening:
+            # waited for without the lock: a piece's end (on the event loop's thread) may need it
+            done, _ = concurrent.futures.wait(opening, timeout=SESSION_OPEN, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                self.broken = True  # an answer that does not come: the connection is gone unnoticed
+        with self._lock:
+            self._harvest()
             if not self._users:
+                if self.broken:
+                    raise ConnectionError(f"no SFTP session opened in {SESSION_OPEN:g} s: the connection is gone")
                 return None
             session = min(self._users, key=self._users.__getitem__)
             self._users[session] += 1
             return session
-
-    def _open_one(self) -> None:
-        """Wait for a session to finish opening, starting one if none is on its way."""
-        if not self._starting:
-            self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
-        concurrent.futures.wait(self._starting, return_when=concurrent.futures.FIRST_COMPLETED)
-        self._harvest()
 
     def _harvest(self) -> None:
         # sessions that finished opening join the pool; a refusal is the server's limit on
