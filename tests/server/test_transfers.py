@@ -20,8 +20,10 @@ from tests.services.link import start_link
 pytestmark = pytest.mark.slow
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-RATE = 2e6  # bytes a second through the link, each way: a 6 MB pull takes some 3 s
-SIZE = 6_000_000
+RATE = 2e6  # bytes a second through the link, each way: the pull below takes some 9 s
+#: one shard of two chunks and more: a copy counts a file's bytes a chunk (8 MiB) at a time
+SIZE = 18 << 20
+SHARDS = 1
 
 
 @pytest.fixture
@@ -45,8 +47,8 @@ def jp_server_config(split_home: Path, abroad_store: Path) -> dict[str, Any]:
 
 def _publish(folder: Path, url: str, **manifest: Any) -> None:
     folder.mkdir(parents=True)
-    for i in range(3):
-        (folder / f"shard-{i}.bin").write_bytes(bytes([i]) * (SIZE // 3))
+    for i in range(SHARDS):
+        (folder / f"shard-{i:02d}.bin").write_bytes(bytes([i]) * (SIZE // SHARDS))
     sync.copy(str(folder), url, progress=False, **manifest)
 
 
