@@ -22,8 +22,10 @@ EXTENSION_SRC = REPO / "extensions" / "jupyterlab-split"
 BUILT = REPO / "jupyter_split" / "labextension"
 SERVER_CONFIG = REPO / "jupyter-config" / "jupyter_server_config.d" / "jupyter_split.json"
 ARTIFACTS = REPO / "test-artifacts"
-#: the README's pictures of the sidebar, each taken by a browser test from the real UI
-SCREENSHOTS = REPO / "docs" / "sidebar"
+#: the README's pictures of the sidebar, each taken by a browser test from the real UI: into docs/sidebar
+#: where SPLIT_SCREENSHOTS=docs asks to refresh them, else beside the other test artifacts (a run's ids
+#: and times differ, so every run would change the committed pictures)
+SCREENSHOTS = REPO / "docs" / "sidebar" if os.environ.get("SPLIT_SCREENSHOTS") == "docs" else ARTIFACTS / "sidebar"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
