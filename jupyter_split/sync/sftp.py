@@ -100,7 +100,7 @@ class SftpStreams:
             self._harvest()
             if not self._users:
                 if self.broken:
-                    raise ConnectionError(f"no SFTP session opened in {SESSION_OPEN:g} s: the connection is gone")
+                    raise ConnectionError("no SFTP session to be had: the connection is gone")
                 return None
             session = min(self._users, key=self._users.__getitem__)
             self._users[session] += 1
