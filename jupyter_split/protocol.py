@@ -74,6 +74,8 @@ RUN_STATES: tuple[RunState, ...] = (
     RunState("interrupted", True, "warn", "the cell was interrupted (KeyboardInterrupt)"),
 )
 TERMINAL_STATES = frozenset(s.name for s in RUN_STATES if s.terminal)
+#: every run state's name, in order (a filter's choices)
+STATE_NAMES = [s.name for s in RUN_STATES]
 
 
 def states_table() -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from .. import core
 from ..core import logs as run_logs
 from ..core.outcome import RemoteError
 from ..errors import OptionError
+from ..protocol import STATE_NAMES
 
 from .options import RUN_OPTIONS, cell_options, site_argument
 from .render import NotebookOutput, TerminalOutput, terminal_view
@@ -49,6 +50,9 @@ def iso_date(text: str) -> datetime:
 @verb("runs", "list recent runs from the local run index, or prune the old ones",
       arg("--site", help="only this site's runs"),
       arg("--limit", type=number(int, 1), default=20, metavar="N", help="the N most recent runs (default 20)"),
+      arg("--state", choices=STATE_NAMES, metavar="STATE", help=f"only the runs in this state ({', '.join(STATE_NAMES)})"),
+      arg("--match", metavar="TEXT", help="only the runs whose id or name holds TEXT (any case)"),
+      arg("--notebook", metavar="PATH", help="only the runs started from this notebook (its path as Jupyter gives it)"),
       arg("--prune-before", type=iso_date, metavar="DATE",
           help="remove from the index the runs that ended before DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM); "
                "active runs stay, and the run directories on the sites are kept"),
@@ -77,7 +81,7 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
                       "once its site answers")
         return 1 if done.kept else 0
     rows = []
-    for r in core.get_split().list_runs(args.site, args.limit):
+    for r in core.get_split().list_runs(args.site, args.limit, state=args.state, text=args.match, notebook=args.notebook):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         rows.append([r.run_id, r.site, r.state, r.mode, started, r.last_line[:40]])
     ctx.table(["run", "site", "state", "mode", "started", "last output"], rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import posixpath
 import secrets
 import time
@@ -119,7 +120,7 @@ class Split:
             handle = {**await ex.launch(spec), "sock": sock}
         record = RunRecord(run_id, site.name, run_dir, "session" if session else "detached", state="running",
                            name=opts.name, out_vars=opts.outputs,  # the cards held: for the lease's hours
-                           handle={**handle, "cards": cards_held(site, opts.gpus, opts.nodes)})
+                           handle={**handle, "cards": cards_held(site, opts.gpus, opts.nodes), **_notebook()})
         self.index.add(record)
         started["record"] = record
         if opts.detach:
@@ -273,17 +274,18 @@ class Split:
         """A run's last `count` records, read back from its log's end (not from its start)."""
         return logs.tail(*logs.open_log(run_id, self.executor, self.index), count, rank)
 
-    def list_runs(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """Recent runs, newest first; those the index still calls active are brought up to date from their logs.
+    def list_runs(self, site: str | None = None, limit: int = 50, **filters: str | None) -> list[RunRecord]:
+        """Recent runs, newest first (`filters`: `RunIndex.list`'s state, text and notebook); those the index
+        still calls active are brought up to date from their logs.
 
         A site that cannot be reached leaves its rows as they were, rather than failing the list.
         """
-        records = self.index.list(site, limit)
-        stale = [r for r in records if r.state not in TERMINAL_STATES]
+        # a row the index still calls active may have ended: brought up to date before a state is matched
+        scope = {**filters, "state": None} if filters.get("state") else filters
+        stale = [r for r in self.index.list(site, limit, **scope) if r.state not in TERMINAL_STATES]
         if stale:
             aio.run(self._refresh_all(stale))
-            records = self.index.list(site, limit)
-        return records
+        return self.index.list(site, limit, **filters)
 
     async def _refresh_all(self, records: list[RunRecord]) -> None:
         # A site that cannot be reached leaves its rows as they were; the others still update.
@@ -379,6 +381,13 @@ class Split:
 
 
 _default: Split | None = None
+
+
+def _notebook() -> dict[str, str]:
+    """{"notebook": path} where this process is a notebook's kernel: jupyter_server gives a kernel the
+    path of its notebook (`JPY_SESSION_NAME`), so the sidebar can show and filter runs by notebook."""
+    path = os.environ.get("JPY_SESSION_NAME")
+    return {"notebook": path} if path else {}
 
 
 def get_split() -> Split:

@@ -185,12 +185,23 @@ class RunIndex:
         names = ", ".join(r["run_id"] for r in newest)
         raise UnknownRun(f"{part!r} matches {found[0]} runs ({names}...); give more of the run id")
 
-    def list(self, site: str | None = None, limit: int = 50) -> list[RunRecord]:
-        """Up to `limit` runs, newest first; `site` keeps that site's only. Rows as stored: `Split.list_runs`
-        refreshes the active ones first."""
-        query, args = "SELECT * FROM runs", []
-        if site:
-            query, args = query + " WHERE site = ?", [site]
+    def list(self, site: str | None = None, limit: int = 50, *, state: str | None = None, text: str | None = None,
+             notebook: str | None = None) -> list[RunRecord]:
+        """Up to `limit` runs, newest first; `site` keeps that site's only, `state` those in that state, `text`
+        those whose id or name holds it (any case), `notebook` those started from that notebook (the path its
+        kernel was given: `notebook` in its handle). Rows as stored: `Split.list_runs` refreshes the active
+        ones first."""
+        where: list[str] = []
+        args: list[Any] = []
+        for clause, value in (("site = ?", site), ("state = ?", state),
+                              ("json_extract(handle, '$.notebook') = ?", notebook)):
+            if value:
+                where.append(clause)
+                args.append(value)
+        if text:  # instr, not LIKE: `_` and `%` in an id are characters, not wildcards
+            where.append("(instr(lower(run_id), ?) > 0 OR instr(lower(coalesce(name, '')), ?) > 0)")
+            args += [text.lower(), text.lower()]
+        query = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         with self._db() as db:
             rows = db.execute(query + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
         return [_record(r) for r in rows]

@@ -20,7 +20,7 @@ from ..accelerators import poll, usage
 from ..errors import SplitError, http_answer
 from ..policy import ResidencyError
 from ..residency.locations import redact
-from ..protocol import TERMINAL_STATES, states_table
+from ..protocol import STATE_NAMES, TERMINAL_STATES, states_table
 from ..core.split import VIEW_RECORDS
 from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
@@ -39,7 +39,8 @@ _SITES = Answers(size=1)  # the last sites answer, the core it was probed by and
 
 def _run_row(record: Any) -> dict[str, Any]:
     row = record.to_dict()
-    row.pop("handle")  # pids and socket paths: the sidebar has no use for them
+    handle = row.pop("handle")  # pids and socket paths: the sidebar has no use for them
+    row["notebook"] = handle.get("notebook")
     return row
 
 
@@ -64,27 +65,40 @@ class SitesHandler(SplitHandler):
 
 
 class RunsHandler(SplitHandler):
-    """GET /jupyter-split/runs?site=&limit=: the recent runs, newest first, brought up to date."""
+    """GET /jupyter-split/runs?site=&state=&q=&notebook=&limit=: the recent runs, newest first, brought up to
+    date; filtered in the run index, so a filter finds old runs too."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        """Answers {runs}: rows of `Split.list_runs` without the executor handles; 400 for a bad `limit`."""
-        site = self.get_query_argument("site", None)
+        """Answers {runs}: rows of `Split.list_runs` without the executor handles (each with the notebook it
+        came from, or null); `q` keeps the runs whose id or name holds it; 400 for a bad `limit` or `state`."""
+        site = self.site_arg()
         limit = self.int_arg("limit", 50, low=1)
-        self.send_answer(await self.call(_runs_answer, site, limit))
+        state = self.get_query_argument("state", None) or None
+        if state is not None and state not in STATE_NAMES:
+            raise tornado.web.HTTPError(400, f"query argument state={state[:50]!r} is not a run state: one of "
+                                             f"{', '.join(STATE_NAMES)}")
+        text = self.get_query_argument("q", None) or None
+        notebook = self.get_query_argument("notebook", None) or None
+        for name, value in (("q", text), ("notebook", notebook)):
+            if value is not None and len(value) > 1000:
+                raise tornado.web.HTTPError(400, f"query argument {name} is {len(value)} characters; give 1000 or fewer")
+        self.send_answer(await self.call(_runs_answer, site, limit, state, text, notebook))
 
 
-def _runs_answer(site: str | None, limit: int) -> Any:
+def _runs_answer(site: str | None, limit: int, state: str | None = None, text: str | None = None,
+                 notebook: str | None = None) -> Any:
     """The runs page, from `_RUN_PAGES` while the index's version is the one it was built at and it
     held no active run (an active run's log may have grown: `list_runs` reads its tail every time)."""
     split = core.get_split()  # in the same worker thread: an unchanged poll is one hop off the loop
-    key = (str(split.index.path), site, limit)
+    key = (str(split.index.path), site, limit, state, text, notebook)
     version = split.index.version()  # read before the rows: a write meanwhile makes the next poll build again
     kept = _RUN_PAGES.get(key, version)
     if kept is not None:
         return kept
-    records = split.list_runs(site, limit)
-    live = any(r.state not in TERMINAL_STATES for r in records)
+    records = split.list_runs(site, limit, state=state, text=text, notebook=notebook)
+    # a page filtered by state hides the active rows whose refresh would change it: built each time
+    live = state is not None or any(r.state not in TERMINAL_STATES for r in records)
     return _RUN_PAGES.put(key, version, {"runs": [_run_row(r) for r in records]}, live=live)
 
 

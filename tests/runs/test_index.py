@@ -122,3 +122,20 @@ def test_a_start_or_a_tail_wins_over_a_part_inside_and_the_messages_stay(tmp_pat
         index.get("nope")
     with pytest.raises(UnknownRun, match="matches 5 runs"):
         index.get("")
+
+
+def test_the_listing_filters_by_state_text_and_notebook_across_the_whole_index(tmp_path):
+    index = RunIndex(tmp_path / "index.sqlite")
+    for i in range(300):  # the runs a filter finds are old: far below the newest page
+        index.add(RunRecord(run_id=f"exp-home-20261201-0000{i:02d}-{i:06x}", site=("home", "abroad")[i % 2],
+                            run_dir=f"/r/{i}", mode="detached", state=("succeeded", "failed")[i % 3 == 0],
+                            name="Pretrain_50%" if i == 7 else None, created=float(i),
+                            handle={"notebook": "work/train.ipynb"} if i < 4 else {}))
+    failed = index.list(limit=500, state="failed")
+    assert len(failed) == 100 and all(r.state == "failed" for r in failed)
+    assert [r.run_id for r in index.list(text="PRETRAIN_50%")] == ["exp-home-20261201-000007-000007"]
+    assert [r.name for r in index.list(text="_50%")] == ["Pretrain_50%"]  # `_` and `%` are characters
+    assert [r.run_id[-6:] for r in index.list(text="00012b")] == ["00012b"]  # a part of an id
+    assert [r.created for r in index.list(notebook="work/train.ipynb")] == [3.0, 2.0, 1.0, 0.0]
+    assert [r.created for r in index.list("abroad", 2, state="failed", notebook="work/train.ipynb")] == [3.0]
+    assert index.list(notebook="other.ipynb") == []

@@ -36,9 +36,9 @@ def _counting(monkeypatch: pytest.MonkeyPatch, split: Any, name: str) -> list[in
     calls: list[int] = []
     real = getattr(split, name)
 
-    def counted(*args: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(split, name, counted)
     return calls

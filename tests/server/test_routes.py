@@ -297,3 +297,28 @@ async def test_a_password_in_a_storage_url_stays_off_the_page(jp_fetch, split_ho
     body = await _json(jp_fetch, "sites")
     assert "hunter2" not in json.dumps(body)
     assert body["sites"][0]["storage"].startswith("file://alice:***@")
+
+
+async def test_runs_are_filtered_in_the_index_and_carry_their_notebook(jp_fetch, monkeypatch) -> None:
+    # as in a notebook's kernel, which jupyter_server tells the path of its notebook
+    monkeypatch.setenv("JPY_SESSION_NAME", "work/train.ipynb")
+    trained = await asyncio.to_thread(_start, "print('trained')")
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    other = await asyncio.to_thread(_start, "print('other')")
+
+    async def rows(**params: str) -> list[dict[str, Any]]:
+        return (await _json(jp_fetch, "runs", params=params))["runs"]
+
+    assert {r["run_id"]: r["notebook"] for r in await rows()} == {trained: "work/train.ipynb", other: None}
+    assert [r["run_id"] for r in await rows(notebook="work/train.ipynb")] == [trained]
+    assert [r["run_id"] for r in await rows(q=other[-6:].upper())] == [other]
+
+    async def both_succeeded() -> bool:  # a page filtered by state sees the runs end (the index refreshed)
+        return len(await rows(state="succeeded")) == 2
+
+    await _until(both_succeeded, "the runs to succeed")
+    assert {r["run_id"] for r in await rows(state="succeeded", site="home")} == {trained, other}
+    assert await rows(state="failed") == []
+    with pytest.raises(HTTPClientError) as err:
+        await rows(state="finished")
+    assert err.value.code == 400 and b"not a run state" in err.value.response.body
