@@ -158,8 +158,8 @@ def test_keyboard_alone_reaches_every_pane_in_order(busy_sites, page, lab: Lab) 
                        "toggle:wandb"], order
     assert order.count("row:runs") == 1, order  # three runs, one tab stop
     at = order.index("toggle:runs")
-    assert order[at + 1:at + 4] == ["input:Show runs whose name or id holds", "select:Show runs of site",
-                                    "select:Show runs in state"], order
+    assert order[at + 1:at + 5] == ["input:Show runs whose name or id holds", "select:Show runs of site",
+                                    "select:Show runs in state", "select:Show runs started from notebook"], order
     assert order.index("row:runs") < order.index("toggle:checkpoints")
     assert order.index("toggle:border") < order.index("row:border") < order.index("toggle:wandb"), order
 
@@ -203,5 +203,7 @@ def test_keyboard_alone_reaches_every_pane_in_order(busy_sites, page, lab: Lab) 
     page.keyboard.type(run_id[-8:])
     expect(runs).to_have_count(1)
     expect(runs.first).to_have_attribute("data-run-id", run_id)
-    expect(sidebar.locator(".jp-split-section[data-section='runs']")).to_contain_text("1 of 3 runs shown")
+    # the server's answer, from the whole run index, follows the filter at once
+    expect(sidebar.locator(".jp-split-section[data-section='runs']")).to_contain_text(
+        "1 run found in the whole run index")
     shot(sidebar.locator(".jp-split-section[data-section='runs']"), "runs-filtered")

@@ -185,6 +185,17 @@ def test_checkpoint_buttons_and_run_cell_on_site(page, lab: Lab, tmp_path: Path)
     expect(sidebar.locator(".jp-split-run").first).to_have_attribute("data-state", "succeeded")
     page.screenshot(path=str(ARTIFACTS / "run-cell-on-site.png"))
 
+    # The run knows the notebook its cell came from (the kernel's own, as JupyterLab names it): the
+    # notebook filter offers it and keeps that run alone, found by the server in the whole index.
+    notebook = sidebar.locator("select[aria-label='Show runs started from notebook']")
+    expect(notebook.locator("option")).to_have_count(2)
+    name = notebook.locator("option").nth(1).get_attribute("value")
+    assert name and name.endswith(".ipynb"), name
+    notebook.select_option(name)
+    expect(sidebar.locator(".jp-split-run")).to_have_count(1)
+    expect(sidebar.locator(".jp-split-section[data-section='runs']")).to_contain_text(
+        "1 run found in the whole run index")
+
 
 def _detached(code: str) -> str:
     """A real run on the home site, started from here as `%%on home --detach` would."""

@@ -7,20 +7,38 @@ export interface RunFilter {
   text: string;
   site: string;
   state: string;
+  /** The notebook a run came from (as Jupyter names it); '' for any. */
+  notebook: string;
 }
 
 /** The runs that pass `filter`, in their order. */
-export function filterRuns<R extends { run_id: string; site: string; state: string; name: string | null }>(
-  runs: R[],
-  filter: RunFilter
-): R[] {
+export function filterRuns<
+  R extends { run_id: string; site: string; state: string; name: string | null; notebook?: string | null }
+>(runs: R[], filter: RunFilter): R[] {
   const text = filter.text.trim().toLowerCase();
   return runs.filter(
     run =>
       (!filter.site || run.site === filter.site) &&
       (!filter.state || run.state === filter.state) &&
+      (!filter.notebook || run.notebook === filter.notebook) &&
       (!text || run.run_id.toLowerCase().includes(text) || (run.name ?? '').toLowerCase().includes(text))
   );
+}
+
+/** The query of GET runs that asks the server for `filter` over the whole run index; '' for no filter. */
+export function runQuery(filter: RunFilter): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of [
+    ['site', filter.site],
+    ['state', filter.state],
+    ['q', filter.text.trim()],
+    ['notebook', filter.notebook]
+  ]) {
+    if (value) {
+      params.set(key, value);
+    }
+  }
+  return params.toString();
 }
 
 /** The distinct values of `pick` over `rows`, sorted: the options of a filter. */

@@ -26,6 +26,11 @@ export class RunStates {
     return !this.isTerminal(state);
   }
 
+  /** Every state's name, in the server's order (a filter's choices). */
+  get names(): string[] {
+    return Array.from(this._byName.keys());
+  }
+
   /** The classes of a state's badge: `jp-split-state` and one per style. */
   badgeClass(state: string): string {
     const style = this._byName.get(state)?.style;

@@ -55,6 +55,8 @@ export class SplitModel {
   runStates = new RunStates([]);
   /** Each with its state and last line as the server read them from its event log. */
   runs: Run[] = [];
+  /** The runs the runs pane's filters find in the whole run index; null while no filter is set. */
+  filteredRuns: Run[] | null = null;
   checkpoints: Checkpoint[] = [];
   /** Sites whose storage could not be listed, and why. */
   checkpointErrors: Record<string, string> = {};
@@ -204,11 +206,30 @@ export class SplitModel {
     });
   }
 
+  /** Ask the server for the runs `query` (`runQuery`) finds in the whole index, at once and at each poll. */
+  setRunQuery(query: string): void {
+    if (query !== this._runQuery) {
+      this._runQuery = query;
+      if (!query) {
+        this.filteredRuns = null;
+      }
+      void this._polls.runs.refresh();
+    }
+  }
+
   private async _fetchRuns(): Promise<boolean> {
-    const [states, runs] = await Promise.all([this.states(), this._api.get<{ runs: Run[] }>('runs')]);
-    const changed = runs.changed || states !== this.runStates;
+    const query = this._runQuery;
+    const [states, runs, found] = await Promise.all([
+      this.states(),
+      this._api.get<{ runs: Run[] }>('runs'),
+      query ? this._api.get<{ runs: Run[] }>(`runs?${query}`) : Promise.resolve(null)
+    ]);
+    const changed = runs.changed || states !== this.runStates || (found !== null && found.changed);
     this.runStates = states;
     this.runs = runs.body.runs;
+    if (query === this._runQuery) {
+      this.filteredRuns = found ? found.body.runs : null;
+    }
     return changed;
   }
 
@@ -278,6 +299,7 @@ export class SplitModel {
   }
 
   private _api = new Revalidator();
+  private _runQuery = '';
   private _intervalMs: number;
   private _readingEveryMs = 0;
   private _borderTag = '';

@@ -35,6 +35,8 @@ export interface Run {
   /** The run's state and last output line as its event log says, up to record `last_seq`. */
   last_seq: number;
   last_line: string;
+  /** The notebook the run was started from, as Jupyter names it; null for a run from elsewhere. */
+  notebook?: string | null;
 }
 
 export interface RunEvent {

@@ -1,6 +1,18 @@
 import { describe, expect, it } from '@jest/globals';
 
-import { canDeclassify, choices, entryText, filterRuns, labelText, latestTransfer, refusalSummary, siteUrls, baseName, transferText } from '../src/listlogic';
+import {
+  canDeclassify,
+  choices,
+  entryText,
+  filterRuns,
+  labelText,
+  latestTransfer,
+  refusalSummary,
+  runQuery,
+  siteUrls,
+  baseName,
+  transferText
+} from '../src/listlogic';
 import { checkKey } from '../src/logic';
 import {
   acceleratorText,
@@ -123,15 +135,28 @@ describe('runs filter', () => {
   ];
 
   it('filters by site, state and a part of the name or id, case aside', () => {
-    expect(filterRuns(runs, { text: '', site: '', state: '' })).toHaveLength(3);
-    expect(filterRuns(runs, { text: '', site: 'sg', state: '' }).map(r => r.run_id)).toEqual(['x-sg-2', 'x-sg-3']);
-    expect(filterRuns(runs, { text: 'pretrain', site: '', state: '' }).map(r => r.run_id)).toEqual(['x-sg-3']);
-    expect(filterRuns(runs, { text: ' SG-2 ', site: 'sg', state: 'failed' }).map(r => r.run_id)).toEqual(['x-sg-2']);
-    expect(filterRuns(runs, { text: '', site: 'home', state: 'failed' })).toEqual([]);
+    expect(filterRuns(runs, { text: '', site: '', state: '', notebook: '' })).toHaveLength(3);
+    expect(filterRuns(runs, { text: '', site: 'sg', state: '', notebook: '' }).map(r => r.run_id)).toEqual(['x-sg-2', 'x-sg-3']);
+    expect(filterRuns(runs, { text: 'pretrain', site: '', state: '', notebook: '' }).map(r => r.run_id)).toEqual(['x-sg-3']);
+    expect(filterRuns(runs, { text: ' SG-2 ', site: 'sg', state: 'failed', notebook: '' }).map(r => r.run_id)).toEqual(['x-sg-2']);
+    expect(filterRuns(runs, { text: '', site: 'home', state: 'failed', notebook: '' })).toEqual([]);
   });
 
   it('offers each value once, sorted', () => {
     expect(choices(runs, r => r.site)).toEqual(['home', 'sg']);
+  });
+
+  it('keeps the runs of one notebook', () => {
+    const from = [...runs.map(r => ({ ...r, notebook: null })), { ...runs[0], run_id: 'x-home-4', notebook: 'work/a b.ipynb' }];
+    const filter = { text: '', site: '', state: '', notebook: 'work/a b.ipynb' };
+    expect(filterRuns(from, filter).map(r => r.run_id)).toEqual(['x-home-4']);
+  });
+
+  it('asks the server for the filters set, and for nothing when none is', () => {
+    expect(runQuery({ text: '  ', site: '', state: '', notebook: '' })).toBe('');
+    expect(runQuery({ text: ' Pre&train ', site: 'sg', state: 'failed', notebook: 'work/a b.ipynb' })).toBe(
+      'site=sg&state=failed&q=Pre%26train&notebook=work%2Fa+b.ipynb'
+    );
   });
 });
 
