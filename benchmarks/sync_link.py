@@ -77,7 +77,7 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
         print("rclone is not installed, and the link's rows compare with it: run `bash .ci/setup bench` "
               "(as root, or `apt-get install rclone`)", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="jsb-link-", dir="/tmp") as tmp, scratch_data_dir():
+    with tempfile.TemporaryDirectory(prefix="jsb-link-") as tmp, scratch_data_dir():
         root = Path(tmp)
         server = start_sshd(root / "sshd")
         link = start_link(server.port, profile=profile, scale=scale)
