@@ -32,8 +32,8 @@ from tests.services.sshd import start_sshd, stop_sshd
 MB = 1 << 20
 
 
-def _spread(values: list[float], digits: int = 1) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+def _spread(values: list[float], digits: int = 1, unit: str = "") -> str:
+    return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f} to {max(values):.{digits}f})"
 
 
 def rclone_config(path: Path, server, port: int, known_hosts: str) -> Path:
@@ -146,7 +146,7 @@ def _small_row(root: Path, small: Path, small_files: int, conf: Path, url, sftp:
 def _row(what: str, mb: float, times: dict[str, list[float]], cap: float) -> str:
     rate = {name: [mb / t for t in ts] for name, ts in times.items()}
     ours = rate["ours"]
-    ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2) + "x" if name in rate else "" for name in ("rclone", "rsync")]
+    ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2, "x") if name in rate else "" for name in ("rclone", "rsync")]
     peers = [_spread(rate[name]) if name in rate else "" for name in ("rclone", "rsync")]
     return (f"| {what} | {_spread(ours)} | {peers[0]} | {peers[1]} | {ratios[0]} | "
             f"{ratios[1]} | {_spread([o / cap for o in ours], 2)} of {cap:g} |")
