@@ -30,12 +30,20 @@ class Watch:
         self.started = time.monotonic()
         self.total = 0
         self.done = 0
+        self.files_total = 0
+        self.files_done = 0
         self.cancelled = threading.Event()
 
-    def add_total(self, nbytes: int) -> None:
-        """A bar of `nbytes` more began."""
+    def add_total(self, nbytes: int, files: int = 0) -> None:
+        """A bar of `nbytes` more, in `files` files, began."""
         with self._lock:
             self.total += nbytes
+            self.files_total += files
+
+    def file_done(self, count: int = 1) -> None:
+        """`count` more files were sent whole (negative: to send again)."""
+        with self._lock:
+            self.files_done += count
 
     def update(self, nbytes: int) -> None:
         """`nbytes` more were sent (negative: to send again); raises Cancelled once `cancel` was asked."""
@@ -49,13 +57,14 @@ class Watch:
         self.cancelled.set()
 
     def view(self) -> dict[str, Any]:
-        """{bytes_total, bytes_done, rate (bytes a second since it began), eta_s (None: unknown)}."""
+        """{bytes_total, bytes_done, rate (bytes a second since it began), eta_s (None: unknown), files_total,
+        files_done}."""
         with self._lock:
-            total, done = self.total, self.done
+            total, done, files = self.total, self.done, {"files_total": self.files_total, "files_done": self.files_done}
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 and total >= done else None
-        return {"bytes_total": total, "bytes_done": done, "rate": rate, "eta_s": eta}
+        return {"bytes_total": total, "bytes_done": done, "rate": rate, "eta_s": eta, **files}
 
 
 @contextlib.contextmanager
@@ -85,12 +94,12 @@ class Progress:
     removes the bar when it is done."""
 
     def __init__(self, total: int, label: str, enabled: bool | None = None, *, min_total: int = 0,
-                 leave: bool = True):
+                 leave: bool = True, files: int = 0):
         self._lock = threading.Lock()
         self._bar: Any = None
         self._watch: Watch | None = getattr(_watched, "watch", None)
         if self._watch is not None:
-            self._watch.add_total(total)
+            self._watch.add_total(total, files)
         if total >= min_total and (enabled if enabled is not None else _interactive()):
             from tqdm.auto import tqdm
 
@@ -104,6 +113,11 @@ class Progress:
         if self._bar is not None:
             with self._lock:
                 self._bar.update(nbytes)
+
+    def file_done(self, count: int = 1) -> None:
+        """`count` more of the bar's `files` were sent whole (negative: to send again), for its watcher."""
+        if self._watch is not None:
+            self._watch.file_done(count)
 
     def __enter__(self) -> "Progress":
         return self

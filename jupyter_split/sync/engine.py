@@ -166,7 +166,8 @@ def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: in
     todo = plan.of(Action.SEND)
     if not todo:
         return
-    with Progress(total=plan.send_bytes, label=f"{plan.src.url} -> {plan.dest.url}", enabled=progress) as bar:
+    with Progress(total=plan.send_bytes, label=f"{plan.src.url} -> {plan.dest.url}", enabled=progress,
+                  files=len(todo)) as bar:
         outcome = send_all(plan, todo, bar, chunk=chunk, workers=workers, retries=retries, backoff=backoff)
     report.files_sent = len(outcome.sent)
     report.bytes_sent = sum(item.size - item.resume_from for item in outcome.sent)

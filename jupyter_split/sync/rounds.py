@@ -98,6 +98,7 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
                 outcome.failed[item.rel] = why
             else:
                 bar.update(item.resume_from - item.size)  # its bytes go again
+                bar.file_done(-1)
                 item.resume_from = 0
                 pending.append(item)
         if not pending:
@@ -131,6 +132,7 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
                     outcome.failed[item.rel] = explain(error, plan.dest.fs.unstrip_protocol(plan.write_path(item.rel)))
                     continue
                 outcome.sent.append(item)
+                bar.file_done()
                 if item.checked:
                     outcome.verified.append(item)
                     continue

@@ -51,7 +51,8 @@ def test_a_pull_is_watched_cancelled_and_done_again(slow_abroad: Path, split_hom
     expect(progress).to_be_visible()
     expect(pull).to_be_disabled()  # one copy of a checkpoint at a time
     # (the first bytes go once the copy has read both sides' manifests, over the slow link)
-    expect(progress).to_contain_text(re.compile(r"[\d.]+ [KM]B of 15 MB · [\d.]+ [KM]B/s · \d+s left"), timeout=30_000)
+    expect(progress).to_contain_text(re.compile(r"[\d.]+ [KM]B of 15 MB · \d+ of 30 files · [\d.]+ [KM]B/s · \d+s left"),
+                                     timeout=30_000)
     bar = progress.locator("progress")
     expect(bar).to_have_attribute("aria-label", "Copy of ckpts/big to home")
     shot(pane, "transfer")

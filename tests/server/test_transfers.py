@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 RATE = 2e6  # bytes a second through the link, each way: the pull below takes some 9 s
-#: one shard of two chunks and more: a copy counts a file's bytes a chunk (8 MiB) at a time
+#: shards of more than a chunk: a copy counts a file's bytes a chunk (8 MiB) at a time
 SIZE = 18 << 20
-SHARDS = 1
+SHARDS = 2
 
 
 @pytest.fixture
@@ -92,6 +92,8 @@ async def test_a_pull_shows_its_bytes_rate_and_time_left_as_it_moves(jp_fetch, a
     done = seen[-1]
     assert done["state"] == "succeeded", done["message"]
     assert done["bytes_done"] == done["bytes_total"] == SIZE and done["eta_s"] is None and done["ended"]
+    assert done["files_done"] == done["files_total"] == SHARDS
+    assert all(v["files_done"] < v["files_total"] for v in moving)
     assert "ckpts/big" in await _home_checkpoints(jp_fetch)
 
 

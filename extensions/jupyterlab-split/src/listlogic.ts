@@ -110,6 +110,9 @@ export function transferText(t: TransferView): string {
     return 'nothing left to send'; // every file was there already (staged by an earlier copy, or the same)
   }
   const parts = [`${formatBytes(t.bytes_done)} of ${formatBytes(t.bytes_total)}`];
+  if (t.files_total > 1) {
+    parts.push(`${t.files_done} of ${t.files_total} files`);
+  }
   if (t.state === 'running') {
     parts.push(`${formatBytes(Math.round(t.rate))}/s`);
     if (t.cancelling) {

@@ -88,6 +88,9 @@ export interface TransferView {
   rate: number;
   /** seconds left; null: not known, or ended */
   eta_s: number | null;
+  /** the files to send, and those sent whole */
+  files_total: number;
+  files_done: number;
 }
 
 /** One card as its vendor's tool reports it (jupyter_split/accelerators/base.py Card); null: not given. */

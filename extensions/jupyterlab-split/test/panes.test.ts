@@ -210,7 +210,8 @@ describe('siteUrls', () => {
 describe('transfers', () => {
   const base: TransferView = {
     id: 'a', site: 'sg', name: 'ckpts/big', to_site: 'home', state: 'running', message: '', started: 0, ended: null,
-    cancelling: false, bytes_total: 6_000_000, bytes_done: 1_500_000, rate: 2_000_000, eta_s: 2.25
+    cancelling: false, bytes_total: 6_000_000, bytes_done: 1_500_000, rate: 2_000_000, eta_s: 2.25,
+    files_total: 1, files_done: 0
   };
 
   it('says bytes, rate and time left while it runs, bytes once it ended', () => {
@@ -219,6 +220,9 @@ describe('transfers', () => {
     expect(transferText({ ...base, eta_s: null })).toBe('1.5 MB of 6.0 MB · 2.0 MB/s');
     expect(transferText({ ...base, state: 'succeeded', bytes_done: 6_000_000 })).toBe('6.0 MB of 6.0 MB');
     expect(transferText({ ...base, state: 'succeeded', bytes_done: 0, bytes_total: 0 })).toBe('nothing left to send');
+    expect(transferText({ ...base, files_total: 20, files_done: 5 })).toBe(
+      '1.5 MB of 6.0 MB · 5 of 20 files · 2.0 MB/s · 3s left'
+    );
   });
 
   it('finds the newest copy of a checkpoint from its site', () => {
