@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -403,7 +402,3 @@ def _explain(exc: ValidationError, source: str) -> str:
             lines.append(f"  `{key}`: {message}")
     return "\n".join(lines)
 
-
-def local_python(site: SiteConfig) -> str:
-    """The interpreter that runs the site's cells on this machine: its `python`, else this one."""
-    return site.python or sys.executable

@@ -6,11 +6,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..config import local_python
 from ..paths import data_dir
 from ..transfer import probe_versions
 from . import files
@@ -34,7 +34,7 @@ class LocalExecutor(Executor):
     @property
     def python(self) -> str:
         """The site's `python`, else the interpreter running this process."""
-        return local_python(self.site)
+        return self.site.python or sys.executable
 
     def environment(self, spec: LaunchSpec) -> dict[str, str]:
         """The runner's whole environment: this process's, with `site_environment` on top."""
