@@ -113,8 +113,8 @@ class RunIndex:
         event logs, not the index, are the truth, so a power cut costs at most a stale row."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=_WAIT, isolation_level=None)
+            _to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.row_factory = sqlite3.Row
             db.create_function("split_reversed", 1, _reversed, deterministic=True)
@@ -242,6 +242,28 @@ class RunIndex:
                 db.execute("DELETE FROM sessions WHERE site = ?", (site,))
             else:
                 db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", (site, json.dumps(handle), time.time()))
+
+
+#: how long an opening waits for another process's lock on the index file, in seconds
+_WAIT = 30
+
+
+def _to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so). Turning a new file to WAL takes a lock for which sqlite does
+    not call its busy handler: where several processes open a new index at once, one of them is answered
+    "database is locked" at once. So wait for it here, as `timeout` waits for every other lock."""
+    deadline = time.monotonic() + _WAIT
+    pause = 0.005
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def _upgrade(db: sqlite3.Connection) -> None:

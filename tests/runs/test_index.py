@@ -139,3 +139,31 @@ def test_the_listing_filters_by_state_text_and_notebook_across_the_whole_index(t
     assert [r.created for r in index.list(notebook="work/train.ipynb")] == [3.0, 2.0, 1.0, 0.0]
     assert [r.created for r in index.list("abroad", 2, state="failed", notebook="work/train.ipynb")] == [3.0]
     assert index.list(notebook="other.ipynb") == []
+
+
+def _open_and_list(path, barrier, results):
+    barrier.wait()
+    try:
+        RunIndex(path).list(limit=1)
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001 - the test reports whatever a process met
+        results.put(repr(error))
+
+
+def test_processes_that_open_a_new_index_at_once_all_get_it(tmp_path):
+    """The first opening turns the file to WAL, which takes a lock sqlite does not wait for: eight processes
+    meeting a new file at the same moment must all get the index (a CLI, the server and a kernel at once)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(30):
+        path = tmp_path / f"index-{attempt}.sqlite"
+        barrier, results = context.Barrier(8), context.Queue()
+        workers = [context.Process(target=_open_and_list, args=(path, barrier, results)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        outcomes += [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join()
+    assert outcomes == ["ok"] * 240
