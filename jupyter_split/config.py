@@ -226,11 +226,17 @@ class Runs(_Strict):
     log_segment_bytes: int = Field(default=SEGMENT_BYTES, ge=4096, le=64 << 30)
 
 
+#: the most SSH connections a copy opens to an SFTP server unless `[sync] max_connections` says:
+#: enough for a border link that holds each flow to a twelfth of its width
+MAX_CONNECTIONS = 16
+
+
 class SyncOptions(_Strict):
     """`[sync]`: how checkpoints cross a link. `max_connections`: the most SSH connections a copy
-    opens to an SFTP server; it starts at 2 and adds one while throughput grows, up to this."""
+    opens to an SFTP server; it starts at 4 and doubles while each connection still adds its share,
+    up to this (`sync.width`)."""
 
-    max_connections: int = Field(default=8, ge=1, le=64)
+    max_connections: int = Field(default=MAX_CONNECTIONS, ge=1, le=64)
 
 
 class Config(_Strict):

@@ -11,6 +11,7 @@ SFTP errors through (`Failure`, with neither path nor host).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -21,6 +22,7 @@ import asyncssh
 import sshfs
 from fsspec.asyn import get_loop, sync, sync_wrapper
 from sshfs.file import SSHFile
+from sshfs.pools import SFTPSoftChannelPool
 
 from . import hostkeys
 from .login import HostKeyError
@@ -47,6 +49,36 @@ def _explained(op: str, method: Any, arg: int = 0, writes: bool = False) -> Any:
     return call
 
 
+class SharedSessionPool(SFTPSoftChannelPool):
+    """sshfs's pool of SFTP sessions, where lookups made at once share a session one of them opened.
+
+    sshfs's own opens one session per waiter in turn when several ask before the first is open
+    (each waits for the lock, then opens another): three lookups at the start of a copy cost
+    three session openings back to back, a dozen round trips on a far link. Here a waiter takes
+    the session opened meanwhile while it has room (sshfs's threshold of users per session).
+    """
+
+    @contextlib.asynccontextmanager
+    async def get(self) -> Any:
+        """A session for one operation: the least used one with room, else a new one."""
+        channel, users = self._least_used()
+        if channel is None or users >= self._THRESHOLD:
+            async with self._channels_lock:
+                channel, users = self._least_used()  # opened while this one waited
+                if channel is None or users >= self._THRESHOLD:
+                    opened = await self._maybe_new_channel()
+                    if opened is not None:
+                        channel = opened
+                        self._channels[channel] = 0
+        if channel is None:
+            raise ValueError("Can't create any SFTP connections!")
+        self._channels[channel] += 1
+        try:
+            yield channel
+        finally:
+            self._channels[channel] -= 1
+
+
 class VerifiedSSHFileSystem(sshfs.SSHFileSystem):
     """sshfs with the host key always checked (see the module) and SFTP errors explained."""
 
@@ -60,6 +92,7 @@ class VerifiedSSHFileSystem(sshfs.SSHFileSystem):
         except ValueError as exc:
             raise HostKeyError(f"{label}: {exc}") from None
         kwargs["known_hosts"] = hostkeys.KnownHosts(path)
+        kwargs.setdefault("pool_type", SharedSessionPool)
         if not Path(path).is_file():  # refused before logging in, with the fingerprint to check
             raise self._refusal(label, host, port, path, kwargs)
         try:

@@ -50,7 +50,7 @@ class Ranged:
                 pool.turns.wait(0.25)  # a piece ends, or another connection may have opened
 
     def _issue(self, lane: SftpFile, piece: concurrent.futures.Future, size: int) -> None:
-        piece.add_done_callback(lambda done: self._pool.ended(lane.streams, done))
+        piece.add_done_callback(lambda done: self._pool.ended(lane.streams, done, size))
         self._flight.append((piece, self._offset, self._offset + size, lane))
         self._offset += size
 

@@ -190,15 +190,12 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             offset = _resume(reader, item, digest, chunk)
         writer = _open_writer(dest, target, offset, chunk)
         ahead = ReadAhead(reader, chunk, digest) if item.size - offset > chunk else ReadInline(reader, chunk, digest)
-        measures = [side.streams.width.sent for side in (src, dest) if side.streams is not None]
         try:
             try:
                 for data in ahead:
                     writer.write(data)
                     offset += len(data)
                     on_bytes(len(data))
-                    for measure in measures:
-                        measure(len(data))
             finally:
                 ahead.close()
             writer.close()

@@ -6,10 +6,15 @@ of one SSH connection rides that one flow. So big files are written and read ove
 SSH connections (each with its own sessions), every file in pieces dealt across them, each
 at its offset (`ranges.py`), while the bytes are still hashed once, in order, on the way.
 
-The width adapts: it starts at START connections and grows by one while the last step
-raised the throughput by more than GROWTH, up to the cap (`[sync] max_connections`); a
-stalled step or a failure halves it. A dropped link kills every connection: the pool
-drops the dead ones and the next opens reconnect (the engine retries with backoff).
+The width adapts, as TCP's slow start does with its window: it starts at START connections
+and doubles while the connections it has each still carry most of what one flow carried at
+its best (EFFICIENT): on a link that holds each flow to a share, every new connection adds
+that share until the link's aggregate cap is reached, and then the share per connection falls
+and the width holds, up to the cap (`[sync] max_connections`). It is judged on the bytes the
+server confirmed (pieces ended), over two steps, so a step's noise is not read as a gain or a
+loss. A step in which next to nothing moved (a stall) or a failure halves it. A dropped link
+kills every connection: the pool drops the dead ones and the next opens reconnect (the engine
+retries with backoff).
 """
 from __future__ import annotations
 
@@ -18,13 +23,15 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..config import MAX_CONNECTIONS  # noqa: F401  (the default cap: `[sync] max_connections`)
 from .sftp import SftpFile, SftpStreams
 
-START = 2
-MAX_CONNECTIONS = 8   # the default cap; `[sync] max_connections` sets it
-STEP = 1.0            # seconds of sending between two decisions on the width
-GROWTH = 1.10         # a step must beat the last by this factor for the width to grow
-STALL = 0.5           # a step under this share of the last is a stall: back off
+START = 8
+STEP = 1.0            # seconds of sending between two readings of the throughput
+JUDGED = 2            # readings at one width before it is judged (one reading of 1 MiB pieces is noisy)
+EFFICIENT = 0.6       # the width doubles while each connection carries this share of the best one flow did
+OPENING = 8           # connections opened at once
+STALL = 0.1           # two readings under this share of the best the width carried: a stall, back off
 # A chunk goes out in pieces of PIECE bytes, each to the lane (connection) with the fewest in
 # flight: pieces, not whole chunks, so a few big files still spread over every flow, and a
 # connection never queues more than CONNECTION_PENDING pieces (more would sit on one flow
@@ -40,19 +47,22 @@ RANGED_MIN = 4 * RANGED_SLACK
 
 
 class Width:
-    """How many connections a copy should use now: measured, grown while it pays, cut on stalls."""
+    """How many connections a copy should use now: measured, doubled while it pays, cut on stalls."""
 
     def __init__(self, cap: int = MAX_CONNECTIONS, start: int = START, step: float | None = None):
         self.cap = max(1, cap)
         self.target = min(start, self.cap)
-        self.history: list[tuple[int, float]] = []  # (width, MB/s) of every step, for reports and tests
+        self.history: list[tuple[int, float]] = []  # (width, MB/s) of every reading, for reports and tests
         # STEP read now, not when the module loaded: a test scales the clock with the link
-        self._step, self._bytes, self._since, self._last = step or STEP, 0, time.monotonic(), None
+        self._step, self._bytes, self._since = step or STEP, 0, time.monotonic()
+        self._rates: list[float] = []  # the readings at this width
+        self._best = 0.0  # the most one connection carried (bytes/s), over a judged width
+        self._low = False  # the last reading was next to nothing
         self.live: Callable[[], int] = lambda: self.target  # connections open now (the pool sets it)
         self._lock = threading.Lock()
 
     def sent(self, n: int) -> None:
-        """Count `n` bytes handed to the connections; every STEP seconds, decide the width."""
+        """Count `n` bytes the server confirmed (a piece ended); every STEP seconds, read the throughput."""
         with self._lock:
             self._bytes += n
             now = time.monotonic()
@@ -61,25 +71,40 @@ class Width:
             rate = self._bytes / (now - self._since)
             self._bytes, self._since = 0, now
             if self.live() < self.target:
+                self._rates.clear()
                 return  # the last growth is still connecting: judge it once it carries bytes
             self.history.append((self.target, rate / 1e6))
-            if self._last is None:
-                # the first step fills the sockets' buffers, faster than the link: grow, measure from the next
-                self._last = 0.0 if len(self.history) == 1 else rate
-                if len(self.history) == 1 and self.target < self.cap:
-                    self.target += 1
-                return
-            if rate < self._last * STALL:
-                self.target = max(1, self.target // 2)
-            elif rate > self._last * GROWTH and self.target < self.cap:
-                self.target += 1
-            self._last = rate
+            self._judge(rate)
+
+    def _judge(self, rate: float) -> None:
+        # a stall: next to nothing moved for two readings in a row (one such reading is often
+        # only the files in flight ending together, and new ones opening)
+        low = rate < STALL * self._best * self.target
+        if low and self._low:
+            self._halve()
+            return
+        self._low = low
+        self._rates.append(rate)
+        each = sum(self._rates) / len(self._rates) / self.target
+        grow = each >= EFFICIENT * self._best and self.target < self.cap
+        # one reading is noisy: it may grow the width (a wrong guess costs a connection, not bytes),
+        # but holding it takes JUDGED readings
+        if not grow and len(self._rates) < JUDGED:
+            return
+        self._rates.clear()
+        if grow:
+            self.target = min(self.cap, self.target * 2)
+        self._best = max(self._best, each)
 
     def back_off(self) -> None:
         """A failure (a dropped link, a stall that broke a connection): halve the width."""
         with self._lock:
-            self.target = max(1, self.target // 2)
-            self._last, self._bytes, self._since = None, 0, time.monotonic()
+            self._halve()
+
+    def _halve(self) -> None:
+        # what one flow carries is measured again: a cut may have changed the path
+        self.target = max(1, self.target // 2)
+        self._rates, self._best, self._low, self._bytes, self._since = [], 0.0, False, 0, time.monotonic()
 
 
 class Connections:
@@ -94,7 +119,9 @@ class Connections:
         self._connect = connect
         self._streams: list[SftpStreams] = [SftpStreams(fs)]
         self._opening: list[concurrent.futures.Future] = []
-        self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        # a doubling opens its connections at once (each takes round trips), fewer than sshd's
+        # MaxStartups (10) lets in before they log in
+        self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=OPENING)
         self._lock = threading.Lock()
         self.turns = threading.Condition()  # a piece ended: a writer waiting for room may go
         # no lock: the width asks while it holds its own, and a harvest calls the width under ours
@@ -108,10 +135,14 @@ class Connections:
         streams = self._least_busy(avoid)
         return streams.open(path, offset, read=read) if streams is not None else None
 
-    def ended(self, streams: SftpStreams, done: concurrent.futures.Future) -> None:
-        """A piece on `streams` ended (written or failed): its room goes to a waiting writer."""
-        if isinstance(done.exception(), ConnectionError):
+    def ended(self, streams: SftpStreams, done: concurrent.futures.Future, size: int) -> None:
+        """A piece of `size` bytes on `streams` ended (moved or failed): the width counts it, and
+        its room goes to a waiting writer."""
+        failure = done.exception()
+        if isinstance(failure, ConnectionError):
             streams.broken = True  # the link dropped: no new file or piece goes there
+        elif failure is None:
+            self.width.sent(size)
         with self.turns:
             streams.in_flight -= 1
             self.turns.notify_all()

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import fsspec
 import pytest
 
 from jupyter_split import policy, sync
 from jupyter_split.config import parse_config
-from jupyter_split.sync import engine, remote_worker
+from jupyter_split.sync import engine, remote_worker, sftp
 from jupyter_split.sync.fsutil import SFTP_CIPHERS, resolve
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 
@@ -205,7 +207,6 @@ def test_sftp_copy_after_the_link_dropped_reconnects(tmp_path, sshd):
     sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
     import time
 
-    import fsspec
 
     cached, _ = fsspec.core.url_to_fs(sftp_url(sshd, dest), **sftp_options(sshd), encryption_algs=SFTP_CIPHERS)
     sshd.drop_connections()
@@ -309,3 +310,18 @@ def test_a_copy_that_loses_a_publish_race_on_s3_fails_and_keeps_the_winner(tmp_p
     published = read_manifest(fs, "race/ck")
     assert {e.path: e.sha256 for e in published.files} == winner_hashes
     assert s3_hashes(fs, "race/ck") == winner_hashes
+
+
+
+def test_lookups_at_once_on_a_new_connection_share_its_first_sftp_session(tmp_path, sshd):
+    """A copy's plan asks three things of the destination at once, as soon as it connects: they must
+    share one new SFTP session, not open one each in turn (each costs round trips on a far link)."""
+    fs = fsspec.filesystem("ssh", host="127.0.0.1", port=sshd.port, skip_instance_cache=True, **sftp_options(sshd))
+    try:
+        assert fs._pool.active_channels == 0
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            found = list(pool.map(lambda _: sftp.find(fs, str(tmp_path)), range(3)))
+        assert found[0] == found[1] == found[2]
+        assert fs._pool.active_channels == 1
+    finally:
+        fs.client.close()

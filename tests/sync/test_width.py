@@ -182,11 +182,12 @@ def test_max_connections_out_of_range_is_a_clear_config_error():
     assert parse_config({"sites": home, "sync": {"max_connections": 3}}, "test").sync.max_connections == 3
 
 
-def test_the_width_grows_while_throughput_grows_and_halves_on_a_stall(monkeypatch):
+def test_the_width_doubles_while_each_connection_adds_its_share_holds_at_the_cap_and_halves_on_a_stall(monkeypatch):
+    """The rule on a link that holds each flow to 1 MB/s and all to 12 MB/s, read once a second."""
     now = [0.0]
     monkeypatch.setattr(width.time, "monotonic", lambda: now[0])
-    w = width.Width(cap=5)
-    live = [2]
+    w = width.Width(cap=64, start=4)
+    live = [4]
     w.live = lambda: live[0]
 
     def second(mb: float) -> int:
@@ -195,13 +196,35 @@ def test_the_width_grows_while_throughput_grows_and_halves_on_a_stall(monkeypatc
         live[0] = w.target  # the connections asked for open before the next second
         return w.target
 
-    assert w.target == 2
-    assert [second(mb) for mb in (3, 3, 4.5, 6, 6.2)] == [3, 4, 5, 5, 5]  # +1 while it pays, then the cap
-    assert second(2) == 2  # a second under half the one before: a stall
-    live[0] = 1
-    assert second(9) == 2  # not judged while the connections asked for are still opening
+    assert w.target == 4
+    # 4 flows carry 4 MB/s, 8 carry 8: each adds its share, the width doubles
+    assert [second(mb) for mb in (4, 8)] == [8, 16]
+    # 16 flows share 12 MB/s: each carries 0.75 of one flow's best, still worth a doubling
+    assert second(12) == 32
+    # 32 flows share the same 12 MB/s (0.375 each): the width holds, judged on two readings
+    assert [second(mb) for mb in (12, 12, 12, 12)] == [32, 32, 32, 32]
+    # one reading of next to nothing (files in flight ended together) is not a stall
+    assert second(0.1) == 32
+    assert second(12) == 32
+    # two in a row are: halved, and what one flow carries is measured again
+    assert [second(0.1), second(0.1)] == [32, 16]
+    live[0] = 8
+    assert second(9) == 16  # not judged while the connections asked for are still opening
     w.back_off()
-    assert w.target == 1
+    assert w.target == 8
+
+
+def test_the_width_is_read_on_the_bytes_the_server_confirmed_not_on_bursts(monkeypatch):
+    """Noisy readings (pieces ending in bunches) around a steady share per connection never halve the width."""
+    now = [0.0]
+    monkeypatch.setattr(width.time, "monotonic", lambda: now[0])
+    w = width.Width(cap=16, start=8)
+    w.live = lambda: w.target
+    for mb in (8, 8, 15, 4, 14, 2.4, 13, 9, 16, 6, 3.6, 12):
+        now[0] += 1.0
+        w.sent(int(mb * 1e6))
+    assert w.target == 16
+    assert [n for n, _ in w.history] == [8, 16] + [16] * 10
 
 
 def _published_there(tmp_path: Path, files: dict[str, int]) -> tuple[Path, dict[str, str]]:
