@@ -99,10 +99,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shards", type=int, default=20, help="with --link: the checkpoint's files (1: one big file)")
     parser.add_argument("--no-rsync", action="store_true", help="with --link: leave rsync -a out (one flow: slow)")
     parser.add_argument("--no-checkpoint", action="store_true", help="with --link: leave the checkpoint's rows out")
+    parser.add_argument("--no-s3", action="store_true", help="with --link: leave the S3 to SFTP row out")
     args = parser.parse_args(argv)
     if args.link:
         return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky,
-                           args.shards, not args.no_rsync, not args.no_checkpoint)
+                           args.shards, not args.no_rsync, not args.no_checkpoint, not args.no_s3)
     with tempfile.TemporaryDirectory(prefix="jsb-sync-", dir="/tmp") as tmp, scratch_data_dir():
         root = Path(tmp)
         server = start_sshd(root / "sshd")

@@ -6,14 +6,19 @@ an empty destination:
 - the checkpoint (N MB in 20 shards), local disk to SFTP and SFTP to local disk: jupyter_split
   against `rclone copy --transfers 8 --multi-thread-streams 8` (Debian's package, its hash
   check on) and `rsync -a` over one ssh connection;
+- the checkpoint from S3 (moto_server behind a PROFILE link of its own) to the SFTP server,
+  against rclone between the same two remotes (leave it out with --no-s3);
 - a tree of small files, local disk to SFTP, against rclone;
 - with --flaky K, the checkpoint pushed through PROFILE-flaky's stalls and cuts (K times as
   often and as short): goodput over the whole copy, unattended.
 Rates are MB/s (1e6 bytes) over each tool's whole run, process start included for the peers;
-a row gives the median and, in brackets, the lowest and highest round.
+a row gives the median and, in brackets, the lowest and highest round. Ours is also given as a
+share of the cap while it was sending (from the first byte handed out to the last file
+verified: no connecting, planning or publishing).
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import statistics
@@ -44,9 +49,11 @@ def rclone_config(path: Path, server, port: int, known_hosts: str) -> Path:
     return path
 
 
-def rclone(config: Path, src: str, dest: str) -> None:
-    subprocess.run(["rclone", "copy", src, dest, "--config", str(config), "--transfers", "8",
-                    "--multi-thread-streams", "8"], check=True, capture_output=True, text=True)
+def rclone(config: Path, src: str, dest: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(["rclone", "copy", src, dest, "--config", str(config), "--transfers", "8",
+                           "--multi-thread-streams", "8"], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"rclone copy {src} {dest} failed ({done.returncode}): {done.stderr[-2000:]}")
 
 
 def rsync_ssh(server, port: int, known_hosts: str) -> str:
@@ -68,7 +75,7 @@ def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: 
 
 
 def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None,
-                shards_count: int = 20, rsync: bool = True, checkpoint: bool = True) -> int:
+                shards_count: int = 20, rsync: bool = True, checkpoint: bool = True, s3_rows: bool = True) -> int:
     """Print the link's rows: the checkpoint both ways (without `checkpoint`, not) and the small tree
     (none with `small_files` 0), each against its peers (rsync left out without `rsync`)."""
     from benchmarks.bench_sync import sha_tree, write_shards, write_small_tree
@@ -101,23 +108,29 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
             mb = total_mb * MB / 1e6
             count_checkpoint = count if checkpoint else 0
             up = {"ours": root / "up-ours", "rclone": root / "up-rclone", "rsync": root / "up-rsync"}
+            sending: list[float] = []
             times = rounds({
-                "ours": lambda: sync.copy(str(shards), url(up["ours"]), dest_options=sftp, progress=False),
+                "ours": lambda: sending.append(sync.copy(str(shards), url(up["ours"]), dest_options=sftp,
+                                                         progress=False).send_seconds),
                 "rclone": lambda: rclone(conf, str(shards), f"link:{up['rclone']}"),
                 **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{shards}/", f"{far}{up['rsync']}/"],
                                                     check=True)} if rsync else {}),
             }, up, count_checkpoint)
             assert all(sha_tree(up[name]) == sha_tree(shards) for name in times if checkpoint)
-            checkpoint and lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap))
+            checkpoint and lines.append(_row("checkpoint, local disk to SFTP, MB/s", mb, times, cap, sending))
             down = {"ours": root / "down-ours", "rclone": root / "down-rclone", "rsync": root / "down-rsync"}
+            sending = []
             times = rounds({
-                "ours": lambda: sync.copy(url(there), str(down["ours"]), sftp, require_published=True, progress=False),
+                "ours": lambda: sending.append(sync.copy(url(there), str(down["ours"]), sftp, require_published=True,
+                                                         progress=False).send_seconds),
                 "rclone": lambda: rclone(conf, f"link:{there}", str(down["rclone"])),
                 **({"rsync": lambda: subprocess.run(["rsync", "-a", "-e", ssh, f"{far}{there}/", f"{down['rsync']}/"],
                                                     check=True)} if rsync else {}),
             }, down, count_checkpoint)
             assert all(sha_tree(down[name]) == sha_tree(shards) for name in times if checkpoint)
-            checkpoint and lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap))
+            checkpoint and lines.append(_row("checkpoint, SFTP to local disk, MB/s", mb, times, cap, sending))
+            if s3_rows and checkpoint:
+                lines.append(s3_to_sftp_row(root, server, shards, conf, url, sftp, profile, scale, mb, count))
             if small_files:
                 lines.append(_small_row(root, small, small_files, conf, url, sftp, count))
         finally:
@@ -143,13 +156,50 @@ def _small_row(root: Path, small: Path, small_files: int, conf: Path, url, sftp:
             f"| {_spread([o / p for o, p in zip(ours, peer)], 2)} of its time | | |")
 
 
-def _row(what: str, mb: float, times: dict[str, list[float]], cap: float) -> str:
+def _row(what: str, mb: float, times: dict[str, list[float]], cap: float, sending: list[float]) -> str:
+    """A row of rates over each tool's whole run; the share of the cap also while ours was sending
+    (`sending`: the seconds of each of its rounds from the first byte handed out to the last file verified)."""
     rate = {name: [mb / t for t in ts] for name, ts in times.items()}
     ours = rate["ours"]
     ratios = [_spread([o / p for o, p in zip(ours, rate[name])], 2, "x") if name in rate else "" for name in ("rclone", "rsync")]
     peers = [_spread(rate[name]) if name in rate else "" for name in ("rclone", "rsync")]
     return (f"| {what} | {_spread(ours)} | {peers[0]} | {peers[1]} | {ratios[0]} | "
-            f"{ratios[1]} | {_spread([o / cap for o in ours], 2)} of {cap:g} |")
+            f"{ratios[1]} | {_spread([o / cap for o in ours], 2)} of {cap:g}; while sending "
+            f"{_spread([mb / t / cap for t in sending], 2)} |")
+
+
+def s3_to_sftp_row(root: Path, server, shards: Path, conf: Path, url, sftp: dict, profile: str, scale: float,
+                   mb: float, count: int) -> str:
+    """The checkpoint from S3 (moto_server behind a `profile` link of its own) to the SFTP server
+    (behind the first link): ours against rclone between the same two remotes."""
+    from benchmarks.bench_sync import sha_tree
+    from tests.services.s3 import start_s3
+
+    s3 = start_s3(root / "s3", "s3")
+    link = start_link(int(s3.endpoint_url.rsplit(":", 1)[1]), profile=profile, scale=scale)
+    try:
+        s3.make_bucket("abroad")
+        sync.copy(str(shards), "s3://abroad/ck", dest_options=s3.storage_options, progress=False)
+        endpoint = f"http://127.0.0.1:{link.port}"
+        options = {**s3.storage_options, "client_kwargs": {"endpoint_url": endpoint}}
+        # rclone's S3 remote from its environment: the keys in no file and on no command line
+        # (the AWS_ variables of this shell are not its: a CA bundle there breaks rclone's plain HTTP)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "RCLONE_CONFIG_ABROAD_TYPE": "s3", "RCLONE_CONFIG_ABROAD_PROVIDER": "Other",
+               "RCLONE_CONFIG_ABROAD_ENDPOINT": endpoint, "RCLONE_CONFIG_ABROAD_ACCESS_KEY_ID": s3.key,
+               "RCLONE_CONFIG_ABROAD_SECRET_ACCESS_KEY": s3.secret}
+        there = {"ours": root / "s3-ours", "rclone": root / "s3-rclone"}
+        sending: list[float] = []
+        times = rounds({
+            "ours": lambda: sending.append(sync.copy("s3://abroad/ck", url(there["ours"]), options, sftp,
+                                                     progress=False).send_seconds),
+            "rclone": lambda: rclone(conf, "abroad:abroad/ck", f"link:{there['rclone']}", env),
+        }, there, count)
+        assert sha_tree(there["ours"]) == sha_tree(there["rclone"]) == sha_tree(shards)
+    finally:
+        link.stop()
+        s3.stop()
+    return _row(f"checkpoint, S3 to SFTP (each behind its own {profile} link), MB/s", mb, times,
+                link.profile.rate_up / 1e6, sending)
 
 
 def flaky_row(root: Path, server, shards: Path, profile: str, scale: float, total_mb: int, count: int,

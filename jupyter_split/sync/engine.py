@@ -65,6 +65,7 @@ class SyncReport:
     bytes_verified: int = 0
     published: bool = False    # False when the destination already held this exact manifest
     seconds: float = 0.0
+    send_seconds: float = 0.0  # of `seconds`, the sending (no connecting, planning or publishing)
     manifest: Manifest | None = field(default=None, repr=False)
 
     @property
@@ -166,9 +167,11 @@ def _send(plan: Plan, report: SyncReport, *, deep: bool, chunk: int, workers: in
     todo = plan.of(Action.SEND)
     if not todo:
         return
+    started = time.monotonic()
     with Progress(total=plan.send_bytes, label=f"{plan.src.url} -> {plan.dest.url}", enabled=progress,
                   files=len(todo)) as bar:
         outcome = send_all(plan, todo, bar, chunk=chunk, workers=workers, retries=retries, backoff=backoff)
+    report.send_seconds = time.monotonic() - started
     report.files_sent = len(outcome.sent)
     report.bytes_sent = sum(item.size - item.resume_from for item in outcome.sent)
     report.files_verified += len(outcome.verified)
