@@ -6,6 +6,8 @@ Rows (issue 17's goals), each run pairwise and interleaved so a busy machine hur
 - push a 10,000-file tree of small text files the same way: at most 1.5x;
 - refresh the fingerprint index of 10,000 resident files unchanged since they were hashed
   (walk, stat, recorded hashes) against a plain `os.stat` walk of them: at most 2x.
+
+`python -m benchmarks.policy_border --only fingerprints` runs the fingerprint rows alone (seconds).
 """
 from __future__ import annotations
 
@@ -143,3 +145,33 @@ def fingerprint_rows(pii: Path, repeat: int) -> list[tuple[str, float, float, st
         rows.append((f"fingerprints of {count} unchanged resident files, {what}, vs an os.stat walk, s "
                      f"[ratio {low:.2f}x to {high:.2f}x]", ours, peer, "<= 2x"))
     return rows
+
+
+def fingerprints_only(repeat: int = 7) -> list[tuple[str, float, float, str]]:
+    """The fingerprint rows alone, on 10,000 resident files in a RAM-backed folder as `policy --border`
+    makes them (the push rows take minutes; these take seconds, for comparing changes to the index)."""
+    import tempfile
+
+    from benchmarks.common import scratch_data_dir
+
+    with scratch_data_dir(), tempfile.TemporaryDirectory(prefix="jsb-prints-", dir="/dev/shm") as tmp:
+        root = Path(tmp)
+        config = root / "jupyter_split.toml"
+        config.write_text(f'[experiment]\nhome = "home"\ndefault_remote = "home"\n[sites.home]\njurisdiction = "CN"\n'
+                          f'[policy]\nresident = ["{(root / "pii").as_uri()}/**"]\n')
+        os.environ["JUPYTER_SPLIT_CONFIG"] = str(config)
+        try:
+            make_resident(root / "pii", SMALL_FILES)
+            return fingerprint_rows(root / "pii", repeat)
+        finally:
+            os.environ.pop("JUPYTER_SPLIT_CONFIG", None)
+
+
+if __name__ == "__main__":  # python -m benchmarks.policy_border --only fingerprints
+    import sys
+
+    from benchmarks.common import report
+
+    if sys.argv[1:] != ["--only", "fingerprints"]:
+        sys.exit("usage: python -m benchmarks.policy_border --only fingerprints  (the rest: python -m benchmarks policy --border)")
+    print(report(fingerprints_only()))

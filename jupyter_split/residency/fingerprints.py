@@ -12,33 +12,35 @@ Hashes are taken only where sizes collide, and remembered by `stat` in the recor
 store of `jupyter_split.verified` (a file whose device, inode, size, mtime and ctime
 are unchanged is not read again), so keeping the index fresh costs a stat walk of the
 resident folders, done again for every check: a resident file written a moment ago
-counts at once.
+counts at once. When that walk finds the resident files exactly as an earlier one did,
+the earlier walk's fingerprints are taken as a whole (`print_trees`).
 """
 from __future__ import annotations
 
 import contextlib
 import gc
 import hashlib
-import json
 import os
 import stat as stat_mod
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from .. import verified
 from ..config import Config
-from ..paths import data_dir
 from .locations import Glob, compile_globs, components, scheme_of
 from .busy import untracked
+from .print_trees import KEPT_TREES, MEMO_ENTRIES, ROW, Tree, load_saved, process_state, save_entries, saved_rows, saved_tree
+from .print_trees import SAVED_NAME, loaded as _loaded  # noqa: F401  (the saved file; cleared: as a new process)
+from .print_trees import memo as _memo, tree_signature, trees, write_saved
 
 CHUNK = 1 << 20
 
 
 class Resident(tuple):
-    """One resident file as the walk found it: (folder, name, glob, stat). A tuple, not an
-    object with attributes: ten thousand are made per check, and a tuple costs least."""
+    """One resident file as the walk found it: (folder, name, glob, stat, slot), its slot the
+    place of its fingerprint in the index's tree. A tuple, not an object with attributes: ten
+    thousand are made per check, and a tuple costs least."""
 
     __slots__ = ()
 
@@ -53,6 +55,10 @@ class Resident(tuple):
     @property
     def st(self) -> os.stat_result:
         return self[3]
+
+    @property
+    def slot(self) -> int:
+        return self[4]
 
 
 @dataclass(frozen=True)
@@ -76,23 +82,21 @@ class ResidentIndex:
 
     def __init__(self, batches: Iterable[tuple[str, str, list[tuple[str, os.stat_result]]]]):
         """`batches`: (folder, glob, [(name, stat)]) as `walk_resident` gives them."""
-        by_inode: dict[tuple[int, int], Resident] = {}
-        by_size: dict[int, list[Resident]] = {}
-        for folder, glob, found in batches:
-            for name, st in found:  # the one loop over every resident file: kept lean
-                key = (st.st_dev, st.st_ino)
-                if key in by_inode:
-                    continue  # a second path to the same file: one entry
-                resident = by_inode[key] = Resident((folder, name, glob, st))
-                size = st.st_size
-                if size:  # an empty file holds no one's data, and every empty file is equal
-                    same = by_size.get(size)
-                    if same is None:
-                        by_size[size] = [resident]
-                    else:
-                        same.append(resident)
-        self.by_inode, self.by_size = by_inode, by_size
-        self._hashes: dict[int, dict[str, Resident]] = {}
+        batches = list(batches)
+        process_state()
+        signature = tree_signature(batches)
+        tree = trees.get(signature) if signature is not None else None
+        if tree is None:  # not this process's last walk of these files: index them anew
+            tree = Tree(signature, *_index(batches))
+            if signature is not None:
+                trees[signature] = tree
+                while len(trees) > KEPT_TREES:
+                    trees.pop(next(iter(trees)))
+        self.tree = tree
+        self.by_inode, self.by_size = tree.by_inode, tree.by_size
+        self._prefetched: set[int] = set()
+        # fingerprints taken in a write's racy window: good for this check, not kept in the tree
+        self._untrusted: dict[bytes, Resident] = {}
 
     def __len__(self) -> int:
         return len(self.by_inode)
@@ -104,32 +108,100 @@ class ResidentIndex:
 
     def sizes(self) -> frozenset[int]:
         """The sizes of non-empty resident files: only a file of one of them can have the same content."""
-        return frozenset(self.by_size)
+        return self.tree.sizes
 
     def same_content(self, size: int, digest: str | None) -> Match | None:
-        """The resident file whose bytes equal a file of `size` bytes and sha256 `digest`, if any.
+        """The resident file whose bytes equal a file of `size` bytes and sha256 `digest`, if any
+        (the first in walk order, if several).
 
         Callers hash only files of a resident size (`sizes()`): most files have none.
         """
-        found = self._of_size(size).get(digest) if digest is not None and size in self.by_size else None
-        return Match(found.path, "same content", found.glob) if found else None
+        if digest is None or size not in self.by_size:
+            return None
+        if size not in self._prefetched:
+            self.prefetch((size,))
+        try:
+            raw = bytes.fromhex(digest)
+        except (TypeError, ValueError):
+            return None  # not a sha256: no resident file has it
+        found = self.tree.find(raw)
+        other = self._untrusted.get(raw)
+        if other is not None and (found is None or other.slot < found[0]):
+            found = (other.slot, other)
+        return Match(found[1].path, "same content", found[1].glob) if found else None
 
     def prefetch(self, sizes: Iterable[int]) -> None:
-        """Hash the resident files of these sizes now, their records read in a few queries."""
-        todo = [size for size in set(sizes) if size in self.by_size and size not in self._hashes]
-        residents = [r for size in todo for r in self.by_size[size]]
-        with without_gc():
-            digests = sha256_many([(r.path, r.st) for r in residents], keep=True)
-        for size in todo:
-            self._hashes[size] = {}
-        for resident, digest in zip(residents, digests):
-            if digest is not None:
-                self._hashes[resident.st.st_size].setdefault(digest, resident)
+        """Hash the resident files of these sizes now, their records read in a few queries: none
+        at all when this walk is the last one (this process's, or the saved) and its tree is whole."""
+        tree = self.tree
+        with tree.lock:
+            if not tree.adopted:  # first use of this walk's tree: the saved one, if it is this walk's
+                tree.adopted = True
+                saved = saved_tree()
+                tree.taken = saved is not None and tree.take(saved)
+            if not tree.unknown:
+                return  # every fingerprint trusted as a whole: nothing to look at file by file
+            todo = [size for size in set(sizes) if size in self.by_size and size not in self._prefetched]
+            residents = [r for size in todo for r in self.by_size[size]]
+            if tree.unknown < tree.nonempty:  # some are known (a partial prefetch before): not those
+                residents = [r for r in residents if tree.digest(r.slot) is None]
+            if residents:
+                self._fill(tree, residents)
+            self._prefetched.update(todo)
 
-    def _of_size(self, size: int) -> dict[str, Resident]:
-        if size not in self._hashes:
-            self.prefetch([size])
-        return self._hashes[size]
+    def _fill(self, tree: Tree, residents: list[Resident]) -> None:
+        """The fingerprints of these residents, none trusted in the tree yet: by the file-by-file
+        rule (the saved tree's rows, this process's memo, the record store, the files), then saved."""
+        found: list[tuple[int, bytes]] = []
+        rows = tree.rows() if tree.signature is not None else b""  # no signature: a value ROW cannot pack
+        if rows and not tree.taken:  # another walk's saved tree: the rows of it that stat still agrees with
+            known = saved_rows()
+            if known:
+                rest, width = [], ROW.size
+                for r in residents:  # a loop per resident file: r[4] is its slot
+                    raw = known.get(rows[r[4] * width:(r[4] + 1) * width])
+                    if raw is None:
+                        rest.append(r)
+                    else:
+                        found.append((r[4], raw))
+                residents = rest
+        if residents:
+            with without_gc():
+                digests, trusted, _ = _sha256_many([(r.path, r.st) for r in residents])
+            for resident, digest, kept in zip(residents, digests, trusted):
+                if digest is not None:
+                    if kept:
+                        found.append((resident.slot, bytes.fromhex(digest)))
+                    else:
+                        self._untrusted.setdefault(bytes.fromhex(digest), resident)
+        if not found:
+            return
+        tree.trust(found)
+        if rows:
+            write_saved(process_state(), tree.signature, rows, bytes(tree.digests), tree.unknown)
+        else:  # a walk the signature cannot encode: its fingerprints saved file by file
+            save_entries((r.st.st_dev, r.st.st_ino) for r in residents)
+
+
+def _index(batches: list[tuple[str, str, list[tuple[str, os.stat_result]]]]) -> tuple[dict, dict]:
+    """(by_inode, by_size) of a walk: a Resident per distinct file, its slot its place in walk order."""
+    by_inode: dict[tuple[int, int], Resident] = {}
+    by_size: dict[int, list[Resident]] = {}
+    slot, first, same_size = 0, by_inode.setdefault, by_size.get  # locals: this loop runs per resident file
+    for folder, glob, found in batches:
+        for name, st in found:
+            resident = Resident((folder, name, glob, st, slot))
+            if first((st.st_dev, st.st_ino), resident) is not resident:
+                continue  # a second path to the same file: one entry
+            slot += 1
+            size = st.st_size
+            if size:  # an empty file holds no one's data, and every empty file is equal
+                same = same_size(size)
+                if same is None:
+                    by_size[size] = [resident]
+                else:
+                    same.append(resident)
+    return by_inode, by_size
 
 
 def resident_index(config: Config) -> ResidentIndex:
@@ -255,55 +327,30 @@ def _walk(top: str, seen_dirs: set[tuple[int, int]]) -> Iterator[tuple[str, list
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-# (device, inode) -> (size, mtime, ctime, sha256) of files this process hashed or looked up: a
-# notebook checks the same resident folders again and again, and a memo is cheaper than SQLite
-_memo: dict[tuple[int, int], tuple[int, int, int, str]] = {}
-MEMO_ENTRIES = 1 << 18
-
-
-# The resident files' fingerprints, kept between processes (a new CLI process or kernel reads
-# one JSON file, not ten thousand records); each entry counts only while `stat` agrees.
-SAVED_NAME = "resident-fingerprints.json"
-_loaded: list[Path] = []
-
-
-def _load_saved() -> None:
-    path = data_dir() / SAVED_NAME
-    if _loaded == [path]:
-        return
-    _loaded[:] = [path]
-    try:
-        with untracked(), open(path, "rb") as handle:
-            rows = json.load(handle)
-        _memo.update({(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows if len(r) == 6})
-    except (OSError, ValueError, TypeError, KeyError, IndexError):
-        pass  # none yet, or unreadable: the record store answers instead
-
-
-def _save(keys: Iterable[tuple[int, int]]) -> None:
-    path = data_dir() / SAVED_NAME
-    rows = [[*key, *_memo[key]] for key in keys if key in _memo]
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with untracked():
-            temp.write_text(json.dumps(rows, separators=(",", ":")))
-            os.replace(temp, path)
-    except OSError:
-        temp.unlink(missing_ok=True)  # a cache: the next process asks the record store
-
-
 def sha256_many(files: list[tuple[str, os.stat_result]], *, keep: bool = False) -> list[str | None]:
     """`local_sha256` of many (path, stat) pairs: this process's memo, then the record store
     (looked up together), then the files themselves. `keep`: these are the resident files,
     whose fingerprints are saved for the next process."""
     if keep:
-        _load_saved()
+        load_saved()
+    found, _, missed = _sha256_many(files)
+    if keep and missed:
+        save_entries((st.st_dev, st.st_ino) for _, st in files)
+    return found
+
+
+def _sha256_many(files: list[tuple[str, os.stat_result]]) -> tuple[list[str | None], list[bool], int]:
+    """`sha256_many`, whether each digest may be kept (from the memo or the record store, or
+    recorded there now: not a file hashed within a write's racy window, nor one unread), and
+    how many the memo did not answer."""
     found: list[str | None] = []
+    trusted: list[bool] = []
     missing: list[int] = []
     for i, (_, st) in enumerate(files):
         hit = _memo.get((st.st_dev, st.st_ino))
         fresh = hit is not None and hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         found.append(hit[3] if fresh else None)
+        trusted.append(fresh)
         if not fresh:
             missing.append(i)
     known = verified.known_many([files[i][1] for i in missing]) if missing else []
@@ -316,12 +363,11 @@ def sha256_many(files: list[tuple[str, os.stat_result]], *, keep: bool = False) 
         else:
             found[i] = sha
         if sha is not None:
+            trusted[i] = sha == found[i]
             if len(_memo) >= MEMO_ENTRIES:
                 _memo.clear()
             _memo[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
-    if keep and missing:
-        _save((st.st_dev, st.st_ino) for _, st in files)
-    return found
+    return found, trusted, len(missing)
 
 
 def local_sha256(path: str | int, st: os.stat_result | None = None) -> str | None:
