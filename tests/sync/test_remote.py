@@ -325,3 +325,36 @@ def test_lookups_at_once_on_a_new_connection_share_its_first_sftp_session(tmp_pa
         assert fs._pool.active_channels == 1
     finally:
         fs.client.close()
+
+
+@pytest.mark.parametrize("size", [16 << 20, (20 << 20) + 3])  # a whole number of ranges, and not
+def test_a_big_object_is_read_in_ranges_on_several_connections_at_once(tmp_path, s3, monkeypatch, size):
+    """One GET rides one flow: a big object comes in ranged GETs asked for at once, in order, whole."""
+    import os
+
+    from jupyter_split.sync import s3read
+
+    s3.make_bucket("ranged")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "shard.bin").write_bytes(os.urandom(size))
+    sync.copy(str(src), "s3://ranged/ck", dest_options=s3.storage_options, progress=False)
+
+    flight = {"now": 0, "most": 0, "ranges": []}
+    real = s3read.S3Ranges._get
+
+    async def get(self, first, last):
+        flight["now"] += 1
+        flight["most"] = max(flight["most"], flight["now"])
+        flight["ranges"].append((first, last))
+        try:
+            return await real(self, first, last)
+        finally:
+            flight["now"] -= 1
+
+    monkeypatch.setattr(s3read.S3Ranges, "_get", get)
+    report = sync.copy("s3://ranged/ck", str(tmp_path / "home"), s3.storage_options, progress=False)
+    assert report.files_sent == 1
+    assert tree_hashes(tmp_path / "home") == tree_hashes(src)
+    assert flight["most"] == s3read.AHEAD
+    assert sorted(flight["ranges"])[-1][1] == size  # one byte past the listed size is asked for
