@@ -1,10 +1,14 @@
 """SSH sites against their floors and peers, on one real sshd on 127.0.0.1.
 
     python -m benchmarks ssh [--quick]
+    python -m benchmarks ssh --link border [--scale 0.25] [--rounds 3]
 - a trivial cell on a warm session vs one command round trip on the same open connection;
 - a 256 MB tensor in and out (`--in t --out t2`) vs `scp` of the same bytes up and back;
 - 100,000 printed lines, complete and in order, vs `ssh host cat` of the same text.
 Loopback hides latency, so the first ratio counts round trips rather than milliseconds.
+With `--link PROFILE` the sshd sits behind the link model's PROFILE (scaled by --scale to what
+this machine carries): a trivial warm cell against the link's round trip, and a 256 MB
+variable sent (`--in`) and brought back (`--out`), each as a share of the link's cap.
 """
 from __future__ import annotations
 
@@ -99,10 +103,81 @@ def many_lines(split: Split, server, lines: int) -> tuple[float, float, float]:
     return ours, floor, local
 
 
+def _kill_sessions(split: Split, sites: tuple[str, ...]) -> None:
+    """Kill the sessions the benchmark left running on `sites` (each runner's process group)."""
+    for site in sites:
+        handle = split.index.session(site)
+        if handle:
+            try:
+                os.killpg(handle["pid"], 9)
+            except ProcessLookupError:
+                pass
+
+
+def linked(profile: str, scale: float, count: int, size: int) -> int:
+    """The rows through the link model: a warm cell against the round trip, a big --in and --out against the cap."""
+    import statistics
+
+    from tests.services.link import start_link
+    from tests.services.sshd import start_sshd
+
+    spread = lambda values, f="{:.2f}": f"{f.format(statistics.median(values))} ({f.format(min(values))} to {f.format(max(values))})"  # noqa: E731
+    with scratch_data_dir() as data:
+        server = start_sshd(Path(data) / "sshd")
+        raw = {"experiment": {"name": "bench", "home": "home", "default_remote": "sg"},
+               "sites": {"sg": server.site(), "home": {"jurisdiction": "CN"}}}
+        aio.run(Split(parse_config(raw, "bench")).executor("sg").ready())  # installed straight, not timed
+        link = start_link(server.port, profile=profile, scale=scale)
+        known = Path(data) / "known_hosts_link"
+        known.write_text(f"[127.0.0.1]:{link.port} {server.host_public_key}\n")
+        raw["sites"]["sg"] = server.site(port=link.port, known_hosts=str(known))
+        split = Split(parse_config(raw, "bench"))
+        cap, rtt = link.profile.rate_up / 1e6, 2 * link.profile.delay
+        ns = {"blob": os.urandom(size)}
+        try:
+            split.execute("pass", CellOptions(site="sg"), ns, _fail_on_error)  # the session, warm
+            cells = []
+            for _ in range(10 * count):
+                started = time.perf_counter()
+                split.execute("pass", CellOptions(site="sg"), ns, _fail_on_error)
+                cells.append(time.perf_counter() - started)
+            up, down = [], []
+            for _ in range(count):
+                started = time.perf_counter()
+                split.execute("n = len(blob)", CellOptions(site="sg", inputs=["blob"], outputs=["n"]), ns, _fail_on_error)
+                up.append(size / 1e6 / (time.perf_counter() - started))
+                started = time.perf_counter()
+                split.execute("back = blob", CellOptions(site="sg", outputs=["back"]), ns, _fail_on_error)
+                down.append(size / 1e6 / (time.perf_counter() - started))
+                assert ns.pop("back") == ns["blob"]
+                print(f"  --in {up[-1]:.1f} MB/s, --out {down[-1]:.1f} MB/s", file=sys.stderr, flush=True)
+        finally:
+            aio.run(split.executor("sg").close())
+            _kill_sessions(split, ("sg",))
+            link.stop()
+            server.stop()
+    print(f"\n{profile} x {scale}: {link.profile.describe()}; {count} rounds, median (lowest to highest)\n")
+    print("| measure | jupyter_split | goal |\n|---|---|---|")
+    print(f"| trivial warm cell, s (the link's round trip {rtt:.3f} s) | {spread(cells, '{:.3f}')} | <= {rtt + 0.02:.3f} (1 RTT + 20 ms) |")
+    print(f"| {size // MB} MiB --in, share of the cap ({cap:g} MB/s) | {spread([u / cap for u in up])} | >= 0.70 |")
+    print(f"| {size // MB} MiB --out, share of the cap | {spread([d / cap for d in down])} | >= 0.70 |")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.services.sshd import start_sshd
 
+    if "--link" in argv:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="python -m benchmarks ssh")
+        parser.add_argument("--link", metavar="PROFILE")
+        parser.add_argument("--scale", type=float, default=0.25)
+        parser.add_argument("--rounds", type=int, default=3)
+        parser.add_argument("--mb", type=int, default=256, help="the variable's size, MiB")
+        args = parser.parse_args(argv)
+        return linked(args.link, args.scale, args.rounds, args.mb * MB)
     quick = "--quick" in argv
     size, lines = (32 * MB, 10_000) if quick else (256 * MB, 100_000)
     with scratch_data_dir() as data:
@@ -126,12 +201,7 @@ def main(argv: list[str]) -> int:
             print(report(rows))
             aio.run(split.executor("sg").close())
         finally:
-            for site in ("sg", "home"):
-                handle = split.index.session(site) if "split" in locals() else None
-                if handle:
-                    try:
-                        os.killpg(handle["pid"], 9)
-                    except ProcessLookupError:
-                        pass
+            if "split" in locals():
+                _kill_sessions(split, ("sg", "home"))
             server.stop()
     return 0

@@ -5,6 +5,7 @@ code is shared: `hello`, `execute`, `put` (the --in payload) and `get` (the --ou
 """
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from .. import protocol, transfer
@@ -53,14 +54,21 @@ async def put(ex: Executor, sock: str, run_dir: str, data: transfer.Payload) -> 
         raise ExecutorError(f"site {ex.site.name!r}: the session did not take the --in data: {reply.get('error')}")
 
 
-async def get(ex: Executor, sock: str, run_dir: str) -> bytearray | None:
-    """--out data from the session's memory (or its run directory); None if it has none."""
+async def get(ex: Executor, sock: str, run_dir: str) -> bytes | bytearray | None:
+    """--out data from the session's memory (or its run directory); None if it has none. A payload
+    above the executor's `wide_bytes` is read from its file over the executor's wide path."""
     reader, writer = await ex.open_channel(sock)
     try:
-        writer.write(protocol.encode({"op": "get", "run_dir": run_dir}))
+        ask = {"op": "get", "run_dir": run_dir}
+        if ex.wide_bytes is not None:
+            ask["file_above"] = ex.wide_bytes
+        writer.write(protocol.encode(ask))
         reply = protocol.decode(await reader.readline())
         if not reply.get("ok"):
             return None
+        if reply.get("file"):
+            writer.close()
+            return await read_payload(ex, reply["file"], int(reply["size"]))
         data = bytearray(reply["size"])
         with Progress(len(data), f"--out from {ex.site.name}", min_total=PROGRESS_BYTES, leave=False) as bar:
             pos = 0
@@ -74,3 +82,30 @@ async def get(ex: Executor, sock: str, run_dir: str) -> bytearray | None:
         return data
     finally:
         writer.close()
+
+
+async def write_payload(ex: Executor, path: str, data: transfer.Payload) -> None:
+    """--in data as a file on the site (the runner reads it from its run directory), with a progress bar."""
+    with Progress(len(data), f"--in to {ex.site.name}", min_total=PROGRESS_BYTES, leave=False) as bar:
+        await ex.write_payload(path, data.chunks(protocol.CHUNK), len(data), bar.update)
+
+
+async def read_payload(ex: Executor, path: str, size: int) -> bytes | bytearray:
+    """--out data from its file on the site, with a progress bar."""
+    with Progress(size, f"--out from {ex.site.name}", min_total=PROGRESS_BYTES, leave=False) as bar:
+        return await ex.read_payload(path, size, bar.update)
+
+
+async def output(ex: Executor, record: Any) -> bytes | bytearray:
+    """A run's --out data (`record`: its `RunRecord`): from the live session's memory when it is there,
+    else from the run directory (a big payload over the executor's wide path)."""
+    data = None
+    if record.mode == "session" and await ex.alive(record.handle):
+        data = await get(ex, record.handle["sock"], record.run_dir)
+    if data is not None:
+        return data
+    path = posixpath.join(record.run_dir, "out.pkl")
+    info = await ex.file_info(path) if ex.wide_bytes is not None else None
+    if info is not None and info[0] > ex.wide_bytes:
+        return await read_payload(ex, path, info[0])
+    return await ex.read_file(path)

@@ -99,10 +99,10 @@ class Split:
             policy.check_variables_content(  # the content scan, on the very bytes that would go
                 {n: (namespace or {})[n] for n in opts.inputs}, payload, site,
                 pack=lambda names: transfer.pack(names, namespace or {}, "in this notebook"), config=self.config)
-            if session:
+            if session and (ex.wide_bytes is None or len(payload) <= ex.wide_bytes):
                 await channel.put(ex, handle["sock"], run_dir, payload)
-            else:
-                await ex.write_file(posixpath.join(run_dir, "in.pkl"), payload.tobytes())
+            else:  # the runner reads it from its run directory (a big one came over the wide path)
+                await channel.write_payload(ex, posixpath.join(run_dir, "in.pkl"), payload)
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
                    "has_in": payload is not None, "site": site.name, "wandb": opts.wandb, "view": opts.view,
                    # the run holds the --in variables: their labels (and this kernel's taint) taint it
@@ -134,7 +134,7 @@ class Split:
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
-            data = await self._output(ex, record)
+            data = await channel.output(ex, record)
             await self._check_parity(ex)  # a no-op where this process checked the site already
             values = transfer.unpack(data)
             policy.receive_outputs(values, await self._out_labels(ex, record.run_dir))
@@ -195,13 +195,6 @@ class Split:
         tail = "\n".join(log.strip().splitlines()[-15:]) or "(no output)"
         return (f"the runner did not start on site {ex.site.name!r} (python: {ex.python}). Its output:\n{tail}\n"
                 f"Run `%split doctor {ex.site.name}` to check the site's python and jupyter_split install.")
-
-    async def _output(self, ex: Executor, record: RunRecord) -> bytes | bytearray:
-        """--out data: from the live session's memory when it is there, else from the run directory."""
-        data = None
-        if record.mode == "session" and await ex.alive(record.handle):
-            data = await channel.get(ex, record.handle["sock"], record.run_dir)
-        return data if data is not None else await ex.read_file(posixpath.join(record.run_dir, "out.pkl"))
 
     def _stdin(self, site: SiteConfig) -> bytes:
         """Secrets and the config: they reach the runner over this channel only."""

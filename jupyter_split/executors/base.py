@@ -13,7 +13,7 @@ import re
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..devices import VISIBLE_DEVICES_VAR
 from ..errors import DistributedError, ExecutorError
@@ -178,6 +178,27 @@ class Executor(ABC):
     @abstractmethod
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site atomically (temp file, then rename), creating folders."""
+
+    #: --in and --out payloads above this many bytes go as files over `write_payload` and
+    #: `read_payload` (an SSH site's several connections); None: every payload goes the one way
+    wide_bytes: int | None = None
+
+    async def write_payload(self, path: str, chunks: Iterable[memoryview], size: int,
+                            on_bytes: Callable[[int], None] | None = None) -> None:
+        """Write a payload of `size` bytes (`chunks`, in order) to a file on the site, whole or not at all;
+        `on_bytes(n)` as bytes arrive."""
+        await self.write_file(path, b"".join(chunks))
+        if on_bytes is not None:
+            on_bytes(size)
+
+    async def read_payload(self, path: str, size: int,
+                           on_bytes: Callable[[int], None] | None = None) -> bytes | bytearray:
+        """The payload file at `path` on the site, of `size` bytes (FileNotFoundError if it is absent);
+        `on_bytes(n)` as bytes arrive."""
+        data = await self.read_file(path)
+        if on_bytes is not None:
+            on_bytes(len(data))
+        return data
 
     def run_dir_to_remove(self, run_dir: str, run_id: str) -> str:
         """`run_dir` if it is run `run_id`'s own folder on this site (`<workdir>/runs/<run_id>`);

@@ -6,7 +6,8 @@ SSH channel's stdin, through a small launcher that hands them to the runner's st
 never a command line, never a file. The live channel is the runner's unix socket,
 reached by direct-streamlocal over the site's interactive connection; --in and --out payloads
 and files above `BULK_BYTES` go on its bulk connection, so live output and interrupts never
-queue behind them (`ssh/connection.py`).
+queue behind them (`ssh/connection.py`), and payloads above `WIDE_BYTES` as files of the run
+directory over several connections of their own (`ssh/wide.py`).
 """
 from __future__ import annotations
 
@@ -15,19 +16,23 @@ import base64
 import json
 import posixpath
 import time
+import weakref
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import asyncssh
 
 from ..ssh import bootstrap
 from ..config import Config, SiteConfig
 from ..ssh.connection import BULK_BYTES, Link, LinkError, SiteConnection, SshError, connection_for
+from ..ssh.wide import WIDE_BYTES, WidePath
 from .. import protocol
 from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")
+# The wide path of each shared connection (one per site and event loop, as the connection is).
+_WIDE: "weakref.WeakKeyDictionary[SiteConnection, WidePath]" = weakref.WeakKeyDictionary()
 # What the site may send of a `get`'s answer before its size is read on the interactive connection:
 # an --out payload of up to BULK_BYTES arrives in one window, a larger one costs live output at most this.
 _GET_WINDOW = BULK_BYTES + (4 << 10)
@@ -95,8 +100,8 @@ class _Channel:
         request, self._get = self._get, None
         line = await self._reader.readline()
         answer = protocol.decode(line)
-        if not answer.get("ok") or int(answer.get("size", 0)) <= BULK_BYTES:
-            return line
+        if not answer.get("ok") or answer.get("file") or int(answer.get("size", 0)) <= BULK_BYTES:
+            return line  # (an answer with a file is all there is: its bytes go over the wide path)
         self._writer.close()
         self._reader, self._writer = await self._conn.open_unix(self._path, bulk=True)
         self._on = self._conn.bulk
@@ -287,6 +292,40 @@ class SshExecutor(Executor):
         """Write a file on the site whole (a temp name, then a rename), over SFTP; folders are made."""
         await self.connection.write_file(path, data)
 
+    wide_bytes = WIDE_BYTES
+
+    @property
+    def wide(self) -> WidePath:
+        """The connections big --in and --out payloads go on, beside the site's shared ones (same event
+        loop), made on first use and kept for the next payload."""
+        conn = self.connection
+        path = _WIDE.get(conn)
+        if path is None:
+            path = _WIDE[conn] = WidePath(conn, self.config.sync.max_connections)
+        return path
+
+    async def write_payload(self, path: str, chunks: Iterable[memoryview], size: int,
+                            on_bytes: Callable[[int], None] | None = None) -> None:
+        """Write a payload file on the site over several connections of its own (`ssh/wide.py`) above
+        WIDE_BYTES; a smaller one as any file."""
+        if size <= WIDE_BYTES:
+            await super().write_payload(path, chunks, size, on_bytes)
+            return
+        try:
+            await self.wide.write(path, chunks, size, on_bytes)
+        except asyncssh.SFTPError as exc:
+            raise ExecutorError(f"site {self.site.name!r}: writing the --in data to {path} failed: {exc}") from None
+
+    async def read_payload(self, path: str, size: int,
+                           on_bytes: Callable[[int], None] | None = None) -> bytes | bytearray:
+        """A payload file on the site, over several connections of its own above WIDE_BYTES."""
+        if size <= WIDE_BYTES:
+            return await super().read_payload(path, size, on_bytes)
+        try:
+            return await self.wide.read(path, size, on_bytes)
+        except asyncssh.SFTPError as exc:
+            raise ExecutorError(f"site {self.site.name!r}: reading the --out data from {path} failed: {exc}") from None
+
     async def describe(self) -> dict[str, Any]:
         """Reachability, the time one command (`uname -n`) takes, and the site's host name."""
         conn = self.connection
@@ -304,7 +343,11 @@ class SshExecutor(Executor):
 
     async def close(self) -> None:
         """Close the site's shared connections for this event loop; the next call connects again."""
-        await self.connection.close()
+        conn = self.connection
+        await conn.close()
+        wide = _WIDE.pop(conn, None)
+        if wide is not None:
+            await wide.close()
 
 
 EXECUTOR = SshExecutor

@@ -41,6 +41,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     pos += got
                 self.runner.payloads[request["run_dir"]] = data
                 self._send({"ok": True})
+            elif op == "get" and request.get("file_above") is not None and \
+                    (found := self.runner.output_file(request["run_dir"], int(request["file_above"]))):
+                self._send({"ok": True, "size": found[1], "file": found[0]})  # the client reads it itself
             elif op == "get":
                 data = self.runner.output(request["run_dir"])
                 self._send({"ok": True, "size": len(data)})

@@ -199,3 +199,66 @@ async def _close_bulk(ex) -> None:
 
 async def _finished(transfers: asyncio.Future) -> Any:
     return await asyncio.wait_for(transfers, 120)
+
+
+WIDE = 48 << 20  # a variable of three times the wide path's threshold
+
+
+def test_big_in_and_out_variables_go_over_several_connections_of_their_own(sshd, split_home, tmp_path, bordered):
+    """A variable above WIDE_BYTES does not ride the one bulk flow: it goes as a file of the run directory
+    over the wide path's connections, both ways, and arrives whole; a small one still goes over the socket."""
+    from jupyter_split.ssh.wide import WIDE_BYTES
+
+    split = split_over(sshd, bordered, tmp_path)
+    ex = split.executor("sg")
+    namespace: dict[str, Any] = {"big": os.urandom(WIDE), "small": b"s" * 1000}
+    assert WIDE > 2 * WIDE_BYTES
+    try:
+        opts = core.CellOptions(site="sg", inputs=["big", "small"], outputs=["back"])
+        outcome = split.execute("back = big[::-1] + small", opts, namespace, lambda e: None)
+        assert outcome.state == "succeeded", outcome
+        assert namespace["back"] == namespace["big"][::-1] + namespace["small"]
+        run_dir = Path(split.index.get(outcome.run_id).run_dir)
+        assert (run_dir / "in.pkl").stat().st_size > WIDE and (run_dir / "out.pkl").stat().st_size > WIDE
+        wide, bulk = aio.run(_wide_and_bulk(ex))
+        assert wide >= 4, f"the payloads went on {wide} connection(s)"
+        assert not bulk, "a big payload took the bulk connection"
+        # a small one goes over the session's socket as before: no file in between
+        opts = core.CellOptions(site="sg", inputs=["small"], outputs=["echo"])
+        outcome = split.execute("echo = small * 2", opts, namespace, lambda e: None)
+        assert outcome.state == "succeeded" and namespace["echo"] == b"s" * 2000
+        assert not (Path(split.index.get(outcome.run_id).run_dir) / "in.pkl").exists()
+    finally:
+        aio.run(ex.close())
+
+
+async def _wide_and_bulk(ex) -> tuple[int, bool]:
+    """How many of the wide path's connections are open, and whether the bulk one is."""
+    return sum(1 for link in ex.wide._links if link.connected), ex.connection.bulk.connected
+
+
+def test_a_wide_payload_whose_connection_drops_goes_on_over_the_others(sshd, split_home, tmp_path, bordered):
+    split = split_over(sshd, bordered, tmp_path)
+    ex = split.executor("sg")
+    data = os.urandom(WIDE)
+    target = Path(sshd.workdir) / "wide" / "in.pkl"
+
+    async def write_and_drop() -> int:
+        wide = ex.wide
+        moved: list[int] = []
+        task = asyncio.ensure_future(wide.write(str(target), [memoryview(data)], len(data), moved.append))
+        while sum(moved) < WIDE // 4:
+            await asyncio.sleep(0.01)
+            assert not task.done(), task.exception()
+        dropped = next(link for link in wide._links if link.connected)
+        dropped.conn.abort()
+        await task
+        return sum(moved)
+
+    try:
+        moved = aio.run(write_and_drop())
+        assert target.read_bytes() == data
+        assert moved >= WIDE  # the pieces in flight on the dropped connection went again
+        assert not list(target.parent.glob("*.part-*")), "a temporary file was left behind"
+    finally:
+        aio.run(ex.close())
