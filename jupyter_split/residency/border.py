@@ -30,6 +30,9 @@ from .pins import Pin, Source, SourceFile, open_pinned, read_pinned
 # How many files a refusal names for one reason before it says how many more.
 NAMED_FILES = 5
 SCAN_THREADS = 4
+# Files of a source elsewhere (S3, SFTP) scanned at once: their reads wait on a link, where one
+# flow gets only its share, not on this machine's CPU.
+REMOTE_SCAN_THREADS = 16
 SMALL_FILE = 256 << 10   # read whole by the scan (and kept for the copy, within KEEP_BYTES)
 KEEP_BYTES = 128 << 20
 
@@ -153,9 +156,10 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
 
     # a thread per batch, not per file: thousands of small files cost their scan, not a hand-off each
     results: list[Any] = []
-    batches = _batches(list(enumerate(files)), SCAN_THREADS * 4)
+    threads = SCAN_THREADS if source.local else REMOTE_SCAN_THREADS
+    batches = _batches(list(enumerate(files)), threads * 4)
     if len(batches) > 1:
-        for done in _scan_pool().map(batch, batches):
+        for done in _scan_pool(threads).map(batch, batches):
             results += done
     else:
         results = batch(list(enumerate(files)))
@@ -171,13 +175,14 @@ def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Ve
             verdict.add(home, f"{shown}: {unscannable.describe()}", "scan")
 
 
-_pool: list[ThreadPoolExecutor] = []  # the scan's threads, made once: starting four per copy cost ms
+_pool: dict[int, ThreadPoolExecutor] = {}  # the scan's threads by count, made once: starting them per copy cost ms
 
 
-def _scan_pool() -> ThreadPoolExecutor:
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="jupyter_split scan"))
-    return _pool[0]
+def _scan_pool(threads: int) -> ThreadPoolExecutor:
+    # made once per size: a copy does not pay for starting threads
+    if threads not in _pool:
+        _pool[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jupyter_split scan")
+    return _pool[threads]
 
 
 os.register_at_fork(after_in_child=_pool.clear)  # a child has none of its parent's threads

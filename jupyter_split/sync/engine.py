@@ -143,7 +143,8 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
                         linked=None if linked is None or item.src_path == plan.src.root else item.rel in linked)
              for item in plan.items]
     src = plan.src
-    source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK),
+    sizes = {item.src_path: item.size for item in plan.items}
+    source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path)),
                     sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), root=src.root)
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))

@@ -240,18 +240,21 @@ def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor |
             digests.update(loc.worker.hash(batch))
     rest = [path for path in files if path not in digests]
     mapper = pool.map if pool is not None else map
-    digests.update(zip(rest, mapper(lambda path: _read_sha256(loc, path, chunk), rest)))
+    digests.update(zip(rest, mapper(lambda path: _read_sha256(loc, path, chunk, files[path]), rest)))
     return digests
 
 
-def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None) -> Any:
-    """A sequential reader: one streamed GET on S3, a plain file on this machine (fsspec's
-    local file object costs more than reading a small file), the filesystem's own elsewhere.
+def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size: int | None = None) -> Any:
+    """A sequential reader: one streamed GET on S3 (a big object of known `size`: ranged GETs on
+    several connections), a plain file on this machine (fsspec's local file object costs more
+    than reading a small file), the filesystem's own elsewhere.
 
     With `pin` (a local file as the residency guard judged it), every read is checked to
     come from that very file, unchanged: a file swapped or rewritten since is not sent.
     """
     if s3read.supports(loc.fs):
+        if size is not None and size > s3read.RANGED_MIN:
+            return s3read.S3Ranges(loc.fs, path, 0, size)  # one GET rides one flow
         return s3read.S3Stream(loc.fs, path)
     if not is_local(loc.fs):
         return loc.fs.open(path, "rb", block_size=chunk)
@@ -279,9 +282,9 @@ def read_hashed(handle: Any, chunk: int, into: memoryview | None = None) -> tupl
     return got, digest.hexdigest()
 
 
-def _read_sha256(loc: Location, path: str, chunk: int) -> str | None:
+def _read_sha256(loc: Location, path: str, chunk: int, size: int | None = None) -> str | None:
     try:
-        with open_read(loc, path, chunk) as handle:
+        with open_read(loc, path, chunk, size=size) as handle:
             return read_hashed(handle, chunk)[1]
     except FileNotFoundError:
         return None

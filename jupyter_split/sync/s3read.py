@@ -51,6 +51,7 @@ class S3Stream:
 
 RANGE = 4 << 20  # bytes a ranged GET asks for
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
+RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
 
 
 class S3Ranges:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from fsspec.asyn import sync
 
 from ..errors import SplitError
-from . import ranges, s3parts, s3read, sftp, width
+from . import ranges, s3parts, sftp, width
 from .fsutil import is_permanent, move_all, open_read
 from .manifest import is_local
 from .plan import Item, Plan
@@ -133,7 +133,7 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
             item.data = None
             continue
         try:
-            with open_read(src, item.src_path, chunk, item.pin) as reader:
+            with open_read(src, item.src_path, chunk, item.pin, item.size) as reader:
                 found.append(reader.read(item.size + 1))
         except Exception as exc:
             found.append(exc)
@@ -222,9 +222,7 @@ def _open_source(src, item: Item, chunk: int, offset: int) -> Any:
         first = src.streams.open(item.src_path, read=True)
         if first is not None:
             return ranges.RangedReader(src.streams, item.src_path, offset, item.size, first)
-    if item.size > s3read.AHEAD * s3read.RANGE // 2 and s3read.supports(src.fs):
-        return s3read.S3Ranges(src.fs, item.src_path, 0, item.size)  # a big object on several connections
-    return open_read(src, item.src_path, chunk, item.pin)
+    return open_read(src, item.src_path, chunk, item.pin, item.size)
 
 
 def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:
