@@ -261,7 +261,7 @@ class SiteConnection:
         temp = f"{path}.part-{secrets.token_hex(4)}"
         try:
             if folder:
-                await sftp.makedirs(folder, exist_ok=True)
+                await _make_folder(sftp, folder)
             async with sftp.open(temp, "wb") as f:
                 await f.write(data)
             await sftp.posix_rename(temp, path)
@@ -357,6 +357,19 @@ async def _reading(sftp: asyncssh.SFTPClient, path: str) -> AsyncIterator[asyncs
 
 
 _CLOSING: set[asyncio.Future] = set()  # closes under way: the loop keeps only a weak reference to a task
+
+
+async def _make_folder(sftp: asyncssh.SFTPClient, folder: str) -> None:
+    """Make `folder` and its missing parents. A new run's folder, whose parent is there, costs one
+    round trip: asyncssh's makedirs asks about every folder from the root down first (one round
+    trip each, seven for a run's folder, a second on a far link)."""
+    try:
+        await sftp.mkdir(folder)
+    except asyncssh.SFTPNoSuchFile:
+        await sftp.makedirs(folder, exist_ok=True)  # a parent is missing too
+    except asyncssh.SFTPError:
+        if not await sftp.isdir(folder):  # an SFTP server says only "failure" for a folder already there
+            raise
 
 
 def _closed(task: asyncio.Future) -> None:
