@@ -56,12 +56,13 @@ async def put(ex: Executor, sock: str, run_dir: str, data: transfer.Payload) -> 
 
 async def get(ex: Executor, sock: str, run_dir: str) -> bytes | bytearray | None:
     """--out data from the session's memory (or its run directory); None if it has none. A payload
-    above the executor's `wide_bytes` is read from its file over the executor's wide path."""
+    above the executor's `wide_above()` is read from its file over the executor's wide path."""
+    wide = await ex.wide_above()
     reader, writer = await ex.open_channel(sock)
     try:
         ask = {"op": "get", "run_dir": run_dir}
-        if ex.wide_bytes is not None:
-            ask["file_above"] = ex.wide_bytes
+        if wide is not None:
+            ask["file_above"] = wide
         writer.write(protocol.encode(ask))
         reply = protocol.decode(await reader.readline())
         if not reply.get("ok"):
@@ -105,7 +106,8 @@ async def output(ex: Executor, record: Any) -> bytes | bytearray:
     if data is not None:
         return data
     path = posixpath.join(record.run_dir, "out.pkl")
-    info = await ex.file_info(path) if ex.wide_bytes is not None else None
-    if info is not None and info[0] > ex.wide_bytes:
+    wide = await ex.wide_above()
+    info = await ex.file_info(path) if wide is not None else None
+    if info is not None and info[0] > wide:
         return await read_payload(ex, path, info[0])
     return await ex.read_file(path)

@@ -99,7 +99,8 @@ class Split:
             policy.check_variables_content(  # the content scan, on the very bytes that would go
                 {n: (namespace or {})[n] for n in opts.inputs}, payload, site,
                 pack=lambda names: transfer.pack(names, namespace or {}, "in this notebook"), config=self.config)
-            if session and (ex.wide_bytes is None or len(payload) <= ex.wide_bytes):
+            wide = await ex.wide_above()
+            if session and (wide is None or len(payload) <= wide):
                 await channel.put(ex, handle["sock"], run_dir, payload)
             else:  # the runner reads it from its run directory (a big one came over the wide path)
                 await channel.write_payload(ex, posixpath.join(run_dir, "in.pkl"), payload)

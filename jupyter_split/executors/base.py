@@ -179,9 +179,10 @@ class Executor(ABC):
     async def write_file(self, path: str, data: bytes) -> None:
         """Write a file on the site atomically (temp file, then rename), creating folders."""
 
-    #: --in and --out payloads above this many bytes go as files over `write_payload` and
-    #: `read_payload` (an SSH site's several connections); None: every payload goes the one way
-    wide_bytes: int | None = None
+    async def wide_above(self) -> int | None:
+        """--in and --out payloads above this many bytes go as files over `write_payload` and
+        `read_payload` (a far SSH site's several connections); None: every payload goes the one way."""
+        return None
 
     async def write_payload(self, path: str, chunks: Iterable[memoryview], size: int,
                             on_bytes: Callable[[int], None] | None = None) -> None:

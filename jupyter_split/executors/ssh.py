@@ -31,8 +31,11 @@ from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")
-# The wide path of each shared connection (one per site and event loop, as the connection is).
+# The wide path of each shared connection (one per site and event loop, as the connection is), and
+# the round trip measured on it (what tells a far site from a near one).
 _WIDE: "weakref.WeakKeyDictionary[SiteConnection, WidePath]" = weakref.WeakKeyDictionary()
+_RTT: "weakref.WeakKeyDictionary[SiteConnection, float]" = weakref.WeakKeyDictionary()
+FAR_RTT = 0.005  # seconds: a LAN answers in under a millisecond, a link between countries in 30 to 200
 # What the site may send of a `get`'s answer before its size is read on the interactive connection:
 # an --out payload of up to BULK_BYTES arrives in one window, a larger one costs live output at most this.
 _GET_WINDOW = BULK_BYTES + (4 << 10)
@@ -292,7 +295,16 @@ class SshExecutor(Executor):
         """Write a file on the site whole (a temp name, then a rename), over SFTP; folders are made."""
         await self.connection.write_file(path, data)
 
-    wide_bytes = WIDE_BYTES
+    async def wide_above(self) -> int | None:
+        """WIDE_BYTES on a far site (a round trip of FAR_RTT or more); None on a near one, where one
+        flow is not held to a share and the bulk connection's one stream is the faster way."""
+        conn = self.connection
+        rtt = _RTT.get(conn)
+        if rtt is None:
+            started = time.monotonic()
+            await (await conn.sftp()).stat(self.workdir)  # one round trip on the open interactive connection
+            rtt = _RTT[conn] = time.monotonic() - started
+        return WIDE_BYTES if rtt >= FAR_RTT else None
 
     @property
     def wide(self) -> WidePath:
@@ -307,8 +319,9 @@ class SshExecutor(Executor):
     async def write_payload(self, path: str, chunks: Iterable[memoryview], size: int,
                             on_bytes: Callable[[int], None] | None = None) -> None:
         """Write a payload file on the site over several connections of its own (`ssh/wide.py`) above
-        WIDE_BYTES; a smaller one as any file."""
-        if size <= WIDE_BYTES:
+        WIDE_BYTES on a far site; a smaller one, or any on a near site, as any file."""
+        wide = await self.wide_above()
+        if wide is None or size <= wide:
             await super().write_payload(path, chunks, size, on_bytes)
             return
         try:
@@ -318,8 +331,9 @@ class SshExecutor(Executor):
 
     async def read_payload(self, path: str, size: int,
                            on_bytes: Callable[[int], None] | None = None) -> bytes | bytearray:
-        """A payload file on the site, over several connections of its own above WIDE_BYTES."""
-        if size <= WIDE_BYTES:
+        """A payload file on the site, over several connections of its own above WIDE_BYTES on a far site."""
+        wide = await self.wide_above()
+        if wide is None or size <= wide:
             return await super().read_payload(path, size, on_bytes)
         try:
             return await self.wide.read(path, size, on_bytes)
