@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .accelerators.settings import Accelerators, Lease
 from .residency.settings import Policy, ScanPolicy, ScanSite  # noqa: F401  (ScanSite: the config's names)
-from .errors import SplitError
+from .errors import SplitError, explain_invalid, nul_key
 from .paths import data_dir
 from .runs.segments import SEGMENT_BYTES
 
@@ -233,7 +233,7 @@ MAX_CONNECTIONS = 16
 
 class SyncOptions(_Strict):
     """`[sync]`: how checkpoints cross a link. `max_connections`: the most SSH connections a copy
-    opens to an SFTP server; it starts at 4 and doubles while each connection still adds its share,
+    opens to an SFTP server; it starts at 8 and doubles while each connection still adds its share,
     up to this (`sync.width`)."""
 
     max_connections: int = Field(default=MAX_CONNECTIONS, ge=1, le=64)
@@ -362,7 +362,7 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     Raises ConfigError for a NUL anywhere, no sites, a bad key or value, or a storage URL no
     fsspec backend can ever open.
     """
-    nul = _nul_key(raw)
+    nul = nul_key(raw)
     if nul:  # TOML's \u0000: in a path, a URL or an environment variable it ends the string, or the runner
         raise ConfigError(f"{source}: invalid config\n  `{nul}`: has a NUL character (\\u0000), which no name, path "
                           "or environment variable can hold: remove it")
@@ -371,7 +371,7 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     try:
         config = Config(**raw, source=source)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, source)) from None
+        raise ConfigError(explain_invalid(exc, source)) from None
     # Here, not in the model: a runner validates the config it is sent with its site's fsspec,
     # which may know fewer protocols than this machine's.
     problems = [f"  `sites.{site.name}.storage`: {problem}" for site in config.sites.values()
@@ -379,32 +379,3 @@ def parse_config(raw: dict[str, Any], source: str) -> Config:
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid config", *problems]))
     return config
-
-
-def _nul_key(value: Any, key: str = "") -> str | None:
-    """The dotted key of the first string (or table key) in `value` with a NUL in it."""
-    if isinstance(value, str):
-        return key if "\0" in value else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for name, item in items:
-        path = f"{key}.{name}" if key else str(name)
-        found = path if "\0" in str(name) else _nul_key(item, path)
-        if found:
-            return found
-    return None
-
-
-def _explain(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            lines.append(f"  unknown key `{key}`: remove it or fix its spelling (see the README's config reference)")
-        elif kind == "missing":
-            lines.append(f"  missing key `{key}`: add it")
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  `{key}`: {message}")
-    return "\n".join(lines)
-

@@ -9,7 +9,10 @@ still do.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class SplitError(Exception):
@@ -69,3 +72,33 @@ def http_answer(exc: BaseException) -> tuple[int, str] | None:
 
 class DistributedError(ExecutorError):
     """A `--gpus`/`--nodes` request this site cannot serve; the message says what can."""
+
+
+def nul_key(value: Any, key: str = "") -> str | None:
+    """The dotted key of the first string (or table key) in `value` with a NUL in it."""
+    if isinstance(value, str):
+        return key if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        path = f"{key}.{name}" if key else str(name)
+        found = path if "\0" in str(name) else nul_key(item, path)
+        if found:
+            return found
+    return None
+
+
+def explain_invalid(exc: ValidationError, source: str) -> str:
+    """A config's validation errors as users read them: each key, what is wrong with it and the fix."""
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"  unknown key `{key}`: remove it or fix its spelling (see the README's config reference)")
+        elif kind == "missing":
+            lines.append(f"  missing key `{key}`: add it")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  `{key}`: {message}")
+    return "\n".join(lines)
+

@@ -31,11 +31,8 @@ from ..protocol import PROBE
 from .base import RUNNER_MARKERS, Executor, ExecutorError, LaunchSpec
 
 _SIGNALS = ("INT", "TERM", "KILL")
-# The wide path of each shared connection (one per site and event loop, as the connection is), and
-# the round trip measured on it (what tells a far site from a near one).
+# The wide path of each shared connection (one per site and event loop, as the connection is).
 _WIDE: "weakref.WeakKeyDictionary[SiteConnection, WidePath]" = weakref.WeakKeyDictionary()
-_RTT: "weakref.WeakKeyDictionary[SiteConnection, float]" = weakref.WeakKeyDictionary()
-FAR_RTT = 0.005  # seconds: a LAN answers in under a millisecond, a link between countries in 30 to 200
 # What the site may send of a `get`'s answer before its size is read on the interactive connection:
 # an --out payload of up to BULK_BYTES arrives in one window, a larger one costs live output at most this.
 _GET_WINDOW = BULK_BYTES + (4 << 10)
@@ -296,15 +293,8 @@ class SshExecutor(Executor):
         await self.connection.write_file(path, data)
 
     async def wide_above(self) -> int | None:
-        """WIDE_BYTES on a far site (a round trip of FAR_RTT or more); None on a near one, where one
-        flow is not held to a share and the bulk connection's one stream is the faster way."""
-        conn = self.connection
-        rtt = _RTT.get(conn)
-        if rtt is None:
-            started = time.monotonic()
-            await (await conn.sftp()).stat(self.workdir)  # one round trip on the open interactive connection
-            rtt = _RTT[conn] = time.monotonic() - started
-        return WIDE_BYTES if rtt >= FAR_RTT else None
+        """WIDE_BYTES on a far site (`WidePath.far`); None on a near one."""
+        return WIDE_BYTES if await self.wide.far() else None
 
     @property
     def wide(self) -> WidePath:

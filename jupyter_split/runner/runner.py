@@ -285,28 +285,6 @@ class Runner:
             self.writer.join()  # a one-shot runner's client reads the file right after the final record
         return "succeeded", None
 
-    def output_file(self, run_dir: str, above: int) -> tuple[str, int] | None:
-        """Where the --out payload of an ended run lies whole on disk, and its size, if it is larger than
-        `above` bytes (the client then reads the file over connections of its own); None otherwise, or
-        where there is none (`output` then answers)."""
-        path = os.path.join(run_dir, "out.pkl")
-        with self.lock:
-            data = self.outputs.get(run_dir)
-            writer = self.writer
-        if data is not None and len(data) <= above:
-            return None
-        if writer is not None:
-            writer.join()  # the file is whole before anyone is sent to read it
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return None
-        if size <= above:
-            return None
-        with self.lock:
-            self.outputs.pop(run_dir, None)  # handed out: from now on it is the file
-        return path, size
-
     def output(self, run_dir: str) -> transfer.Payload:
         """The --out payload of an ended run. The in-memory copy (kept for the last few runs)
         is handed out once; after that it is read from the run's out.pkl, once its writer is done

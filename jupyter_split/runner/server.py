@@ -42,7 +42,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.runner.payloads[request["run_dir"]] = data
                 self._send({"ok": True})
             elif op == "get" and request.get("file_above") is not None and \
-                    (found := self.runner.output_file(request["run_dir"], int(request["file_above"]))):
+                    (found := _output_file(self.runner, request["run_dir"], int(request["file_above"]))):
                 self._send({"ok": True, "size": found[1], "file": found[0]})  # the client reads it itself
             elif op == "get":
                 data = self.runner.output(request["run_dir"])
@@ -82,3 +82,22 @@ def serve_socket(runner: Runner, path: str) -> socketserver.ThreadingUnixStreamS
     os.chmod(path, 0o600)
     threading.Thread(target=server.serve_forever, name="split-socket", daemon=True).start()
     return server
+
+
+def _output_file(runner: "Runner", run_dir: str, above: int) -> tuple[str, int] | None:
+    """Where the --out payload of an ended run lies whole on disk, and its size, if it is larger than
+    `above` bytes (the client then reads the file over connections of its own); None otherwise, or
+    where there is none (the runner's `output` then answers)."""
+    with runner.lock:
+        kept, writer = runner.outputs.get(run_dir), runner.writer
+    if kept is not None and len(kept) <= above:
+        return None
+    if writer is not None:
+        writer.join()  # the file is whole before anyone is sent to read it
+    path = os.path.join(run_dir, "out.pkl")
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    if size <= above:
+        return None
+    with runner.lock:
+        runner.outputs.pop(run_dir, None)  # handed out: from now on it is the file
+    return path, size

@@ -238,7 +238,7 @@ class SiteConnection:
                 return await f.read(size, offset)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
-        except _LOST as exc:
+        except LOST as exc:
             raise self._lost(link, exc, f"reading {path}") from None
 
     async def read_pseudo(self, path: str, limit: int = 1 << 16) -> bytes:
@@ -249,7 +249,7 @@ class SiteConnection:
                 return await f.read(limit)
         except asyncssh.SFTPNoSuchFile:
             raise FileNotFoundError(f"{path} on site {self.site.name!r}") from None
-        except _LOST as exc:
+        except LOST as exc:
             raise self._lost(self.interactive, exc, f"reading {path}") from None
 
     async def write_file(self, path: str, data: bytes) -> None:
@@ -261,11 +261,11 @@ class SiteConnection:
         temp = f"{path}.part-{secrets.token_hex(4)}"
         try:
             if folder:
-                await _make_folder(sftp, folder)
+                await make_folder(sftp, folder)
             async with sftp.open(temp, "wb") as f:
                 await f.write(data)
             await sftp.posix_rename(temp, path)
-        except _LOST as exc:
+        except LOST as exc:
             raise self._lost(link, exc, f"writing {path}") from None
         except BaseException:
             try:
@@ -359,7 +359,7 @@ async def _reading(sftp: asyncssh.SFTPClient, path: str) -> AsyncIterator[asyncs
 _CLOSING: set[asyncio.Future] = set()  # closes under way: the loop keeps only a weak reference to a task
 
 
-async def _make_folder(sftp: asyncssh.SFTPClient, folder: str) -> None:
+async def make_folder(sftp: asyncssh.SFTPClient, folder: str) -> None:
     """Make `folder` and its missing parents. A new run's folder, whose parent is there, costs one
     round trip: asyncssh's makedirs asks about every folder from the root down first (one round
     trip each, seven for a run's folder, a second on a far link)."""
@@ -378,7 +378,8 @@ def _closed(task: asyncio.Future) -> None:
         task.exception()  # a close on a connection that dropped meanwhile fails, and that is fine
 
 
-_LOST = (asyncssh.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
+#: what a dropped connection raises on its way
+LOST = (asyncssh.SFTPConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError)
 
 # One connection per site and event loop: asyncssh objects belong to the loop that made them.
 _POOL: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Endpoint], SiteConnection]]" = weakref.WeakKeyDictionary()

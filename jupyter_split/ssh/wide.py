@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import secrets
+import time
 from typing import Any, Awaitable, Callable, Iterable
 
 import asyncssh
 
-from .connection import Link, LinkError, SiteConnection
+from .connection import LOST, Link, LinkError, SiteConnection, make_folder
 from .login import HostKeyError
 
 WIDE_BYTES = 16 << 20  # payloads above this go over the wide path
+FAR_RTT = 0.005  # seconds: a LAN answers in under a millisecond, a link between countries in 30 to 200
 ATTEMPTS = 4           # a piece goes at most this many times (its connection dropped each time before)
 
 
@@ -31,11 +33,23 @@ class WidePath:
     def __init__(self, conn: SiteConnection, cap: int):
         from ..sync.width import CONNECTION_PENDING, PIECE, Width  # the sync engine's rule, loaded on first use
 
-        self._conn, self._cap = conn, cap
+        self._conn = conn
         self.piece, self.pending = PIECE, CONNECTION_PENDING
         self._links: list[Link] = []
         self._opening: dict[Link, asyncio.Task] = {}
+        self._rtt: float | None = None
         self.width = Width(cap)
+        self.width.live = lambda: sum(1 for link in self._links if link.connected)
+
+    async def far(self) -> bool:
+        """Whether the site is far (a round trip of FAR_RTT or more, measured once on its open
+        interactive connection): on a near one, one flow is not held to a share and the bulk
+        connection's one stream is the faster way."""
+        if self._rtt is None:
+            started = time.monotonic()
+            await (await self._conn.sftp()).stat("/")
+            self._rtt = time.monotonic() - started
+        return self._rtt >= FAR_RTT
 
     async def write(self, path: str, chunks: Iterable[memoryview], size: int,
                     on_bytes: Callable[[int], None] | None = None) -> None:
@@ -44,7 +58,7 @@ class WidePath:
         temp = f"{path}.part-{secrets.token_hex(4)}"
         first = await self._first()
         sftp = await first.sftp()
-        await sftp.makedirs(posixpath.dirname(path), exist_ok=True)
+        await make_folder(sftp, posixpath.dirname(path))
         async with sftp.open(temp, "wb"):
             pass  # made empty here, each connection then writes its pieces at their offsets
         files: dict[Link, asyncssh.SFTPClientFile] = {}
@@ -200,7 +214,6 @@ class WidePath:
     def _grow(self) -> None:
         # open connections in the background up to the width; dead ones are dropped first
         self._links = [link for link in self._links if link.connected or link in self._opening]
-        self.width.live = lambda: sum(1 for link in self._links if link.connected)
         while len(self._links) < self.width.target:
             link = Link(self._conn.endpoint, self._conn.jump, f"wide {len(self._links) + 1}")
             self._links.append(link)
@@ -230,8 +243,7 @@ class WidePath:
 
 def _dropped(exc: BaseException) -> bool:
     """Whether `exc` says the connection went away (worth the piece going again on another)."""
-    return isinstance(exc, (asyncssh.DisconnectError, asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost,
-                            ConnectionError, BrokenPipeError, asyncssh.ChannelOpenError, EOFError, TimeoutError))
+    return isinstance(exc, (*LOST, asyncssh.ConnectionLost, asyncssh.ChannelOpenError, EOFError, TimeoutError))
 
 
 async def _forget(sftp: asyncssh.SFTPClient, path: str) -> None:

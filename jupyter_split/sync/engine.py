@@ -143,9 +143,10 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
                         linked=None if linked is None or item.src_path == plan.src.root else item.rel in linked)
              for item in plan.items]
     src = plan.src
-    sizes = {item.src_path: item.size for item in plan.items}
-    source = Source(url=src_url, local=is_local(src.fs), open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path)),
-                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), root=src.root)
+    sizes = {item.src_path: item.size for item in plan.items}  # a big S3 object is read in ranges
+    source = Source(url=src_url, local=is_local(src.fs), root=src.root,
+                    open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path)),
+                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None))
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))
     for item, judged in zip(plan.items, files):

@@ -254,7 +254,7 @@ def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size
     """
     if s3read.supports(loc.fs):
         if size is not None and size > s3read.RANGED_MIN:
-            return s3read.S3Ranges(loc.fs, path, 0, size)  # one GET rides one flow
+            return s3read.S3Ranges(loc.fs, path, size)  # one GET rides one flow
         return s3read.S3Stream(loc.fs, path)
     if not is_local(loc.fs):
         return loc.fs.open(path, "rb", block_size=chunk)

@@ -55,18 +55,18 @@ RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
 
 
 class S3Ranges:
-    """The object's bytes from `offset` to `size` and one past, read in ranges AHEAD at once, in order.
+    """The object's `size` bytes and one past, read in ranges AHEAD at once, in order.
 
     The one byte past `size` is asked for too: an object that grew since it was listed reads
     longer than its size, which the copy's size check refuses (a shrunk one reads short).
     """
 
-    def __init__(self, fs: Any, path: str, offset: int, size: int):
+    def __init__(self, fs: Any, path: str, size: int):
         self._fs, self._loop = fs, fs.loop
         bucket, key, version = fs.split_path(path)
         self._where = f"s3://{bucket}/{key}"
         self._ask = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
-        self._next, self._end = offset, size + 1
+        self._next, self._end = 0, size + 1
         self._flight: collections.deque[concurrent.futures.Future] = collections.deque()
         self._buffer, self._at, self._done = b"", 0, False
         self._fill()

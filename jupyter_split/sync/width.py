@@ -12,7 +12,7 @@ its best (EFFICIENT): on a link that holds each flow to a share, every new conne
 that share until the link's aggregate cap is reached, and then the share per connection falls
 and the width holds, up to the cap (`[sync] max_connections`). It is judged on the bytes the
 server confirmed (pieces ended), over two steps, so a step's noise is not read as a gain or a
-loss. A step in which next to nothing moved (a stall) or a failure halves it. A dropped link
+loss. Two steps in a row in which next to nothing moved (a stall) or a failure halve it. A dropped link
 kills every connection: the pool drops the dead ones and the next opens reconnect (the engine
 retries with backoff).
 """
