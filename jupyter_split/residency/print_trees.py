@@ -27,6 +27,7 @@ from ..paths import data_dir
 from .busy import untracked
 
 SAVED_NAME = "resident-fingerprints.bin"
+FORMER_NAME = "resident-fingerprints.json"  # the JSON file earlier versions kept: replaced, removed on the first save
 MAGIC = b"JSPRINT1"
 HEADER = struct.Struct("<8s32sQQ")  # magic, signature (zeros: none), files, files of unknown fingerprint
 ROW = struct.Struct("<QQqqq")  # device, inode, size, mtime_ns, ctime_ns: the file-by-file rule's key
@@ -189,6 +190,7 @@ def write_saved(path: Path, signature: bytes | None, rows: bytes, digests: bytes
             finally:
                 os.close(fd)
             os.replace(temp, path)
+            path.with_name(FORMER_NAME).unlink(missing_ok=True)  # its fingerprints are in this file now
     except OSError:
         temp.unlink(missing_ok=True)
 

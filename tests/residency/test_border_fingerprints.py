@@ -11,7 +11,7 @@ import pytest
 
 from jupyter_split import policy, sync, verified
 from jupyter_split.config import load_config
-from jupyter_split.residency import fingerprints
+from jupyter_split.residency import fingerprints, print_trees
 from jupyter_split.paths import data_dir
 from jupyter_split.residency.fingerprints import ResidentIndex, resident_index, sha256_many
 
@@ -145,6 +145,9 @@ def _counting(monkeypatch) -> list[tuple[str, object]]:
 
 def test_a_new_process_takes_the_saved_tree_as_a_whole_while_the_walk_agrees(home: Path, monkeypatch):
     paths = _residents(home)
+    former = data_dir() / print_trees.FORMER_NAME  # an earlier version's JSON file: superseded, removed
+    former.parent.mkdir(parents=True, exist_ok=True)
+    former.write_text("{}")
     _check()  # every file hashed, the tree saved
     saved = data_dir() / fingerprints.SAVED_NAME
     umask = os.umask(0)
