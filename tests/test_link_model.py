@@ -42,7 +42,7 @@ async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
 
 class Probe:
     """The server behind the link, in a thread of its own. A connection's first byte says what it wants:
-    e echoes, f sends without end, s<id> counts what arrives, t<id> reads timestamps and keeps each one's age."""
+    e echoes, b answers each byte with a burst of four, f sends without end, s<id> counts what arrives, t<id> reads timestamps and keeps each one's age."""
 
     def __init__(self):
         self.arrivals: dict[int, list[tuple[float, int]]] = {}
@@ -67,6 +67,13 @@ class Probe:
                 while data := await reader.read(1 << 16):
                     writer.write(data)
                     await writer.drain()
+            elif mode == b"b":  # a burst: each byte answered by four small writes, 1 ms apart, as a server sends records
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while await reader.read(1):
+                    for _ in range(4):
+                        writer.write(b"r")
+                        await writer.drain()
+                        await asyncio.sleep(0.001)
             elif mode == b"f":
                 while True:
                     writer.write(BLOCK)
@@ -149,14 +156,16 @@ async def flows(probe: Probe, port: int, up: int = 0, down: int = 0, warm: float
     return ([rate(probe.arrivals[i], *window) / MB for i in ids], [rate(r, *window) / MB for r in downs])
 
 
-async def pings(port: int, count: int) -> list[float]:
+async def pings(port: int, count: int, mode: bytes = b"e", answer: int = 1) -> list[float]:
+    """Round trips of one byte; `mode` b"b": each answered by a burst of `answer` small writes."""
     reader, writer = await connect(port)
-    writer.write(b"e")
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    writer.write(mode)
     times = []
     for _ in range(count + 1):
         sent = time.monotonic()
         writer.write(b"x")
-        await reader.readexactly(1)
+        await reader.readexactly(answer)
         times.append(time.monotonic() - sent)
     writer.close()
     return times[1:]  # the first one also opened the link's connection to the server
@@ -200,6 +209,15 @@ def test_round_trip_and_jitter(probe, linked):
     assert near(statistics.mean(ages), 0.1), statistics.mean(ages)
     assert near(statistics.stdev(ages), 0.04 / 3 ** 0.5), statistics.stdev(ages)
     assert 0.059 < min(ages) and max(ages) < 0.15, (min(ages), max(ages))
+
+
+def test_small_writes_come_through_at_the_round_trip(probe, linked):
+    """The link relays each write as it comes (as a router does): small writes sent one after another are
+    not held back waiting for the first one's acknowledgement (Nagle's rule on a relay's own socket
+    would add a delayed ACK, 40 ms, to every burst of small writes)."""
+    link = linked(Profile(delay=0.02))
+    took = statistics.median(asyncio.run(pings(link.port, 8, b"b", 4)))
+    assert near(took, 0.04 + 0.003, within=0.15), took  # the round trip and the burst's own 3 ms
 
 
 def test_regional_one_flow_takes_half_the_link_and_three_share_it(probe, linked):

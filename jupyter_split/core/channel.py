@@ -1,12 +1,13 @@
 """Talking to a runner over its unix socket (the live channel, `protocol`): requests, and variables as a pipe.
 
 Every executor that has sessions (local, ssh) hands out the same kind of stream, so this
-code is shared: `hello`, `execute`, `put` (the --in payload) and `get` (the --out payload).
+code is shared: `hello`, `execute` (a cell, followed on the same channel), `put` (the --in payload)
+and `get` (the --out payload).
 """
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import Any, AsyncIterator
 
 from .. import protocol, transfer
 from ..progress import Progress
@@ -29,12 +30,38 @@ async def request(ex: Executor, sock: str, message: dict[str, Any]) -> dict[str,
     return protocol.decode(line)
 
 
-async def enqueue(ex: Executor, sock: str, run_dir: str) -> None:
-    """Queue the cell whose request.json waits in `run_dir` on the session; its output then comes by `follow`.
-    Raises ExecutorError where the session refuses it."""
-    reply = await request(ex, sock, {"op": "execute", "run_dir": run_dir})
+async def execute(ex: Executor, sock: str, run_dir: str, request: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+    """Queue the cell `request` on the session (it writes the request.json in `run_dir`) and follow it on the
+    same channel: a warm cell's first record is one round trip away. Returns its records as `follow` takes
+    them, once the session has taken the cell; asked again for the same `run_dir`, the session runs the cell
+    once and replays its records.
+
+    Raises ExecutorError where the session refuses the cell, ConnectionError (OSError) where the channel
+    failed before the session answered (it may be gone: ask it, then send again)."""
+    reader, writer = await ex.open_channel(sock)
+    try:
+        writer.write(protocol.encode({"op": "execute", "run_dir": run_dir, "request": request, "follow": True}))
+        await writer.drain()
+        line = await reader.readline()
+    except BaseException:
+        writer.close()
+        raise
+    reply = protocol.decode(line)
     if not reply.get("ok"):
+        writer.close()
+        if not line:
+            raise ConnectionResetError(f"site {ex.site.name!r}: the session closed the channel before taking the cell")
         raise ExecutorError(f"site {ex.site.name!r}: the session refused the cell: {reply.get('error')}")
+    return records(reader, writer)
+
+
+async def records(reader: Any, writer: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    """The event records a runner streams on a channel, one a batch, until it closes; then the channel is closed."""
+    try:
+        while line := await reader.readline():
+            yield [protocol.decode(line)]
+    finally:
+        writer.close()
 
 
 async def put(ex: Executor, sock: str, run_dir: str, data: transfer.Payload) -> None:

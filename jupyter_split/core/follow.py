@@ -17,6 +17,7 @@ from .. import protocol
 from ..executors.base import Executor
 from ..runs.events import ENDED_FILE, RunView, is_final
 from ..runs.index import RunIndex, RunRecord
+from .channel import records
 from .replay import LogReader, tail
 
 POLL_SECONDS = 0.2
@@ -29,10 +30,11 @@ async def _live(ex: Executor, sock: str, run_dir: str, after: int) -> AsyncItera
     try:
         writer.write(protocol.encode({"op": "follow", "run_dir": run_dir, "after": after}))
         await writer.drain()
-        while line := await reader.readline():
-            yield [protocol.decode(line)]
-    finally:
+    except BaseException:
         writer.close()
+        raise
+    async for batch in records(reader, writer):
+        yield batch
 
 
 async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) -> AsyncIterator[list[dict[str, Any]]]:
@@ -53,14 +55,19 @@ async def _tail(ex: Executor, handle: dict[str, Any], run_dir: str, after: int) 
 
 async def follow(
     ex: Executor, handle: dict[str, Any], run_dir: str, after: int, deliver: Callable[[dict[str, Any]], None],
-    flush: Callable[[], None] = lambda: None,
+    flush: Callable[[], None] = lambda: None, live: AsyncIterator[list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Deliver every record after `after`, exactly once, until the final one; return it. `flush`
-    is called after each batch delivered (a record at a time live, a chunk at a time from the log)."""
+    is called after each batch delivered (a record at a time live, a chunk at a time from the log).
+    `live`: the records already coming on a channel (the cell's own `execute`), read first."""
     last, backoff = after, POLL_SECONDS
     while True:
-        source = _live(ex, handle["sock"], run_dir, last) if handle.get("sock") and ex.supports_sessions \
-            else _tail(ex, handle, run_dir, last)
+        if live is not None:
+            source, live = live, None
+        elif handle.get("sock") and ex.supports_sessions:
+            source = _live(ex, handle["sock"], run_dir, last)
+        else:
+            source = _tail(ex, handle, run_dir, last)
         try:
             async for batch in source:
                 last = _deliver(batch, last, deliver)

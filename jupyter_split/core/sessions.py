@@ -16,6 +16,7 @@ import asyncio
 import json
 import posixpath
 import re
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -25,11 +26,12 @@ from .. import aio
 from ..accelerators.poll import active_runs
 from ..accelerators.probe import run_script
 from ..errors import SplitError
-from ..executors.base import Executor
+from ..executors.base import Executor, ExecutorError, LaunchSpec
 from . import channel, replay
 from .follow import record_death
 
 if TYPE_CHECKING:
+    from .. import transfer
     from ..config import SiteConfig
     from ..runs.index import RunRecord
     from .split import Split
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 #: what a site's session can be: idle with its namespace (warm), executing a cell (busy), started but
 #: not answering yet (starting), or not running (gone). The sidebar takes them from the answer.
 SESSION_STATES = ("warm", "busy", "starting", "gone")
+#: seconds a new session has to answer `hello`
+SESSION_START_TIMEOUT = 120.0
 #: seconds a runner has to end after SIGTERM before it gets SIGKILL
 CANCEL_GRACE = 10.0
 #: seconds one site's report may take before it says so (a site that does not answer)
@@ -88,7 +92,7 @@ async def _restart(split: "Split", site: "SiteConfig") -> dict[str, Any]:
         _starting[site.name] = time.time()
     try:
         # `Split._session` is the one place a session starts: the same one the next cell would get
-        await split._session(split.executor(site))
+        await open_session(split, split.executor(site))
     finally:
         with _starting_lock:
             _starting.pop(site.name, None)
@@ -233,3 +237,74 @@ async def _run_row(ex: Executor, record: "RunRecord") -> tuple[dict[str, Any], f
         pass
     return {"run_id": record.run_id, "name": record.name, "state": state, "created": record.created,
             "count": count, "cell": cell}, last[-1]["t"] if state == "queued" else None
+
+
+async def open_session(split: "Split", ex: Executor) -> dict[str, Any]:
+    """The site's session for a cell: the one this process knows (no round trip while a channel to it is
+    open), else the one in the run index if it answers, else a new one, started and waited for.
+    Raises ExecutorError where a new one does not start."""
+    handle = split._sessions.get(ex.site.name)
+    if handle and handle == split.index.session(ex.site.name) and (ex.reaches(handle["sock"]) or await ex.alive(handle)):
+        return handle  # known good in this process (a channel to it open: no round trip)
+    handle = split.index.session(ex.site.name)
+    # one another client started (it is in the index from its launch on) is waited for while it starts,
+    # not doubled by a second runner; one alive but silent past its start-up time is replaced
+    if handle and await _hello(split, ex, handle, handle.get("started", 0) + SESSION_START_TIMEOUT):
+        split._sessions[ex.site.name] = handle
+        return handle
+    sid = secrets.token_hex(4)
+    sock = ex.socket_path(sid)
+    spec = LaunchSpec(f"session-{sid}", ex.path("sessions", sid),
+                      ["--session", ex.path("sessions", sid), "--socket", sock, "--stdin-json"], stdin=split._stdin(ex.site))
+    handle = {**await ex.launch(spec), "sock": sock, "session": sid}
+    split.index.set_session(ex.site.name, handle)  # every client sees it `starting` from here on
+    if not await _hello(split, ex, handle, time.time() + SESSION_START_TIMEOUT):
+        if split.index.session(ex.site.name) == handle:
+            split.index.set_session(ex.site.name, None)
+        raise ExecutorError(await _startup_failure(ex, spec.run_dir))
+    split._sessions[ex.site.name] = handle
+    return handle
+
+
+async def _hello(split: "Split", ex: Executor, handle: dict[str, Any], until: float) -> bool:
+    """Whether the session behind `handle` answers `hello` (its versions kept), asking again while it is
+    alive and the clock is before `until` (seconds since the epoch)."""
+    while await ex.alive(handle):
+        try:
+            split._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
+            return True
+        except OSError:
+            if time.time() > until:
+                return False
+            await asyncio.sleep(0.05)
+    return False
+
+
+async def _startup_failure(ex: Executor, session_dir: str) -> str:
+    try:
+        log = (await ex.read_file(posixpath.join(session_dir, "runner.log"))).decode(errors="replace")
+    except FileNotFoundError:
+        log = ""
+    tail = "\n".join(log.strip().splitlines()[-15:]) or "(no output)"
+    return (f"the runner did not start on site {ex.site.name!r} (python: {ex.python}). Its output:\n{tail}\n"
+            f"Run `%split doctor {ex.site.name}` to check the site's python and jupyter_split install.")
+
+
+async def submit(split: "Split", ex: Executor, handle: dict[str, Any], run_dir: str, request: dict[str, Any],
+                 payload: "transfer.Payload | None") -> tuple[dict[str, Any], Any]:
+    """Send the cell (and its --in data, when it goes over the socket) to the session; returns the
+    session's handle and the cell's records, coming on the same channel. A session that went away
+    since it was last seen is asked again (or another started), and the cell sent to it once more."""
+    for last_try in (False, True):
+        try:
+            if payload is not None:
+                await channel.put(ex, handle["sock"], run_dir, payload)
+            return handle, await channel.execute(ex, handle["sock"], run_dir, request)
+        except ExecutorError:
+            raise
+        except OSError:
+            if last_try:
+                raise
+            split._sessions.pop(ex.site.name, None)
+            handle = await open_session(split, ex)
+    raise AssertionError("unreachable")

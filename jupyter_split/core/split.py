@@ -11,15 +11,14 @@ import json
 import os
 import posixpath
 import secrets
-import time
 from typing import Any, Callable, Iterator
 
 from ..accelerators.usage import cards_held
 from ..errors import SplitError
 from .. import aio, policy, tracking, transfer
-from . import channel
+from . import channel, sessions
 from ..config import Config, SiteConfig, load_config
-from ..executors import Executor, ExecutorError, LaunchSpec, executor_for
+from ..executors import Executor, LaunchSpec, executor_for
 from . import logs, replay
 from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, RunOutcome
@@ -30,7 +29,6 @@ from ..runs.ids import new_run_id
 from ..runs.index import RunIndex, RunRecord
 
 Deliver = Callable[[dict[str, Any]], None]
-SESSION_START_TIMEOUT = 120.0
 #: how many of a log's last records `list_runs` reads to bring a run's row up to date
 VIEW_RECORDS = 200
 
@@ -90,19 +88,19 @@ class Split:
         run_id = new_run_id(self.config.experiment.name, site.name)
         run_dir = ex.path("runs", run_id)
         session = ex.supports_sessions and not (opts.detach or opts.fresh or (opts.gpus or 0) > 1 or (opts.nodes or 0) > 1)
-        handle = await self._session(ex) if session else None
+        handle = await sessions.open_session(self, ex) if session else None
         payload = None
         if opts.inputs or opts.outputs:
             await self._check_parity(ex)
+        piped = False  # the --in data goes to the session over its socket
         if opts.inputs:
             payload = transfer.pack(opts.inputs, namespace or {}, "in this notebook")
             policy.check_variables_content(  # the content scan, on the very bytes that would go
                 {n: (namespace or {})[n] for n in opts.inputs}, payload, site,
                 pack=lambda names: transfer.pack(names, namespace or {}, "in this notebook"), config=self.config)
             wide = await ex.wide_above()
-            if session and (wide is None or len(payload) <= wide):
-                await channel.put(ex, handle["sock"], run_dir, payload)
-            else:  # the runner reads it from its run directory (a big one came over the wide path)
+            piped = session and (wide is None or len(payload) <= wide)
+            if not piped:  # the runner reads it from its run directory (a big one came over the wide path)
                 await channel.write_payload(ex, posixpath.join(run_dir, "in.pkl"), payload)
         request = {"run_id": run_id, "code": code, "out": opts.outputs, "timeout": opts.timeout, "name": opts.name,
                    "has_in": payload is not None, "site": site.name, "wandb": opts.wandb, "view": opts.view,
@@ -111,10 +109,11 @@ class Split:
                    if payload else {},
                    "env": {**self._site_env(site, run_id), **tracking.runner_env(self.config, site, run_id, opts.name, run_dir),
                            **policy.runner_env(self.config)}}
-        await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
+        live = None
         if session:
-            await channel.enqueue(ex, handle["sock"], run_dir)
+            handle, live = await sessions.submit(self, ex, handle, run_dir, request, payload if piped else None)
         else:
+            await ex.write_file(posixpath.join(run_dir, "request.json"), json.dumps(request).encode())
             sock = ex.socket_path(run_id[-6:] + secrets.token_hex(2))
             spec = LaunchSpec(run_id, run_dir, ["--run-dir", run_dir, "--socket", sock, "--stdin-json"],
                               stdin=self._stdin(site), gpus=opts.gpus, nodes=opts.nodes, name=opts.name)
@@ -126,12 +125,12 @@ class Split:
         started["record"] = record
         if opts.detach:
             return RunOutcome(run_id, site.name, "submitted")
-        return await self._follow(ex, record, 0, namespace, deliver)
+        return await self._follow(ex, record, 0, namespace, deliver, live)
 
     async def _follow(self, ex: Executor, record: RunRecord, after: int,
-                      namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
+                      namespace: dict[str, Any] | None, deliver: Deliver, live: Any = None) -> RunOutcome:
         tracker = Tracker(self.index, record, deliver)
-        final = await follow(ex, record.handle, record.run_dir, after, tracker, tracker.flush)
+        final = await follow(ex, record.handle, record.run_dir, after, tracker, tracker.flush, live)
         tracker.save(state=final["state"])
         outcome = RunOutcome(record.run_id, record.site, final["state"], final.get("reason"), tracker.error)
         if final["state"] == "succeeded" and record.out_vars and namespace is not None:
@@ -150,52 +149,6 @@ class Split:
             return json.loads(await ex.read_file(posixpath.join(run_dir, "out.labels.json")))
         except FileNotFoundError:
             return {}
-
-    # ---- sessions: one long-lived runner per site
-    async def _session(self, ex: Executor) -> dict[str, Any]:
-        handle = self._sessions.get(ex.site.name)
-        if handle and handle == self.index.session(ex.site.name) and await ex.alive(handle):
-            return handle  # known good in this process: no round trip
-        handle = self.index.session(ex.site.name)
-        # one another client started (it is in the index from its launch on) is waited for while it starts,
-        # not doubled by a second runner; one alive but silent past its start-up time is replaced
-        if handle and await self._hello(ex, handle, handle.get("started", 0) + SESSION_START_TIMEOUT):
-            self._sessions[ex.site.name] = handle
-            return handle
-        sid = secrets.token_hex(4)
-        sock = ex.socket_path(sid)
-        spec = LaunchSpec(f"session-{sid}", ex.path("sessions", sid),
-                          ["--session", ex.path("sessions", sid), "--socket", sock, "--stdin-json"], stdin=self._stdin(ex.site))
-        handle = {**await ex.launch(spec), "sock": sock, "session": sid}
-        self.index.set_session(ex.site.name, handle)  # every client sees it `starting` from here on
-        if not await self._hello(ex, handle, time.time() + SESSION_START_TIMEOUT):
-            if self.index.session(ex.site.name) == handle:
-                self.index.set_session(ex.site.name, None)
-            raise ExecutorError(await self._startup_failure(ex, spec.run_dir))
-        self._sessions[ex.site.name] = handle
-        return handle
-
-    async def _hello(self, ex: Executor, handle: dict[str, Any], until: float) -> bool:
-        """Whether the session behind `handle` answers `hello` (its versions kept), asking again while it is
-        alive and the clock is before `until` (seconds since the epoch)."""
-        while await ex.alive(handle):
-            try:
-                self._versions[ex.site.name] = (await channel.request(ex, handle["sock"], {"op": "hello"}))["versions"]
-                return True
-            except OSError:
-                if time.time() > until:
-                    return False
-                await asyncio.sleep(0.05)
-        return False
-
-    async def _startup_failure(self, ex: Executor, session_dir: str) -> str:
-        try:
-            log = (await ex.read_file(posixpath.join(session_dir, "runner.log"))).decode(errors="replace")
-        except FileNotFoundError:
-            log = ""
-        tail = "\n".join(log.strip().splitlines()[-15:]) or "(no output)"
-        return (f"the runner did not start on site {ex.site.name!r} (python: {ex.python}). Its output:\n{tail}\n"
-                f"Run `%split doctor {ex.site.name}` to check the site's python and jupyter_split install.")
 
     def _stdin(self, site: SiteConfig) -> bytes:
         """Secrets and the config: they reach the runner over this channel only."""

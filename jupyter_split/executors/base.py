@@ -165,6 +165,11 @@ class Executor(ABC):
         """A stream to the runner's unix socket (the live channel)."""
         raise ExecutorError(f"the {self.kind} executor has no live channel; the event log is read instead")
 
+    def reaches(self, sock_path: str) -> bool:
+        """Whether a channel to the runner at `sock_path` is known open now, so it lives without asking
+        (`alive` costs a round trip on a remote site); False where none is kept."""
+        return False
+
     @abstractmethod
     async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
         """Bytes of a file on the site from `offset` (below 0: from its end, as `seek(offset, 2)`),

@@ -4,7 +4,8 @@ The runner starts detached (its own session, output to a file in its run directo
 so it outlives the connection and the notebook. Secrets and the config reach it on the
 SSH channel's stdin, through a small launcher that hands them to the runner's stdin:
 never a command line, never a file. The live channel is the runner's unix socket,
-reached by direct-streamlocal over the site's interactive connection; --in and --out payloads
+reached by direct-streamlocal over the site's interactive connection (a warm cell on a channel opened
+ahead for it, `ssh/ready.py`: one round trip to its first record); --in and --out payloads
 and files above `BULK_BYTES` go on its bulk connection, so live output and interrupts never
 queue behind them (`ssh/connection.py`), and payloads above `WIDE_BYTES` as files of the run
 directory over several connections of their own (`ssh/wide.py`).
@@ -88,7 +89,9 @@ class _Channel:
         if request.get("op") == "get":
             self._get = bytes(first)
         window = _GET_WINDOW if self._get else None
-        self._reader, self._writer = await self._conn.open_unix(self._path, bulk=bulk, window=window)
+        # a cell takes the channel opened ahead for it (`ssh/ready.py`): its request goes out at once
+        ready = self._conn.ready.take(self._path) if request.get("op") == "execute" else None
+        self._reader, self._writer = ready or await self._conn.open_unix(self._path, bulk=bulk, window=window)
         self._on = self._conn.bulk if bulk else self._conn.interactive
         with _link(self._on):
             self._writer.writelines(self._pending)
@@ -273,6 +276,10 @@ class SshExecutor(Executor):
         raises ConnectionResetError, as a socket would."""
         channel = _Channel(self.connection, sock_path)
         return channel, channel
+
+    def reaches(self, sock_path: str) -> bool:
+        """Whether a channel to the runner at `sock_path` is open now (the one ready for the next cell)."""
+        return self.connection.ready.ready(sock_path)
 
     async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
         """A file on the site from `offset` (below 0: from its end), at most `size` bytes, over SFTP;

@@ -21,8 +21,8 @@ from . import preempt
 from .capture import CAPTURE
 from ..protocol import rank_dir, signal_name
 from .process import end_with_parent
-from .runner import Runner, main as runner_main, write_json_atomic
-from ..runs.events import is_final, iter_events
+from .runner import Runner, main as runner_main
+from ..runs.events import is_final, iter_events, write_json_atomic
 
 #: a signal that reaches a rank twice within this window (from the scheduler and from
 #: torchrun, which forwards what it gets) is one signal

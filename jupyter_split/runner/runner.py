@@ -4,10 +4,12 @@
     python -m jupyter_split.runner --run-dir DIR [--socket PATH]  # one cell, then exit (detached/fresh)
     python -m jupyter_split.runner --probe                        # print versions as JSON
 
-The client writes `request.json` (and `in.pkl`) into the run directory first. Secrets and
-the config arrive as one JSON line on stdin (`--stdin-json`), never on the command line.
-Requests on the unix socket are JSON lines: `hello`, `execute {run_dir, follow}`,
-`follow {run_dir, after}`; events come back as JSON lines, the same records as the log.
+A one-shot runner finds `request.json` (and `in.pkl`) in its run directory, written by the client.
+A session takes a cell's request with it: `execute {run_dir, request, follow}` on its socket writes
+the request.json itself, so a warm cell costs one round trip. Secrets and the config arrive as one
+JSON line on stdin (`--stdin-json`), never on the command line. Requests on the unix socket are
+JSON lines: `hello`, `execute {run_dir[, request][, follow, after]}`, `follow {run_dir, after}`;
+events come back as JSON lines, the same records as the log.
 Variables can also move over the socket, like a pipe: `put {run_dir, size}` then the raw
 payload (the cell's --in), and `get {run_dir}` answered by `{size}` then the raw --out payload;
 `get {run_dir, file_above}` answers `{size, file}` alone for a payload larger than `file_above`,
@@ -33,19 +35,11 @@ from .. import tracking, transfer
 from ..protocol import versions
 from .capture import CAPTURE, RunnerShell
 from .server import serve_socket
-from ..runs.events import EventLog, is_final, iter_events
+from ..runs.events import EventLog, is_final, iter_events, write_json_atomic
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
 SESSION_CHECK_SECONDS = 30.0
 KEEP_OUTPUTS = 2
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` to `path` as JSON through a temporary file and a rename, so a reader
-    never sees half a file. Values JSON lacks are written as their str()."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def _segment_bytes() -> int:
@@ -82,6 +76,7 @@ class Runner:
         self.outputs: dict[str, transfer.Payload] = {}  # --out data of recent runs, by run dir
         self.writer: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.runs_root: str | None = None  # a session's runs folder: where `execute` may write a request
         self.executing = False
         self.stop_reason: str | None = None
         self.terminating = False
@@ -348,6 +343,8 @@ def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> 
     start_taint_tracking(site=payload.get("site"))  # reads of resident data label what the run ships
     runner = runner_class(payload.get("site", "?"), payload.get("accelerator", "auto"))
     runner.session = bool(args.session)
+    if args.session:  # the workdir holds sessions/ID and runs/ID: a session takes cells in that runs folder
+        runner.runs_root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.session))), "runs")
     server = serve_socket(runner, args.socket) if args.socket else None
     try:
         if args.run_dir:

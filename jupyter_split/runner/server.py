@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol
+from ..runs.events import EventLog, write_json_atomic
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -26,11 +27,16 @@ class _Handler(socketserver.StreamRequestHandler):
             op = request.get("op")
             if op == "hello":
                 self._send({"ok": True, "pid": os.getpid(), "versions": self.runner.info})
+            elif not op:
+                return  # closed unused (a channel kept ready for the next cell)
             elif op == "execute":
-                log = self.runner.submit(request["run_dir"])
-                self._send({"ok": True, "seq": log.seq})
+                if "request" in request:  # the cell's request comes with it: one round trip for a warm cell
+                    log = _accept(self.runner, request["run_dir"], request["request"])
+                else:
+                    log = self.runner.submit(request["run_dir"])
+                self._send({"ok": True, "seq": log.seq if log is not None else None})
                 if request.get("follow"):
-                    self.runner.follow(request["run_dir"], 0, self._send)
+                    self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
             elif op == "put":
                 data = bytearray(int(request["size"]))
                 view, pos = memoryview(data), 0
@@ -56,6 +62,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send({"ok": False, "error": f"unknown op {op!r}: this runner answers {', '.join(protocol.OPS)}"})
         except FileNotFoundError as exc:
             self._send({"ok": False, "error": f"{exc.filename} not found"})
+        except ValueError as exc:
+            self._send({"ok": False, "error": str(exc)})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away; it resumes from its last seq when it reconnects
 
@@ -101,3 +109,29 @@ def _output_file(runner: "Runner", run_dir: str, above: int) -> tuple[str, int] 
     with runner.lock:
         runner.outputs.pop(run_dir, None)  # handed out: from now on it is the file
     return path, size
+
+
+_ACCEPTING = threading.Lock()  # one request.json written at a time: a request asked again is seen
+
+
+def _accept(runner: "Runner", run_dir: str, request: dict[str, Any]) -> EventLog | None:
+    """Queue the cell `request` (its request.json, sent with `execute`) in `run_dir`, a new folder in
+    the session's runs folder; returns its event log, or None where the run has ended already (a
+    client that lost the reply asks again: the cell runs once, and its log is replayed).
+
+    Raises ValueError for a run_dir outside the session's runs folder, or a request that is not one."""
+    root = runner.runs_root
+    if root is None or not isinstance(run_dir, str) or not isinstance(request, dict) \
+            or os.path.dirname(run_dir) != root or os.path.normpath(run_dir) != run_dir \
+            or os.path.basename(run_dir) in ("", ".", "..") or "\0" in run_dir:
+        raise ValueError(f"execute: run_dir {run_dir!r} is not a run folder of this session's {root}")
+    with _ACCEPTING:
+        with runner.lock:
+            log = runner.logs.get(run_dir)
+        if log is not None:
+            return log  # queued or running: the same log
+        if os.path.exists(os.path.join(run_dir, "request.json")):
+            return None  # taken before, and ended: its log is whole on disk
+        os.makedirs(run_dir, mode=0o700, exist_ok=True)
+        write_json_atomic(Path(run_dir) / "request.json", request)
+        return runner.submit(run_dir)

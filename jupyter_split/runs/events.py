@@ -76,6 +76,14 @@ class RunView:
         return text.splitlines()[-1][:LAST_LINE_CHARS] if text else ""
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` to `path` as JSON through a temporary file and a rename, so a reader
+    never sees half a file. Values JSON lacks are written as their str()."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def run_view(events: Iterable[dict[str, Any]], state: str = "running") -> RunView:
     """Fold a run's events into its view; `state` stands while the log has no `status` record."""
     view = RunView(state=state)

@@ -26,6 +26,7 @@ import asyncssh
 
 from ..config import Config, SiteConfig
 from .login import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jump_endpoint, open_connection
+from .ready import ReadyChannel
 
 #: Transfers above this go on the bulk connection. A MiB is a quarter of a second on one border
 #: flow (4 MB/s): anything longer holds live output and interrupts back where a person notices,
@@ -127,6 +128,7 @@ class SiteConnection:
         self.jump = jump_endpoint(site, config)
         self.interactive = Link(self.endpoint, self.jump, "interactive")
         self.bulk = Link(self.endpoint, self.jump, "bulk")
+        self.ready = ReadyChannel(self.interactive)  # the next cell's channel to the session
 
     def _link(self, bulk: bool) -> Link:
         return self.bulk if bulk else self.interactive
@@ -170,6 +172,7 @@ class SiteConnection:
 
     async def close(self) -> None:
         """Close both connections and their jump hosts cleanly; the next call connects again."""
+        self.ready.close()
         await self.interactive.close()
         await self.bulk.close()
 

@@ -304,6 +304,11 @@ class LinkModel:
             self.connections.discard(connection)
             return
         connection.writers.append(up_writer)
+        for w in (writer, up_writer):
+            # A relay sends each write as it comes, as a router forwards packets. asyncio sets TCP_NODELAY
+            # only on sockets it makes with proto IPPROTO_TCP; those accepted from a listener made with
+            # proto 0 (link.py's) would hold small writes for an acknowledgement (40 ms on loopback).
+            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if connection not in self.connections:  # cut while connecting
             connection.reset()
             return

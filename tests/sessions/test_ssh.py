@@ -50,3 +50,40 @@ def test_an_ssh_sites_session_read_stopped_and_restarted_over_its_connection(ssh
     assert after.result().state == "succeeded" and after.text == "False\n"
     assert sessions.stop(split, "sg")["stopped"]
     aio.run(split.executor("sg").close())
+
+
+def test_a_warm_cell_goes_on_a_channel_opened_ahead_and_asks_nothing_else(sshd, split_home: Path, monkeypatch) -> None:
+    """A warm cell's request goes out at once, on the channel opened for it while the cell before ran, with
+    its request inside (no file written first) and no check that the session lives (the open channel says
+    so): one round trip to its records. A session that ended since is found out, and the cell still runs."""
+    from jupyter_split.core.outcome import CellOptions
+    from jupyter_split.ssh.connection import SiteConnection
+
+    raw = {"experiment": {"name": "t", "home": "home", "default_remote": "sg"},
+           "sites": {"sg": sshd.site(), "home": {"jurisdiction": "CN"}}}
+    split = core.Split(parse_config(raw, "test"))
+    asked: list[str] = []
+    for name in ("open_unix", "read_pseudo", "write_file", "read_file"):
+        real = getattr(SiteConnection, name)
+
+        async def counted(self, *args, _real=real, _name=name, **kwargs):
+            asked.append(_name)
+            return await _real(self, *args, **kwargs)
+        monkeypatch.setattr(SiteConnection, name, counted)
+    printed: list[str] = []
+
+    def cell(code: str) -> str:
+        printed.clear()
+        outcome = split.execute(code, CellOptions(site="sg"), {}, lambda e: printed.append(e.get("text", "")))
+        assert outcome.state == "succeeded", outcome
+        return "".join(printed)
+
+    cell("n = 0")  # starts the session
+    for i in (1, 2, 3):
+        asked.clear()
+        assert cell("n += 1\nprint(n)") == f"{i}\n"
+        assert asked == [], f"warm cell {i} asked the site {asked} besides its request"
+
+    sessions.stop(split, "sg")  # the session ends: its runner closes the channel kept for the next cell
+    assert cell("print('n' in dir())") == "False\n"  # a new session, found without a retry by hand
+    aio.run(split.executor("sg").close())
