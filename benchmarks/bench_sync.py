@@ -100,7 +100,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-rsync", action="store_true", help="with --link: leave rsync -a out (one flow: slow)")
     parser.add_argument("--no-checkpoint", action="store_true", help="with --link: leave the checkpoint's rows out")
     parser.add_argument("--no-s3", action="store_true", help="with --link: leave the S3 to SFTP row out")
+    parser.add_argument("--rclone", action="store_true", help="only the loopback rows against rclone (issue 20): "
+                        "see benchmarks/sync_rclone.py")
     args = parser.parse_args(argv)
+    if args.rclone:
+        from benchmarks.sync_rclone import rclone_rows
+        return rclone_rows(args.total_mb, args.small_files, args.rounds)
     if args.link:
         return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky,
                            args.shards, not args.no_rsync, not args.no_checkpoint, not args.no_s3)
