@@ -25,7 +25,7 @@ from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests
                        manifest_path, publish)
 from .plan import Action, Plan, make_plan
 from ..progress import Progress
-from .rounds import send_all
+from .rounds import send_all, start_connections
 
 CHUNK = 8 << 20
 CONCURRENCY = 8
@@ -103,6 +103,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     source.max_connections = target.max_connections = (config or load_config()).sync.max_connections
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
+        start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
         given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
         carried = check_residency(plan, src, dest, given, config)
 
@@ -218,7 +219,10 @@ def _commit(plan: Plan, new: Manifest) -> bool:
         if dest.fs.exists(dest.path(rel)):
             dest.fs.rm_file(dest.path(rel))
     publish(dest.fs, dest.root, new, dest.stale_manifests)
-    _drop_staging(dest, [posixpath.dirname(plan.staged_path(item.rel)) for item in staged])
+    # emptied now: the staged files' folders, and those the `.part`s of big files went through
+    parts = (plan.temp_path(item) for item in plan.of(Action.SEND))
+    _drop_staging(dest, sorted({posixpath.dirname(plan.staged_path(item.rel)) for item in staged}
+                               | {posixpath.dirname(part) for part in parts if part}))
     return True
 
 

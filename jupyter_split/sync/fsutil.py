@@ -13,6 +13,8 @@ from typing import Any
 
 import fsspec
 
+from .. import verified
+from ..residency.fingerprints import local_sha256
 from ..residency.pins import Pin, PinError, PinnedReader
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
@@ -238,10 +240,25 @@ def hash_many(loc: Location, files: dict[str, int], chunk: int, pool: Executor |
     if loc.worker is not None:
         for batch in _batches(list(files)):
             digests.update(loc.worker.hash(batch))
-    rest = [path for path in files if path not in digests]
     mapper = pool.map if pool is not None else map
+    if is_local(loc.fs):  # a file unchanged since this machine hashed it is not read again (`verified`)
+        stats = {path: _stat(path) for path in files}
+        there = [path for path in files if stats[path] is not None]
+        digests.update((path, None) for path in files if stats[path] is None)
+        digests.update((path, sha) for path, sha in zip(there, verified.known_many([stats[p] for p in there])) if sha)
+        todo = [path for path in there if path not in digests]
+        digests.update(zip(todo, mapper(lambda path: local_sha256(path, stats[path]), todo)))
+        return digests
+    rest = [path for path in files if path not in digests]
     digests.update(zip(rest, mapper(lambda path: _read_sha256(loc, path, chunk, files[path]), rest)))
     return digests
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size: int | None = None) -> Any:

@@ -184,9 +184,13 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
     if is_object_store(fs):
         _put_if_absent(fs, final, data)
         return
-    if not fs.isdir(root):  # one round trip where it exists, as it does after a copy
-        fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
     temp = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
+    if sftp.is_sshfs(fs):  # three round trips: a far server makes each one count
+        sftp.write_and_rename(fs, temp, final, data)
+        drop_temp_manifests(fs, root, stale)
+        return
+    if not fs.isdir(root):
+        fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
     with fs.open(temp, "wb") as handle:
         handle.write(data)
         _fsync(handle)

@@ -14,12 +14,14 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import s3parts
 from .fsutil import explain, hash_many, make_dirs
 from .plan import Item, Plan
 from ..progress import Progress
 from .stream import send_small, send_with_retries
+from .width import START
 
 # On SFTP, start a verification batch once this many bytes or files have arrived.
 VERIFY_BATCH = 16 << 20
@@ -38,10 +40,11 @@ SMALL_BATCH_BYTES = 16 << 20
 
 
 class ByteBudget:
-    """Admits a send while fewer than two run or the bytes in flight stay under the budget."""
+    """Admits a send while fewer than two run or the bytes in flight stay under the budget; `scale`
+    (read as sends wait) multiplies it: a copy as wide as a far link needs more files in flight."""
 
-    def __init__(self, budget: int):
-        self._budget, self._bytes, self._count = budget, 0, 0
+    def __init__(self, budget: int, scale: Callable[[], int] = lambda: 1):
+        self._budget, self._scale, self._bytes, self._count = budget, scale, 0, 0
         self._cond = threading.Condition()
 
     def run(self, size: int, fn, *args, **kwargs):
@@ -50,7 +53,8 @@ class ByteBudget:
         Two sends are always let in, so one file bigger than the budget still goes.
         """
         with self._cond:
-            self._cond.wait_for(lambda: self._count < 2 or self._bytes + size <= self._budget)
+            while not (self._count < 2 or self._bytes + size <= self._budget * self._scale()):
+                self._cond.wait(0.25)  # a send ends, or the width (the scale) grew
             self._bytes += size
             self._count += 1
         try:
@@ -71,6 +75,30 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)  # rel -> why
 
 
+def _widening(plan: Plan) -> Callable[[], int]:
+    """How many times the copy's width has doubled from its start (1 on a near link, where it does not
+    grow): each doubling lets as many more bytes be in flight. A file holds its bytes of the budget
+    until the server confirmed its last piece, seconds after it was sent on a far link; with the
+    near link's budget the files in flight end together and the link idles while the next ones open
+    (border x 0.25: 0.65 of the link's cap; twice the files in flight, 0.75)."""
+    pools = [side.streams for side in (plan.dest, plan.src) if side.sftp]
+    if not pools:
+        return lambda: 1
+    width = pools[0].width
+    return lambda: max(1, width.target // START)
+
+
+def start_connections(plan: Plan, items: list[Item]) -> None:
+    """Open, without waiting, what sending `items` will use on SFTP servers: the server process that
+    writes and verifies, and the connections big files go over (several: see `width.py`). Called
+    again, it opens nothing twice."""
+    if plan.dest.sftp and items:
+        plan.dest.worker.start_soon()
+    for side in (plan.src, plan.dest):
+        if side.sftp and any(item.size > SMALL_MAX for item in items):
+            side.streams.start_soon()
+
+
 def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, workers: int, retries: int,
              backoff: float) -> Outcome:
     """Send `items`, verify each as stored, and resend the ones that do not match, up to `retries` rounds.
@@ -79,11 +107,7 @@ def send_all(plan: Plan, items: list[Item], bar: Progress, *, chunk: int, worker
     """
     outcome = Outcome()
     pending = list(items)
-    if plan.dest.sftp:  # their start-up overlaps the first sends
-        plan.dest.worker.start_soon()
-    for side in (plan.src, plan.dest):  # big files go to or come from an SFTP server over several connections
-        if side.sftp and any(item.size > SMALL_MAX for item in items):
-            side.streams.start_soon()
+    start_connections(plan, items)
     try:
         make_dirs(plan.dest, plan.parents(items))
     except OSError as exc:
@@ -112,7 +136,7 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
     mismatched: list[tuple[Item, str]] = []
     batch: list[Item] = []
     batch_bytes = 0
-    budget = ByteBudget(IN_FLIGHT_BYTES_OBJECT_STORE if plan.dest.object_store else IN_FLIGHT_BYTES)
+    budget = ByteBudget(IN_FLIGHT_BYTES_OBJECT_STORE if plan.dest.object_store else IN_FLIGHT_BYTES, _widening(plan))
     options = {"chunk": chunk, "retries": retries, "backoff": backoff, "on_bytes": bar.update}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
         sends: set[Future] = set()

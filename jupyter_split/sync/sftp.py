@@ -1,7 +1,7 @@
 """What the engine does on an SFTP server itself rather than through sshfs's sync API.
 
 Between two countries a round trip takes 50 to 200 ms, so every one counts:
-- Big files are written each on an SFTP session of the copy's own. SSH gives a
+- Big files are written on SFTP sessions of the copy's own (`sftp_files.py`). SSH gives a
   session a flow-control window (OpenSSH's is 2 MB), and a session carries at most a
   window per round trip: 33 MB/s at 60 ms however fast the link (rsync over ssh has
   the same ceiling). sshfs opens every file on its least busy session but counts it
@@ -16,175 +16,14 @@ Between two countries a round trip takes 50 to 200 ms, so every one counts:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import errno
 import posixpath
-import threading
 from typing import Any
 
 from fsspec.asyn import sync
 
 from . import sftp_errors
-
-SESSIONS = 4
-# A session that takes longer than this to open (a border-flaky stall is 5 s) is on a dead connection.
-SESSION_OPEN = 30.0
-
-
-class SftpStreams:
-    """Up to SESSIONS SFTP sessions of a copy's own on `fs`'s connection (an sshfs filesystem)."""
-
-    def __init__(self, fs: Any):
-        self._fs = fs
-        self._users: dict[Any, int] = {}  # session -> files open on it
-        self._starting: list[concurrent.futures.Future] = []
-        self._refused = False
-        self._lock = threading.Lock()
-        self.broken = False  # a write or a session start found the connection gone
-        self.in_flight = 0  # pieces on their way on this connection (`width.Connections.turns` guards it)
-
-    def open(self, path: str, offset: int = 0, *, read: bool = False) -> "SftpFile | None":
-        """`path` open on the least busy session, a new one while any is shared: to read with
-        `read`, else to write from `offset` (0: a new file); None when the server allows no
-        session of our own (sshd's MaxSessions): the caller goes through sshfs instead."""
-        session = self._take()
-        if session is None:
-            return None
-        mode = "rb" if read else "r+b" if offset else "wb"
-        try:
-            handle = sync(self._fs.loop, _open, self._fs, session, path, mode)
-        except BaseException as exc:
-            self._release(session)
-            if isinstance(exc, ConnectionError):
-                self.broken = True
-            raise
-        return SftpFile(self, session, handle, path, writes=not read)
-
-    def start_soon(self) -> None:
-        """Open the sessions now, without waiting: a copy does it as its big files begin."""
-        with self._lock:
-            while len(self._users) + len(self._starting) < SESSIONS and not self._refused:
-                self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
-
-    def close(self) -> None:
-        """Close the copy's sessions, after waiting for the ones still opening; the connection stays."""
-        with self._lock:
-            opening = list(self._starting)
-        concurrent.futures.wait(opening, timeout=SESSION_OPEN)  # without the lock, as in `_take`
-        with self._lock:
-            self._harvest()
-            sessions, self._users = list(self._users), {}
-        for session in sessions:
-            try:
-                self._fs.loop.call_soon_threadsafe(session.exit)
-            except RuntimeError:
-                pass  # the loop is gone already, and the sessions with it
-
-    def _take(self) -> Any:
-        """The least busy session, opening one while all are in use; None when there is none to
-        be had. Raises ConnectionError when a session does not open within SESSION_OPEN seconds."""
-        with self._lock:
-            self._harvest()
-            shared = not self._users or min(self._users.values()) > 0
-            opening: list[concurrent.futures.Future] = []
-            if shared and len(self._users) < SESSIONS and not self._refused:
-                if not self._starting:
-                    self._starting.append(asyncio.run_coroutine_threadsafe(_new_session(self._fs), self._fs.loop))
-                opening = list(self._starting)
-        if opening:
-            # waited for without the lock: a piece's end (on the event loop's thread) may need it
-            done, _ = concurrent.futures.wait(opening, timeout=SESSION_OPEN, return_when=concurrent.futures.FIRST_COMPLETED)
-            if not done:
-                self.broken = True  # an answer that does not come: the connection is gone unnoticed
-        with self._lock:
-            self._harvest()
-            if not self._users:
-                if self.broken:
-                    raise ConnectionError("no SFTP session to be had: the connection is gone")
-                return None
-            session = min(self._users, key=self._users.__getitem__)
-            self._users[session] += 1
-            return session
-
-    def _harvest(self) -> None:
-        # sessions that finished opening join the pool; a refusal is the server's limit on
-        # sessions (sshd's MaxSessions): share the ones there are
-        import asyncssh
-
-        for starting in [f for f in self._starting if f.done()]:
-            self._starting.remove(starting)
-            try:
-                self._users[starting.result()] = 0
-            except asyncssh.ChannelOpenError:
-                if self.closed:  # not the server's limit: the link dropped
-                    self.broken = True
-                else:
-                    self._refused = True
-            except (OSError, asyncssh.Error):
-                self.broken = True  # the connection is unusable: the pool opens another
-
-    @property
-    def busy(self) -> int:
-        """Files open on this connection's sessions now."""
-        with self._lock:
-            return sum(self._users.values())
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is gone (a dropped link): its sessions are dead."""
-        is_closed = getattr(getattr(self._fs, "client", None), "is_closed", None)
-        return self.broken or bool(is_closed and is_closed())
-
-    def _release(self, session: Any) -> None:
-        with self._lock:
-            if session in self._users:
-                self._users[session] -= 1
-
-
-class SftpFile:
-    """A file open on one session, read or written a piece at a time at any offset
-    (`ranges.Ranged` deals a file's pieces over the files of several connections)."""
-
-    def __init__(self, streams: SftpStreams, session: Any, handle: Any, path: str, writes: bool):
-        self.streams, self._session, self._handle, self._path = streams, session, handle, path
-        self._fs, self._writes = streams._fs, writes
-        self._closed = False
-
-    def write_at(self, data: bytes, offset: int) -> concurrent.futures.Future:
-        """Send `data` to `offset` of the file; the future ends when the server confirmed it.
-
-        Do not change `data` meanwhile."""
-        call = _call(self._fs, "write", self._path, self._handle.write, data, offset, writes=True)
-        return asyncio.run_coroutine_threadsafe(call, self._fs.loop)
-
-    def read_at(self, size: int, offset: int) -> concurrent.futures.Future:
-        """The future of up to `size` bytes from `offset` (fewer at the end of the file)."""
-        call = _call(self._fs, "read", self._path, self._handle.read, size, offset)
-        return asyncio.run_coroutine_threadsafe(call, self._fs.loop)
-
-    def close_soon(self) -> concurrent.futures.Future:
-        """Close the file once its pieces ended; the future fails with a failure the server
-        reports only at the close (a full disk)."""
-        done: concurrent.futures.Future = concurrent.futures.Future()
-        if self._closed:
-            done.set_result(None)
-            return done
-        self._closed = True
-        # the session is free for other files now, not when the close is answered: that answer
-        # comes on the event loop's thread, which must never wait for the pool's lock (a thread
-        # holding it may be waiting on the loop for a session to open)
-        self.streams._release(self._session)
-        op = "write (close)" if self._writes else "read (close)"
-        try:
-            return asyncio.run_coroutine_threadsafe(
-                _call(self._fs, op, self._path, self._handle.close, writes=self._writes), self._fs.loop)
-        except RuntimeError as exc:  # the loop is gone, and the session with it
-            done.set_exception(ConnectionError(f"{self._path}: the connection is gone ({exc})"))
-            return done
-
-    def close(self) -> None:
-        """`close_soon`, waited for; its failure raised."""
-        self.close_soon().result()
+from .sftp_errors import call
 
 
 def is_sshfs(fs: Any) -> bool:
@@ -218,7 +57,7 @@ async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
             path = posixpath.dirname(path)
         chain.update(dict.fromkeys(reversed(parts or [folder])))
     async with fs._pool.get() as channel:
-        results = await asyncio.gather(*(_call(fs, "create the folder", path, channel.mkdir, path) for path in chain),
+        results = await asyncio.gather(*(call(fs, "create the folder", path, channel.mkdir, path) for path in chain),
                                        return_exceptions=True)
     for result in results:
         if isinstance(result, PermissionError):
@@ -231,7 +70,7 @@ async def _make_dirs(fs: Any, folders: list[str], base: str) -> None:
 async def read_file(fs: Any, path: str) -> bytes:
     """A whole file, on one of sshfs's pooled sessions (many at once pipeline there)."""
     async with fs._pool.get() as channel:
-        return await _call(fs, "read", path, _read_whole, channel, path)
+        return await call(fs, "read", path, _read_whole, channel, path)
 
 
 async def write_file(fs: Any, path: str, data: bytes) -> None:
@@ -241,12 +80,51 @@ async def write_file(fs: Any, path: str, data: bytes) -> None:
     nearly tripled the time for small files; a copy creates every folder once.
     """
     async with fs._pool.get() as channel:
-        await _call(fs, "write", path, _write_whole, channel, path, data, writes=True)
+        await call(fs, "write", path, _write_whole, channel, path, data, writes=True)
 
 
 def rename_all(fs: Any, moves: list[tuple[str, str]]) -> None:
     """Rename each (old, new), replacing `new` atomically (posix-rename), all at once."""
     sync(fs.loop, _gather, [fs._mv(old, new) for old, new in moves])
+
+
+def write_and_rename(fs: Any, temp: str, final: str, data: bytes) -> None:
+    """Write `data` to `temp` and rename it over `final` in three round trips, not six: the open, then
+    the write, fsync (where the server has it) and close sent together (a session answers in order),
+    then the rename once all succeeded (a torn temp file is removed, never renamed). Makes the folder."""
+    sync(fs.loop, _write_and_rename, fs, temp, final, data)
+
+
+async def _write_and_rename(fs: Any, temp: str, final: str, data: bytes) -> None:
+    import asyncssh
+
+    async with fs._pool.get() as channel:
+        # block_size 0: the write is one request, sent as its task starts, so the three go in order
+        whole = 0 if len(data) <= channel.limits.max_write_len else -1
+        open_temp = lambda: call(fs, "open (wb)", temp, channel.open, temp, "wb", block_size=whole, writes=True)  # noqa: E731
+        try:
+            handle = await open_temp()
+        except FileNotFoundError:
+            await fs._makedirs(posixpath.dirname(temp), exist_ok=True)
+            handle = await open_temp()
+        try:
+            if whole:  # more than one request's worth: written first, in pieces
+                await call(fs, "write", temp, handle.write, data, writes=True)
+                data = b""
+            written, synced, closed = await asyncio.gather(
+                call(fs, "write", temp, handle.write, data, writes=True), handle.fsync(),
+                call(fs, "write (close)", temp, handle.close, writes=True), return_exceptions=True)
+            for result in (written, closed, synced):
+                if isinstance(result, asyncssh.SFTPOpUnsupported):
+                    continue  # no fsync on this server: the rename alone is what there is
+                if isinstance(result, asyncssh.SFTPError):
+                    raise await sftp_errors.explain(fs, result, "write (fsync)", temp, writes=True) from result
+                if isinstance(result, BaseException):
+                    raise result
+            await call(fs, "rename", temp, fs._mv, temp, final, writes=True)
+        except BaseException:
+            await asyncio.gather(channel.remove(temp), return_exceptions=True)
+            raise
 
 
 async def _find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
@@ -275,12 +153,12 @@ async def _make_dir(fs: Any, path: str) -> None:
     # mkdir first: a new folder whose parent exists costs one round trip
     async with fs._pool.get() as channel:
         try:
-            await _call(fs, "create the folder", path, channel.mkdir, path)
+            await call(fs, "create the folder", path, channel.mkdir, path)
             return
         except FileNotFoundError:
             pass  # its parent is missing too
         except OSError:
-            if await _call(fs, "stat", path, channel.isdir, path):  # it was there already
+            if await call(fs, "stat", path, channel.isdir, path):  # it was there already
                 return
             raise
     parent = posixpath.dirname(path)
@@ -309,7 +187,7 @@ async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
                 folder = posixpath.dirname(folder)
         deepest_first = sorted(folders, key=lambda f: f.count("/"), reverse=True)
         async with fs._pool.get() as channel:  # in order on one session: one round trip
-            results = await asyncio.gather(*(_call(fs, "remove the folder", f, channel.rmdir, f) for f in deepest_first),
+            results = await asyncio.gather(*(call(fs, "remove the folder", f, channel.rmdir, f) for f in deepest_first),
                                            return_exceptions=True)
         if not any(isinstance(result, BaseException) for result in results):
             return
@@ -325,30 +203,22 @@ async def _remove_tree(fs: Any, root: str, empty: list[str] | None) -> None:
 
 async def _rmdir(fs: Any, path: str) -> None:
     async with fs._pool.get() as channel:
-        await _call(fs, "remove the folder", path, channel.rmdir, path)
+        await call(fs, "remove the folder", path, channel.rmdir, path)
 
 
 async def _gather(calls: list[Any], limit: int = 256) -> list[Any]:
     """Every call's result, at most `limit` at a time; the first failure raised after all end."""
     gate = asyncio.Semaphore(limit)
 
-    async def one(call: Any) -> Any:
+    async def one(pending: Any) -> Any:
         async with gate:
-            return await call
+            return await pending
 
-    results = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
+    results = await asyncio.gather(*(one(pending) for pending in calls), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
     return results
-
-
-async def _new_session(fs: Any) -> Any:
-    return await fs.client.start_sftp_client()
-
-
-async def _open(fs: Any, session: Any, path: str, mode: str) -> Any:
-    return await _call(fs, f"open ({mode})", path, session.open, path, mode, block_size=-1, max_requests=-1)
 
 
 async def _read_whole(channel: Any, path: str) -> bytes:
@@ -359,15 +229,3 @@ async def _read_whole(channel: Any, path: str) -> bytes:
 async def _write_whole(channel: Any, path: str, data: bytes) -> None:
     async with channel.open(path, "wb") as handle:
         await handle.write(data)
-
-
-async def _call(fs: Any, op: str, path: str, fn: Any, *args: Any, writes: bool = False, **kwargs: Any) -> Any:
-    """`fn(*args, **kwargs)`, its SFTP errors raised as OSErrors that say `op`, `path`, the server and the fix,
-    of the types the engine tells apart (permanent or worth a retry); see `sftp_errors.explain`."""
-    # asyncssh is imported here, not at the top: a runner on a site may have no `ssh` extra
-    import asyncssh
-
-    try:
-        return await fn(*args, **kwargs)
-    except asyncssh.SFTPError as exc:
-        raise await sftp_errors.explain(fs, exc, op, path, writes=writes) from exc

@@ -104,3 +104,15 @@ async def _disk_state(fs: Any, path: str) -> tuple[str, int]:
     if attrs.flags & _ST_RDONLY:
         return "read-only", free
     return ("full" if free < FULL_BELOW or (attrs.files and not attrs.favail) else ""), free
+
+
+async def call(fs: Any, op: str, path: str, fn: Any, *args: Any, writes: bool = False, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, its SFTP errors raised as OSErrors that say `op`, `path`, the server and the fix,
+    of the types the engine tells apart (permanent or worth a retry); see `explain`."""
+    # asyncssh is imported here, not at the top: a runner on a site may have no `ssh` extra
+    import asyncssh
+
+    try:
+        return await fn(*args, **kwargs)
+    except asyncssh.SFTPError as exc:
+        raise await explain(fs, exc, op, path, writes=writes) from exc

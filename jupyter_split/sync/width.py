@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable
 
 from ..config import MAX_CONNECTIONS  # noqa: F401  (the default cap: `[sync] max_connections`)
-from .sftp import SftpFile, SftpStreams
+from .sftp_files import SftpFile, SftpStreams
 
 START = 8
 STEP = 1.0            # seconds of sending between two readings of the throughput
@@ -35,12 +35,14 @@ STALL = 0.1           # two readings under this share of the best the width carr
 # A chunk goes out in pieces of PIECE bytes, each to the lane (connection) with the fewest in
 # flight: pieces, not whole chunks, so a few big files still spread over every flow, and a
 # connection never queues more than CONNECTION_PENDING pieces (more would sit on one flow
-# while others idle or open). A file has at most FILE_PENDING pieces in flight, so a killed
+# while others idle or open, and hold up the end of each file: 4 gave 0.65 of border x 0.25's
+# cap where 2, with more files in flight, gave 0.75; 2 MiB is over a border flow's 0.6 MB of
+# bytes in flight, and a link whose flows carry more makes the width grow instead). A file has at most FILE_PENDING pieces in flight, so a killed
 # copy's `.part` may have holes in its last RANGED_SLACK bytes only: a part of a file of
 # RANGED_MIN bytes or more resumes that far back (plan.py); a smaller part is trusted by its
 # size, and a hole there fails the file's sha256, which sends it again whole.
 PIECE = 1 << 20
-CONNECTION_PENDING = 4
+CONNECTION_PENDING = 2
 FILE_PENDING = 32
 RANGED_SLACK = FILE_PENDING * PIECE
 RANGED_MIN = 4 * RANGED_SLACK
@@ -122,6 +124,7 @@ class Connections:
         # a doubling opens its connections at once (each takes round trips), fewer than sshd's
         # MaxStartups (10) lets in before they log in
         self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=OPENING)
+        self._lane_opener = concurrent.futures.ThreadPoolExecutor(max_workers=OPENING)  # a file's lanes, at once
         self._lock = threading.Lock()
         self.turns = threading.Condition()  # a piece ended: a writer waiting for room may go
         # no lock: the width asks while it holds its own, and a harvest calls the width under ours
@@ -134,6 +137,29 @@ class Connections:
         connection not in `avoid`; None when no session is to be had (the caller goes through sshfs)."""
         streams = self._least_busy(avoid)
         return streams.open(path, offset, read=read) if streams is not None else None
+
+    def open_many(self, path: str, offset: int, avoid: tuple[SftpStreams, ...], count: int, *,
+                  read: bool = False) -> list[SftpFile]:
+        """`path` open (as `open`) on up to `count` live connections outside `avoid`, the least busy
+        first, all at once: one round trip, not one per connection. Connections that fail are left out
+        (marked broken); the first failure is raised only when none opened."""
+        with self._lock:
+            self._harvest()
+            self._grow()
+            choices = sorted((s for s in self._streams if s not in avoid and not s.closed), key=lambda s: s.busy)
+        opens = [self._lane_opener.submit(s.open, path, offset, read=read) for s in choices[:count]]
+        files, failure = [], None
+        for opening in opens:
+            try:
+                found = opening.result()
+            except Exception as exc:  # noqa: BLE001  (raised below if nothing opened)
+                failure = failure or exc
+                continue
+            if found is not None:
+                files.append(found)
+        if failure is not None and not files:
+            raise failure
+        return files
 
     def ended(self, streams: SftpStreams, done: concurrent.futures.Future, size: int) -> None:
         """A piece of `size` bytes on `streams` ended (moved or failed): the width counts it, and
@@ -152,13 +178,6 @@ class Connections:
         self._streams[0].start_soon()
         with self._lock:
             self._grow()
-
-    def ready(self, avoid: tuple[SftpStreams, ...]) -> bool:
-        """Whether a live connection outside `avoid` is open now (growing toward the width if not)."""
-        with self._lock:
-            self._harvest()
-            self._grow()
-            return any(s not in avoid and not s.closed for s in self._streams)
 
     def revive(self, fs: Any) -> None:
         """After a dropped link: forget the dead connections, the location's new one first."""
@@ -192,6 +211,7 @@ class Connections:
             self._harvest()
             streams, self._streams = self._streams, []
         self._opener.shutdown(wait=True)
+        self._lane_opener.shutdown(wait=True)
         for i, s in enumerate(streams):
             s.close()
             if i and not s.closed:

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import fsspec
@@ -100,6 +101,29 @@ def test_resync_skips_unchanged_and_catches_a_same_size_change(tmp_path):
     assert (src / "model/shard-1.bin").stat().st_size == before
     changed = sync.copy(str(src), str(dest), progress=False)
     assert changed.files_sent == 1 and changed.bytes_sent == FILES["model/shard-1.bin"]
+    assert tree_hashes(dest) == tree_hashes(src)
+
+
+def test_a_plain_folder_resync_reads_no_file_unchanged_since_it_was_hashed(tmp_path, monkeypatch):
+    """As git's index: a source file whose stat is the one recorded with its hash is not read again."""
+    from jupyter_split.sync import fsutil
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    make_tree(src, FILES)
+    old = time.time() - 60  # out of the racy window: hashes are recorded
+    for path in src.rglob("*"):
+        os.utime(path, (old, old))
+    sync.copy(str(src), str(dest), progress=False)
+    sync.copy(str(src), str(dest), progress=False)  # hashes the sources it skips, and records them
+    read: list[str] = []
+    real = fsutil.local_sha256
+    monkeypatch.setattr(fsutil, "local_sha256",  # the sources it reads (a file sent is read back at its destination)
+                        lambda path, st=None: path.startswith(str(src)) and read.append(path) or real(path, st))
+    again = sync.copy(str(src), str(dest), progress=False)
+    assert (again.files_sent, again.files_skipped) == (0, len(FILES)) and read == []
+    flip_byte(src / "model/shard-1.bin")  # a same-size change: its stat changed, so it is read and sent
+    changed = sync.copy(str(src), str(dest), progress=False)
+    assert changed.files_sent == 1 and read == [str(src / "model/shard-1.bin")]
     assert tree_hashes(dest) == tree_hashes(src)
 
 

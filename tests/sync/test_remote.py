@@ -127,6 +127,29 @@ def test_local_to_sftp_resumes_a_part_and_repairs_with_remote_hash(tmp_path, ssh
     assert report.files_sent == 1 and tree_hashes(dest) == hashes
 
 
+def test_a_fresh_copy_with_big_files_removes_its_staging_without_listing_it(tmp_path, sshd, monkeypatch):
+    """The `.part`s of big files leave their folders empty in staging: the commit removes them as
+    it knows them, in one round trip, not by listing the tree (four round trips a folder over SFTP)."""
+    src, dest = tmp_path / "src", tmp_path / "sftp-dest"
+    hashes = make_tree(src, {**FILES, "w/deep/big.bin": 17 << 20})
+    listed: list[str] = []
+    levels, drop, dropping = sftp._levels, engine._drop_staging, []
+
+    async def counted(fs, root):
+        if dropping:
+            listed.append(root)
+        return await levels(fs, root)
+
+    def watched(dest, folders=None):
+        dropping.append(True)
+        drop(dest, folders)
+    monkeypatch.setattr(sftp, "_levels", counted)
+    monkeypatch.setattr(engine, "_drop_staging", watched)
+    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
+    assert tree_hashes(dest) == hashes and not (dest / STAGING_NAME).exists()
+    assert dropping and listed == [], f"the staging tree was listed to remove it: {listed}"
+
+
 def test_s3_to_sftp_streams_between_two_remote_backends(tmp_path, s3, sshd):
     make_tree(tmp_path / "src", FILES)
     s3.make_bucket("to-sftp")

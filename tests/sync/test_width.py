@@ -86,13 +86,13 @@ def fast_linked(sshd, tmp_path, monkeypatch):
 def count_lanes(monkeypatch) -> list[int]:
     """How many lanes (connections) each ranged file had, every time one might have joined."""
     lanes: list[int] = []
-    opened = ranges.Ranged._add_lane
+    opened = ranges.Ranged._add_lanes
 
     def add_lane(self):
         opened(self)
         lanes.append(len(self._lanes))
 
-    monkeypatch.setattr(ranges.Ranged, "_add_lane", add_lane)
+    monkeypatch.setattr(ranges.Ranged, "_add_lanes", add_lane)
     return lanes
 
 
