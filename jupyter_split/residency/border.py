@@ -95,7 +95,7 @@ def judge(source: Source, files: Sequence[SourceFile], config: Config, index: Re
     prints = None
     if scanner is not None:
         prints = MemberPrints(scanner, index.sizes())
-        _scan(source, files, prints, verdict, home)
+        _scan(source, [item for item in files if item.sent], prints, verdict, home)
     _fingerprints(source, judged, index, verdict, home)
     for where, size, digest in prints.members if prints else ():
         match = index.same_content(size, digest)

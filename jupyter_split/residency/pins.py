@@ -95,6 +95,9 @@ class SourceFile:
     pin: Pin | None = None
     data: bytes | None = None  # a small local file's bytes as the scan read them, for the copy to send
     linked: bool | None = None  # its path passes through a symlink (None: not known, so it may)
+    # its bytes cross in this copy; a file the destination holds already (a re-sync skips it) is
+    # judged by its labels and its fingerprint, and not scanned again: nothing of it goes now
+    sent: bool = True
 
 
 @dataclass

@@ -141,7 +141,8 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     config = config or load_config()
     linked = plan.src.linked  # known for a listed local folder: which files a symlink leads to
     files = [SourceFile(item.rel if item.src_path != plan.src.root else "", item.src_path, item.size,
-                        linked=None if linked is None or item.src_path == plan.src.root else item.rel in linked)
+                        linked=None if linked is None or item.src_path == plan.src.root else item.rel in linked,
+                        sent=item.action is Action.SEND)
              for item in plan.items]
     src = plan.src
     sizes = {item.src_path: item.size for item in plan.items}  # a big S3 object is read in ranges

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from fsspec.asyn import sync
 
 from ..errors import SplitError
-from . import ranges, s3parts, sftp, width
+from . import ranges, s3parts, s3read, sftp, width
 from .fsutil import is_permanent, move_all, open_read
 from .manifest import is_local
 from .plan import Item, Plan
@@ -121,8 +121,12 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
             return [got[item.src_path] if item.src_path in got else OSError(f"{item.src_path}: not sent by the server process")
                     for item in items]
     if src.fs.async_impl:
+        # one GET a file: s3fs asks an object's size first (a HEAD) where it may split the read
+        options = {"max_concurrency": 1} if s3read.supports(src.fs) else {}
+
         async def gather() -> list[Any]:
-            reads = (sftp.read_file(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path) for item in items)
+            reads = (sftp.read_file(src.fs, item.src_path) if src.sftp else src.fs._cat_file(item.src_path, **options)
+                     for item in items)
             return await asyncio.gather(*reads, return_exceptions=True)
 
         return sync(src.fs.loop, gather)

@@ -53,6 +53,25 @@ def test_a_clean_folder_goes_abroad_with_the_scan_on(home: Path):
     assert sync.push(str(out), "sg:metrics", progress=False).files_sent == 1
 
 
+def test_a_resync_abroad_scans_only_the_files_it_sends(home: Path, monkeypatch):
+    """A file the destination holds already (skipped) sends nothing now: it is not read for a scan again."""
+    from jupyter_split.residency import border
+
+    out = home / "out"
+    out.mkdir()
+    for i in range(4):
+        (out / f"part-{i}.csv").write_text("step,loss\n" + "".join(f"{j},{1 / (j + 1)}\n" for j in range(200)))
+    assert sync.push(str(out), "sg:parts", progress=False).files_sent == 4
+    scanned: list[str] = []
+    real = border._scan
+    monkeypatch.setattr(border, "_scan", lambda source, files, *rest: scanned.extend(f.rel for f in files)
+                        or real(source, files, *rest))
+    (out / "part-2.csv").write_text(f"step,contact\n1,{MOBILE}\n")  # changed: sent, so scanned, so refused
+    with pytest.raises(policy.ResidencyError, match="part-2.csv: the content scan found a mainland China mobile"):
+        sync.push(str(out), "sg:parts", progress=False)
+    assert scanned == ["part-2.csv"]
+
+
 @pytest.mark.slow
 def test_in_variables_holding_personal_data_are_refused_by_name(home: Path, kernel):
     kernel.ok(f"notes = 'call {MOBILE} about the order'\nclean = list(range(10))\n"
