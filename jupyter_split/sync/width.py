@@ -214,8 +214,11 @@ class Connections:
         self._lane_opener.shutdown(wait=True)
         for i, s in enumerate(streams):
             s.close()
-            if i and not s.closed:
-                s._fs.client.close()  # our own connections; the location's stays in fsspec's cache
+            if i and not s.closed:  # our own connections; the location's stays in fsspec's cache
+                try:  # on its event loop's thread, after the sessions' exits: asyncssh is not thread-safe
+                    s._fs.loop.call_soon_threadsafe(s._fs.client.close)
+                except RuntimeError:
+                    pass  # the loop is gone already, and the connection with it
 
     @property
     def live(self) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -148,6 +149,33 @@ def test_a_fresh_copy_with_big_files_removes_its_staging_without_listing_it(tmp_
     sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
     assert tree_hashes(dest) == hashes and not (dest / STAGING_NAME).exists()
     assert dropping and listed == [], f"the staging tree was listed to remove it: {listed}"
+
+
+def test_a_copys_own_connections_are_closed_on_their_event_loop(tmp_path, sshd, monkeypatch):
+    """asyncssh is not thread-safe: a connection closed from the copy's thread while its loop sent the
+    sessions' exits once broke a transport mid-write (`'NoneType' object has no attribute 'get_debug'`)."""
+    import asyncio
+
+    import asyncssh
+
+    closes: list[bool] = []
+    real = asyncssh.SSHClientConnection.close
+
+    def close(self):
+        try:
+            asyncio.get_running_loop()
+            closes.append(True)
+        except RuntimeError:
+            closes.append(False)  # called off any event loop
+        return real(self)
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "close", close)
+    src = tmp_path / "src"
+    make_tree(src, {"big.bin": 20 << 20})  # a big file: the copy opens connections of its own
+    sync.copy(str(src), sftp_url(sshd, tmp_path / "dest"), dest_options=sftp_options(sshd), progress=False)
+    deadline = time.monotonic() + 10  # the closes are sent to the loop: they run just after
+    while not closes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert closes and all(closes), closes
 
 
 def test_s3_to_sftp_streams_between_two_remote_backends(tmp_path, s3, sshd):
