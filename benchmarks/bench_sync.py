@@ -45,7 +45,12 @@ def write_shards(root: Path, total_mb: int, shards: int = 20) -> None:
     rng = random.Random(1)
     root.mkdir(parents=True)
     for i in range(shards):
-        (root / f"model-{i:05d}-of-{shards:05d}.safetensors").write_bytes(rng.randbytes(total_mb * MB // shards))
+        with open(root / f"model-{i:05d}-of-{shards:05d}.safetensors", "wb") as f:
+            left = total_mb * MB // shards
+            while left:  # in pieces: one random int of a 2 GB shard's bits is more than Python makes
+                piece = min(left, 64 * MB)
+                f.write(rng.randbytes(piece))
+                left -= piece
 
 
 def write_small_tree(root: Path, count: int) -> None:
