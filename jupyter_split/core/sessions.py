@@ -91,7 +91,7 @@ async def _restart(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     with _starting_lock:
         _starting[site.name] = time.time()
     try:
-        # `Split._session` is the one place a session starts: the same one the next cell would get
+        # `open_session` is the one place a session starts: the same one the next cell would get
         await open_session(split, split.executor(site))
     finally:
         with _starting_lock:
@@ -295,16 +295,16 @@ async def submit(split: "Split", ex: Executor, handle: dict[str, Any], run_dir: 
     """Send the cell (and its --in data, when it goes over the socket) to the session; returns the
     session's handle and the cell's records, coming on the same channel. A session that went away
     since it was last seen is asked again (or another started), and the cell sent to it once more."""
-    for last_try in (False, True):
-        try:
-            if payload is not None:
-                await channel.put(ex, handle["sock"], run_dir, payload)
-            return handle, await channel.execute(ex, handle["sock"], run_dir, request)
-        except ExecutorError:
-            raise
-        except OSError:
-            if last_try:
-                raise
-            split._sessions.pop(ex.site.name, None)
-            handle = await open_session(split, ex)
-    raise AssertionError("unreachable")
+    async def send() -> Any:
+        if payload is not None:
+            await channel.put(ex, handle["sock"], run_dir, payload)
+        return await channel.execute(ex, handle["sock"], run_dir, request)
+
+    try:
+        return handle, await send()
+    except ExecutorError:
+        raise
+    except OSError:  # gone since it was last seen: ask again (or start another), then send once more
+        split._sessions.pop(ex.site.name, None)
+        handle = await open_session(split, ex)
+    return handle, await send()

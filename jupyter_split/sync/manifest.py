@@ -187,8 +187,12 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
     temp = posixpath.join(root.rstrip("/"), f".{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
     if sftp.is_sshfs(fs):  # three round trips: a far server makes each one count
         sftp.write_and_rename(fs, temp, final, data)
-        drop_temp_manifests(fs, root, stale)
-        return
+    else:
+        _write_and_replace(fs, root, temp, final, data)
+    drop_temp_manifests(fs, root, stale)
+
+
+def _write_and_replace(fs: Any, root: str, temp: str, final: str, data: bytes) -> None:
     if not fs.isdir(root):
         fs.makedirs(root.rstrip("/") or "/", exist_ok=True)
     with fs.open(temp, "wb") as handle:
@@ -199,7 +203,6 @@ def publish(fs: Any, root: str, manifest: Manifest, stale: list[str] | None = No
     except BaseException:
         _remove_quietly(fs, temp)
         raise
-    drop_temp_manifests(fs, root, stale)
 
 
 class PublishConflict(FileExistsError):

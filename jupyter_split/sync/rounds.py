@@ -76,8 +76,8 @@ class Outcome:
 
 
 def _widening(plan: Plan) -> Callable[[], int]:
-    """How many times the copy's width has doubled from its start (1 on a near link, where it does not
-    grow): each doubling lets as many more bytes be in flight. A file holds its bytes of the budget
+    """The copy's width over the width it started at (1 on a near link, where it does not grow): the
+    in-flight budget grows with it. A file holds its bytes of the budget
     until the server confirmed its last piece, seconds after it was sent on a far link; with the
     near link's budget the files in flight end together and the link idles while the next ones open
     (border x 0.25: 0.65 of the link's cap; twice the files in flight, 0.75)."""
