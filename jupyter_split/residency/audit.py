@@ -1,10 +1,11 @@
 """The audit log and the declassification register: append-only JSONL files.
 
 Each record is one `write(2)` of one whole line to a file opened with O_APPEND, under
-an exclusive lock, so concurrent writers never interleave and a killed process leaves
-its line whole or absent. A crash of the machine itself can still tear the last line; the next
-writer then starts on a fresh line and readers skip the torn one, so no record is
-ever merged with another. Records hold who, what, where and why: never the data.
+an exclusive lock, so concurrent writers never interleave. A writer killed mid-write (Linux
+stops a write to a file between two pages on SIGKILL) or a crash of the machine can still
+tear the last line: readers skip a torn line, and the next writer cuts it off before it writes
+(under the lock, so its writer is gone), so no record is ever merged with another and the log
+is whole lines again. Records hold who, what, where and why: never the data.
 """
 from __future__ import annotations
 
@@ -51,9 +52,7 @@ def append_record(path: Path, record: dict[str, Any], sync: bool = True) -> None
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # so the torn-tail check below never sees another writer mid-write
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # a torn tail from a crash: never glue a record onto it
+        line = _mend_tail(fd) + line
         written = os.write(fd, line)
         if written != len(line):
             raise OSError(f"{path}: only {written} of {len(line)} bytes of an audit record were written (disk full?)")
@@ -61,6 +60,34 @@ def append_record(path: Path, record: dict[str, Any], sync: bool = True) -> None
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+TAIL_WINDOW = 1 << 16  # a record is a few hundred bytes: a tail longer than this is left, on a line of its own
+
+
+def _mend_tail(fd: int) -> bytes:
+    """Make the log end on a whole line before a record is appended; what to write first.
+
+    A torn last line (its writer killed, or the machine crashed) is cut off: it is no record, and
+    whole lines are what the log promises. A last record that lacks only its newline gets it.
+    """
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return b""
+    start = max(0, size - TAIL_WINDOW)
+    window = os.pread(fd, size - start, start)
+    cut = window.rfind(b"\n")
+    if cut < 0 and start > 0:
+        return b"\n"  # a tail longer than any record: kept, never glued to the next one
+    tail = window[cut + 1:]
+    try:
+        whole = isinstance(json.loads(tail), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        whole = False
+    if whole:
+        return b"\n"
+    os.ftruncate(fd, start + cut + 1)
+    return b""
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:

@@ -96,9 +96,9 @@ def count_lanes(monkeypatch) -> list[int]:
     return lanes
 
 
-def cut_mid_copy(linked: Linked, part: Path, after: int, copy: Callable[[], Any]) -> tuple[Any, int]:
-    """Run `copy` and cut the link once `part` holds more than `after` bytes; the copy's report
-    (it must finish by itself) and the part's size at the cut."""
+def cut_mid_copy(linked: Linked, part: Path, ready: Callable[[], bool], copy: Callable[[], Any]) -> tuple[Any, int]:
+    """Run `copy` and cut the link once `ready()`; the copy's report (it must finish by itself)
+    and the size of `part` at the cut."""
     done: dict = {}
 
     def run() -> None:
@@ -110,7 +110,7 @@ def cut_mid_copy(linked: Linked, part: Path, after: int, copy: Callable[[], Any]
     thread = threading.Thread(target=run)
     thread.start()
     deadline = time.monotonic() + 20
-    while not (part.exists() and part.stat().st_size > after) and time.monotonic() < deadline:
+    while not ready() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert part.exists(), "the big file never started"
     arrived = part.stat().st_size
@@ -118,6 +118,11 @@ def cut_mid_copy(linked: Linked, part: Path, after: int, copy: Callable[[], Any]
     thread.join(40)
     assert not thread.is_alive() and "report" in done, str(done.get("error"))
     return done["report"], arrived
+
+
+def holds_more(part: Path, after: int) -> Callable[[], bool]:
+    """Whether `part` holds more than `after` bytes (a range past them may have landed before the ones below)."""
+    return lambda: part.exists() and part.stat().st_size > after
 
 
 def _published(dest: Path, hashes: dict[str, str]) -> None:
@@ -166,7 +171,25 @@ def test_a_cut_mid_copy_reconnects_and_resumes_each_file(tmp_path, fast_linked, 
         return send(plan, item, **kwargs)
 
     monkeypatch.setattr(stream, "send_file", recorded)
-    cut_mid_copy(fast_linked, dest / STAGING_NAME / "files" / "model.bin.part", 12 << 20,
+    writers: list = []
+    open_writer = stream._open_writer
+
+    def kept(dest_, target, offset, chunk):
+        writer = open_writer(dest_, target, offset, chunk)
+        if target.endswith("model.bin.part"):
+            writers.append(writer)
+        return writer
+
+    def confirmed() -> bool:
+        # cut once the server confirmed the file's first MiBs: with every lane's pieces landing at
+        # once, the part's size says only that a range far into the file began
+        try:
+            return bool(writers) and writers[-1].acked >= 4 << 20
+        except RuntimeError:  # its pieces in flight changed while read from this thread: ask again
+            return False
+
+    monkeypatch.setattr(stream, "_open_writer", kept)
+    cut_mid_copy(fast_linked, dest / STAGING_NAME / "files" / "model.bin.part", confirmed,
                  lambda: sync.copy(str(src), fast_linked.url(dest), dest_options=fast_linked.options, chunk_size=CHUNK,
                                    progress=False))
     _published(dest, hashes)
@@ -260,7 +283,8 @@ def test_a_cut_mid_pull_reconnects_and_resumes_from_what_arrived(tmp_path, fast_
 
     monkeypatch.setattr(ranges.RangedReader, "__init__", recorded)
     dest = tmp_path / "dest"
-    report, arrived = cut_mid_copy(fast_linked, dest / STAGING_NAME / "files" / "model.bin.part", 8 << 20,
+    part = dest / STAGING_NAME / "files" / "model.bin.part"
+    report, arrived = cut_mid_copy(fast_linked, part, holds_more(part, 8 << 20),
                                    lambda: sync.copy(fast_linked.url(there), str(dest), fast_linked.options,
                                                      chunk_size=CHUNK, require_published=True, progress=False))
     _published(dest, hashes)
