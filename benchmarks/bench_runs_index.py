@@ -5,7 +5,8 @@
 No other tool keeps this index, so each measure's peer is the same measure on an index of 1,000 runs:
 the ratio is the time at N runs over the time at 1,000 (goal: at most 1.5x at 100,000). Measured:
 `Split.list_runs(limit=20)`; `RunIndex.get` by a run id's random tail (6 hex digits) and by its start
-(all but that tail); GET /jupyter-split/runs (the sidebar's call, limit 50) through a real jupyter_server,
+(all but that tail); the listing filtered by a state, a site and a state, and a notebook last used a
+month ago (the sidebar's filters); GET /jupyter-split/runs (the sidebar's call, limit 50) through a real jupyter_server,
 one per index, over a kept-alive HTTP connection; and, for information, `RunIndex.get` by a part in the
 middle of an id (its `yyyymmdd-hhmmss`: the substring scan, which grows with the index) and the first open of each index file
 (written in the layout of the version before the indexes: the upgrade a user's file goes through).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import random
 import socket
@@ -38,6 +40,7 @@ EXPERIMENTS = ("demo", "sweep", "ablation")
 SITES = ("home", "remote")
 DAYS = 60
 TOKEN = "bench-runs-index"
+OLD_NOTEBOOK = "notebooks/last-month.ipynb"
 
 
 def fill(path: Path, count: int, rng: random.Random) -> list[str]:
@@ -51,8 +54,10 @@ def fill(path: Path, count: int, rng: random.Random) -> list[str]:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(created))
         run_id = f"{EXPERIMENTS[i % len(EXPERIMENTS)]}-{site}-{stamp}-{rng.getrandbits(24):06x}"
         state = "running" if i < count - 1000 and i % 20 == 0 else ("succeeded", "failed", "cancelled")[i % 3]
+        # a notebook of the first half of the days (one run in 50): its page is found at the index's far end
+        notebook = OLD_NOTEBOOK if i < count // 2 and i % 50 == 0 else f"notebooks/sweep-{i % 40}.ipynb"
         rows.append((run_id, site, state, f"/srv/experiment/runs/{run_id}", "detached", created, created + 60, i % 97,
-                     f"epoch {i % 50}: loss {1 / (i + 1):.4f}"))
+                     f"epoch {i % 50}: loss {1 / (i + 1):.4f}", json.dumps({"notebook": notebook})))
         ids.append(run_id)
     RunIndex(path)  # the current layout, taken back below
     db = sqlite3.connect(path)
@@ -62,8 +67,8 @@ def fill(path: Path, count: int, rng: random.Random) -> list[str]:
     if "rev_id" in {c[1] for c in db.execute("PRAGMA table_info(runs)")}:
         db.execute("ALTER TABLE runs DROP COLUMN rev_id")
     db.execute("PRAGMA user_version = 0")
-    db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated, last_seq, last_line) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO runs (run_id, site, state, run_dir, mode, created, updated, last_seq, last_line, handle) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.commit()
     db.close()
     return ids
@@ -175,6 +180,10 @@ def main(argv: list[str]) -> int:
 
             measures[size] = {
                 "list_runs(limit=20)": lambda split=split: split.list_runs(limit=20),
+                # the sidebar's filters: runs still marked running are all older than the newest 1,000
+                "RunIndex.list(state=running, limit=50)": lambda i=index: i.list(state="running"),
+                "RunIndex.list(site, state=running, limit=50)": lambda i=index: i.list("home", state="running"),
+                "RunIndex.list(notebook of last month, limit=50)": lambda i=index: i.list(notebook=OLD_NOTEBOOK),
                 "RunIndex.get by the tail (6 hex)": lambda i=index, t=part["tail"]: lookup(i, t),
                 "RunIndex.get by the start": lambda i=index, t=part["start"]: lookup(i, t),
                 "RunIndex.get by a middle part (info: the scan)": lambda i=index, t=part["middle"]: lookup(i, t),

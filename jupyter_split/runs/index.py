@@ -36,12 +36,20 @@ CREATE TABLE IF NOT EXISTS sessions (
     started REAL NOT NULL
 )""")
 
+#: The notebook a run came from, as the index on it and the listing's filter both spell it (sqlite uses
+#: an index on an expression only for the very same expression); a handle that is not JSON has none.
+_NOTEBOOK = "(CASE WHEN json_valid(handle) THEN json_extract(handle, '$.notebook') END)"
 #: One index per question the faces ask, so that each costs the same at 100 runs and at 100,000: the
-#: newest runs (`list`), a site's newest, the rows in a state (`prune`, active runs), and the ids ending
-#: with a part (`rev_id`: the run id reversed; the primary key serves the ids starting with one).
+#: newest runs (`list`), a site's newest, the newest in a state (the sidebar's filter, `runs --state`),
+#: of a site in a state, of a notebook, the rows in a state by their last change (`prune`, active runs),
+#: and the ids ending with a part (`rev_id`: the run id reversed; the primary key serves the ids
+#: starting with one).
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created)",
     "CREATE INDEX IF NOT EXISTS runs_by_site ON runs (site, created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_state_created ON runs (state, created)",
+    "CREATE INDEX IF NOT EXISTS runs_by_site_state ON runs (site, state, created)",
+    f"CREATE INDEX IF NOT EXISTS runs_by_notebook ON runs ({_NOTEBOOK}, created)",
     "CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, updated)",
     "CREATE INDEX IF NOT EXISTS runs_by_rev_id ON runs (rev_id)",
 )
@@ -54,7 +62,7 @@ _COUNTER = (
       "BEGIN UPDATE changes SET count = count + 1 WHERE id = 0; END" for op in ("INSERT", "UPDATE", "DELETE")),
 )
 #: `PRAGMA user_version` of an index file with every column, index and trigger above; 0 is the first layout.
-_VERSION = 2
+_VERSION = 3
 
 
 class UnknownRun(SplitError, LookupError):
@@ -194,7 +202,7 @@ class RunIndex:
         where: list[str] = []
         args: list[Any] = []
         for clause, value in (("site = ?", site), ("state = ?", state),
-                              ("json_extract(handle, '$.notebook') = ?", notebook)):
+                              (f"{_NOTEBOOK} = ?", notebook)):
             if value:
                 where.append(clause)
                 args.append(value)
@@ -309,7 +317,16 @@ def _range(part: str) -> tuple[str, str] | None:
 def _record(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data.pop("rev_id", None)
-    data["handle"] = json.loads(data["handle"])
-    data["out_vars"] = json.loads(data["out_vars"])
+    # a row edited by hand never hides the others: what cannot be read is empty
+    data["handle"] = _json_or(data["handle"], {})
+    data["out_vars"] = _json_or(data["out_vars"], [])
     data["delivered"] = bool(data["delivered"])
     return RunRecord(**data)
+
+
+def _json_or(text: str, empty: Any) -> Any:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return empty
+    return value if isinstance(value, type(empty)) else empty

@@ -62,12 +62,26 @@ def test_an_index_file_of_an_older_version_gets_the_indexes_when_opened(tmp_path
     index = RunIndex(path)
     db = sqlite3.connect(path)
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")}
-    assert {"runs_by_created", "runs_by_site", "runs_by_state", "runs_by_rev_id"} <= names
+    assert {"runs_by_created", "runs_by_site", "runs_by_state", "runs_by_rev_id", "runs_by_state_created",
+            "runs_by_site_state", "runs_by_notebook"} <= names
     assert db.execute("SELECT count(*) FROM runs WHERE rev_id IS NULL").fetchone()[0] == 0
     assert index.get("a1b2c3").run_id == "exp-home-20260101-000000-a1b2c3"
     assert [r.run_id for r in index.list()] == ["exp-home-20260101-000001-d4e5f6", "exp-home-20260101-000000-a1b2c3"]
     RunIndex(path)  # opening it again changes nothing
     assert index.get("exp-home-20260101-000001").run_id == "exp-home-20260101-000001-d4e5f6"
+
+
+def test_a_handle_that_is_not_json_has_no_notebook_and_breaks_nothing(tmp_path):
+    path = tmp_path / "index.sqlite"
+    _old_index(path, ["exp-home-20260101-000000-a1b2c3"])
+    db = sqlite3.connect(path)  # a row edited by hand, in the file a version before the notebook's index
+    db.execute("UPDATE runs SET handle = 'not json'")
+    db.commit()
+    index = RunIndex(path)
+    index.add(RunRecord(run_id="exp-home-20260101-000001-d4e5f6", site="home", run_dir="/r/2", mode="detached",
+                        handle={"notebook": "a.ipynb"}))
+    assert [r.run_id for r in index.list(notebook="a.ipynb")] == ["exp-home-20260101-000001-d4e5f6"]
+    assert len(index.list()) == 2
 
 
 def test_a_row_an_older_version_writes_later_is_still_found_by_its_tail(tmp_path):
@@ -86,6 +100,7 @@ def _many(index, count=300):
     for i in range(count):
         index.add(RunRecord(run_id=f"exp{i % 3}-{('home', 'sg')[i % 2]}-20260101-{i:06d}-{i * 7919 % 65536:04x}ff",
                             site=("home", "sg")[i % 2], run_dir=f"/r/{i}", mode="detached",
+                            handle={"notebook": f"notebooks/{'ab'[i % 2]}.ipynb"} if i % 5 == 0 else {},
                             state=("succeeded", "running", "failed")[i % 3], created=1000.0 + i, updated=1000.0 + i))
 
 
@@ -94,6 +109,8 @@ def test_the_listing_and_the_lookups_by_a_start_or_a_tail_use_an_index(tmp_path)
     _many(index)
     target = index.list(limit=300)[150].run_id
     for call in (lambda: index.list(limit=20), lambda: index.list("sg", limit=20),
+                 lambda: index.list(state="failed", limit=20), lambda: index.list("sg", state="running", limit=20),
+                 lambda: index.list(notebook="notebooks/a.ipynb", limit=20),
                  lambda: index.get(target[:-4]), lambda: index.get(target[-6:]), lambda: index.get(target),
                  lambda: index.prune(1100.0), lambda: index.prune(1200.0, site="home")):
         plans = _plans(index, call)
