@@ -11,6 +11,7 @@ from jupyter_split.core.outcome import CellOptions
 from jupyter_split.core.split import Split
 from jupyter_split.runs.events import read_events
 from tests.fixtures.core import write_config
+from tests.fixtures.long_logs import RUNS_SECTION, check_a_segmented_run
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +141,8 @@ def test_credentials_in_the_config_are_named_before_a_ray_job_shows_them(split_h
     spec = LaunchSpec("r1", "/w/r1", [], stdin=json.dumps({"config": dumped, "site": "ray"}).encode())
     with pytest.warns(RuntimeWarning, match=r"holds sites.home.storage_options.key: give the Ray cluster its own"):
         RayExecutor(cfg.sites["ray"], cfg).runtime_env(spec)
+
+
+def test_a_long_runs_log_in_many_segments_reads_whole_and_from_its_end(ray_cluster, split_home, capsys):
+    write_config(split_home, config(split_home, ray_cluster.address) + RUNS_SECTION)
+    check_a_segmented_run(Split(), "ray", capsys)

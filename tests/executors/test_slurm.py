@@ -15,6 +15,7 @@ from jupyter_split.core.split import Split
 from jupyter_split.executors import ExecutorError
 from jupyter_split.runs.events import read_events
 from tests.fixtures.core import write_config
+from tests.fixtures.long_logs import RUNS_SECTION, check_a_segmented_run
 
 pytestmark = pytest.mark.slow
 
@@ -248,3 +249,10 @@ def test_secrets_reach_the_runner_but_no_file_script_or_command_line(slurm, spli
     for path in (split_home / "cluster").rglob("*"):
         if path.is_file():
             assert b"secret-0123456789abcdef" not in path.read_bytes(), path
+
+
+def test_a_long_runs_log_in_many_segments_reads_whole_and_from_its_end(slurm, split_home, monkeypatch, capsys):
+    for key, value in slurm.env.items():
+        monkeypatch.setenv(key, value)
+    write_config(split_home, slurm_config(split_home) + RUNS_SECTION)
+    check_a_segmented_run(Split(), "cluster", capsys)
