@@ -24,7 +24,7 @@ from ..protocol import STATE_NAMES, TERMINAL_STATES, states_table
 from ..core.split import VIEW_RECORDS
 from ..runs.events import run_view
 from ..sync import SyncError, checkpoint_rows
-from . import bodies, border, sessions, transfer, transfers, wandb_runs
+from . import bodies, border, sessions, tail, transfer, transfers, wandb_runs
 from .base import Answers, SplitHandler
 
 RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
@@ -118,22 +118,33 @@ def _sites_answer() -> Any:
 
 
 class RunEventsHandler(SplitHandler):
-    """GET /jupyter-split/runs/RUN/events?after=N: a run's state and its event records after N."""
+    """GET /jupyter-split/runs/RUN/events?after=N (or ?tail=N): a run's state and its event records after
+    N (or those holding its last N lines)."""
 
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
-        """Answers {run, events}; `run` holds the state the log's last records say, so a panel knows when
-        to stop asking; `events` are at most `limit` (default 2,000) records after `after`: a panel asks
-        again from the last one. 404 where no run matches."""
+        """Answers {run, events, window}; `run` holds the state the log's last records say, so a panel knows
+        when to stop asking; `events` are at most `limit` (default 2,000) records after `after`: a panel asks
+        again from the last one. `tail=N` (N > 0; `tail=window`: the window's lines) answers instead the log's
+        last records holding N lines (`tail.tail_lines`, read back from its end): a panel opens there, not at
+        `seq` 0. `window` is what a panel keeps (`tail.window`: the config's scrollback). 404 where no run
+        matches."""
         after = self.int_arg("after", 0)
         limit = self.int_arg("limit", EVENTS_LIMIT, low=1)
         split = await self.call(core.get_split)
+        shape = tail.window(split)
+        # `tail=window`: as many lines as the panel keeps, which it learns from this very answer
+        asked = self.get_query_argument("tail", "")
+        lines = shape["lines"] if asked == "window" else self.int_arg("tail", 0, high=1_000_000)
         record = await self.call(split.index.get, run_id)
-        events = await self.call(split.run_events, record.run_id, after, 0, limit)
+        if lines:
+            events = await self.call(tail.tail_lines, split, record.run_id, lines)
+        else:
+            events = await self.call(split.run_events, record.run_id, after, 0, limit)
         # The run as its log's end says, so a panel knows when to stop asking; only the news travels.
         view = run_view(await self.call(split.run_tail, record.run_id, VIEW_RECORDS), record.state)
         run = {**_run_row(record), "state": view.state, "last_seq": view.seq, "last_line": view.last_line}
-        self.send({"run": run, "events": events})
+        self.send({"run": run, "events": events, "window": shape})
 
 
 class CancelHandler(SplitHandler):

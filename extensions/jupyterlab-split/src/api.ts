@@ -3,7 +3,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { RunStateInfo } from './logic';
-import { AuditEntry, Run, RunEvent, TransferCheck, TransferView } from './types';
+import { AuditEntry, EventsAnswer, TransferCheck, TransferView } from './types';
 
 export * from './types';
 
@@ -85,9 +85,9 @@ export const api = {
     }),
   states: () => requestAPI<{ states: RunStateInfo[] }>('states'),
   events: (runId: string, after: number) =>
-    requestAPI<{ run: Run; events: RunEvent[] }>(
-      `runs/${encodeURIComponent(runId)}/events?after=${after}`
-    ),
+    requestAPI<EventsAnswer>(`runs/${encodeURIComponent(runId)}/events?after=${after}`),
+  /** The log's last records holding as many lines as the panel's window keeps, read back from its end. */
+  tail: (runId: string) => requestAPI<EventsAnswer>(`runs/${encodeURIComponent(runId)}/events?tail=window`),
   cancel: (runId: string) =>
     requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
       method: 'POST'

@@ -45,6 +45,13 @@ export interface RunEvent {
   [key: string]: unknown;
 }
 
+/** GET runs/RUN/events: the run as its log's end says, a batch of its records, and the window a panel keeps. */
+export interface EventsAnswer {
+  run: Run;
+  events: RunEvent[];
+  window: { lines: number; long_line: number };
+}
+
 export interface Checkpoint {
   site: string;
   url: string;
