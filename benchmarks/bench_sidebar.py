@@ -107,6 +107,25 @@ def timed(server: Server, path: str, calls: int, etag: str | None) -> tuple[floa
     return statistics.median(times), status, wire
 
 
+def unchanged_polls(polls: dict[str, tuple[Server, str]], path: str, rounds: int, calls: int,
+                    rows: dict[str, list[str]]) -> None:
+    """Time unchanged polls (each server's ETag sent back: a 304) of `path` on every server of `polls`
+    (name -> (server, etag)), `rounds` of `calls` each in turn so a burst of load hits all alike; add each
+    one's median and wire bytes to `rows[name]`, and the first's time over the second's to `rows["ratio"]`."""
+    times: dict[str, list[float]] = {name: [] for name in polls}
+    wires: dict[str, int] = {}
+    for _ in range(rounds):
+        for name, (server, etag) in polls.items():
+            seconds, status, wires[name] = timed(server, path, calls, etag)
+            assert status == 304, (name, status)
+            times[name].append(seconds)
+    first, second = list(polls)[:2]
+    ratios = sorted(o / p for o, p in zip(times[first], times[second]))
+    for name in polls:
+        rows.setdefault(name, []).append(f"{statistics.median(times[name]) * 1000:.1f} ms, {wires[name]:,} B")
+    rows.setdefault("ratio", []).append(f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f} to {ratios[-1]:.2f}]")
+
+
 def change_shows(server: Server, index_path: Path, calls: int) -> tuple[float, int, bool]:
     """Change the newest run's last line from another connection, then poll once with the old ETag:
     the median ms and wire bytes of that poll over `calls` changes, and whether each showed its change."""

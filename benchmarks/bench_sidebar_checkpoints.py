@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_sidebar import get, peer_code, start, timed
+from benchmarks.bench_sidebar import get, peer_code, start, unchanged_polls
 from benchmarks.common import markdown_table
 from jupyter_split import sync
 
@@ -71,17 +70,7 @@ def main(argv: list[str]) -> int:
                 shown = len(json.loads(get(ours, path)[3])["checkpoints"])
                 assert shown == min(size, 100) == len(json.loads(get(peer, path)[3])["checkpoints"]), shown
                 polls = {"ours": (ours, get(ours, path)[1]), "peer": (peer, get(peer, path)[1])}
-                times: dict[str, list[float]] = {name: [] for name in polls}
-                wires: dict[str, int] = {}
-                for _ in range(args.rounds):  # each round both in turn: a burst of load hits both alike
-                    for name, (server, etag) in polls.items():
-                        seconds, status, wires[name] = timed(server, path, args.calls, etag)
-                        assert status == 304, (name, status)
-                        times[name].append(seconds)
-                ratios = sorted(o / p for o, p in zip(times["ours"], times["peer"]))
-                for name in polls:
-                    rows.setdefault(name, []).append(f"{statistics.median(times[name]) * 1000:.1f} ms, {wires[name]:,} B")
-                rows.setdefault("ratio", []).append(f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f} to {ratios[-1]:.2f}]")
+                unchanged_polls(polls, path, args.rounds, args.calls, rows)
                 # a checkpoint published meanwhile by another process shows at the next poll
                 fill_one = ours_data / "storage" / "home" / "exp" / "new-run" / "step-1"
                 sync.copy(str(root / "ckpt-source"), str(fill_one), progress=False)

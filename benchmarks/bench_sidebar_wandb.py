@@ -15,14 +15,13 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_sidebar import get, peer_code, start, timed
+from benchmarks.bench_sidebar import get, peer_code, start, unchanged_polls
 from benchmarks.common import markdown_table
 from jupyter_split.runs.index import RunIndex, RunRecord
 
@@ -90,17 +89,7 @@ def main(argv: list[str]) -> int:
                 polls = {"ours": (ours, get(ours, path)[1]), "peer": (peer, get(peer, path)[1])}
                 shown = json.loads(get(ours, path)[3])["runs"]
                 assert len(shown) == size and json.loads(get(peer, path)[3])["runs"] == shown, "ours and the peer differ"
-                times: dict[str, list[float]] = {name: [] for name in polls}
-                wires: dict[str, int] = {}
-                for _ in range(args.rounds):  # each round both in turn: a burst of load hits both alike
-                    for name, (server, etag) in polls.items():
-                        seconds, status, wires[name] = timed(server, path, args.calls, etag)
-                        assert status == 304, (name, status)
-                        times[name].append(seconds)
-                ratios = sorted(o / p for o, p in zip(times["ours"], times["peer"]))
-                rows.setdefault("ours", []).append(f"{statistics.median(times['ours']) * 1000:.1f} ms, {wires['ours']:,} B")
-                rows.setdefault("peer", []).append(f"{statistics.median(times['peer']) * 1000:.1f} ms, {wires['peer']:,} B")
-                rows.setdefault("ratio", []).append(f"{statistics.median(ratios):.2f}x [{ratios[0]:.2f} to {ratios[-1]:.2f}]")
+                unchanged_polls(polls, path, args.rounds, args.calls, rows)
             finally:
                 ours.stop(), peer.stop()
         made = source.stat().st_size
