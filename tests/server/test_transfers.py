@@ -14,6 +14,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split import sync
 from jupyter_split.server import transfers
+from jupyter_split.sync.manifest import STAGING_NAME
 from tests.fixtures.policy import policy_config, toml_table
 from tests.services.link import start_link
 
@@ -45,10 +46,10 @@ def jp_server_config(split_home: Path, abroad_store: Path) -> dict[str, Any]:
     return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
 
 
-def _publish(folder: Path, url: str, **manifest: Any) -> None:
+def _publish(folder: Path, url: str, version: int = 0, **manifest: Any) -> None:
     folder.mkdir(parents=True)
     for i in range(SHARDS):
-        (folder / f"shard-{i:02d}.bin").write_bytes(bytes([i]) * (SIZE // SHARDS))
+        (folder / f"shard-{i:02d}.bin").write_bytes(bytes([i + 16 * version]) * (SIZE // SHARDS))
     sync.copy(str(folder), url, progress=False, **manifest)
 
 
@@ -125,6 +126,36 @@ async def test_a_cancelled_pull_leaves_home_as_it_was_and_a_new_one_completes(jp
     done = (await _views(jp_fetch, again["id"], lambda view: view["state"] != "running"))[-1]
     assert done["state"] == "succeeded", done["message"]
     assert "ckpts/big" in await _home_checkpoints(jp_fetch)
+
+
+def _published_files(folder: Path) -> dict[str, bytes]:
+    """The files a reader of the checkpoint in `folder` sees: its manifest and what it names (not the staging)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and STAGING_NAME not in p.relative_to(folder).parts}
+
+
+async def test_a_cancelled_push_over_an_older_version_leaves_that_version_published(jp_fetch, split_home: Path,
+                                                                                   abroad_store: Path, tmp_path: Path) -> None:
+    there = abroad_store / "ckpts" / "tuned"
+    await asyncio.to_thread(_publish, tmp_path / "v1", there.as_uri(), site="sg")
+    before = _published_files(there)
+    assert "manifest.json" in before
+    home_store = split_home / "home-store"
+    await asyncio.to_thread(_publish, tmp_path / "v2", (home_store / "ckpts" / "tuned").as_uri(), version=1, site="home")
+    started = await _start(jp_fetch, "home", "ckpts/tuned", "sg")
+    await _views(jp_fetch, started["id"], lambda view: view["bytes_done"] > 0)
+    await _json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
+    ended = (await _views(jp_fetch, started["id"], lambda view: view["state"] != "running"))[-1]
+    assert ended["state"] == "cancelled", ended
+    assert ended["bytes_done"] < SIZE and "is as it was" in ended["message"]
+    assert _published_files(there) == before, "a cancelled push changed what sg's readers see"
+
+    again = await _start(jp_fetch, "home", "ckpts/tuned", "sg")
+    done = (await _views(jp_fetch, again["id"], lambda view: view["state"] != "running"))[-1]
+    assert done["state"] == "succeeded", done["message"]
+    shards = {name: data for name, data in _published_files(there).items() if name != "manifest.json"}
+    assert shards == {name: data for name, data in _published_files(home_store / "ckpts" / "tuned").items()
+                      if name != "manifest.json"} and shards["shard-00.bin"] != before["shard-00.bin"]
 
 
 async def test_the_guards_refusal_is_the_transfers_state(jp_fetch, split_home: Path, abroad_store: Path,
