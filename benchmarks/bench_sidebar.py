@@ -6,7 +6,7 @@ The sidebar polls every 2 s. Measured through real jupyter_servers (the extensio
 HTTP connection each): the time per request and the bytes on the wire per poll (status line, headers
 and body) of
 - an unchanged poll that sends back the ETag it got (`If-None-Match`): 304, no body;
-- a poll without it (what the sidebar sends today);
+- a poll without it (what the sidebar sent before it kept ETags);
 - a changed poll: a row of the index changed by another connection (as a kernel following its run
   writes it), then one poll with the old ETag; it must show the change (a 200 with the new row).
 The peer is the same endpoint of the code before the ETags (`--peer-rev`, its `jupyter_split/` taken
@@ -175,7 +175,7 @@ def main(argv: list[str]) -> int:
                     path = f"/jupyter-split/{route}"
                     etag, peer_etag = get(ours, path)[1], get(peer, path)[1]
                     polls += [(f"{route}: unchanged, If-None-Match", ours, path, etag),
-                              (f"{route}: no If-None-Match (the sidebar today)", ours, path, None),
+                              (f"{route}: no If-None-Match (the sidebar before its ETags)", ours, path, None),
                               (f"{route}: peer, no If-None-Match", peer, path, None),
                               (f"{route}: peer, If-None-Match (tornado's ETag of the body)", peer, path, peer_etag)]
                 # rounds, each every poll in turn: a burst of load on the shared machine hits them all alike

@@ -1,4 +1,4 @@
-"""The shared body of the vendor tool STAND-INS in this folder (see `README` beside it).
+"""The shared body of the vendor tool STAND-INS in this folder (see README.md beside it).
 
 None of these is a vendor's tool: each prints, for the flags jupyter_split uses, the output
 format its vendor documents, with made-up figures, so the parsers and the probe are tested
