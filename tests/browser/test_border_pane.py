@@ -133,3 +133,76 @@ def test_declassify_dialog_cancelled_or_blank_declassifies_nothing(sites, page, 
     page.wait_for_timeout(1000)  # two polls: a declassification would have been counted by now
     expect(sidebar.locator(".jp-split-decision[data-decision='declassified']")).to_have_text("Declassified 0")
     assert config.audit_log_path().read_bytes() == audited
+
+
+def test_border_pane_counts_today_and_filters_by_site_kind_and_period(sites, page, lab: Lab, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from jupyter_split import policy
+
+    config = core.get_split().config
+    _publish(tmp_path / "pretrain", f"{config.sites['abroad'].storage}/ckpts/pretrain", site="abroad")  # allowed
+    _publish(tmp_path / "tuned", f"{config.sites['home'].storage}/ckpts/tuned", labels=["CN"], site="home")
+    with pytest.raises(ResidencyError):
+        copy_to_site(config, "home", "ckpts/tuned", "abroad")  # refused today
+    policy.declassify(f"{config.sites['home'].storage}/ckpts/other", "approved by the DPO, ticket DPO-9", config=config)
+    # a refusal of last year: counted all time, not today
+    audit = config.audit_log_path()
+    old = next(r for r in map(json.loads, audit.read_text().splitlines()) if r["decision"] == "refused")
+    old.update(ts=1_735_700_000.0, time="2025-01-01T03:33:20+00:00", item=f"{old['item']}-old")
+    with audit.open("a") as log:
+        log.write(json.dumps(old) + "\n")
+
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    _open_lab(page, lab)
+    sidebar = _open_sidebar(page)
+    widen_sidebar(page)
+    border = sidebar.locator(".jp-split-section[data-section='border']")
+    decision = lambda name: border.locator(f".jp-split-decision[data-decision='{name}']")  # noqa: E731
+
+    # At a glance: what the border refused and declassified today, beside the counts of all time.
+    today = border.locator(".jp-split-today")
+    expect(today.locator("[data-decision='refused']")).to_have_text("1 refused")
+    expect(today.locator("[data-decision='declassified']")).to_have_text("1 declassified")
+    expect(today).to_have_attribute("aria-label", "today: 1 refused · 1 declassified")
+    expect(decision("refused")).to_have_text("Refused 2")
+    expect(decision("all")).to_have_text("All 4")
+    assert any("today=" in url for url in asked if "/jupyter-split/border" in url), asked
+
+    # The kinds the audit log holds are the kind filter's choices; declassifications alone.
+    kind = border.locator("select[aria-label='Show decisions of kind']")
+    expect(kind.locator("option")).to_have_text(["any kind", "copy", "declassify"])
+    kind.select_option("declassify")
+    expect(border.locator(".jp-split-entry")).to_have_count(1)
+    expect(border.locator(".jp-split-entry").first).to_have_attribute("data-decision", "declassified")
+    expect(decision("all")).to_have_text("All 1")
+    expect(today).to_contain_text("today, filtered:")
+
+    # By site (either end of a transfer): abroad saw the publication and the two refused pushes.
+    kind.select_option("")
+    site = border.locator("select[aria-label='Show decisions of site']")
+    expect(site.locator("option")).to_have_text(["every site", "home", "abroad"])
+    site.select_option("abroad")
+    expect(border.locator(".jp-split-entry")).to_have_count(3)
+    expect(decision("refused")).to_have_text("Refused 2")
+
+    # By period: today leaves last year's refusal out, and the server is asked from the page's midnight.
+    period = border.locator("select[aria-label='Show decisions of']")
+    period.select_option(label="today")
+    expect(decision("refused")).to_have_text("Refused 1")
+    expect(border.locator(".jp-split-entry")).to_have_count(2)
+    assert any("since=" in url for url in asked if "/jupyter-split/border" in url), asked
+    decision("refused").click()
+    expect(border.locator(".jp-split-entry")).to_have_count(1)
+    expect(border.locator(".jp-split-entry").first).to_contain_text("home:ckpts/tuned")
+    shot(border, "border-filtered")
+
+    # Nothing passes: the pane says so (a declassification names no site), and all filters off show everything.
+    expect(kind.locator("option")).to_have_text(["any kind", "copy"])  # the kinds under the site and period
+    decision("declassified").click()
+    expect(border.locator(".jp-split-empty")).to_have_text("No declassified decision passes the filters.")
+    for select, value in ((site, ""), (period, "0")):
+        select.select_option(value)
+    decision("all").click()
+    expect(border.locator(".jp-split-entry")).to_have_count(4)

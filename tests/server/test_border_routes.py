@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,31 @@ async def test_border_shows_the_policy_and_counts_each_decision(jp_fetch, tmp_pa
     assert len((await _json(jp_fetch, "border", params={"limit": "1"}))["entries"]) == 1
 
 
+async def test_border_counts_what_it_decided_today_and_names_the_kinds(jp_fetch, tmp_path: Path) -> None:
+    await _refused_push(jp_fetch, tmp_path)
+    body = await _json(jp_fetch, "border")
+    assert body["today"] == body["counts"] == {"allowed": 0, "refused": 1, "declassified": 0}
+    assert body["kinds"] == ["copy"]
+
+    # "today" is the page's own day: it sends its midnight with its UTC offset
+    now = datetime.now().astimezone()
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+    later = await _json(jp_fetch, "border", params={"today": tomorrow})
+    assert later["today"] == {"allowed": 0, "refused": 0, "declassified": 0}
+    assert later["counts"] == body["counts"]  # all time stays all time
+    yesterday = (now - timedelta(days=1)).date().isoformat()
+    assert (await _json(jp_fetch, "border", params={"today": yesterday}))["today"] == body["counts"]
+
+    # filtered like the counts: by site and kind; the kinds offered are those under the site and date filters
+    assert (await _json(jp_fetch, "border", params={"kind": "variable"}))["today"]["refused"] == 0
+    assert (await _json(jp_fetch, "border", params={"kind": "variable"}))["kinds"] == ["copy"]
+    assert (await _json(jp_fetch, "border", params={"site": "nowhere"}))["kinds"] == []
+
+
 @pytest.mark.parametrize("params, words", [
     ({"decision": "maybe"}, "allowed, refused, declassified"),
+    ({"today": "noon"}, "not a date"),
+    ({"today": "9" * 60}, "too long"),
     ({"kind": "Copy; DROP"}, "kind="),
     ({"site": "../etc"}, "not a site name"),
     ({"since": "yesterday"}, "not a date"),

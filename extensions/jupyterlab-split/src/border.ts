@@ -4,7 +4,8 @@ import { Widget } from '@lumino/widgets';
 
 import { api, AuditEntry, PolicyView } from './api';
 import { showMessage } from './dialogs';
-import { button, el } from './dom';
+import { narrowed, PERIODS, todayText } from './borderlogic';
+import { button, el, setOptions } from './dom';
 import { baseName, canDeclassify, entryText, labelText, siteUrls } from './listlogic';
 import { Decision, SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
@@ -20,21 +21,39 @@ const FILTERS: { decision: Decision; label: string }[] = [
 /** A decision's badge takes a run state's style (style/base.css): refused reads as failed, declassified as a warning. */
 const DECISION_STYLE: Record<string, string> = { refused: 'bad', declassified: 'warn', allowed: 'ok' };
 
-/** The border pane: the policy in force, the audit log's newest decisions with a filter and counts, declassify. */
+/**
+ * The border pane: the policy in force, what the border refused and declassified today, and the audit
+ * log's newest decisions, filtered by decision, site, kind and period (the server filters the whole
+ * log), with the count of each decision; declassify from a refusal.
+ */
 export class BorderPane extends Pane {
   constructor(private readonly _model: SplitModel) {
     const group = el('div', { class: 'jp-split-filters', role: 'group', 'aria-label': 'Show border decisions' });
-    super('border', 'Border', group);
+    const site = el('select', { class: 'jp-split-filter', 'aria-label': 'Show decisions of site' }) as HTMLSelectElement;
+    const kind = el('select', { class: 'jp-split-filter', 'aria-label': 'Show decisions of kind' }) as HTMLSelectElement;
+    const days = el(
+      'select',
+      { class: 'jp-split-filter', 'aria-label': 'Show decisions of' },
+      ...PERIODS.map(p => el('option', { value: String(p.days) }, p.label))
+    ) as HTMLSelectElement;
+    const more = el('div', { class: 'jp-split-filters', role: 'search', 'aria-label': 'Filter border decisions' }, site, kind, days);
+    super('border', 'Border', el('div', { class: 'jp-split-border-filters' }, group, more));
     this._buttons = FILTERS.map(({ decision, label }) => {
       const node = button(label, `Show ${decision ?? 'every decision'}`, () => void _model.setDecision(decision), 'jp-split-decision');
       node.dataset.decision = decision ?? 'all';
       group.append(node);
       return node;
     });
+    site.addEventListener('change', () => void _model.setBorderFilter({ site: site.value }));
+    kind.addEventListener('change', () => void _model.setBorderFilter({ kind: kind.value }));
+    days.addEventListener('change', () => void _model.setBorderFilter({ days: Number(days.value) }));
+    this._site = site;
+    this._kind = kind;
   }
 
   protected render(): { items: (HTMLElement | null)[]; count: number | null } {
     const border = this._model.border;
+    const filter = this._model.borderFilter;
     const counts = border?.counts ?? {};
     const all = Object.values(counts).reduce((a, b) => a + b, 0);
     FILTERS.forEach(({ decision, label }, i) => {
@@ -43,20 +62,24 @@ export class BorderPane extends Pane {
       if (node.textContent !== text) {
         node.textContent = text;
       }
-      node.setAttribute('aria-pressed', String(this._model.decision === decision));
+      node.setAttribute('aria-pressed', String(filter.decision === decision));
     });
+    // the site filter offers every site of the policy; the kind filter, the kinds the audit log holds
+    setOptions(this._site, 'every site', border ? border.policy.sites.map(s => s.name) : []);
+    setOptions(this._kind, 'any kind', Array.from(new Set([...(border?.kinds ?? []), ...(filter.kind ? [filter.kind] : [])])).sort());
     if (!border) {
       return { items: [el('div', { class: 'jp-split-empty' }, 'Loading the policy...')], count: null };
     }
     const keys = border.entries.map(entryKey);
     const rows = border.entries.map(entry => this._entry(entry, this.isTabStop(entryKey(entry), keys)));
-    const shown = this._model.decision ? `${this._model.decision} ` : '';
+    const shown = filter.decision ? `${filter.decision} ` : '';
     return {
       items: [
+        todayView(border.today, narrowed(filter)),
         policyView(border.policy),
         rows.length
           ? list('Border decisions', rows)
-          : el('div', { class: 'jp-split-empty' }, `No ${shown}decision in the audit log yet.`),
+          : el('div', { class: 'jp-split-empty' }, `No ${shown}decision${narrowed(filter) ? ' passes the filters' : ' in the audit log yet'}.`),
         border.total > border.entries.length
           ? el('div', { class: 'jp-split-detail' }, `the newest ${border.entries.length} of ${border.total}`)
           : null
@@ -95,6 +118,25 @@ export class BorderPane extends Pane {
   }
 
   private _buttons: HTMLElement[];
+  private _site: HTMLSelectElement;
+  private _kind: HTMLSelectElement;
+}
+
+/** What the border refused and declassified today (the page's day), at a glance above the rest. */
+function todayView(today: Record<string, number> | undefined, filtered: boolean): HTMLElement {
+  const badge = (decision: string, style: string) => {
+    const n = today?.[decision] ?? 0;
+    // coloured only when there is something to see: a day without refusals reads plain
+    return el('span', { class: n ? `jp-split-state jp-split-state-${style}` : 'jp-split-state', 'data-decision': decision }, `${n} ${decision}`);
+  };
+  return el(
+    'div',
+    { class: 'jp-split-today', role: 'status', 'aria-label': todayText(today) + (filtered ? ', of the filtered decisions' : '') },
+    el('span', { class: 'jp-split-key' }, filtered ? 'today, filtered: ' : 'today: '),
+    badge('refused', 'bad'),
+    ' ',
+    badge('declassified', 'warn')
+  );
 }
 
 function entryKey(entry: AuditEntry): string {

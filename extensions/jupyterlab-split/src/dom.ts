@@ -74,3 +74,15 @@ function sameShell(a: Node, b: Node): boolean {
   }
   return Array.from(b.attributes).every(attr => a.getAttribute(attr.name) === attr.value);
 }
+
+/** Give `select` the options `values` (after one for "any"), keeping its choice; untouched when they are the same. */
+export function setOptions(select: HTMLSelectElement, any: string, values: string[]): void {
+  const wanted = ['', ...values];
+  const have = Array.from(select.options).map(o => o.value);
+  if (have.length === wanted.length && have.every((v, i) => v === wanted[i])) {
+    return;
+  }
+  const chosen = select.value;
+  select.replaceChildren(...wanted.map(v => el('option', { value: v }, v || any)));
+  select.value = wanted.includes(chosen) ? chosen : '';
+}

@@ -20,6 +20,7 @@ import {
   TransferView,
   WandbRun
 } from './api';
+import { BorderFilter, borderQuery, NO_FILTER } from './borderlogic';
 import { checkKey, RunStates } from './logic';
 import { runCostText } from './sitelogic';
 
@@ -72,8 +73,8 @@ export class SplitModel {
   transfers: TransferView[] = [];
   /** Each site's session, by site name (none until the first answer). */
   sessions = new Map<string, Session>();
-  /** What the border pane shows: the entries of one decision, or all. */
-  decision: Decision = null;
+  /** What the border pane shows of the audit log: one decision, site, kind and first day (NO_FILTER: all). */
+  borderFilter: BorderFilter = NO_FILTER;
 
   /**
    * `wanted(feed)` says whether anyone looks at what `feed` brings: the sidebar's feeds are asked for
@@ -129,9 +130,19 @@ export class SplitModel {
     await Promise.all(polls.map(p => p.tick));
   }
 
+  /** The decision the border pane shows (null: all). */
+  get decision(): Decision {
+    return this.borderFilter.decision;
+  }
+
   /** Show the border entries of `decision` (null: all), asked of the server at once. */
   async setDecision(decision: Decision): Promise<void> {
-    this.decision = decision;
+    await this.setBorderFilter({ decision });
+  }
+
+  /** Change some of the border pane's filters; the server is asked at once. */
+  async setBorderFilter(change: Partial<BorderFilter>): Promise<void> {
+    this.borderFilter = { ...this.borderFilter, ...change };
     this._changed.emit();
     await this._polls.border.refresh();
   }
@@ -284,10 +295,10 @@ export class SplitModel {
   }
 
   private async _fetchBorder(): Promise<boolean> {
-    const query = this.decision ? `?decision=${this.decision}` : '';
-    const { body, changed } = await this._api.get<Border>(`border${query}`);
-    const asked = this.decision ? `?decision=${this.decision}` : '';
-    if (asked !== query) {
+    const filter = this.borderFilter;
+    // today's start goes with each poll: past midnight, the counts of today start again from 0
+    const { body, changed } = await this._api.get<Border>(`border?${borderQuery(filter, new Date())}`);
+    if (filter !== this.borderFilter) {
       return false; // the filter changed meanwhile: its own request brings its answer
     }
     this.border = body;

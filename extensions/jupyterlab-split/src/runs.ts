@@ -6,7 +6,7 @@ import { CommandRegistry } from '@lumino/commands';
 
 import { Run } from './api';
 import { CommandIDs } from './commandids';
-import { button, el, stateBadge } from './dom';
+import { button, el, setOptions, stateBadge } from './dom';
 import { choices, filterRuns, RunFilter, runQuery } from './listlogic';
 import { runElapsed } from './logic';
 import { SplitModel } from './model';
@@ -129,16 +129,4 @@ export class RunsPane extends Pane {
   private _state: HTMLSelectElement;
   private _notebook: HTMLSelectElement;
   private _typing = 0;
-}
-
-/** Give `select` the options `values` (after one for "any"), keeping its choice; untouched when they are the same. */
-function setOptions(select: HTMLSelectElement, any: string, values: string[]): void {
-  const wanted = ['', ...values];
-  const have = Array.from(select.options).map(o => o.value);
-  if (have.length === wanted.length && have.every((v, i) => v === wanted[i])) {
-    return;
-  }
-  const chosen = select.value;
-  select.replaceChildren(...wanted.map(v => el('option', { value: v }, v || any)));
-  select.value = wanted.includes(chosen) ? chosen : '';
 }

@@ -228,6 +228,10 @@ export interface Border {
   entries: AuditEntry[];
   total: number;
   counts: Record<string, number>;
+  /** Per decision, those of `counts` since the page's today began. */
+  today?: Record<string, number>;
+  /** The kinds of transfer in the audit log under the site and date filters: the kind filter's choices. */
+  kinds?: string[];
 }
 
 /** The guard's dry run for one transfer (POST checkpoints/check). */
