@@ -221,18 +221,20 @@ class Split:
         """A run's last `count` records, read back from its log's end (not from its start)."""
         return logs.tail(*logs.open_log(run_id, self.executor, self.index), count, rank)
 
-    def list_runs(self, site: str | None = None, limit: int = 50, **filters: str | None) -> list[RunRecord]:
-        """Recent runs, newest first (`filters`: `RunIndex.list`'s state, text and notebook); those the index
-        still calls active are brought up to date from their logs.
+    def list_runs(self, site: str | None = None, limit: int = 50, before: float | None = None,
+                  **filters: str | None) -> list[RunRecord]:
+        """Recent runs, newest first (`filters`: `RunIndex.list`'s state, text and notebook); `before`, those
+        created before it (a page further back: the `created` of the last row of the page before); those the
+        index still calls active are brought up to date from their logs.
 
         A site that cannot be reached leaves its rows as they were, rather than failing the list.
         """
         # a row the index still calls active may have ended: brought up to date before a state is matched
         scope = {**filters, "state": None} if filters.get("state") else filters
-        stale = [r for r in self.index.list(site, limit, **scope) if r.state not in TERMINAL_STATES]
+        stale = [r for r in self.index.list(site, limit, before=before, **scope) if r.state not in TERMINAL_STATES]
         if stale:
             aio.run(self._refresh_all(stale))
-        return self.index.list(site, limit, **filters)
+        return self.index.list(site, limit, before=before, **filters)
 
     async def _refresh_all(self, records: list[RunRecord]) -> None:
         # A site that cannot be reached leaves its rows as they were; the others still update.

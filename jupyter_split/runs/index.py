@@ -194,13 +194,17 @@ class RunIndex:
         raise UnknownRun(f"{part!r} matches {found[0]} runs ({names}...); give more of the run id")
 
     def list(self, site: str | None = None, limit: int = 50, *, state: str | None = None, text: str | None = None,
-             notebook: str | None = None) -> list[RunRecord]:
+             notebook: str | None = None, before: float | None = None) -> list[RunRecord]:
         """Up to `limit` runs, newest first; `site` keeps that site's only, `state` those in that state, `text`
         those whose id or name holds it (any case), `notebook` those started from that notebook (the path its
-        kernel was given: `notebook` in its handle). Rows as stored: `Split.list_runs` refreshes the active
-        ones first."""
+        kernel was given: `notebook` in its handle), `before` those created before it (the `created` of the
+        last row of a page: the next page, read off the same index as the first, so a page costs the same
+        however far back it lies). Rows as stored: `Split.list_runs` refreshes the active ones first."""
         where: list[str] = []
         args: list[Any] = []
+        if before is not None:
+            where.append("created < ?")
+            args.append(before)
         for clause, value in (("site = ?", site), ("state = ?", state),
                               (f"{_NOTEBOOK} = ?", notebook)):
             if value:

@@ -8,6 +8,7 @@ thread because the core blocks on its own event loop (`base.SplitHandler`). Ever
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import weakref
 from typing import Any
@@ -31,10 +32,12 @@ RUN_ID = r"(?P<run_id>[A-Za-z0-9._-]+)"
 
 #: the most records one events request answers (a panel asks again from the last one)
 EVENTS_LIMIT = 2000
+#: the most runs one runs request answers (the sidebar asks for pages of 50, older ones with `before`)
+RUNS_LIMIT = 1000
 #: seconds a probe of the sites answers polls: a poll within them reaches no site
 SITES_FRESH = 10.0
 
-_RUN_PAGES = Answers()  # by (index, site, limit): the last runs answer and the index version it was built at
+_RUN_PAGES = Answers()  # by (index, query): the last runs answer and the index version it was built at
 _SITES = Answers(size=1)  # the last sites answer, the core it was probed by and when
 
 def _run_row(record: Any) -> dict[str, Any]:
@@ -65,15 +68,19 @@ class SitesHandler(SplitHandler):
 
 
 class RunsHandler(SplitHandler):
-    """GET /jupyter-split/runs?site=&state=&q=&notebook=&limit=: the recent runs, newest first, brought up to
-    date; filtered in the run index, so a filter finds old runs too."""
+    """GET /jupyter-split/runs?site=&state=&q=&notebook=&limit=&before=: the recent runs, newest first, brought
+    up to date; filtered in the run index, so a filter finds old runs too; paged by `created`, so a page
+    far back costs what the first does."""
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        """Answers {runs}: rows of `Split.list_runs` without the executor handles (each with the notebook it
-        came from, or null); `q` keeps the runs whose id or name holds it; 400 for a bad `limit` or `state`."""
+        """Answers {runs, next}: rows of `Split.list_runs` without the executor handles (each with the notebook
+        it came from, or null), and `next`, the `before` of the page after this one (null where no older run
+        passes the filters). `q` keeps the runs whose id or name holds it; `before` (a `created`, seconds since
+        the epoch) those created before it. 400 for a bad `limit` (1 to `RUNS_LIMIT`), `state` or `before`."""
         site = self.site_arg()
-        limit = self.int_arg("limit", 50, low=1)
+        limit = self.int_arg("limit", 50, low=1, high=RUNS_LIMIT)
+        before = self._before()
         state = self.get_query_argument("state", None) or None
         if state is not None and state not in STATE_NAMES:
             raise tornado.web.HTTPError(400, f"query argument state={state[:50]!r} is not a run state: one of "
@@ -83,23 +90,40 @@ class RunsHandler(SplitHandler):
         for name, value in (("q", text), ("notebook", notebook)):
             if value is not None and len(value) > 1000:
                 raise tornado.web.HTTPError(400, f"query argument {name} is {len(value)} characters; give 1000 or fewer")
-        self.send_answer(await self.call(_runs_answer, site, limit, state, text, notebook))
+        self.send_answer(await self.call(_runs_answer, site, limit, state, text, notebook, before))
+
+    def _before(self) -> float | None:
+        """The query argument `before` as a finite number of seconds, or None; 400 where it is not one."""
+        text = self.get_query_argument("before", None)
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise tornado.web.HTTPError(400, f"query argument before={text[:50]!r} is not a time: give the "
+                                             "`created` of the last run of a page (seconds since the epoch)")
+        return value
 
 
 def _runs_answer(site: str | None, limit: int, state: str | None = None, text: str | None = None,
-                 notebook: str | None = None) -> Any:
+                 notebook: str | None = None, before: float | None = None) -> Any:
     """The runs page, from `_RUN_PAGES` while the index's version is the one it was built at and it
-    held no active run (an active run's log may have grown: `list_runs` reads its tail every time)."""
+    held no active run (an active run's log may have grown: `list_runs` reads its tail every time).
+    One row more than the page is read: whether it exists says if there is a page after this one."""
     split = core.get_split()  # in the same worker thread: an unchanged poll is one hop off the loop
-    key = (str(split.index.path), site, limit, state, text, notebook)
+    key = (str(split.index.path), site, limit, state, text, notebook, before)
     version = split.index.version()  # read before the rows: a write meanwhile makes the next poll build again
     kept = _RUN_PAGES.get(key, version)
     if kept is not None:
         return kept
-    records = split.list_runs(site, limit, state=state, text=text, notebook=notebook)
+    records = split.list_runs(site, limit + 1, before, state=state, text=text, notebook=notebook)
+    records, more = records[:limit], len(records) > limit
     # a page filtered by state hides the active rows whose refresh would change it: built each time
     live = state is not None or any(r.state not in TERMINAL_STATES for r in records)
-    return _RUN_PAGES.put(key, version, {"runs": [_run_row(r) for r in records]}, live=live)
+    body = {"runs": [_run_row(r) for r in records], "next": records[-1].created if more else None}
+    return _RUN_PAGES.put(key, version, body, live=live)
 
 
 def _sites_answer() -> Any:
@@ -124,13 +148,13 @@ class RunEventsHandler(SplitHandler):
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
         """Answers {run, events, window}; `run` holds the state the log's last records say, so a panel knows
-        when to stop asking; `events` are at most `limit` (default 2,000) records after `after`: a panel asks
-        again from the last one. `tail=N` (N > 0; `tail=window`: the window's lines) answers instead the log's
+        when to stop asking; `events` are at most `limit` (1 to `EVENTS_LIMIT`, 2,000, the default) records
+        after `after`: a panel asks again from the last one. `tail=N` (N > 0; `tail=window`: the window's lines) answers instead the log's
         last records holding N lines (`tail.tail_lines`, read back from its end): a panel opens there, not at
         `seq` 0. `window` is what a panel keeps (`tail.window`: the config's scrollback). 404 where no run
         matches."""
         after = self.int_arg("after", 0)
-        limit = self.int_arg("limit", EVENTS_LIMIT, low=1)
+        limit = self.int_arg("limit", EVENTS_LIMIT, low=1, high=EVENTS_LIMIT)
         split = await self.call(core.get_split)
         shape = tail.window(split)
         # `tail=window`: as many lines as the panel keeps, which it learns from this very answer

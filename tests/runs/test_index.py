@@ -111,6 +111,11 @@ def test_the_listing_and_the_lookups_by_a_start_or_a_tail_use_an_index(tmp_path)
     for call in (lambda: index.list(limit=20), lambda: index.list("sg", limit=20),
                  lambda: index.list(state="failed", limit=20), lambda: index.list("sg", state="running", limit=20),
                  lambda: index.list(notebook="notebooks/a.ipynb", limit=20),
+                 # a page further back: the same walk of the same index, from the last row's `created` on
+                 lambda: index.list(limit=20, before=1150.0), lambda: index.list("sg", limit=20, before=1150.0),
+                 lambda: index.list(state="failed", limit=20, before=1150.0),
+                 lambda: index.list("sg", state="running", limit=20, before=1150.0),
+                 lambda: index.list(notebook="notebooks/a.ipynb", limit=20, before=1150.0),
                  lambda: index.get(target[:-4]), lambda: index.get(target[-6:]), lambda: index.get(target),
                  lambda: index.prune(1100.0), lambda: index.prune(1200.0, site="home")):
         plans = _plans(index, call)
@@ -120,6 +125,12 @@ def test_the_listing_and_the_lookups_by_a_start_or_a_tail_use_an_index(tmp_path)
             assert not plan.startswith("SCAN") or plan == "SCAN runs USING INDEX runs_by_created", (sql, plan)
             if "LIMIT 20" in sql:  # the newest first, read off the index: no sorting of every row
                 assert "TEMP B-TREE" not in plan, (sql, plan)
+    # page by page, from each page's last `created`, every run comes once, in order (what the prunes left)
+    pages, before = [], None
+    while page := index.list("sg", limit=20, before=before):
+        pages.append([r.created for r in page])
+        before = page[-1].created
+    assert len(pages) > 2 and sum(pages, []) == [r.created for r in index.list("sg", limit=1000)]
 
 
 def test_a_start_or_a_tail_wins_over_a_part_inside_and_the_messages_stay(tmp_path):

@@ -3,7 +3,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { RunStateInfo } from './logic';
-import { AuditEntry, EventsAnswer, TransferCheck, TransferView } from './types';
+import { AuditEntry, EventsAnswer, Run, TransferCheck, TransferView } from './types';
 
 export * from './types';
 
@@ -84,6 +84,9 @@ export const api = {
       body: JSON.stringify({ item, reason, confirm: true })
     }),
   states: () => requestAPI<{ states: RunStateInfo[] }>('states'),
+  /** A page of the runs `query` (`runQuery`) finds, created before `before` (the last `created` of the page before). */
+  runs: (query: string, before: number) =>
+    requestAPI<{ runs: Run[]; next: number | null }>(`runs?${query ? `${query}&` : ''}before=${encodeURIComponent(String(before))}`),
   events: (runId: string, after: number) =>
     requestAPI<EventsAnswer>(`runs/${encodeURIComponent(runId)}/events?after=${after}`),
   /** The log's last records holding as many lines as the panel's window keeps, read back from its end. */

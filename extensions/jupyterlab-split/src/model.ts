@@ -22,6 +22,7 @@ import {
 } from './api';
 import { BorderFilter, borderQuery, NO_FILTER } from './borderlogic';
 import { checkKey, RunStates } from './logic';
+import { RunPage, RunPager } from './runpages';
 import { runCostText } from './sitelogic';
 
 /**
@@ -58,6 +59,14 @@ export class SplitModel {
   runs: Run[] = [];
   /** The runs the runs pane's filters find in the whole run index; null while no filter is set. */
   filteredRuns: Run[] | null = null;
+  /** The `before` of the page after `runs` (after `filteredRuns`: `filteredNext`); null where none is older. */
+  runsNext: number | null = null;
+  filteredNext: number | null = null;
+  /** The older pages of runs the runs pane shows below the first (`firstPage`), asked for as the user goes back. */
+  readonly pages = new RunPager(
+    (query, before) => api.runs(query, before),
+    () => this._changed.emit()
+  );
   checkpoints: Checkpoint[] = [];
   /** Sites whose storage could not be listed, and why. */
   checkpointErrors: Record<string, string> = {};
@@ -221,25 +230,39 @@ export class SplitModel {
   setRunQuery(query: string): void {
     if (query !== this._runQuery) {
       this._runQuery = query;
-      if (!query) {
-        this.filteredRuns = null;
-      }
+      // another query's answer is no first page of this one's: its older pages would be of neither
+      this.filteredRuns = null;
+      this.filteredNext = null;
+      this.pages.setQuery(query);
       void this._polls.runs.refresh();
     }
+  }
+
+  /** The first page of the runs the pane shows, the one the poll keeps fresh: the filters' answer, or the newest. */
+  firstPage(): RunPage {
+    if (this._runQuery) {
+      return { runs: this.filteredRuns ?? [], next: this.filteredRuns ? this.filteredNext : null };
+    }
+    return { runs: this.runs, next: this.runsNext };
   }
 
   private async _fetchRuns(): Promise<boolean> {
     const query = this._runQuery;
     const [states, runs, found] = await Promise.all([
       this.states(),
-      this._api.get<{ runs: Run[] }>('runs'),
-      query ? this._api.get<{ runs: Run[] }>(`runs?${query}`) : Promise.resolve(null)
+      this._api.get<RunPage>('runs'),
+      query ? this._api.get<RunPage>(`runs?${query}`) : Promise.resolve(null)
     ]);
     const changed = runs.changed || states !== this.runStates || (found !== null && found.changed);
     this.runStates = states;
     this.runs = runs.body.runs;
+    this.runsNext = runs.body.next ?? null;
     if (query === this._runQuery) {
       this.filteredRuns = found ? found.body.runs : null;
+      this.filteredNext = found ? (found.body.next ?? null) : null;
+      if (changed) {
+        void this.pages.refresh(this.firstPage()); // the older pages shown move on with the first
+      }
     }
     return changed;
   }

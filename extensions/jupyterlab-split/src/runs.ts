@@ -11,6 +11,7 @@ import { choices, filterRuns, RunFilter, runQuery } from './listlogic';
 import { runElapsed } from './logic';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
+import { RUNS_PAGE } from './runpages';
 
 /** The runs pane: filters (name or id, site, state, notebook) over every run, a focusable row per run. */
 export class RunsPane extends Pane {
@@ -66,22 +67,63 @@ export class RunsPane extends Pane {
     if (!m.runs.length) {
       return { items: [el('div', { class: 'jp-split-empty' }, 'No runs yet: run a cell with %%on SITE.')], count: 0 };
     }
-    // the server's answer for the filters, once it came; meanwhile the newest runs, filtered here
-    const shown = filterRuns(found ?? m.runs, this.filter);
+    // the server's pages for the filters, once the first came; meanwhile the newest runs, filtered here
+    const pages = m.pages;
+    const first = m.firstPage();
+    const waiting = pages.query !== '' && found === null;
+    const served = waiting ? m.runs : pages.rows(first);
+    const shown = filterRuns(served, this.filter);
     const keys = shown.map(r => r.run_id);
     const rows = shown.map(run => this._run(run, this.isTabStop(run.run_id, keys)));
-    const note = found
-      ? `${shown.length} run${shown.length === 1 ? '' : 's'} found in the whole run index (the newest 50 at most)`
-      : shown.length < m.runs.length
-        ? `${shown.length} of ${m.runs.length} runs shown`
-        : null;
+    const older = waiting ? null : pages.next(first);
+    const paged = pages.from > 0 || older !== null || served.length > first.runs.length;
+    const from = pages.from * RUNS_PAGE + 1;
+    const span = `runs ${from.toLocaleString()}–${(from + served.length - 1).toLocaleString()}`;
+    const note =
+      found && !waiting
+        ? paged
+          ? `${span} of those the filters find in the whole run index, newest first`
+          : `${shown.length} run${shown.length === 1 ? '' : 's'} found in the whole run index`
+        : shown.length < served.length
+          ? `${shown.length} of ${served.length} runs shown`
+          : paged
+            ? `${span[0].toUpperCase()}${span.slice(1)}, newest first`
+            : null;
     return {
       items: [
+        // always there (hidden on the newest page), so the rows below keep their place and are not drawn anew
+        el(
+          'div',
+          { class: 'jp-split-pager', role: 'group', 'aria-label': 'Newer runs', hidden: pages.from > 0 ? undefined : '' },
+          pages.from > 0 ? this._pageButton('Show newer runs', 'newer', () => void pages.newer()) : null,
+          pages.from > 0 ? this._pageButton('Show the newest runs', 'newest', () => pages.newest()) : null
+        ),
         rows.length ? list('Runs', rows) : el('div', { class: 'jp-split-empty' }, 'No run passes the filters.'),
-        note ? el('div', { class: 'jp-split-detail', role: 'status' }, note) : null
+        note ? el('div', { class: 'jp-split-detail', role: 'status' }, note) : null,
+        pages.error ? el('div', { class: 'jp-split-error', role: 'alert' }, pages.error) : null,
+        older !== null
+          ? el(
+              'div',
+              { class: 'jp-split-pager', role: 'group', 'aria-label': 'Older runs' },
+              // the first page as it is at the click: a kept button's handler is the one of the render that drew it
+              this._pageButton(pages.busy ? 'Loading older runs...' : 'Show older runs', 'older', () =>
+                void pages.older(m.firstPage())
+              )
+            )
+          : null
       ],
       count: m.runs.length
     };
+  }
+
+  /** A button that moves along the pages, its focus kept across renders (`data-focus`). */
+  private _pageButton(label: string, key: string, go: () => void): HTMLElement {
+    const node = button(label, label, go, `jp-split-page-${key}`);
+    node.dataset.focus = `page:${key}`;
+    if (this._model.pages.busy) {
+      node.setAttribute('aria-disabled', 'true'); // not `disabled`: the focus stays on it while the page comes
+    }
+    return node;
   }
 
   private _run(run: Run, stop: boolean): HTMLElement {
