@@ -102,3 +102,10 @@ def reason_to_show(reason: str | None, error: dict[str, Any] | None) -> str | No
     """A run's reason, or None where the cell's traceback (shown above it) already says it."""
     shown = _ANSI.sub("", "\n".join(error["traceback"])) if error else ""
     return reason if reason and reason not in shown else None
+
+
+class NotRunning(SplitError, ValueError):
+    """A run that has no cell running to interrupt: it has ended, or it waits on a session behind another
+    cell (where a signal would reach the cell that runs, not this one). The message says what to do."""
+
+    http_status, http_reason = 409, "run not running"

@@ -21,7 +21,7 @@ from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, LaunchSpec, executor_for
 from . import logs, replay
 from .follow import Tracker, follow, record_death
-from .outcome import CellOptions, RunOutcome
+from .outcome import CellOptions, NotRunning, RunOutcome
 from .sessions import end_runner
 from ..protocol import rank_dir
 from ..runs.events import TERMINAL_STATES, run_view
@@ -275,10 +275,24 @@ class Split:
         self.index.update(record.run_id, state=final["state"])
         return final["state"]
 
-    def interrupt(self, run_id: str) -> None:
-        """Send SIGINT to a run's runner: the cell gets a KeyboardInterrupt and a session lives on.
-        On Ray this ends the whole job (its Jobs API can only stop jobs)."""
-        aio.run(self._signal(self.index.get(run_id), "INT"))
+    def interrupt(self, run_id: str) -> str:
+        """Send SIGINT to a run's runner: the cell gets a KeyboardInterrupt (the run ends `interrupted`, as a
+        notebook's stop button ends it) and a session lives on, its variables kept. On Ray this ends the whole
+        job (its Jobs API can only stop jobs). Returns the state its log's end gave when the signal went.
+
+        Raises NotRunning for a run whose log says it ended, and for a cell queued on a session: the signal
+        goes to the session's runner, so it would stop the cell the session executes, not this one.
+        """
+        record = self.index.get(run_id)
+        state = run_view(self.run_tail(record.run_id, VIEW_RECORDS), record.state).state
+        if state in TERMINAL_STATES:
+            raise NotRunning(f"run {record.run_id} has ended ({state}): there is no cell to interrupt")
+        if record.mode == "session" and state in ("submitted", "queued"):
+            raise NotRunning(f"run {record.run_id} waits on the session of site {record.site!r} behind another cell; "
+                             "an interrupt now would stop that cell, not this one. Interrupt it once it runs, or "
+                             f"cancel it (`%split cancel {record.run_id}`: that ends the session)")
+        aio.run(self._signal(record, "INT"))
+        return state
 
     async def _signal(self, record: RunRecord, sig: str) -> None:
         await self.executor(record.site).signal(record.handle, sig)

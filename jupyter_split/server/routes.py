@@ -1,5 +1,5 @@
-"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel, checkpoints
-(with the guard's dry run), W&B, accelerators and leases; the border's are in `border.py`.
+"""REST handlers for the sidebar under `/jupyter-split/`: run states, sites, runs, run events, cancel and
+interrupt, checkpoints (with the guard's dry run), W&B, accelerators and leases; the border's are in `border.py`.
 
 Each handler is a thin call into the one core (`jupyter_split.core`), run in a worker
 thread because the core blocks on its own event loop (`base.SplitHandler`). Every method is
@@ -184,6 +184,22 @@ class CancelHandler(SplitHandler):
         self.send({"run_id": record.run_id, "state": state})
 
 
+class InterruptHandler(SplitHandler):
+    """POST /jupyter-split/runs/RUN/interrupt: a KeyboardInterrupt in a run's cell, as a notebook's stop button
+    sends: the run ends `interrupted` and its session lives on, its variables kept."""
+
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        """Takes an empty body or {}; answers {run_id, state} once `Split.interrupt` sent the signal: the state
+        the run was in (its end shows at the next poll). 404 where no run matches; 409 for a run that has
+        ended, or a cell queued on a session behind another (the signal would stop that one)."""
+        self.body(bodies.Empty)
+        split = await self.call(core.get_split)
+        record = await self.call(split.index.get, run_id)
+        state = await self.call(split.interrupt, record.run_id)
+        self.send({"run_id": record.run_id, "state": state})
+
+
 class CheckpointsHandler(SplitHandler):
     """GET /jupyter-split/checkpoints: the published checkpoints on every site with storage."""
 
@@ -291,6 +307,7 @@ HANDLERS: list[tuple[str, type[SplitHandler]]] = [
     ("runs", RunsHandler),
     (f"runs/{RUN_ID}/events", RunEventsHandler),
     (f"runs/{RUN_ID}/cancel", CancelHandler),
+    (f"runs/{RUN_ID}/interrupt", InterruptHandler),
     ("checkpoints", CheckpointsHandler),
     ("checkpoints/transfer", TransferHandler),
     ("checkpoints/check", TransferCheckHandler),

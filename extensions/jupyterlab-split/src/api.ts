@@ -3,7 +3,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { RunStateInfo } from './logic';
-import { AuditEntry, EventsAnswer, Run, TransferCheck, TransferView } from './types';
+import { AuditEntry, EventsAnswer, Run, Sessions, TransferCheck, TransferView } from './types';
 
 export * from './types';
 
@@ -95,6 +95,16 @@ export const api = {
     requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/cancel`, {
       method: 'POST'
     }),
+  /** A KeyboardInterrupt in the run's cell: it ends `interrupted`, and its session lives on. */
+  interrupt: (runId: string) =>
+    requestAPI<{ run_id: string; state: string }>(`runs/${encodeURIComponent(runId)}/interrupt`, {
+      method: 'POST'
+    }),
+  /** The run as its log's end says (state, site, mode), with its last record. */
+  run: (runId: string) => requestAPI<EventsAnswer>(`runs/${encodeURIComponent(runId)}/events?tail=1`).then(a => a.run),
+  /** One site's session as it is now: what it executes and what waits on it. */
+  sessionOf: (site: string) =>
+    requestAPI<Sessions>(`sessions?site=${encodeURIComponent(site)}`).then(answer => answer.sites[0] ?? null),
   startTransfer: (site: string, name: string, toSite: string) =>
     requestAPI<TransferView>('transfers', {
       method: 'POST',

@@ -5,6 +5,7 @@ export const CommandIDs = {
   runCellOnSite: 'jupyter-split:run-cell-on-site',
   openRun: 'jupyter-split:open-run',
   cancelRun: 'jupyter-split:cancel-run',
+  interruptRun: 'jupyter-split:interrupt-run',
   insertAttach: 'jupyter-split:insert-attach',
   transferCheckpoint: 'jupyter-split:transfer-checkpoint'
 };

@@ -13,6 +13,7 @@ import { showMessage } from './dialogs';
 import { attachCode, cellSite, setSiteLine } from './logic';
 import { SplitModel } from './model';
 import { runPanel } from './runview';
+import { cancelText } from './sitelogic';
 import { SplitSidebar } from './sidebar';
 import { RunsStatus } from './statusbar';
 import splitSvg from '../style/icons/split.svg';
@@ -131,7 +132,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         const cancel = () => void commands.execute(CommandIDs.cancelRun, { runId });
-        const panel = runPanel(runId, rendermime, () => model.states(), current.refreshInterval * 1000, cancel);
+        const interrupt = () => void commands.execute(CommandIDs.interruptRun, { runId });
+        const panel = runPanel(runId, rendermime, () => model.states(), current.refreshInterval * 1000, cancel, interrupt);
         app.shell.add(panel, 'main', { mode: 'split-right' });
       }
     });
@@ -140,9 +142,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => `Cancel run ${args.runId ?? ''}`,
       execute: async args => {
         const runId = args.runId as string;
+        // What cancelling does depends on how the run runs: asked now, so the words hold at the click
+        const run = await api.run(runId).catch(() => null);
+        const session = run?.mode === 'session' ? await api.sessionOf(run.site).catch(() => null) : null;
         const answer = await showDialog({
-          title: 'Cancel run',
-          body: `Cancel ${runId}? Its output so far stays in the event log.`,
+          title: run?.mode === 'session' ? 'Cancel run and end its session' : 'Cancel run',
+          body: run ? cancelText(run, session) : `Cancel ${runId}? Its output so far stays in the event log.`,
           buttons: [Dialog.cancelButton({ label: 'Keep running' }), Dialog.warnButton({ label: 'Cancel run' })]
         });
         if (!answer.button.accept) {
@@ -152,6 +157,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await api.cancel(runId);
         } catch (reason) {
           await showMessage(`Could not cancel ${runId}`, String((reason as Error).message ?? reason), 'error');
+        }
+        await model.refresh();
+      }
+    });
+
+    commands.addCommand(CommandIDs.interruptRun, {
+      label: args => `Interrupt run ${args.runId ?? ''}`,
+      caption: "A KeyboardInterrupt in the run's cell, as a notebook's stop button sends: its session lives on",
+      execute: async args => {
+        const runId = args.runId as string;
+        try {
+          await api.interrupt(runId);
+        } catch (reason) {
+          await showMessage(`Could not interrupt ${runId}`, String((reason as Error).message ?? reason), 'error');
         }
         await model.refresh();
       }

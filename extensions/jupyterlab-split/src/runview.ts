@@ -4,7 +4,6 @@ import * as nbformat from '@jupyterlab/nbformat';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Poll } from '@lumino/polling';
-import { stopIcon } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { api, EventsAnswer } from './api';
@@ -18,7 +17,8 @@ export class RunView extends Panel {
     rendermime: IRenderMimeRegistry,
     private readonly _states: () => Promise<RunStates>,
     intervalMs: number,
-    private readonly _cancel: () => void
+    private readonly _cancel: () => void,
+    private readonly _interrupt: () => void
   ) {
     super();
     this.addClass('jp-split-runview');
@@ -71,12 +71,21 @@ export class RunView extends Panel {
     }
     const run = answer.run;
     // `run.state` is what the log's end says: once it has ended and every record is here, stop asking.
-    // Drawn again only when the state changes, so the cancel button keeps its focus across polls.
+    // Drawn again only when the state changes, so the buttons keep their focus across polls.
     if (this._status.node.dataset.state !== run.state) {
+      // Interrupt while a cell runs (a queued one is not the session's running cell: the signal would miss it)
+      const interrupt =
+        run.state === 'running'
+          ? button('Interrupt', `Interrupt run ${run.run_id}: a KeyboardInterrupt in its cell`, this._interrupt, 'jp-split-interrupt')
+          : null;
       const cancel = states.isActive(run.state)
-        ? button(stopIcon, `Cancel run ${run.run_id}`, this._cancel, 'jp-split-cancel')
+        ? button('Cancel', `Cancel run ${run.run_id}`, this._cancel, 'jp-split-cancel')
         : null;
-      this._status.node.replaceChildren(`${run.run_id} on ${run.site}: `, stateBadge(states, run.state), cancel ?? '');
+      this._status.node.replaceChildren(
+        `${run.run_id} on ${run.site}: `,
+        stateBadge(states, run.state),
+        interrupt || cancel ? el('span', { class: 'jp-split-runview-actions' }, interrupt, cancel) : ''
+      );
       this._status.node.dataset.state = run.state;
     }
     if (states.isTerminal(run.state) && this._seq >= run.last_seq) {
@@ -126,9 +135,10 @@ export function runPanel(
   rendermime: IRenderMimeRegistry,
   states: () => Promise<RunStates>,
   intervalMs: number,
-  cancel: () => void
+  cancel: () => void,
+  interrupt: () => void
 ): MainAreaWidget<RunView> {
-  const content = new RunView(runId, rendermime, states, intervalMs, cancel);
+  const content = new RunView(runId, rendermime, states, intervalMs, cancel, interrupt);
   const panel = new MainAreaWidget({ content });
   panel.id = `jupyter-split-run-${runId}`;
   panel.title.label = `Run ${runId}`;

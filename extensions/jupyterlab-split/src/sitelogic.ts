@@ -174,6 +174,37 @@ export function sessionRunText(run: SessionRun): string {
   return `${run.name ?? run.run_id}${count}${run.cell ? `: ${run.cell}` : ''}`;
 }
 
+/**
+ * What the Cancel confirmation says cancelling does to `run` (`Split.cancel`): a run of its own has its
+ * runner (or job) ended; a run given to a site's session ends that session, as Stop in the sessions pane
+ * does, since the signal goes to the session's runner: its variables are lost, the cell it executes and
+ * every cell queued on it end cancelled, and the next cell on the site starts a fresh session. `session`
+ * is the site's session as last reported (null where it is not known: the words stay general).
+ */
+export function cancelText(run: { run_id: string; site: string; mode: string; state: string }, session: Session | null): string {
+  const kept = 'Its output so far stays in the event log.';
+  if (run.mode !== 'session') {
+    return `Cancel ${run.run_id}? Its runner on ${run.site} is stopped (SIGTERM, then SIGKILL after 10 s if it goes on). ${kept}`;
+  }
+  const running = session?.running && session.running.run_id !== run.run_id ? session.running.run_id : null;
+  const queued = session ? session.queue.filter(r => r.run_id !== run.run_id).length : null;
+  const also = [
+    running ? `the cell it executes (${running}) ends cancelled too` : null,
+    queued === null
+      ? 'every cell queued on it ends cancelled'
+      : queued
+        ? `${queued} cell${queued === 1 ? '' : 's'} queued on it end${queued === 1 ? 's' : ''} cancelled`
+        : null
+  ].filter(Boolean);
+  const where = run.state === 'running' ? 'runs in' : 'waits on';
+  return (
+    `Cancel ${run.run_id}? It ${where} the session on ${run.site}, and cancelling ends that session, as Stop in ` +
+    `the sessions pane does: its variables are lost${also.length ? `, ${also.join(', and ')}` : ''}; the next cell ` +
+    `on ${run.site} starts a fresh session. ${kept}` +
+    (run.state === 'running' ? ' To stop this cell alone and keep the session, interrupt it instead.' : '')
+  );
+}
+
 /** A Ray cluster's resources in one line: "CPU 1/2 · GPU 0/4 · 1 node alive" (used where reported). */
 export function rayText(ray: NonNullable<SiteReading['ray']>): string {
   const resources = Object.entries(ray.resources)
