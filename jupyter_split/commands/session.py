@@ -74,8 +74,8 @@ def show(ctx: Context, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if r["queue"]:
             ctx.print(f"\nqueued on {r['site']}, in the order they run:")
-            for n, run in enumerate(r["queue"], 1):
-                ctx.print(f"  {n}. {_run(run)}")
+            for n, run in enumerate(r["queue"], 1):  # from which notebook, where its kernel was told
+                ctx.print(f"  {n}. {_run(run)}" + (f" from {run['notebook']}" if run.get("notebook") else ""))
         for error in r["errors"]:
             ctx.print(error)
 

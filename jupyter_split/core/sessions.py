@@ -177,7 +177,7 @@ async def _report(split: "Split", site: "SiteConfig") -> dict[str, Any]:
     running, queue, errors}. `started` is when the session began (seconds since the epoch, as this
     machine's clock read it: uptime is now less that), `memory` its runner's resident bytes, `running`
     the run it executes and `queue` the runs waiting for it (each {run_id, name, state, created, count,
-    cell})."""
+    cell, notebook}: `notebook` the one its cell came from, as its kernel was told, or None)."""
     ex = split.executor(site)
     row = _empty(site.name, ex.kind)
     row["supported"] = ex.supports_sessions
@@ -235,8 +235,9 @@ async def _run_row(ex: Executor, record: "RunRecord") -> tuple[dict[str, Any], f
         cell = next((line.strip() for line in request.get("code", "").splitlines() if line.strip()), "")[:CELL_CHARS]
     except (FileNotFoundError, ValueError):
         pass
-    return {"run_id": record.run_id, "name": record.name, "state": state, "created": record.created,
-            "count": count, "cell": cell}, last[-1]["t"] if state == "queued" else None
+    row = {"run_id": record.run_id, "name": record.name, "state": state, "created": record.created,
+           "count": count, "cell": cell, "notebook": record.handle.get("notebook")}
+    return row, last[-1]["t"] if state == "queued" else None
 
 
 async def open_session(split: "Split", ex: Executor) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class SessionsHandler(SplitHandler):
     async def get(self) -> None:
         """Answers {states, sites}: the session states in order (`core.sessions.SESSION_STATES`) and per site
         {site, executor, supported, state, session, pid, started, memory, running, queue, errors}
-        (`core.sessions.sessions`). 400 for a site name that is malformed or not in the config."""
+        (`core.sessions.sessions`; each cell of `running` and `queue` with the notebook it came from). 400 for a site name that is malformed or not in the config."""
         site = self.site_arg()
         split = await self.call(core.get_split)
         self.send(await self.call(sessions.sessions, split, site))

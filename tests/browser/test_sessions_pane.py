@@ -1,6 +1,6 @@
 """The sessions pane in a real JupyterLab and Chromium, against real session runners: a site's session
-gone, then busy with a cell another client queued behind it, stopped after a confirmation (the cells
-cancelled), then restarted warm."""
+gone, then busy with a cell another client (a notebook's kernel) queued behind it, named with its notebook,
+stopped after a confirmation (the cells cancelled), then restarted warm."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +20,7 @@ def sites(split_home: Path) -> None:
     two_sites(split_home, "sessions")
 
 
-def test_sessions_pane_shows_the_queue_and_stops_and_restarts_after_asking(sites, page, lab: Lab) -> None:
+def test_sessions_pane_shows_the_queue_and_stops_and_restarts_after_asking(sites, page, lab: Lab, monkeypatch) -> None:
     from playwright.sync_api import expect
 
     _open_lab(page, lab)
@@ -33,13 +33,19 @@ def test_sessions_pane_shows_the_queue_and_stops_and_restarts_after_asking(sites
     # Two clients (two notebooks' kernels): one's cell runs, the other's waits behind it.
     busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
     expect(home).to_have_attribute("data-state", "busy", timeout=90_000)
+    # the second from a notebook's kernel, which jupyter_server tells its notebook's path
+    monkeypatch.setenv("JPY_SESSION_NAME", "experiments/second.ipynb")
     queued = Cell("print('second')")
     expect(home).to_have_attribute("data-queued", "1", timeout=30_000)
+    monkeypatch.delenv("JPY_SESSION_NAME")
     expect(home.locator(".jp-split-running")).to_contain_text("running")
     expect(home.locator(".jp-split-running")).to_contain_text("import time")
     waiting = home.locator(".jp-split-queue li")
     expect(waiting).to_have_count(1)
-    expect(waiting).to_have_text(f"queued {waiting.get_attribute('data-run-id')}: print('second')")
+    queued_id = waiting.get_attribute("data-run-id")
+    expect(waiting).to_have_text(f"queued {queued_id} from second.ipynb: print('second')")
+    expect(waiting).to_have_attribute("title", f"{queued_id}, from experiments/second.ipynb")
+    expect(home.locator(".jp-split-running")).not_to_contain_text(" from ")  # a cell from no notebook
     expect(home.locator(".jp-split-elapsed")).to_contain_text("pid ")
     expect(home.locator(".jp-split-elapsed")).to_contain_text("up ")
     expect(home.locator(".jp-split-elapsed")).to_contain_text("MB")

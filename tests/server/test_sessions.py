@@ -47,7 +47,7 @@ async def _until(jp_fetch, check, what: str, timeout: float = 180) -> dict[str, 
     raise AssertionError(f"timed out waiting for {what}; last: {row}")
 
 
-async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) -> None:
+async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch, monkeypatch) -> None:
     body = await _json(jp_fetch, "sessions")
     assert body["states"] == list(SESSION_STATES)
     assert {s["site"]: s["state"] for s in body["sites"]} == {"home": "gone", "abroad": "gone"}
@@ -59,10 +59,14 @@ async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch) 
 
     busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
     row = await _until(jp_fetch, lambda r: r["state"] == "busy", "the session to be busy")
+    monkeypatch.setenv("JPY_SESSION_NAME", "work/second.ipynb")  # as jupyter_server names a notebook's kernel
     waiting = Cell("print(kept)")  # another notebook's cell: it waits behind the busy one
     row = await _until(jp_fetch, lambda r: r["queue"], "the second cell to queue")
+    monkeypatch.delenv("JPY_SESSION_NAME")
     assert row["state"] == "busy" and row["running"]["cell"] == "import time"
     assert [q["cell"] for q in row["queue"]] == ["print(kept)"] and row["queue"][0]["state"] == "queued"
+    # each cell says the notebook it came from (none for one from elsewhere)
+    assert row["queue"][0]["notebook"] == "work/second.ipynb" and row["running"]["notebook"] is None
     running_id, queued_id = row["running"]["run_id"], row["queue"][0]["run_id"]
 
     stopped = await _post(jp_fetch, "home", "stop")

@@ -8,7 +8,7 @@ import { showMessage } from './dialogs';
 import { button, el } from './dom';
 import { SplitModel } from './model';
 import { list, listRow, Pane } from './pane';
-import { sessionRunText, sessionText } from './sitelogic';
+import { sessionRunText, sessionRunTitle, sessionText } from './sitelogic';
 
 /** A session's badge takes a run state's style (style/base.css): busy reads as running, warm as done; gone is plain. */
 const SESSION_STYLE: Record<string, string> = { busy: 'active', warm: 'ok', starting: 'warn' };
@@ -52,13 +52,19 @@ export class SessionsPane extends Pane {
         el('span', { class: 'jp-split-actions' }, ...actions)
       ),
       s.running
-        ? el('div', { class: 'jp-split-detail jp-split-running', title: s.running.run_id }, `running ${sessionRunText(s.running)}`)
+        ? el('div', { class: 'jp-split-detail jp-split-running', title: sessionRunTitle(s.running) }, `running ${sessionRunText(s.running)}`)
         : null,
       s.queue.length
         ? el(
             'ol',
             { class: 'jp-split-queue', 'aria-label': `Cells queued on ${s.site}` },
-            ...s.queue.map(q => el('li', { class: 'jp-split-detail', title: q.run_id, 'data-run-id': q.run_id }, `queued ${sessionRunText(q)}`))
+            ...s.queue.map(q =>
+              el(
+                'li',
+                { class: 'jp-split-detail', title: sessionRunTitle(q), 'data-run-id': q.run_id, 'data-notebook': q.notebook ?? undefined },
+                `queued ${sessionRunText(q)}`
+              )
+            )
           )
         : null,
       ...s.errors.map(text => el('div', { class: 'jp-split-error', role: 'status' }, text))

@@ -1,4 +1,5 @@
 // Pure helpers of the sites pane: a site's roles, its accelerators and its lease in words. No DOM.
+import { baseName } from './listlogic';
 import { formatBytes, formatElapsed } from './logic';
 import { Card, Experiment, Node, Session, SessionRun, SiteLease, SiteReading } from './types';
 
@@ -168,10 +169,19 @@ export function sessionText(session: Session, now: number): string {
   return parts.join(' · ');
 }
 
-/** A cell given to a session in one line: its run (name or id), its execution count and first line. */
+/**
+ * A cell given to a session in one line: its run (name or id), its execution count, the notebook it came
+ * from (by its file name: two notebooks queue on one session) and its first line.
+ */
 export function sessionRunText(run: SessionRun): string {
   const count = run.count !== null ? ` [${run.count}]` : '';
-  return `${run.name ?? run.run_id}${count}${run.cell ? `: ${run.cell}` : ''}`;
+  const notebook = run.notebook ? ` from ${baseName(run.notebook)}` : '';
+  return `${run.name ?? run.run_id}${count}${notebook}${run.cell ? `: ${run.cell}` : ''}`;
+}
+
+/** A session's cell on hover: its run id, and the notebook it came from in full. */
+export function sessionRunTitle(run: SessionRun): string {
+  return run.notebook ? `${run.run_id}, from ${run.notebook}` : run.run_id;
 }
 
 /**

@@ -250,6 +250,8 @@ export interface SessionRun {
   created: number;
   count: number | null;
   cell: string;
+  /** The notebook its cell came from (as Jupyter names it: a path under the server's root); null from elsewhere. */
+  notebook?: string | null;
 }
 
 /** A site's session as GET sessions reports it (jupyter_split/core/sessions.py). */

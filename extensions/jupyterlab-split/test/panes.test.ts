@@ -25,6 +25,7 @@ import {
   rayText,
   runCostText,
   sessionRunText,
+  sessionRunTitle,
   sessionText,
   siteBadges,
   vendorsFound
@@ -247,6 +248,13 @@ describe('sessions', () => {
     const run = { run_id: 'r-1', name: null, state: 'queued', created: 0, count: 3, cell: "print('x')" };
     expect(sessionRunText(run)).toBe("r-1 [3]: print('x')");
     expect(sessionRunText({ ...run, name: 'tune', count: null, cell: '' })).toBe('tune');
+  });
+
+  it('says the notebook a cell came from by its name, in full on hover', () => {
+    const run = { run_id: 'r-1', name: null, state: 'queued', created: 0, count: 3, cell: "print('x')", notebook: 'work/b/train.ipynb' };
+    expect(sessionRunText(run)).toBe("r-1 [3] from train.ipynb: print('x')");
+    expect(sessionRunTitle(run)).toBe('r-1, from work/b/train.ipynb');
+    expect(sessionRunTitle({ ...run, notebook: null })).toBe('r-1');
   });
 });
 
