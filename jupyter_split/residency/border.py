@@ -25,6 +25,7 @@ from ..config import Config
 from .fingerprints import ResidentIndex, sha256_many
 from .locations import redact, resolved
 from .busy import untracked
+from .kept import SMALL_FILE, size_of, spool_scan, to_keep, to_spool
 from .pins import Pin, Source, SourceFile, open_pinned, read_pinned
 
 # How many files a refusal names for one reason before it says how many more.
@@ -33,8 +34,6 @@ SCAN_THREADS = 4
 # Files of a source elsewhere (S3, SFTP) scanned at once: their reads wait on a link, where one
 # flow gets only its share, not on this machine's CPU.
 REMOTE_SCAN_THREADS = 16
-SMALL_FILE = 256 << 10   # read whole by the scan (and kept for the copy, within KEEP_BYTES)
-KEEP_BYTES = 128 << 20
 
 
 # The order a refusal gives its reasons in, whatever order they were found in.
@@ -148,11 +147,11 @@ def _pin(item: SourceFile) -> os.stat_result | None:
 
 
 def _scan(source: Source, files: Sequence[SourceFile], scanner: Any, verdict: Verdict, home: str) -> None:
-    keep = _to_keep(files)
+    keep, spool = to_keep(files), to_spool(files, source.spool)
 
     def batch(items: Sequence[tuple[int, SourceFile]]) -> list[Any]:
         with untracked():  # the guard reading a file to judge it is no read of the process's
-            return _scan_batch(items, keep, source, scanner)
+            return _scan_batch(items, keep, spool, source, scanner)
 
     # a thread per batch, not per file: thousands of small files cost their scan, not a hand-off each
     results: list[Any] = []
@@ -243,19 +242,10 @@ class _Hashing:
         return data
 
 
-def _to_keep(files: Sequence[SourceFile]) -> set[int]:
-    """Which small local files' bytes the scan keeps for the copy to send (within KEEP_BYTES)."""
-    kept, held = set(), 0
-    for i, item in enumerate(files):
-        if item.pin is not None and item.pin.size <= SMALL_FILE and held + item.pin.size <= KEEP_BYTES:
-            kept.add(i)
-            held += item.pin.size
-    return kept
-
-
-def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], source: Source, scanner: Any) -> list[Any]:
-    """Scan results (or exceptions) of `items`: small local text files searched together in one
-    buffer, everything else file by file."""
+def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], spool: set[int], source: Source,
+                scanner: Any) -> list[Any]:
+    """Scan results (or exceptions) of `items`: small text files searched together in one buffer,
+    everything else file by file; what was read kept for the copy where `keep` or `spool` says (`kept`)."""
     from .scan_archive import HEAD, identify
 
     results: list[Any] = [None] * len(items)
@@ -263,9 +253,9 @@ def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], source:
     for slot, (i, item) in enumerate(items):
         where = item.rel or redact(source.url)
         try:
-            if item.pin is not None and item.pin.size <= SMALL_FILE:
-                data = read_pinned(item)
-                if i in keep:
+            if size_of(item) <= SMALL_FILE:
+                data = read_pinned(item) if item.pin is not None else _read_whole(item, source)
+                if i in keep and len(data) == size_of(item):
                     item.data = data  # sent as scanned: no second read, and no window to change it
                 if identify(data[:HEAD]) == "plain":
                     joined.append((slot, item, data))
@@ -273,12 +263,23 @@ def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], source:
                     results[slot] = scanner.scan_bytes(data, where)
             else:
                 with open_pinned(item, source) as handle:
-                    results[slot] = scanner.scan_file(handle, where=where, size=item.size)
+                    if i in spool:
+                        spooled = os.path.join(source.spool, f"{i}")
+                        results[slot] = spool_scan(item, handle, spooled,
+                                                   lambda reader: scanner.scan_file(reader, where=where, size=item.size))
+                    else:
+                        results[slot] = scanner.scan_file(handle, where=where, size=item.size)
         except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
             results[slot] = exc
     if joined:
         _scan_joined(joined, results, source, scanner)
     return results
+
+
+def _read_whole(item: SourceFile, source: Source) -> bytes:
+    """A small file of a source elsewhere, read whole (its size as listed, or what it holds now)."""
+    with source.open(item.path) as handle:
+        return handle.read(item.size + 1)
 
 
 # Between files searched together: a NUL between newlines, which no built-in kind matches across.

@@ -93,7 +93,8 @@ class SourceFile:
     path: str
     size: int
     pin: Pin | None = None
-    data: bytes | None = None  # a small local file's bytes as the scan read them, for the copy to send
+    data: bytes | None = None  # a small file's bytes as the scan read them, for the copy to send
+    spool: str | None = None  # a bigger remote file's bytes as the scan read them, in a file here (`kept`)
     linked: bool | None = None  # its path passes through a symlink (None: not known, so it may)
     # its bytes cross in this copy; a file the destination holds already (a re-sync skips it) is
     # judged by its labels and its fingerprint, and not scanned again: nothing of it goes now
@@ -109,6 +110,7 @@ class Source:
     open: Callable[[str], BinaryIO]              # a sequential reader of a file
     sha256: Callable[[list[str]], Mapping[str, str | None]]  # hashes of stored files, batched
     root: str = ""                               # its path in its filesystem (for a local source, this machine's)
+    spool: str | None = None                     # a folder here the scan may keep remote files' bytes in (`kept`)
 
     @property
     def here(self) -> bool:

@@ -18,7 +18,9 @@ from .. import policy, tracking
 from ..bounds import check_options
 from ..config import Config, load_config
 from ..names import check_location
+from ..paths import data_dir
 from . import s3parts, sftp
+from ..residency.kept import SpoolFolder
 from ..residency.pins import Source, SourceFile
 from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
 from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
@@ -101,11 +103,13 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
                   backoff=(backoff, 0))
     source, target = resolve(src, src_options), resolve(dest, dest_options)
     source.max_connections = target.max_connections = (config or load_config()).sync.max_connections
+    # what the guard's scan reads of a source elsewhere is kept here for the send (`residency.kept`)
+    spool = None if is_local(source.fs) else SpoolFolder(data_dir() / "spool")
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
         start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
         given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-        carried = check_residency(plan, src, dest, given, config)
+        carried = check_residency(plan, src, dest, given, config, spool and spool.path)
 
         report = SyncReport(src=src, dest=dest)
         _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
@@ -123,20 +127,24 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     finally:
         source.close()  # the processes and sessions a copy keeps on SFTP servers
         target.close()
+        if spool is not None:
+            spool.close()
     report.manifest = new
     report.seconds = time.monotonic() - started
     tracking.checkpoint_copied(src, new)
     return report
 
 
-def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None) -> set[str]:
+def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None,
+                    spool: str | None = None) -> set[str]:
     """The one place a copy asks the residency guard: after planning, before any byte moves.
 
     Every file the copy delivers is judged by what it is (its path, the file it resolves
     to, its content; see `residency.border`); a local file is pinned as judged, and the
     send reads it only while it is still that file. Raises `policy.ResidencyError` on a
     refusal (the guard writes the audit log); returns every label the copy carries, for
-    the destination's manifest.
+    the destination's manifest. A source elsewhere may keep what the scan read in `spool` (a
+    folder here), for the send to read (`residency.kept`).
     """
     config = config or load_config()
     linked = plan.src.linked  # known for a listed local folder: which files a symlink leads to
@@ -148,11 +156,11 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     sizes = {item.src_path: item.size for item in plan.items}  # a big S3 object is read in ranges
     source = Source(url=src_url, local=is_local(src.fs), root=src.root,
                     open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path)),
-                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None))
+                    sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), spool=spool)
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))
     for item, judged in zip(plan.items, files):
-        item.pin, item.data = judged.pin, judged.data
+        item.pin, item.data, item.spool = judged.pin, judged.data, judged.spool
     return carried
 
 

@@ -37,7 +37,7 @@ class Action(str, Enum):
 class Item:
     """One file of the copy: where it comes from, what it should hash to, and what to do with it.
 
-    `pin` and `data` are filled by the residency guard: the send must read the same file it judged.
+    `pin`, `data` and `spool` are filled by the residency guard: the send must read the same file it judged.
     """
 
     rel: str
@@ -48,7 +48,8 @@ class Item:
     resume_from: int = 0     # bytes of a `.part` file left by an interrupted copy
     checked: bool = False    # the backend confirmed the stored bytes as they arrived (S3 ETag)
     pin: Pin | None = None   # a local source file's identity as the residency guard judged it
-    data: bytes | None = None  # a small local file's bytes as the guard scanned them: sent as they are
+    data: bytes | None = None  # a small file's bytes as the guard scanned them: sent as they are
+    spool: str | None = None   # a bigger remote file's bytes as the guard scanned them, in a file here
 
 
 @dataclass

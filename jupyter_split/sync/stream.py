@@ -113,6 +113,14 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
     by the process the copy keeps there, else with their requests pipelined on a session
     (one after the other, each file costs an open, a read and a close round trip).
     """
+    if not items:
+        return []
+    kept = [item.data for item in items]  # read (and scanned) by the residency guard: sent as they are
+    for item in items:
+        item.data = None
+    if any(data is not None for data in kept):
+        rest = iter(_read_whole(src, [item for item, data in zip(items, kept) if data is None], chunk))
+        return [data if data is not None else next(rest) for data in kept]
     worker = src.worker
     if worker is not None and worker.writes:
         # the process kept on the SFTP server sends them back in one stream
@@ -132,10 +140,6 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
         return sync(src.fs.loop, gather)
     found: list[bytes | BaseException] = []
     for item in items:
-        if item.data is not None:  # read (and scanned) by the residency guard, under its pin
-            found.append(item.data)
-            item.data = None
-            continue
         try:
             with open_read(src, item.src_path, chunk, item.pin, item.size) as reader:
                 found.append(reader.read(item.size + 1))
@@ -220,8 +224,11 @@ def _wide(src, item: Item, chunk: int) -> bool:
 
 
 def _open_source(src, item: Item, chunk: int, offset: int) -> Any:
-    """The reader of `item` from `offset`: in ranges over several connections from an SFTP server
-    (a big file must not ride one flow), else `open_read`'s (`offset` is then 0)."""
+    """The reader of `item` from `offset`: the bytes the guard's scan read where it kept them (a file
+    here), else in ranges over several connections from an SFTP server (a big file must not ride one
+    flow), else `open_read`'s (`offset` is then 0)."""
+    if item.spool is not None:
+        return open(item.spool, "rb")
     if _wide(src, item, chunk):
         first = src.streams.open(item.src_path, read=True)
         if first is not None:

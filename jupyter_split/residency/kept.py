@@ -1,0 +1,126 @@
+"""What the content scan read, kept for the copy to send: the bytes that cross are the bytes judged.
+
+A small file's bytes are kept in memory (within KEEP_BYTES). A bigger file of a source elsewhere
+(S3, an SFTP server) is written, as the scan reads it, to a spool file on this machine (within the
+folder's budget): the copy sends it from there, so the object is downloaded once, not once for the
+scan and again for the send (S3 to SFTP carried every byte twice over the S3 link), and nothing it
+sends can have changed after it was judged. A local file needs neither: it is read under its pin.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Sequence
+
+from .pins import SourceFile
+
+SMALL_FILE = 256 << 10   # read whole by the scan (and kept for the copy, within KEEP_BYTES)
+KEEP_BYTES = 128 << 20
+#: the most a copy spools, and never more than half the folder's free space
+SPOOL_MAX = 16 << 30
+
+
+def size_of(item: SourceFile) -> int:
+    """The file's size as judged: its pin's for a local file, the listing's for one elsewhere."""
+    return item.pin.size if item.pin is not None else item.size
+
+
+def to_keep(files: Sequence[SourceFile]) -> set[int]:
+    """Which small files' bytes (by index) the scan keeps in memory for the copy to send."""
+    kept, held = set(), 0
+    for i, item in enumerate(files):
+        size = size_of(item)
+        if item.sent and size <= SMALL_FILE and held + size <= KEEP_BYTES:
+            kept.add(i)
+            held += size
+    return kept
+
+
+def to_spool(files: Sequence[SourceFile], folder: str | None) -> set[int]:
+    """Which bigger files of a source elsewhere (by index) the scan writes to spool files in `folder`."""
+    if folder is None:
+        return set()
+    budget = min(SPOOL_MAX, shutil.disk_usage(folder).free // 2)
+    spooled, held = set(), 0
+    for i, item in enumerate(files):
+        if item.pin is None and item.sent and item.size > SMALL_FILE and held + item.size <= budget:
+            spooled.add(i)
+            held += item.size
+    return spooled
+
+
+class Tee:
+    """A reader that writes what passes through it to `out`; not seekable, so a scan reads it front
+    to back (a scan may seek past what it need not read in a seekable file: here it reads it)."""
+
+    def __init__(self, raw: BinaryIO, out: BinaryIO):
+        self.raw, self.out, self.count = raw, out, 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from the file, and write what was read to the spool."""
+        data = self.raw.read(size)
+        if data:
+            self.out.write(data)
+            self.count += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def drain(self) -> None:
+        """Read what the scan left (it may stop early) into the spool."""
+        while self.read(1 << 20):
+            pass
+
+
+def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
+    """`scan(reader)` over `handle` with every byte it reads written to `path`; the file's spool is
+    `path` when it holds the whole file as listed (else the copy reads the source as it is then)."""
+    with open(path, "wb") as out:
+        tee = Tee(handle, out)
+        result = scan(tee)
+        tee.drain()
+    if tee.count == item.size:
+        item.spool = path
+    else:
+        os.unlink(path)
+    return result
+
+
+class SpoolFolder:
+    """A folder of its own under `root` for one copy's spool files, removed by `close`. It holds a
+    lock while it lives, so the folders of copies that were killed (their lock free) are removed by
+    the next copy, and a live copy's never are."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        for old in root.iterdir():
+            _remove_if_free(old)
+        self.path = tempfile.mkdtemp(dir=root)
+        self._lock = os.open(os.path.join(self.path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        """Remove the folder and what it holds."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock)
+
+
+def _remove_if_free(folder: Path) -> None:
+    try:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock (yet, or not a spool folder): left alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # its copy runs
+    finally:
+        os.close(fd)  # closing drops the lock taken
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""What crosses is what the guard's scan read: a source elsewhere (S3 on moto_server) is read once,
+by the scan, and the copy sends those bytes (a small file's from memory, a bigger one's from a spool
+file here), so an object changed after it was judged never goes in its new form, and the S3 link
+carries each byte once."""
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_split import sync
+from jupyter_split.config import load_config
+from jupyter_split.paths import data_dir
+from jupyter_split.residency.kept import SpoolFolder
+from jupyter_split.sync import engine, stream
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
+
+PII = b"name,id\nli wei,11010519491231002X\n"  # GB 11643's own example: a PRC resident ID the scan finds
+
+
+def _objects(fs, prefix: str, big: bytes, small: bytes) -> None:
+    fs.pipe_file(f"{prefix}/model.bin", big)
+    fs.pipe_file(f"{prefix}/log.csv", small)
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_an_object_changed_after_the_scan_goes_as_it_was_scanned(tmp_path, s3, monkeypatch, published):
+    rng = random.Random(5)
+    big, small = rng.randbytes(3 << 20), b"epoch,loss\n1,0.50\n2,0.25\n"
+    bucket = s3.make_bucket(f"kept-{int(published)}")
+    fs = s3.filesystem()
+    prefix = f"{bucket.removeprefix('s3://')}/ck"
+    if published:  # a checkpoint published on S3: its manifest names the clean bytes' sha256
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "model.bin").write_bytes(big)
+        (src / "log.csv").write_bytes(small)
+        sync.copy(str(src), f"{bucket}/ck", dest_options=s3.storage_options, progress=False)
+    else:
+        _objects(fs, prefix, big, small)
+    judged = engine.check_residency
+    sent_from_source: list[str] = []
+    open_read = stream.open_read
+
+    def then_changed(plan, *args, **kwargs):
+        carried = judged(plan, *args, **kwargs)
+        # after the guard's scan and before the send: the same names, the same sizes, personal data
+        _objects(fs, prefix, PII + b"\0" * (len(big) - len(PII)), PII[:len(small)].ljust(len(small), b"\n"))
+        return carried
+
+    def counted(src, path, *args, **kwargs):
+        sent_from_source.append(path)
+        return open_read(src, path, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "check_residency", then_changed)
+    monkeypatch.setattr(stream, "open_read", counted)
+    # to the default's site abroad: a copy that crosses the border, so the guard scans it
+    dest = Path(load_config().site("abroad").storage.removeprefix("file://")) / f"ck{int(published)}"
+    report = sync.copy(f"{bucket}/ck", str(dest), src_options=s3.storage_options, progress=False)
+    assert report.files_sent == 2
+    assert (dest / "model.bin").read_bytes() == big and (dest / "log.csv").read_bytes() == small
+    assert sent_from_source == [], "the send read the source again instead of what the scan read"
+    assert not any(Path(data_dir(), "spool").iterdir()), "the copy's spool files outlived it"
+
+
+def test_a_spool_left_by_a_killed_copy_is_removed_by_the_next_and_a_live_ones_kept():
+    root = Path(data_dir(), "spool")
+    killed = subprocess.run([sys.executable, "-c", "import sys, pathlib\n"
+                             "from jupyter_split.residency.kept import SpoolFolder\n"
+                             "folder = SpoolFolder(pathlib.Path(sys.argv[1]))\n"
+                             "(pathlib.Path(folder.path) / '0').write_bytes(b'x' * 100)\n"
+                             "print(folder.path)\n", str(root)], capture_output=True, text=True, check=True)
+    left = Path(killed.stdout.strip())  # its process ended without closing it, as a killed copy's
+    assert (left / "0").exists()
+    live = SpoolFolder(root)
+    assert not left.exists()
+    other = SpoolFolder(root)  # another copy meanwhile: the live one's folder stays
+    assert Path(live.path).is_dir() and Path(other.path).is_dir()
+    other.close(), live.close()
+    assert not Path(live.path).exists() and not Path(other.path).exists()
