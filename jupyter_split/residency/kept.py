@@ -57,15 +57,28 @@ class Tee:
     to back (a scan may seek past what it need not read in a seekable file: here it reads it)."""
 
     def __init__(self, raw: BinaryIO, out: BinaryIO):
-        self.raw, self.out, self.count = raw, out, 0
+        self.raw, self.out, self.count, self.broken = raw, out, 0, False
 
     def read(self, size: int = -1) -> bytes:
-        """Read from the file, and write what was read to the spool."""
+        """Read from the file, and write what was read to the spool (while it can: a full disk
+        ends the spool, not the scan)."""
         data = self.raw.read(size)
         if data:
-            self.out.write(data)
             self.count += len(data)
+            if not self.broken:
+                self._spool(data)
         return data
+
+    def _spool(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = self.out.write(view)  # unbuffered: a short write goes on from where it ended
+                if not written:
+                    raise OSError("the spool file took no more bytes")
+                view = view[written:]
+        except OSError:
+            self.broken = True
 
     def readable(self) -> bool:
         return True
@@ -82,11 +95,11 @@ class Tee:
 def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
     """`scan(reader)` over `handle` with every byte it reads written to `path`; the file's spool is
     `path` when it holds the whole file as listed (else the copy reads the source as it is then)."""
-    with open(path, "wb") as out:
+    with open(path, "wb", buffering=0) as out:  # a failed write is seen at that write, not at close
         tee = Tee(handle, out)
         result = scan(tee)
         tee.drain()
-    if tee.count == item.size:
+    if tee.count == item.size and not tee.broken:
         item.spool = path
     else:
         os.unlink(path)

@@ -82,3 +82,29 @@ def test_a_spool_left_by_a_killed_copy_is_removed_by_the_next_and_a_live_ones_ke
     assert Path(live.path).is_dir() and Path(other.path).is_dir()
     other.close(), live.close()
     assert not Path(live.path).exists() and not Path(other.path).exists()
+
+
+def test_a_spool_that_cannot_be_written_is_dropped_and_the_scan_goes_on(tmp_path):
+    """A spool file that cannot take the whole file (here the process may write no file over 1,000
+    bytes, as a full disk refuses more) ends the spool, not the scan: the send then reads the source."""
+    probe = """
+import io, resource, signal, sys
+from jupyter_split.residency import kept
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit a write fails (EFBIG) instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+class Item:
+    size, spool = 5000, None
+
+seen = []
+item = Item()
+def scan(reader):
+    while data := reader.read(700):
+        seen.append(len(data))
+    return "scanned"
+print(kept.spool_scan(item, io.BytesIO(b"y" * 5000), sys.argv[1], scan), sum(seen), item.spool)
+"""
+    path = tmp_path / "0"
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["scanned", "5000", "None"] and not path.exists()
