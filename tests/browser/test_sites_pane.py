@@ -1,7 +1,8 @@
 """The sites pane in a real JupyterLab and Chromium: each site's accelerators (the local site, an SSH
 site and a Slurm site's job, with the vendor tool stand-ins; a Ray site's resources), the run holding a card, the lease, the
 `%%remote_gpu` site; polls revalidated with If-None-Match, and the sidebar's feeds asked for only
-while it (and the pane that shows them) is open."""
+while it (and the pane that shows them) is open. Real runs on the SSH and Slurm sites too: their rows in the
+runs pane (site, final state, last line), the SSH run's output in the run panel, its session warm."""
 from __future__ import annotations
 
 import json
@@ -60,11 +61,15 @@ lease = {{ price_per_gpu_hour = 3, currency = "EUR" }}
 """)
     monkeypatch.setenv("PATH", stand_in_path())
     split = core.get_split()
+    # a real short cell on the SSH site, run to its end in that site's session (left warm)
+    over_ssh = split.execute("print('hello from abroad over ssh', flush=True)\n6 * 7", CellOptions(site="abroad"),
+                             None, lambda event: None)
+    assert (over_ssh.site, over_ssh.state) == ("abroad", "succeeded"), over_ssh
     run = split.execute("import time\nprint('holding a card', flush=True)\ntime.sleep(600)",
                         CellOptions(site="home", detach=True), None, lambda event: None).run_id
     _wait_log(run, ended=False, text="holding a card")
     monkeypatch.setenv("STANDIN_SMI_PIDS", f"0:{split.index.get(run).handle['pid']}")
-    yield {"run": run}
+    yield {"run": run, "ssh_run": over_ssh.run_id}
     split.cancel(run)
 
 
@@ -158,6 +163,24 @@ def test_sites_pane_shows_cards_runs_lease_and_the_remote_gpu_site(sites_with_ca
     page.wait_for_timeout(1000)
     assert any("/jupyter-split/accelerators" in url for url, _ in asked[folded:]), "an opened pane did not ask"
 
+    # The SSH site's real run: its row in the runs pane (its site, its final state, its last line), its
+    # output in the run panel, and the session it ran in, still warm on that site.
+    ssh_run = sites_with_cards["ssh_run"]
+    row = sidebar.locator(f".jp-split-run[data-run-id='{ssh_run}']")
+    expect(row).to_have_attribute("data-state", "succeeded")
+    expect(row.locator(".jp-split-row b")).to_have_text("abroad")
+    expect(row.locator(".jp-split-id")).to_have_text(ssh_run)
+    expect(row.locator(".jp-split-lastline")).to_have_text("hello from abroad over ssh")
+    expect(sidebar.locator(f".jp-split-run[data-run-id='{run}'] .jp-split-row b")).to_have_text("home")
+    sessions = sidebar.locator(".jp-split-section[data-section='sessions']")
+    expect(sessions.locator(".jp-split-session[data-site='abroad']")).to_have_attribute("data-state", "warm")
+    expect(sessions.locator(".jp-split-session[data-site='abroad']")).to_have_attribute("data-queued", "0")
+    row.click()
+    view = page.locator(f"#jupyter-split-run-{ssh_run} .jp-split-runview")
+    expect(view.locator(".jp-split-runview-status")).to_have_attribute("data-state", "succeeded")
+    expect(view).to_contain_text("hello from abroad over ssh")
+    expect(view).to_contain_text("42")
+
 
 @pytest.fixture
 def slurm_site(slurm, split_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
@@ -170,9 +193,12 @@ def slurm_site(slurm, split_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     write_config(split_home, slurm_config(split_home) + "\n[accelerators]\ninterval = 1\n")
     split = core.get_split()
+    # a real short cell on the Slurm site first (a job of its own, followed by the pane to its end)
+    short = split.execute("print('hello from slurm', flush=True)\n6 * 7", CellOptions(site="cluster", detach=True),
+                          None, lambda event: None).run_id
     run = split.execute("import time\ntime.sleep(300)", CellOptions(site="cluster", detach=True), None,
                         lambda event: None).run_id
-    yield {"run": run, "job": split.index.get(run).handle["job_id"]}
+    yield {"run": run, "job": split.index.get(run).handle["job_id"], "short": short}
     split.cancel(run)
 
 
@@ -194,6 +220,17 @@ def test_a_slurm_sites_nodes_jobs_and_the_cards_of_its_running_job(slurm_site, p
     slurm = cluster.locator(".jp-split-slurm")
     expect(slurm).to_contain_text("Slurm nodes: localhost")
     expect(slurm).to_contain_text(f"job {job} RUNNING ({run})")
+
+    # The Slurm site's runs in the runs pane: the short one ended, with its site and last line; the long one
+    # running; the short one's output in the run panel.
+    short = slurm_site["short"]
+    row = sidebar.locator(f".jp-split-run[data-run-id='{short}']")
+    expect(row).to_have_attribute("data-state", "succeeded", timeout=90_000)
+    expect(row.locator(".jp-split-row b")).to_have_text("cluster")
+    expect(row.locator(".jp-split-lastline")).to_have_text("hello from slurm")
+    long_row = sidebar.locator(f".jp-split-run[data-run-id='{run}']")
+    expect(long_row).to_have_attribute("data-state", "running")
+    expect(long_row.locator(".jp-split-row b")).to_have_text("cluster")
     widen_sidebar(page)
     shot(cluster, "slurm-site")
 
