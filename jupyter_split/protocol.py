@@ -43,7 +43,7 @@ def signal_name(value: str) -> str:
 
 
 #: the live channel's requests: what the runner's socket answers
-OPS = ("hello", "execute", "put", "get", "follow")
+OPS = ("hello", "execute", "put", "get", "follow", "drop")
 #: payload bytes move in pieces of this size, both ways
 CHUNK = 4 << 20
 

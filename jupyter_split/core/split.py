@@ -252,12 +252,28 @@ class Split:
     def cancel(self, run_id: str) -> str:
         """End a run (and, for a session run, its session); returns the final state.
 
-        SIGTERM first, SIGKILL after `sessions.CANCEL_GRACE` seconds. A run that has already ended is left alone.
+        A cell still queued on a session is taken out of the queue: the cell the session runs, its
+        variables and the other queued cells go on. Otherwise SIGTERM first, SIGKILL after
+        `sessions.CANCEL_GRACE` seconds. A run that has already ended is left alone.
         """
         record = self.index.get(run_id)
         if record.state in TERMINAL_STATES:
             return record.state
+        if record.mode == "session" and record.handle.get("sock") and \
+                run_view(self.run_tail(record.run_id, VIEW_RECORDS), record.state).state in ("submitted", "queued"):
+            if aio.run(self._drop(record)):
+                self.index.update(record.run_id, state="cancelled")
+                return "cancelled"
         return aio.run(self._cancel(record))
+
+    async def _drop(self, record: RunRecord) -> bool:
+        # the session takes the cell out of its queue, unless it started meanwhile (then it is ended as a run)
+        try:
+            reply = await channel.request(self.executor(record.site), record.handle["sock"],
+                                          {"op": "drop", "run_dir": record.run_dir})
+        except (OSError, SplitError):
+            return False  # the session is out of reach: ending it is what is left
+        return bool(reply.get("ok") and reply.get("dropped"))
 
     async def _cancel(self, record: RunRecord) -> str:
         ex = self.executor(record.site)
@@ -290,7 +306,7 @@ class Split:
         if record.mode == "session" and state in ("submitted", "queued"):
             raise NotRunning(f"run {record.run_id} waits on the session of site {record.site!r} behind another cell; "
                              "an interrupt now would stop that cell, not this one. Interrupt it once it runs, or "
-                             f"cancel it (`%split cancel {record.run_id}`: that ends the session)")
+                             f"cancel it (`%split cancel {record.run_id}` takes it out of the queue; the session goes on)")
         aio.run(self._signal(record, "INT"))
         return state
 

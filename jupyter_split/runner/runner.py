@@ -70,6 +70,8 @@ class Runner:
         cfg.HistoryManager.enabled = False
         self.shell = RunnerShell.instance(config=cfg, user_ns=PredefinedNamespace(accelerator))
         self.jobs: queue.Queue[str] = queue.Queue()
+        self.dropped: set[str] = set()  # queued cells cancelled before they ran (`drop`)
+        self.current: str | None = None  # the run_dir of the cell running now
         self.logs: dict[str, EventLog] = {}
         self.subscribers: dict[str, list[queue.Queue[dict[str, Any]]]] = defaultdict(list)
         self.payloads: dict[str, bytearray] = {}   # --in data sent over the socket, by run dir
@@ -159,6 +161,11 @@ class Runner:
         Waits first until the previous cell's --out file is written. status.json is written
         before the final log record, so a client that sees that record can read it at once.
         """
+        with self.lock:
+            if run_dir in self.dropped:  # cancelled while it waited: its log says so already
+                self.dropped.discard(run_dir)
+                return "cancelled"
+            self.current = run_dir
         if self.writer is not None:
             self.writer.join()
         path = Path(run_dir)
@@ -181,8 +188,26 @@ class Runner:
         log.append("status", state=state, reason=reason, final=True)
         with self.lock:
             self.logs.pop(run_dir, None)
+            self.current = None
         log.close()
         return state
+
+    def drop(self, run_dir: str) -> bool:
+        """Cancel the cell in `run_dir` if it still waits in this session's queue: it never runs, its
+        log ends `cancelled`, and the cell running now and the session go on. False where it runs
+        already, has ended, or was never queued here (cancelling it then ends the session)."""
+        with self.lock:
+            log = self.logs.get(run_dir)
+            if log is None or run_dir == self.current or run_dir in self.dropped:
+                return False
+            self.dropped.add(run_dir)
+            del self.logs[run_dir]
+        reason = "cancelled while it waited in the session's queue"
+        write_json_atomic(Path(run_dir) / "status.json", {"state": "cancelled", "reason": reason, "ended": time.time(),
+                                                           "host": self.info["host"], "pid": os.getpid()})
+        log.append("status", state="cancelled", reason=reason, final=True)
+        log.close()
+        return True
 
     def _execute(self, path: Path, request: dict[str, Any]) -> tuple[str, str | None]:
         if request.get("has_in"):

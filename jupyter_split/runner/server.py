@@ -58,6 +58,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 self.wfile.flush()
             elif op == "follow":
                 self.runner.follow(request["run_dir"], int(request.get("after", 0)), self._send)
+            elif op == "drop":  # only a cell queued here is dropped: any other run_dir changes nothing
+                run_dir = request.get("run_dir")
+                self._send({"ok": True, "dropped": isinstance(run_dir, str) and self.runner.drop(run_dir)})
             else:
                 self._send({"ok": False, "error": f"unknown op {op!r}: this runner answers {', '.join(protocol.OPS)}"})
         except FileNotFoundError as exc:

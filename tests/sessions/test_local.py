@@ -74,6 +74,25 @@ def test_a_session_is_gone_then_warm_then_busy_with_another_clients_cell_queued(
     assert sessions.sessions(core.get_split(), "home")["sites"][0]["state"] == "gone"
 
 
+def test_cancel_of_a_queued_cell_takes_it_out_of_the_queue_and_the_session_goes_on(split_home: Path) -> None:
+    assert Cell("kept = 41").result().state == "succeeded"
+    busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(4)\nkept += 1")
+    warm = until(core.get_split(), "home", lambda r: r["state"] == "busy", "a busy session")
+    dropped = Cell("print('never')")  # another notebook's cell, queued behind the busy one
+    until(core.get_split(), "home", lambda r: len(r["queue"]) == 1, "one queued cell")
+    after = Cell("print('kept is', kept)")
+    row = until(core.get_split(), "home", lambda r: len(r["queue"]) == 2, "two queued cells")
+    run_id = row["queue"][0]["run_id"]
+    assert core.get_split().cancel(run_id) == "cancelled"
+    assert dropped.result().state == "cancelled" and dropped.text == ""  # its follower hears it, it never ran
+    assert busy.result().state == "succeeded"  # the running cell and the session went on
+    assert after.result().state == "succeeded" and after.text == "kept is 42\n"
+    assert core.get_split().index.get(run_id).state == "cancelled"
+    row = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")
+    assert row["pid"] == warm["pid"]
+    assert core.get_split().cancel(run_id) == "cancelled"  # an ended run is left alone
+
+
 def test_restart_gives_a_fresh_session_the_next_cell_runs_in(split_home: Path) -> None:
     assert Cell("kept = 1").result().state == "succeeded"
     old = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")

@@ -186,15 +186,23 @@ export function sessionRunTitle(run: SessionRun): string {
 
 /**
  * What the Cancel confirmation says cancelling does to `run` (`Split.cancel`): a run of its own has its
- * runner (or job) ended; a run given to a site's session ends that session, as Stop in the sessions pane
- * does, since the signal goes to the session's runner: its variables are lost, the cell it executes and
- * every cell queued on it end cancelled, and the next cell on the site starts a fresh session. `session`
+ * runner (or job) ended; a cell still queued on a site's session is taken out of the queue (the session,
+ * the cell it executes and the rest of the queue go on); a cell the session runs ends that session, as
+ * Stop in the sessions pane does, since the signal goes to the session's runner: its variables are lost,
+ * every cell queued on it ends cancelled, and the next cell on the site starts a fresh session. `session`
  * is the site's session as last reported (null where it is not known: the words stay general).
  */
 export function cancelText(run: { run_id: string; site: string; mode: string; state: string }, session: Session | null): string {
   const kept = 'Its output so far stays in the event log.';
   if (run.mode !== 'session') {
     return `Cancel ${run.run_id}? Its runner on ${run.site} is stopped (SIGTERM, then SIGKILL after 10 s if it goes on). ${kept}`;
+  }
+  if (run.state === 'queued' || run.state === 'submitted') {
+    return (
+      `Cancel ${run.run_id}? It waits in the queue of the session on ${run.site}: it is taken out and never runs; ` +
+      'the session, its variables, the cell it executes and the other queued cells go on. (Should it start ' +
+      'meanwhile, cancelling ends the session instead, as for a running cell.)'
+    );
   }
   const running = session?.running && session.running.run_id !== run.run_id ? session.running.run_id : null;
   const queued = session ? session.queue.filter(r => r.run_id !== run.run_id).length : null;

@@ -29,10 +29,13 @@ describe('cancelText', () => {
     );
   });
 
-  it('says a queued cell takes the cell the session executes down with it', () => {
+  it('says a queued cell is taken out of the queue and the session goes on', () => {
     const text = cancelText({ run_id: 'r-3', site: 'home', mode: 'session', state: 'queued' }, session);
-    expect(text).toContain('It waits on the session on home');
-    expect(text).toContain('its variables are lost, the cell it executes (r-1) ends cancelled too, and 1 cell queued on it ends cancelled;');
+    expect(text).toBe(
+      'Cancel r-3? It waits in the queue of the session on home: it is taken out and never runs; the session, ' +
+        'its variables, the cell it executes and the other queued cells go on. (Should it start meanwhile, ' +
+        'cancelling ends the session instead, as for a running cell.)'
+    );
     expect(text).not.toContain('interrupt it instead');
   });
 
