@@ -36,6 +36,7 @@ from ..protocol import versions
 from .capture import CAPTURE, RunnerShell
 from .server import serve_socket
 from ..runs.events import EventLog, is_final, iter_events, write_json_atomic
+from .namespace import PredefinedNamespace
 
 DEFAULT_IDLE_TIMEOUT = 24 * 3600.0
 SESSION_CHECK_SECONDS = 30.0
@@ -318,30 +319,6 @@ class Runner:
                 writer.join()
             data = transfer.Payload([memoryview(transfer.read_payload(os.path.join(run_dir, "out.pkl")))])
         return data
-
-
-class PredefinedNamespace(dict):
-    """A cell's namespace in which `device`, `dtype` and `dist_backend` appear on first use.
-
-    Finding them means probing the accelerator, which imports torch (a second or more);
-    a cell that never names them never pays for it. Python looks names up through
-    `__missing__` when a namespace is a dict subclass, at module level and in functions.
-    """
-
-    NAMES = ("device", "dtype", "dist_backend")
-
-    def __init__(self, accelerator: str):
-        super().__init__()
-        self.accelerator = accelerator
-
-    def __missing__(self, key: str) -> Any:
-        if key not in self.NAMES:
-            raise KeyError(key)
-        from ..devices import runner_globals
-
-        for name, value in runner_globals(self.accelerator).items():
-            self.setdefault(name, value)
-        return self[key]
 
 
 def main(argv: list[str] | None = None, runner_class: type[Runner] = Runner) -> int:
