@@ -264,7 +264,7 @@ def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], spool: 
             else:
                 with open_pinned(item, source) as handle:
                     if i in spool:
-                        spooled = os.path.join(source.spool, f"{i}")
+                        spooled = os.path.join(source.spool.path, f"{i}")
                         results[slot] = spool_scan(item, handle, spooled,
                                                    lambda reader: scanner.scan_file(reader, where=where, size=item.size))
                     else:

@@ -39,14 +39,16 @@ def to_keep(files: Sequence[SourceFile]) -> set[int]:
     return kept
 
 
-def to_spool(files: Sequence[SourceFile], folder: str | None) -> set[int]:
+def to_spool(files: Sequence[SourceFile], folder: SpoolFolder | None) -> set[int]:
     """Which bigger files of a source elsewhere (by index) the scan writes to spool files in `folder`."""
-    if folder is None:
+    wanted = [i for i, item in enumerate(files) if item.pin is None and item.sent and item.size > SMALL_FILE]
+    if folder is None or not wanted:
         return set()
-    budget = min(SPOOL_MAX, shutil.disk_usage(folder).free // 2)
+    budget = min(SPOOL_MAX, folder.free())
     spooled, held = set(), 0
-    for i, item in enumerate(files):
-        if item.pin is None and item.sent and item.size > SMALL_FILE and held + item.size <= budget:
+    for i in wanted:
+        item = files[i]
+        if held + item.size <= budget:
             spooled.add(i)
             held += item.size
     return spooled
@@ -107,22 +109,40 @@ def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
 
 
 class SpoolFolder:
-    """A folder of its own under `root` for one copy's spool files, removed by `close`. It holds a
-    lock while it lives, so the folders of copies that were killed (their lock free) are removed by
-    the next copy, and a live copy's never are."""
+    """A folder of its own under `root` for one copy's spool files, made when the scan first needs it
+    (a copy nothing is scanned for makes none) and removed by `close`. It holds a lock while it lives,
+    so the folders of copies that were killed (their lock free) are removed by the next one made, and
+    a live copy's never are."""
 
     def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
-        for old in root.iterdir():
-            _remove_if_free(old)
-        self.path = tempfile.mkdtemp(dir=root)
-        self._lock = os.open(os.path.join(self.path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.root = root
+        self._path: str | None = None
+        self._lock = -1
+
+    @property
+    def path(self) -> str:
+        """The folder, made (and locked) on first use."""
+        if self._path is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for old in self.root.iterdir():
+                _remove_if_free(old)
+            path = tempfile.mkdtemp(dir=self.root)
+            self._lock = os.open(os.path.join(path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            self._path = path
+        return self._path
+
+    def free(self) -> int:
+        """Bytes the spool may take: half the free space where it would be made."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free // 2
 
     def close(self) -> None:
-        """Remove the folder and what it holds."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self._lock)
+        """Remove the folder and what it holds (if it was made)."""
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            os.close(self._lock)
+            self._path = None
 
 
 def _remove_if_free(folder: Path) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
 from ..errors import SplitError
 from .locations import host_of, is_this_machine, scheme_of
+
+if TYPE_CHECKING:
+    from .kept import SpoolFolder
 
 
 class PinError(SplitError, OSError):
@@ -110,7 +113,7 @@ class Source:
     open: Callable[[str], BinaryIO]              # a sequential reader of a file
     sha256: Callable[[list[str]], Mapping[str, str | None]]  # hashes of stored files, batched
     root: str = ""                               # its path in its filesystem (for a local source, this machine's)
-    spool: str | None = None                     # a folder here the scan may keep remote files' bytes in (`kept`)
+    spool: SpoolFolder | None = None             # a folder here the scan may keep remote files' bytes in (`kept`)
 
     @property
     def here(self) -> bool:

@@ -103,13 +103,14 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
                   backoff=(backoff, 0))
     source, target = resolve(src, src_options), resolve(dest, dest_options)
     source.max_connections = target.max_connections = (config or load_config()).sync.max_connections
-    # what the guard's scan reads of a source elsewhere is kept here for the send (`residency.kept`)
+    # what the guard's scan reads of a source elsewhere is kept here for the send (`residency.kept`);
+    # the folder is made only if the scan keeps something
     spool = None if is_local(source.fs) else SpoolFolder(data_dir() / "spool")
     try:
         plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
         start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
         given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-        carried = check_residency(plan, src, dest, given, config, spool and spool.path)
+        carried = check_residency(plan, src, dest, given, config, spool)
 
         report = SyncReport(src=src, dest=dest)
         _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
@@ -136,7 +137,7 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
 
 
 def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], config: Config | None,
-                    spool: str | None = None) -> set[str]:
+                    spool: SpoolFolder | None = None) -> set[str]:
     """The one place a copy asks the residency guard: after planning, before any byte moves.
 
     Every file the copy delivers is judged by what it is (its path, the file it resolves

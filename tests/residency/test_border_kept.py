@@ -76,12 +76,17 @@ def test_a_spool_left_by_a_killed_copy_is_removed_by_the_next_and_a_live_ones_ke
                              "print(folder.path)\n", str(root)], capture_output=True, text=True, check=True)
     left = Path(killed.stdout.strip())  # its process ended without closing it, as a killed copy's
     assert (left / "0").exists()
+    unused = SpoolFolder(root)  # a copy nothing is scanned for: no folder made, nothing removed
+    unused.close()
+    assert (left / "0").exists() and sorted(p.name for p in root.iterdir()) == [left.name]
     live = SpoolFolder(root)
+    mine = Path(live.path)
     assert not left.exists()
     other = SpoolFolder(root)  # another copy meanwhile: the live one's folder stays
-    assert Path(live.path).is_dir() and Path(other.path).is_dir()
+    theirs = Path(other.path)
+    assert mine.is_dir() and theirs.is_dir()
     other.close(), live.close()
-    assert not Path(live.path).exists() and not Path(other.path).exists()
+    assert not mine.exists() and not theirs.exists() and list(root.iterdir()) == []
 
 
 def test_a_spool_that_cannot_be_written_is_dropped_and_the_scan_goes_on(tmp_path):
