@@ -14,19 +14,11 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split import core
 from jupyter_split.sync import copy
+from tests.fixtures.server import fetch_json
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 PRC_ID = "11010519491231002X"  # GB 11643's own worked example
-
-
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
-async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("jupyter-split", *parts, **kwargs)).body)
 
 
 async def _error(jp_fetch, *parts: str, **kwargs: Any) -> tuple[int, str]:
@@ -64,7 +56,7 @@ async def _refused_push(jp_fetch, tmp_path: Path) -> None:
 
 
 async def test_border_shows_the_policy_and_counts_each_decision(jp_fetch, tmp_path: Path) -> None:
-    empty = await _json(jp_fetch, "border")
+    empty = await fetch_json(jp_fetch, "border")
     assert empty["entries"] == [] and empty["counts"] == {"allowed": 0, "refused": 0, "declassified": 0}
     rules = empty["policy"]
     assert rules["home"] == {"site": "home", "jurisdiction": "CN"}
@@ -76,42 +68,42 @@ async def test_border_shows_the_policy_and_counts_each_decision(jp_fetch, tmp_pa
     await _refused_push(jp_fetch, tmp_path)
 
     # Allowed: the publication abroad (from this machine, at home) and the pull home; refused: the push.
-    body = await _json(jp_fetch, "border")
+    body = await fetch_json(jp_fetch, "border")
     assert body["counts"] == {"allowed": 2, "refused": 1, "declassified": 0} and body["total"] == 3
     newest, pulled, published = body["entries"]
     assert (newest["decision"], newest["to_site"], newest["labels"]) == ("refused", "abroad", ["CN"])
     assert (pulled["decision"], pulled["from_site"], pulled["to_site"]) == ("allowed", "abroad", "home")
     assert (published["decision"], published["to_site"]) == ("allowed", "abroad")
 
-    refused = await _json(jp_fetch, "border", params={"decision": "refused"})
+    refused = await fetch_json(jp_fetch, "border", params={"decision": "refused"})
     assert [e["decision"] for e in refused["entries"]] == ["refused"] and refused["total"] == 1
     assert refused["counts"] == body["counts"]  # per decision, whatever decision is shown
-    assert (await _json(jp_fetch, "border", params={"kind": "variable"}))["total"] == 0
-    assert (await _json(jp_fetch, "border", params={"since": "2999-01-01"}))["entries"] == []
-    assert (await _json(jp_fetch, "border", params={"site": "nowhere"}))["entries"] == []
-    assert (await _json(jp_fetch, "border", params={"site": "home"}))["total"] == 3  # home at one end of each
-    assert len((await _json(jp_fetch, "border", params={"limit": "1"}))["entries"]) == 1
+    assert (await fetch_json(jp_fetch, "border", params={"kind": "variable"}))["total"] == 0
+    assert (await fetch_json(jp_fetch, "border", params={"since": "2999-01-01"}))["entries"] == []
+    assert (await fetch_json(jp_fetch, "border", params={"site": "nowhere"}))["entries"] == []
+    assert (await fetch_json(jp_fetch, "border", params={"site": "home"}))["total"] == 3  # home at one end of each
+    assert len((await fetch_json(jp_fetch, "border", params={"limit": "1"}))["entries"]) == 1
 
 
 async def test_border_counts_what_it_decided_today_and_names_the_kinds(jp_fetch, tmp_path: Path) -> None:
     await _refused_push(jp_fetch, tmp_path)
-    body = await _json(jp_fetch, "border")
+    body = await fetch_json(jp_fetch, "border")
     assert body["today"] == body["counts"] == {"allowed": 0, "refused": 1, "declassified": 0}
     assert body["kinds"] == ["copy"]
 
     # "today" is the page's own day: it sends its midnight with its UTC offset
     now = datetime.now().astimezone()
     tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
-    later = await _json(jp_fetch, "border", params={"today": tomorrow})
+    later = await fetch_json(jp_fetch, "border", params={"today": tomorrow})
     assert later["today"] == {"allowed": 0, "refused": 0, "declassified": 0}
     assert later["counts"] == body["counts"]  # all time stays all time
     yesterday = (now - timedelta(days=1)).date().isoformat()
-    assert (await _json(jp_fetch, "border", params={"today": yesterday}))["today"] == body["counts"]
+    assert (await fetch_json(jp_fetch, "border", params={"today": yesterday}))["today"] == body["counts"]
 
     # filtered like the counts: by site and kind; the kinds offered are those under the site and date filters
-    assert (await _json(jp_fetch, "border", params={"kind": "variable"}))["today"]["refused"] == 0
-    assert (await _json(jp_fetch, "border", params={"kind": "variable"}))["kinds"] == ["copy"]
-    assert (await _json(jp_fetch, "border", params={"site": "nowhere"}))["kinds"] == []
+    assert (await fetch_json(jp_fetch, "border", params={"kind": "variable"}))["today"]["refused"] == 0
+    assert (await fetch_json(jp_fetch, "border", params={"kind": "variable"}))["kinds"] == ["copy"]
+    assert (await fetch_json(jp_fetch, "border", params={"site": "nowhere"}))["kinds"] == []
 
 
 @pytest.mark.parametrize("params, words", [
@@ -149,14 +141,14 @@ async def test_no_personal_value_reaches_the_pane(jp_fetch, tmp_path: Path) -> N
 
 async def test_declassify_a_refusal_audits_it_and_the_transfer_then_goes(jp_fetch, tmp_path: Path) -> None:
     await _refused_push(jp_fetch, tmp_path)
-    [refusal] = (await _json(jp_fetch, "border", params={"decision": "refused"}))["entries"]
+    [refusal] = (await fetch_json(jp_fetch, "border", params={"decision": "refused"}))["entries"]
     answer = json.loads((await _post(jp_fetch, "border/declassify",
                                      {"item": refusal["item"], "reason": "  approved: ticket DPO-7  ", "confirm": True})).body)
     assert answer["ok"] is True
     entry = answer["entry"]
     assert (entry["decision"], entry["kind"], entry["reason"]) == ("declassified", "declassify", "approved: ticket DPO-7")
     assert entry["item"] == refusal["item"]
-    border = await _json(jp_fetch, "border")
+    border = await fetch_json(jp_fetch, "border")
     assert border["counts"]["declassified"] == 1 and border["entries"][0]["decision"] == "declassified"
     # The same register the CLI reads: the guard now lets it go.
     check = json.loads((await _post(jp_fetch, "checkpoints/check",
@@ -200,7 +192,7 @@ async def test_the_dry_run_moves_nothing_and_audits_nothing(jp_fetch, tmp_path: 
 
     assert _audit_bytes() == b"", "a dry run wrote to the audit log"
     assert not (abroad / "ckpts" / "tuned").exists() and not (home / "ckpts" / "pretrain").exists()
-    assert (await _json(jp_fetch, "border"))["counts"] == {"allowed": 0, "refused": 0, "declassified": 0}
+    assert (await fetch_json(jp_fetch, "border"))["counts"] == {"allowed": 0, "refused": 0, "declassified": 0}
 
 
 def _quiet_publish(tmp_path: Path, url: str, **manifest: Any) -> None:

@@ -19,11 +19,6 @@ from tests.sessions.cells import Cell
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
 async def _interrupt(jp_fetch, run_id: str, body: bytes = b"") -> dict[str, Any]:
     response = await jp_fetch("jupyter-split", "runs", run_id, "interrupt", method="POST", body=body)
     return json.loads(response.body)

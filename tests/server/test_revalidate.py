@@ -22,11 +22,6 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 POLLED = ("runs", "sites", "checkpoints", "wandb", "border", "states")
 
 
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
 async def _poll(jp_fetch, route: str, etag: str | None = None, **params: str):
     headers = {"If-None-Match": etag} if etag else {}
     return await jp_fetch("jupyter-split", route, headers=headers, params=params, raise_error=False)

@@ -28,11 +28,6 @@ METHODS = ("get", "post", "put", "patch", "delete", "head")
 SAMPLE_RUN = "split-demo-home-20260101-000000-abcdef"
 
 
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
 def _route_url(pattern: str) -> str:
     return (pattern.replace("(?P<run_id>[A-Za-z0-9._-]+)", SAMPLE_RUN).replace(SITE, "home")
             .replace(TRANSFER_ID, "0123456789abcdef"))

@@ -19,11 +19,6 @@ COUNT = 130
 
 
 @pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
-@pytest.fixture
 def ended_runs(split_home: Path) -> list[str]:
     """`COUNT` ended runs written straight into the run index, newest last, one second apart."""
     index = core.get_split().index

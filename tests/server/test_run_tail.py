@@ -3,7 +3,6 @@ end, and every answer says the window a panel keeps (the config's scrollback, on
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,10 @@ from jupyter_split.commands.render import LONG_LINE
 from jupyter_split.core.outcome import CellOptions
 from jupyter_split.runs.events import is_final
 from jupyter_split.server.tail import FIRST_TAIL, tail_lines
+from tests.fixtures.server import fetch_json
 from tests.fixtures.core import write_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
-async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("jupyter-split", *parts, **kwargs)).body)
 
 
 def _finished(code: str) -> str:
@@ -46,7 +37,7 @@ async def test_tail_opens_on_the_logs_last_lines_in_the_configured_window(jp_fet
         _finished, "import time\nfor i in range(3000):\n    print(f'line-{i}', flush=True)\n"
                    "    if i % 100 == 0: time.sleep(0.06)\n'the end'")
 
-    body = await _json(jp_fetch, "runs", run_id, "events", params={"tail": "window"})
+    body = await fetch_json(jp_fetch, "runs", run_id, "events", params={"tail": "window"})
     assert body["window"] == {"lines": 50, "long_line": LONG_LINE}
     events = body["events"]
     text = "".join(e["text"] for e in events if e["type"] == "stream")
@@ -57,9 +48,9 @@ async def test_tail_opens_on_the_logs_last_lines_in_the_configured_window(jp_fet
     assert body["run"]["state"] == "succeeded" and body["run"]["last_seq"] == events[-1]["seq"]
 
     # A number of lines instead of the window's; the ordinary answer says the window too.
-    few = (await _json(jp_fetch, "runs", run_id, "events", params={"tail": "3"}))["events"]
+    few = (await fetch_json(jp_fetch, "runs", run_id, "events", params={"tail": "3"}))["events"]
     assert len(few) <= 3 and few[-1] == events[-1]
-    after = await _json(jp_fetch, "runs", run_id, "events", params={"after": events[-2]["seq"]})
+    after = await fetch_json(jp_fetch, "runs", run_id, "events", params={"after": events[-2]["seq"]})
     assert after["events"] == events[-1:] and after["window"]["lines"] == 50
 
     with pytest.raises(HTTPClientError) as err:

@@ -4,9 +4,7 @@ the ETag, and the 400s."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +12,17 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_split.core.sessions import SESSION_STATES
 from tests.sessions.cells import Cell
+from tests.fixtures.server import fetch_json
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
-@pytest.fixture
-def jp_server_config(split_home: Path) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_split": True}}}
-
-
-async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("jupyter-split", *parts, **kwargs)).body)
-
-
 async def _post(jp_fetch, site: str, action: str, body: bytes = b"{}") -> dict[str, Any]:
-    return await _json(jp_fetch, "sessions", site, action, method="POST", body=body)
+    return await fetch_json(jp_fetch, "sessions", site, action, method="POST", body=body)
 
 
 async def _session(jp_fetch, site: str = "home") -> dict[str, Any]:
-    body = await _json(jp_fetch, "sessions", params={"site": site})
+    body = await fetch_json(jp_fetch, "sessions", params={"site": site})
     assert [s["site"] for s in body["sites"]] == [site]
     return body["sites"][0]
 
@@ -48,7 +38,7 @@ async def _until(jp_fetch, check, what: str, timeout: float = 180) -> dict[str, 
 
 
 async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch, monkeypatch) -> None:
-    body = await _json(jp_fetch, "sessions")
+    body = await fetch_json(jp_fetch, "sessions")
     assert body["states"] == list(SESSION_STATES)
     assert {s["site"]: s["state"] for s in body["sites"]} == {"home": "gone", "abroad": "gone"}
 
@@ -74,7 +64,7 @@ async def test_gone_warm_busy_with_a_queue_then_stopped_and_restarted(jp_fetch, 
     assert stopped["cancelled"] == [{"run_id": running_id, "state": "cancelled"},
                                     {"run_id": queued_id, "state": "cancelled"}]
     assert (await asyncio.to_thread(busy.result)).state == (await asyncio.to_thread(waiting.result)).state == "cancelled"  # cancelled, not failed
-    runs = {r["run_id"]: r["state"] for r in (await _json(jp_fetch, "runs"))["runs"]}
+    runs = {r["run_id"]: r["state"] for r in (await fetch_json(jp_fetch, "runs"))["runs"]}
     assert runs[running_id] == runs[queued_id] == "cancelled"
     assert (await _session(jp_fetch))["state"] == "gone"
     assert (await _post(jp_fetch, "home", "stop"))["stopped"] is False  # nothing to stop: said, not an error

@@ -15,6 +15,7 @@ from tornado.httpclient import HTTPClientError
 from jupyter_split import sync
 from jupyter_split.server import transfers
 from jupyter_split.sync.manifest import STAGING_NAME
+from tests.fixtures.server import fetch_json
 from tests.fixtures.policy import policy_config, toml_table
 from tests.services.link import start_link
 
@@ -53,10 +54,6 @@ def _publish(folder: Path, url: str, version: int = 0, **manifest: Any) -> None:
     sync.copy(str(folder), url, progress=False, **manifest)
 
 
-async def _json(jp_fetch, *parts: str, **kwargs: Any) -> dict[str, Any]:
-    return json.loads((await jp_fetch("jupyter-split", *parts, **kwargs)).body)
-
-
 async def _start(jp_fetch, site: str, name: str, to_site: str) -> dict[str, Any]:
     body = json.dumps({"site": site, "name": name, "to_site": to_site}).encode()
     response = await jp_fetch("jupyter-split", "transfers", method="POST", body=body)
@@ -69,7 +66,7 @@ async def _views(jp_fetch, transfer_id: str, until: Any, timeout: float = 120) -
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        listed = (await _json(jp_fetch, "transfers"))["transfers"]
+        listed = (await fetch_json(jp_fetch, "transfers"))["transfers"]
         seen.append(next(t for t in listed if t["id"] == transfer_id))
         if until(seen[-1]):
             return seen
@@ -78,7 +75,7 @@ async def _views(jp_fetch, transfer_id: str, until: Any, timeout: float = 120) -
 
 
 async def _home_checkpoints(jp_fetch) -> set[str]:
-    return {c["name"] for c in (await _json(jp_fetch, "checkpoints"))["checkpoints"] if c["site"] == "home"}
+    return {c["name"] for c in (await fetch_json(jp_fetch, "checkpoints"))["checkpoints"] if c["site"] == "home"}
 
 
 async def test_a_pull_shows_its_bytes_rate_and_time_left_as_it_moves(jp_fetch, abroad_store: Path, tmp_path: Path) -> None:
@@ -110,7 +107,7 @@ async def test_a_cancelled_pull_leaves_home_as_it_was_and_a_new_one_completes(jp
         await _start(jp_fetch, "sg", "ckpts/other", "home")
     assert err.value.code == 429 and b"the most at once" in err.value.response.body
     await _views(jp_fetch, started["id"], lambda view: view["bytes_done"] > 0)
-    asked = await _json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
+    asked = await fetch_json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
     assert asked["id"] == started["id"] and (asked["cancelling"] or asked["state"] == "cancelled")
 
     ended = (await _views(jp_fetch, started["id"], lambda view: view["state"] != "running"))[-1]
@@ -144,7 +141,7 @@ async def test_a_cancelled_push_over_an_older_version_leaves_that_version_publis
     await asyncio.to_thread(_publish, tmp_path / "v2", (home_store / "ckpts" / "tuned").as_uri(), version=1, site="home")
     started = await _start(jp_fetch, "home", "ckpts/tuned", "sg")
     await _views(jp_fetch, started["id"], lambda view: view["bytes_done"] > 0)
-    await _json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
+    await fetch_json(jp_fetch, "transfers", started["id"], "cancel", method="POST", body=b"{}")
     ended = (await _views(jp_fetch, started["id"], lambda view: view["state"] != "running"))[-1]
     assert ended["state"] == "cancelled", ended
     assert ended["bytes_done"] < SIZE and "is as it was" in ended["message"]
