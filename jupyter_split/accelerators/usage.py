@@ -5,6 +5,9 @@ run that ended, to now for one still going) times the cards it held. The cards a
 the run's handle when it starts (`cards`, from `cards_held`); a run recorded before that counts
 as its site's default (one card, none on a `cpu` site). On a Slurm site whose accounting keeps
 jobs, `sacct`'s elapsed time and allocated GPUs replace those figures.
+
+A poll does not walk the whole index: `ledger.Ledger` keeps the ended runs' sums between polls and reads
+the index's changes alone; `site_lease` is the same answer from a list of records, walked whole.
 """
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ import calendar
 import datetime as dt
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .. import aio
 from ..errors import SplitError
 from ..protocol import TERMINAL_STATES
+from .ledger import UNIT, Ledger, units
 
 if TYPE_CHECKING:
     from ..config import SiteConfig
@@ -26,8 +30,19 @@ if TYPE_CHECKING:
 
 #: the most runs per site whose rows an answer lists (the sums count every run)
 RUN_ROWS = 200
-#: sacct, one line per job: id, elapsed seconds, allocated trackable resources (gres/gpu=N)
-SACCT = ["sacct", "-n", "-P", "-X", "-o", "JobID,ElapsedRaw,AllocTRES", "-j"]
+#: sacct, one line per job: id, elapsed seconds, allocated trackable resources (gres/gpu=N), state
+SACCT = ["sacct", "-n", "-P", "-X", "-o", "JobID,ElapsedRaw,AllocTRES,State", "-j"]
+#: Slurm's job states whose figures still change (any other is the job's end: its figures are final)
+SLURM_GOING = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
+                         "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
+
+
+class Accounted(NamedTuple):
+    """A job as Slurm accounting has it: its elapsed seconds, the GPUs it was allocated, and whether it ended."""
+
+    seconds: float
+    gpus: int
+    final: bool = True
 
 
 def cards_held(site: "SiteConfig", gpus: int | None, nodes: int | None) -> int:
@@ -52,7 +67,7 @@ def run_span(record: "RunRecord", now: float) -> tuple[float, float]:
 
 
 def run_row(record: "RunRecord", site: "SiteConfig", now: float, since: float,
-            accounted: dict[str, tuple[float, int]]) -> dict[str, Any]:
+            accounted: Mapping[str, Accounted]) -> dict[str, Any]:
     """One run's accelerator-hours, in all and since `since`; Slurm accounting wins where it has the job."""
     start, end = run_span(record, now)
     cards = record.handle.get("cards")
@@ -61,7 +76,7 @@ def run_row(record: "RunRecord", site: "SiteConfig", now: float, since: float,
         cards = cards_held(site, None, None)
     job = record.handle.get("job_id")
     if job in accounted:
-        seconds, gpus = accounted[job]
+        seconds, gpus, _ = accounted[job]
         end, cards, source = start + seconds, gpus or cards, "sacct"
     hours = (end - start) / 3600 * cards
     month = max(0.0, end - max(start, since)) / 3600 * cards
@@ -71,27 +86,37 @@ def run_row(record: "RunRecord", site: "SiteConfig", now: float, since: float,
             "source": source, "started": start}
 
 
-async def sacct(ex: "Executor", jobs: list[str]) -> dict[str, tuple[float, int]]:
-    """{job: (elapsed seconds, GPUs allocated)} from Slurm accounting; {} where it keeps none."""
+async def sacct(ex: "Executor", jobs: list[str]) -> dict[str, Accounted]:
+    """{job: its `Accounted` figures} from Slurm accounting; {} where it keeps none."""
     if not jobs:
         return {}
     code, out, _ = await ex.command([*SACCT, ",".join(jobs)])  # type: ignore[attr-defined]
-    found: dict[str, tuple[float, int]] = {}
+    found: dict[str, Accounted] = {}
     for line in out.splitlines() if code == 0 else []:
         cells = line.split("|")
-        if len(cells) == 3 and cells[1].isdigit():
+        if len(cells) == 4 and cells[1].isdigit():
             gpus = re.search(r"gres/(?:gpu|npu|mlu)[^=]*=(\d+)", cells[2])
-            found[cells[0]] = (float(cells[1]), int(gpus.group(1)) if gpus else 0)
+            state = cells[3].split(" ")[0]  # "CANCELLED by 1000"
+            found[cells[0]] = Accounted(float(cells[1]), int(gpus.group(1)) if gpus else 0, state not in SLURM_GOING)
     return found
 
 
 def site_lease(site: "SiteConfig", records: list["RunRecord"], now: float,
-               accounted: dict[str, tuple[float, int]]) -> dict[str, Any]:
-    """A site's lease as configured beside what its runs used: hours in all and this month, left, cost."""
-    lease = site.lease
+               accounted: Mapping[str, Accounted]) -> dict[str, Any]:
+    """A site's lease beside what `records` used, each run walked: the answer `leases` gives from its ledger."""
     since = month_start(now)
     runs = [run_row(r, site, now, since, accounted) for r in records]
-    used, month = sum(r["hours"] for r in runs), sum(r["month_hours"] for r in runs)
+    return site_answer(site, now, sum(units(r["hours"]) for r in runs), sum(units(r["month_hours"]) for r in runs),
+                       runs, len(runs))
+
+
+def site_answer(site: "SiteConfig", now: float, used: int, month: int, rows: list[dict[str, Any]],
+                counted: int) -> dict[str, Any]:
+    """A site's lease as configured beside what its runs used (`used` hours in all, `month` this month, each in
+    ten-thousandths: the exact sums of the runs' hours, rounded to four places), left, cost, and the rows of
+    the newest `RUN_ROWS` of `rows` by start."""
+    lease = site.lease
+    used, month = used / UNIT, month / UNIT  # type: ignore[assignment]
     budget_used = month if lease.monthly else used
     left = None if lease.gpu_hours is None else round(lease.gpu_hours - budget_used, 2)
     price = lease.price_per_gpu_hour
@@ -103,9 +128,27 @@ def site_lease(site: "SiteConfig", records: list["RunRecord"], now: float,
         "cost": None if price is None else round(used * price, 2),
         "month_cost": None if price is None else round(month * price, 2), "currency": lease.currency,
         "days_left": None if lease.ends is None else (lease.ends - today).days,
-        "month_days_left": days - today.day, "runs_counted": len(runs),
-        "runs": sorted(runs, key=lambda r: r["started"], reverse=True)[:RUN_ROWS],
+        "month_days_left": days - today.day, "runs_counted": counted,
+        "runs": sorted(rows, key=lambda r: r["started"], reverse=True)[:RUN_ROWS],
     }
+
+
+def ledger_lease(split: "Split", site: "SiteConfig", now: float) -> dict[str, Any]:
+    """A site's lease from its ledger: the ended runs' sums kept between polls, the going runs counted now."""
+    since = month_start(now)
+    accounting = None
+    if site.executor == "slurm":
+        def accounting(jobs: list[str]) -> dict[str, Accounted] | None:
+            try:
+                return aio.run(sacct(split.executor(site), jobs))
+            except (OSError, SplitError):
+                return None  # accounting out of reach: the index's figures stand
+    ledger = Ledger(split.index, site, since, lambda r, acc: run_row(r, site, now, since, acc), RUN_ROWS, accounting)
+    hours, month, counted, rows, going, accounted = ledger.use(now)
+    going_rows = [run_row(r, site, now, since, accounted) for r in going]
+    used = hours + sum(units(r["hours"]) for r in going_rows)
+    month_used = month + sum(units(r["month_hours"]) for r in going_rows)
+    return site_answer(site, now, used, month_used, going_rows + rows, counted)
 
 
 def leases(split: "Split", site: str | None = None, now: float | None = None) -> dict[str, Any]:
@@ -113,17 +156,7 @@ def leases(split: "Split", site: str | None = None, now: float | None = None) ->
     cost in all per currency. Raises ConfigError for an unknown site name."""
     now = time.time() if now is None else now
     sites = [split.config.site(site)] if site else list(split.config.sites.values())
-    rows = []
-    for config in sites:
-        records = split.index.list(config.name, limit=1_000_000)
-        accounted: dict[str, tuple[float, int]] = {}
-        if config.executor == "slurm":
-            try:
-                accounted = aio.run(sacct(split.executor(config), [r.handle["job_id"] for r in records
-                                                                    if r.handle.get("job_id")]))
-            except (OSError, SplitError):
-                accounted = {}  # accounting out of reach: the index's figures stand
-        rows.append(site_lease(config, records, now, accounted))
+    rows = [ledger_lease(split, config, now) for config in sites]
     costs: dict[str, float] = {}
     for row in rows:
         if row["cost"] is not None:

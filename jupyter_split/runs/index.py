@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..errors import SplitError
 from ..paths import index_path
-from ..protocol import TERMINAL_STATES
+from ..protocol import STATE_NAMES, TERMINAL_STATES
 
 _TABLES = ("""
 CREATE TABLE IF NOT EXISTS runs (
@@ -156,6 +156,22 @@ class RunIndex:
         """A number that changes whenever a run's row is added, changed or removed, by any process."""
         with self._db() as db:
             return db.execute("SELECT count FROM changes WHERE id = 0").fetchone()[0]
+
+    def changes(self, site: str, after_row: int, since: float) -> tuple[int, int, int, list[RunRecord]]:
+        """(`version()`, the newest row's number, how many rows `site` has, and `site`'s rows added after row
+        `after_row` or updated at or after `since`), read at one moment: what changed since an earlier
+        read, at the cost of the changes (row numbers only grow, and `runs_by_state` orders each state's rows
+        by their last change), but for the count: an index walk of `site`'s rows that tells a removal."""
+        marks = ", ".join("?" * len(STATE_NAMES))
+        query = (f"SELECT * FROM runs WHERE site = ? AND rowid > ? UNION "
+                 f"SELECT * FROM runs WHERE state IN ({marks}) AND updated >= ? AND site = ?")
+        with self._db() as db:
+            db.execute("BEGIN")  # one snapshot: the counter, the count and the rows agree
+            version = db.execute("SELECT count FROM changes WHERE id = 0").fetchone()[0]
+            last = db.execute("SELECT coalesce(max(rowid), 0) FROM runs").fetchone()[0]
+            count = db.execute("SELECT count(*) FROM runs WHERE site = ?", (site,)).fetchone()[0]
+            rows = db.execute(query, (site, after_row, *STATE_NAMES, since, site)).fetchall()
+        return version, last, count, [_record(r) for r in rows]
 
     def get(self, run_id: str) -> RunRecord:
         """The run whose id is `run_id`, else the one run whose id starts or ends with it (the start of
