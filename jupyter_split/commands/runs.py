@@ -90,7 +90,7 @@ def runs(ctx: Context, args: argparse.Namespace) -> int:
 
 @verb("attach", "replay a run's output and follow it live; deliver its --out variables",
       RUN_ID, arg("--from-last", action="store_true", help="only what was not shown before"),
-      arg("--tail", type=number(int, 0), metavar="N", help="start N records before the end (read back from it)"))
+      arg("--tail", type=number(int, 0), metavar="N", help="start N lines before the end (read back from it, not replayed from the start)"))
 def attach(ctx: Context, args: argparse.Namespace) -> int:
     """Replay a run and follow it to its end, delivering its --out variables. In a notebook a
     failed run raises RemoteError (its traceback shows); elsewhere it returns 1."""
@@ -109,7 +109,7 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
 
 @verb("logs", "print a run's output so far (no following)", RUN_ID,
       arg("--after", type=number(int, 0), default=0, metavar="SEQ", help="only the events after this sequence number"),
-      arg("--tail", type=number(int, 0), metavar="N", help="only the last N records (read back from the end)"),
+      arg("--tail", type=number(int, 0), metavar="N", help="only the last N lines (read back from the end, as tail -n)"),
       arg("--rank", type=number(int, 0), default=0, help="another rank's output in a distributed run (rank 0 is the cell's)"))
 def logs(ctx: Context, args: argparse.Namespace) -> int:
     """Print a run's (or one rank's) events so far, without following, a batch at a time: the
@@ -118,7 +118,7 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     # a local run's log is read with no config loaded: the Split (and the config) only for another site's
     found = run_logs.open_log(args.run, lambda site: core.get_split().executor(site))
     if args.tail is not None:
-        for event in run_logs.tail(*found, args.tail, args.rank):
+        for event in run_logs.tail_lines(*found, args.tail, args.rank):
             if event["seq"] > args.after:
                 show(event)
         return 0

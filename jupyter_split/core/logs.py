@@ -1,4 +1,4 @@
-"""A run's log found by the run's id, for `logs`, `Split.run_tail` and `Split.iter_run_events`: read
+"""A run's log found by the run's id, for `logs`, `Split.run_tail`, `Split.run_tail_lines` and `Split.iter_run_events`: read
 through its site's executor, or, for a run this machine's local executor started (its handle says so),
 straight from the files here. That one needs no config: the config's models are most of a short
 command's start-up, and a run's log stays where it was written whatever the config says now."""
@@ -10,7 +10,7 @@ from .. import aio
 from ..executors.files import ON_THIS_MACHINE, LocalFiles, LogFiles
 from ..protocol import rank_dir
 from ..runs.index import RunIndex, RunRecord
-from . import replay
+from . import lines as log_lines, replay
 
 
 def open_log(run_id: str, executor: Callable[[str], LogFiles], index: RunIndex | None = None) -> tuple[RunRecord, LogFiles]:
@@ -25,6 +25,13 @@ def open_log(run_id: str, executor: Callable[[str], LogFiles], index: RunIndex |
 def tail(record: RunRecord, files: LogFiles, count: int, rank: int = 0) -> list[dict[str, Any]]:
     """The run's (or rank `rank`'s) last `count` records, read back from its log's end."""
     return aio.run(replay.tail(files, rank_dir(record.run_dir, rank), count))
+
+
+def tail_lines(record: RunRecord, files: LogFiles, lines: int, rank: int = 0) -> list[dict[str, Any]]:
+    """The run's (or rank `rank`'s) records that show its last `lines` lines (`lines.last_lines`: the
+    first one kept cut to them), read back from its log's end."""
+    run_dir = rank_dir(record.run_dir, rank)
+    return aio.run(log_lines.tail_lines(lambda count: replay.tail(files, run_dir, count), lines))
 
 
 def chunks(record: RunRecord, files: LogFiles, after: int = 0, rank: int = 0) -> Iterator[list[dict[str, Any]]]:

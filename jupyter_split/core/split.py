@@ -11,7 +11,7 @@ import json
 import os
 import posixpath
 import secrets
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from ..accelerators.usage import cards_held
 from ..errors import SplitError
@@ -20,6 +20,7 @@ from . import channel, sessions
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, LaunchSpec, executor_for
 from . import logs, replay
+from .lines import tail_lines
 from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, NotRunning, RunOutcome
 from .sessions import end_runner
@@ -179,8 +180,8 @@ class Split:
         """Follow a run started earlier (by this or another process on this machine) until it ends.
 
         `from_start` replays its log from the first record; False goes on after the last record the index
-        saw; `tail` N starts N records before the log's end, found by reading back from it. --out variables
-        land in `namespace` as for `execute`. The stop button stops the waiting, not the run. Raises
+        saw; `tail` N starts N lines before the log's end (`lines.last_lines`), found by reading back from
+        it. --out variables land in `namespace` as for `execute`. The stop button stops the waiting, not the run. Raises
         UnknownRun where no run, or more than one, has an id containing `run_id`.
         """
         record = self.index.get(run_id)
@@ -188,10 +189,14 @@ class Split:
 
         async def attach() -> RunOutcome:
             after = 0 if from_start else record.last_seq
-            if tail is not None:
-                last = await replay.tail(ex, record.run_dir, tail + 1)
-                after = last[0]["seq"] if len(last) > tail else 0
-            return await self._follow(ex, record, after, namespace, deliver)
+            live = None
+            if tail:  # the records that show the last lines, the first one cut to them, then on from there
+                kept = await tail_lines(lambda count: replay.tail(ex, record.run_dir, count), tail)
+                after, live = (kept[0]["seq"] - 1, _once(kept)) if kept else (0, None)
+            elif tail == 0:
+                last = await replay.tail(ex, record.run_dir, 1)
+                after = last[-1]["seq"] if last else 0
+            return await self._follow(ex, record, after, namespace, deliver, live)
 
         return aio.run(attach())
 
@@ -220,6 +225,11 @@ class Split:
     def run_tail(self, run_id: str, count: int, rank: int = 0) -> list[dict[str, Any]]:
         """A run's last `count` records, read back from its log's end (not from its start)."""
         return logs.tail(*logs.open_log(run_id, self.executor, self.index), count, rank)
+
+    def run_tail_lines(self, run_id: str, lines: int, rank: int = 0) -> list[dict[str, Any]]:
+        """A run's records that show its last `lines` lines (the first one cut to them), read back from
+        its log's end: what `logs --tail` prints and the sidebar's run panel opens on."""
+        return logs.tail_lines(*logs.open_log(run_id, self.executor, self.index), lines, rank)
 
     def list_runs(self, site: str | None = None, limit: int = 50, before: float | None = None,
                   **filters: str | None) -> list[RunRecord]:
@@ -360,6 +370,11 @@ class Split:
 
 
 _default: Split | None = None
+
+
+async def _once(events: list[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    """`events` as one batch, for `follow` to deliver before it reads on from the log."""
+    yield events
 
 
 def _notebook() -> dict[str, str]:
