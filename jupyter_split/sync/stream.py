@@ -65,12 +65,15 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
     """
     loaded: list[tuple[Item, bytes]] = []
     again: list[Item] = []
+    md5s: dict[str, str] = {}  # to S3: each body's MD5, sent as Content-MD5 and compared with the ETag
     for item, data in zip(items, _read_whole(plan.src, items, chunk)):
         try:
             if isinstance(data, BaseException):
                 raise data
             _check(item.src_path, item, len(data), hashlib.sha256(data).hexdigest())
             loaded.append((item, data))
+            if s3parts.supports(plan.dest.fs):  # in this thread, as the sha256: not on the event loop's
+                md5s[plan.write_path(item.rel)] = hashlib.md5(data, usedforsecurity=False).hexdigest()
         except Exception:
             again.append(item)
     results: list[tuple[Item, BaseException | None]] = []
@@ -87,7 +90,7 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
             else:
                 again.append(item)
         loaded = []
-    replies = _write_whole(plan.dest.fs, [(plan.write_path(item.rel), data) for item, data in loaded])
+    replies = _write_whole(plan.dest.fs, [(plan.write_path(item.rel), data) for item, data in loaded], md5s)
     for (item, data), reply in zip(loaded, replies):
         if isinstance(reply, BaseException):
             again.append(item)
@@ -95,7 +98,7 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
         on_bytes(len(data))
         # S3 answers a PUT with the MD5 of what it stored: a match verifies it without a read-back
         etag = reply.get("ETag", "").strip('"') if isinstance(reply, dict) else ""
-        item.checked = etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        item.checked = bool(etag) and etag == md5s.get(plan.write_path(item.rel))
         results.append((item, None))
     for item in again:
         try:
@@ -148,12 +151,13 @@ def _read_whole(src, items: list[Item], chunk: int) -> list[bytes | BaseExceptio
     return found
 
 
-def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
-    """Each write's reply (S3: the PUT response), or the exception it raised."""
+def _write_whole(fs, pairs: list[tuple[str, bytes]], md5s: dict[str, str]) -> list[Any]:
+    """Each write's reply (S3: the PUT response), or the exception it raised; a path in `md5s` goes
+    with its body's MD5 (hex) as Content-MD5."""
     if not pairs:
         return []
     if fs.async_impl:
-        return sync(fs.loop, _pipe_all, fs, pairs)
+        return sync(fs.loop, _pipe_all, fs, pairs, md5s)
     replies: list[Any] = []
     for path, data in pairs:
         try:
@@ -167,8 +171,12 @@ def _write_whole(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
     return replies
 
 
-async def _pipe_all(fs, pairs: list[tuple[str, bytes]]) -> list[Any]:
-    writes = (sftp.write_file(fs, path, data) if sftp.is_sshfs(fs) else fs._pipe_file(path, data) for path, data in pairs)
+async def _pipe_all(fs, pairs: list[tuple[str, bytes]], md5s: dict[str, str]) -> list[Any]:
+    # (a body under s3fs's 100 MiB goes as one PUT, whose Content-MD5 the store checks on receipt;
+    # the copy sends only files under s3parts.MULTIPART_MIN this way)
+    writes = (sftp.write_file(fs, path, data) if sftp.is_sshfs(fs)
+              else fs._pipe_file(path, data, **s3parts.content_md5(md5s[path])) if path in md5s
+              else fs._pipe_file(path, data) for path, data in pairs)
     return await asyncio.gather(*writes, return_exceptions=True)
 
 
