@@ -1,6 +1,6 @@
 """Start one real test service by hand and print how to reach it; Ctrl-C stops it.
 
-    python -m tests.services s3 | slurm | ray
+    python -m tests.services s3 | slurm | slurmdbd | ray
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ def _serve(name: str, state: Path) -> tuple[object, list[str]]:
                         f"secret = {server.secret}",
                         f'storage_options = {{ key = "{server.key}", secret = "{server.secret}", '
                         f'client_kwargs = {{ endpoint_url = "{server.endpoint_url}" }} }}']
-    if name == "slurm":
+    if name in ("slurm", "slurmdbd"):
         from .slurm import start_slurm
-        cluster = start_slurm(state)
+        from .slurmdbd import SlurmAccounting
+        cluster = start_slurm(state, SlurmAccounting(state) if name == "slurmdbd" else None)
         return cluster, [f"export SLURM_CONF={cluster.conf}", f"partition = {cluster.partition}"]
     from .ray import start_ray
     cluster = start_ray(state)
@@ -33,7 +34,7 @@ def _serve(name: str, state: Path) -> tuple[object, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.services", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["s3", "slurm", "ray"])
+    parser.add_argument("name", choices=["s3", "slurm", "slurmdbd", "ray"])
     args = parser.parse_args(argv)
     state = Path(tempfile.mkdtemp(prefix=f"js-{args.name}-"))
     try:
