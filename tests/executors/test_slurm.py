@@ -20,7 +20,7 @@ from tests.fixtures.long_logs import RUNS_SECTION, check_a_segmented_run
 pytestmark = pytest.mark.slow
 
 
-def slurm_config(root, extra: str = "") -> str:
+def slurm_config(root, extra: str = "", accelerator: str = "cpu") -> str:
     return f"""
 [experiment]
 name = "slurmtest"
@@ -35,7 +35,7 @@ accelerator = "cpu"
 [sites.cluster]
 executor = "slurm"
 jurisdiction = "SG"
-accelerator = "cpu"
+accelerator = "{accelerator}"
 python = "{sys.executable}"
 workdir = "{root}/cluster"
 {extra}
