@@ -155,6 +155,11 @@ class Loopback:
         script = Path(sys.executable).with_name("jupyter-split")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "jupyter_split.cli"]
         env = {**os.environ, "JUPYTER_SPLIT_CONFIG": str(config)}
+        # the command runs from compiled bytecode, as an installed package does: with
+        # PYTHONDONTWRITEBYTECODE (set on some development machines) every run compiled all of
+        # jupyter_split's modules again (about 0.2 s here); the cache goes to the scratch folder
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         push = lambda: subprocess.run([*command, "push", str(shards), "far:ckpt", "--quiet"], env=env,  # noqa: E731
                                       check=True, capture_output=True)
         there = {"ours": root / "far" / "ckpt", "rclone": root / "again-rclone", NO_CHECK: root / "again-plain"}

@@ -17,6 +17,7 @@ import io
 import os
 import stat as stat_mod
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -136,13 +137,14 @@ def _fingerprints(source: Source, judged: Sequence[tuple[SourceFile, os.stat_res
 
 def _pin(item: SourceFile) -> os.stat_result | None:
     """The stat of a local file as the copy will open it, pinned; None if it is gone or not a file."""
+    seen_ns = time.time_ns()  # before the stat: a hash recorded for this version errs on the safe side
     try:
         st = os.stat(item.path)  # follows every symlink on the way, as the copy's open will
     except (OSError, ValueError):
         return None  # gone: the copy fails on it, sending nothing of it
     if not stat_mod.S_ISREG(st.st_mode):
         return None
-    item.pin = Pin.of(item.path, st)
+    item.pin = Pin.of(item.path, st, seen_ns)
     return st
 
 

@@ -7,9 +7,11 @@ identity is pinned (`Pin`) when it is judged, and the copy reads it only through
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
+from .. import verified
 from ..errors import SplitError
 from .locations import host_of, is_this_machine, scheme_of
 
@@ -31,11 +33,21 @@ class Pin:
     size: int
     mtime_ns: int
     ctime_ns: int
+    seen_ns: int = field(default=0, compare=False)  # time.time_ns() before the stat (0: not known)
 
     @classmethod
-    def of(cls, path: str, st: os.stat_result) -> "Pin":
-        """The pin of the file at `path` as `st` (its stat) shows it now."""
-        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    def of(cls, path: str, st: os.stat_result, seen_ns: int = 0) -> "Pin":
+        """The pin of the file at `path` as `st` (its stat, taken after `seen_ns`) shows it now."""
+        return cls(path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, seen_ns)
+
+    def remember(self, sha256: str) -> None:
+        """Record `sha256`, of every byte of the file read under this pin, in this machine's hash
+        records (`verified`, the same racy-window rule): the next copy from here, a re-sync, does not
+        read the file again to hash it."""
+        if self.seen_ns:
+            version = SimpleNamespace(st_dev=self.dev, st_ino=self.ino, st_size=self.size,
+                                      st_mtime_ns=self.mtime_ns, st_ctime_ns=self.ctime_ns)
+            verified.remember(version, self.seen_ns, sha256)  # type: ignore[arg-type]  (the five it reads)
 
     def check(self, st: os.stat_result) -> None:
         """Raise PinError unless `st` (of the open file) is the file as judged, unchanged."""

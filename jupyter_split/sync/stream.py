@@ -70,7 +70,7 @@ def send_small(plan: Plan, items: list[Item], *, chunk: int, retries: int, backo
         try:
             if isinstance(data, BaseException):
                 raise data
-            _check(item.src_path, item, len(data), hashlib.sha256(data).hexdigest())
+            _check(item.src_path, item, len(data), hashlib.sha256(data).hexdigest(), whole=True)
             loaded.append((item, data))
             if s3parts.supports(plan.dest.fs):  # in this thread, as the sha256: not on the event loop's
                 md5s[plan.write_path(item.rel)] = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -197,7 +197,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
     with _open_source(src, item, chunk, item.resume_from if local_part else 0) as reader:
         if dest.object_store and item.size >= s3parts.MULTIPART_MIN and s3parts.supports(dest.fs):
             offset, item.resume_from, item.checked = s3parts.send(dest.fs, final, reader, digest, on_bytes)
-            _check(item.src_path, item, offset, digest.hexdigest())
+            _check(item.src_path, item, offset, digest.hexdigest(), whole=True)
             return
         if local_part:
             with open(target, "rb") as part:
@@ -221,7 +221,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
             # flushed): the retry resumes there, not from 0
             item.resume_from = (offset if is_local(dest.fs) else getattr(writer, "acked", 0)) if temp is not None else 0
             raise
-    _check(item.src_path, item, offset, digest.hexdigest())
+    _check(item.src_path, item, offset, digest.hexdigest(), whole=not local_part)
     if temp is not None:
         move_all(dest, [(temp, final)])
 
@@ -322,14 +322,18 @@ class ReadInline:
         pass
 
 
-def _check(source: str, item: Item, nbytes: int, sha: str) -> None:
-    """The bytes read must be the ones the plan expected; then `item.sha256` is known."""
+def _check(source: str, item: Item, nbytes: int, sha: str, whole: bool = False) -> None:
+    """The bytes read must be the ones the plan expected; then `item.sha256` is known. With `whole`
+    (`sha` is of every byte of the source, none from a `.part` here) a local file read under its pin
+    has its hash recorded, so that a re-sync does not read it again."""
     if nbytes != item.size or (item.sha256 is not None and sha != item.sha256):
         raise VerifyError(
             f"source {source} changed while it was read (or does not match its manifest): "
             f"expected {item.size} bytes sha256 {item.sha256}, read {nbytes} bytes sha256 {sha}"
         )
     item.sha256 = sha
+    if whole and item.pin is not None:
+        item.pin.remember(sha)
 
 
 def _resume(reader, item: Item, digest, chunk: int) -> int:

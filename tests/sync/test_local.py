@@ -104,8 +104,10 @@ def test_resync_skips_unchanged_and_catches_a_same_size_change(tmp_path):
     assert tree_hashes(dest) == tree_hashes(src)
 
 
-def test_a_plain_folder_resync_reads_no_file_unchanged_since_it_was_hashed(tmp_path, monkeypatch):
-    """As git's index: a source file whose stat is the one recorded with its hash is not read again."""
+@pytest.mark.parametrize("first", ["send", "resync"])
+def test_a_plain_folder_resync_reads_no_file_unchanged_since_it_was_hashed(tmp_path, monkeypatch, first):
+    """As git's index: a source file whose stat is the one recorded with its hash is not read again,
+    recorded by the copy that sent it (read whole under its pin) or by a re-sync that hashed it."""
     from jupyter_split.sync import fsutil
 
     src, dest = tmp_path / "src", tmp_path / "dest"
@@ -113,8 +115,12 @@ def test_a_plain_folder_resync_reads_no_file_unchanged_since_it_was_hashed(tmp_p
     old = time.time() - 60  # out of the racy window: hashes are recorded
     for path in src.rglob("*"):
         os.utime(path, (old, old))
-    sync.copy(str(src), str(dest), progress=False)
-    sync.copy(str(src), str(dest), progress=False)  # hashes the sources it skips, and records them
+    sync.copy(str(src), str(dest), progress=False)  # records the hashes of the files it sends
+    if first == "resync":
+        from jupyter_split import verified
+        monkeypatch.setattr(verified, "_opened", {})  # a fresh store: only the re-sync below records them
+        monkeypatch.setenv("JUPYTER_SPLIT_DATA", str(tmp_path / "other-data"))
+        sync.copy(str(src), str(dest), progress=False)  # hashes the sources it skips, and records them
     read: list[str] = []
     real = fsutil.local_sha256
     monkeypatch.setattr(fsutil, "local_sha256",  # the sources it reads (a file sent is read back at its destination)
