@@ -84,7 +84,7 @@ export class BorderPane extends Pane {
           ? el('div', { class: 'jp-split-detail' }, `the newest ${border.entries.length} of ${border.total}`)
           : null
       ],
-      count: counts.refused ?? 0
+      count: this._model.refusedToday // today's refusals, as the today line says: not the filtered page's
     };
   }
 

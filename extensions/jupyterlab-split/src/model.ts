@@ -21,7 +21,7 @@ import {
   WandbRun
 } from './api';
 import { BorderFilter, borderQuery, NO_FILTER } from './borderlogic';
-import { checkKey, RunStates } from './logic';
+import { checkKey, RunStateInfo, RunStates } from './logic';
 import { RunPage, RunPager } from './runpages';
 import { runCostText } from './sitelogic';
 
@@ -48,6 +48,19 @@ export type Feed = keyof typeof FEEDS;
 
 /** The decisions the border pane filters on (the server's DECISIONS); null shows them all. */
 export type Decision = 'allowed' | 'refused' | 'declassified' | null;
+
+/** What the model asks of the server: the polled GETs, each revalidated with its ETag, and the run states. */
+export interface ModelSource {
+  /** The answer at `path`; `changed: false` where the server said it is the one kept (a 304). */
+  get<T>(path: string): Promise<{ body: T; changed: boolean }>;
+  states(): Promise<{ states: RunStateInfo[] }>;
+}
+
+/** The server extension itself: GETs through a `Revalidator`. */
+function serverSource(): ModelSource {
+  const kept = new Revalidator();
+  return { get: path => kept.get(path), states: () => api.states() };
+}
 
 /** What the sidebar and the status bar show, one poll per feed, each revalidated with its ETag. */
 export class SplitModel {
@@ -87,13 +100,16 @@ export class SplitModel {
 
   /**
    * `wanted(feed)` says whether anyone looks at what `feed` brings: the sidebar's feeds are asked for
-   * only then (the run count in the status bar is polled while the page is visible).
+   * only then (the run count in the status bar is polled while the page is visible). `source`: the
+   * server (another in tests).
    */
   constructor(
     intervalMs: number,
-    private readonly _wanted: (feed: Feed) => boolean = () => true
+    private readonly _wanted: (feed: Feed) => boolean = () => true,
+    source: ModelSource = serverSource()
   ) {
     this._intervalMs = intervalMs;
+    this._api = source;
     const fetch: Record<Feed, () => Promise<boolean>> = {
       runs: () => this._fetchRuns(),
       sites: () => this._fetchSites(),
@@ -123,6 +139,14 @@ export class SplitModel {
       this._setInterval(feed, value * FEEDS[feed].every);
     }
     this._setInterval('accelerators', Math.max(value, this._readingEveryMs));
+  }
+
+  /**
+   * The border pane's heading: how many decisions the border refused today, as the pane's today line
+   * counts them (the server's `today`, whatever decision the list shows); null before the first answer.
+   */
+  get refusedToday(): number | null {
+    return this.border ? (this.border.today?.refused ?? 0) : null;
   }
 
   /** What run `runId` used of its site's lease, in words; '' where the lease answer does not list it. */
@@ -181,7 +205,7 @@ export class SplitModel {
   /** The server's run states, asked once (again only after a failed answer). */
   states(): Promise<RunStates> {
     if (!this._states) {
-      const asked = api.states().then(({ states }) => new RunStates(states));
+      const asked = this._api.states().then(({ states }) => new RunStates(states));
       asked.catch(() => (this._states = null));
       this._states = asked;
     }
@@ -332,7 +356,7 @@ export class SplitModel {
     return changed;
   }
 
-  private _api = new Revalidator();
+  private _api: ModelSource;
   private _runQuery = '';
   private _intervalMs: number;
   private _readingEveryMs = 0;

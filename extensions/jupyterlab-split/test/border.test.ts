@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 
+import { FakeServer, modelOf } from './fakeserver';
 import { borderQuery, localMidnight, narrowed, NO_FILTER, periodStart, todayText } from '../src/borderlogic';
 
 // Whatever time zone the tests run in: the string names the page's own midnight, offset and all.
@@ -49,5 +50,14 @@ describe('todayText', () => {
   it("says today's refusals and declassifications, none before the first answer", () => {
     expect(todayText({ allowed: 4, refused: 2, declassified: 1 })).toBe('today: 2 refused · 1 declassified');
     expect(todayText(undefined)).toBe('today: 0 refused · 0 declassified');
+  });
+});
+
+describe("the border pane's heading", () => {
+  it("counts today's refusals, as the today line does, not the filtered page's", async () => {
+    const model = modelOf(new FakeServer());
+    expect(model.refusedToday).toBeNull(); // before the first answer
+    await model.refresh();
+    expect(model.refusedToday).toBe(3);
   });
 });
