@@ -112,7 +112,7 @@ def ray_rows(repeat: int) -> list[tuple[str, float, float, str]]:
 def runner_start(repeat: int) -> tuple[float, float]:
     """What a one-shot runner costs to start, next to a bare interpreter (explains the rows above)."""
     ours = best_of(lambda: subprocess.run([sys.executable, "-c", "import jupyter_split.runner.cluster as c; "
-                                           "from jupyter_split.devices import runner_globals; runner_globals('cpu')"],
+                                           "from jupyter_split.accelerators.devices import runner_globals; runner_globals('cpu')"],
                                           check=True), repeat)
     peer = best_of(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)
     return ours, peer

@@ -89,7 +89,8 @@ def main() -> int:
     import torch
     from safetensors.torch import save_file
 
-    from jupyter_split import ckpt, devices
+    from jupyter_split import ckpt
+    from jupyter_split.accelerators import devices
 
     if dev == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible: run this on the GPU machine (or pass --device cpu for a dry run)")

@@ -25,7 +25,7 @@ from . import store
 from .store import DEFAULT_SHARD_SIZE, guard_read, guard_save, locate, storage, unpublish
 from .writer import CheckpointError, ShardWriter
 from ..config import load_config
-from ..devices import DeviceInfo, detect, info_for
+from ..accelerators.devices import DeviceInfo, detect, info_for
 from ..sync.manifest import Manifest, is_local, read_manifest
 
 _FP16_MAX = 65504.0

@@ -16,7 +16,7 @@ PROBE_CELL = """\
 def _split_doctor():
     import json
     from importlib import metadata
-    from jupyter_split.devices import describe, detect
+    from jupyter_split.accelerators.devices import describe, detect
     try:
         numpy = metadata.version("numpy")
     except metadata.PackageNotFoundError:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..devices import VISIBLE_DEVICES_VAR
+from ..accelerators.devices import VISIBLE_DEVICES_VAR
 from ..errors import DistributedError, ExecutorError
 from ..protocol import LAUNCHER_MODULE, RUNNER_MODULE
 if TYPE_CHECKING:  # the config's models take most of a short command's start-up: not imported to read a log

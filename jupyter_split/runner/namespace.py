@@ -21,7 +21,7 @@ class PredefinedNamespace(dict):
     def __missing__(self, key: str) -> Any:
         if key not in self.NAMES:
             raise KeyError(key)
-        from ..devices import runner_globals
+        from ..accelerators.devices import runner_globals
 
         for name, value in runner_globals(self.accelerator).items():
             self.setdefault(name, value)

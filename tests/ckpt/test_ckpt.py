@@ -19,7 +19,7 @@ from jupyter_split.ckpt import store as ckpt_store
 from jupyter_split.ckpt import files as ckpt_files
 from jupyter_split.ckpt.format import FormatError, parse_size, read_shard, write_aligned
 from jupyter_split.config import ConfigError
-from jupyter_split.devices import detect
+from jupyter_split.accelerators.devices import detect
 from jupyter_split.sync.manifest import read_manifest
 from tests.fixtures.policy import policy_config  # two sites: home CN, sg SG
 
@@ -409,7 +409,7 @@ def test_saved_abroad_synced_home_and_loaded_there(_isolated):
 def test_bf16_becomes_fp16_where_the_device_has_fp16_only(tmp_path):
     """The dtype mapping of a card with fp16 but no bf16 (an Ascend 910A). No such card exists here, so
     its profile is a STAND-IN DeviceInfo whose tensors live on the CPU; the casts themselves are real."""
-    from jupyter_split.devices import DeviceInfo
+    from jupyter_split.accelerators.devices import DeviceInfo
 
     fp16_only = DeviceInfo(kind="npu", type="cpu", count=1, bf16=False, fp16=True, dist_backend="hccl")
     url = (tmp_path / "c").as_uri()

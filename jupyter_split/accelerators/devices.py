@@ -194,7 +194,7 @@ def detect(accelerator: str = "auto") -> DeviceInfo:
     accelerator is probed alone; if it is missing the CPU is returned with a `note` that
     says why, so a cell still runs (slowly) and the runner can warn.
     """
-    from .config import ACCELERATORS
+    from ..config import ACCELERATORS
 
     if accelerator not in ACCELERATORS:
         raise ValueError(f"unknown accelerator {accelerator!r}: use one of {', '.join(ACCELERATORS)}")
@@ -272,7 +272,7 @@ def describe(info: DeviceInfo) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jupyter_split.devices [ACCELERATOR]`: what this machine has, as JSON (for doctor)."""
+    """`python -m jupyter_split.accelerators.devices [ACCELERATOR]`: what this machine has, as JSON (for doctor)."""
     import json
     import sys
     from dataclasses import asdict

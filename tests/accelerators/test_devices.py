@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from jupyter_split import devices
+from jupyter_split.accelerators import devices
 
-STAND_INS = Path(__file__).parent / "stand_ins"
+STAND_INS = Path(__file__).parents[1] / "stand_ins"
 PLUGINS = ("torch_npu", "torch_mlu", "torch_musa")
 
 
@@ -61,7 +61,7 @@ def test_unknown_accelerator_names_the_choices():
 def test_without_torch_the_globals_are_strings_and_torch_is_not_imported():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from jupyter_split import devices\n"
+        "from jupyter_split.accelerators import devices\n"
         "g = devices.runner_globals('auto')\n"
         "assert sys.modules['torch'] is None\n"
         "print(g)\n"
@@ -158,7 +158,7 @@ def test_the_same_cell_gets_each_sites_device(split_home):
     from jupyter_split.core.split import Split
     from tests.fixtures.core import write_config
 
-    repo = Path(__file__).parents[1]
+    repo = Path(__file__).parents[2]
     write_config(split_home, f"""
 [experiment]
 home = "home"
@@ -189,7 +189,7 @@ def test_hidden_cuda_on_a_cpu_only_torch_is_not_noise(monkeypatch):
 
 
 def test_command_line_reports_json_for_doctor():
-    out = subprocess.run([sys.executable, "-m", "jupyter_split.devices", "mlu"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "jupyter_split.accelerators.devices", "mlu"], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     assert (report["kind"], report["device"], report["dtype"]) == ("cpu", "cpu", "float32")
     assert "torch_mlu is not installed" in report["note"]
