@@ -5,9 +5,9 @@ An ended run's hours no longer change (its end is the index's last update of its
 keeps them, summed, and reads again only the rows added or updated since its last read; the runs still
 going are counted again at every poll (their end is now). The sums are kept in ten-thousandths of an
 hour, as integers: each run's hours are rounded to four places (`usage.run_row`), so the integer sums are
-exact and a run taken out subtracts exactly what it added. A removal (`prune`) shows as a count that the
-rows read cannot explain: then the ledger is filled again from the whole index, as on the first poll,
-when the month turns and when the site's configuration changes.
+exact and a run taken out subtracts exactly what it added. A removal (`prune`) shows as fewer rows up to
+the last one read than there were: then the ledger is filled again from the whole index, as on the first
+poll, when the month turns and when the site's configuration changes.
 
 On a Slurm site, `sacct`'s figures of an ended job are final: each is asked once (until sacct gives a
 job's final figures, or, for a job it does not know, until the run ended `ACCOUNTING_LAG` ago), the going
@@ -49,6 +49,7 @@ class SiteBook:
     key: tuple[Any, ...]
     version: int = -1
     last_row: int = 0
+    total: int = 0
     read: float = float("-inf")
     #: run id -> (order, hours, month hours in units) of each ended run; order: (start, creation)
     ended: dict[str, tuple[tuple[float, float], int, int]] = field(default_factory=dict)
@@ -111,14 +112,14 @@ class Ledger:
         began = time.time()
         if self.index.version() == book.version:
             return  # one row read: nothing changed
-        version, last, count, records = self.index.changes(self.site.name, book.last_row, book.read - MARGIN)
+        version, last, total, kept, records = self.index.changes(self.site.name, book.last_row, book.read - MARGIN)
+        if kept < book.total:  # rows went: read the whole index again
+            book.reset()
+            return self._read(book)
         first = book.version < 0
         for record in records:
             self._take(book, record, top=not first)  # the first read finds the newest at its end
-        if len(book.ended) + len(book.going) != count:  # a row went: read the whole index again
-            book.reset()
-            return self._read(book)
-        book.version, book.last_row = version, last
+        book.version, book.last_row, book.total = version, last, total
         book.read = began
         self._trim(book)
 

@@ -157,21 +157,24 @@ class RunIndex:
         with self._db() as db:
             return db.execute("SELECT count FROM changes WHERE id = 0").fetchone()[0]
 
-    def changes(self, site: str, after_row: int, since: float) -> tuple[int, int, int, list[RunRecord]]:
-        """(`version()`, the newest row's number, how many rows `site` has, and `site`'s rows added after row
-        `after_row` or updated at or after `since`), read at one moment: what changed since an earlier
-        read, at the cost of the changes (row numbers only grow, and `runs_by_state` orders each state's rows
-        by their last change), but for the count: an index walk of `site`'s rows that tells a removal."""
+    def changes(self, site: str, after_row: int, since: float) -> tuple[int, int, int, int, list[RunRecord]]:
+        """(`version()`, the newest row's number, how many rows there are, how many of them are rows up to
+        `after_row`, and `site`'s rows after row `after_row` or updated at or after `since`), read at one
+        moment: what changed since an earlier read, at the cost of the changes (row numbers only grow, and
+        `runs_by_state` orders each state's rows by their last change). Fewer rows up to `after_row` than
+        there were then: some of them went."""
         marks = ", ".join("?" * len(STATE_NAMES))
-        query = (f"SELECT * FROM runs WHERE site = ? AND rowid > ? UNION "
-                 f"SELECT * FROM runs WHERE state IN ({marks}) AND updated >= ? AND site = ?")
+        # `+site`: not by the site's index, which would walk all its rows
+        query = (f"SELECT * FROM runs WHERE rowid > ? AND +site = ? UNION "
+                 f"SELECT * FROM runs WHERE state IN ({marks}) AND updated >= ? AND +site = ?")
         with self._db() as db:
-            db.execute("BEGIN")  # one snapshot: the counter, the count and the rows agree
+            db.execute("BEGIN")  # one snapshot: the counter, the counts and the rows agree
             version = db.execute("SELECT count FROM changes WHERE id = 0").fetchone()[0]
-            last = db.execute("SELECT coalesce(max(rowid), 0) FROM runs").fetchone()[0]
-            count = db.execute("SELECT count(*) FROM runs WHERE site = ?", (site,)).fetchone()[0]
-            rows = db.execute(query, (site, after_row, *STATE_NAMES, since, site)).fetchall()
-        return version, last, count, [_record(r) for r in rows]
+            last, added = db.execute("SELECT coalesce(max(rowid), 0), count(*) FROM runs WHERE rowid > ?",
+                                     (after_row,)).fetchone()
+            total = db.execute("SELECT count(*) FROM runs").fetchone()[0]  # sqlite counts the pages' cells
+            rows = db.execute(query, (after_row, site, *STATE_NAMES, since, site)).fetchall()
+        return version, max(last, after_row), total, total - added, [_record(r) for r in rows]
 
     def get(self, run_id: str) -> RunRecord:
         """The run whose id is `run_id`, else the one run whose id starts or ends with it (the start of

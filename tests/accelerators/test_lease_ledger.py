@@ -111,7 +111,7 @@ def test_the_rows_are_read_again_only_when_the_index_changed(split: core.Split, 
 
     def counted(self, *args):
         answer = changes(self, *args)
-        read.append(len(answer[3]))
+        read.append(len(answer[4]))
         return answer
 
     monkeypatch.setattr(RunIndex, "changes", counted)
@@ -151,11 +151,13 @@ def test_the_index_answers_its_changes_since_a_row_and_a_time(tmp_path: Path) ->
     index = RunIndex(tmp_path / "index.sqlite")
     for i in range(5):
         index.add(record(f"r-{i}", "abroad" if i % 2 else "home", NOW - 3 * HOUR, NOW - 2 * HOUR, 1))
-    version, last, count, rows = index.changes("abroad", 0, float("inf"))
-    assert (count, sorted(r.run_id for r in rows)) == (2, ["r-1", "r-3"])  # every row after row 0
-    assert index.changes("abroad", last, float("inf"))[1:] == (last, 2, [])  # nothing since
+    version, last, total, kept, rows = index.changes("abroad", 0, float("inf"))
+    assert (total, kept, sorted(r.run_id for r in rows)) == (5, 0, ["r-1", "r-3"])  # every row after row 0
+    assert index.changes("abroad", last, float("inf"))[1:] == (last, 5, 5, [])  # nothing since
     index.update("r-1", state="failed")  # stamped now
     again = index.changes("abroad", last, time.time() - 60)
-    assert again[0] > version and [r.run_id for r in again[3]] == ["r-1"]
+    assert again[0] > version and [r.run_id for r in again[4]] == ["r-1"]
     index.add(record("r-9", "abroad", NOW - HOUR, NOW - 2 * HOUR, 1))  # a row added whole keeps its own times
-    assert [r.run_id for r in index.changes("abroad", last, time.time())[3]] == ["r-9"]
+    assert [r.run_id for r in index.changes("abroad", last, time.time())[4]] == ["r-9"]
+    index.prune(NOW)
+    assert index.changes("abroad", last, time.time())[2:4] == (1, 1)  # four of the five rows up to `last` went
