@@ -44,12 +44,13 @@ def by_hand(cluster, job: str) -> list[list[str]]:
 
 
 def accounted(cluster, job: str, final: bool = True, timeout: float = 60) -> list[list[str]]:
-    """sacct's lines of `job` once its own line says it ended (`final`) or runs: slurmdbd learns of it late."""
+    """sacct's lines of `job` once its own line says it ended (`final`) or runs, with its GPUs allocated:
+    slurmdbd learns of a job late, and of a running job's allocated TRES later than of its state."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         lines = by_hand(cluster, job)
-        state = next((cells[3] for cells in lines if cells[0] == job), "")
-        if state and (state.split()[0] not in ("PENDING", "RUNNING")) == final:
+        cells = next((cells for cells in lines if cells[0] == job), ["", "", "", ""])
+        if cells[3] and (cells[3].split()[0] not in ("PENDING", "RUNNING")) == final and "gres/gpu=" in cells[2]:
             return lines
         time.sleep(0.5)
     raise AssertionError(f"sacct never showed job {job} {'ended' if final else 'running'}: {by_hand(cluster, job)}")
