@@ -10,7 +10,7 @@ process, R rounds, and reports the median and the spread (lowest to highest) of 
   log's records and writes their text (goal <= 1.2x);
 - `logs RUN --tail 100` against the full `logs RUN` (goal <= 0.05x), as commands (each pays the
   interpreter's start and the imports, about half a second) and through the Python API in one
-  process (`Split.run_tail` against a whole replay, `Split.iter_run_events`);
+  process (`Split.run_tail_lines` against a whole replay, `Split.iter_run_events`);
 - the same log on an SSH site (the test sshd on 127.0.0.1; the run's directory is copied there):
   `logs RUN` against `ssh host cat events.jsonl` piped through the floor's decoder, as a rate
   (goal >= 0.8x).
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
                     got.setdefault(name, []).append(timed(args, work, env))
                 got.setdefault("ssh cat", []).append((piped(ssh, floor, work, env), 0))
                 started = time.perf_counter()
-                split.run_tail(long_id, 100)
+                split.run_tail_lines(long_id, 100)
                 got.setdefault("api tail", []).append((time.perf_counter() - started, 0))
                 started = time.perf_counter()
                 for _ in split.iter_run_events(long_id):
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
                 (f"`logs` of {n} lines: time vs the decode-and-write floor", t["logs"], t["floor"], "<= 1.2x"),
                 (f"`attach` of {n} lines: time vs the decode-and-write floor", t["attach"], t["floor"], "<= 1.2x"),
                 (f"`logs --tail 100` vs the full `logs` of {n} lines (commands)", t["tail"], t["logs"], "<= 0.05x"),
-                (f"`Split.run_tail(100)` vs a whole replay of {n} lines (API, one process)", t["api tail"],
+                (f"`Split.run_tail_lines(100)` vs a whole replay of {n} lines (API, one process)", t["api tail"],
                  t["api replay"], "<= 0.05x"),
                 ("`logs` over SSH: time vs `ssh cat` into the floor (rate = 1/ratio)", t["logs ssh"], t["ssh cat"],
                  "<= 1.25x (rate >= 0.8x)"),

@@ -3,18 +3,21 @@ sidebar's run panel (`?tail=N`) open on, one rule for all three.
 
 A stream record holds what one flush of the runner's capture took (50 ms of output: one line, a
 line's end, or thousands of lines), so a count of records cannot say how many lines it brings. The
-log is read back from its end a few records at a time, more while they hold too few lines, and the
-first record kept is cut to the lines asked for. A record that is not text (a result, a display, an
+log is read back from its end a few records at a time, more while they hold too few lines; `logs`
+and `attach` cut the first record kept to the lines asked for, while the run panel takes the records
+whole (it keeps the first half of its window as printed and the rest as a tail, as a notebook cell). A record that is not text (a result, a display, an
 error, a status) counts as one line: it is one thing to show.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 Records = list[dict[str, Any]]
 
 #: the records first read back from a log's end; 4x as many again while they hold too few lines
 FIRST_TAIL = 256
+#: the most records read back for each line asked for
+READ_BACK = 4
 
 
 def record_lines(event: dict[str, Any]) -> int:
@@ -27,25 +30,39 @@ def text_lines(events: Records) -> int:
     return sum(record_lines(e) for e in events)
 
 
-async def tail_lines(read: Callable[[int], Awaitable[Records]], lines: int) -> Records:
-    """The log's last records that show `lines` lines (see `last_lines`), `read(count)` giving the log's
-    last `count` records. It asks for more records until they hold enough lines, the log's start is
-    reached, or `lines` records came (a bar's updates end no line, yet `lines` of them are as many
-    things to show): what is read stays within 4x what is shown, never the log from its start."""
+def tail_records(read: Callable[[int], Records], lines: int) -> Records:
+    """The fewest of the log's last records that hold its last `lines` lines, each whole (the run panel's
+    way in), `read(count)` giving the log's last `count` records."""
+    return last_lines(_read_back(read, lines), lines, cut=False)
+
+
+def tail_lines(read: Callable[[int], Records], lines: int) -> Records:
+    """The log's records that show its last `lines` lines, as `tail -n` would (`logs`, `attach`): the
+    first record kept cut to them (`last_lines`)."""
+    return last_lines(_read_back(read, lines), lines)
+
+
+def _read_back(read: Callable[[int], Records], lines: int) -> Records:
+    """The log's last records, as many as hold more line ends than `lines` (so the first line's start is
+    among them too), or the whole log. It asks for 4x as many records while they hold too few lines, and
+    for no more than `READ_BACK` records a line (a print split across flushes, or `print(..., end="")`,
+    ends no line in some records): what is read stays within a few times what is shown, never the log
+    from its start."""
     if lines <= 0:
         return []
+    most = READ_BACK * lines
     count = min(lines, FIRST_TAIL)
     while True:
-        events = await read(count)
-        if len(events) < count or count >= lines or text_lines(events) >= lines:
-            return last_lines(events, lines)
-        count = min(lines, count * 4)
+        events = read(count)
+        if len(events) < count or count >= most or text_lines(events) > lines:
+            return events
+        count = min(most, count * 4)
 
 
-def last_lines(events: Records, lines: int) -> Records:
+def last_lines(events: Records, lines: int, cut: bool = True) -> Records:
     """The end of `events` that shows their last `lines` lines, as `tail -n` would: whole records from
-    the end and, of the first one kept, the text from the start of its line. A line's start in an
-    earlier record (a print split across two flushes) is kept with it."""
+    the end and, of the first one kept, the text from the start of its line (all of it where not `cut`).
+    A line's start in an earlier record (a print split across two flushes) is kept with it."""
     kept: Records = []
     room = lines
     for event in reversed(events):
@@ -61,11 +78,11 @@ def last_lines(events: Records, lines: int) -> Records:
             kept.append(event)
             room -= ends
             continue
-        cut = 0
+        start = 0
         for _ in range(ends - room):
-            cut = text.index("\n", cut) + 1
-        if cut < len(text):
-            kept.append({**event, "text": text[cut:]})
+            start = text.index("\n", start) + 1
+        if start < len(text):
+            kept.append({**event, "text": text[start:]} if cut else event)
         break
     kept.reverse()
     return kept

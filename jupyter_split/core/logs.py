@@ -28,10 +28,10 @@ def tail(record: RunRecord, files: LogFiles, count: int, rank: int = 0) -> list[
 
 
 def tail_lines(record: RunRecord, files: LogFiles, lines: int, rank: int = 0) -> list[dict[str, Any]]:
-    """The run's (or rank `rank`'s) records that show its last `lines` lines (`lines.last_lines`: the
+    """The run's (or rank `rank`'s) records that show its last `lines` lines (`lines.tail_lines`: the
     first one kept cut to them), read back from its log's end."""
     run_dir = rank_dir(record.run_dir, rank)
-    return aio.run(log_lines.tail_lines(lambda count: replay.tail(files, run_dir, count), lines))
+    return log_lines.tail_lines(lambda count: aio.run(replay.tail(files, run_dir, count)), lines)
 
 
 def chunks(record: RunRecord, files: LogFiles, after: int = 0, rank: int = 0) -> Iterator[list[dict[str, Any]]]:

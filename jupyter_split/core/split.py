@@ -20,7 +20,6 @@ from . import channel, sessions
 from ..config import Config, SiteConfig, load_config
 from ..executors import Executor, LaunchSpec, executor_for
 from . import logs, replay
-from .lines import tail_lines
 from .follow import Tracker, follow, record_death
 from .outcome import CellOptions, NotRunning, RunOutcome
 from .sessions import end_runner
@@ -187,16 +186,17 @@ class Split:
         record = self.index.get(run_id)
         ex = self.executor(record.site)
 
+        # the records that show the last lines, the first one cut to them: delivered first, then on from there
+        kept = logs.tail_lines(record, ex, tail) if tail else []
+
         async def attach() -> RunOutcome:
             after = 0 if from_start else record.last_seq
-            live = None
-            if tail:  # the records that show the last lines, the first one cut to them, then on from there
-                kept = await tail_lines(lambda count: replay.tail(ex, record.run_dir, count), tail)
-                after, live = (kept[0]["seq"] - 1, _once(kept)) if kept else (0, None)
-            elif tail == 0:
+            if kept:
+                after = kept[0]["seq"] - 1
+            elif tail is not None:
                 last = await replay.tail(ex, record.run_dir, 1)
                 after = last[-1]["seq"] if last else 0
-            return await self._follow(ex, record, after, namespace, deliver, live)
+            return await self._follow(ex, record, after, namespace, deliver, _once(kept) if kept else None)
 
         return aio.run(attach())
 

@@ -40,16 +40,15 @@ async def test_tail_opens_on_the_logs_last_lines_in_the_configured_window(jp_fet
     assert body["window"] == {"lines": 50, "long_line": LONG_LINE}
     events = body["events"]
     text = "".join(e["text"] for e in events if e["type"] == "stream")
-    # the window's last 50 lines, the result and the status two of them, whatever records held them
-    assert text.endswith("line-2999\n") and text_lines(events) == 50
-    assert text.splitlines() == [f"line-{i}" for i in range(2952, 3000)]
+    # the fewest records that hold the window's last 50 lines (the result and the status two of them), whole
+    assert text.endswith("line-2999\n") and text_lines(events) >= 50 and text_lines(events[1:]) < 50
     assert events[0]["seq"] > 1, "the tail came from the log's start"
     assert [e["type"] for e in events[-2:]] == ["result", "status"] and is_final(events[-1])
     assert body["run"]["state"] == "succeeded" and body["run"]["last_seq"] == events[-1]["seq"]
 
     # A number of lines instead of the window's; the ordinary answer says the window too.
     few = (await fetch_json(jp_fetch, "runs", run_id, "events", params={"tail": "3"}))["events"]
-    assert [e["type"] for e in few] == ["stream", "result", "status"] and few[0]["text"] == "line-2999\n"
+    assert few[-1] == events[-1] and text_lines(few) >= 3 and text_lines(few[1:]) < 3
     after = await fetch_json(jp_fetch, "runs", run_id, "events", params={"after": events[-2]["seq"]})
     assert after["events"] == events[-1:] and after["window"]["lines"] == 50
 
