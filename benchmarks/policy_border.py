@@ -61,7 +61,7 @@ def make_small_tree(folder: Path, count: int = SMALL_FILES) -> None:
 def guard_off() -> Callable[[], None]:
     """Take the guard out of the copy (the peer): returns the undo."""
     real = engine.check_residency
-    engine.check_residency = lambda plan, src, dest, labels, config: set(labels)
+    engine.check_residency = lambda plan, src, dest, labels, config, *spool: set(labels)
     return lambda: setattr(engine, "check_residency", real)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SplitError
-from .. import policy, tracking
+from .. import policy, tracking, verified
 from ..bounds import check_options
 from ..config import Config, load_config
 from ..names import check_location
@@ -106,30 +106,33 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     # what the guard's scan reads of a source elsewhere is kept here for the send (`residency.kept`);
     # the folder is made only if the scan keeps something
     spool = None if is_local(source.fs) else SpoolFolder(data_dir() / "spool")
-    try:
-        plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
-        start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
-        given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
-        carried = check_residency(plan, src, dest, given, config, spool)
-
-        report = SyncReport(src=src, dest=dest)
-        _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
-        new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
+    # the hashes the copy learns (its sources, its destination's files) recorded in one transaction at
+    # its end, not a commit a file
+    with verified.together():
         try:
-            report.published = _commit(plan, new)
-        except PublishConflict as exc:
-            raise SyncError(f"copy {src} -> {dest}: every file arrived, but {exc.strerror}.") from exc
-        except OSError as exc:
-            state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
-            raise SyncError(
-                f"copy {src} -> {dest}: every file arrived and was verified, but publishing failed: "
-                f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
-            ) from exc
-    finally:
-        source.close()  # the processes and sessions a copy keeps on SFTP servers
-        target.close()
-        if spool is not None:
-            spool.close()
+            plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
+            start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
+            given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
+            carried = check_residency(plan, src, dest, given, config, spool)
+
+            report = SyncReport(src=src, dest=dest)
+            _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff, progress=progress)
+            new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
+            try:
+                report.published = _commit(plan, new)
+            except PublishConflict as exc:
+                raise SyncError(f"copy {src} -> {dest}: every file arrived, but {exc.strerror}.") from exc
+            except OSError as exc:
+                state = "it is unpublished now (no reader sees a partial checkpoint)" if plan.dest_manifest else "nothing was published"
+                raise SyncError(
+                    f"copy {src} -> {dest}: every file arrived and was verified, but publishing failed: "
+                    f"{explain(exc, dest)}; {state}. Run the same copy again to finish: nothing is resent."
+                ) from exc
+        finally:
+            source.close()  # the processes and sessions a copy keeps on SFTP servers
+            target.close()
+            if spool is not None:
+                spool.close()
     report.manifest = new
     report.seconds = time.monotonic() - started
     tracking.checkpoint_copied(src, new)

@@ -234,3 +234,60 @@ def test_a_manifest_file_of_negative_size_is_refused():
     text = json.dumps({"files": [{"path": "a", "size": -5, "sha256": "0" * 64}], "version": 1})
     with pytest.raises(ManifestError, match="negative size"):
         Manifest.from_json(text, "the manifest")
+
+
+def test_a_copy_records_its_hashes_in_one_transaction_that_another_process_reads(tmp_path, monkeypatch):
+    """A commit of the record store is a journal's fsyncs: one a file made a push of 10,000 small
+    files take 14 s instead of 3. A copy's records (the sources it sends, its destination's files
+    checked) go in one transaction at its end, and a new process finds them there."""
+    import subprocess
+    import sys
+
+    from jupyter_split import verified
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    files = {f"part{i % 7}/f{i}.txt": 200 + i for i in range(300)}
+    make_tree(src, files)
+    old = time.time() - 60  # out of the racy window: hashes are recorded
+    for path in src.rglob("*"):
+        os.utime(path, (old, old))
+    monkeypatch.setattr(verified, "_opened", {})  # this test's data folder, opened afresh
+    writes: list[int] = []
+    real = verified._write
+    monkeypatch.setattr(verified, "_write", lambda rows: writes.append(len(rows)) or real(rows))
+    report = sync.copy(str(src), str(dest), progress=False)
+    assert report.files_sent == len(files)
+    assert len(writes) == 1 and writes[0] >= len(files), writes  # the sources at least, in one write
+
+    # another process (a re-sync from a terminal) finds every source's hash without reading it
+    probe = ("import os, sys\nfrom jupyter_split import verified\n"
+             "paths = sys.argv[1:]\n"
+             "print(sum(verified.known_sha256(os.stat(p)) is not None for p in paths))")
+    done = subprocess.run([sys.executable, "-c", probe, *(str(src / rel) for rel in files)],
+                          capture_output=True, text=True, env=os.environ, timeout=120, check=True)
+    assert done.stdout.strip() == str(len(files)), done.stderr
+
+
+def test_records_held_by_a_block_are_found_at_once_and_written_when_the_last_block_ends(tmp_path, monkeypatch):
+    from jupyter_split import verified
+
+    monkeypatch.setattr(verified, "_opened", {})
+    files = [tmp_path / f"f{i}" for i in range(3)]
+    for i, path in enumerate(files):
+        path.write_bytes(b"x" * (i + 1))
+        old = time.time() - 60
+        os.utime(path, (old, old))
+    stats = [path.stat() for path in files]
+    writes: list[int] = []
+    real = verified._write
+    monkeypatch.setattr(verified, "_write", lambda rows: writes.append(len(rows)) or real(rows))
+    with verified.together():
+        verified.remember(stats[0], time.time_ns(), "a" * 64)
+        with verified.together():  # a nested block (a copy inside a copy's face) writes nothing itself
+            verified.remember(stats[1], time.time_ns(), "b" * 64)
+        assert writes == [] and verified.known_sha256(stats[1]) == "b" * 64  # this process sees it at once
+    assert writes == [2]
+    verified.remember(stats[2], time.time_ns(), "c" * 64)  # outside a block: written at once
+    assert writes == [2, 1]
+    verified._seen.clear()  # as another process: from the store
+    assert [verified.known_sha256(st) for st in stats] == ["a" * 64, "b" * 64, "c" * 64]
