@@ -333,7 +333,8 @@ def sha256_many(files: list[tuple[str, os.stat_result]], *, keep: bool = False) 
     whose fingerprints are saved for the next process."""
     if keep:
         load_saved()
-    found, _, missed = _sha256_many(files)
+    with verified.together():  # what it hashes, recorded in one transaction
+        found, _, missed = _sha256_many(files)
     if keep and missed:
         save_entries((st.st_dev, st.st_ino) for _, st in files)
     return found
