@@ -7,7 +7,7 @@ as its site's default (one card, none on a `cpu` site). On a Slurm site whose ac
 jobs, `sacct`'s elapsed time and allocated GPUs replace those figures.
 
 A poll does not walk the whole index: `ledger.Ledger` keeps the ended runs' sums between polls and reads
-the index's changes alone; `site_lease` is the same answer from a list of records, walked whole.
+the index's changes alone (its tests compare it with a walk of every run).
 """
 from __future__ import annotations
 
@@ -99,15 +99,6 @@ async def sacct(ex: "Executor", jobs: list[str]) -> dict[str, Accounted]:
             state = cells[3].split(" ")[0]  # "CANCELLED by 1000"
             found[cells[0]] = Accounted(float(cells[1]), int(gpus.group(1)) if gpus else 0, state not in SLURM_GOING)
     return found
-
-
-def site_lease(site: "SiteConfig", records: list["RunRecord"], now: float,
-               accounted: Mapping[str, Accounted]) -> dict[str, Any]:
-    """A site's lease beside what `records` used, each run walked: the answer `leases` gives from its ledger."""
-    since = month_start(now)
-    runs = [run_row(r, site, now, since, accounted) for r in records]
-    return site_answer(site, now, sum(units(r["hours"]) for r in runs), sum(units(r["month_hours"]) for r in runs),
-                       runs, len(runs))
 
 
 def site_answer(site: "SiteConfig", now: float, used: int, month: int, rows: list[dict[str, Any]],

@@ -150,7 +150,7 @@ class RunEventsHandler(SplitHandler):
         """Answers {run, events, window}; `run` holds the state the log's last records say, so a panel knows
         when to stop asking; `events` are at most `limit` (1 to `EVENTS_LIMIT`, 2,000, the default) records
         after `after`: a panel asks again from the last one. `tail=N` (N > 0; `tail=window`: the window's lines) answers instead the log's
-        records that hold its last N lines (`tail.tail_lines`, read back from its end): a panel opens there, not at
+        records that hold its last N lines (`tail.tail_records`, read back from its end): a panel opens there, not at
         `seq` 0. `window` is what a panel keeps (`tail.window`: the config's scrollback). 404 where no run
         matches."""
         after = self.int_arg("after", 0)
@@ -162,7 +162,7 @@ class RunEventsHandler(SplitHandler):
         lines = shape["lines"] if asked == "window" else self.int_arg("tail", 0, high=1_000_000)
         record = await self.call(split.index.get, run_id)
         if lines:
-            events = await self.call(tail.tail_lines, split, record.run_id, lines)
+            events = await self.call(tail.tail_records, split, record.run_id, lines)
         else:
             events = await self.call(split.run_events, record.run_id, after, 0, limit)
         # The run as its log's end says, so a panel knows when to stop asking; only the news travels.

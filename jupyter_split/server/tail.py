@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..commands.render import LONG_LINE
-from ..core.lines import tail_records
+from ..core import lines as log_lines
 
 
 def window(split: Any) -> dict[str, int]:
@@ -20,8 +20,8 @@ def window(split: Any) -> dict[str, int]:
     return {"lines": split.config.notebook.scrollback, "long_line": LONG_LINE}
 
 
-def tail_lines(split: Any, run_id: str, lines: int) -> list[dict[str, Any]]:
+def tail_records(split: Any, run_id: str, lines: int) -> list[dict[str, Any]]:
     """The log's last records that hold `lines` lines, whole (`core.lines.tail_records`: the rule of
     `logs --tail`, read back from the end, never from the log's start): the panel keeps the first half
     of its window as printed and the rest as a tail, as a notebook cell does."""
-    return tail_records(lambda count: split.run_tail(run_id, count), lines)
+    return log_lines.tail_records(lambda count: split.run_tail(run_id, count), lines)

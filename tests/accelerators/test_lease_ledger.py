@@ -12,7 +12,8 @@ import pytest
 
 from jupyter_split import core
 from jupyter_split.accelerators import ledger
-from jupyter_split.accelerators.usage import RUN_ROWS, leases, site_lease, month_start
+from jupyter_split.accelerators.ledger import units
+from jupyter_split.accelerators.usage import RUN_ROWS, leases, month_start, run_row, site_answer
 from jupyter_split.runs.index import RunIndex, RunRecord
 from tests.accelerators.test_lease import CONFIG as LEASED, HOUR, record
 from tests.fixtures.core import write_config
@@ -27,6 +28,14 @@ lease = { gpu_hours = 900, monthly = true }
 #: now: the index's own writes stamp rows with this machine's clock, so the runs are in its past
 NOW = time.time()
 ENDED = ("succeeded", "failed", "cancelled", "timeout", "interrupted")
+
+
+def site_lease(site: Any, records: list[RunRecord], now: float, accounted: dict[str, Any]) -> dict[str, Any]:
+    """A site's lease beside what `records` used, each run walked: the answer the ledger must give."""
+    since = month_start(now)
+    runs = [run_row(r, site, now, since, accounted) for r in records]
+    return site_answer(site, now, sum(units(r["hours"]) for r in runs), sum(units(r["month_hours"]) for r in runs),
+                       runs, len(runs))
 
 
 def walked(split: core.Split, now: float, accounted: dict[str, Any] | None = None) -> dict[str, Any]:
