@@ -21,7 +21,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
-import asyncssh
+from ..ssh.library import asyncssh
 
 from ..ssh import bootstrap
 from ..config import Config, SiteConfig

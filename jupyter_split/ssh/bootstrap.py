@@ -20,7 +20,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import asyncssh
+from .library import asyncssh
 
 from . import wheelhouse
 from .._version import __version__

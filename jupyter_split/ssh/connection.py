@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import asyncssh
+from .library import asyncssh
 
 from ..config import Config, SiteConfig
 from .login import Endpoint, HostKeyError, LinkError, SshError, endpoint_of, jump_endpoint, open_connection

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from .library import asyncssh
 
 DEFAULT_FILE = "~/.ssh/known_hosts"
 DEFAULT_PORT = 22

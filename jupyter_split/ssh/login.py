@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from .library import asyncssh
 
 from ..errors import SplitError
 from . import hostkeys

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncssh
+from .library import asyncssh
 
 
 class ReadyChannel:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from .library import asyncssh
 import sshfs
 from fsspec.asyn import get_loop, sync, sync_wrapper
 from sshfs.file import SSHFile

@@ -17,7 +17,7 @@ import secrets
 import time
 from typing import Any, Awaitable, Callable, Iterable
 
-import asyncssh
+from .library import asyncssh
 
 from .connection import LOST, Link, LinkError, SiteConnection, make_folder
 from .login import HostKeyError

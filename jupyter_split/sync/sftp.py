@@ -96,7 +96,7 @@ def write_and_rename(fs: Any, temp: str, final: str, data: bytes) -> None:
 
 
 async def _write_and_rename(fs: Any, temp: str, final: str, data: bytes) -> None:
-    import asyncssh
+    from ..ssh.library import asyncssh
 
     async with fs._pool.get() as channel:
         # block_size 0: the write is one request, sent as its task starts, so the three go in order

@@ -39,7 +39,7 @@ async def explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bo
 
 
 async def _explain(fs: Any, exc: BaseException, op: str, path: str, *, writes: bool) -> OSError:
-    import asyncssh
+    from ..ssh.library import asyncssh
 
     where = f"{op} {server_of(fs)}{path}"
     reason = getattr(exc, "reason", "") or str(exc) or type(exc).__name__
@@ -92,7 +92,7 @@ def _full(where: str, detail: str) -> OSError:
 async def _disk_state(fs: Any, path: str) -> tuple[str, int]:
     """("read-only" or "full" or "", free bytes) of the filesystem `path` lies on; ("", -1)
     when the server cannot say."""
-    import asyncssh
+    from ..ssh.library import asyncssh
 
     folder = posixpath.dirname(path.rstrip("/")) or "/"
     try:
@@ -110,7 +110,7 @@ async def call(fs: Any, op: str, path: str, fn: Any, *args: Any, writes: bool = 
     """`fn(*args, **kwargs)`, its SFTP errors raised as OSErrors that say `op`, `path`, the server and the fix,
     of the types the engine tells apart (permanent or worth a retry); see `explain`."""
     # asyncssh is imported here, not at the top: a runner on a site may have no `ssh` extra
-    import asyncssh
+    from ..ssh.library import asyncssh
 
     try:
         return await fn(*args, **kwargs)

@@ -94,7 +94,7 @@ class SftpStreams:
     def _harvest(self) -> None:
         # sessions that finished opening join the pool; a refusal is the server's limit on
         # sessions (sshd's MaxSessions): share the ones there are
-        import asyncssh
+        from ..ssh.library import asyncssh
 
         for starting in [f for f in self._starting if f.done()]:
             self._starting.remove(starting)
