@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 
@@ -19,7 +20,7 @@ from ..residency.pins import Pin, PinError, PinnedReader
 from . import s3read, sftp
 from .manifest import MANIFEST_NAME, STAGING_NAME, is_local, is_object_store, is_temp_manifest
 from .remote_worker import RemoteWorker
-from .width import MAX_CONNECTIONS, Connections, Width
+from .width import MAX_CONNECTIONS, START, Connections, Width, remember_width, remembered_width
 
 # asyncssh prefers chacha20-poly1305, which it runs at well under half the speed of
 # AES-GCM on a CPU with AES instructions; ask for the AEAD AES ciphers first.
@@ -93,8 +94,21 @@ class Location:
     def streams(self) -> Connections | None:
         """The SSH connections (each with its SFTP sessions) big files are written on, for an SFTP location; None elsewhere."""
         if self._streams is None and self.sftp:
-            self._streams = Connections(self.fs, self._connect, Width(self.max_connections))
+            width = Width(self.max_connections, start=remembered_width(self.server) or START)
+            self._streams = Connections(self.fs, self._connect, width)
         return self._streams
+
+    @property
+    def server(self) -> str:
+        """"host:port" of an SFTP location (the key its learnt width is kept under)."""
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port or 22}"
+
+    def keep_width(self) -> None:
+        """Keep the width this copy learnt for the server, where the next copy there starts."""
+        learnt = self._streams.width.learnt if self._streams is not None else None
+        if learnt is not None:
+            remember_width(self.server, learnt)
 
     def revive(self) -> bool:
         """After a dropped link, a new connection to an SFTP server (and a new kept process);

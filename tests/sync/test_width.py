@@ -17,6 +17,7 @@ from jupyter_split.config import ConfigError, SyncOptions, load_config, parse_co
 from jupyter_split.sync import ranges, stream, width
 from jupyter_split.sync.manifest import STAGING_NAME, read_manifest
 from jupyter_split.sync.fsutil import resolve
+from jupyter_split.paths import data_dir
 
 from tests.services.link import start_link
 from tests.sync.test_local import make_tree, tree_hashes
@@ -292,3 +293,44 @@ def test_a_cut_mid_pull_reconnects_and_resumes_from_what_arrived(tmp_path, fast_
     resumed = [at for name, at in readers if name == "model.bin"]
     # read again over the link only from what had arrived: the part's hash came from this disk
     assert len(resumed) >= 2 and resumed[0] == 0 and resumed[-1] >= arrived, readers
+
+
+def test_a_width_is_learnt_once_read_at_it_and_kept_a_day_for_its_server(monkeypatch):
+    now, clock = [0.0], [1e9]
+    monkeypatch.setattr(width.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(width.time, "time", lambda: clock[0])
+    w = width.Width(cap=16, start=8)
+    w.live = lambda: w.target
+    assert w.learnt is None  # nothing read yet
+    now[0] += 1.0
+    w.sent(int(8e6))  # each of the 8 carries its share: it doubles, unread at 16 yet
+    assert (w.target, w.learnt) == (16, None)
+    now[0] += 1.0
+    w.sent(int(12e6))
+    assert w.learnt == 16
+    w.back_off()
+    assert w.learnt is None  # halved on a failure: nothing learnt at 8
+
+    assert width.remembered_width("far.example:22") is None
+    width.remember_width("far.example:22", 16)
+    width.remember_width("near.example:2222", 4)
+    assert (width.remembered_width("far.example:22"), width.remembered_width("near.example:2222")) == (16, 4)
+    clock[0] += width.REMEMBERED + 1  # a day on, the link is learnt again
+    assert width.remembered_width("far.example:22") is None
+    (data_dir() / width.WIDTHS_FILE).write_text("{not json")  # a damaged record is no width, and is replaced
+    assert width.remembered_width("far.example:22") is None
+    width.remember_width("far.example:22", 8)
+    assert width.remembered_width("far.example:22") == 8
+
+
+def test_the_next_copy_to_a_server_starts_at_the_width_the_last_one_learnt(tmp_path, fast_linked):
+    src = tmp_path / "src"
+    hashes = make_tree(src, {"model.bin": 48 << 20})
+    sync.copy(str(src), fast_linked.url(tmp_path / "a"), dest_options=fast_linked.options, chunk_size=CHUNK,
+              progress=False)
+    _published(tmp_path / "a", hashes)
+    server = f"127.0.0.1:{fast_linked.link.port}"
+    assert width.remembered_width(server) is not None  # the copy's width, read at least once
+    width.remember_width(server, 3)  # one the link could not have taught, to tell it from START
+    assert resolve(fast_linked.url(tmp_path / "b"), fast_linked.options).streams.width.target == 3
+    assert resolve(str(tmp_path / "c"), None).streams is None  # a local folder has no width
