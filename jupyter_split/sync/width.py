@@ -34,7 +34,7 @@ from .sftp_files import SftpFile, SftpStreams
 
 START = 8
 STEP = 1.0            # seconds of sending between two readings of the throughput
-JUDGED = 2            # readings at one width before it is judged (one reading of 1 MiB pieces is noisy)
+JUDGED = 2            # readings at one width before it is judged (one reading of pieces ending in bunches is noisy)
 EFFICIENT = 0.6       # the width doubles while each connection carries this share of the best one flow did
 OPENING = 8           # connections opened at once
 STALL = 0.1           # two readings under this share of the best the width carried: a stall, back off
@@ -42,14 +42,17 @@ REMEMBERED = 24 * 3600  # seconds a width learnt for a server is where the next 
 WIDTHS_FILE = "widths.json"
 # A chunk goes out in pieces of PIECE bytes, each to the lane (connection) with the fewest in
 # flight: pieces, not whole chunks, so a few big files still spread over every flow, and a
-# connection never queues more than CONNECTION_PENDING pieces (more would sit on one flow
-# while others idle or open, and hold up the end of each file: 4 gave 0.65 of border x 0.25's
-# cap where 2, with more files in flight, gave 0.75; 2 MiB is over a border flow's 0.6 MB of
-# bytes in flight, and a link whose flows carry more makes the width grow instead). A file has at most FILE_PENDING pieces in flight, so a killed
+# connection never queues more than CONNECTION_PENDING pieces. What a connection queues, every
+# request on it waits behind: a file's open, its close and its rename. With 1 MiB pieces a
+# connection held 2 MiB, 2.6 s at a border x 0.25 flow's share, so a new file's lanes took seconds
+# to open while the link drained (per-second readings fell to a third every few seconds; 0.84 of
+# the cap while sending). 256 KiB pieces queue 0.5 MiB, still over three times a border flow's
+# bytes in flight (its round trip times its share), and the link stays full (0.91 while sending);
+# a link whose flows carry more makes the width grow instead. A file has at most FILE_PENDING pieces in flight, so a killed
 # copy's `.part` may have holes in its last RANGED_SLACK bytes only: a part of a file of
 # RANGED_MIN bytes or more resumes that far back (plan.py); a smaller part is trusted by its
 # size, and a hole there fails the file's sha256, which sends it again whole.
-PIECE = 1 << 20
+PIECE = 256 << 10
 CONNECTION_PENDING = 2
 FILE_PENDING = 32
 RANGED_SLACK = FILE_PENDING * PIECE

@@ -31,6 +31,8 @@ def test_unknown_host_key_is_refused_by_openssh(sshd, tmp_path):
 
 
 def test_drop_connections_cuts_a_live_session(sshd):
+    # connections other tests left (a copy's, closing) do not count as this one's: wait for a new one
+    before = set(sshd.connection_pids())
     proc = subprocess.Popen(
         ["ssh", "-p", str(sshd.port), "-i", sshd.identity_file, "-o", f"UserKnownHostsFile={sshd.known_hosts}",
          "-o", "BatchMode=yes", f"{sshd.user}@{sshd.host}", "sleep", "60"],
@@ -38,7 +40,7 @@ def test_drop_connections_cuts_a_live_session(sshd):
     )
     try:
         deadline = time.monotonic() + 15
-        while not sshd.connection_pids() and time.monotonic() < deadline:
+        while not set(sshd.connection_pids()) - before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sshd.drop_connections() >= 1
         assert proc.wait(timeout=15) != 0
