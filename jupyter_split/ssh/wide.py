@@ -2,7 +2,7 @@
 
 A long lossy link gives each TCP flow only its share, and the bulk connection is one flow.
 A payload above WIDE_BYTES goes as a file of the run directory instead (`in.pkl`, `out.pkl`),
-in pieces of `sync.width.PIECE` dealt to the connection with the fewest in flight (at most
+in pieces of `sync.width.FAR_PIECE` dealt to the connection with the fewest in flight (at most
 `CONNECTION_PENDING` each), as a checkpoint copy's big files are. The width adapts the same
 way (`sync.width.Width`: it starts at 8 and doubles while each connection still adds its share,
 up to `[sync] max_connections`), and the connections stay open for the next payload, as the
@@ -31,10 +31,10 @@ class WidePath:
     """The site's connections for big payloads, opened as the width asks and kept between payloads."""
 
     def __init__(self, conn: SiteConnection, cap: int):
-        from ..sync.width import CONNECTION_PENDING, PIECE, Width  # the sync engine's rule, loaded on first use
+        from ..sync.width import CONNECTION_PENDING, FAR_PIECE, Width  # the sync engine's rule, loaded on first use
 
         self._conn = conn
-        self.piece, self.pending = PIECE, CONNECTION_PENDING
+        self.piece, self.pending = FAR_PIECE, CONNECTION_PENDING  # a far site's pieces (only far sites use this path)
         self._links: list[Link] = []
         self._opening: dict[Link, asyncio.Task] = {}
         self._rtt: float | None = None

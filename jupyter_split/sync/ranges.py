@@ -1,4 +1,4 @@
-"""One file moved to or from an SFTP server in PIECE ranges dealt across the copy's connections.
+"""One file moved to or from an SFTP server in pieces dealt across the copy's connections.
 
 The one wide copy, both ways: `Ranged` deals a file's pieces, in file order, each to the lane
 (the file open on one connection) whose connection has the fewest pieces in flight; lanes
@@ -9,11 +9,12 @@ file never rides one flow. `RangedWriter` sends the pieces of a source read once
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections import deque
 from typing import Any
 
 from .sftp_files import SftpFile
-from .width import CONNECTION_PENDING, FILE_PENDING, PIECE, Connections
+from .width import CONNECTION_PENDING, FILE_PENDING, Connections
 
 
 class Ranged:
@@ -50,7 +51,8 @@ class Ranged:
                 pool.turns.wait(0.25)  # a piece ends, or another connection may have opened
 
     def _issue(self, lane: SftpFile, piece: concurrent.futures.Future, size: int) -> None:
-        piece.add_done_callback(lambda done: self._pool.ended(lane.streams, done, size))
+        issued = time.monotonic()
+        piece.add_done_callback(lambda done: self._pool.ended(lane.streams, done, size, time.monotonic() - issued))
         self._flight.append((piece, self._offset, self._offset + size, lane))
         self._offset += size
 
@@ -101,11 +103,12 @@ class RangedWriter(Ranged):
         return acked
 
     def write(self, data: bytes) -> None:
-        """Send `data` from the next offset, a PIECE at a time; waits for room (see `_lane`).
+        """Send `data` from the next offset, a piece at a time (`Width.piece`); waits for room (see `_lane`).
         Do not change `data` meanwhile. An earlier failure is raised here."""
-        view = memoryview(data) if len(data) > PIECE else None  # pieces without copies
-        for start in range(0, len(data), PIECE):
-            piece = data if view is None else view[start:start + PIECE]
+        size = self._pool.width.piece  # one size for this chunk's pieces (it follows the link)
+        view = memoryview(data) if len(data) > size else None  # pieces without copies
+        for start in range(0, len(data), size):
+            piece = data if view is None else view[start:start + size]
             lane = self._lane(wait=True)
             self._issue(lane, lane.write_at(piece, self._offset), len(piece))
 
@@ -157,7 +160,7 @@ class RangedReader(Ranged):
             lane = self._lane(wait)
             if lane is None:
                 return
-            size = min(PIECE, self._end - self._offset)
+            size = min(self._pool.width.piece, self._end - self._offset)
             self._issue(lane, lane.read_at(size, self._offset), size)
             wait = False
 

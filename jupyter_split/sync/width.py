@@ -40,19 +40,25 @@ OPENING = 8           # connections opened at once
 STALL = 0.1           # two readings under this share of the best the width carried: a stall, back off
 REMEMBERED = 24 * 3600  # seconds a width learnt for a server is where the next copy there starts
 WIDTHS_FILE = "widths.json"
-# A chunk goes out in pieces of PIECE bytes, each to the lane (connection) with the fewest in
-# flight: pieces, not whole chunks, so a few big files still spread over every flow, and a
-# connection never queues more than CONNECTION_PENDING pieces. What a connection queues, every
-# request on it waits behind: a file's open, its close and its rename. With 1 MiB pieces a
-# connection held 2 MiB, 2.6 s at a border x 0.25 flow's share, so a new file's lanes took seconds
-# to open while the link drained (per-second readings fell to a third every few seconds; 0.84 of
-# the cap while sending). 256 KiB pieces queue 0.5 MiB, still over three times a border flow's
-# bytes in flight (its round trip times its share), and the link stays full (0.91 while sending);
-# a link whose flows carry more makes the width grow instead. A file has at most FILE_PENDING pieces in flight, so a killed
+# A chunk goes out in pieces, each to the lane (connection) with the fewest in flight: pieces,
+# not whole chunks, so a few big files still spread over every flow, and a connection never
+# queues more than CONNECTION_PENDING pieces. What a connection queues, every request on it waits
+# behind: a file's open, its close and its rename. So a piece is PIECE bytes only while pieces
+# that size are confirmed within QUEUED seconds of being handed out (timed as they end, the wait
+# behind the piece queued before them included; before that, a piece is taken to need a round
+# trip at least, as long as a file's open took), and FAR_PIECE on a slower link. With 1 MiB pieces
+# through border x 0.25 a connection held 2 MiB, 2.6 s at a flow's share: new files' lanes opened
+# while the link drained (per-second readings fell to a third every few seconds; 0.84 of the cap
+# while sending). 256 KiB pieces queue 0.5 MiB there, still over three times a flow's bytes in
+# flight (its round trip times its share), and the link stays full (0.91 while sending); on
+# loopback 256 KiB pieces cost a 400 MiB push 14% (more pieces, each a request and a callback).
+# A link whose flows carry more makes the width grow instead. A file has at most FILE_PENDING pieces in flight, so a killed
 # copy's `.part` may have holes in its last RANGED_SLACK bytes only: a part of a file of
 # RANGED_MIN bytes or more resumes that far back (plan.py); a smaller part is trusted by its
 # size, and a hole there fails the file's sha256, which sends it again whole.
-PIECE = 256 << 10
+PIECE = 1 << 20
+FAR_PIECE = 256 << 10
+QUEUED = 0.5
 CONNECTION_PENDING = 2
 FILE_PENDING = 32
 RANGED_SLACK = FILE_PENDING * PIECE
@@ -71,13 +77,18 @@ class Width:
         self._rates: list[float] = []  # the readings at this width
         self._best = 0.0  # the most one connection carried (bytes/s), over a judged width
         self._low = False  # the last reading was next to nothing
+        self._per_byte: float | None = None  # seconds a piece took to be confirmed, per byte (moving average)
         self.live: Callable[[], int] = lambda: self.target  # connections open now (the pool sets it)
         self._lock = threading.Lock()
 
-    def sent(self, n: int) -> None:
-        """Count `n` bytes the server confirmed (a piece ended); every STEP seconds, read the throughput."""
+    def sent(self, n: int, seconds: float | None = None) -> None:
+        """Count `n` bytes the server confirmed (a piece ended, `seconds` after it was handed out);
+        every STEP seconds, read the throughput."""
         with self._lock:
             self._bytes += n
+            if seconds and n >= FAR_PIECE // 2:  # a file's short last piece is mostly its round trip
+                took = seconds / n
+                self._per_byte = took if self._per_byte is None else 0.8 * self._per_byte + 0.2 * took
             now = time.monotonic()
             if now - self._since < self._step:
                 return
@@ -109,6 +120,20 @@ class Width:
             self.target = min(self.cap, self.target * 2)
         self._best = max(self._best, each)
 
+    def round_trip(self, seconds: float) -> None:
+        """A request took `seconds` to be answered (a file's open): until pieces are timed, a piece is
+        taken to need at least that long."""
+        with self._lock:
+            if self._per_byte is None:
+                self._per_byte = seconds / FAR_PIECE
+
+    @property
+    def piece(self) -> int:
+        """The bytes of a piece now: PIECE while pieces of that size would be confirmed within QUEUED
+        seconds of being handed out (at the pace pieces lately were, queue included), else FAR_PIECE."""
+        per_byte = self._per_byte
+        return PIECE if per_byte is not None and per_byte * PIECE <= QUEUED else FAR_PIECE
+
     @property
     def learnt(self) -> int | None:
         """The width, if it was read at least once since it last changed (else None: nothing learnt)."""
@@ -124,6 +149,7 @@ class Width:
         # what one flow carries is measured again: a cut may have changed the path
         self.target = max(1, self.target // 2)
         self._rates, self._best, self._low, self._bytes, self._since = [], 0.0, False, 0, time.monotonic()
+        self._per_byte = None  # small pieces again until pieces are timed: a cut may have changed the path
 
 
 def remembered_width(server: str) -> int | None:
@@ -192,7 +218,12 @@ class Connections:
         """`path` open (to read with `read`, else to write from `offset`) on the least busy
         connection not in `avoid`; None when no session is to be had (the caller goes through sshfs)."""
         streams = self._least_busy(avoid)
-        return streams.open(path, offset, read=read) if streams is not None else None
+        if streams is None:
+            return None
+        started = time.monotonic()
+        opened = streams.open(path, offset, read=read)
+        self.width.round_trip(time.monotonic() - started)
+        return opened
 
     def open_many(self, path: str, offset: int, avoid: tuple[SftpStreams, ...], count: int, *,
                   read: bool = False) -> list[SftpFile]:
@@ -217,14 +248,14 @@ class Connections:
             raise failure
         return files
 
-    def ended(self, streams: SftpStreams, done: concurrent.futures.Future, size: int) -> None:
-        """A piece of `size` bytes on `streams` ended (moved or failed): the width counts it, and
-        its room goes to a waiting writer."""
+    def ended(self, streams: SftpStreams, done: concurrent.futures.Future, size: int, seconds: float) -> None:
+        """A piece of `size` bytes on `streams` ended (moved or failed) `seconds` after it was handed
+        out: the width counts it, and its room goes to a waiting writer."""
         failure = done.exception()
         if isinstance(failure, ConnectionError):
             streams.broken = True  # the link dropped: no new file or piece goes there
         elif failure is None:
-            self.width.sent(size)
+            self.width.sent(size, seconds)
         with self.turns:
             streams.in_flight -= 1
             self.turns.notify_all()

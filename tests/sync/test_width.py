@@ -334,3 +334,29 @@ def test_the_next_copy_to_a_server_starts_at_the_width_the_last_one_learnt(tmp_p
     width.remember_width(server, 3)  # one the link could not have taught, to tell it from START
     assert resolve(fast_linked.url(tmp_path / "b"), fast_linked.options).streams.width.target == 3
     assert resolve(str(tmp_path / "c"), None).streams is None  # a local folder has no width
+
+
+def test_pieces_are_small_where_a_connections_queue_would_hold_requests_long_and_big_on_a_near_link():
+    # every request on a connection (a file's open, close, rename) waits behind the pieces queued on it
+    far = width.Width(cap=16)
+    assert far.piece == width.FAR_PIECE  # nothing timed yet
+    far.round_trip(0.150)  # a file's open took a border round trip
+    assert far.piece == width.FAR_PIECE
+    for _ in range(20):
+        far.sent(width.FAR_PIECE, 0.6)  # border x 0.25: a quarter MiB confirmed in 0.6 s, queue included
+    assert far.piece == width.FAR_PIECE
+
+    near = width.Width(cap=16)
+    near.round_trip(0.0005)  # loopback
+    assert near.piece == width.PIECE
+    for _ in range(20):
+        near.sent(width.PIECE, 0.05)
+    assert near.piece == width.PIECE
+    for _ in range(20):
+        near.sent(width.PIECE, 2.0)  # the link got slow: a 1 MiB piece now takes 2 s
+    assert near.piece == width.FAR_PIECE
+    near.sent(1000, 0.0001)  # a file's short last piece says nothing of the queue
+    assert near.piece == width.FAR_PIECE
+    near.back_off()  # a cut: timed again from the next open
+    near.round_trip(0.0005)
+    assert near.piece == width.PIECE
