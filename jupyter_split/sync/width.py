@@ -136,9 +136,12 @@ class Width:
 
     @property
     def learnt(self) -> int | None:
-        """The width, if it was read at least once since it last changed (else None: nothing learnt)."""
+        """The width, if it was read at least once since it last changed, on a far link (pieces of
+        FAR_PIECE); else None. On a near link the climb from START costs milliseconds, and starting a
+        small copy at a big copy's width would only open connections it cannot use."""
         with self._lock:
-            return self.target if self.history and self.history[-1][0] == self.target and not self._low else None
+            read = self.history and self.history[-1][0] == self.target and not self._low
+        return self.target if read and self.piece == FAR_PIECE else None
 
     def back_off(self) -> None:
         """A failure (a dropped link, a stall that broke a connection): halve the width."""

@@ -310,6 +310,14 @@ def test_a_width_is_learnt_once_read_at_it_and_kept_a_day_for_its_server(monkeyp
     assert w.learnt == 16
     w.back_off()
     assert w.learnt is None  # halved on a failure: nothing learnt at 8
+    near = width.Width(cap=16, start=8)
+    near.live = lambda: near.target
+    near.round_trip(0.0005)  # loopback: a climb there costs milliseconds, and nothing is kept
+    for mb in (100, 200, 200):
+        now[0] += 1.0
+        near.sent(int(mb * 1e6), 0.01)
+    assert near.history and near.target == 16 and near.piece == width.PIECE
+    assert near.learnt is None
 
     assert width.remembered_width("far.example:22") is None
     width.remember_width("far.example:22", 16)
@@ -323,16 +331,16 @@ def test_a_width_is_learnt_once_read_at_it_and_kept_a_day_for_its_server(monkeyp
     assert width.remembered_width("far.example:22") == 8
 
 
-def test_the_next_copy_to_a_server_starts_at_the_width_the_last_one_learnt(tmp_path, fast_linked):
+def test_the_next_copy_to_a_server_starts_at_the_width_the_last_one_learnt(tmp_path, linked):
     src = tmp_path / "src"
-    hashes = make_tree(src, {"model.bin": 48 << 20})
-    sync.copy(str(src), fast_linked.url(tmp_path / "a"), dest_options=fast_linked.options, chunk_size=CHUNK,
-              progress=False)
+    hashes = make_tree(src, {"model.bin": 24 << 20})
+    sync.copy(str(src), linked.url(tmp_path / "a"), dest_options=linked.options, chunk_size=CHUNK, progress=False)
     _published(tmp_path / "a", hashes)
-    server = f"127.0.0.1:{fast_linked.link.port}"
-    assert width.remembered_width(server) is not None  # the copy's width, read at least once
+    server = f"127.0.0.1:{linked.link.port}"
+    assert width.remembered_width(server) is not None  # the copy's width, read at least once on a far link
     width.remember_width(server, 3)  # one the link could not have taught, to tell it from START
-    assert resolve(fast_linked.url(tmp_path / "b"), fast_linked.options).streams.width.target == 3
+    assert resolve(linked.url(tmp_path / "b"), linked.options).streams.width.target == 3
+
     assert resolve(str(tmp_path / "c"), None).streams is None  # a local folder has no width
 
 
