@@ -9,6 +9,7 @@ so an installed liboqs is found and used exactly as asyncssh would find it.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -17,15 +18,22 @@ import threading
 _lock = threading.Lock()
 
 
+@functools.cache
+def _loader_cache() -> bytes | None:
+    """The dynamic loader's cache, read once (asyncssh asks for several names); None if unreadable."""
+    try:
+        with open("/etc/ld.so.cache", "rb") as cache:
+            return cache.read()
+    except OSError:
+        return None
+
+
 def _loader_may_find(name: str) -> bool:
     """Whether `lib<name>.so*` is in the dynamic loader's cache or a folder it searches."""
     stem = f"lib{name}.so"
-    try:
-        with open("/etc/ld.so.cache", "rb") as cache:
-            if stem.encode() in cache.read():
-                return True
-    except OSError:
-        return True  # no cache to read: ask ctypes
+    cache = _loader_cache()
+    if cache is None or stem.encode() in cache:
+        return True  # found, or no cache to read: ask ctypes
     folders = [path for path in os.environ.get("LD_LIBRARY_PATH", "").split(":") if path]
     for base in ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib"):
         folders += [base, *glob.glob(f"{base}/*-linux-*")]

@@ -120,7 +120,8 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
                 _send(plan, report, deep=deep, chunk=chunk_size, workers=concurrency, retries=retries, backoff=backoff,
                       progress=progress)
             finally:
-                source.keep_width(), target.keep_width()
+                source.keep_width()
+                target.keep_width()
             new = _new_manifest(plan, sorted(carried), parents, run_id, site, meta)
             try:
                 report.published = _commit(plan, new)
