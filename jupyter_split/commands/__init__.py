@@ -55,7 +55,7 @@ VERB_MODULES = {
     "doctor": "doctor", "lease": "lease", "top": "top", "wandb": "wandb",
     "policy": "policy", "declassify": "policy", "audit": "policy",
     "sites": "runs", "runs": "runs", "attach": "runs", "logs": "runs", "cancel": "runs", "run": "runs",
-    "push": "sync", "pull": "sync", "checkpoints": "sync", "session": "session",
+    "push": "sync", "pull": "sync", "checkpoints": "sync", "session": "session", "agent": "agent",
 }
 
 

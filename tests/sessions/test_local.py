@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import shlex
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from jupyter_split import core
 from jupyter_split.core import sessions
 from jupyter_split.core.sessions import SessionError
-from tests.fixtures.core import text, write_config
+from tests.fixtures.core import on_a_terminal, text, write_config
 from tests.sessions.cells import Cell, until
 
 SLURM_SITE = """\
@@ -212,37 +211,13 @@ def test_cli_prints_the_table_and_refuses_options_that_do_not_go_together(split_
     assert quiet.returncode == 0 and "stopped the session on site 'home'" in quiet.stdout
 
 
-def _on_a_terminal(answer: str, *args: str) -> tuple[int, str]:
-    """Run `jupyter-split session ARGS` with a real pseudo-terminal as its stdin and stdout, answering `answer`."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_split.cli", "session", *args], stdin=child,
-                            stdout=child, stderr=subprocess.PIPE)
-    os.close(child)
-    seen = b""
-    while b"[y/N]" not in seen:
-        chunk = os.read(main, 4096)
-        assert chunk, f"no question asked; output: {seen!r}"
-        seen += chunk
-    os.write(main, answer.encode() + b"\n")
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the terminal's other end closed: the command is done
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(main)
-    return proc.wait(timeout=120), seen.decode(errors="replace")
-
-
 def test_stop_asks_on_a_terminal_and_no_leaves_the_session(split_home: Path) -> None:
     assert Cell("kept = 1").result().state == "succeeded"
     pid = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")["pid"]
-    code, shown = _on_a_terminal("n", "home", "--stop")
+    code, shown = on_a_terminal("n", "session", "home", "--stop")
     assert code == 1 and "stop the session on site 'home'?" in shown and "left as it was" in shown
     assert until(core.get_split(), "home", lambda r: True, "the report")["pid"] == pid
-    code, shown = _on_a_terminal("y", "home", "--restart")
+    code, shown = on_a_terminal("y", "session", "home", "--restart")
     assert code == 0 and "started a new session (warm)" in shown, shown
     assert until(core.get_split(), "home", lambda r: r["state"] == "warm", "the new session")["pid"] != pid
 

@@ -1,0 +1,162 @@
+"""The agent, a real process: a command handed to it is the same command as in its own process (output,
+errors, exit status, folder, environment, terminal, Ctrl-C), and it stops when idle, asked, or stale,
+and is never used from a folder other users can write."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import jupyter_split.agent
+from jupyter_split.agent.forward import socket_path
+from tests.fixtures.core import on_a_terminal, write_config
+
+SITES = """\
+[experiment]
+name = "t"
+home = "home"
+default_remote = "home"
+
+[sites.home]
+jurisdiction = "CN"
+storage = "file://{store}"
+"""
+COMMAND = Path(sys.executable).with_name("jupyter-split")
+
+
+def cli(*args: str, agent: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JUPYTER_SPLIT_AGENT": "on" if agent else "off", **kwargs.pop("env", {})}
+    return subprocess.run([str(COMMAND), *args], capture_output=True, text=True, env=env, timeout=120, **kwargs)
+
+
+def served() -> int:
+    status = cli("agent", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    return int(status.stdout.split(" command(s) served")[0].rsplit(" ", 1)[1])
+
+
+def until(check, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"not so within {seconds} s: {check}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def agent(split_home: Path):
+    write_config(split_home, SITES.format(store=split_home / "store"))
+    started = cli("agent", "start")
+    assert started.returncode == 0 and "agent started: pid" in started.stdout, started.stdout + started.stderr
+    yield int(started.stdout.split("pid ")[1].split(",")[0])
+    cli("agent", "stop")
+
+
+def test_a_command_through_the_agent_is_the_command_in_its_own_process(split_home: Path, agent: int) -> None:
+    shown = {}
+    for args in (["sites"], ["push", "nowhere", "home:ckpt"], ["logz"], ["runs", "--limit", "-1"]):
+        own = cli(*args, agent=False)
+        handed = cli(*args)
+        assert (handed.returncode, handed.stdout, handed.stderr) == (own.returncode, own.stdout, own.stderr), args
+        shown[args[0]] = handed
+    assert shown["sites"].returncode == 0 and "home (home)" in shown["sites"].stdout
+    assert shown["push"].returncode == 1 and "does not exist" in shown["push"].stderr
+    assert shown["logz"].returncode == 2 and "Did you mean 'logs'?" in shown["logz"].stderr
+    assert shown["runs"].returncode == 2 and "--limit" in shown["runs"].stderr
+    assert served() == 4, "the agent ran each of the four commands"
+    # the caller's folder (probe.py is found there), environment and umask, not the agent's (it runs in
+    # /, with its own); the run's process inherits them from the command's
+    probe = split_home / "work" / "probe.py"
+    probe.write_text("import os\nprint(os.environ['PROBE'], oct(os.umask(0)))\n")
+    ran = cli("run", "home", "probe.py", env={"PROBE": "from-the-caller"}, cwd=split_home / "work", umask=0o27)
+    assert ran.returncode == 0, ran.stderr
+    assert "from-the-caller 0o27" in ran.stdout
+    assert served() == 5
+    (split_home / "work" / "ckpt").mkdir()
+    (split_home / "work" / "ckpt" / "w.bin").write_bytes(b"weights" * 1000)
+    pushed = cli("push", "ckpt", "home:ckpt", "--quiet", cwd=split_home / "work")
+    assert pushed.returncode == 0, pushed.stderr
+    assert (split_home / "store" / "ckpt" / "w.bin").read_bytes() == b"weights" * 1000
+    assert served() == 6
+    started = cli("agent", "start")
+    assert started.stdout.startswith(f"agent already running: pid {agent}")
+
+
+def test_a_terminal_and_its_ctrl_c_reach_the_command(split_home: Path, agent: int) -> None:
+    # a question asked on the caller's terminal, answered there
+    env = {**os.environ, "JUPYTER_SPLIT_AGENT": "on"}
+    code, shown = on_a_terminal("n", "session", "home", "--stop", env=env)
+    assert code == 1 and "not done: the session on site 'home' is left as it was" in shown, shown
+    assert served() == 1
+    # Ctrl-C at the caller reaches the command, which ends as it would in its own process
+    slow = split_home / "work" / "slow.py"
+    slow.write_text("import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    endings = []
+    for handed in (False, True):
+        proc = subprocess.Popen([str(COMMAND), "run", "home", "slow.py"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=split_home / "work",
+                                env={**env, "JUPYTER_SPLIT_AGENT": "on" if handed else "off"})
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGINT)
+        endings.append(proc.wait(timeout=60))
+        proc.stdout.close()
+        proc.stderr.close()
+    assert endings[0] == endings[1] and endings[0] != 0, endings
+    assert served() == 2
+
+
+def test_the_agent_stops_when_its_code_changes_and_the_command_runs_anyway(split_home: Path, agent: int) -> None:
+    module = Path(jupyter_split.agent.__file__)
+    before = module.stat()
+    try:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        ran = cli("sites")
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ran.returncode == 0 and "home (home)" in ran.stdout, ran.stderr
+    until(lambda: not os.path.exists(socket_path()))
+    gone = cli("agent", "status")
+    assert gone.returncode == 1 and "no agent runs" in gone.stdout
+
+
+def test_an_idle_agent_stops_and_a_bad_request_is_dropped(split_home: Path) -> None:
+    write_config(split_home, SITES.format(store=split_home / "store"))
+    assert cli("agent", "start", "--idle", "0.05").returncode == 0  # 3 s
+    path = socket_path()
+    for junk in (b"\x00\x00\x00\x05{not", b"\x00\x00\x00\x02[]", b"\xff\xff\xff\xff"):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(100) == b"", "a bad request gets no answer and is dropped"
+    # a run without its terminal's descriptors is refused, and nothing runs
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        body = json.dumps({"op": "run", "argv": ["sites"], "cwd": "/", "env": {}, "umask": 18}).encode()
+        sock.sendall(struct.pack(">I", len(body)) + body)
+        assert "stdin, stdout and stderr" in json.loads(sock.makefile().readline())["refused"]
+    assert served() == 0, "the agent serves on after bad requests"
+    until(lambda: not os.path.exists(path), 20)
+    assert "--idle goes with `agent start` only" in cli("agent", "stop", "--idle", "3").stderr
+
+
+def test_no_agent_in_a_folder_others_can_write(split_home: Path, agent: int) -> None:
+    data = split_home / "data"
+    data.chmod(0o777)
+    try:
+        ran = cli("sites")  # the agent there is not asked: anybody could have put that socket there
+        refused = [cli("agent", action) for action in ("start", "status", "stop")]
+    finally:
+        data.chmod(0o700)
+    assert ran.returncode == 0 and "home (home)" in ran.stdout, ran.stderr
+    for answer in refused:
+        assert answer.returncode == 2, answer.stdout
+        assert f"the data directory {data} is writable by other users: `chmod go-w {data}`" in answer.stderr
+    assert served() == 0, "the command ran in its own process"
