@@ -6,7 +6,8 @@ afresh. rclone is Debian's package with its hash check on (its default: after ea
 compares the source's MD5 with the SFTP server's `md5sum` over ssh, or with S3's ETag; the
 script checks its `-vv` log says so), and again with `--ignore-checksum` where that is cheap.
 Ours is `jupyter_split.sync.copy` in this process (it hashes every byte and verifies every file),
-but for the no-op re-sync, which runs `jupyter-split push` as a user does, process start included.
+but for the no-op re-sync, which runs `jupyter-split push` as a user does, process start included:
+once in its own process, and once handed to a running agent (`jupyter-split agent start`).
 Ours runs under the default config, whose residency guard scans the content of every file bound
 for a URL of no known site (that is, every file here but the no-op's, pushed to a site at home).
 Rows: the checkpoint (N MB in 20 shards) local disk to SFTP, local disk to S3 and S3 to SFTP; a
@@ -170,8 +171,18 @@ class Loopback:
         unused = {name: root / "unused" for name in there}
         times = rounds({"ours": push, **peers}, unused, count)
         assert all(sha_tree(path) == sha_tree(shards) for path in there.values())
-        rows = [_row(f"no-op re-sync of the {len(list(shards.iterdir()))} shards to SFTP (ours: `jupyter-split push`, "
-                     "rclone: its size-and-modtime check)", times, "<= 2x")]
+        rows = [_row(f"no-op re-sync of the {len(list(shards.iterdir()))} shards to SFTP (ours: `jupyter-split push` "
+                     "in its own process, rclone: its size-and-modtime check)", times, "<= 2x")]
+        # the same command handed to a running agent (`jupyter-split agent start`), whose imports are done
+        subprocess.run([*command, "agent", "start"], env=env, check=True, capture_output=True)
+        try:
+            handed = rounds({"ours": push, **peers}, unused, count)
+            status = subprocess.run([*command, "agent", "status"], env=env, capture_output=True, text=True).stdout
+        finally:
+            subprocess.run([*command, "agent", "stop"], env=env, capture_output=True)
+        assert f"{count} command(s) served" in status, f"the agent ran each round's push: {status}"
+        rows.append(_row("the same no-op, `jupyter-split push` handed to the agent (`jupyter-split agent start`)",
+                         handed, "<= 2x"))
         shard = sorted(shards.iterdir())[7]
         size = shard.stat().st_size
         changed: dict[str, list[float]] = {name: [] for name in there}

@@ -39,10 +39,11 @@ class AgentAnswerError(SplitError, OSError):
 
 
 def socket_path() -> str:
-    """The agent's socket for this Python environment, this version and this data directory: an agent
-    of another install or another data directory is never asked."""
+    """The agent's socket for this Python environment, this version, this module path and this data
+    directory: an agent that would import other code, or keep other state, is never asked."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    key = hashlib.sha256(f"{sys.prefix}\0{package}\0{__version__}".encode()).hexdigest()[:12]
+    where = "\0".join((sys.prefix, package, __version__, os.environ.get("PYTHONPATH", "")))
+    key = hashlib.sha256(where.encode()).hexdigest()[:12]
     return os.path.join(str(data_dir()), f"agent-{key}.sock")
 
 
