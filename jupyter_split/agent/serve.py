@@ -12,9 +12,11 @@ of its code changed on disk (the next command then runs in its own process, with
 from __future__ import annotations
 
 import argparse
+import array
 import atexit
 import gc
 import importlib
+import json
 import os
 import select
 import signal
@@ -165,7 +167,7 @@ class Agent:
             if peer_uid(conn) != os.getuid():
                 conn.close()
                 return None, False
-            request, fds = _receive(conn)
+            request = _receive(conn, fds)
             op = request.get("op")
             if op == "status":
                 _answer(conn, {"pid": os.getpid(), "since": self.started, "served": self.served,
@@ -193,16 +195,15 @@ class Agent:
         return None, False
 
 
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One request and the descriptors passed with it."""
-    import array
-    import json
-
-    fds = array.array("i")
-    data, ancillary, _, _ = conn.recvmsg(MOST, socket.CMSG_LEN(3 * fds.itemsize))
+def _receive(conn: socket.socket, fds: list[int]) -> dict[str, Any]:
+    """One request; the descriptors passed with it go into `fds` first, so that the caller closes
+    them whatever is wrong with the request."""
+    passed = array.array("i")
+    data, ancillary, _, _ = conn.recvmsg(MOST, socket.CMSG_LEN(3 * passed.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            passed.frombytes(payload[: len(payload) - len(payload) % passed.itemsize])
+    fds.extend(passed)
     if len(data) < 4:
         raise ValueError("a request shorter than its length")
     size = struct.unpack(">I", data[:4])[0]
@@ -217,7 +218,7 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     request = json.loads(body)
     if not isinstance(request, dict):
         raise ValueError("a request that is not an object")
-    return request, list(fds)
+    return request
 
 
 def _run_problem(request: dict[str, Any], fds: list[int]) -> str | None:
@@ -237,8 +238,6 @@ def _run_problem(request: dict[str, Any], fds: list[int]) -> str | None:
 
 
 def _answer(conn: socket.socket, message: dict[str, Any]) -> None:
-    import json
-
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 

@@ -3,6 +3,7 @@ errors, exit status, folder, environment, terminal, Ctrl-C), and it stops when i
 and is never used from a folder other users can write."""
 from __future__ import annotations
 
+import array
 import json
 import os
 import signal
@@ -128,14 +129,18 @@ def test_the_agent_stops_when_its_code_changes_and_the_command_runs_anyway(split
 
 def test_an_idle_agent_stops_and_a_bad_request_is_dropped(split_home: Path) -> None:
     write_config(split_home, SITES.format(store=split_home / "store"))
-    assert cli("agent", "start", "--idle", "0.05").returncode == 0  # 3 s
+    started = cli("agent", "start", "--idle", "0.05")  # 3 s
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("pid ")[1].split(",")[0])
     path = socket_path()
+    open_before = len(os.listdir(f"/proc/{pid}/fd"))
     for junk in (b"\x00\x00\x00\x05{not", b"\x00\x00\x00\x02[]", b"\xff\xff\xff\xff"):
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(path)
-            sock.sendall(junk)
+            sock.sendmsg([junk], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
             sock.shutdown(socket.SHUT_WR)
             assert sock.recv(100) == b"", "a bad request gets no answer and is dropped"
+    assert len(os.listdir(f"/proc/{pid}/fd")) == open_before, "the descriptors passed with bad requests are closed"
     # a run without its terminal's descriptors is refused, and nothing runs
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(path)
