@@ -60,6 +60,8 @@ def start(idle_minutes: float) -> tuple[dict[str, Any], bool]:
         answer = ask("status", socket_path())
         if answer and answer.get("pid") == process.pid:
             return answer, True
+        if answer and process.poll() is not None:  # another start's agent won the socket; this one left
+            return answer, False
         if process.poll() is not None:
             raise AgentError(f"the agent stopped as it started (exit status {process.returncode}): "
                              f"{_last_line(log_path())}")

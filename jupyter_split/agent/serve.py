@@ -99,14 +99,14 @@ class Agent:
     def serve(self) -> Job | None:
         listener = self._listen()
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps each command's watcher
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stopping("SIGTERM")))
         deadline = time.monotonic() + self.idle
         print(f"agent: pid {os.getpid()} serving at {self.path}", file=sys.stderr, flush=True)
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._still_mine():
-                    return None
+                    return _stopping("idle" if left <= 0 else "its socket was removed or taken by another agent")
                 if not select.select([listener], [], [], min(left, 5.0))[0]:
                     continue
                 try:
@@ -116,7 +116,7 @@ class Agent:
                 deadline = time.monotonic() + self.idle
                 job, stop = self._take(conn)
                 if stop:
-                    return None
+                    return _stopping(stop)
                 if job is not None and os.fork() == 0:
                     listener.close()
                     return job
@@ -159,14 +159,14 @@ class Agent:
         if self._still_mine():
             os.unlink(self.path)
 
-    def _take(self, conn: socket.socket) -> tuple[Job | None, bool]:
-        """Read and check one request; answer what needs no fork. Returns (a job to fork, stop now)."""
+    def _take(self, conn: socket.socket) -> tuple[Job | None, str]:
+        """Read and check one request; answer what needs no fork. Returns (a job to fork, why it stops now)."""
         conn.settimeout(REQUEST_SECONDS)
         fds: list[int] = []
         try:
             if peer_uid(conn) != os.getuid():
                 conn.close()
-                return None, False
+                return None, ""
             request = _receive(conn, fds)
             op = request.get("op")
             if op == "status":
@@ -174,16 +174,16 @@ class Agent:
                                "idle_minutes": self.idle / 60, "path": self.path})
             elif op == "stop":
                 _answer(conn, {"stopped": os.getpid()})
-                return None, True
+                return None, "asked to"
             elif op == "run":
                 problem = _run_problem(request, fds)
                 if problem is None and code_signature() != self.signature:
                     _answer(conn, {"refused": "the agent's code changed on disk since it started; it stops"})
-                    return None, True
+                    return None, "its code changed on disk"
                 if problem is None:
                     self.served += 1
                     conn.settimeout(None)
-                    return Job(conn, request, fds), False
+                    return Job(conn, request, fds), ""
                 _answer(conn, {"refused": problem})
             else:
                 _answer(conn, {"refused": f"unknown op {op!r}"})
@@ -192,7 +192,11 @@ class Agent:
         for fd in fds:
             os.close(fd)
         conn.close()
-        return None, False
+        return None, ""
+
+
+def _stopping(why: str) -> None:
+    print(f"agent: pid {os.getpid()} stops: {why}", file=sys.stderr, flush=True)
 
 
 def _receive(conn: socket.socket, fds: list[int]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import jupyter_split.agent
@@ -123,6 +124,7 @@ def test_the_agent_stops_when_its_code_changes_and_the_command_runs_anyway(split
         os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert ran.returncode == 0 and "home (home)" in ran.stdout, ran.stderr
     until(lambda: not os.path.exists(socket_path()))
+    assert f"agent: pid {agent} stops: its code changed on disk" in (split_home / "data" / "agent.log").read_text()
     gone = cli("agent", "status")
     assert gone.returncode == 1 and "no agent runs" in gone.stdout
 
@@ -149,6 +151,8 @@ def test_an_idle_agent_stops_and_a_bad_request_is_dropped(split_home: Path) -> N
         assert "stdin, stdout and stderr" in json.loads(sock.makefile().readline())["refused"]
     assert served() == 0, "the agent serves on after bad requests"
     until(lambda: not os.path.exists(path), 20)
+    log = (split_home / "data" / "agent.log").read_text()
+    assert f"agent: pid {pid} stops: idle" in log and log.count("a request was dropped") == 3, log
     assert "--idle goes with `agent start` only" in cli("agent", "stop", "--idle", "3").stderr
 
 
@@ -165,3 +169,19 @@ def test_no_agent_in_a_folder_others_can_write(split_home: Path, agent: int) -> 
         assert answer.returncode == 2, answer.stdout
         assert f"the data directory {data} is writable by other users: `chmod go-w {data}`" in answer.stderr
     assert served() == 0, "the command ran in its own process"
+
+
+def test_a_command_whose_caller_is_killed_ends_as_with_a_closed_terminal(split_home: Path, agent: int) -> None:
+    (split_home / "work" / "slow.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    caller = subprocess.Popen([str(COMMAND), "run", "home", "slow.py"], stdout=subprocess.PIPE, text=True,
+                              cwd=split_home / "work", env={**os.environ, "JUPYTER_SPLIT_AGENT": "on"})
+    assert caller.stdout.readline().strip() == "started"
+    (watcher,) = psutil.Process(agent).children()
+    (command,) = watcher.children()
+    assert command.cmdline() == psutil.Process(agent).cmdline(), "the command runs in a fork of the agent"
+    caller.kill()
+    caller.wait(timeout=30)
+    caller.stdout.close()
+    gone, alive = psutil.wait_procs([command, watcher], timeout=30)
+    assert not alive, f"still running after their caller was killed: {alive}"
+    assert served() == 1, "the agent serves on"
