@@ -256,6 +256,10 @@ def run(job: Job) -> NoReturn:
         os.close(fd)
     try:
         _answer(job.conn, {"pid": pid})
+    except OSError:  # the caller is gone already
+        os.kill(pid, signal.SIGHUP)
+        os._exit(0)
+    try:
         _answer(job.conn, _watch(job.conn, pid))
     except OSError:
         pass
