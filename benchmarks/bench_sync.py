@@ -103,7 +103,8 @@ def main(argv: list[str]) -> int:
                         "its stalls and cuts K times as often and as short")
     parser.add_argument("--shards", type=int, default=20, help="with --link: the checkpoint's files (1: one big file)")
     parser.add_argument("--no-rsync", action="store_true", help="with --link: leave rsync -a out (one flow: slow)")
-    parser.add_argument("--no-checkpoint", action="store_true", help="with --link: leave the checkpoint's rows out")
+    parser.add_argument("--no-checkpoint", action="store_true", help="with --link: leave the checkpoint's rows "
+                        "between local disk and SFTP out")
     parser.add_argument("--no-s3", action="store_true", help="with --link: leave the S3 to SFTP row out")
     parser.add_argument("--rclone", action="store_true", help="only the loopback rows against rclone (issue 20): "
                         "see benchmarks/sync_rclone.py")
