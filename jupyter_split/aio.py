@@ -35,7 +35,8 @@ def run(coro: Awaitable[T], on_interrupt: Callable[[int], Any] | None = None) ->
     """Run `coro` on the background loop and wait for it.
 
     A KeyboardInterrupt while waiting (the notebook's stop button) calls `on_interrupt(n)`
-    with the count so far and keeps waiting; without a handler it cancels and re-raises.
+    with the count so far and keeps waiting. Without a handler, or where the handler raises
+    (its own KeyboardInterrupt, saying what goes on), it cancels `coro` and raises.
     """
     future = submit(coro)
     interrupts = 0
@@ -44,7 +45,10 @@ def run(coro: Awaitable[T], on_interrupt: Callable[[int], Any] | None = None) ->
             return future.result()
         except KeyboardInterrupt:
             interrupts += 1
-            if on_interrupt is None:
+            try:
+                if on_interrupt is None:
+                    raise
+                on_interrupt(interrupts)
+            except BaseException:
                 future.cancel()
                 raise
-            on_interrupt(interrupts)

@@ -69,11 +69,15 @@ class Split:
         """
         started: dict[str, Any] = {}
 
-        def on_interrupt(count: int) -> bool:
-            if count > 1 or "record" not in started:
-                return False  # a second press stops waiting; the run goes on and can be attached
+        def on_interrupt(count: int) -> None:
+            if "record" not in started:
+                return  # nothing runs yet to interrupt (and a launch stopped midway could leave a runner unknown)
+            run_id = started["record"].run_id
+            if count > 1:  # a second press stops waiting; the run goes on and can be attached
+                raise KeyboardInterrupt(f"stopped waiting for run {run_id}, which goes on: `%split attach {run_id}` "
+                                        f"(`jupyter-split attach {run_id}`) follows it again, `%split cancel "
+                                        f"{run_id}` ends it") from None
             aio.submit(self._signal(started["record"], "INT"))
-            return True
 
         return aio.run(self._execute(code, opts, namespace, deliver, started), on_interrupt)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -163,6 +166,34 @@ def test_a_file_run_from_the_cli_shows_its_own_lines_without_colour_in_a_pipe(sp
     assert "File bad.py:2" in err and "Cell In[" not in err, err  # named as Python names a file
     assert "RuntimeError: nope" in err and "\x1b[" not in err, err
     assert err.count("RuntimeError: nope") == 1, err
+
+
+def test_ctrl_c_interrupts_the_cell_and_a_second_stops_waiting_while_the_run_goes_on(split_home):
+    # a cell that swallows one KeyboardInterrupt: the first Ctrl-C reaches it, the second stops the command
+    # waiting (the cell does not see it); short sleeps, so that an interrupt never waits on a long one
+    (split_home / "work" / "stubborn.py").write_text(
+        "import time\nprint('started', flush=True)\nseen = 0\nwhile seen < 2:\n    try:\n        time.sleep(0.05)\n"
+        "    except KeyboardInterrupt:\n        seen += 1\n        print('not yet', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_split.cli", "run", "home", "stubborn.py"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=split_home / "work")
+    assert proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline() == "not yet\n", "the first Ctrl-C reached the cell"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == -signal.SIGINT
+    said = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    run_id = re.search(r"KeyboardInterrupt: stopped waiting for run (\S+), which goes on: `%split attach \1`", said)
+    assert run_id, said
+    run_id = run_id.group(1)
+    assert "During handling" not in said, said
+    states = subprocess.run([sys.executable, "-m", "jupyter_split.cli", "runs", "--match", run_id],
+                            capture_output=True, text=True, cwd=split_home / "work", timeout=120)
+    assert run_id in states.stdout and "running" in states.stdout, states.stdout + states.stderr
+    cancelled = subprocess.run([sys.executable, "-m", "jupyter_split.cli", "cancel", run_id],
+                               capture_output=True, text=True, cwd=split_home / "work", timeout=120)
+    assert cancelled.returncode == 0, cancelled.stderr
 
 
 # ---- 4. progress bars and distributed cells
