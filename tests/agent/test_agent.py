@@ -21,6 +21,8 @@ import jupyter_split.agent
 from jupyter_split.agent.forward import socket_path
 from tests.fixtures.core import on_a_terminal, write_config
 
+pytestmark = pytest.mark.slow  # each test starts an agent, and most start runs
+
 SITES = """\
 [experiment]
 name = "t"
