@@ -4,6 +4,7 @@ and is never used from a folder other users can write."""
 from __future__ import annotations
 
 import array
+import io
 import json
 import os
 import signal
@@ -191,3 +192,12 @@ def test_a_command_whose_caller_is_killed_ends_as_with_a_closed_terminal(split_h
     gone, alive = psutil.wait_procs([command, watcher], timeout=30)
     assert not alive, f"still running after their caller was killed: {alive}"
     assert served() == 1, "the agent serves on"
+
+
+def test_in_a_notebook_the_verb_says_the_kernel_is_warm_and_starts_nothing(split_home: Path) -> None:
+    from jupyter_split import commands
+
+    shown = io.StringIO()
+    assert commands.dispatch(["agent", "start"], commands.Context(out=shown, notebook=True), prog="%split") == 0
+    assert "in a notebook, `%split` runs in the kernel" in shown.getvalue()
+    assert not os.path.exists(socket_path()) and cli("agent", "status").returncode == 1
