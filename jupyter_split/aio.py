@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any, Awaitable, Callable, TypeVar
 
 T = TypeVar("T")
+
+#: Seconds a wait blocks at most before Python looks for a signal it has not acted on yet.
+WAKE = 0.25
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
@@ -42,7 +45,10 @@ def run(coro: Awaitable[T], on_interrupt: Callable[[int], Any] | None = None) ->
     interrupts = 0
     while True:
         try:
-            return future.result()
+            # in turns, never one blocking wait: a Ctrl-C whose signal came just before the wait blocked,
+            # or on another thread, interrupts nothing, and Python sees it only at the next turn
+            if wait([future], timeout=WAKE).done:
+                return future.result()
         except KeyboardInterrupt:
             interrupts += 1
             try:

@@ -168,6 +168,31 @@ def test_a_file_run_from_the_cli_shows_its_own_lines_without_colour_in_a_pipe(sp
     assert err.count("RuntimeError: nope") == 1, err
 
 
+UNHEARD = """
+import asyncio, signal, threading
+from jupyter_split import aio
+
+async def long():
+    await asyncio.sleep(600)
+
+aio.loop()
+looper = next(t for t in threading.enumerate() if t.name == "split-loop")
+threading.Timer(0.5, lambda: signal.pthread_kill(looper.ident, signal.SIGINT)).start()
+try:
+    aio.run(long())
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_ctrl_c_that_interrupts_no_wait_is_still_heard():
+    # A SIGINT that lands just before the waiting thread blocks, or on another thread (here the loop's),
+    # interrupts no system call: Python acts on it at its next bytecode. A command that waited in one
+    # blocking call did not hear Ctrl-C until the run ended (seen in CI: `attach`, 60 s).
+    done = subprocess.run([sys.executable, "-c", UNHEARD], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "interrupted\n", done.stdout + done.stderr
+
+
 def test_ctrl_c_interrupts_the_cell_and_a_second_stops_waiting_while_the_run_goes_on(split_home):
     # a cell that swallows one KeyboardInterrupt: the first Ctrl-C reaches it, the second stops the command
     # waiting (the cell does not see it); short sleeps, so that an interrupt never waits on a long one
