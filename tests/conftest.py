@@ -1,7 +1,17 @@
 """Fixtures: the core ones, and the real services (sshd, S3, Slurm, Ray) the tests start themselves."""
 pytest_plugins = ["tests.fixtures.core", "tests.fixtures.policy", "tests.services"]
 
+import signal
+
 import pytest
+
+
+def pytest_configure(config):
+    # Tests press Ctrl-C as a user does at a terminal, where a job gets SIGINT as a fresh process has it.
+    # A test run started in the background by a script (`make test &`, CI) inherits it ignored, and
+    # every command a test starts would ignore Ctrl-C too: the run takes it back, once, here.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +21,16 @@ def _no_checkpoint_loaded_before(monkeypatch):
     from jupyter_split.ckpt import store
 
     monkeypatch.setattr(store, "LOADED", {})
+
+
+# Under pytest-xdist (`make test` runs the suite on several workers), a session service starts in
+# each worker that asks for it: the tests of the slow-to-start ones (Ray, Slurm) go to one worker
+# each (`--dist loadgroup`), so each starts once (a test of both goes with Ray's).
+_ONE_WORKER = {"ray_cluster": "ray", "slurm": "slurm", "slurm_accounting": "slurm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = next((group for name, group in _ONE_WORKER.items() if name in item.fixturenames), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

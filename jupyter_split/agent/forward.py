@@ -131,29 +131,58 @@ def forward(argv: list[str]) -> int | None:
     with sock:
         umask = os.umask(0o22)
         os.umask(umask)
-        request = {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}
+        # a signal the caller ignores (`nohup`, a script's `cmd &` ignores Ctrl-C) the command ignores too,
+        # as it would in its own process; the others are passed on from before the request leaves: one
+        # that comes before the agent names the command's process waits for its pid
+        ignored = [int(sig) for sig in PASSED_ON if signal.getsignal(sig) == signal.SIG_IGN]
+        request = {"op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
+                   "ignored": ignored}
+        target: dict[str, Any] = {"pid": None, "early": []}
+
+        def on_signal(sig: int, _frame: Any) -> None:
+            if target["pid"] is None:
+                target["early"].append(sig)
+            else:
+                _pass_on(target["pid"], sig)
+
+        before = {sig: signal.signal(sig, on_signal) for sig in PASSED_ON if sig not in ignored}
         try:
-            send(sock, request, [0, 1, 2])
-            replies = answers(sock)
-            first = next(replies, None)
-        except OSError:
-            return None
-        if not first or "pid" not in first:
-            return None  # refused (its code changed, say): nothing ran, so it runs here
-        sock.settimeout(None)
-        return _wait(first["pid"], replies)
+            try:
+                send(sock, request, [0, 1, 2])
+                replies = answers(sock)
+                first = next(replies, None)
+            except OSError:
+                first = None
+            if not first or "pid" not in first:
+                return _here(before, target["early"])  # refused (its code changed, say): nothing ran, so it runs here
+            target["pid"] = first["pid"]
+            for sig in target["early"]:
+                _pass_on(first["pid"], sig)
+            sock.settimeout(None)
+            return _wait(first["pid"], replies)
+        finally:
+            _restore(before)
+
+
+def _here(before: dict[int, Any], early: list[int]) -> None:
+    """The command runs in this process after all: the signals that came meanwhile act here now."""
+    _restore(before)
+    for sig in early:
+        os.kill(os.getpid(), sig)
+    return None
+
+
+def _restore(before: dict[int, Any]) -> None:
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
 
 
 def _wait(pid: int, replies) -> int:
-    """Pass the user's signals on to the command's process `pid` until its exit status comes."""
-    before = {sig: signal.signal(sig, lambda sig, _frame: _pass_on(pid, sig)) for sig in PASSED_ON}
+    """Wait for the exit status of the command's process `pid` (the caller's signals are passed on to it)."""
     try:
         last = next(replies, None)
     except OSError as exc:
         last = {"lost": str(exc)}
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
     if last and "exit" in last:
         return int(last["exit"])
     if last and "signal" in last:  # as the command's own process would have: die by that signal

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .forward import LONGEST_PATH, MOST, peer_uid, private_folder_problem, socket_path
+from .forward import LONGEST_PATH, MOST, PASSED_ON, peer_uid, private_folder_problem, socket_path
 
 #: What a command imports that costs: the verbs, the config's models, the policy, the sync engine,
 #: the SSH library and fsspec's backends. Imported once, here; each command's process has them.
@@ -238,6 +238,9 @@ def _run_problem(request: dict[str, Any], fds: list[int]) -> str | None:
         return "cwd must be a folder"
     if not (isinstance(request.get("umask"), int) and 0 <= request["umask"] <= 0o777):
         return "umask must be 0 to 0o777"
+    ignored = request.get("ignored")
+    if not (isinstance(ignored, list) and all(type(sig) is int and sig in PASSED_ON for sig in ignored)):
+        return "ignored must list signals among " + ", ".join(str(int(sig)) for sig in PASSED_ON)
     return None
 
 
@@ -314,9 +317,12 @@ def _become(job: Job) -> None:
         os.close(fd)
     job.conn.close()
     request = job.request
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
+    # the caller's dispositions: a signal it ignores (started by `nohup`, or with `&` in a script) stays
+    # ignored, as Python leaves an inherited SIG_IGN; the others as in a fresh interpreter
+    ignored = set(request["ignored"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN if signal.SIGINT in ignored else signal.default_int_handler)
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
     encoding = sys.stdout.encoding
     sys.stdin = sys.__stdin__ = open(0, "r", encoding=encoding, closefd=False)
     sys.stdout = sys.__stdout__ = open(1, "w", encoding=encoding, closefd=False, buffering=1 if os.isatty(1) else -1)

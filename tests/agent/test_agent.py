@@ -20,7 +20,7 @@ import pytest
 
 import jupyter_split.agent
 from jupyter_split.agent.forward import socket_path
-from tests.fixtures.core import on_a_terminal, write_config
+from tests.fixtures.core import AS_A_JOB, on_a_terminal, write_config
 
 pytestmark = pytest.mark.slow  # each test starts an agent, and most start runs
 
@@ -109,6 +109,15 @@ def test_a_terminal_and_its_ctrl_c_reach_the_command(split_home: Path, agent: in
         endings.append((code, shown.strip().splitlines()[-1]))
     assert endings[0] == endings[1] == (-signal.SIGINT, "KeyboardInterrupt"), endings
     assert served() == 2
+    # started with Ctrl-C ignored (`nohup`, `cmd &` in a script), the command ignores it in the agent too,
+    # as in its own process: it goes on to the answer
+    endings = []
+    for handed in (False, True):
+        code, shown = on_a_terminal(None, "session", "home", "--stop", ctrl_c_ignored=True,
+                                    env={**env, "JUPYTER_SPLIT_AGENT": "on" if handed else "off"})
+        endings.append((code, "not done: the session on site 'home' is left as it was" in shown))
+    assert endings[0] == endings[1] == (1, True), endings
+    assert served() == 3
 
 
 def test_the_agent_stops_when_its_code_changes_and_the_command_runs_anyway(split_home: Path, agent: int) -> None:
@@ -151,6 +160,48 @@ def test_an_idle_agent_stops_and_a_bad_request_is_dropped(split_home: Path) -> N
     log = (split_home / "data" / "agent.log").read_text()
     assert f"agent: pid {pid} stops: idle" in log and log.count("a request was dropped") == 3, log
     assert "--idle goes with `agent start` only" in cli("agent", "stop", "--idle", "3").stderr
+
+
+#: The command's process, as the scripted agent names it: Ctrl-C as a fresh interpreter has it (the test
+#: run's may be ignored), and a line once it is in place.
+STAND_IN = ("import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "print('ready', flush=True); time.sleep(60)")
+
+
+def test_a_ctrl_c_before_the_agent_names_the_process_still_reaches_it(split_home: Path) -> None:
+    """The agent here is scripted (a socket of this test's): it holds its answer until the caller has
+    had its Ctrl-C, then names a process of this test's as the command's."""
+    write_config(split_home, SITES.format(store=split_home / "store"))
+    path = socket_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+        caller = subprocess.Popen([sys.executable, "-c", AS_A_JOB, "default", "sites"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env={**os.environ, "JUPYTER_SPLIT_AGENT": "on"})
+        server.settimeout(60)
+        conn, _ = server.accept()
+        with conn:
+            passed = array.array("i")
+            data, ancillary, _, _ = conn.recvmsg(1 << 20, socket.CMSG_LEN(3 * passed.itemsize))
+            for _level, _kind, payload in ancillary:
+                passed.frombytes(payload)
+            for fd in passed:
+                os.close(fd)
+            assert json.loads(data[4:])["argv"] == ["sites"]
+            caller.send_signal(signal.SIGINT)  # the request is out; its answer is not
+            time.sleep(0.5)
+            assert caller.poll() is None, "Ctrl-C before the answer ended the caller: " + caller.stderr.read().decode()
+            command = subprocess.Popen([sys.executable, "-c", STAND_IN],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert command.stdout.readline() == b"ready\n"  # its Ctrl-C handler is in place
+            conn.sendall(json.dumps({"pid": command.pid}).encode() + b"\n")
+            assert command.wait(timeout=30) == -signal.SIGINT and b"KeyboardInterrupt" in command.stderr.read()
+            command.stdout.close(), command.stderr.close()
+            conn.sendall(json.dumps({"exit": 1}).encode() + b"\n")
+        assert caller.wait(timeout=30) == 1
+        caller.stdout.close(), caller.stderr.close()
 
 
 def test_no_agent_in_a_folder_others_can_write(split_home: Path, agent: int) -> None:
