@@ -22,15 +22,3 @@ def _no_checkpoint_loaded_before(monkeypatch):
 
     monkeypatch.setattr(store, "LOADED", {})
 
-
-# Under pytest-xdist (`make test` runs the suite on several workers), a session service starts in
-# each worker that asks for it: the tests of the slow-to-start ones (Ray, Slurm) go to one worker
-# each (`--dist loadgroup`), so each starts once (a test of both goes with Ray's).
-_ONE_WORKER = {"ray_cluster": "ray", "slurm": "slurm", "slurm_accounting": "slurm"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = next((group for name, group in _ONE_WORKER.items() if name in item.fixturenames), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))

@@ -21,6 +21,8 @@ import pytest
 from tests.services import link as link_py
 from tests.services.link import MB, PROFILES, Event, Profile, link_profile, schedule, start_link
 
+pytestmark = pytest.mark.alone  # each test measures delays and rates to 10%: with the machine to itself
+
 BLOCK = bytes(range(256)) * 256  # 64 KiB
 # Every probe socket holds 4 MiB each way in the kernel, as iperf's do: a probe that this busy
 # machine leaves unscheduled for a moment neither starves the link nor backs it up.

@@ -22,7 +22,9 @@ import jupyter_split.agent
 from jupyter_split.agent.forward import socket_path
 from tests.fixtures.core import AS_A_JOB, on_a_terminal, write_config
 
-pytestmark = pytest.mark.slow  # each test starts an agent, and most start runs
+# each test starts an agent, and most start runs; one makes the package's code look changed, which
+# stops every agent of this checkout: `make test` runs a file's tests on one worker (`--dist loadfile`)
+pytestmark = pytest.mark.slow
 
 SITES = """\
 [experiment]

@@ -228,4 +228,8 @@ def test_demo_uses_the_built_in_default_even_where_a_config_file_would_be_found(
     assert written == (tmp_path / "out" / "jupyter_split.toml").resolve() and data == tmp_path / "out" / "data"
     config = parse_config(tomllib.loads(written.read_text()), str(written))
     assert config.model_dump(exclude={"source"}) == default_config().model_dump(exclude={"source"})
-    assert set(config.sites) == {"abroad", "home"} and config.policy.resident == [(data / "pii").as_uri() + "/**"]
+    # the data directory as the process was pointed at it: a short alias of `data` where its path is too
+    # long for a session's socket
+    pointed = Path(os.environ["JUPYTER_SPLIT_DATA"])
+    assert pointed.resolve() == data.resolve()
+    assert set(config.sites) == {"abroad", "home"} and config.policy.resident == [(pointed / "pii").as_uri() + "/**"]

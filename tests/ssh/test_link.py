@@ -20,7 +20,7 @@ from jupyter_split.config import parse_config
 from jupyter_split.ssh.connection import BULK_BYTES
 from tests.services.link import start_link
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # rates and an interrupt's delay through the link model
 
 # A border link scaled in time: a flow's cap and its window (4 MiB: a second of that flow, what one
 # connection's live output would queue behind) as border's, the round trip a third of it.

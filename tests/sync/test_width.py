@@ -22,7 +22,8 @@ from jupyter_split.paths import data_dir
 from tests.services.link import start_link
 from tests.sync.test_local import make_tree, tree_hashes
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
+# alone: copies through the link model must reach a rate above one flow's cap
+pytestmark = [pytest.mark.slow, pytest.mark.alone, pytest.mark.usefixtures("split_home")]
 
 FLOW = 1.5e6   # one flow's cap, each way (bytes a second)
 RTT = 0.08
