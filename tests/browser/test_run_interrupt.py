@@ -29,6 +29,7 @@ def test_interrupt_from_the_run_panel_keeps_the_session(page, lab: Lab) -> None:
     session = sidebar.locator(".jp-split-session[data-site='home']")
     expect(session).to_have_attribute("data-queued", "1", timeout=60_000)
 
+    row = sidebar.locator(f".jp-split-run[data-run-id='{run_id}']")  # the busy one: the list holds the queued one too
     row.click()
     view = page.locator(f"#jupyter-split-run-{run_id} .jp-split-runview")
     status = view.locator(".jp-split-runview-status")
