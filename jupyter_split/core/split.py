@@ -248,7 +248,14 @@ class Split:
         stale = [r for r in self.index.list(site, limit, before=before, **scope) if r.state not in TERMINAL_STATES]
         if stale:
             aio.run(self._refresh_all(stale))
-        return self.index.list(site, limit, before=before, **filters)
+        rows = self.index.list(site, limit, before=before, **filters)
+        # a run added meanwhile is as its client wrote it (a cell queued on a busy session said `running`)
+        seen = {r.run_id for r in stale}
+        late = [r for r in rows if r.state not in TERMINAL_STATES and r.run_id not in seen]
+        if late:
+            aio.run(self._refresh_all(late))
+            rows = self.index.list(site, limit, before=before, **filters)
+        return rows
 
     async def _refresh_all(self, records: list[RunRecord]) -> None:
         # A site that cannot be reached leaves its rows as they were; the others still update.

@@ -92,6 +92,34 @@ def test_cancel_of_a_queued_cell_takes_it_out_of_the_queue_and_the_session_goes_
     assert core.get_split().cancel(run_id) == "cancelled"  # an ended run is left alone
 
 
+def test_a_cell_queued_while_the_runs_are_listed_is_listed_queued(split_home: Path) -> None:
+    # The listing reads the index, brings its active rows up to date from their logs, and reads it again:
+    # a cell queued in between was listed as its client added it, `running` (seen in the sidebar, CI).
+    # Here its first read waits until another client's cell is queued, so the cell is always in between.
+    busy = Cell("import time\nprint('going', flush=True)\ntime.sleep(300)")
+    until(core.get_split(), "home", lambda r: r["state"] == "busy", "a busy session")
+    watcher = core.Split()  # the sidebar's own client
+    reads, queued = [], []
+    plain = watcher.index.list
+
+    def list_then_queue(*args: Any, **kwargs: Any) -> Any:
+        rows = plain(*args, **kwargs)
+        reads.append(rows)
+        if len(reads) == 1:
+            queued.append(Cell("print('queued')"))
+            until(core.get_split(), "home", lambda r: len(r["queue"]) == 1, "one queued cell")
+        return rows
+
+    watcher.index.list = list_then_queue
+    listed = {r.run_id: r.state for r in watcher.list_runs("home")}
+    session = sessions.sessions(core.get_split(), "home")["sites"][0]
+    assert len(reads) >= 2 and session["queue"][0]["run_id"] in listed
+    assert listed[session["queue"][0]["run_id"]] == "queued", listed
+    assert listed[session["running"]["run_id"]] == "running", listed
+    stopped = sessions.stop(core.get_split(), "home")
+    assert stopped["stopped"] and busy.result().state == queued[0].result().state == "cancelled"
+
+
 def test_restart_gives_a_fresh_session_the_next_cell_runs_in(split_home: Path) -> None:
     assert Cell("kept = 1").result().state == "succeeded"
     old = until(core.get_split(), "home", lambda r: r["state"] == "warm", "a warm session")
