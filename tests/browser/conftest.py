@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,12 +44,6 @@ def labextension() -> Path:
     return BUILT
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -80,7 +73,7 @@ def lab(split_home: Path, labextension: Path) -> Iterator[Lab]:
                 {"fetchNews": "false", "checkForUpdates": False})
     _write_json(settings / "jupyterlab-split" / "plugin.jupyterlab-settings", {"refreshInterval": 0.5})
 
-    port, token = _free_port(), secrets.token_hex(16)
+    token = secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_PATH": str(jupyter_path),
@@ -92,8 +85,10 @@ def lab(split_home: Path, labextension: Path) -> Iterator[Lab]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     log = state / "lab.log"
+    # port 0: the server takes a port the system gives it as it listens; one picked here beforehand could be
+    # taken by another process meanwhile (the tests run on several workers)
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={split_home / 'work'}",
+            "--ServerApp.port=0", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={split_home / 'work'}",
             "--ServerApp.log_level=INFO",
             # window.jupyterapp: the tests switch the theme with its own command, as the Settings menu does
             "--LabApp.expose_app_in_browser=True"]
@@ -102,15 +97,29 @@ def lab(split_home: Path, labextension: Path) -> Iterator[Lab]:
     with open(log, "wb") as out:
         process = subprocess.Popen(argv, cwd=split_home / "work", env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    lab = Lab(url, token, process, log)
+    lab = Lab("", token, process, log)
     try:
+        lab.url = f"http://127.0.0.1:{_served_port(lab, state / 'runtime')}"
         _wait_ready(lab)
         yield lab
     finally:
         _stop(process)
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log, ARTIFACTS / "jupyter-lab.log")
+
+
+def _served_port(lab: Lab, runtime: Path, timeout: float = 90) -> int:
+    """The port the server listens on, from the file it writes in its runtime folder once it serves."""
+    info = runtime / f"jpserver-{lab.process.pid}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited with {lab.process.returncode}:\n{lab.log_tail()}")
+        try:
+            return int(json.loads(info.read_text())["port"])
+        except (FileNotFoundError, ValueError, KeyError):  # not written yet, or half written
+            time.sleep(0.2)
+    raise AssertionError(f"jupyter lab wrote no {info.name} in {timeout}s:\n{lab.log_tail()}")
 
 
 def _wait_ready(lab: Lab, timeout: float = 90) -> None:
