@@ -102,7 +102,23 @@ def port_open(port: int) -> bool:
 
 def wait_port(port: int, what: str, timeout: float = 30, log: Path | None = None,
               proc: subprocess.Popen | None = None) -> None:
-    wait_for(lambda: port_open(port), f"{what} on 127.0.0.1:{port}", timeout, log, proc)
+    """Wait until `port` is open, and (with `proc`) is `proc`'s: a free port picked for it may have been
+    taken by another process before it bound it (tests run on several workers); then `proc` exits."""
+    ready = (lambda: port_open(port)) if proc is None else (lambda: listens(proc.pid, port))
+    wait_for(ready, f"{what} on 127.0.0.1:{port}", timeout, log, proc)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` (or a child of it) listens on TCP `port`."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for p in family for c in p.net_connections("tcp"))
+    except psutil.Error:  # gone meanwhile: `wait_for` sees it exit
+        return False
 
 
 def wait_file(path: Path, what: str, timeout: float = 30, log: Path | None = None,

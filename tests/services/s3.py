@@ -50,15 +50,18 @@ def start_s3(state_dir: Path, label: str = "s3") -> S3Server:
     if importlib.util.find_spec("moto") is None:
         raise ServiceError("moto_server not found: pip install s3fs 'moto[server]' (in one command)")
     require("moto_server", "pip install s3fs 'moto[server]' (in one command)")
-    port = free_port()
     log = state_dir / f"{label}.log"
-    # `python -m moto.server` through this interpreter: the console script may pin another one.
-    proc = start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
-    try:
-        wait_port(port, "moto_server", timeout=30, log=log, proc=proc)
-    except ServiceError:
-        stop(proc.pid)
-        raise
+    for attempt in range(3):  # a port taken between its pick and the bind: another one
+        port = free_port()
+        # `python -m moto.server` through this interpreter: the console script may pin another one.
+        proc = start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
+        try:
+            wait_port(port, "moto_server", timeout=30, log=log, proc=proc)
+            break
+        except ServiceError:
+            stop(proc.pid)
+            if attempt == 2:
+                raise
     return S3Server(endpoint_url=f"http://127.0.0.1:{port}", key=f"{label}-{secrets.token_hex(4)}",
                     secret=secrets.token_hex(16), pid=proc.pid, log=log)
 
