@@ -21,4 +21,3 @@ def _no_checkpoint_loaded_before(monkeypatch):
     from jupyter_split.ckpt import store
 
     monkeypatch.setattr(store, "LOADED", {})
-

@@ -153,28 +153,20 @@ def forward(argv: list[str]) -> int | None:
                 first = next(replies, None)
             except OSError:
                 first = None
-            if not first or "pid" not in first:
-                return _here(before, target["early"])  # refused (its code changed, say): nothing ran, so it runs here
-            target["pid"] = first["pid"]
-            for sig in target["early"]:
-                _pass_on(first["pid"], sig)
-            sock.settimeout(None)
-            return _wait(first["pid"], replies)
+            if first and "pid" in first:
+                target["pid"] = first["pid"]
+                for sig in target["early"]:
+                    _pass_on(first["pid"], sig)
+                sock.settimeout(None)
+                return _wait(first["pid"], replies)
         finally:
-            _restore(before)
-
-
-def _here(before: dict[int, Any], early: list[int]) -> None:
-    """The command runs in this process after all: the signals that came meanwhile act here now."""
-    _restore(before)
-    for sig in early:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+    # refused (its code changed, say): nothing ran, so it runs here, and the signals that came meanwhile act
+    # here now
+    for sig in target["early"]:
         os.kill(os.getpid(), sig)
     return None
-
-
-def _restore(before: dict[int, Any]) -> None:
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
 
 
 def _wait(pid: int, replies) -> int:

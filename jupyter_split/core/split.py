@@ -250,8 +250,7 @@ class Split:
             aio.run(self._refresh_all(stale))
         rows = self.index.list(site, limit, before=before, **filters)
         # a run added meanwhile is as its client wrote it (a cell queued on a busy session said `running`)
-        seen = {r.run_id for r in stale}
-        late = [r for r in rows if r.state not in TERMINAL_STATES and r.run_id not in seen]
+        late = [r for r in rows if r.state not in TERMINAL_STATES and r.run_id not in {s.run_id for s in stale}]
         if late:
             aio.run(self._refresh_all(late))
             rows = self.index.list(site, limit, before=before, **filters)
@@ -364,7 +363,6 @@ class Split:
         Raises where the site cannot be reached.
         """
         ex = self.executor(site)
-        # Executors that install jupyter_split on their site (ssh) first report what they found and did.
         install = aio.run(ex.doctor())
         remote = aio.run(ex.probe())
         from ..protocol import versions
