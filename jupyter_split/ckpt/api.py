@@ -61,7 +61,7 @@ def save(
     limit = fmt.parse_size(max_shard_size)
     url, storage_options = locate(url, storage_options)
     sizes = {n: fmt.nbytes(t) for n, t in flat.tensors.items()}
-    all_labels = guard_save(state, url, labels, sum(sizes.values()), tree=flat.tree)
+    all_labels = guard_save(state, url, labels, sum(sizes.values()), tree=flat.tree, tensors=flat.tensors.values())
     fs, root = storage(url, storage_options)
     unpublish(fs, root, url, overwrite)
     names = fmt.plan_shards(sizes, limit)

@@ -7,7 +7,7 @@ import io
 import json
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import fsspec
 
@@ -65,9 +65,10 @@ def unpublish(fs: Any, root: str, url: str, overwrite: bool) -> None:
             fs.rm_file(path)
 
 
-def guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None) -> list[str]:
+def guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None, tensors: Iterable[Any] = ()) -> list[str]:
     """Refuse, before the first byte, labelled state bound for a site of another jurisdiction,
-    and state whose plain values (`tree`: all but the tensors) hold personal information.
+    and state whose plain values (`tree`: all but the tensors) or whose `tensors` of bytes and
+    integers (which can hold text; floating-point ones are weights) hold personal information.
 
     Returns the labels the checkpoint carries: its objects', the run's, its location's and `labels`.
     """
@@ -81,11 +82,49 @@ def guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None)
     site = site_for_url(url, config) or (policy.local_site(config) if is_local(url) else None)
     policy.check_transfer(url, origins, kind="checkpoint", dest=url, to_jurisdiction=site.jurisdiction if site else None,
                           to_site=site.name if site else None, nbytes=nbytes, config=config)
-    if tree is not None:  # the JSON side file goes as written: the border's content scan reads it first
+    if tree is not None:  # what goes as written (the JSON side file, the shards' bytes): the border's scan reads it first
         document = json.dumps(tree, default=str).encode()
-        policy.check_content(url, lambda: io.BytesIO(document), kind="checkpoint", to_site=site, dest=url,
-                             to_jurisdiction=site.jurisdiction if site else None, nbytes=len(document), config=config)
+        policy.check_content(url, lambda: _Joined(_scanned_parts(document, tensors)), kind="checkpoint", to_site=site,
+                             dest=url, to_jurisdiction=site.jurisdiction if site else None, nbytes=len(document),
+                             config=config)
     return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
+
+
+def _scanned_parts(document: bytes, tensors: Iterable[Any]) -> Iterator[Any]:
+    """The JSON side file, then each tensor the border's scan reads in a shard (`payload_scanned`), as bytes."""
+    import torch
+
+    from . import format as fmt
+    from ..residency.scan_archive import payload_scanned
+
+    yield document
+    for tensor in tensors:
+        if tensor.numel() and payload_scanned(fmt.NAMES.get(tensor.dtype, "")):
+            yield b"\n\0\n"  # (no built-in kind matches across it)
+            yield tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy()
+
+
+class _Joined(io.RawIOBase):
+    """A reader of byte buffers one after the other, each taken from `parts` when the one before ends."""
+
+    def __init__(self, parts: Iterator[Any]) -> None:
+        self._parts, self._now = parts, memoryview(b"")
+
+    def readable(self) -> bool:
+        """Always True."""
+        return True
+
+    def readinto(self, target: Any) -> int:
+        """Fill `target` from the current buffer (the next one once it ends); 0 at the end."""
+        while not len(self._now):
+            part = next(self._parts, None)
+            if part is None:
+                return 0
+            self._now = memoryview(part).cast("B")
+        count = min(len(target), len(self._now))
+        target[:count] = self._now[:count]
+        self._now = self._now[count:]
+        return count
 
 
 def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None, config: Config | None = None) -> set[str]:

@@ -1,9 +1,10 @@
-"""What the scanner reads inside a file: archives opened, safetensors payloads skipped.
+"""What the scanner reads inside a file: archives opened, safetensors weights skipped.
 
 The kind of content is told by its first bytes, never by its name (a CSV renamed `.bin`
 is scanned as what it is): zip, tar, gzip, bz2 and xz are opened, to `depth` levels of
 nesting, their members named `outer.zip!inner/a.csv`; a safetensors file has its JSON
-header (with `__metadata__`) scanned and its tensor payload skipped; UTF-16 text is read
+header (with `__metadata__`) and its tensors of bytes and integers scanned, its floating-point
+tensors skipped; UTF-16 text is read
 as text. Everything is streamed: memory stays bounded whatever the size. What cannot be
 read (nested too deep, an encrypted member, a corrupt archive, a format with no reader
 here) is reported as unscannable, which the guard refuses.
@@ -220,6 +221,18 @@ def _compressed(scanner: Scanner, reader: Peek, kind: str, where: str, result: S
         walk(scanner, inner, f"{where}!{inside}", None, result, level + 1)
 
 
+# safetensors dtypes whose payload is skipped: floating-point numbers are weights, not text. A tensor
+# of bytes, booleans or integers can hold text as it is (a byte-level dataset's cache, code points
+# in int32 as UTF-32), so its bytes are scanned as any file's.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+                          "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"})
+
+
+def payload_scanned(dtype: str) -> bool:
+    """Whether the border's scan reads a safetensors tensor of `dtype` (a safetensors dtype name)."""
+    return dtype not in FLOAT_DTYPES
+
+
 def _safetensors(scanner: Scanner, reader: Peek, where: str, size: int | None, result: ScanResult) -> None:
     length = int.from_bytes(reader.peek(8), "little")
     head = reader.read(8)
@@ -229,22 +242,41 @@ def _safetensors(scanner: Scanner, reader: Peek, where: str, size: int | None, r
         scanner.scan_text(_Chain(head + header, reader), where, result)
         return
     scanner.scan_text(_Chain(header, _Empty()), where, result, base=8)
-    payload = ranges[-1][1] if ranges else 0
-    reader.skip(payload)
+    position = 0
+    for begin, end, scanned in _runs(ranges):  # each run of tensors read together, or skipped together
+        if result.full:
+            return
+        if scanned:
+            scanner.scan_text(_Bounded(reader, end - begin), where, result, base=8 + length + begin)
+        else:
+            reader.skip(end - begin)
+        position = end
     # bytes past the last tensor are no tensor's: they are scanned
-    scanner.scan_text(reader, where, result, base=8 + length + payload)
+    scanner.scan_text(reader, where, result, base=8 + length + position)
 
 
-def _tensor_ranges(header: bytes) -> list[tuple[int, int]] | None:
-    # the tensors' byte ranges, when they tile the payload from 0 with no gap (else None: scan it all)
+def _runs(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, bool]]:
+    """The tensors' ranges merged into runs that are all scanned or all skipped, in order."""
+    runs: list[tuple[int, int, bool]] = []
+    for begin, end, dtype in ranges:
+        scanned = payload_scanned(dtype)
+        if runs and runs[-1][2] == scanned:
+            runs[-1] = (runs[-1][0], end, scanned)
+        else:
+            runs.append((begin, end, scanned))
+    return runs
+
+
+def _tensor_ranges(header: bytes) -> list[tuple[int, int, str]] | None:
+    # the tensors' byte ranges and dtypes, when they tile the payload from 0 with no gap (else None: scan it all)
     try:
         table = json.loads(header)
-        ranges = sorted((int(info["data_offsets"][0]), int(info["data_offsets"][1]))
+        ranges = sorted((int(info["data_offsets"][0]), int(info["data_offsets"][1]), str(info["dtype"]))
                         for name, info in table.items() if name != "__metadata__")
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None
     position = 0
-    for begin, end in ranges:
+    for begin, end, _ in ranges:
         if begin != position or end < begin:
             return None
         position = end
@@ -265,6 +297,19 @@ def _read_exactly(reader: Peek, size: int) -> bytes:
 class _Empty:
     def read(self, size: int = -1) -> bytes:
         return b""
+
+
+class _Bounded:
+    """The next `size` bytes of a reader, then its end."""
+
+    def __init__(self, reader: Any, size: int) -> None:
+        self.reader, self.left = reader, size
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size < 0 else min(size, self.left)
+        data = self.reader.read(want) if want else b""
+        self.left -= len(data)
+        return data
 
 
 class _Chain:

@@ -117,4 +117,24 @@ def test_a_checkpoint_whose_plain_values_hold_personal_data_is_not_saved_abroad(
     assert entry["kind"] == "checkpoint" and MOBILE not in _audit_text()
     ckpt.save(state, "home:ckpts/with-meta")                   # at home it may stay
     state["meta"]["owner"] = "the vision team"
-    assert ckpt.save(state, "sg:ckpts/clean").files           # tensor payloads are not scanned: large ints pass
+    assert ckpt.save(state, "sg:ckpts/clean").files           # large ints, as binary numbers, are no digits
+
+
+def test_a_checkpoint_holding_text_in_a_tensor_of_bytes_is_not_saved_abroad(home: Path):
+    import torch
+
+    from jupyter_split import ckpt
+
+    text = f"case,contact\n1,{MOBILE}\n".encode()
+    state = {"w": torch.zeros(8), "cache": torch.frombuffer(bytearray(text), dtype=torch.uint8)}
+    with pytest.raises(policy.ResidencyError, match="mainland China mobile number"):
+        ckpt.save(state, "sg:ckpts/text")
+    assert not (home / "sg-store" / "ckpts" / "text").exists()
+    assert MOBILE not in _audit_text()
+    # the same bytes as float weights are numbers, not text: they go
+    text += b" " * (-len(text) % 4)
+    assert ckpt.save({"w": torch.frombuffer(bytearray(text), dtype=torch.float32)}, "sg:ckpts/floats").files
+    # and a copy of the refused checkpoint, saved at home, is refused abroad too (its shard is scanned)
+    ckpt.save(state, "home:ckpts/text")
+    with pytest.raises(policy.ResidencyError, match="mainland China mobile number"):
+        sync.copy(str(home / "home-store" / "ckpts" / "text"), "sg:ckpts/text", progress=False)

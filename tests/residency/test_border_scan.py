@@ -292,9 +292,10 @@ def test_an_encrypted_member_a_corrupt_archive_and_zstd_are_unscannable(tmp_path
     assert "zstd" in closed.reason and "unpacked" in closed.fix
 
 
-def test_safetensors_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
+def test_safetensors_float_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
     digits = f" {prc_id()} 13812345678 {card()} ".encode() * 5000  # a payload that reads as personal data
-    tensors = {"w": torch.frombuffer(bytearray(digits), dtype=torch.uint8), "b": torch.zeros(16)}
+    digits += b" " * (-len(digits) % 4)
+    tensors = {"w": torch.frombuffer(bytearray(digits), dtype=torch.float32), "b": torch.zeros(16)}
     save_file(tensors, tmp_path / "model.safetensors", metadata={"owner": "li.wei@example.com"})
     result = scan_path(tmp_path / "model.safetensors")
     assert [(f.kind, f.where) for f in result.findings] == [("email", "model.safetensors")]
@@ -303,6 +304,21 @@ def test_safetensors_payload_is_skipped_but_its_metadata_is_scanned(tmp_path):
     with open(tmp_path / "model.safetensors", "ab") as handle:
         handle.write(f"\n{prc_id()}\n".encode())
     assert [f.kind for f in scan_path(tmp_path / "model.safetensors").findings] == ["email", "prc_id"]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int32, torch.int64])
+def test_safetensors_tensors_of_bytes_and_integers_are_scanned(tmp_path, dtype):
+    # text kept in a tensor (a byte-level dataset's cache; code points in int32, as UTF-32) is no weight: it is read
+    text = f"name,id\nli,{prc_id()}\n".encode("utf-32-le" if dtype is torch.int32 else "utf-8")
+    values = torch.frombuffer(bytearray(text + b" " * (-len(text) % 8)), dtype=dtype)
+    weights = torch.frombuffer(bytearray(f" {card()} ".encode() * 64), dtype=torch.float32)  # skipped
+    save_file({"a_weights": weights, "b_text": values, "c_bias": torch.zeros(4)}, tmp_path / "model.safetensors")
+    found = scan_path(tmp_path / "model.safetensors").findings
+    assert [f.kind for f in found] == ["prc_id"], dtype
+    data = (tmp_path / "model.safetensors").read_bytes()
+    length = 8 + int.from_bytes(data[:8], "little")
+    begin, end = json.loads(data[8:length])["b_text"]["data_offsets"]
+    assert length + begin <= found[0].offset < length + end  # in the text's tensor, where it is in the file
 
 
 def test_a_safetensors_header_whose_tensors_leave_a_gap_gets_its_payload_scanned(tmp_path):
