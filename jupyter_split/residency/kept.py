@@ -5,6 +5,11 @@ A small file's bytes are kept in memory (within KEEP_BYTES). A bigger file of a 
 folder's budget): the copy sends it from there, so the object is downloaded once, not once for the
 scan and again for the send (S3 to SFTP carried every byte twice over the S3 link), and nothing it
 sends can have changed after it was judged. A local file needs neither: it is read under its pin.
+
+A big S3 object whose scan passes over bytes it need not read (a safetensors file's weights) is
+not spooled whole: the scan reads its header (and any tensors of bytes or integers) and keeps the
+object's ETag, and the send reads the object then, that version only (`If-Match`): the weights
+cross the S3 link once, as the send goes, and a replaced object is not sent.
 """
 from __future__ import annotations
 
@@ -56,10 +61,15 @@ def to_spool(files: Sequence[SourceFile], folder: SpoolFolder | None) -> set[int
 
 class Tee:
     """A reader that writes what passes through it to `out`; not seekable, so a scan reads it front
-    to back (a scan may seek past what it need not read in a seekable file: here it reads it)."""
+    to back. Bytes a scan need not read (a safetensors file's weights) are passed over without
+    being read where `raw` can skip (`S3Ranges`, which reads one version of the object): the spool
+    then ends, and the send reads that version again (`etag`), the weights with it."""
 
     def __init__(self, raw: BinaryIO, out: BinaryIO):
         self.raw, self.out, self.count, self.broken = raw, out, 0, False
+        self.skipped = False
+        if hasattr(raw, "skip") and hasattr(raw, "etag"):
+            self.skip = self._skip  # (only then: a scan asks `hasattr(reader, "skip")`)
 
     def read(self, size: int = -1) -> bytes:
         """Read from the file, and write what was read to the spool (while it can: a full disk
@@ -88,15 +98,22 @@ class Tee:
     def seekable(self) -> bool:
         return False
 
+    def _skip(self, size: int) -> None:
+        """Pass over `size` bytes without reading them: the spool is not the whole file now."""
+        self.skipped = self.broken = True
+        self.raw.skip(size)  # type: ignore[attr-defined]
+        self.count += size
+
     def drain(self) -> None:
-        """Read what the scan left (it may stop early) into the spool."""
-        while self.read(1 << 20):
+        """Read what the scan left (it may stop early) into the spool; nothing once it skipped."""
+        while not self.skipped and self.read(1 << 20):
             pass
 
 
 def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
     """`scan(reader)` over `handle` with every byte it reads written to `path`; the file's spool is
-    `path` when it holds the whole file as listed (else the copy reads the source as it is then)."""
+    `path` when it holds the whole file as listed. Else the copy reads the source again: only the
+    version the scan read, where `handle` tells it (an S3 object's ETag: `item.etag`)."""
     with open(path, "wb", buffering=0) as out:  # a failed write is seen at that write, not at close
         tee = Tee(handle, out)
         result = scan(tee)
@@ -105,6 +122,7 @@ def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
         item.spool = path
     else:
         os.unlink(path)
+    item.etag = getattr(handle, "etag", None)
     return result
 
 

@@ -110,6 +110,7 @@ class SourceFile:
     pin: Pin | None = None
     data: bytes | None = None  # a small file's bytes as the scan read them, for the copy to send
     spool: str | None = None  # a bigger remote file's bytes as the scan read them, in a file here (`kept`)
+    etag: str | None = None  # an S3 object's version as the scan read it: the send reads only that one (`kept`)
     linked: bool | None = None  # its path passes through a symlink (None: not known, so it may)
     # its bytes cross in this copy; a file the destination holds already (a re-sync skips it) is
     # judged by its labels and its fingerprint, and not scanned again: nothing of it goes now

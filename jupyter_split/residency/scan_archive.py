@@ -89,6 +89,9 @@ class Peek:
         if size and self.origin is not None:
             self.raw.seek(size, 1)
             return
+        if size and hasattr(self.raw, "skip"):  # a reader that can pass over bytes without reading them
+            self.raw.skip(size)
+            return
         while size:
             got = self.raw.read(min(size, CHUNK))
             if not got:

@@ -169,7 +169,7 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))
     for item, judged in zip(plan.items, files):
-        item.pin, item.data, item.spool = judged.pin, judged.data, judged.spool
+        item.pin, item.data, item.spool, item.etag = judged.pin, judged.data, judged.spool, judged.etag
     return carried
 
 

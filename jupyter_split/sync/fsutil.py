@@ -35,12 +35,15 @@ S3_CONNECTIONS = 64
 def _s3_config() -> dict[str, Any]:
     """The S3 client's settings unless the options set them: a wider pool, and no checksum of every
     request's body that the copy does not need. botocore >= 1.36 adds a CRC32 of each PUT's body,
-    computed on the event loop's one thread (about 0.1 s of CPU a 400 MiB copy); the copy already sends each
-    body's MD5 as Content-MD5 (the store refuses a body that differs) and compares the ETag, and a
-    request without either is signed with its body's sha256, which the store checks."""
+    computed on the event loop's one thread (about 0.1 s of CPU a 400 MiB copy), and over plain
+    http it signs every body with its sha256 (another pass over each byte, which it leaves out over
+    https where Content-MD5 is there). Every body the copy sends (a file, a part, the manifest)
+    carries its MD5 as Content-MD5, a header the signature covers (the store refuses a body that
+    differs), and the copy compares each ETag the store answers: the same check over http as over
+    https, a pass over the bytes fewer (a 400 MiB copy to a store on this machine: 1.62 -> 1.36 s)."""
     from botocore.config import Config
 
-    wanted = {"max_pool_connections": S3_CONNECTIONS}
+    wanted: dict[str, Any] = {"max_pool_connections": S3_CONNECTIONS, "s3": {"payload_signing_enabled": False}}
     if "request_checksum_calculation" in Config.OPTION_DEFAULTS:  # botocore < 1.36 knows no such setting
         wanted["request_checksum_calculation"] = "when_required"
     return wanted
@@ -289,18 +292,20 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size: int | None = None) -> Any:
+def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size: int | None = None,
+              etag: str | None = None) -> Any:
     """A sequential reader: one streamed GET on S3 (a big object of known `size`: ranged GETs on
     several connections), a plain file on this machine (fsspec's local file object costs more
     than reading a small file), the filesystem's own elsewhere.
 
     With `pin` (a local file as the residency guard judged it), every read is checked to
-    come from that very file, unchanged: a file swapped or rewritten since is not sent.
+    come from that very file, unchanged: a file swapped or rewritten since is not sent. With
+    `etag` (an S3 object's version as the guard judged it), only that version is read.
     """
     if s3read.supports(loc.fs):
         if size is not None and size > s3read.RANGED_MIN:
-            return s3read.S3Ranges(loc.fs, path, size)  # one GET rides one flow
-        return s3read.S3Stream(loc.fs, path)
+            return s3read.S3Ranges(loc.fs, path, size, etag)  # one GET rides one flow
+        return s3read.S3Stream(loc.fs, path, etag)
     if not is_local(loc.fs):
         return loc.fs.open(path, "rb", block_size=chunk)
     return PinnedReader(path, pin) if pin is not None else open(path, "rb")

@@ -215,7 +215,8 @@ def _put_if_absent(fs: Any, path: str, data: bytes) -> None:
         return
     bucket, key, _ = fs.split_path(path)
     try:
-        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                   **s3parts.content_md5(hashlib.md5(data, usedforsecurity=False).hexdigest()))
     except FileExistsError:  # s3fs's name for 412 Precondition Failed
         raise PublishConflict(
             errno.EEXIST, "another writer published a checkpoint here while this one ran; its manifest was kept. "

@@ -50,6 +50,7 @@ class Item:
     pin: Pin | None = None   # a local source file's identity as the residency guard judged it
     data: bytes | None = None  # a small file's bytes as the guard scanned them: sent as they are
     spool: str | None = None   # a bigger remote file's bytes as the guard scanned them, in a file here
+    etag: str | None = None    # an S3 object's version as the guard scanned it: the send reads only that one
 
 
 @dataclass

@@ -241,7 +241,7 @@ def _open_source(src, item: Item, chunk: int, offset: int) -> Any:
         first = src.streams.open(item.src_path, read=True)
         if first is not None:
             return ranges.RangedReader(src.streams, item.src_path, offset, item.size, first)
-    return open_read(src, item.src_path, chunk, item.pin, item.size)
+    return open_read(src, item.src_path, chunk, item.pin, item.size, item.etag)
 
 
 def _open_writer(dest, target: str, offset: int, chunk: int) -> Any:

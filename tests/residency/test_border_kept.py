@@ -4,6 +4,7 @@ file here), so an object changed after it was judged never goes in its new form,
 carries each byte once."""
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from jupyter_split import sync
 from jupyter_split.config import load_config
 from jupyter_split.paths import data_dir
 from jupyter_split.residency.kept import SpoolFolder
-from jupyter_split.sync import engine, stream
+from jupyter_split.sync import engine, s3read, stream
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("split_home")]
 
@@ -64,6 +65,55 @@ def test_an_object_changed_after_the_scan_goes_as_it_was_scanned(tmp_path, s3, m
     assert report.files_sent == 2
     assert (dest / "model.bin").read_bytes() == big and (dest / "log.csv").read_bytes() == small
     assert sent_from_source == [], "the send read the source again instead of what the scan read"
+    assert not any(Path(data_dir(), "spool").iterdir()), "the copy's spool files outlived it"
+
+
+def _weights(payload: bytes) -> bytes:
+    """A safetensors file of one F32 tensor holding `payload`."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [len(payload) // 4], "data_offsets": [0, len(payload)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + payload
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_weights_on_s3_are_read_once_as_they_are_sent_and_only_as_judged(s3, monkeypatch, replaced):
+    """The scan reads a big safetensors object's header and skips its weights, so it neither
+    downloads nor spools them: the send reads the object as it goes, the version the scan judged
+    (its ETag) and no other. One replaced meanwhile (same name, same size) is not sent."""
+    big = _weights(random.Random(6).randbytes(12 << 20))  # over RANGED_MIN: read in ranges
+    bucket = s3.make_bucket(f"weights-{int(replaced)}")
+    fs = s3.filesystem()
+    fs.pipe_file(f"{bucket.removeprefix('s3://')}/ck/model.safetensors", big)
+    asked: list[int] = []
+    get = s3read.S3Ranges._get
+
+    async def counted(self, first, last):
+        asked.append(last - first + 1)
+        return await get(self, first, last)
+
+    judged, scanned = engine.check_residency, []
+
+    def then(plan, *args, **kwargs):
+        carried = judged(plan, *args, **kwargs)
+        scanned.append(sum(asked))
+        if replaced:  # after the guard's scan and before the send: personal data, the same name and size
+            fs.pipe_file(f"{bucket.removeprefix('s3://')}/ck/model.safetensors", PII.ljust(len(big), b"\0"))
+        return carried
+
+    monkeypatch.setattr(s3read.S3Ranges, "_get", counted)
+    monkeypatch.setattr(engine, "check_residency", then)
+    dest = Path(load_config().site("abroad").storage.removeprefix("file://")) / f"weights{int(replaced)}"
+    if replaced:
+        with pytest.raises(sync.SyncError, match="replaced after the residency guard judged it") as refused:
+            sync.copy(f"{bucket}/ck", str(dest), src_options=s3.storage_options, progress=False)
+        assert "li wei" not in str(refused.value)
+        assert not dest.exists() or not any(p.is_file() and b"li wei" in p.read_bytes() for p in dest.rglob("*"))
+    else:
+        report = sync.copy(f"{bucket}/ck", str(dest), src_options=s3.storage_options, progress=False)
+        assert report.files_sent == 1 and (dest / "model.safetensors").read_bytes() == big
+        assert sum(asked) >= len(big)  # the send read it all
+    # its head, and the one byte past its size (an object that grew reads longer: refused)
+    assert scanned[0] <= s3read.FIRST_RANGE + 1 < len(big) // 100, "the scan read the weights"
     assert not any(Path(data_dir(), "spool").iterdir()), "the copy's spool files outlived it"
 
 
