@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import shlex
 import shutil
@@ -41,16 +42,41 @@ LINK_MB_PER_S = 50.0  # about 400 Mbit/s, a good leased line between two countri
 LINK_RTT_MS = (0.0, 60.0)  # none, and a round trip between two countries
 
 
-def write_shards(root: Path, total_mb: int, shards: int = 20) -> None:
+def write_shards(root: Path, total_mb: int, shards: int = 20, opaque: bool = False) -> None:
+    """`shards` files of `total_mb` MiB of random bytes in all.
+
+    As a checkpoint is written (`jupyter_split.ckpt`, Hugging Face's `save_pretrained`): safetensors
+    shards of F32 tensors (4 MiB each; the residency guard's scan reads their headers, and skips the
+    float payloads by the headers' offsets). `opaque`: files of bytes in no format the scanner
+    knows (`.bin`), whose every byte the guard's content scan reads before a copy abroad.
+    """
     rng = random.Random(1)
     root.mkdir(parents=True)
+    size = total_mb * MB // shards
+    size -= 0 if opaque else size % 4  # (whole F32 values)
     for i in range(shards):
-        with open(root / f"model-{i:05d}-of-{shards:05d}.safetensors", "wb") as f:
-            left = total_mb * MB // shards
+        name = f"model-{i:05d}-of-{shards:05d}" + (".bin" if opaque else ".safetensors")
+        with open(root / name, "wb") as f:
+            if not opaque:
+                f.write(safetensors_header(i, size))
+            left = size
             while left:  # in pieces: one random int of a 2 GB shard's bits is more than Python makes
                 piece = min(left, 64 * MB)
                 f.write(rng.randbytes(piece))
                 left -= piece
+
+
+def safetensors_header(shard: int, size: int, tensor_bytes: int = 4 * MB) -> bytes:
+    """The 8-byte length and JSON header of a safetensors file whose F32 tensors fill `size` bytes."""
+    tensors, offset = {}, 0
+    while offset < size:
+        end = min(size, offset + tensor_bytes)
+        tensors[f"layers.{shard}.w{len(tensors)}"] = {"dtype": "F32", "shape": [(end - offset) // 4],
+                                                       "data_offsets": [offset, end]}
+        offset = end
+    header = json.dumps({"__metadata__": {"format": "pt"}, **tensors}).encode()
+    header += b" " * (-len(header) % 8)  # (the format pads it to 8 bytes)
+    return len(header).to_bytes(8, "little") + header
 
 
 def write_small_tree(root: Path, count: int) -> None:
@@ -106,6 +132,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-checkpoint", action="store_true", help="with --link: leave the checkpoint's rows "
                         "between local disk and SFTP out")
     parser.add_argument("--no-s3", action="store_true", help="with --link: leave the S3 to SFTP row out")
+    parser.add_argument("--opaque", action="store_true", help="with --link: the checkpoint's shards as bytes in no "
+                        "format the scanner knows (its every byte scanned), not safetensors")
     parser.add_argument("--rclone", action="store_true", help="only the loopback rows against rclone (issue 20): "
                         "see benchmarks/sync_rclone.py")
     args = parser.parse_args(argv)
@@ -114,7 +142,7 @@ def main(argv: list[str]) -> int:
         return rclone_rows(args.total_mb, args.small_files, args.rounds)
     if args.link:
         return linked_rows(args.link, args.scale, args.total_mb, args.small_files, args.rounds, args.flaky,
-                           args.shards, not args.no_rsync, not args.no_checkpoint, not args.no_s3)
+                           args.shards, not args.no_rsync, not args.no_checkpoint, not args.no_s3, args.opaque)
     with tempfile.TemporaryDirectory(prefix="jsb-sync-", dir="/tmp") as tmp, scratch_data_dir():
         root = Path(tmp)
         server = start_sshd(root / "sshd")

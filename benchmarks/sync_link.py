@@ -75,9 +75,11 @@ def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: 
 
 
 def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, count: int, flaky: float | None,
-                shards_count: int = 20, rsync: bool = True, checkpoint: bool = True, s3_rows: bool = True) -> int:
+                shards_count: int = 20, rsync: bool = True, checkpoint: bool = True, s3_rows: bool = True,
+                opaque: bool = False) -> int:
     """Print the link's rows: the checkpoint both ways (without `checkpoint`, not) and the small tree
-    (none with `small_files` 0), each against its peers (rsync left out without `rsync`)."""
+    (none with `small_files` 0), each against its peers (rsync left out without `rsync`); the
+    checkpoint's shards safetensors, or with `opaque` bytes the scanner reads whole (`write_shards`)."""
     from benchmarks.bench_sync import sha_tree, write_shards, write_small_tree
 
     if shutil.which("rclone") is None:
@@ -89,13 +91,14 @@ def linked_rows(profile: str, scale: float, total_mb: int, small_files: int, cou
         server = start_sshd(root / "sshd")
         link = start_link(server.port, profile=profile, scale=scale)
         cap = link.profile.rate_up / 1e6
-        lines = [f"\n{profile} x {scale}: {link.profile.describe()}; checkpoint {total_mb} MiB in {shards_count} shards, "
+        kind = "opaque shards" if opaque else "safetensors shards"
+        lines = [f"\n{profile} x {scale}: {link.profile.describe()}; checkpoint {total_mb} MiB in {shards_count} {kind}, "
                  f"{small_files} small files; {count} rounds\n",
                  "| measure | jupyter_split | rclone | rsync -a | vs rclone | vs rsync | share of the cap |",
                  "|---|---|---|---|---|---|---|"]
         try:
             shards, small, there = root / "shards", root / "small", root / "there"
-            write_shards(shards, total_mb, shards_count)
+            write_shards(shards, total_mb, shards_count, opaque)
             write_small_tree(small, small_files)
             sync.copy(str(shards), str(there), progress=False)  # published on the server's disk for the pulls
             known = root / "known_hosts_link"

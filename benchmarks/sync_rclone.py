@@ -10,7 +10,9 @@ but for the no-op re-sync, which runs `jupyter-split push` as a user does, proce
 once in its own process, and once handed to a running agent (`jupyter-split agent start`).
 Ours runs under the default config, whose residency guard scans the content of every file bound
 for a URL of no known site (that is, every file here but the no-op's, pushed to a site at home).
-Rows: the checkpoint (N MB in 20 shards) local disk to SFTP, local disk to S3 and S3 to SFTP; a
+Rows: the checkpoint (N MB in 20 safetensors shards, as `jupyter_split.ckpt` writes one) local disk
+to SFTP, local disk to S3 and S3 to SFTP; the same for an opaque checkpoint (20 files of random bytes
+in no format the scanner knows, so the guard's scan reads every byte before the first one leaves); a
 no-op re-sync of it to SFTP (rclone: `rclone copy` again, its size-and-modtime check); one shard
 rewritten (same size) then re-synced to SFTP; the small tree S3 to SFTP. Each cell is the median
 second and, in brackets, the lowest and highest round; the ratio is ours over rclone's, per round.
@@ -89,47 +91,14 @@ class Loopback:
 
     def run(self, total_mb: int, small_files: int, count: int, small_count: int) -> tuple[list[list[str]], list[str]]:
         root, s3 = self.root, self.s3
-        shards, small = root / "shards", root / "small"
+        shards, opaque, small = root / "shards", root / "opaque", root / "small"
         write_shards(shards, total_mb)
+        write_shards(opaque, total_mb, opaque=True)
         write_small_tree(small, small_files)
-        expected = sha_tree(shards)
         s3.make_bucket("bench")
         notes = self.hash_checks(shards)
-        rows = []
-
-        # the checkpoint, local disk to SFTP
-        there = {name: root / f"up-{i}" for i, name in enumerate(("ours", "rclone", NO_CHECK))}
-        times = rounds({"ours": lambda: sync.copy(str(shards), self.url(there["ours"]), dest_options=self.sftp, progress=False),
-                        **self.peers(str(shards), lambda name: f"link:{there[name]}")}, there, count)
-        assert all(sha_tree(path) == expected for path in there.values())
-        rows.append(_row("checkpoint, local disk to SFTP", times, "<= 1x"))
-
-        # the checkpoint, local disk to S3: a new prefix every round, the last of each tool compared
-        last: dict[str, str] = {}
-
-        def prefix(name: str) -> str:
-            last[name] = f"bench/up-{next(self.serial)}"
-            return last[name]
-        times = rounds({"ours": lambda: sync.copy(str(shards), "s3://" + prefix("ours"), dest_options=s3.storage_options,
-                                                  progress=False),
-                        **self.peers(str(shards), lambda name: "moto:" + prefix(name))},
-                       {name: root / "unused" for name in ("ours", "rclone", NO_CHECK)}, count)
-        self.s3fs.invalidate_cache()
-        assert all(self.sha_s3(path) == expected for path in last.values())
-        self.s3fs.rm([p for p in self.s3fs.ls("bench") if p.startswith("bench/up-")], recursive=True)
-        rows.append(_row("checkpoint, local disk to S3", times, "<= 1x"))
-
-        # the checkpoint, S3 to SFTP
-        sync.copy(str(shards), "s3://bench/ck", dest_options=s3.storage_options, progress=False)
-        there = {name: root / f"from-s3-{i}" for i, name in enumerate(("ours", "rclone", NO_CHECK))}
-        times = rounds({"ours": lambda: sync.copy("s3://bench/ck", self.url(there["ours"]), s3.storage_options, self.sftp,
-                                                  progress=False),
-                        **self.peers("moto:bench/ck", lambda name: f"link:{there[name]}")}, there, count)
-        assert all(sha_tree(path) == expected for path in there.values())
-        rows.append(_row("checkpoint, S3 to SFTP", times, "<= 1x"))
-        for path in there.values():
-            shutil.rmtree(path)
-
+        rows = self.checkpoint_rows(shards, "checkpoint", count)
+        rows += self.checkpoint_rows(opaque, "opaque checkpoint (every byte scanned)", count)
         rows += self.resync_rows(shards, count)
 
         # the small tree, S3 to SFTP, against rclone without its hash check only: with it, rclone runs
@@ -143,6 +112,46 @@ class Loopback:
         assert all(sha_tree(path) == sha_tree(small) for path in there.values())
         rows.append(_row(f"{small_files} small files, S3 to SFTP", times, "<= 1x"))
         return rows, notes
+
+    def checkpoint_rows(self, shards: Path, what: str, count: int) -> list[list[str]]:
+        """The checkpoint in `shards` local disk to SFTP, local disk to S3, and S3 to SFTP."""
+        root, s3, rows = self.root, self.s3, []
+        expected = sha_tree(shards)
+        there = {name: root / f"up-{i}" for i, name in enumerate(("ours", "rclone", NO_CHECK))}
+        times = rounds({"ours": lambda: sync.copy(str(shards), self.url(there["ours"]), dest_options=self.sftp, progress=False),
+                        **self.peers(str(shards), lambda name: f"link:{there[name]}")}, there, count)
+        assert all(sha_tree(path) == expected for path in there.values())
+        rows.append(_row(f"{what}, local disk to SFTP", times, "<= 1x"))
+        for path in there.values():
+            shutil.rmtree(path)
+
+        # local disk to S3: a new prefix every round, the last of each tool compared
+        last: dict[str, str] = {}
+
+        def prefix(name: str) -> str:
+            last[name] = f"bench/up-{next(self.serial)}"
+            return last[name]
+        times = rounds({"ours": lambda: sync.copy(str(shards), "s3://" + prefix("ours"), dest_options=s3.storage_options,
+                                                  progress=False),
+                        **self.peers(str(shards), lambda name: "moto:" + prefix(name))},
+                       {name: root / "unused" for name in ("ours", "rclone", NO_CHECK)}, count)
+        self.s3fs.invalidate_cache()
+        assert all(self.sha_s3(path) == expected for path in last.values())
+        self.s3fs.rm([p for p in self.s3fs.ls("bench") if p.startswith("bench/up-")], recursive=True)
+        rows.append(_row(f"{what}, local disk to S3", times, "<= 1x"))
+
+        # S3 to SFTP
+        sync.copy(str(shards), "s3://bench/ck", dest_options=s3.storage_options, progress=False)
+        there = {name: root / f"from-s3-{i}" for i, name in enumerate(("ours", "rclone", NO_CHECK))}
+        times = rounds({"ours": lambda: sync.copy("s3://bench/ck", self.url(there["ours"]), s3.storage_options, self.sftp,
+                                                  progress=False),
+                        **self.peers("moto:bench/ck", lambda name: f"link:{there[name]}")}, there, count)
+        assert all(sha_tree(path) == expected for path in there.values())
+        rows.append(_row(f"{what}, S3 to SFTP", times, "<= 1x"))
+        for path in there.values():
+            shutil.rmtree(path)
+        self.s3fs.rm("bench/ck", recursive=True)
+        return rows
 
     def resync_rows(self, shards: Path, count: int) -> list[list[str]]:
         """A no-op re-sync of the published checkpoint to SFTP (ours: `jupyter-split push`, a process
@@ -186,8 +195,9 @@ class Loopback:
         shard = sorted(shards.iterdir())[7]
         size = shard.stat().st_size
         changed: dict[str, list[float]] = {name: [] for name in there}
-        for i in range(count):
-            shard.write_bytes(random.Random(100 + i).randbytes(size))
+        header = shard.read_bytes()[:8 + int.from_bytes(shard.read_bytes()[:8], "little")]
+        for i in range(count):  # the same tensors, new values
+            shard.write_bytes(header + random.Random(100 + i).randbytes(size - len(header)))
             once = rounds({"ours": lambda: sync.copy(str(shards), self.url(there["ours"]), dest_options=self.sftp,
                                                      progress=False), **peers}, unused, 1)
             for name, seconds in once.items():
