@@ -17,6 +17,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Sequence
 
@@ -136,19 +137,24 @@ class SpoolFolder:
         self.root = root
         self._path: str | None = None
         self._lock = -1
+        self._making = threading.Lock()  # the scan's threads ask for it at once
 
     @property
     def path(self) -> str:
         """The folder, made (and locked) on first use."""
-        if self._path is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            for old in self.root.iterdir():
-                _remove_if_free(old)
-            path = tempfile.mkdtemp(dir=self.root)
-            self._lock = os.open(os.path.join(path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self._lock, fcntl.LOCK_EX)
-            self._path = path
-        return self._path
+        with self._making:
+            if self._path is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                for old in self.root.iterdir():
+                    _remove_if_free(old)
+                path = tempfile.mkdtemp(dir=self.root)
+                # the lock file is locked before it takes its name: a folder with no `.lock` is left
+                # alone by another copy's clean-up, one whose `.lock` is free is removed
+                fd, made = tempfile.mkstemp(dir=path, prefix=".making-")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(made, os.path.join(path, ".lock"))
+                self._lock, self._path = fd, path
+            return self._path
 
     def free(self) -> int:
         """Bytes the spool may take: half the free space where it would be made."""
@@ -157,10 +163,11 @@ class SpoolFolder:
 
     def close(self) -> None:
         """Remove the folder and what it holds (if it was made)."""
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
-            os.close(self._lock)
-            self._path = None
+        with self._making:
+            if self._path is not None:
+                shutil.rmtree(self._path, ignore_errors=True)
+                os.close(self._lock)
+                self._path = None
 
 
 def _remove_if_free(folder: Path) -> None:

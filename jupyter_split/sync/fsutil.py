@@ -303,7 +303,7 @@ def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size
     `etag` (an S3 object's version as the guard judged it), only that version is read.
     """
     if s3read.supports(loc.fs):
-        if size is not None and size > s3read.RANGED_MIN:
+        if size is not None and size > s3read.RANGED_MIN and not s3read.near(loc.fs, path):
             return s3read.S3Ranges(loc.fs, path, size, etag)  # one GET rides one flow
         return s3read.S3Stream(loc.fs, path, etag)
     if not is_local(loc.fs):

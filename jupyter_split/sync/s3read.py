@@ -4,8 +4,10 @@ s3fs's file object sends a ranged GET for every block it reads; a whole checkpoi
 shard read that way costs one request per block. `S3Stream` reads the object's body as
 it arrives, in the caller's chunks, from a single request. But one request rides one
 connection, and a long lossy link gives one flow only its share: `S3Ranges` asks for a
-big object in RANGE pieces, AHEAD of them at once (each on its own connection of
-botocore's pool), and hands the bytes back in order, for the copy's one sequential hash.
+big object of a store not known to be near (`near`) in ranges, AHEAD of them at once (each
+on its own connection of botocore's pool), and hands the bytes back in order, for the copy's
+one sequential hash. Both can pass over bytes a reader does not need (`skip`: the border's scan
+of a safetensors file reads its header and skips its weights) without downloading them.
 
 Both read one version of the object: given its ETag (the version the residency guard judged),
 every GET asks for it (`If-Match`); else every answer must carry the first one's. An object
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import time
 from typing import Any
 
 from fsspec.asyn import sync
@@ -52,17 +55,36 @@ class S3Stream:
         if etag:
             extra["IfMatch"] = etag
         self._loop = fs.loop
+        asked = time.monotonic()
         try:
             answer = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key, **extra)
         except FileNotFoundError:
             raise FileNotFoundError(f"s3://{bucket}/{key} does not exist") from None
         except OSError as exc:
             raise _replaced(f"s3://{bucket}/{key}", exc) from None
+        _answered(fs, bucket, time.monotonic() - asked)
         self._body, self.etag = answer["Body"], answer.get("ETag") or etag
+        self._left = answer.get("ContentLength")
 
     def read(self, size: int) -> bytes:
         """Up to `size` bytes of the body; b"" at its end."""
-        return sync(self._loop, self._body.read, size)
+        data = sync(self._loop, self._body.read, size)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+    def skip(self, size: int) -> None:
+        """Pass over `size` bytes: to the body's end by closing it (the rest is not read), else read."""
+        if self._left is not None and size >= self._left:
+            self._body.close()
+            self._left = 0
+            self._body = _Ended()
+            return
+        while size > 0:
+            data = self.read(min(size, RANGE))
+            if not data:
+                return
+            size -= len(data)
 
     def close(self) -> None:
         """Close the body, giving back its connection."""
@@ -75,6 +97,16 @@ class S3Stream:
         self.close()
 
 
+class _Ended:
+    """The body of a stream passed over to its end."""
+
+    async def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
 RANGE = 4 << 20  # bytes a ranged GET asks for, at most
 # The first GET asks for this much, alone, and each after it for twice the one before, up to RANGE:
 # a reader that needs only the object's head (the residency guard's scan of a safetensors file,
@@ -83,6 +115,23 @@ RANGE = 4 << 20  # bytes a ranged GET asks for, at most
 FIRST_RANGE = 64 << 10
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
 RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
+# A store that answered a GET this soon is near (this machine, its region): no long link whose
+# flows to fill, so a big object is one streamed GET, as a small one (`open_read`); each GET costs
+# the store a request, a ranged one most (moto_server reads the whole object for it).
+NEAR_S = 0.03
+_ANSWERED: dict[tuple[str, str], float] = {}  # (endpoint, bucket): its quickest answer yet
+
+
+def _answered(fs: Any, bucket: str, seconds: float) -> None:
+    key = (str(getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")), bucket)
+    _ANSWERED[key] = min(seconds, _ANSWERED.get(key, seconds))
+
+
+def near(fs: Any, path: str) -> bool:
+    """Whether the store of `path` answered a GET within NEAR_S (False while none has answered)."""
+    key = (str(getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")),
+           fs.split_path(path)[0])
+    return _ANSWERED.get(key, NEAR_S) < NEAR_S
 
 
 class S3Ranges:
@@ -100,6 +149,7 @@ class S3Ranges:
         self._ask = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         self.etag = etag
         self._next, self._end, self._range = 0, size + 1, FIRST_RANGE
+        self._fs_bucket = (fs, bucket)
         self._flight: collections.deque[concurrent.futures.Future] = collections.deque()
         self._buffer, self._at, self._done = b"", 0, False
         self._fill(1)
@@ -113,8 +163,10 @@ class S3Ranges:
 
     async def _get(self, first: int, last: int) -> bytes:
         ask = {**self._ask, **({"IfMatch": self.etag} if self.etag else {})}
+        asked = time.monotonic()
         try:
             answer = await self._fs._call_s3("get_object", Range=f"bytes={first}-{last}", **ask)
+            _answered(*self._fs_bucket, time.monotonic() - asked)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self._where} does not exist") from None
         except OSError as exc:
@@ -122,6 +174,11 @@ class S3Ranges:
                 return b""  # the object is shorter now: the copy's size check says so
             raise _replaced(self._where, exc) from None
         body, tag = answer["Body"], answer.get("ETag")
+        total = answer.get("ContentRange", "").rpartition("/")[2]
+        if total.isdigit() and int(total) < self._end:
+            # the object's length, of this very version: nothing past it to ask for (one longer
+            # than listed is still asked one byte past the listed size, which the size check refuses)
+            self._end = int(total)
         if self.etag is None:
             self.etag = tag
         elif tag and tag != self.etag:  # (asked before the first answer came, so without If-Match)

@@ -75,34 +75,43 @@ def _weights(payload: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + payload
 
 
+@pytest.mark.parametrize("near", [False, True])
 @pytest.mark.parametrize("replaced", [False, True])
-def test_weights_on_s3_are_read_once_as_they_are_sent_and_only_as_judged(s3, monkeypatch, replaced):
+def test_weights_on_s3_are_read_once_as_they_are_sent_and_only_as_judged(s3, monkeypatch, replaced, near):
     """The scan reads a big safetensors object's header and skips its weights, so it neither
     downloads nor spools them: the send reads the object as it goes, the version the scan judged
-    (its ETag) and no other. One replaced meanwhile (same name, same size) is not sent."""
-    big = _weights(random.Random(6).randbytes(12 << 20))  # over RANGED_MIN: read in ranges
-    bucket = s3.make_bucket(f"weights-{int(replaced)}")
+    (its ETag) and no other. One replaced meanwhile (same name, same size) is not sent. From a
+    store far away the object comes in ranged GETs, from a near one in one GET (`s3read.near`)."""
+    big = _weights(random.Random(6).randbytes(12 << 20))  # over RANGED_MIN: ranges, from a store far away
+    bucket = s3.make_bucket(f"weights-{int(replaced)}{int(near)}")
     fs = s3.filesystem()
     fs.pipe_file(f"{bucket.removeprefix('s3://')}/ck/model.safetensors", big)
-    asked: list[int] = []
-    get = s3read.S3Ranges._get
+    got: list[int] = []  # bytes each ranged GET asked for, or each streamed read returned
+    get, read = s3read.S3Ranges._get, s3read.S3Stream.read
 
-    async def counted(self, first, last):
-        asked.append(last - first + 1)
+    async def counted_get(self, first, last):
+        got.append(last - first + 1)
         return await get(self, first, last)
+
+    def counted_read(self, size):
+        data = read(self, size)
+        got.append(len(data))
+        return data
 
     judged, scanned = engine.check_residency, []
 
     def then(plan, *args, **kwargs):
         carried = judged(plan, *args, **kwargs)
-        scanned.append(sum(asked))
+        scanned.append(sum(got))
         if replaced:  # after the guard's scan and before the send: personal data, the same name and size
             fs.pipe_file(f"{bucket.removeprefix('s3://')}/ck/model.safetensors", PII.ljust(len(big), b"\0"))
         return carried
 
-    monkeypatch.setattr(s3read.S3Ranges, "_get", counted)
+    monkeypatch.setattr(s3read, "near", lambda fs, path: near)
+    monkeypatch.setattr(s3read.S3Ranges, "_get", counted_get)
+    monkeypatch.setattr(s3read.S3Stream, "read", counted_read)
     monkeypatch.setattr(engine, "check_residency", then)
-    dest = Path(load_config().site("abroad").storage.removeprefix("file://")) / f"weights{int(replaced)}"
+    dest = Path(load_config().site("abroad").storage.removeprefix("file://")) / f"weights{int(replaced)}{int(near)}"
     if replaced:
         with pytest.raises(sync.SyncError, match="replaced after the residency guard judged it") as refused:
             sync.copy(f"{bucket}/ck", str(dest), src_options=s3.storage_options, progress=False)
@@ -111,9 +120,8 @@ def test_weights_on_s3_are_read_once_as_they_are_sent_and_only_as_judged(s3, mon
     else:
         report = sync.copy(f"{bucket}/ck", str(dest), src_options=s3.storage_options, progress=False)
         assert report.files_sent == 1 and (dest / "model.safetensors").read_bytes() == big
-        assert sum(asked) >= len(big)  # the send read it all
-    # its head, and the one byte past its size (an object that grew reads longer: refused)
-    assert scanned[0] <= s3read.FIRST_RANGE + 1 < len(big) // 100, "the scan read the weights"
+        assert sum(got) >= len(big)  # the send read it all
+    assert 0 < scanned[0] <= s3read.FIRST_RANGE < len(big) // 100, "the scan read the weights"
     assert not any(Path(data_dir(), "spool").iterdir()), "the copy's spool files outlived it"
 
 
@@ -137,6 +145,38 @@ def test_a_spool_left_by_a_killed_copy_is_removed_by_the_next_and_a_live_ones_ke
     assert mine.is_dir() and theirs.is_dir()
     other.close(), live.close()
     assert not mine.exists() and not theirs.exists() and list(root.iterdir()) == []
+
+
+def test_a_copys_scan_threads_share_one_spool_folder_that_no_other_copy_removes(tmp_path):
+    """The scan's threads ask for the copy's spool folder at once, while other copies make theirs:
+    each copy gets one folder, which stays until it is closed (a folder being made, not yet locked,
+    was taken for a killed copy's and removed, and its files then failed to open: the copy was
+    refused as unscannable), and none is left behind."""
+    import threading
+
+    root = tmp_path / "spool"
+    for _ in range(30):
+        copies = [SpoolFolder(root) for _ in range(3)]
+        seen: list[tuple[int, str]] = []
+        start = threading.Barrier(3 * 8)
+
+        def use(k: int) -> None:
+            start.wait()
+            path = copies[k].path
+            (Path(path) / f"{threading.get_ident()}").write_bytes(b"x")  # as a spool file is written
+            seen.append((k, path))
+
+        threads = [threading.Thread(target=use, args=(k,)) for k in range(3) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(seen) == 3 * 8
+        assert [len({path for k, path in seen if k == i}) for i in range(3)] == [1, 1, 1]
+        assert all(Path(path).is_dir() for _, path in seen)
+        for copy in copies:
+            copy.close()
+        assert list(root.iterdir()) == []
 
 
 def test_a_spool_that_cannot_be_written_is_dropped_and_the_scan_goes_on(tmp_path):

@@ -380,7 +380,8 @@ def test_lookups_at_once_on_a_new_connection_share_its_first_sftp_session(tmp_pa
 
 @pytest.mark.parametrize("size", [16 << 20, (20 << 20) + 3])  # a whole number of ranges, and not
 def test_a_big_object_is_read_in_ranges_on_several_connections_at_once(tmp_path, s3, monkeypatch, size):
-    """One GET rides one flow: a big object comes in ranged GETs asked for at once, in order, whole."""
+    """One GET rides one flow: a big object of a store far away comes in ranged GETs asked for at
+    once, in order, whole; one of a near store in one GET."""
     import os
 
     from jupyter_split.sync import s3read
@@ -404,8 +405,37 @@ def test_a_big_object_is_read_in_ranges_on_several_connections_at_once(tmp_path,
             flight["now"] -= 1
 
     monkeypatch.setattr(s3read.S3Ranges, "_get", get)
+    monkeypatch.setattr(s3read, "near", lambda fs, path: False)  # a store far away (this one answers at once)
     report = sync.copy("s3://ranged/ck", str(tmp_path / "home"), s3.storage_options, progress=False)
     assert report.files_sent == 1
     assert tree_hashes(tmp_path / "home") == tree_hashes(src)
     assert flight["most"] == s3read.AHEAD
-    assert sorted(flight["ranges"])[-1][1] == size  # one byte past the listed size is asked for
+    assert sorted(flight["ranges"])[-1][1] == size - 1  # to its end, as its first answer says, no further
+    assert sorted(flight["ranges"])[0] == (0, s3read.FIRST_RANGE - 1)  # (a reader of its head gets little more)
+
+
+def test_an_object_that_grew_after_it_was_listed_is_not_sent(tmp_path, s3, monkeypatch):
+    """An object longer than listed (written to between the listing and the read) reads long, in
+    ranges as in one GET, and the size check refuses it: nothing unlisted is sent as the file."""
+    import os
+
+    from jupyter_split.sync import engine, s3read
+
+    s3.make_bucket("grew")
+    fs = s3.filesystem()
+    data = os.urandom(12 << 20)  # over RANGED_MIN
+    fs.pipe_file("grew/ck/shard.bin", data)
+    plan = engine.make_plan
+
+    def then_grew(*args, **kwargs):
+        planned = plan(*args, **kwargs)
+        fs.pipe_file("grew/ck/shard.bin", data + b"more")
+        return planned
+
+    monkeypatch.setattr(engine, "make_plan", then_grew)
+    for streamed in (False, True):  # a store far (ranges) or near (one GET)
+        monkeypatch.setattr(s3read, "near", lambda fs, path: streamed)
+        with pytest.raises(sync.SyncError, match="shard.bin"):
+            sync.copy("s3://grew/ck", str(tmp_path / f"home{int(streamed)}"), s3.storage_options, progress=False)
+        assert not (tmp_path / f"home{int(streamed)}" / "shard.bin").exists()
+        fs.pipe_file("grew/ck/shard.bin", data)
