@@ -164,7 +164,7 @@ def check_residency(plan: Plan, src_url: str, dest_url: str, labels: set[str], c
     src = plan.src
     sizes = {item.src_path: item.size for item in plan.items}  # a big S3 object is read in ranges
     source = Source(url=src_url, local=is_local(src.fs), root=src.root,
-                    open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path)),
+                    open=lambda path: open_read(src, path, CHUNK, size=sizes.get(path), whole=False),
                     sha256=lambda paths: hash_many(src, {p: 0 for p in paths}, CHUNK, None), spool=spool)
     carried = set(policy.check_copy(src_url, dest_url, labels, plan.send_bytes, src_url, files=files,
                                     source=source, config=config))

@@ -293,18 +293,20 @@ def _stat(path: str) -> os.stat_result | None:
 
 
 def open_read(loc: Location, path: str, chunk: int, pin: Pin | None = None, size: int | None = None,
-              etag: str | None = None) -> Any:
+              etag: str | None = None, whole: bool = True) -> Any:
     """A sequential reader: one streamed GET on S3 (a big object of known `size`: ranged GETs on
     several connections), a plain file on this machine (fsspec's local file object costs more
     than reading a small file), the filesystem's own elsewhere.
 
     With `pin` (a local file as the residency guard judged it), every read is checked to
     come from that very file, unchanged: a file swapped or rewritten since is not sent. With
-    `etag` (an S3 object's version as the guard judged it), only that version is read.
+    `etag` (an S3 object's version as the guard judged it), only that version is read. Not
+    `whole`: the reader may need only the file's head (the guard's scan), so a big object of a far
+    store is asked for a little at first, more as it reads on.
     """
     if s3read.supports(loc.fs):
         if size is not None and size > s3read.RANGED_MIN and not s3read.near(loc.fs, path):
-            return s3read.S3Ranges(loc.fs, path, size, etag)  # one GET rides one flow
+            return s3read.S3Ranges(loc.fs, path, size, etag, head_first=not whole)  # one GET rides one flow
         return s3read.S3Stream(loc.fs, path, etag)
     if not is_local(loc.fs):
         return loc.fs.open(path, "rb", block_size=chunk)

@@ -108,10 +108,10 @@ class _Ended:
 
 
 RANGE = 4 << 20  # bytes a ranged GET asks for, at most
-# The first GET asks for this much, alone, and each after it for twice the one before, up to RANGE:
-# a reader that needs only the object's head (the residency guard's scan of a safetensors file,
-# which then skips the weights) gets little it does not read, and one that reads on soon has AHEAD
-# ranges of RANGE in flight.
+# For a reader that may need only the object's head (the residency guard's scan of a safetensors
+# file, which then skips the weights) the first GET asks for this much, alone, and each after it
+# for twice the one before, up to RANGE: it gets little it does not read, and if it reads on it
+# soon has AHEAD ranges of RANGE in flight.
 FIRST_RANGE = 64 << 10
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
 RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
@@ -140,19 +140,21 @@ class S3Ranges:
     The one byte past `size` is asked for too: an object that grew since it was listed reads
     longer than its size, which the copy's size check refuses (a shrunk one reads short).
     `etag`: the version to read (else the first answer's), and after the first answer the one read.
+    `head_first`: a reader that may need only the head (FIRST_RANGE, then ranges that grow as it reads
+    on); else AHEAD ranges of RANGE from the start.
     """
 
-    def __init__(self, fs: Any, path: str, size: int, etag: str | None = None):
+    def __init__(self, fs: Any, path: str, size: int, etag: str | None = None, head_first: bool = False):
         self._fs, self._loop = fs, fs.loop
         bucket, key, version = fs.split_path(path)
         self._where = f"s3://{bucket}/{key}"
         self._ask = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         self.etag = etag
-        self._next, self._end, self._range = 0, size + 1, FIRST_RANGE
+        self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else RANGE
         self._fs_bucket = (fs, bucket)
         self._flight: collections.deque[concurrent.futures.Future] = collections.deque()
         self._buffer, self._at, self._done = b"", 0, False
-        self._fill(1)
+        self._fill(1 if head_first else AHEAD)
 
     def _fill(self, most: int = AHEAD) -> None:
         while len(self._flight) < most and self._next < self._end:
