@@ -335,47 +335,17 @@ class Split:
 
     # ---- sites
     def sites(self) -> list[dict[str, Any]]:
-        """One row per configured site, for `%split sites` and the sidebar: its settings (executor,
-        jurisdiction, accelerator, storage, whether it is home) and what its executor's `describe` found.
+        """One row per configured site, for `%split sites` and the sidebar (`core.sites.rows`)."""
+        from .sites import rows
 
-        All sites are asked at once. One that cannot be reached gets `reachable: False` and the `error`,
-        rather than raising, so one site that is down does not hide the others.
-        """
-        return aio.run(self._sites())
-
-    async def _sites(self) -> list[dict[str, Any]]:
-        async def one(site: SiteConfig) -> dict[str, Any]:
-            row = {"name": site.name, "executor": site.executor, "jurisdiction": site.jurisdiction,
-                   "accelerator": site.accelerator, "storage": site.storage,
-                   "home": site.name == self.config.experiment.home}
-            try:
-                row.update(await asyncio.wait_for(self.executor(site).describe(), site.connect_timeout + 5))
-            except (OSError, SplitError, asyncio.TimeoutError) as exc:
-                row.update(reachable=False, error=str(exc) or type(exc).__name__)
-            return row
-        return list(await asyncio.gather(*(one(s) for s in self.config.sites.values())))
+        return aio.run(rows(self))
 
     def doctor(self, site: str | None) -> dict[str, Any]:
-        """For `%split doctor`: the site's python, workdir and versions beside this process's, and `parity`
-        ("ok", or why --in/--out variables cannot travel between them).
+        """For `%split doctor`: the site's python, workdir and versions beside this process's, and
+        `parity` (`core.sites.doctor`). Raises where the site cannot be reached."""
+        from .sites import doctor
 
-        Executors that install jupyter_split on their site (ssh) do that first and report it under `install`.
-        Raises where the site cannot be reached.
-        """
-        ex = self.executor(site)
-        install = aio.run(ex.doctor())
-        remote = aio.run(ex.probe())
-        from ..protocol import versions
-        report = {"site": ex.site.name, "executor": ex.kind, "python": ex.python, "workdir": ex.workdir,
-                  "remote": remote, "local": versions()}
-        if install is not None:
-            report["install"] = install
-        try:
-            transfer.check_parity(report["local"], remote, ex.site.name)
-            report["parity"] = "ok"
-        except transfer.VersionMismatch as exc:
-            report["parity"] = str(exc)
-        return report
+        return doctor(self, site)
 
 
 _default: Split | None = None
