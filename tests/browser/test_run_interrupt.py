@@ -55,9 +55,15 @@ def test_interrupt_from_the_run_panel_keeps_the_session(page, lab: Lab) -> None:
     expect(dialog).to_have_count(0)
     expect(status).to_have_attribute("data-state", "running")
 
-    # Interrupt, by keyboard: the cell ends as a notebook's stop button ends it.
+    # Interrupt, by keyboard: the cell ends as a notebook's stop button ends it. (The request and its
+    # answer are checked on the way: a run that stays `running` then says which side failed.)
     interrupt.focus()
-    page.keyboard.press("Enter")
+    expect(interrupt).to_be_focused()
+    path = f"/jupyter-split/runs/{run_id}/interrupt"  # (a query after it: the page's cache-buster)
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith(path) and r.request.method == "POST",
+                              timeout=60_000) as sent:
+        page.keyboard.press("Enter")
+    assert sent.value.ok, f"the interrupt was refused: {sent.value.status} {sent.value.text()}"
     expect(status).to_have_attribute("data-state", "interrupted", timeout=60_000)
     expect(view).to_contain_text("KeyboardInterrupt")
     expect(status.get_by_role("button")).to_have_count(0)  # nothing left to interrupt or cancel
