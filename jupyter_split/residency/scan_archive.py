@@ -16,6 +16,7 @@ import codecs
 import gzip
 import json
 import lzma
+import math
 import posixpath
 import shutil
 import tarfile
@@ -231,6 +232,13 @@ FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8
                           "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"})
 
 
+# bytes an element of each dtype takes: a tensor whose range is not its shape's size is no tensor
+# the format allows, so its file is scanned whole
+_ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1,
+               "F8_E5M2FNUZ": 1, "F8_E8M0": 1, "C64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
+               "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+
+
 def payload_scanned(dtype: str) -> bool:
     """Whether the border's scan reads a safetensors tensor of `dtype` (a safetensors dtype name)."""
     return dtype not in FLOAT_DTYPES
@@ -271,11 +279,19 @@ def _runs(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, bool]]:
 
 
 def _tensor_ranges(header: bytes) -> list[tuple[int, int, str]] | None:
-    # the tensors' byte ranges and dtypes, when they tile the payload from 0 with no gap (else None: scan it all)
+    # the tensors' byte ranges and dtypes, when they tile the payload from 0 with no gap and each is
+    # its shape's size (else None: scan it all)
     try:
         table = json.loads(header)
-        ranges = sorted((int(info["data_offsets"][0]), int(info["data_offsets"][1]), str(info["dtype"]))
-                        for name, info in table.items() if name != "__metadata__")
+        ranges = []
+        for name, info in table.items():
+            if name == "__metadata__":
+                continue
+            begin, end, dtype = int(info["data_offsets"][0]), int(info["data_offsets"][1]), str(info["dtype"])
+            if dtype in _ITEM_BYTES and math.prod(int(n) for n in info["shape"]) * _ITEM_BYTES[dtype] != end - begin:
+                return None
+            ranges.append((begin, end, dtype))
+        ranges.sort()
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None
     position = 0

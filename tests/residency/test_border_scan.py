@@ -321,6 +321,15 @@ def test_safetensors_tensors_of_bytes_and_integers_are_scanned(tmp_path, dtype):
     assert length + begin <= found[0].offset < length + end  # in the text's tensor, where it is in the file
 
 
+def test_a_safetensors_header_whose_float_tensor_is_not_its_shapes_size_gets_its_payload_scanned(tmp_path):
+    # no writer of the format makes one: a header that calls a range of text an F32 tensor of 1 value
+    payload = f" {prc_id()} ".encode().ljust(64)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, len(payload)]}})
+    path = tmp_path / "relabelled.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + payload)
+    assert [f.kind for f in scan_path(path).findings] == ["prc_id"]
+
+
 def test_a_safetensors_header_whose_tensors_leave_a_gap_gets_its_payload_scanned(tmp_path):
     payload = b"\x00" * 16 + f" {prc_id()} ".encode() + b"\x00" * 16
     header = json.dumps({"a": {"dtype": "U8", "shape": [16], "data_offsets": [0, 16]},
