@@ -195,7 +195,9 @@ class Loopback:
         shard = sorted(shards.iterdir())[7]
         size = shard.stat().st_size
         changed: dict[str, list[float]] = {name: [] for name in there}
-        header = shard.read_bytes()[:8 + int.from_bytes(shard.read_bytes()[:8], "little")]
+        with open(shard, "rb") as f:
+            head = f.read(8)
+            header = head + f.read(int.from_bytes(head, "little"))
         for i in range(count):  # the same tensors, new values
             shard.write_bytes(header + random.Random(100 + i).randbytes(size - len(header)))
             once = rounds({"ours": lambda: sync.copy(str(shards), self.url(there["ours"]), dest_options=self.sftp,

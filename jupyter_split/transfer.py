@@ -94,11 +94,12 @@ class Payload:
 
 
 class PayloadReader(io.RawIOBase):
-    """Reads a payload's parts in order (for the border's content scan)."""
+    """Reads parts (any buffers) in order, each taken from `parts` when the one before is read: for
+    the border's content scan of a payload, or of a checkpoint's bytes made as they are read."""
 
-    def __init__(self, parts: list[memoryview]):
+    def __init__(self, parts: Iterable[Any]):
         super().__init__()
-        self._parts, self._index, self._offset = parts, 0, 0
+        self._parts, self._now = iter(parts), memoryview(b"")
 
     def readable(self) -> bool:
         """True: a payload can be read (io's check before reading)."""
@@ -106,15 +107,15 @@ class PayloadReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         """Fill `buffer` from the current part, never past its end; 0 once the payload is read."""
-        while self._index < len(self._parts):
-            part = self._parts[self._index]
-            if self._offset < part.nbytes:
-                count = min(len(buffer), part.nbytes - self._offset)
-                buffer[:count] = part[self._offset:self._offset + count].cast("B")
-                self._offset += count
-                return count
-            self._index, self._offset = self._index + 1, 0
-        return 0
+        while not self._now.nbytes:
+            part = next(self._parts, None)
+            if part is None:
+                return 0
+            self._now = memoryview(part).cast("B")
+        count = min(len(buffer), self._now.nbytes)
+        buffer[:count] = self._now[:count]
+        self._now = self._now[count:]
+        return count
 
 
 def pack(names: Iterable[str], namespace: dict[str, Any], where: str) -> Payload:

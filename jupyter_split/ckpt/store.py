@@ -3,7 +3,6 @@ file system, unpublishing an old one, and the guard's checks on save and on read
 `api` and `dcp`)."""
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 from pathlib import Path
@@ -83,48 +82,29 @@ def guard_save(state: Any, url: str, labels: Any, nbytes: int, tree: Any = None,
     policy.check_transfer(url, origins, kind="checkpoint", dest=url, to_jurisdiction=site.jurisdiction if site else None,
                           to_site=site.name if site else None, nbytes=nbytes, config=config)
     if tree is not None:  # what goes as written (the JSON side file, the shards' bytes): the border's scan reads it first
+        from ..residency.scan_archive import payload_scanned
+        from ..transfer import PayloadReader
+        from . import format as fmt
+
         document = json.dumps(tree, default=str).encode()
-        policy.check_content(url, lambda: _Joined(_scanned_parts(document, tensors)), kind="checkpoint", to_site=site,
-                             dest=url, to_jurisdiction=site.jurisdiction if site else None, nbytes=len(document),
-                             config=config)
+        texts = [t for t in tensors if t.numel() and payload_scanned(fmt.NAMES.get(t.dtype, ""))]
+        policy.check_content(url, lambda: PayloadReader(_scanned_parts(document, texts)), kind="checkpoint",
+                             to_site=site, dest=url, to_jurisdiction=site.jurisdiction if site else None,
+                             nbytes=len(document) + sum(len(_APART) + fmt.nbytes(t) for t in texts), config=config)
     return sorted(set(origins) | policy.run_labels() | policy.labels_for_url(url, config))
 
 
-def _scanned_parts(document: bytes, tensors: Iterable[Any]) -> Iterator[Any]:
-    """The JSON side file, then each tensor the border's scan reads in a shard (`payload_scanned`), as bytes."""
-    import torch
+_APART = b"\n\0\n"  # between the parts the scan reads: no built-in kind matches across it
 
-    from . import format as fmt
-    from ..residency.scan_archive import payload_scanned
+
+def _scanned_parts(document: bytes, tensors: list[Any]) -> Iterator[Any]:
+    """The JSON side file, then the bytes of each tensor (one at a time: a GPU tensor is copied here as it is read)."""
+    import torch
 
     yield document
     for tensor in tensors:
-        if tensor.numel() and payload_scanned(fmt.NAMES.get(tensor.dtype, "")):
-            yield b"\n\0\n"  # (no built-in kind matches across it)
-            yield tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy()
-
-
-class _Joined(io.RawIOBase):
-    """A reader of byte buffers one after the other, each taken from `parts` when the one before ends."""
-
-    def __init__(self, parts: Iterator[Any]) -> None:
-        self._parts, self._now = parts, memoryview(b"")
-
-    def readable(self) -> bool:
-        """Always True."""
-        return True
-
-    def readinto(self, target: Any) -> int:
-        """Fill `target` from the current buffer (the next one once it ends); 0 at the end."""
-        while not len(self._now):
-            part = next(self._parts, None)
-            if part is None:
-                return 0
-            self._now = memoryview(part).cast("B")
-        count = min(len(target), len(self._now))
-        target[:count] = self._now[:count]
-        self._now = self._now[count:]
-        return count
+        yield _APART
+        yield tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy()
 
 
 def guard_read(url: str, labels: list[str], nbytes: int, files: list[str] | None, config: Config | None = None) -> set[str]:

@@ -271,7 +271,7 @@ def _scan_batch(items: Sequence[tuple[int, SourceFile]], keep: set[int], spool: 
                                                    lambda reader: scanner.scan_file(reader, where=where, size=item.size))
                     else:
                         results[slot] = scanner.scan_file(handle, where=where, size=item.size)
-                        item.etag = getattr(handle, "etag", None)  # the version judged (S3): the send reads it
+                    item.etag = getattr(handle, "etag", None)  # the version judged (S3): a send from it reads that one
         except Exception as exc:  # noqa: BLE001 - a file that cannot be scanned is refused, with why
             results[slot] = exc
     if joined:

@@ -113,8 +113,8 @@ class Tee:
 
 def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
     """`scan(reader)` over `handle` with every byte it reads written to `path`; the file's spool is
-    `path` when it holds the whole file as listed. Else the copy reads the source again: only the
-    version the scan read, where `handle` tells it (an S3 object's ETag: `item.etag`)."""
+    `path` when it holds the whole file as listed. Else the copy reads the source again (only the
+    version the scan read, where the scan kept its S3 ETag in `item.etag`)."""
     with open(path, "wb", buffering=0) as out:  # a failed write is seen at that write, not at close
         tee = Tee(handle, out)
         result = scan(tee)
@@ -123,7 +123,6 @@ def spool_scan(item: SourceFile, handle: BinaryIO, path: str, scan: Any) -> Any:
         item.spool = path
     else:
         os.unlink(path)
-    item.etag = getattr(handle, "etag", None)
     return result
 
 

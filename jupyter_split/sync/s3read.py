@@ -62,7 +62,7 @@ class S3Stream:
             raise FileNotFoundError(f"s3://{bucket}/{key} does not exist") from None
         except OSError as exc:
             raise _replaced(f"s3://{bucket}/{key}", exc) from None
-        _answered(fs, bucket, time.monotonic() - asked)
+        _answered(_store(fs, bucket), time.monotonic() - asked)
         self._body, self.etag = answer["Body"], answer.get("ETag") or etag
         self._left = answer.get("ContentLength")
 
@@ -122,16 +122,18 @@ NEAR_S = 0.03
 _ANSWERED: dict[tuple[str, str], float] = {}  # (endpoint, bucket): its quickest answer yet
 
 
-def _answered(fs: Any, bucket: str, seconds: float) -> None:
-    key = (str(getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")), bucket)
-    _ANSWERED[key] = min(seconds, _ANSWERED.get(key, seconds))
+def _store(fs: Any, bucket: str) -> tuple[str, str]:
+    """Where a bucket is: its endpoint (None: the provider's own) and its name."""
+    return str(getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")), bucket
+
+
+def _answered(store: tuple[str, str], seconds: float) -> None:
+    _ANSWERED[store] = min(seconds, _ANSWERED.get(store, seconds))
 
 
 def near(fs: Any, path: str) -> bool:
     """Whether the store of `path` answered a GET within NEAR_S (False while none has answered)."""
-    key = (str(getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")),
-           fs.split_path(path)[0])
-    return _ANSWERED.get(key, NEAR_S) < NEAR_S
+    return _ANSWERED.get(_store(fs, fs.split_path(path)[0]), NEAR_S) < NEAR_S
 
 
 class S3Ranges:
@@ -151,7 +153,7 @@ class S3Ranges:
         self._ask = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         self.etag = etag
         self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else RANGE
-        self._fs_bucket = (fs, bucket)
+        self._store = _store(fs, bucket)
         self._flight: collections.deque[concurrent.futures.Future] = collections.deque()
         self._buffer, self._at, self._done = b"", 0, False
         self._fill(1 if head_first else AHEAD)
@@ -168,7 +170,7 @@ class S3Ranges:
         asked = time.monotonic()
         try:
             answer = await self._fs._call_s3("get_object", Range=f"bytes={first}-{last}", **ask)
-            _answered(*self._fs_bucket, time.monotonic() - asked)
+            _answered(self._store, time.monotonic() - asked)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self._where} does not exist") from None
         except OSError as exc:
