@@ -95,7 +95,9 @@ class SplitMagics(Magics):
         with user_errors(UsageError):
             output = NotebookOutput()
             opts = cell_options(args, view=cell_view(self.shell, f"%{func.parser.prog} {line}".rstrip()))
-            outcome = get_split().execute(cell, opts, self.shell.user_ns, output)
+            # a shutdown request sets exit_now (a kill ends all): either way the interrupt before it was not the user's
+            outcome = get_split().execute(cell, opts, self.shell.user_ns, output,
+                                          closing=lambda: bool(getattr(self.shell, "exit_now", False)))
         if outcome.state == "submitted":
             print(f"run {outcome.run_id} started on {outcome.site} (detached); `%split attach {outcome.run_id}` follows it")
             return None

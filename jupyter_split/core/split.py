@@ -31,6 +31,9 @@ from ..runs.index import RunIndex, RunRecord
 Deliver = Callable[[dict[str, Any]], None]
 #: how many of a log's last records `list_runs` reads to bring a run's row up to date
 VIEW_RECORDS = 200
+#: seconds between a kernel's interrupt and the remote cell's: jupyter_client begins every shutdown with an
+#: interrupt, then kills the kernel or asks it to stop within milliseconds, and that interrupt is not the user's
+SHUTDOWN_GRACE = 0.5
 
 
 class Split:
@@ -58,8 +61,14 @@ class Split:
         return self._executors[site.name]
 
     # ---- running cells
-    def execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None, deliver: Deliver) -> RunOutcome:
+    def execute(self, code: str, opts: CellOptions, namespace: dict[str, Any] | None, deliver: Deliver,
+                closing: Callable[[], bool] | None = None) -> RunOutcome:
         """Run `code` on `opts.site`; the notebook's stop button interrupts the remote cell.
+
+        `closing` tells whether the face's process is being stopped: a notebook kernel's shutdown (a restart,
+        or a kill) begins with an interrupt that is not the user's, so a face that gives `closing` has the
+        remote cell interrupted `SHUTDOWN_GRACE` seconds after the interrupt, and only if by then it is not
+        closing (and still alive): the run goes on, for `%split attach` from the next kernel.
 
         Each record of the run's event log goes to `deliver` as it comes. Before anything starts, the
         residency guard checks the cell and its --in variables (ResidencyError), and variables travel only
@@ -77,7 +86,10 @@ class Split:
                 raise KeyboardInterrupt(f"stopped waiting for run {run_id}, which goes on: `%split attach {run_id}` "
                                         f"(`jupyter-split attach {run_id}`) follows it again, `%split cancel "
                                         f"{run_id}` ends it") from None
-            aio.submit(self._signal(started["record"], "INT"))
+            if closing is None:
+                aio.submit(self._signal(started["record"], "INT"))
+            else:
+                aio.submit(self._interrupt_unless(closing, started["record"]))
 
         return aio.run(self._execute(code, opts, namespace, deliver, started), on_interrupt)
 
@@ -329,6 +341,11 @@ class Split:
                              f"cancel it (`%split cancel {record.run_id}` takes it out of the queue; the session goes on)")
         aio.run(self._signal(record, "INT"))
         return state
+
+    async def _interrupt_unless(self, closing: Callable[[], bool], record: RunRecord) -> None:
+        await asyncio.sleep(SHUTDOWN_GRACE)
+        if not closing():
+            await self._signal(record, "INT")
 
     async def _signal(self, record: RunRecord, sig: str) -> None:
         await self.executor(record.site).signal(record.handle, sig)

@@ -114,12 +114,15 @@ def test_link_drops_mid_cell_and_every_line_arrives_once(sshd, split_home, how):
     aio.run(split.executor("sg").close())
 
 
-def test_kernel_killed_mid_cell_then_attach_replays_once_and_delivers_out(ssh_kernel, sshd):
+@pytest.mark.parametrize("now", [True, False], ids=["killed", "restarted"])
+def test_kernel_killed_mid_cell_then_attach_replays_once_and_delivers_out(ssh_kernel, sshd, now):
+    # a kernel's shutdown starts with an interrupt (jupyter_client sends SIGINT first, then SIGKILL, or a
+    # shutdown request as JupyterLab's Restart does): that interrupt is not the user's, the run goes on
     msg = ssh_kernel.submit(
         "%%on sg --fresh --out total\nimport time\ntotal = 0\n"
         "for i in range(30):\n    total += i\n    print('step', i, flush=True)\n    time.sleep(0.05)")
     _wait_for_stream(ssh_kernel, msg, "step 3")
-    ssh_kernel.restart()
+    ssh_kernel.restart(now=now)
     ssh_kernel.ok("%load_ext jupyter_split")
     run_id = re.search(r"t-sg-\S+", text(ssh_kernel.ok("%split runs"))).group(0)
     log = next(Path(sshd.workdir).glob(f"runs/{run_id}/events.jsonl"))
