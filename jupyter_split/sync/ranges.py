@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .arrived import Arrived
 from .sftp_files import SftpFile
 from .width import CONNECTION_PENDING, FILE_PENDING, Connections
 
@@ -140,19 +141,26 @@ class RangedReader(Ranged):
     def __init__(self, pool: Connections, path: str, offset: int, size: int, first: SftpFile):
         super().__init__(pool, path, offset, first)
         self._end = size + 1
-        self._ready: deque[bytes] = deque()
-        self._ready_bytes = 0
+        self._ready = Arrived()
 
     def read(self, n: int = -1) -> bytes:
         """The next `n` bytes (all that is left with n < 0); fewer only at the end of the file."""
         want = self._end if n < 0 else n
-        while self._ready_bytes < want and (self._flight or self._offset < self._end):
+        return self._gather(want, want)
+
+    def read1(self, n: int) -> bytes:
+        """Up to `n` bytes of what has arrived, waiting for one piece at most: a copy hands them on as
+        they come, not once `n` is in (over a far link, seconds)."""
+        return self._gather(n, min(n, self._pool.width.piece))
+
+    def _gather(self, n: int, least: int) -> bytes:
+        while self._ready.size < least and (self._flight or self._offset < self._end):
             self._ask(wait=not self._flight)
-            if self._flight and self._ready_bytes < want:
+            if self._flight and self._ready.size < least:
                 concurrent.futures.wait([self._flight[0][0]])
                 with self._pool.turns:
                     self._reap()
-        return self._take(want)
+        return self._ready.take(n)
 
     def _ask(self, wait: bool) -> None:
         # as many pieces as there is room for; with `wait`, at least one
@@ -165,21 +173,7 @@ class RangedReader(Ranged):
             wait = False
 
     def _landed(self, result: Any) -> None:
-        if result:
-            self._ready.append(result)
-            self._ready_bytes += len(result)
-
-    def _take(self, n: int) -> bytes:
-        out, got = [], 0
-        while self._ready and got < n:
-            piece = self._ready.popleft()
-            if got + len(piece) > n:
-                self._ready.appendleft(piece[n - got:])
-                piece = piece[:n - got]
-            out.append(piece)
-            got += len(piece)
-        self._ready_bytes -= got
-        return b"".join(out)
+        self._ready.add(result)
 
     def close(self) -> None:
         """Close the file on every lane, without waiting: the reader has its bytes."""

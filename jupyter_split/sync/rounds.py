@@ -10,11 +10,12 @@ then fails naming it.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import s3parts
 from .fsutil import explain, hash_many, make_dirs
@@ -40,30 +41,42 @@ SMALL_BATCH_BYTES = 16 << 20
 
 
 class ByteBudget:
-    """Admits a send while fewer than two run or the bytes in flight stay under the budget; `scale`
-    (read as sends wait) multiplies it: a copy as wide as a far link needs more files in flight."""
+    """Admits a file's send while fewer than two are read, or the bytes of those read stay under the
+    budget, and fewer than `most` are read; `scale` (read as sends wait) multiplies the budget: a copy
+    as wide as a far link needs more files in flight.
 
-    def __init__(self, budget: int, scale: Callable[[], int] = lambda: 1):
-        self._budget, self._scale, self._bytes, self._count = budget, scale, 0, 0
+    A send holds its place until its source is read to the end (`held`'s release), not until the
+    server confirmed its last byte: the files in flight, read at one pace, end their reads together,
+    and then the source's link would idle while the destination's drains what they sent (S3 to SFTP
+    through two border x 0.25 links: the S3 link idle 3 s of every 12).
+    """
+
+    def __init__(self, budget: int, scale: Callable[[], int] = lambda: 1, most: int = 1 << 30):
+        self._budget, self._scale, self._most, self._bytes, self._count = budget, scale, most, 0, 0
         self._cond = threading.Condition()
 
-    def run(self, size: int, fn, *args, **kwargs):
-        """Call `fn(*args, **kwargs)` once a send of `size` bytes fits, and return what it returns.
-
-        Two sends are always let in, so one file bigger than the budget still goes.
-        """
+    @contextlib.contextmanager
+    def held(self, size: int) -> Iterator[Callable[[], None]]:
+        """Wait until a send of `size` bytes fits, and hold its place; gives the release (called at the
+        latest on leaving). Two sends are always let in, so one file bigger than the budget still goes."""
         with self._cond:
-            while not (self._count < 2 or self._bytes + size <= self._budget * self._scale()):
-                self._cond.wait(0.25)  # a send ends, or the width (the scale) grew
+            while not (self._count < self._most and (self._count < 2 or self._bytes + size <= self._budget * self._scale())):
+                self._cond.wait(0.25)  # a read ends, or the width (the scale) grew
             self._bytes += size
             self._count += 1
-        try:
-            return fn(*args, **kwargs)
-        finally:
+        holding = [True]
+
+        def release() -> None:
             with self._cond:
-                self._bytes -= size
-                self._count -= 1
-                self._cond.notify_all()
+                if holding:
+                    holding.clear()
+                    self._bytes -= size
+                    self._count -= 1
+                    self._cond.notify_all()
+        try:
+            yield release
+        finally:
+            release()
 
 
 @dataclass
@@ -136,15 +149,18 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
     mismatched: list[tuple[Item, str]] = []
     batch: list[Item] = []
     batch_bytes = 0
-    budget = ByteBudget(IN_FLIGHT_BYTES_OBJECT_STORE if plan.dest.object_store else IN_FLIGHT_BYTES, _widening(plan))
+    workers = max(1, workers)
+    budget = ByteBudget(IN_FLIGHT_BYTES_OBJECT_STORE if plan.dest.object_store else IN_FLIGHT_BYTES, _widening(plan),
+                        most=workers)
     options = {"chunk": chunk, "retries": retries, "backoff": backoff, "on_bytes": bar.update}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
+    # `workers` files read at once, as many more still sending what they read (see ByteBudget)
+    with ThreadPoolExecutor(max_workers=2 * workers) as senders, ThreadPoolExecutor(max_workers=2) as checkers:
         sends: set[Future] = set()
         small, big = _split(plan, items)
         for group in small:
-            sends.add(senders.submit(budget.run, sum(i.size for i in group), send_small, plan, group, **options))
+            sends.add(senders.submit(_send_small, plan, group, budget, options))
         for item in big:
-            sends.add(senders.submit(budget.run, item.size, _send_one, plan, item, options))
+            sends.add(senders.submit(_send_one, plan, item, budget, options))
         checks: list[Future] = []
         left = len(sends)
         # as_completed waits on all of them at once; wait(FIRST_COMPLETED) in a loop costs a
@@ -175,11 +191,17 @@ def _round(plan: Plan, items: list[Item], bar: Progress, outcome: Outcome, *, ch
     return mismatched
 
 
-def _send_one(plan: Plan, item: Item, options: dict) -> list[tuple[Item, BaseException | None]]:
-    try:
-        send_with_retries(plan, item, **options)
-    except Exception as exc:
-        return [(item, exc)]
+def _send_small(plan: Plan, items: list[Item], budget: ByteBudget, options: dict) -> list[tuple[Item, BaseException | None]]:
+    with budget.held(sum(i.size for i in items)):
+        return send_small(plan, items, **options)
+
+
+def _send_one(plan: Plan, item: Item, budget: ByteBudget, options: dict) -> list[tuple[Item, BaseException | None]]:
+    with budget.held(item.size) as read:
+        try:
+            send_with_retries(plan, item, on_read=read, **options)
+        except Exception as exc:
+            return [(item, exc)]
     return [(item, None)]
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import threading
 import time
 from typing import Any
 
 from fsspec.asyn import sync
 
 from ..residency.pins import PinError
+from .arrived import Arrived
 
 
 class Replaced(PinError):
@@ -113,7 +115,12 @@ RANGE = 4 << 20  # bytes a ranged GET asks for, at most
 # for twice the one before, up to RANGE: it gets little it does not read, and if it reads on it
 # soon has AHEAD ranges of RANGE in flight.
 FIRST_RANGE = 64 << 10
+# Ranges asked for at once share the link alike and would end together, while the reader takes
+# them in order: from equal ranges it would get only the first one's share until then (a quarter
+# of the object's, the rest at once seconds later). Growing from START_RANGE, they end in order.
+START_RANGE = 512 << 10
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
+CHUNK = 256 << 10  # a ranged GET's body is handed on in reads of at most this
 RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
 # A store that answered a GET this soon is near (this machine, its region): no long link whose
 # flows to fill, so a big object is one streamed GET, as a small one (`open_read`); each GET costs
@@ -136,6 +143,40 @@ def near(fs: Any, path: str) -> bool:
     return _ANSWERED.get(_store(fs, fs.split_path(path)[0]), NEAR_S) < NEAR_S
 
 
+class _Range:
+    """One ranged GET's bytes, handed over as they arrive: a GET of RANGE over a far link's flow
+    takes seconds, and its first bytes go on meanwhile (else the copy's other link waits for it)."""
+
+    def __init__(self, first: int, last: int):
+        self.first, self.last, self.got = first, last, 0
+        self.future: concurrent.futures.Future | None = None
+        self._chunks: list[bytes] = []
+        self._ended, self._error = False, None
+        self._cond = threading.Condition()
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            self._chunks.append(data)
+            self.got += len(data)
+            self._cond.notify()
+
+    def end(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._ended, self._error = True, error
+            self._cond.notify()
+
+    def take(self) -> tuple[bytes, bool]:
+        """What arrived since the last take (waiting for some), and whether that was the last of it."""
+        with self._cond:
+            while not self._chunks and not self._ended:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            return data, self._ended
+
+
 class S3Ranges:
     """The object's `size` bytes and one past, read in ranges AHEAD at once, in order.
 
@@ -143,7 +184,8 @@ class S3Ranges:
     longer than its size, which the copy's size check refuses (a shrunk one reads short).
     `etag`: the version to read (else the first answer's), and after the first answer the one read.
     `head_first`: a reader that may need only the head (FIRST_RANGE, then ranges that grow as it reads
-    on); else AHEAD ranges of RANGE from the start.
+    on); else AHEAD ranges from the start, growing from START_RANGE to RANGE. Each range's bytes are
+    handed on as they arrive.
     """
 
     def __init__(self, fs: Any, path: str, size: int, etag: str | None = None, head_first: bool = False):
@@ -152,30 +194,42 @@ class S3Ranges:
         self._where = f"s3://{bucket}/{key}"
         self._ask = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         self.etag = etag
-        self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else RANGE
+        self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else START_RANGE
         self._store = _store(fs, bucket)
-        self._flight: collections.deque[concurrent.futures.Future] = collections.deque()
-        self._buffer, self._at, self._done = b"", 0, False
+        self._flight: collections.deque[_Range] = collections.deque()
+        self._held, self._done = Arrived(), False
         self._fill(1 if head_first else AHEAD)
 
     def _fill(self, most: int = AHEAD) -> None:
         while len(self._flight) < most and self._next < self._end:
-            last = min(self._next + self._range, self._end) - 1
+            piece = _Range(self._next, min(self._next + self._range, self._end) - 1)
             self._range = min(2 * self._range, RANGE)
-            self._flight.append(asyncio.run_coroutine_threadsafe(self._get(self._next, last), self._loop))
-            self._next = last + 1
+            piece.future = asyncio.run_coroutine_threadsafe(self._fetch(piece), self._loop)
+            self._flight.append(piece)
+            self._next = piece.last + 1
 
-    async def _get(self, first: int, last: int) -> bytes:
+    async def _fetch(self, piece: _Range) -> None:
+        try:
+            await self._get(piece)
+        except asyncio.CancelledError as exc:  # by close: no reader waits for it
+            piece.end(exc)
+            raise
+        except Exception as exc:  # the reader raises it, in its turn
+            piece.end(exc)
+        else:
+            piece.end()
+
+    async def _get(self, piece: _Range) -> None:
         ask = {**self._ask, **({"IfMatch": self.etag} if self.etag else {})}
         asked = time.monotonic()
         try:
-            answer = await self._fs._call_s3("get_object", Range=f"bytes={first}-{last}", **ask)
+            answer = await self._fs._call_s3("get_object", Range=f"bytes={piece.first}-{piece.last}", **ask)
             _answered(self._store, time.monotonic() - asked)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self._where} does not exist") from None
         except OSError as exc:
             if "range is not satisfiable" in str(exc).lower() or "InvalidRange" in str(exc):
-                return b""  # the object is shorter now: the copy's size check says so
+                return  # the object is shorter now: the copy's size check says so
             raise _replaced(self._where, exc) from None
         body, tag = answer["Body"], answer.get("ETag")
         total = answer.get("ContentRange", "").rpartition("/")[2]
@@ -189,50 +243,57 @@ class S3Ranges:
             body.close()
             raise _replaced(self._where, OSError("412 Precondition Failed"))
         try:
-            return await body.read()
+            while data := await body.read(CHUNK):
+                piece.put(data)
         finally:
             body.close()
 
+    def _arrived(self) -> bytes:
+        """The next bytes of the range first in line, as they come (b"" where it ended short: nothing
+        after it counts); a range that ended gives way to the next, AHEAD kept in flight."""
+        piece = self._flight[0]
+        data, ended = piece.take()
+        if ended:
+            self._flight.popleft()
+            if self._flight:  # (reading ahead already: keep AHEAD in flight)
+                self._fill()
+            if not piece.got:
+                self._done = True
+        return data
+
     def read(self, size: int) -> bytes:
         """Up to `size` bytes, in order; b"" at the end (or where the object ended short)."""
-        while len(self._buffer) - self._at < size and not self._done:
+        return self._gather(size, size)
+
+    def read1(self, size: int) -> bytes:
+        """Up to `size` bytes of what has arrived, waiting only for CHUNK of them (or the end): a copy
+        hands them on as they come, not once `size` is in (over a far link's flows, seconds)."""
+        return self._gather(size, min(size, CHUNK))
+
+    def _gather(self, size: int, least: int) -> bytes:
+        while self._held.size < least and not self._done:
             if not self._flight:
                 self._fill()  # the reader reads on past what was asked for: now ask ahead
                 if not self._flight:
                     self._done = True
                     break
-            data = self._flight.popleft().result()
-            if self._flight:  # (reading ahead already: keep AHEAD in flight)
-                self._fill()
-            if not data:
-                self._done = True  # short: nothing after it counts
-            self._buffer = self._buffer[self._at:] + data
-            self._at = 0
-        out = self._buffer[self._at:self._at + size]
-        self._at += len(out)
-        return out
+            self._held.add(self._arrived())
+        return self._held.take(size)
 
     def skip(self, size: int) -> None:
         """Pass over the next `size` bytes, asking for none of them that are not asked for already."""
-        held = min(size, len(self._buffer) - self._at)
-        self._at += held
-        size -= held
-        while size and self._flight:  # the ranges in flight come in order: those it passes are dropped
-            data = self._flight.popleft().result()
-            if not data:
-                self._done = True
-                return
-            if len(data) > size:
-                self._buffer, self._at = data, size
-                size = 0
-            else:
-                size -= len(data)
-        self._next += size  # (asked for by the next read that needs it)
+        size -= len(self._held.take(size))
+        while size and self._flight and not self._done:  # the ranges in flight come in order: passed, dropped
+            data = self._arrived()
+            self._held.add(data[size:])
+            size -= min(size, len(data))
+        if not self._flight:
+            self._next += size  # (asked for by the next read that needs it)
 
     def close(self) -> None:
         """Stop the GETs still in flight."""
         for piece in self._flight:
-            piece.cancel()
+            piece.future.cancel()
         self._flight.clear()
 
     def __enter__(self) -> "S3Ranges":

@@ -23,8 +23,8 @@ class VerifyError(SplitError, OSError):
 
 
 def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backoff: float,
-                      on_bytes: Callable[[int], None]) -> None:
-    """Send `item`; retry transient failures with backoff, then raise."""
+                      on_bytes: Callable[[int], None], on_read: Callable[[], None] = lambda: None) -> None:
+    """Send `item`; retry transient failures with backoff, then raise. `on_read`: see `send_file`."""
     attempt = 0
     while True:
         sent = 0
@@ -36,7 +36,7 @@ def send_with_retries(plan: Plan, item: Item, *, chunk: int, retries: int, backo
             on_bytes(n)
 
         try:
-            send_file(plan, item, chunk=chunk, on_bytes=count)
+            send_file(plan, item, chunk=chunk, on_bytes=count, on_read=on_read)
             return
         except Exception as exc:
             if isinstance(exc, VerifyError):
@@ -180,8 +180,10 @@ async def _pipe_all(fs, pairs: list[tuple[str, bytes]], md5s: dict[str, str]) ->
     return await asyncio.gather(*writes, return_exceptions=True)
 
 
-def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None]) -> None:
+def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], None],
+              on_read: Callable[[], None] = lambda: None) -> None:
     """Stream one file from the source to the destination, hashed as it is read; resumes a `.part` left before.
+    `on_read` is called once the source is read to its end, while the destination may still be taking it.
 
     Raises VerifyError when the bytes read are not the size or sha256 the plan expects (the
     source changed), and whatever the destination raised; the caller retries.
@@ -214,6 +216,7 @@ def send_file(plan: Plan, item: Item, *, chunk: int, on_bytes: Callable[[int], N
                     on_bytes(len(data))
             finally:
                 ahead.close()
+            on_read()
             writer.close()
         except BaseException:
             _discard(writer, dest.object_store)
@@ -287,9 +290,12 @@ class ReadAhead:
         self._thread.join()
 
     def _run(self, reader: Any, chunk: int, digest: Any) -> None:
+        # a reader that can hand over what it has (`read1`, as io's buffered readers) does: a chunk of a
+        # far source takes seconds to arrive whole, and the writer's link would wait for it meanwhile
+        read = getattr(reader, "read1", reader.read)
         try:
             while not self._stop.is_set():
-                data = reader.read(chunk)
+                data = read(chunk)
                 digest.update(data)
                 self._put(data)
                 if not data:

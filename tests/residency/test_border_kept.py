@@ -89,9 +89,9 @@ def test_weights_on_s3_are_read_once_as_they_are_sent_and_only_as_judged(s3, mon
     got: list[int] = []  # bytes each ranged GET asked for, or each streamed read returned
     get, read = s3read.S3Ranges._get, s3read.S3Stream.read
 
-    async def counted_get(self, first, last):
-        got.append(last - first + 1)
-        return await get(self, first, last)
+    async def counted_get(self, piece):
+        got.append(piece.last - piece.first + 1)
+        return await get(self, piece)
 
     def counted_read(self, size):
         data = read(self, size)

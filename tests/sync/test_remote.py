@@ -395,12 +395,12 @@ def test_a_big_object_is_read_in_ranges_on_several_connections_at_once(tmp_path,
     flight = {"now": 0, "most": 0, "ranges": []}
     real = s3read.S3Ranges._get
 
-    async def get(self, first, last):
+    async def get(self, piece):
         flight["now"] += 1
         flight["most"] = max(flight["most"], flight["now"])
-        flight["ranges"].append((first, last))
+        flight["ranges"].append((piece.first, piece.last))
         try:
-            return await real(self, first, last)
+            return await real(self, piece)
         finally:
             flight["now"] -= 1
 

@@ -1,0 +1,87 @@
+"""A copy between two remote ends keeps both links busy: a far source's bytes go on as they arrive,
+and the next file is read while the one before it is still being sent.
+
+Each test makes one side wait for the other with an event (never a clock), so the order it checks
+is the only one that can pass: a copy that read a whole range before handing it on, or that held
+a file's place until its last byte was confirmed, waits on its own event and fails.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from jupyter_split import sync
+from jupyter_split.sync import s3read, stream
+
+from tests.sync.test_local import make_tree, tree_hashes
+
+pytestmark = pytest.mark.usefixtures("split_home")
+
+WAIT = 30  # seconds an event is waited for at most: only a copy in the wrong order waits that long
+
+
+def test_a_far_objects_ranges_are_handed_on_as_they_arrive(s3, monkeypatch):
+    """The first bytes of a ranged GET reach the reader while the GET is still arriving."""
+    s3.make_bucket("streamed")
+    fs = s3.filesystem()
+    data = os.urandom(12 << 20)
+    fs.pipe_file("streamed/big.bin", data)
+    handed_on = threading.Event()
+    put = s3read._Range.put
+
+    def held_put(piece, chunk: bytes) -> None:
+        put(piece, chunk)
+        if piece.first == 0 and piece.got >= s3read.CHUNK:
+            # the rest of the first range waits (on the loop's thread) until the reader got bytes
+            handed_on.wait(WAIT)
+
+    monkeypatch.setattr(s3read._Range, "put", held_put)
+    with s3read.S3Ranges(fs, "streamed/big.bin", len(data)) as ranges:
+        first = ranges.read1(8 << 20)
+        assert first and not ranges._flight[0].future.done(), "the first range ended before its bytes went on"
+        handed_on.set()
+        chunks = [first]
+        while chunk := ranges.read1(8 << 20):
+            chunks.append(chunk)
+    assert b"".join(chunks) == data
+
+
+def test_the_next_file_is_read_while_the_one_before_is_still_being_sent(tmp_path, monkeypatch):
+    """With one file read at a time, the second file's read starts while the first one's writer
+    is still closing (over a far link: waiting for the server to confirm its last pieces)."""
+    src = tmp_path / "src"
+    make_tree(src, {"a.bin": 3 << 20, "b.bin": 3 << 20})
+    second_opened = threading.Event()
+    waited: list[bool] = []
+    open_source, open_writer = stream._open_source, stream._open_writer
+
+    def opened(side, item, chunk, offset):
+        if item.rel == "b.bin":
+            second_opened.set()
+        return open_source(side, item, chunk, offset)
+
+    class Closing:
+        """The first file's writer: its close waits for the second file's read to start."""
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def write(self, data):
+            return self._inner.write(data)
+
+        def close(self):
+            waited.append(second_opened.wait(WAIT))
+            self._inner.close()
+
+    def writer(dest, target, offset, chunk):
+        inner = open_writer(dest, target, offset, chunk)
+        return Closing(inner) if target.endswith("a.bin") else inner
+
+    monkeypatch.setattr(stream, "_open_source", opened)
+    monkeypatch.setattr(stream, "_open_writer", writer)
+    report = sync.copy(str(src), str(tmp_path / "dest"), concurrency=1, chunk_size=1 << 20, progress=False)
+    assert report.files_sent == 2 and tree_hashes(tmp_path / "dest") == tree_hashes(src)
+    assert waited == [True], "the second file waited for the first to be confirmed before it was read"
