@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..residency.pins import Source, SourceFile
 from .fsutil import Location, explain, hash_many, make_dirs, move_all, open_read, resolve
 from .manifest import (FileEntry, Manifest, PublishConflict, drop_temp_manifests, is_local, is_object_store,
                        manifest_path, publish)
-from .plan import Action, Plan, make_plan
+from .plan import Action, Plan, make_plan, source_files
 from ..progress import Progress
 from .rounds import send_all, start_connections
 
@@ -101,7 +102,12 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     # retries=-1 ran no send round at all and published a manifest of files never sent
     check_options("sync.copy", concurrency=(concurrency, 1), chunk_size=(chunk_size, 1), retries=(retries, 0),
                   backoff=(backoff, 0))
-    source, target = resolve(src, src_options), resolve(dest, dest_options)
+    source = resolve(src, src_options)
+    # the source is looked at while the destination connects (an SFTP server abroad: a second or more)
+    early = ThreadPoolExecutor(max_workers=1)
+    looked = early.submit(source_files, source, require_published)
+    early.shutdown(wait=False)  # (its thread ends with that one look)
+    target = resolve(dest, dest_options)
     source.max_connections = target.max_connections = (config or load_config()).sync.max_connections
     # what the guard's scan reads of a source elsewhere is kept here for the send (`residency.kept`);
     # the folder is made only if the scan keeps something
@@ -110,7 +116,8 @@ def copy(src: str, dest: str, src_options: dict[str, Any] | None = None, dest_op
     # its end, not a commit a file
     with verified.together():
         try:
-            plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency, require_published=require_published)
+            plan = make_plan(source, target, deep=deep, chunk=chunk_size, workers=concurrency,
+                             require_published=require_published, looked=looked)
             start_connections(plan, plan.of(Action.SEND))  # they open while the guard judges the copy
             given = set(plan.source_manifest.labels if plan.source_manifest else []) | set(labels or [])
             carried = check_residency(plan, src, dest, given, config, spool)

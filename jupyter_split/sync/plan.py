@@ -7,7 +7,7 @@ place (kept only after their bytes hash right), then everything else is sent.
 from __future__ import annotations
 
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -102,16 +102,18 @@ class PlanError(SplitError, ValueError):
     """The source cannot be copied as asked (missing, empty, unpublished when it must be)."""
 
 
-def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers: int, require_published: bool) -> Plan:
+def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers: int, require_published: bool,
+              looked: Future | None = None) -> Plan:
     """Decide what a copy from `src` to `dest` sends, skips and keeps, before any byte moves.
 
     Skips trust the destination's published manifest (with `deep`, its files are read back
     too); leftovers of an interrupted copy are kept only when their bytes hash right. Raises
     PlanError for a missing or empty source, or an unpublished one with `require_published`.
+    `looked`: `source_files` already under way (begun while the destination connected).
     """
     # the four lookups at once: on a far site each costs round trips of its own
     with ThreadPoolExecutor(max_workers=4) as pool:
-        source = pool.submit(_source, src, require_published)
+        source = looked or pool.submit(source_files, src, require_published)
         found = [pool.submit(read_manifest, dest.fs, dest.root), pool.submit(list_tree, dest), pool.submit(_staged, dest)]
         source_manifest, files = source.result()
         check_paths(files, src.url)  # a name no manifest could hold is refused before any byte moves
@@ -163,9 +165,21 @@ def make_plan(src: Location, dest: Location, *, deep: bool, chunk: int, workers:
     return Plan(src, dest, items, source_manifest, dest_manifest, stage, removed)
 
 
-def _source(src: Location, require_published: bool) -> tuple[Manifest | None, dict[str, tuple[int, str | None, str]]]:
-    """rel -> (size, sha256 or None, path) for every file the copy must deliver."""
+def source_files(src: Location, require_published: bool) -> tuple[Manifest | None, dict[str, tuple[int, str | None, str]]]:
+    """The source's manifest (None for a plain folder or file) and rel -> (size, sha256 or None, path)
+    for every file the copy must deliver. Its manifest is read first, then its files listed: on a
+    far store each look costs a round trip, so what it is (missing, a file) is asked only when
+    neither found anything."""
     fs = src.fs
+    try:
+        manifest = read_manifest(fs, src.root)
+    except NotADirectoryError:  # a single file here
+        manifest = None
+    if manifest is not None:
+        return manifest, {e.path: (e.size, e.sha256, src.path(e.path)) for e in manifest.files}
+    sizes = {} if require_published else list_tree(src)
+    if sizes:
+        return None, {rel: (size, None, src.path(rel)) for rel, size in sizes.items()}
     if not fs.exists(src.root):
         raise PlanError(f"source {src.url} does not exist. Check the path (and the site's storage root).")
     if fs.isfile(src.root):
@@ -173,18 +187,12 @@ def _source(src: Location, require_published: bool) -> tuple[Manifest | None, di
             raise PlanError(f"source {src.url} is a single file, not a published checkpoint folder.")
         name = posixpath.basename(src.root)
         return None, {name: (int(fs.size(src.root)), None, src.root)}
-    manifest = read_manifest(fs, src.root)
-    if manifest is not None:
-        return manifest, {e.path: (e.size, e.sha256, src.path(e.path)) for e in manifest.files}
     if require_published:
         raise PlanError(
             f"source {src.url} has no published manifest, so it is not a finished checkpoint. "
             "Wait for its writer to publish it, or copy the folder with sync.copy."
         )
-    sizes = list_tree(src)
-    if not sizes:
-        raise PlanError(f"source {src.url} holds no files: nothing to copy.")
-    return None, {rel: (size, None, src.path(rel)) for rel, size in sizes.items()}
+    raise PlanError(f"source {src.url} holds no files: nothing to copy.")
 
 
 def _staged(dest: Location) -> dict[str, int]:

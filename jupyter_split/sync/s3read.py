@@ -177,6 +177,39 @@ class _Range:
             return data, self._ended
 
 
+class _Reading:
+    """The objects being read in ranges, oldest first: the oldest get more ranges in flight.
+
+    Objects read at once at one pace end together, and the copy then reads the next ones from
+    their first ranges, all at once again (ranges that start together end together: the reader
+    gets only the first one's share until then); the link carried 0.75 of its cap so. The oldest
+    ending first, the reads end one by one instead, and so do the next ones' starts.
+    """
+
+    def __init__(self) -> None:
+        self._order: list[S3Ranges] = []
+        self._lock = threading.Lock()
+
+    def join(self, reader: S3Ranges) -> None:
+        with self._lock:
+            self._order.append(reader)
+
+    def leave(self, reader: S3Ranges) -> None:
+        with self._lock:
+            if reader in self._order:
+                self._order.remove(reader)
+
+    def ahead(self, reader: S3Ranges) -> int:
+        """Ranges `reader` may have in flight: AHEAD for the two oldest, one fewer for each two after
+        them, two at least."""
+        with self._lock:
+            rank = self._order.index(reader) if reader in self._order else 0
+        return max(2, AHEAD - rank // 2)
+
+
+_READING = _Reading()
+
+
 class S3Ranges:
     """The object's `size` bytes and one past, read in ranges AHEAD at once, in order.
 
@@ -198,15 +231,20 @@ class S3Ranges:
         self._store = _store(fs, bucket)
         self._flight: collections.deque[_Range] = collections.deque()
         self._held, self._done = Arrived(), False
+        if not head_first:
+            _READING.join(self)
         self._fill(1 if head_first else AHEAD)
 
     def _fill(self, most: int = AHEAD) -> None:
+        most = min(most, _READING.ahead(self))
         while len(self._flight) < most and self._next < self._end:
             piece = _Range(self._next, min(self._next + self._range, self._end) - 1)
             self._range = min(2 * self._range, RANGE)
             piece.future = asyncio.run_coroutine_threadsafe(self._fetch(piece), self._loop)
             self._flight.append(piece)
             self._next = piece.last + 1
+        if self._next >= self._end:
+            _READING.leave(self)  # all asked for: its place goes to the objects read after it
 
     async def _fetch(self, piece: _Range) -> None:
         try:
@@ -292,6 +330,7 @@ class S3Ranges:
 
     def close(self) -> None:
         """Stop the GETs still in flight."""
+        _READING.leave(self)
         for piece in self._flight:
             piece.future.cancel()
         self._flight.clear()

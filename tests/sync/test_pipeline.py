@@ -85,3 +85,26 @@ def test_the_next_file_is_read_while_the_one_before_is_still_being_sent(tmp_path
     report = sync.copy(str(src), str(tmp_path / "dest"), concurrency=1, chunk_size=1 << 20, progress=False)
     assert report.files_sent == 2 and tree_hashes(tmp_path / "dest") == tree_hashes(src)
     assert waited == [True], "the second file waited for the first to be confirmed before it was read"
+
+
+def test_the_oldest_objects_read_have_the_most_ranges_in_flight(s3):
+    """Objects read at once end one by one, the oldest first, so the next ones' reads do not all
+    begin together: the two oldest have AHEAD ranges in flight, one fewer for each two after."""
+    s3.make_bucket("ranked")
+    fs = s3.filesystem()
+    size = 24 << 20
+    for i in range(6):
+        fs.pipe_file(f"ranked/{i}.bin", bytes([i]) * size)
+    readers = [s3read.S3Ranges(fs, f"ranked/{i}.bin", size) for i in range(6)]
+    try:
+        for reader in readers:
+            reader._fill()
+        assert [len(r._flight) for r in readers] == [4, 4, 3, 3, 2, 2]
+        readers[0].close()  # the oldest ends: each after it moves up
+        for reader in readers[1:]:
+            reader.read(1 << 20)
+        assert [len(r._flight) for r in readers[1:]] == [4, 4, 3, 3, 2]
+        assert readers[1].read(size) == bytes([1]) * (size - (1 << 20))
+    finally:
+        for reader in readers:
+            reader.close()
