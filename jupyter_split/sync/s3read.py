@@ -238,7 +238,10 @@ class S3Ranges:
     def _fill(self, most: int = AHEAD) -> None:
         most = min(most, _READING.ahead(self))
         while len(self._flight) < most and self._next < self._end:
-            piece = _Range(self._next, min(self._next + self._range, self._end) - 1)
+            # the object's last bytes spread over the ranges it may still ask for: its end does not
+            # ride one flow (4 MiB at a border flow's share: seconds at the end of a copy)
+            size = min(self._range, max(START_RANGE, -(-(self._end - self._next) // (most - len(self._flight)))))
+            piece = _Range(self._next, min(self._next + size, self._end) - 1)
             self._range = min(2 * self._range, RANGE)
             piece.future = asyncio.run_coroutine_threadsafe(self._fetch(piece), self._loop)
             self._flight.append(piece)

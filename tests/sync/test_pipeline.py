@@ -108,3 +108,28 @@ def test_the_oldest_objects_read_have_the_most_ranges_in_flight(s3):
     finally:
         for reader in readers:
             reader.close()
+
+
+def test_an_objects_last_bytes_are_spread_over_the_ranges_it_may_still_ask_for(s3):
+    """The end of an object does not ride one flow: once the objects read before it end, the rest
+    of it is asked for in ranges of about one size, as many as it may have in flight."""
+    s3.make_bucket("spread")
+    fs = s3.filesystem()
+    size, older = 6 << 20, 40 << 20  # (the older ones are still asking when the fifth begins)
+    for i in range(5):
+        fs.pipe_file(f"spread/{i}.bin", bytes([i]) * (size if i == 4 else older))
+    readers = [s3read.S3Ranges(fs, f"spread/{i}.bin", size if i == 4 else older) for i in range(5)]
+    youngest = readers[-1]
+    try:
+        assert len(youngest._flight) == 2  # the fifth read: 2 ranges in flight
+        for reader in readers[:-1]:
+            reader.close()
+        assert youngest.read(1 << 20) == bytes([4]) * (1 << 20)
+        asked = [p.last - p.first + 1 for p in youngest._flight]
+        assert len(asked) == s3read.AHEAD and asked[-1] < s3read.RANGE
+        assert youngest._flight[-1].last == size - 1, "the rest of the object is asked for (its length from the first answer)"
+        assert max(asked[1:]) - min(asked[1:]) <= 1, f"the rest is not spread: {asked}"
+        assert youngest.read(size) == bytes([4]) * (size - (1 << 20))
+    finally:
+        for reader in readers:
+            reader.close()
