@@ -21,6 +21,7 @@ import collections
 import concurrent.futures
 import threading
 import time
+import weakref
 from typing import Any
 
 from fsspec.asyn import sync
@@ -187,23 +188,25 @@ class _Reading:
     """
 
     def __init__(self) -> None:
-        self._order: list[S3Ranges] = []
+        # weak: a reader dropped unclosed (a failed send) must not hold a place for ever
+        self._order: list[weakref.ref[S3Ranges]] = []
         self._lock = threading.Lock()
 
     def join(self, reader: S3Ranges) -> None:
         with self._lock:
-            self._order.append(reader)
+            self._order.append(weakref.ref(reader))
 
     def leave(self, reader: S3Ranges) -> None:
         with self._lock:
-            if reader in self._order:
-                self._order.remove(reader)
+            self._order = [ref for ref in self._order if ref() is not None and ref() is not reader]
 
     def ahead(self, reader: S3Ranges) -> int:
         """Ranges `reader` may have in flight: AHEAD for the two oldest, one fewer for each two after
         them, two at least."""
         with self._lock:
-            rank = self._order.index(reader) if reader in self._order else 0
+            live = [ref() for ref in self._order]
+            rank = live.index(reader) if reader in live else 0
+            rank -= sum(1 for other in live[:rank] if other is None)
         return max(2, AHEAD - rank // 2)
 
 
