@@ -198,15 +198,14 @@ class _Reading:
 
     def leave(self, reader: S3Ranges) -> None:
         with self._lock:
-            self._order = [ref for ref in self._order if ref() is not None and ref() is not reader]
+            self._order = [ref for ref in self._order if ref() not in (None, reader)]
 
     def ahead(self, reader: S3Ranges) -> int:
         """Ranges `reader` may have in flight: AHEAD for the two oldest, one fewer for each two after
         them, two at least."""
         with self._lock:
-            live = [ref() for ref in self._order]
-            rank = live.index(reader) if reader in live else 0
-            rank -= sum(1 for other in live[:rank] if other is None)
+            live = [other for other in (ref() for ref in self._order) if other is not None]
+        rank = live.index(reader) if reader in live else 0
         return max(2, AHEAD - rank // 2)
 
 
