@@ -2,8 +2,8 @@
 
 The one wide copy, both ways: `Ranged` deals a file's pieces, in file order, each to the lane
 (the file open on one connection) whose connection has the fewest pieces in flight; lanes
-join, all at once, whenever other connections of the pool are open, up to the width, so a big
-file never rides one flow. `RangedWriter` sends the pieces of a source read once, in order, and hashed;
+join whenever other connections of the pool are open, up to the width, so a big file never rides
+one flow: their opens go out at once, and each lane takes pieces once it is open. `RangedWriter` sends the pieces of a source read once, in order, and hashed;
 `RangedReader` asks for them ahead and hands them back in order, for the same hashing.
 """
 from __future__ import annotations
@@ -24,11 +24,12 @@ class Ranged:
     def __init__(self, pool: Connections, path: str, offset: int, first: SftpFile):
         self._pool, self._path = pool, path
         self._lanes: list[SftpFile] = [first]
+        self._joining: list[tuple[Any, concurrent.futures.Future]] = []  # (connection, its lane opening)
         self._flight: deque[tuple[concurrent.futures.Future, int, int, SftpFile]] = deque()  # (piece, start, end, lane)
         self._offset = self._acked = offset
         self._closed = False
 
-    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[SftpFile]:
+    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[tuple[Any, concurrent.futures.Future]]:
         raise NotImplementedError
 
     def _landed(self, result: Any) -> None:
@@ -69,20 +70,46 @@ class Ranged:
                 raise piece.exception()
 
     def _add_lanes(self) -> None:
-        # every connection open now that the file is not on yet, up to the width, joins at once: one
-        # round trip for all of them (a lane at a time took one each, 2.4 s for 16 lanes at 150 ms)
-        missing = self._pool.width.target - len(self._lanes)
+        # every connection open now that the file is not on yet, up to the width, joins: their opens go
+        # out at once (one round trip for all; a lane at a time took one each, 2.4 s for 16 lanes at
+        # 150 ms), and the pieces keep going out on the lanes there are meanwhile (a fresh connection's
+        # first open waits for its sessions: the first pieces of a copy waited 1.1 s for them)
+        for joining in [j for j in self._joining if j[1].done()]:
+            self._joining.remove(joining)
+            try:
+                lane = joining[1].result()
+            except Exception:  # noqa: BLE001  (that connection is left out: its open marked it broken)
+                continue
+            if lane is not None:
+                self._lanes.append(lane)
+        missing = self._pool.width.target - len(self._lanes) - len(self._joining)
         if missing > 0:
-            self._lanes += self._open_lanes(tuple(lane.streams for lane in self._lanes), missing)
+            avoid = tuple(lane.streams for lane in self._lanes) + tuple(streams for streams, _ in self._joining)
+            opening = self._open_lanes(avoid, missing)
+            for _, future in opening:
+                future.add_done_callback(self._opened)
+            self._joining += opening
+
+    def _opened(self, _: concurrent.futures.Future) -> None:
+        with self._pool.turns:  # a writer waiting for room may go on the new lane
+            self._pool.turns.notify_all()
 
     def _close_lanes(self, wait: bool) -> None:
         # every lane's close at once (one round trip, not one per lane); with `wait` the first failure is raised
+        for _, future in self._joining:  # no piece went there: closed once open, not waited for
+            future.cancel() or future.add_done_callback(_close_opened)
+        self._joining.clear()
         closes = [lane.close_soon() for lane in self._lanes]
         if not wait:
             return
         errors = [exc for exc in (c.exception() for c in closes) if exc is not None]
         if errors:
             raise errors[0]
+
+
+def _close_opened(future: concurrent.futures.Future) -> None:
+    if future.exception() is None and future.result() is not None:
+        future.result().close_soon()
 
 
 class RangedWriter(Ranged):
@@ -126,9 +153,9 @@ class RangedWriter(Ranged):
             self._flight.clear()
             self._close_lanes(wait=True)
 
-    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[SftpFile]:
+    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[tuple[Any, concurrent.futures.Future]]:
         # at an offset: opened "r+b", not truncated
-        return self._pool.open_many(self._path, max(1, self._offset), avoid, count)
+        return self._pool.open_soon(self._path, max(1, self._offset), avoid, count)
 
 
 class RangedReader(Ranged):
@@ -187,5 +214,5 @@ class RangedReader(Ranged):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[SftpFile]:
-        return self._pool.open_many(self._path, 0, avoid, count, read=True)
+    def _open_lanes(self, avoid: tuple[Any, ...], count: int) -> list[tuple[Any, concurrent.futures.Future]]:
+        return self._pool.open_soon(self._path, 0, avoid, count, read=True)

@@ -109,6 +109,13 @@ class SftpStreams:
                 self.broken = True  # the connection is unusable: the pool opens another
 
     @property
+    def ready(self) -> bool:
+        """Whether a session is open: a file opens on it in one round trip."""
+        with self._lock:
+            self._harvest()
+            return bool(self._users)
+
+    @property
     def busy(self) -> int:
         """Files open on this connection's sessions now."""
         with self._lock:

@@ -228,28 +228,17 @@ class Connections:
         self.width.round_trip(time.monotonic() - started)
         return opened
 
-    def open_many(self, path: str, offset: int, avoid: tuple[SftpStreams, ...], count: int, *,
-                  read: bool = False) -> list[SftpFile]:
-        """`path` open (as `open`) on up to `count` live connections outside `avoid`, the least busy
-        first, all at once: one round trip, not one per connection. Connections that fail are left out
-        (marked broken); the first failure is raised only when none opened."""
+    def open_soon(self, path: str, offset: int, avoid: tuple[SftpStreams, ...], count: int, *,
+                  read: bool = False) -> list[tuple[SftpStreams, concurrent.futures.Future]]:
+        """`path` opening (as `open`) on up to `count` live connections outside `avoid`, the least busy
+        first, all at once and without waiting: each future gives its file (None: no session to be had)
+        or fails (a failed connection is marked broken). A file's pieces go out on the lanes it has
+        while the others open: a fresh connection's first open waits for its sessions (round trips)."""
         with self._lock:
             self._harvest()
             self._grow()
             choices = sorted((s for s in self._streams if s not in avoid and not s.closed), key=lambda s: s.busy)
-        opens = [self._lane_opener.submit(s.open, path, offset, read=read) for s in choices[:count]]
-        files, failure = [], None
-        for opening in opens:
-            try:
-                found = opening.result()
-            except Exception as exc:  # noqa: BLE001  (raised below if nothing opened)
-                failure = failure or exc
-                continue
-            if found is not None:
-                files.append(found)
-        if failure is not None and not files:
-            raise failure
-        return files
+        return [(s, self._lane_opener.submit(s.open, path, offset, read=read)) for s in choices[:count]]
 
     def ended(self, streams: SftpStreams, done: concurrent.futures.Future, size: int, seconds: float) -> None:
         """A piece of `size` bytes on `streams` ended (moved or failed) `seconds` after it was handed
@@ -321,21 +310,27 @@ class Connections:
             self._harvest()
             self._grow()
             choices = [s for s in self._streams if s not in avoid and not s.closed]
-            return min(choices, key=lambda s: s.busy) if choices else None
+        # one whose sessions are open first: a file opens there in one round trip
+        return min(choices, key=lambda s: (not s.ready, s.busy)) if choices else None
 
     def _grow(self) -> None:
         # open connections in the background up to the width: a copy never waits on a handshake
         while len(self._streams) + len(self._opening) < self.width.target:
-            self._opening.append(self._opener.submit(self._connect))
+            self._opening.append(self._opener.submit(self._open_connection))
+
+    def _open_connection(self) -> SftpStreams:
+        # its sessions open as soon as it is up, not when a file first asks for one (round trips later)
+        streams = SftpStreams(self._connect())
+        streams.start_soon()
+        return streams
 
     def _harvest(self) -> None:
         for opening in [f for f in self._opening if f.done()]:
             self._opening.remove(opening)
             try:
-                streams = SftpStreams(opening.result())
+                streams = opening.result()
             except Exception:
                 self.width.back_off()  # the server or the link refuses more: stay narrower
                 continue
-            streams.start_soon()
             self._streams.append(streams)
             self.opened += 1

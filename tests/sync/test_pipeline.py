@@ -138,3 +138,37 @@ def test_an_objects_last_bytes_are_spread_over_the_ranges_it_may_still_ask_for(s
     finally:
         for reader in readers:
             reader.close()
+
+
+def test_a_files_pieces_go_out_on_its_first_lane_while_its_other_lanes_open(tmp_path, sshd, monkeypatch):
+    """A big file written to an SFTP server over several connections sends its first pieces on the
+    connection it opened first, while its opens on the others are still under way (a fresh
+    connection's first open waits for its sessions: round trips on a far link)."""
+    from jupyter_split.sync import sftp_files
+
+    from tests.sync.test_remote import sftp_options, sftp_url
+
+    src = tmp_path / "src"
+    hashes = make_tree(src, {"model.bin": 24 << 20})
+    confirmed = threading.Event()
+    opened: set[str] = set()
+    waited: list[bool] = []
+    open_file, write_at = sftp_files.SftpStreams.open, sftp_files.SftpFile.write_at
+
+    def held_open(streams, path, offset=0, *, read=False):
+        if path in opened:  # a lane after the first: held until a piece of the file was confirmed
+            waited.append(confirmed.wait(WAIT))
+        opened.add(path)
+        return open_file(streams, path, offset, read=read)
+
+    def watched_write(lane, data, offset):
+        piece = write_at(lane, data, offset)
+        piece.add_done_callback(lambda done: done.exception() is None and confirmed.set())
+        return piece
+
+    monkeypatch.setattr(sftp_files.SftpStreams, "open", held_open)
+    monkeypatch.setattr(sftp_files.SftpFile, "write_at", watched_write)
+    dest = tmp_path / "dest"
+    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), chunk_size=1 << 20, progress=False)
+    assert tree_hashes(dest) == hashes
+    assert waited and all(waited), "the file's pieces waited for every lane to open"
