@@ -22,7 +22,7 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from fsspec.asyn import sync
 
@@ -127,6 +127,7 @@ FIRST_RANGE = 64 << 10
 START_RANGE = 512 << 10
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
 CHUNK = 256 << 10  # a ranged GET's body is handed on in reads of at most this
+SPLIT = 256 << 10  # a range in flight is cut in two (`_Range.cut`) only if each half brings this much or more
 RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
 # A store that answered a GET this soon is near (this machine, its region): no long link whose
 # flows to fill, so a big object is one streamed GET, as a small one (`open_read`); each GET costs
@@ -153,28 +154,52 @@ class _Range:
     """One ranged GET's bytes, handed over as they arrive: a GET of RANGE over a far link's flow
     takes seconds, and its first bytes go on meanwhile (else the copy's other link waits for it)."""
 
-    def __init__(self, first: int, last: int):
+    def __init__(self, first: int, last: int, cond: threading.Condition):
         self.first, self.last, self.got = first, last, 0
         self.future: concurrent.futures.Future | None = None
         self._chunks: list[bytes] = []
         self._ended, self._error = False, None
-        self._cond = threading.Condition()
+        self._cond = cond  # one for all ranges of a reader: it waits for the first in line, and wakes
+        # when any of them ends (its flow is free: another may take half of a range still coming)
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: bytes) -> bool:
+        """Hand on bytes that arrived (those past the range, if `cut` shortened it, dropped); whether
+        more are wanted."""
         with self._cond:
-            self._chunks.append(data)
-            self.got += len(data)
-            self._cond.notify()
+            data = data[:self.last + 1 - self.first - self.got]
+            if data:
+                self._chunks.append(data)
+                self.got += len(data)
+                self._cond.notify_all()
+            return self.first + self.got <= self.last
+
+    def cut(self) -> "_Range | None":
+        """Shorten the range to half of what it still has to bring, if that is SPLIT bytes or more;
+        the range of the rest (for another GET), or None."""
+        with self._cond:
+            left = self.last + 1 - self.first - self.got
+            if self._ended or left < 2 * SPLIT:
+                return None
+            rest = _Range(self.last + 1 - left // 2, self.last, self._cond)
+            self.last = rest.first - 1
+            return rest
 
     def end(self, error: BaseException | None = None) -> None:
         with self._cond:
             self._ended, self._error = True, error
-            self._cond.notify()
+            self._cond.notify_all()
 
-    def take(self) -> tuple[bytes, bool]:
-        """What arrived since the last take (waiting for some), and whether that was the last of it."""
+    @property
+    def coming(self) -> bool:
+        """Whether its GET still brings bytes."""
+        return not self._ended
+
+    def take(self, waiting: Callable[[], None]) -> tuple[bytes, bool]:
+        """What arrived since the last take (waiting for some, and calling `waiting` each time before
+        it waits: when any range of the reader moved), and whether that was the last of it."""
         with self._cond:
             while not self._chunks and not self._ended:
+                waiting()
                 self._cond.wait()
             if self._error is not None:
                 raise self._error
@@ -237,6 +262,7 @@ class S3Ranges:
         self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else START_RANGE
         self._store = _store(fs, bucket)
         self._flight: collections.deque[_Range] = collections.deque()
+        self._cond = threading.Condition()  # (reentrant: `_split` runs while `take` waits)
         self._held, self._done = Arrived(), False
         if not head_first:
             _READING.join(self)
@@ -248,13 +274,35 @@ class S3Ranges:
             # the object's last bytes spread over the ranges it may still ask for: its end does not
             # ride one flow (4 MiB at a border flow's share: seconds at the end of a copy)
             size = min(self._range, max(START_RANGE, -(-(self._end - self._next) // (most - len(self._flight)))))
-            piece = _Range(self._next, min(self._next + size, self._end) - 1)
+            piece = _Range(self._next, min(self._next + size, self._end) - 1, self._cond)
             self._range = min(2 * self._range, RANGE)
             piece.future = asyncio.run_coroutine_threadsafe(self._fetch(piece), self._loop)
             self._flight.append(piece)
             self._next = piece.last + 1
         if self._next >= self._end:
             _READING.leave(self)  # all asked for: its place goes to the objects read after it
+            self._split(most)
+
+    def _split(self, most: int) -> None:
+        # all asked for, and fewer than `most` ranges still coming: the one with the most still to come
+        # gives half of it to a new GET. The object's end comes over `most` flows to the last, not
+        # over the one or two that carry its last ranges (seconds at a border flow's share, at the end
+        # of a copy, while the flows of the ranges that ended idle)
+        with self._cond:
+            while True:
+                coming = [(at, piece) for at, piece in enumerate(self._flight) if piece.coming]
+                if not coming or len(coming) >= most:
+                    return
+                at, piece = max(coming, key=lambda p: p[1].last - p[1].first - p[1].got)
+                rest = piece.cut()
+                if rest is None:
+                    return
+                rest.future = asyncio.run_coroutine_threadsafe(self._fetch(rest), self._loop)
+                self._flight.insert(at + 1, rest)
+
+    def _waiting(self) -> None:
+        if self._next >= self._end:
+            self._split(min(AHEAD, _READING.ahead(self)))
 
     async def _fetch(self, piece: _Range) -> None:
         try:
@@ -291,16 +339,19 @@ class S3Ranges:
             body.close()
             raise _replaced(self._where, OSError("412 Precondition Failed"))
         try:
-            while data := await body.read(CHUNK):
-                piece.put(data)
+            while (data := await body.read(CHUNK)) and piece.put(data):
+                pass
         finally:
-            body.close()
+            body.close()  # (before its end, where the range was cut: its connection is dropped)
+        if piece.first + piece.got <= min(piece.last, self._end - 1):  # (not the object's end: a gap)
+            raise OSError(f"{self._where}: a ranged GET ended after {piece.got} bytes of "
+                          f"{piece.last + 1 - piece.first}")
 
     def _arrived(self) -> bytes:
         """The next bytes of the range first in line, as they come (b"" where it ended short: nothing
         after it counts); a range that ended gives way to the next, AHEAD kept in flight."""
         piece = self._flight[0]
-        data, ended = piece.take()
+        data, ended = piece.take(self._waiting)
         if ended:
             self._flight.popleft()
             if self._flight:  # (reading ahead already: keep AHEAD in flight)

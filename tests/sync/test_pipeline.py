@@ -32,11 +32,12 @@ def test_a_far_objects_ranges_are_handed_on_as_they_arrive(s3, monkeypatch):
     handed_on = threading.Event()
     put = s3read._Range.put
 
-    def held_put(piece, chunk: bytes) -> None:
-        put(piece, chunk)
+    def held_put(piece, chunk: bytes) -> bool:
+        more = put(piece, chunk)
         if piece.first == 0 and piece.got >= s3read.CHUNK:
             # the rest of the first range waits (on the loop's thread) until the reader got bytes
             handed_on.wait(WAIT)
+        return more
 
     monkeypatch.setattr(s3read._Range, "put", held_put)
     with s3read.S3Ranges(fs, "streamed/big.bin", len(data)) as ranges:
@@ -122,16 +123,25 @@ def test_an_objects_last_bytes_are_spread_over_the_ranges_it_may_still_ask_for(s
         fs.pipe_file(f"spread/{i}.bin", bytes([i]) * (size if i == 4 else older))
     readers = [s3read.S3Ranges(fs, f"spread/{i}.bin", size if i == 4 else older) for i in range(5)]
     youngest = readers[-1]
+    made: list[tuple[int, int]] = []  # (first, last) of every range as it was asked for
+    new_range = s3read._Range.__init__
+
+    def asked_range(piece, first: int, last: int, cond) -> None:
+        new_range(piece, first, last, cond)
+        made.append((first, last))
+
+    monkeypatch.setattr(s3read._Range, "__init__", asked_range)
     try:
         assert len(youngest._flight) == 2  # the fifth read: 2 ranges in flight
         for reader in readers[:-1]:
             reader.close()
         assert youngest.read(1 << 20) == bytes([4]) * (1 << 20)
-        # its first two ranges (512 KiB, 1 MiB) were asked before; the rest once it was the oldest
-        rest = [p for p in youngest._flight if p.first >= 3 * s3read.START_RANGE]
-        asked = [p.last - p.first + 1 for p in rest]
+        # its first two ranges (512 KiB, 1 MiB) were asked before; the rest once it was the oldest (and
+        # then, as its ranges end, halves of the ones with the most to come: after these)
+        rest = [(first, last) for first, last in made if first >= 3 * s3read.START_RANGE][:s3read.AHEAD - 1]
+        asked = [last - first + 1 for first, last in rest]
         assert len(asked) == s3read.AHEAD - 1 and max(asked) < s3read.RANGE, asked
-        assert rest[0].first == 3 * s3read.START_RANGE and rest[-1].last == size - 1, \
+        assert rest[0][0] == 3 * s3read.START_RANGE and rest[-1][1] == size - 1, \
             "the rest of the object is asked for (its length from the first answer)"
         assert max(asked) - min(asked) <= 1, f"the rest is not spread: {asked}"
         assert youngest.read(size) == bytes([4]) * (size - (1 << 20))
@@ -172,3 +182,56 @@ def test_a_files_pieces_go_out_on_its_first_lane_while_its_other_lanes_open(tmp_
     sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), chunk_size=1 << 20, progress=False)
     assert tree_hashes(dest) == hashes
     assert waited and all(waited), "the file's pieces waited for every lane to open"
+
+
+def test_an_objects_last_ranges_are_cut_in_two_for_the_flows_that_ended(s3, monkeypatch):
+    """Once all of an object is asked for, a range that ends gives its place to half of the range with
+    the most still to come: a slow range at an object's end is not waited for on its one flow."""
+    import asyncio
+
+    s3.make_bucket("cut")
+    fs = s3.filesystem()
+    data = os.urandom(6 << 20)
+    fs.pipe_file("cut/big.bin", data)
+    asked: list[tuple[int, int]] = []
+    released = asyncio.Event()
+    timed_out: list[bool] = []
+    call = fs._call_s3
+
+    class Held:
+        """The body of the object's fourth range: after its first CHUNK, held until a GET asks for part of it."""
+
+        def __init__(self, body):
+            self.body, self.sent = body, 0
+
+        async def read(self, size: int = -1) -> bytes:
+            if self.sent >= s3read.CHUNK and not released.is_set():
+                try:
+                    await asyncio.wait_for(released.wait(), WAIT)
+                except asyncio.TimeoutError:
+                    timed_out.append(True)
+            chunk = await self.body.read(size)
+            self.sent += len(chunk)
+            return chunk
+
+        def close(self) -> None:
+            self.body.close()
+
+    async def watched(method, *args, **kwargs):
+        answer = await call(method, *args, **kwargs)
+        if method == "get_object" and "Range" in kwargs:
+            first, last = map(int, kwargs["Range"].removeprefix("bytes=").split("-"))
+            asked.append((first, last))
+            if len(asked) == 4:
+                answer["Body"] = Held(answer["Body"])
+            elif len(asked) > 4 and asked[3][0] < first <= asked[3][1]:
+                released.set()  # (on the loop's thread, as the held body waits)
+        return answer
+
+    monkeypatch.setattr(fs, "_call_s3", watched)
+    with s3read.S3Ranges(fs, "cut/big.bin", len(data)) as ranges:
+        chunks = []
+        while chunk := ranges.read1(8 << 20):
+            chunks.append(chunk)
+    assert b"".join(chunks) == data
+    assert not timed_out, f"the held range was waited for on its own flow; ranges asked: {asked}"
