@@ -235,3 +235,40 @@ def test_an_objects_last_ranges_are_cut_in_two_for_the_flows_that_ended(s3, monk
             chunks.append(chunk)
     assert b"".join(chunks) == data
     assert not timed_out, f"the held range was waited for on its own flow; ranges asked: {asked}"
+
+
+def test_a_ranged_get_that_ends_short_mid_object_fails_the_read(s3, monkeypatch):
+    """A range whose body ends before its last byte (mid-object) fails the read: the bytes of the next
+    range are not taken as following on (a gap no size check would see in a shard of the same size)."""
+    s3.make_bucket("short")
+    fs = s3.filesystem()
+    data = os.urandom(6 << 20)
+    fs.pipe_file("short/big.bin", data)
+    call = fs._call_s3
+
+    class Short:
+        """The body of the object's second range, ending after its first CHUNK."""
+
+        def __init__(self, body):
+            self.body, self.sent = body, 0
+
+        async def read(self, size: int = -1) -> bytes:
+            if self.sent >= s3read.CHUNK:
+                return b""
+            chunk = await self.body.read(min(size, s3read.CHUNK - self.sent))
+            self.sent += len(chunk)
+            return chunk
+
+        def close(self) -> None:
+            self.body.close()
+
+    async def cut_short(method, *args, **kwargs):
+        answer = await call(method, *args, **kwargs)
+        if method == "get_object" and kwargs.get("Range", "").startswith(f"bytes={s3read.START_RANGE}-"):
+            answer["Body"] = Short(answer["Body"])
+        return answer
+
+    monkeypatch.setattr(fs, "_call_s3", cut_short)
+    with s3read.S3Ranges(fs, "short/big.bin", len(data)) as ranges, pytest.raises(OSError, match="ended after"):
+        while ranges.read1(8 << 20):
+            pass
