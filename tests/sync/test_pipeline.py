@@ -184,6 +184,39 @@ def test_a_files_pieces_go_out_on_its_first_lane_while_its_other_lanes_open(tmp_
     assert waited and all(waited), "the file's pieces waited for every lane to open"
 
 
+class Body:
+    """A ranged GET's body passed on, its first CHUNK as it comes; then `after_chunk()` (a coroutine)
+    runs before each read, and ends the body where it answers True."""
+
+    def __init__(self, body, after_chunk):
+        self.body, self.sent, self._after_chunk = body, 0, after_chunk
+
+    async def read(self, size: int = -1) -> bytes:
+        if self.sent >= s3read.CHUNK and await self._after_chunk():
+            return b""
+        chunk = await self.body.read(size if self.sent >= s3read.CHUNK else min(size, s3read.CHUNK - self.sent))
+        self.sent += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def on_ranged_gets(fs, monkeypatch, seen) -> None:
+    """Call `seen(first, last, answer)` (on the loop's thread) with every ranged GET's answer, which it
+    may change."""
+    call = fs._call_s3
+
+    async def watched(method, *args, **kwargs):
+        answer = await call(method, *args, **kwargs)
+        if method == "get_object" and "Range" in kwargs:
+            first, last = map(int, kwargs["Range"].removeprefix("bytes=").split("-"))
+            seen(first, last, answer)
+        return answer
+
+    monkeypatch.setattr(fs, "_call_s3", watched)
+
+
 def test_an_objects_last_ranges_are_cut_in_two_for_the_flows_that_ended(s3, monkeypatch):
     """Once all of an object is asked for, a range that ends gives its place to half of the range with
     the most still to come: a slow range at an object's end is not waited for on its one flow."""
@@ -196,39 +229,24 @@ def test_an_objects_last_ranges_are_cut_in_two_for_the_flows_that_ended(s3, monk
     asked: list[tuple[int, int]] = []
     released = asyncio.Event()
     timed_out: list[bool] = []
-    call = fs._call_s3
 
-    class Held:
-        """The body of the object's fourth range: after its first CHUNK, held until a GET asks for part of it."""
+    async def held() -> bool:
+        # the fourth range answered: after its first CHUNK, held until a GET asks for part of it
+        if not released.is_set():
+            try:
+                await asyncio.wait_for(released.wait(), WAIT)
+            except asyncio.TimeoutError:
+                timed_out.append(True)
+        return False
 
-        def __init__(self, body):
-            self.body, self.sent = body, 0
+    def seen(first: int, last: int, answer: dict) -> None:
+        asked.append((first, last))
+        if len(asked) == 4:
+            answer["Body"] = Body(answer["Body"], held)
+        elif len(asked) > 4 and asked[3][0] < first <= asked[3][1]:
+            released.set()  # (on the loop's thread, as the held body waits)
 
-        async def read(self, size: int = -1) -> bytes:
-            if self.sent >= s3read.CHUNK and not released.is_set():
-                try:
-                    await asyncio.wait_for(released.wait(), WAIT)
-                except asyncio.TimeoutError:
-                    timed_out.append(True)
-            chunk = await self.body.read(size)
-            self.sent += len(chunk)
-            return chunk
-
-        def close(self) -> None:
-            self.body.close()
-
-    async def watched(method, *args, **kwargs):
-        answer = await call(method, *args, **kwargs)
-        if method == "get_object" and "Range" in kwargs:
-            first, last = map(int, kwargs["Range"].removeprefix("bytes=").split("-"))
-            asked.append((first, last))
-            if len(asked) == 4:
-                answer["Body"] = Held(answer["Body"])
-            elif len(asked) > 4 and asked[3][0] < first <= asked[3][1]:
-                released.set()  # (on the loop's thread, as the held body waits)
-        return answer
-
-    monkeypatch.setattr(fs, "_call_s3", watched)
+    on_ranged_gets(fs, monkeypatch, seen)
     with s3read.S3Ranges(fs, "cut/big.bin", len(data)) as ranges:
         chunks = []
         while chunk := ranges.read1(8 << 20):
@@ -244,31 +262,15 @@ def test_a_ranged_get_that_ends_short_mid_object_fails_the_read(s3, monkeypatch)
     fs = s3.filesystem()
     data = os.urandom(6 << 20)
     fs.pipe_file("short/big.bin", data)
-    call = fs._call_s3
 
-    class Short:
-        """The body of the object's second range, ending after its first CHUNK."""
+    async def ends() -> bool:
+        return True
 
-        def __init__(self, body):
-            self.body, self.sent = body, 0
+    def seen(first: int, last: int, answer: dict) -> None:
+        if first == s3read.START_RANGE:  # the object's second range ends after its first CHUNK
+            answer["Body"] = Body(answer["Body"], ends)
 
-        async def read(self, size: int = -1) -> bytes:
-            if self.sent >= s3read.CHUNK:
-                return b""
-            chunk = await self.body.read(min(size, s3read.CHUNK - self.sent))
-            self.sent += len(chunk)
-            return chunk
-
-        def close(self) -> None:
-            self.body.close()
-
-    async def cut_short(method, *args, **kwargs):
-        answer = await call(method, *args, **kwargs)
-        if method == "get_object" and kwargs.get("Range", "").startswith(f"bytes={s3read.START_RANGE}-"):
-            answer["Body"] = Short(answer["Body"])
-        return answer
-
-    monkeypatch.setattr(fs, "_call_s3", cut_short)
+    on_ranged_gets(fs, monkeypatch, seen)
     with s3read.S3Ranges(fs, "short/big.bin", len(data)) as ranges, pytest.raises(OSError, match="ended after"):
         while ranges.read1(8 << 20):
             pass
