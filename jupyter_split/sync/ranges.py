@@ -25,6 +25,7 @@ class Ranged:
         self._pool, self._path = pool, path
         self._lanes: list[SftpFile] = [first]
         self._joining: list[tuple[Any, concurrent.futures.Future]] = []  # (connection, its lane opening)
+        self._sessionless: set[Any] = set()  # connections that had no session to open the file on
         self._flight: deque[tuple[concurrent.futures.Future, int, int, SftpFile]] = deque()  # (piece, start, end, lane)
         self._offset = self._acked = offset
         self._closed = False
@@ -82,9 +83,12 @@ class Ranged:
                 continue
             if lane is not None:
                 self._lanes.append(lane)
+            else:  # (the server allows no session of ours there: not asked again for this file)
+                self._sessionless.add(joining[0])
         missing = self._pool.width.target - len(self._lanes) - len(self._joining)
         if missing > 0:
-            avoid = tuple(lane.streams for lane in self._lanes) + tuple(streams for streams, _ in self._joining)
+            avoid = (tuple(lane.streams for lane in self._lanes) + tuple(streams for streams, _ in self._joining)
+                     + tuple(self._sessionless))
             opening = self._open_lanes(avoid, missing)
             for _, future in opening:
                 future.add_done_callback(self._opened)

@@ -280,3 +280,31 @@ def test_a_ranged_get_that_ends_short_mid_object_fails_the_read(s3, monkeypatch)
     with s3read.S3Ranges(fs, "short/big.bin", len(data)) as ranges, pytest.raises(OSError, match="ended after"):
         while ranges.read1(8 << 20):
             pass
+
+
+def test_a_connection_with_no_session_for_a_file_is_not_asked_again_for_it(tmp_path, sshd, monkeypatch):
+    """A connection whose server allows no session of the copy's own (sshd's MaxSessions) answers a
+    lane's open with none: the file goes on over its other lanes and does not ask that one again
+    for every piece."""
+    from jupyter_split.sync import sftp_files
+
+    from tests.sync.test_remote import sftp_options, sftp_url
+
+    src = tmp_path / "src"
+    hashes = make_tree(src, {"model.bin": 24 << 20})
+    opened: set[str] = set()
+    refused: list[object] = []
+    open_file = sftp_files.SftpStreams.open
+
+    def no_session_on_one(streams, path, offset=0, *, read=False):
+        if path in opened and (not refused or streams is refused[0]):
+            refused.append(streams)  # the first connection a lane is asked of: never a session
+            return None
+        opened.add(path)
+        return open_file(streams, path, offset, read=read)
+
+    monkeypatch.setattr(sftp_files.SftpStreams, "open", no_session_on_one)
+    dest = tmp_path / "dest"
+    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), chunk_size=1 << 20, progress=False)
+    assert tree_hashes(dest) == hashes
+    assert len(refused) == 1, f"the connection with no session was asked {len(refused)} times for the one file"
