@@ -3,8 +3,9 @@
 The one wide copy, both ways: `Ranged` deals a file's pieces, in file order, each to the lane
 (the file open on one connection) whose connection has the fewest pieces in flight; lanes
 join whenever other connections of the pool are open, up to the width, so a big file never rides
-one flow: their opens go out at once, and each lane takes pieces once it is open. `RangedWriter` sends the pieces of a source read once, in order, and hashed;
-`RangedReader` asks for them ahead and hands them back in order, for the same hashing.
+one flow: their opens go out at once, and each lane takes pieces once it is open. `RangedWriter`
+sends the pieces of a source read once, in order, and hashed; `RangedReader` asks for them ahead
+and hands them back in order, for the same hashing.
 """
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ class Ranged:
     def _close_lanes(self, wait: bool) -> None:
         # every lane's close at once (one round trip, not one per lane); with `wait` the first failure is raised
         for _, future in self._joining:  # no piece went there: closed once open, not waited for
-            future.cancel() or future.add_done_callback(_close_opened)
+            if not future.cancel():
+                future.add_done_callback(_close_opened)
         self._joining.clear()
         closes = [lane.close_soon() for lane in self._lanes]
         if not wait:

@@ -22,12 +22,12 @@ import concurrent.futures
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any
 
 from fsspec.asyn import sync
 
 from ..residency.pins import PinError
-from .arrived import Arrived
+from .arrived import Arrived, Range
 
 
 class Replaced(PinError):
@@ -127,7 +127,6 @@ FIRST_RANGE = 64 << 10
 START_RANGE = 512 << 10
 AHEAD = 4        # ranged GETs of one object in flight at once (as many multipart parts go up at once)
 CHUNK = 256 << 10  # a ranged GET's body is handed on in reads of at most this
-SPLIT = 256 << 10  # a range in flight is cut in two (`_Range.cut`) only if each half brings this much or more
 RANGED_MIN = AHEAD * RANGE // 2  # objects over this are read in ranges
 # A store that answered a GET this soon is near (this machine, its region): no long link whose
 # flows to fill, so a big object is one streamed GET, as a small one (`open_read`); each GET costs
@@ -148,64 +147,6 @@ def _answered(store: tuple[str, str], seconds: float) -> None:
 def near(fs: Any, path: str) -> bool:
     """Whether the store of `path` answered a GET within NEAR_S (False while none has answered)."""
     return _ANSWERED.get(_store(fs, fs.split_path(path)[0]), NEAR_S) < NEAR_S
-
-
-class _Range:
-    """One ranged GET's bytes, handed over as they arrive: a GET of RANGE over a far link's flow
-    takes seconds, and its first bytes go on meanwhile (else the copy's other link waits for it)."""
-
-    def __init__(self, first: int, last: int, cond: threading.Condition):
-        self.first, self.last, self.got = first, last, 0
-        self.future: concurrent.futures.Future | None = None
-        self._chunks: list[bytes] = []
-        self._ended, self._error = False, None
-        self._cond = cond  # one for all ranges of a reader: it waits for the first in line, and wakes
-        # when any of them ends (its flow is free: another may take half of a range still coming)
-
-    def put(self, data: bytes) -> bool:
-        """Hand on bytes that arrived (those past the range, if `cut` shortened it, dropped); whether
-        more are wanted."""
-        with self._cond:
-            data = data[:self.last + 1 - self.first - self.got]
-            if data:
-                self._chunks.append(data)
-                self.got += len(data)
-                self._cond.notify_all()
-            return self.first + self.got <= self.last
-
-    def cut(self) -> "_Range | None":
-        """Shorten the range to half of what it still has to bring, if that is SPLIT bytes or more;
-        the range of the rest (for another GET), or None."""
-        with self._cond:
-            left = self.last + 1 - self.first - self.got
-            if self._ended or left < 2 * SPLIT:
-                return None
-            rest = _Range(self.last + 1 - left // 2, self.last, self._cond)
-            self.last = rest.first - 1
-            return rest
-
-    def end(self, error: BaseException | None = None) -> None:
-        with self._cond:
-            self._ended, self._error = True, error
-            self._cond.notify_all()
-
-    @property
-    def coming(self) -> bool:
-        """Whether its GET still brings bytes."""
-        return not self._ended
-
-    def take(self, waiting: Callable[[], None]) -> tuple[bytes, bool]:
-        """What arrived since the last take (waiting for some, and calling `waiting` each time before
-        it waits: when any range of the reader moved), and whether that was the last of it."""
-        with self._cond:
-            while not self._chunks and not self._ended:
-                waiting()
-                self._cond.wait()
-            if self._error is not None:
-                raise self._error
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            return data, self._ended
 
 
 class _Reading:
@@ -261,7 +202,7 @@ class S3Ranges:
         self.etag = etag
         self._next, self._end, self._range = 0, size + 1, FIRST_RANGE if head_first else START_RANGE
         self._store = _store(fs, bucket)
-        self._flight: collections.deque[_Range] = collections.deque()
+        self._flight: collections.deque[Range] = collections.deque()
         self._cond = threading.Condition()  # (reentrant: `_split` runs while `take` waits)
         self._held, self._done = Arrived(), False
         if not head_first:
@@ -274,7 +215,7 @@ class S3Ranges:
             # the object's last bytes spread over the ranges it may still ask for: its end does not
             # ride one flow (4 MiB at a border flow's share: seconds at the end of a copy)
             size = min(self._range, max(START_RANGE, -(-(self._end - self._next) // (most - len(self._flight)))))
-            piece = _Range(self._next, min(self._next + size, self._end) - 1, self._cond)
+            piece = Range(self._next, min(self._next + size, self._end) - 1, self._cond)
             self._range = min(2 * self._range, RANGE)
             piece.future = asyncio.run_coroutine_threadsafe(self._fetch(piece), self._loop)
             self._flight.append(piece)
@@ -293,7 +234,7 @@ class S3Ranges:
                 coming = [(at, piece) for at, piece in enumerate(self._flight) if piece.coming]
                 if not coming or len(coming) >= most:
                     return
-                at, piece = max(coming, key=lambda p: p[1].last - p[1].first - p[1].got)
+                at, piece = max(coming, key=lambda p: p[1].left)
                 rest = piece.cut()
                 if rest is None:
                     return
@@ -301,10 +242,10 @@ class S3Ranges:
                 self._flight.insert(at + 1, rest)
 
     def _waiting(self) -> None:
-        if self._next >= self._end:
-            self._split(min(AHEAD, _READING.ahead(self)))
+        if self._next >= self._end:  # (all asked for: out of the ranks, so AHEAD)
+            self._split(AHEAD)
 
-    async def _fetch(self, piece: _Range) -> None:
+    async def _fetch(self, piece: Range) -> None:
         try:
             await self._get(piece)
         except asyncio.CancelledError as exc:  # by close: no reader waits for it
@@ -315,7 +256,7 @@ class S3Ranges:
         else:
             piece.end()
 
-    async def _get(self, piece: _Range) -> None:
+    async def _get(self, piece: Range) -> None:
         ask = {**self._ask, **({"IfMatch": self.etag} if self.etag else {})}
         asked = time.monotonic()
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_split import sync
-from jupyter_split.sync import s3read, stream
+from jupyter_split.sync import arrived, s3read, stream
 
 from tests.sync.test_local import make_tree, tree_hashes
 
@@ -30,7 +30,7 @@ def test_a_far_objects_ranges_are_handed_on_as_they_arrive(s3, monkeypatch):
     data = os.urandom(12 << 20)
     fs.pipe_file("streamed/big.bin", data)
     handed_on = threading.Event()
-    put = s3read._Range.put
+    put = arrived.Range.put
 
     def held_put(piece, chunk: bytes) -> bool:
         more = put(piece, chunk)
@@ -39,7 +39,7 @@ def test_a_far_objects_ranges_are_handed_on_as_they_arrive(s3, monkeypatch):
             handed_on.wait(WAIT)
         return more
 
-    monkeypatch.setattr(s3read._Range, "put", held_put)
+    monkeypatch.setattr(arrived.Range, "put", held_put)
     with s3read.S3Ranges(fs, "streamed/big.bin", len(data)) as ranges:
         first = ranges.read1(8 << 20)
         assert first and not ranges._flight[0].future.done(), "the first range ended before its bytes went on"
@@ -124,13 +124,13 @@ def test_an_objects_last_bytes_are_spread_over_the_ranges_it_may_still_ask_for(s
     readers = [s3read.S3Ranges(fs, f"spread/{i}.bin", size if i == 4 else older) for i in range(5)]
     youngest = readers[-1]
     made: list[tuple[int, int]] = []  # (first, last) of every range as it was asked for
-    new_range = s3read._Range.__init__
+    new_range = arrived.Range.__init__
 
     def asked_range(piece, first: int, last: int, cond) -> None:
         new_range(piece, first, last, cond)
         made.append((first, last))
 
-    monkeypatch.setattr(s3read._Range, "__init__", asked_range)
+    monkeypatch.setattr(arrived.Range, "__init__", asked_range)
     try:
         assert len(youngest._flight) == 2  # the fifth read: 2 ranges in flight
         for reader in readers[:-1]:
@@ -281,30 +281,3 @@ def test_a_ranged_get_that_ends_short_mid_object_fails_the_read(s3, monkeypatch)
         while ranges.read1(8 << 20):
             pass
 
-
-def test_a_connection_with_no_session_for_a_file_is_not_asked_again_for_it(tmp_path, sshd, monkeypatch):
-    """A connection whose server allows no session of the copy's own (sshd's MaxSessions) answers a
-    lane's open with none: the file goes on over its other lanes and does not ask that one again
-    for every piece."""
-    from jupyter_split.sync import sftp_files
-
-    from tests.sync.test_remote import sftp_options, sftp_url
-
-    src = tmp_path / "src"
-    hashes = make_tree(src, {"model.bin": 24 << 20})
-    opened: set[str] = set()
-    refused: list[object] = []
-    open_file = sftp_files.SftpStreams.open
-
-    def no_session_on_one(streams, path, offset=0, *, read=False):
-        if path in opened and (not refused or streams is refused[0]):
-            refused.append(streams)  # the first connection a lane is asked of: never a session
-            return None
-        opened.add(path)
-        return open_file(streams, path, offset, read=read)
-
-    monkeypatch.setattr(sftp_files.SftpStreams, "open", no_session_on_one)
-    dest = tmp_path / "dest"
-    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), chunk_size=1 << 20, progress=False)
-    assert tree_hashes(dest) == hashes
-    assert len(refused) == 1, f"the connection with no session was asked {len(refused)} times for the one file"

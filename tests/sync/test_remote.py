@@ -330,13 +330,29 @@ def test_sftp_only_account_is_verified_by_reading_back(tmp_path):
             loc.close()
 
 
-def test_a_server_that_allows_few_sessions_still_gets_every_file(tmp_path):
-    # sshd's MaxSessions: big files then share the sessions there are, or go through sshfs's
+def test_a_server_that_allows_few_sessions_still_gets_every_file(tmp_path, monkeypatch):
+    # sshd's MaxSessions: big files then share the sessions there are, or go through sshfs's; a
+    # connection with no session of the copy's own is asked once per file, not for every piece
+    # (it was: 4,284 opens found no session in this copy)
+    from jupyter_split.config import MAX_CONNECTIONS
+    from jupyter_split.sync import sftp_files
+
+    sessionless: list[str] = []
+    open_file = sftp_files.SftpStreams.open
+
+    def counted(streams, path, offset=0, *, read=False):
+        opened = open_file(streams, path, offset, read=read)
+        if opened is None:
+            sessionless.append(path)
+        return opened
+
+    monkeypatch.setattr(sftp_files.SftpStreams, "open", counted)
     with running_sshd(tmp_path / "two-sessions", MaxSessions="2") as server:
         src, dest = tmp_path / "src", tmp_path / "dest"
         hashes = make_tree(src, {"a.bin": 17 << 20, "b.bin": 17 << 20, "c.bin": 17 << 20, "small.json": 100})
         report = sync.copy(str(src), sftp_url(server, dest), dest_options=sftp_options(server), progress=False)
         assert report.files_verified == 4 and tree_hashes(dest) == hashes
+    assert len(sessionless) <= 3 * MAX_CONNECTIONS, f"{len(sessionless)} opens found no session"
 
 
 def test_a_copy_that_loses_a_publish_race_on_s3_fails_and_keeps_the_winner(tmp_path, s3, monkeypatch):
