@@ -66,6 +66,8 @@ class Location:
     stale_manifests: list[str] = field(default_factory=list, repr=False, compare=False)
     # the files (relative paths) the last local `list_tree` reached through a symlink; None: not known
     linked: set[str] | None = field(default=None, repr=False, compare=False)
+    # whether the last `list_tree` of the root (on an SFTP server) met the staging folder; None: not known
+    staging_seen: bool | None = field(default=None, repr=False, compare=False)
 
     def path(self, rel: str) -> str:
         """The full path of `rel` under the root; the root itself for ""."""
@@ -177,12 +179,15 @@ def list_tree(loc: Location) -> dict[str, int]:
     """Relative path -> size of every file under the root, leaving out our own bookkeeping."""
     try:
         if loc.sftp:
-            found = sftp.find(loc.fs, loc.root)
+            folders, found = sftp.find(loc.fs, loc.root)
+            loc.staging_seen = posixpath.normpath(loc.staging) in {posixpath.normpath(f) for f in folders}
         elif is_local(loc.fs):
             found = _local_find(loc.root)
         else:
             found = loc.fs.find(loc.root, detail=True, withdirs=False)
     except FileNotFoundError:
+        if loc.sftp:
+            loc.staging_seen = False
         return {}
     prefix = loc.root.rstrip("/") + "/"
     sizes: dict[str, int] = {}

@@ -253,6 +253,7 @@ def _parse(output: str) -> dict[str, str]:
 
 
 async def _close(process: Any) -> None:
+    # not waiting for the server's close in turn: over a far link that is a round trip at the end of
+    # every copy; the process ends at its end of input, and the channel closes on the loop meanwhile
     process.stdin.write_eof()
     process.close()
-    await process.wait_closed()

@@ -32,9 +32,11 @@ def is_sshfs(fs: Any) -> bool:
     return any(p in ("ssh", "sftp") for p in protocols) and hasattr(fs, "client") and hasattr(fs, "_pool")
 
 
-def find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
-    """path -> info of every file under `root`, one round trip per level of folders."""
-    return sync(fs.loop, _find, fs, root)
+def find(fs: Any, root: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Every folder under `root` (itself first), and path -> info of every file under it: one round
+    trip per level of folders. FileNotFoundError where `root` is not there."""
+    folders, files = sync(fs.loop, _levels, fs, root)
+    return [folder for level in folders for folder in level], files
 
 
 def make_dirs(fs: Any, folders: list[str], base: str) -> None:
@@ -125,10 +127,6 @@ async def _write_and_rename(fs: Any, temp: str, final: str, data: bytes) -> None
         except BaseException:
             await asyncio.gather(channel.remove(temp), return_exceptions=True)
             raise
-
-
-async def _find(fs: Any, root: str) -> dict[str, dict[str, Any]]:
-    return (await _levels(fs, root))[1]
 
 
 async def _levels(fs: Any, root: str) -> tuple[list[list[str]], dict[str, dict[str, Any]]]:

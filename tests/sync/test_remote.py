@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -149,6 +150,34 @@ def test_a_fresh_copy_with_big_files_removes_its_staging_without_listing_it(tmp_
     sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)
     assert tree_hashes(dest) == hashes and not (dest / STAGING_NAME).exists()
     assert dropping and listed == [], f"the staging tree was listed to remove it: {listed}"
+
+
+def sftp_requests(caplog) -> list[str]:
+    """The SFTP requests asyncssh logged as sent ("opendir for PATH", "rmdir for PATH", ...)."""
+    messages = (r.getMessage() for r in caplog.records if r.name == "asyncssh.sftp")
+    return [m.partition("] Sending ")[2] for m in messages if "] Sending " in m]
+
+
+def test_a_copy_does_not_look_for_a_staging_folder_its_destination_did_not_show(tmp_path, sshd, caplog):
+    """A fresh copy of small files, then a no-op re-sync: the destination's listing showed no
+    staging folder and neither copy put anything there, so neither looks for one to remove (over a
+    far link: two round trips at the end of every copy). One the listing did show is removed."""
+    src, dest = tmp_path / "src", tmp_path / "sftp-dest"
+    make_tree(src, FILES)
+    staging = f"{dest}/{STAGING_NAME}"
+    copy = lambda: sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), progress=False)  # noqa: E731
+    with caplog.at_level(logging.DEBUG, logger="asyncssh.sftp"):
+        assert copy().files_sent == len(FILES)
+        assert copy().files_skipped == len(FILES)
+        sent = sftp_requests(caplog)
+        assert any(f"for {staging}/files" in request for request in sent), "the plan looks into staging"
+        assert [r for r in sent if r.startswith("rmdir") or r.endswith(f" {staging}")] == []
+
+        (dest / STAGING_NAME / "files").mkdir(parents=True)  # an interrupted copy's, empty
+        caplog.clear()
+        assert copy().files_skipped == len(FILES)
+        assert not (dest / STAGING_NAME).exists()
+        assert f"rmdir for {staging}" in sftp_requests(caplog)
 
 
 def test_a_copys_own_connections_are_closed_on_their_event_loop(tmp_path, sshd, monkeypatch):
