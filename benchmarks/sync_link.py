@@ -61,17 +61,12 @@ def rsync_ssh(server, port: int, known_hosts: str) -> str:
                        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
 
 
-def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: int,
-           clear: Callable[[str], None] | None = None) -> dict[str, list[float]]:
-    """Seconds of each tool's run, `count` rounds, alternating, each into an emptied destination
-    (`fresh[name]` removed, or `clear(name)` called, before the clock starts)."""
+def rounds(tools: dict[str, Callable[[], None]], fresh: dict[str, Path], count: int) -> dict[str, list[float]]:
+    """Seconds of each tool's run, `count` rounds, alternating, each into an emptied destination."""
     times: dict[str, list[float]] = {name: [] for name in tools}
     for _ in range(count):
         for name, run in tools.items():
-            if clear is not None:
-                clear(name)
-            else:
-                shutil.rmtree(fresh[name], ignore_errors=True)
+            shutil.rmtree(fresh[name], ignore_errors=True)
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)

@@ -125,19 +125,16 @@ class Loopback:
         for path in there.values():
             shutil.rmtree(path)
 
-        # local disk to S3: a new prefix every round, the tool's last one removed first (outside the
-        # clock), so that moto_server holds one copy per tool, not every round's, and no run pays for
-        # the others' bytes written back to disk; the last of each tool compared
+        # local disk to S3: a new prefix every round, the last of each tool compared
         last: dict[str, str] = {}
 
-        def clear(name: str) -> None:
-            if name in last:
-                self.s3fs.rm(last[name], recursive=True)
+        def prefix(name: str) -> str:
             last[name] = f"bench/up-{next(self.serial)}"
-        times = rounds({"ours": lambda: sync.copy(str(shards), "s3://" + last["ours"], dest_options=s3.storage_options,
+            return last[name]
+        times = rounds({"ours": lambda: sync.copy(str(shards), "s3://" + prefix("ours"), dest_options=s3.storage_options,
                                                   progress=False),
-                        **self.peers(str(shards), lambda name: "moto:" + last[name])},
-                       {}, count, clear)
+                        **self.peers(str(shards), lambda name: "moto:" + prefix(name))},
+                       {name: root / "unused" for name in ("ours", "rclone", NO_CHECK)}, count)
         self.s3fs.invalidate_cache()
         assert all(self.sha_s3(path) == expected for path in last.values())
         self.s3fs.rm([p for p in self.s3fs.ls("bench") if p.startswith("bench/up-")], recursive=True)
