@@ -37,6 +37,7 @@ STEP = 1.0            # seconds of sending between two readings of the throughpu
 JUDGED = 2            # readings at one width before it is judged (one reading of pieces ending in bunches is noisy)
 EFFICIENT = 0.6       # the width doubles while each connection carries this share of the best one flow did
 OPENING = 8           # connections opened at once
+LANES_OPENING = 4     # files whose lanes (one on each connection of the width) open at once
 STALL = 0.1           # two readings under this share of the best the width carried: a stall, back off
 REMEMBERED = 24 * 3600  # seconds a width learnt for a server is where the next copy there starts
 WIDTHS_FILE = "widths.json"
@@ -209,7 +210,10 @@ class Connections:
         # a doubling opens its connections at once (each takes round trips), fewer than sshd's
         # MaxStartups (10) lets in before they log in
         self._opener = concurrent.futures.ThreadPoolExecutor(max_workers=OPENING)
-        self._lane_opener = concurrent.futures.ThreadPoolExecutor(max_workers=OPENING)  # a file's lanes, at once
+        # the lanes of the files sent together, all at once: each open waits a round trip on a session
+        # that is up (no MaxStartups there); with OPENING threads for every file's 15, the last files'
+        # lanes joined seconds after the first's over a far link
+        self._lane_opener = concurrent.futures.ThreadPoolExecutor(max_workers=LANES_OPENING * width.cap)
         self._lock = threading.Lock()
         self.turns = threading.Condition()  # a piece ended: a writer waiting for room may go
         # no lock: the width asks while it holds its own, and a harvest calls the width under ours

@@ -184,6 +184,39 @@ def test_a_files_pieces_go_out_on_its_first_lane_while_its_other_lanes_open(tmp_
     assert waited and all(waited), "the file's pieces waited for every lane to open"
 
 
+def test_the_lanes_of_files_sent_together_open_together(tmp_path, sshd, monkeypatch):
+    """Big files sent together each open on every connection of the width at once, and together:
+    not OPENING opens at a time for all of them (over a far link a round trip for each OPENING: the
+    last files' lanes joined seconds after the first's)."""
+    from jupyter_split.sync import sftp_files, width
+
+    from tests.sync.test_remote import sftp_options, sftp_url
+
+    src = tmp_path / "src"
+    hashes = make_tree(src, {f"model-{i}.bin": 24 << 20 for i in range(3)})
+    opened: set[str] = set()
+    turns = threading.Condition()
+    held = {"now": 0, "most": 0}
+    open_file = sftp_files.SftpStreams.open
+
+    def held_open(streams, path, offset=0, *, read=False):
+        if path in opened:  # a lane after a file's first: held until more than OPENING are held at once
+            with turns:
+                held["now"] += 1
+                held["most"] = max(held["most"], held["now"])
+                turns.notify_all()
+                turns.wait_for(lambda: held["most"] > width.OPENING, timeout=2)
+                held["now"] -= 1
+        opened.add(path)
+        return open_file(streams, path, offset, read=read)
+
+    monkeypatch.setattr(sftp_files.SftpStreams, "open", held_open)
+    dest = tmp_path / "dest"
+    sync.copy(str(src), sftp_url(sshd, dest), dest_options=sftp_options(sshd), chunk_size=1 << 20, progress=False)
+    assert tree_hashes(dest) == hashes
+    assert held["most"] > width.OPENING, f"at most {held['most']} lane opens were under way at once"
+
+
 class Body:
     """A ranged GET's body passed on, its first CHUNK as it comes; then `after_chunk()` (a coroutine)
     runs before each read, and ends the body where it answers True."""
