@@ -230,16 +230,8 @@ def _commit(plan: Plan, new: Manifest) -> bool:
     dest = plan.dest
     staged = plan.of(Action.KEEP_STAGED) + (plan.of(Action.SEND) if plan.stage else [])
     old = plan.dest_manifest
-    # emptied by the commit: the staged files' folders, and those the `.part`s of big files went through
-    parts = [part for part in map(plan.temp_path, plan.of(Action.SEND)) if part]
-    emptied = sorted({posixpath.dirname(plan.staged_path(item.rel)) for item in staged}
-                     | {posixpath.dirname(part) for part in parts})
-    # a staging folder the destination's listing did not show, and this copy put nothing in, is not
-    # there to remove: over a far link that saves the two round trips of looking for it
-    keep_looking = dest.staging_seen is not False or bool(emptied)
     if old is not None and not staged and not plan.removed and _same(old, new):
-        if keep_looking:
-            _drop_staging(dest)
+        _drop_staging(dest, [])
         if not is_object_store(dest.fs):
             drop_temp_manifests(dest.fs, dest.root, dest.stale_manifests)  # a run killed mid-publish left them
         return False
@@ -252,8 +244,10 @@ def _commit(plan: Plan, new: Manifest) -> bool:
         if dest.fs.exists(dest.path(rel)):
             dest.fs.rm_file(dest.path(rel))
     publish(dest.fs, dest.root, new, dest.stale_manifests)
-    if keep_looking:
-        _drop_staging(dest, emptied)
+    # emptied now: the staged files' folders, and those the `.part`s of big files went through
+    parts = (plan.temp_path(item) for item in plan.of(Action.SEND))
+    _drop_staging(dest, sorted({posixpath.dirname(plan.staged_path(item.rel)) for item in staged}
+                               | {posixpath.dirname(part) for part in parts if part}))
     return True
 
 
@@ -265,7 +259,10 @@ def _same(old: Manifest, new: Manifest) -> bool:
 
 
 def _drop_staging(dest: Location, folders: list[str] | None = None) -> None:
-    """Remove the staging tree; `folders` are the ones a commit just emptied, when known."""
+    """Remove the staging tree; `folders` are the ones the copy emptied ([]: it put nothing there),
+    None where not known."""
+    if dest.staging_seen is False and folders == []:
+        return  # not in the destination's listing, nor put there since: over a far link, two round trips saved
     if dest.sftp:
         sftp.remove_tree(dest.fs, dest.staging, empty=folders)
     elif dest.fs.exists(dest.staging):
